@@ -1,0 +1,96 @@
+#include "core/ops.h"
+#include "core/params.h"
+
+namespace alibi {
+
+namespace {
+
+struct Operand {
+  alibi_tensor_s* tensor;
+  const char* name;
+};
+
+void check_operand_device(const alibi_context_s& ctx, const Operand& op) {
+  require_same_device(ctx, op.tensor->kind, op.tensor->device_index, op.name);
+}
+
+void check_qkv_layout(const Operand& op) {
+  require_ndim(op.tensor->view, 3, op.name, "(tokens, heads, head_dim)");
+  if (op.tensor->view.strides[2] != 1 && op.tensor->view.shape[2] > 1)
+    fail(ALIBI_STATUS_INVALID_ARGUMENT, "%s.strides[2] = %lld, the last dim must be contiguous",
+         op.name, (long long)op.tensor->view.strides[2]);
+}
+
+void check_dtypes(const TensorView& q, const TensorView& k, const TensorView& v,
+                  const TensorView& out) {
+  require_float_dtype(q, "q");
+  if (k.dtype != q.dtype || v.dtype != q.dtype)
+    fail(ALIBI_STATUS_DTYPE_MISMATCH, "q, k, v have dtypes %s, %s, %s; they must agree",
+         dtype_name(q.dtype), dtype_name(k.dtype), dtype_name(v.dtype));
+  if (out.dtype != q.dtype)
+    fail(ALIBI_STATUS_DTYPE_MISMATCH, "out has dtype %s, expected q's dtype %s",
+         dtype_name(out.dtype), dtype_name(q.dtype));
+}
+
+void check_shapes(const TensorView& q, const TensorView& k, const TensorView& v,
+                  const TensorView& out, const MaskPlan& plan) {
+  if (q.shape[1] < 1 || q.shape[2] < 1)
+    fail(ALIBI_STATUS_INVALID_ARGUMENT, "q has %lld heads of dim %lld, both must be >= 1",
+         (long long)q.shape[1], (long long)q.shape[2]);
+  require_dim(q, 0, plan.total_q, "q", "the mask's total_q");
+  require_dim(k, 0, plan.total_k, "k", "the mask's total_k");
+  for (int d = 0; d < 3; ++d) require_dim(v, d, k.shape[d], "v", "k's shape");
+  require_dim(k, 2, q.shape[2], "k", "q's head_dim");
+  if (k.shape[1] < 1 || q.shape[1] % k.shape[1] != 0)
+    fail(ALIBI_STATUS_SHAPE_MISMATCH, "k.shape[1] = %lld kv heads do not divide q.shape[1] = %lld heads",
+         (long long)k.shape[1], (long long)q.shape[1]);
+  for (int d = 0; d < 3; ++d) require_dim(out, d, q.shape[d], "out", "q's shape");
+}
+
+void check_lse(const alibi_context_s& ctx, const alibi_tensor_s& lse, const TensorView& q) {
+  require_same_device(ctx, lse.kind, lse.device_index, "lse");
+  require_ndim(lse.view, 2, "lse", "(Hq, total_q)");
+  if (lse.view.dtype != ALIBI_DTYPE_F32)
+    fail(ALIBI_STATUS_DTYPE_MISMATCH, "lse has dtype %s, expected f32", dtype_name(lse.view.dtype));
+  require_dim(lse.view, 0, q.shape[1], "lse", "q's heads");
+  require_dim(lse.view, 1, q.shape[0], "lse", "total_q");
+}
+
+}  // namespace
+
+void attention_forward(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tensor_s* k,
+                       alibi_tensor_s* v, alibi_mask_s* mask,
+                       const alibi_attention_params* params, alibi_tensor_s* out,
+                       alibi_tensor_s* lse) {
+  require(ctx, "ctx");
+  const Operand operands[] = {{require(q, "q"), "q"}, {require(k, "k"), "k"},
+                              {require(v, "v"), "v"}, {require(out, "out"), "out"}};
+  require(mask, "mask");
+  for (const Operand& op : operands) check_operand_device(*ctx, op);
+  require_same_device(*ctx, mask->kind, mask->device_index, "mask");
+  for (const Operand& op : operands) check_qkv_layout(op);
+  check_dtypes(q->view, k->view, v->view, out->view);
+  check_shapes(q->view, k->view, v->view, out->view, mask->plan);
+  if (lse) check_lse(*ctx, *lse, q->view);
+
+  const int num_heads = int(q->view.shape[1]);
+  ResolvedParams resolved = resolve_params(params, num_heads, q->view.shape[2], mask->plan);
+  if (resolved.attn_bias) check_attn_bias(*ctx, *resolved.attn_bias, num_heads, mask->plan);
+
+  ForwardArgs args;
+  args.q = q->view;
+  args.k = k->view;
+  args.v = v->view;
+  args.out = out->view;
+  args.lse = lse ? &lse->view : nullptr;
+  args.attn_bias = resolved.attn_bias ? &resolved.attn_bias->view : nullptr;
+  args.plan = &mask->plan;
+  args.device_mask = mask->device_mask.get();
+  args.scale = resolved.scale;
+  args.softcap = resolved.softcap;
+  args.slopes = resolved.slope_table(num_heads);
+  args.deterministic = resolved.deterministic;
+  check(ctx->device->attention_forward(args));
+}
+
+}  // namespace alibi

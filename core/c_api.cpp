@@ -1,0 +1,266 @@
+// The C ABI: the only place with extern "C" definitions. Each call runs its body under
+// `guarded`, which turns exceptions into a status and this thread's last-error message.
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "alibi/alibi.h"
+#include "core/ops.h"
+
+namespace {
+
+thread_local std::string last_error;
+
+template <class Body>
+alibi_status guarded(const char* function, Body&& body) {
+  last_error.clear();
+  try {
+    body();
+    return ALIBI_STATUS_SUCCESS;
+  } catch (const alibi::Error& e) {
+    last_error = std::string(function) + ": " + e.message();
+    return e.status();
+  } catch (const std::bad_alloc&) {
+    last_error = std::string(function) + ": out of host memory";
+    return ALIBI_STATUS_OUT_OF_MEMORY;
+  } catch (const std::exception& e) {
+    last_error = std::string(function) + ": internal error: " + e.what();
+    return ALIBI_STATUS_INTERNAL;
+  } catch (...) {
+    last_error = std::string(function) + ": internal error";
+    return ALIBI_STATUS_INTERNAL;
+  }
+}
+
+// Handle out-parameters read NULL unless the call succeeds.
+template <class T>
+void clear(T** out) {
+  if (out) *out = nullptr;
+}
+
+}  // namespace
+
+using alibi::require;
+
+extern "C" {
+
+unsigned alibi_version_number(void) { return ALIBI_VERSION_NUMBER; }
+const char* alibi_version_string(void) { return ALIBI_VERSION_STRING; }
+
+const char* alibi_status_string(alibi_status status) {
+  switch (status) {
+    case ALIBI_STATUS_SUCCESS: return "success";
+    case ALIBI_STATUS_INVALID_ARGUMENT: return "invalid argument";
+    case ALIBI_STATUS_NULL_POINTER: return "null pointer";
+    case ALIBI_STATUS_SHAPE_MISMATCH: return "shape mismatch";
+    case ALIBI_STATUS_DTYPE_MISMATCH: return "dtype mismatch";
+    case ALIBI_STATUS_UNSUPPORTED: return "unsupported";
+    case ALIBI_STATUS_BACKEND_UNAVAILABLE: return "backend unavailable";
+    case ALIBI_STATUS_OUT_OF_MEMORY: return "out of memory";
+    case ALIBI_STATUS_DEVICE_ERROR: return "device error";
+    case ALIBI_STATUS_INTERNAL: return "internal error";
+  }
+  return "unknown status";
+}
+
+const char* alibi_last_error_message(void) { return last_error.c_str(); }
+
+size_t alibi_last_error_copy(char* buf, size_t capacity) {
+  if (buf && capacity > 0) {
+    size_t n = last_error.size() < capacity - 1 ? last_error.size() : capacity - 1;
+    std::memcpy(buf, last_error.data(), n);
+    buf[n] = '\0';
+  }
+  return last_error.size();
+}
+
+int alibi_device_count(alibi_device kind) { return alibi::device_count(kind); }
+
+alibi_status alibi_context_create(alibi_device device, int device_index, alibi_context_t* out) {
+  clear(out);
+  return guarded(__func__, [&] {
+    require(out, "out");
+    *out = alibi::context_create(device, device_index);
+  });
+}
+
+void alibi_context_destroy(alibi_context_t ctx) { delete ctx; }
+
+alibi_status alibi_context_get_device(alibi_context_t ctx, alibi_device* out) {
+  return guarded(__func__, [&] { *require(out, "out") = require(ctx, "ctx")->kind; });
+}
+
+alibi_status alibi_context_set_num_threads(alibi_context_t ctx, int num_threads) {
+  return guarded(__func__, [&] {
+    require(ctx, "ctx");
+    if (num_threads < 0 || num_threads > 1024)
+      alibi::fail(ALIBI_STATUS_INVALID_ARGUMENT, "num_threads = %d is outside [0, 1024]",
+                  num_threads);
+    alibi::check(ctx->device->set_num_threads(num_threads));
+  });
+}
+
+alibi_status alibi_context_set_stream(alibi_context_t ctx, void* cuda_stream) {
+  return guarded(__func__, [&] { alibi::check(require(ctx, "ctx")->device->set_stream(cuda_stream)); });
+}
+
+alibi_status alibi_context_synchronize(alibi_context_t ctx) {
+  return guarded(__func__, [&] { alibi::check(require(ctx, "ctx")->device->synchronize()); });
+}
+
+alibi_status alibi_tensor_create(alibi_context_t ctx, alibi_dtype dtype, int ndim,
+                                 const int64_t* shape, alibi_tensor_t* out) {
+  clear(out);
+  return guarded(__func__, [&] {
+    require(out, "out");
+    *out = alibi::tensor_create(ctx, dtype, ndim, shape);
+  });
+}
+
+alibi_status alibi_tensor_wrap(alibi_context_t ctx, alibi_dtype dtype, int ndim,
+                               const int64_t* shape, const int64_t* strides, void* data,
+                               alibi_tensor_t* out) {
+  clear(out);
+  return guarded(__func__, [&] {
+    require(out, "out");
+    *out = alibi::tensor_wrap(ctx, dtype, ndim, shape, strides, data);
+  });
+}
+
+alibi_status alibi_tensor_copy_from_host(alibi_tensor_t t, const void* src, size_t bytes) {
+  return guarded(__func__, [&] { alibi::tensor_copy_from_host(t, src, bytes); });
+}
+
+alibi_status alibi_tensor_copy_to_host(alibi_tensor_t t, void* dst, size_t bytes) {
+  return guarded(__func__, [&] { alibi::tensor_copy_to_host(t, dst, bytes); });
+}
+
+void alibi_tensor_destroy(alibi_tensor_t t) { delete t; }
+
+alibi_status alibi_tensor_get_dtype(alibi_tensor_t t, alibi_dtype* out) {
+  return guarded(__func__, [&] { *require(out, "out") = require(t, "t")->view.dtype; });
+}
+
+alibi_status alibi_tensor_get_ndim(alibi_tensor_t t, int* out) {
+  return guarded(__func__, [&] { *require(out, "out") = require(t, "t")->view.ndim; });
+}
+
+alibi_status alibi_tensor_get_shape(alibi_tensor_t t, int capacity, int64_t* out) {
+  return guarded(__func__, [&] {
+    alibi::tensor_get_dims(require(t, "t"), t->view.shape, capacity, out);
+  });
+}
+
+alibi_status alibi_tensor_get_strides(alibi_tensor_t t, int capacity, int64_t* out) {
+  return guarded(__func__, [&] {
+    alibi::tensor_get_dims(require(t, "t"), t->view.strides, capacity, out);
+  });
+}
+
+alibi_status alibi_tensor_get_data(alibi_tensor_t t, void** out) {
+  return guarded(__func__, [&] { *require(out, "out") = require(t, "t")->view.data; });
+}
+
+alibi_status alibi_mask_create_varlen(alibi_context_t ctx, int batch, const int32_t* cu_seqlens_q,
+                                      const int32_t* cu_seqlens_k, int causal,
+                                      alibi_mask_t* out) {
+  clear(out);
+  return guarded(__func__, [&] {
+    require(out, "out");
+    *out = alibi::mask_create_varlen(ctx, batch, cu_seqlens_q, cu_seqlens_k, causal);
+  });
+}
+
+alibi_status alibi_mask_create_ranges(alibi_context_t ctx, int num_slices, const int32_t* q_ranges,
+                                      const int32_t* k_ranges, const int32_t* types,
+                                      int64_t total_q, int64_t total_k, alibi_mask_t* out) {
+  clear(out);
+  return guarded(__func__, [&] {
+    require(out, "out");
+    *out = alibi::mask_create_ranges(ctx, num_slices, q_ranges, k_ranges, types, total_q,
+                                     total_k);
+  });
+}
+
+alibi_status alibi_mask_create_sliding_window(alibi_context_t ctx, int batch,
+                                              const int32_t* cu_seqlens_q,
+                                              const int32_t* cu_seqlens_k, int window_left,
+                                              int window_right, alibi_mask_t* out) {
+  clear(out);
+  return guarded(__func__, [&] {
+    require(out, "out");
+    *out = alibi::mask_create_sliding_window(ctx, batch, cu_seqlens_q, cu_seqlens_k,
+                                             window_left, window_right);
+  });
+}
+
+alibi_status alibi_mask_set_positions(alibi_mask_t mask, const int32_t* q_positions,
+                                      const int32_t* k_positions) {
+  return guarded(__func__, [&] { alibi::mask_set_positions(mask, q_positions, k_positions); });
+}
+
+alibi_status alibi_mask_get_num_slices(alibi_mask_t mask, int* out) {
+  return guarded(__func__, [&] {
+    *require(out, "out") = int(require(mask, "mask")->plan.slices.size());
+  });
+}
+
+alibi_status alibi_mask_get_slices(alibi_mask_t mask, int32_t* q_ranges, int32_t* k_ranges,
+                                   int32_t* types) {
+  return guarded(__func__, [&] { alibi::mask_get_slices(mask, q_ranges, k_ranges, types); });
+}
+
+void alibi_mask_destroy(alibi_mask_t mask) { delete mask; }
+
+void alibi_attention_params_init(alibi_attention_params* params) {
+  if (!params) return;
+  *params = alibi_attention_params{};
+  params->struct_size = sizeof(alibi_attention_params);
+  params->max_bias = 8.0f;
+}
+
+alibi_status alibi_attention_forward(alibi_context_t ctx, alibi_tensor_t q, alibi_tensor_t k,
+                                     alibi_tensor_t v, alibi_mask_t mask,
+                                     const alibi_attention_params* params, alibi_tensor_t out,
+                                     alibi_tensor_t lse) {
+  return guarded(__func__, [&] {
+    alibi::attention_forward(ctx, q, k, v, mask, params, out, lse);
+  });
+}
+
+alibi_status alibi_compute_slopes(int num_heads, float max_bias, float* out) {
+  return guarded(__func__, [&] {
+    if (num_heads < 0)
+      alibi::fail(ALIBI_STATUS_INVALID_ARGUMENT, "num_heads = %d is negative", num_heads);
+    alibi::compute_slopes(num_heads, 0, num_heads, max_bias, out);
+  });
+}
+
+alibi_status alibi_compute_slopes_tp(int total_heads, int head_offset, int num_heads,
+                                     float max_bias, float* out) {
+  return guarded(__func__, [&] {
+    alibi::compute_slopes(total_heads, head_offset, num_heads, max_bias, out);
+  });
+}
+
+alibi_status alibi_build_bias(alibi_context_t ctx, alibi_mask_t mask, int num_heads,
+                              const alibi_attention_params* params, alibi_tensor_t out) {
+  return guarded(__func__, [&] { alibi::build_bias(ctx, mask, num_heads, params, out); });
+}
+
+alibi_status alibi_build_dynamic_batching_mask(alibi_context_t ctx, alibi_tensor_t seqstarts,
+                                               alibi_tensor_t kvstarts, alibi_tensor_t attn_mask,
+                                               int num_heads, alibi_tensor_t out) {
+  return guarded(__func__, [&] {
+    alibi::build_dynamic_batching_mask(ctx, seqstarts, kvstarts, attn_mask, num_heads, out);
+  });
+}
+
+alibi_status alibi_build_bloom_bias(alibi_context_t ctx, alibi_tensor_t attention_mask,
+                                    int num_heads, alibi_tensor_t out) {
+  return guarded(__func__, [&] {
+    alibi::build_bloom_bias(ctx, attention_mask, num_heads, out);
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,46 @@
+#include "core/ops.h"
+
+namespace alibi {
+
+const char* dtype_name(alibi_dtype dtype) {
+  switch (dtype) {
+    case ALIBI_DTYPE_F32: return "f32";
+    case ALIBI_DTYPE_F16: return "f16";
+    case ALIBI_DTYPE_BF16: return "bf16";
+    case ALIBI_DTYPE_I32: return "i32";
+    case ALIBI_DTYPE_I64: return "i64";
+  }
+  return "unknown";
+}
+
+static const char* device_name(alibi_device kind) {
+  return kind == ALIBI_DEVICE_CUDA ? "CUDA" : "CPU";
+}
+
+void require_same_device(const alibi_context_s& ctx, alibi_device kind, int index,
+                         const char* name) {
+  if (kind != ctx.kind || index != ctx.device_index)
+    fail(ALIBI_STATUS_INVALID_ARGUMENT, "%s lives on %s:%d but the context is on %s:%d", name,
+         device_name(kind), index, device_name(ctx.kind), ctx.device_index);
+}
+
+void require_ndim(const TensorView& t, int ndim, const char* name, const char* layout) {
+  if (t.ndim != ndim)
+    fail(ALIBI_STATUS_SHAPE_MISMATCH, "%s has ndim = %d, expected %d %s", name, t.ndim, ndim,
+         layout);
+}
+
+void require_dim(const TensorView& t, int dim, int64_t expected, const char* name,
+                 const char* expected_what) {
+  if (t.shape[dim] != expected)
+    fail(ALIBI_STATUS_SHAPE_MISMATCH, "%s.shape[%d] = %lld, expected %lld (%s)", name, dim,
+         (long long)t.shape[dim], (long long)expected, expected_what);
+}
+
+void require_float_dtype(const TensorView& t, const char* name) {
+  if (t.dtype != ALIBI_DTYPE_F32 && t.dtype != ALIBI_DTYPE_F16 && t.dtype != ALIBI_DTYPE_BF16)
+    fail(ALIBI_STATUS_DTYPE_MISMATCH, "%s has dtype %s, expected f32, f16 or bf16", name,
+         dtype_name(t.dtype));
+}
+
+}  // namespace alibi

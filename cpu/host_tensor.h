@@ -1,0 +1,45 @@
+// Element access to strided host tensors of any float dtype.
+#pragma once
+
+#include <cstdint>
+
+#include "core/backend.h"
+#include "core/half.h"
+
+namespace alibi::cpu {
+
+inline int64_t offset2(const TensorView& t, int64_t i0, int64_t i1) {
+  return i0 * t.strides[0] + i1 * t.strides[1];
+}
+
+inline int64_t offset3(const TensorView& t, int64_t i0, int64_t i1, int64_t i2) {
+  return i0 * t.strides[0] + i1 * t.strides[1] + i2 * t.strides[2];
+}
+
+inline float load_float(const TensorView& t, int64_t offset) {
+  switch (t.dtype) {
+    case ALIBI_DTYPE_F16: return f16_to_float(static_cast<const uint16_t*>(t.data)[offset]);
+    case ALIBI_DTYPE_BF16: return bf16_to_float(static_cast<const uint16_t*>(t.data)[offset]);
+    default: return static_cast<const float*>(t.data)[offset];
+  }
+}
+
+inline void store_float(const TensorView& t, int64_t offset, float value) {
+  switch (t.dtype) {
+    case ALIBI_DTYPE_F16: static_cast<uint16_t*>(t.data)[offset] = float_to_f16(value); break;
+    case ALIBI_DTYPE_BF16: static_cast<uint16_t*>(t.data)[offset] = float_to_bf16(value); break;
+    default: static_cast<float*>(t.data)[offset] = value; break;
+  }
+}
+
+inline int64_t load_index(const TensorView& t, int64_t offset) {
+  return t.dtype == ALIBI_DTYPE_I64 ? static_cast<const int64_t*>(t.data)[offset]
+                                    : static_cast<const int32_t*>(t.data)[offset];
+}
+
+// Converts `count` contiguous elements of a float tensor starting at `offset` to f32.
+inline void load_row(const TensorView& t, int64_t offset, int64_t count, float scale, float* dst) {
+  for (int64_t i = 0; i < count; ++i) dst[i] = scale * load_float(t, offset + i);
+}
+
+}  // namespace alibi::cpu

@@ -1,0 +1,351 @@
+/*
+ * libalibi: attention with linear biases (ALiBi) over packed variable-length batches.
+ *
+ * This header is the contract. Semantics (see also the project's SPEC):
+ *
+ *   slope[h]  for n heads, c = 2^floor(log2 n), m0 = 2^(-max_bias/c), m1 = 2^(-max_bias/(2c)):
+ *             m0^(h+1) for h < c, else m1^(2(h-c)+1). Computed in double, rounded once to float.
+ *   bias      bias(h,i,j) = -slope[h] * |qpos[i] - kpos[j]|, in float32 (distance as an exact
+ *             integer, converted once to float).
+ *   score     s = scale * (q_i . k_j); if softcap > 0, s = softcap * tanh(s / softcap);
+ *             s += bias(h,i,j) + attn_bias(h,i,j); masked cells are -inf.
+ *   output    out_i = sum_j softmax_j(s) v_j, lse_i = log(sum_j exp(s_ij)) (natural log, float32).
+ *             A row that sees no key (or whose every score is -inf) has out = 0 and lse = -inf.
+ *
+ * Conventions:
+ *   - Every fallible call returns alibi_status. Results come back through out-parameters; a
+ *     handle out-parameter is set to NULL on failure, other out-parameters are left untouched.
+ *   - A failed call never writes to an output tensor: every argument is validated first.
+ *   - alibi_last_error_message() names the function, the argument and the bad value of the
+ *     last failed call on this thread; it is "" after a call that succeeded.
+ *   - alibi_*_destroy(NULL) is a harmless no-op.
+ *   - A context is used by one thread at a time (use one context per thread). Masks and tensors
+ *     may be shared read-only by any contexts of the same device, from several threads at once.
+ *   - Tensors and masks keep what they need of their context alive: they may be destroyed
+ *     before or after the context that created them.
+ *   - Sizes are in elements; shapes are row-major; strides may be any non-negative values.
+ *
+ * Backends: the CPU backend is always present. CUDA is reported unavailable
+ * (ALIBI_STATUS_BACKEND_UNAVAILABLE) by builds and machines without it.
+ */
+#ifndef ALIBI_ALIBI_H
+#define ALIBI_ALIBI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "alibi/alibi_version.h"
+
+#if defined(_WIN32) && defined(ALIBI_SHARED)
+#  if defined(ALIBI_BUILD)
+#    define ALIBI_API __declspec(dllexport)
+#  else
+#    define ALIBI_API __declspec(dllimport)
+#  endif
+#elif defined(__GNUC__)
+#  define ALIBI_API __attribute__((visibility("default")))
+#else
+#  define ALIBI_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Status codes. The numeric values are part of the ABI and never change. */
+typedef enum {
+  ALIBI_STATUS_SUCCESS = 0,
+  ALIBI_STATUS_INVALID_ARGUMENT = 1,    /**< a value outside its domain */
+  ALIBI_STATUS_NULL_POINTER = 2,        /**< a required pointer was NULL */
+  ALIBI_STATUS_SHAPE_MISMATCH = 3,      /**< tensor ndim/sizes disagree with each other or the mask */
+  ALIBI_STATUS_DTYPE_MISMATCH = 4,      /**< dtypes disagree or are not accepted */
+  ALIBI_STATUS_UNSUPPORTED = 5,         /**< valid, but not supported by this backend */
+  ALIBI_STATUS_BACKEND_UNAVAILABLE = 6, /**< the requested device is not available */
+  ALIBI_STATUS_OUT_OF_MEMORY = 7,
+  ALIBI_STATUS_DEVICE_ERROR = 8,
+  ALIBI_STATUS_INTERNAL = 9
+} alibi_status;
+
+/** Element types. f16 is IEEE binary16, bf16 is bfloat16; both are stored as 16-bit words. */
+typedef enum {
+  ALIBI_DTYPE_F32 = 0,
+  ALIBI_DTYPE_F16 = 1,
+  ALIBI_DTYPE_BF16 = 2,
+  ALIBI_DTYPE_I32 = 3,
+  ALIBI_DTYPE_I64 = 4
+} alibi_dtype;
+
+/** Devices. AUTO picks CUDA when a GPU and the CUDA backend are available, else the CPU. */
+typedef enum { ALIBI_DEVICE_AUTO = 0, ALIBI_DEVICE_CPU = 1, ALIBI_DEVICE_CUDA = 2 } alibi_device;
+
+/** Slice types of a mask; local row r, local column c of a slice of size Sq x Sk. */
+typedef enum {
+  ALIBI_MASK_FULL = 0,       /**< always visible */
+  ALIBI_MASK_CAUSAL = 1,     /**< c <= r + (Sk - Sq): causal, bottom-right aligned */
+  ALIBI_MASK_INV_CAUSAL = 2, /**< c >= r: inverse causal, top-left aligned */
+  ALIBI_MASK_BI_CAUSAL = 3   /**< both of the above */
+} alibi_mask_type;
+
+/** Largest ndim of a tensor. */
+#define ALIBI_MAX_DIMS 8
+
+typedef struct alibi_context_s* alibi_context_t;
+typedef struct alibi_tensor_s* alibi_tensor_t;
+typedef struct alibi_mask_s* alibi_mask_t;
+
+/* ------------------------------------------------------------------------------------------ */
+/* Version and errors                                                                          */
+
+/** @return ALIBI_VERSION_NUMBER of the library actually linked (compare with the header's). */
+ALIBI_API unsigned alibi_version_number(void);
+/** @return ALIBI_VERSION_STRING of the library actually linked, e.g. "0.1.0". Static storage. */
+ALIBI_API const char* alibi_version_string(void);
+/** @return static text for a status, e.g. "invalid argument"; "unknown status" for other values. */
+ALIBI_API const char* alibi_status_string(alibi_status status);
+/**
+ * @return the message of the last failed call on this thread ("function: argument = value ..."),
+ *         or "" if the last call succeeded. Valid until the next alibi_* call on this thread.
+ */
+ALIBI_API const char* alibi_last_error_message(void);
+/**
+ * Copies the last error message into buf (always NUL-terminated when capacity > 0).
+ * @return the full length of the message, excluding the NUL (like snprintf).
+ */
+ALIBI_API size_t alibi_last_error_copy(char* buf, size_t capacity);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Contexts                                                                                    */
+
+/**
+ * @param kind  CPU: 1. CUDA: the number of visible GPUs, 0 without the CUDA backend, a driver or
+ *              a GPU. AUTO: the count of the device AUTO resolves to. Other values: 0.
+ */
+ALIBI_API int alibi_device_count(alibi_device kind);
+/**
+ * Creates a context on a device.
+ * @param device        CPU, CUDA or AUTO (CUDA when available, else CPU).
+ * @param device_index  0 for the CPU; a GPU index in [0, alibi_device_count(CUDA)) for CUDA.
+ * @param out           receives the context; NULL on failure.
+ * @return BACKEND_UNAVAILABLE when CUDA is asked for and not available (the message says why),
+ *         INVALID_ARGUMENT for an unknown device or an index out of range.
+ */
+ALIBI_API alibi_status alibi_context_create(alibi_device device, int device_index,
+                                           alibi_context_t* out);
+/** Destroys a context. NULL is a no-op. Tensors and masks made with it stay usable. */
+ALIBI_API void alibi_context_destroy(alibi_context_t ctx);
+/** @param out receives CPU or CUDA (never AUTO). */
+ALIBI_API alibi_status alibi_context_get_device(alibi_context_t ctx, alibi_device* out);
+/**
+ * CPU: the number of worker threads of this context's calls; 0 = one per core (the default).
+ * Values above the core count are allowed (up to 1024). CUDA contexts accept and ignore it.
+ * @return INVALID_ARGUMENT for a negative value or one above 1024.
+ */
+ALIBI_API alibi_status alibi_context_set_num_threads(alibi_context_t ctx, int num_threads);
+/**
+ * CUDA: the cudaStream_t every later call of this context runs on (NULL = the default stream).
+ * CPU: NULL is accepted as a no-op; any other value gives UNSUPPORTED.
+ */
+ALIBI_API alibi_status alibi_context_set_stream(alibi_context_t ctx, void* cuda_stream);
+/** Waits until all work of this context is done. Calls on the CPU are synchronous. */
+ALIBI_API alibi_status alibi_context_synchronize(alibi_context_t ctx);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tensors: n-d arrays on the context's device (host memory for the CPU)                       */
+
+/**
+ * Allocates an owned, uninitialised, contiguous row-major tensor (64-byte aligned).
+ * @param ndim   0..ALIBI_MAX_DIMS; shape: ndim sizes >= 0 (host array, may be NULL when ndim 0).
+ * @return INVALID_ARGUMENT for a bad dtype, ndim or size, or a byte count that overflows;
+ *         OUT_OF_MEMORY when the allocation fails.
+ */
+ALIBI_API alibi_status alibi_tensor_create(alibi_context_t ctx, alibi_dtype dtype, int ndim,
+                                          const int64_t* shape, alibi_tensor_t* out);
+/**
+ * Wraps memory the caller owns (host memory for the CPU, device memory for CUDA). The memory
+ * must outlive the tensor. Element (i0, i1, ...) lives at data + sum(i_d * strides[d]) elements.
+ * @param strides  ndim non-negative strides in elements, or NULL for contiguous row-major.
+ * @param data     may be NULL only when the tensor has no element.
+ */
+ALIBI_API alibi_status alibi_tensor_wrap(alibi_context_t ctx, alibi_dtype dtype, int ndim,
+                                        const int64_t* shape, const int64_t* strides, void* data,
+                                        alibi_tensor_t* out);
+/**
+ * Copies a contiguous row-major host buffer into the tensor (honouring its strides).
+ * @param bytes  must equal numel * element size, else INVALID_ARGUMENT.
+ */
+ALIBI_API alibi_status alibi_tensor_copy_from_host(alibi_tensor_t t, const void* src, size_t bytes);
+/** Copies the tensor into a contiguous row-major host buffer of exactly numel * element size. */
+ALIBI_API alibi_status alibi_tensor_copy_to_host(alibi_tensor_t t, void* dst, size_t bytes);
+/** Destroys a tensor (and frees its memory if owned). NULL is a no-op. */
+ALIBI_API void alibi_tensor_destroy(alibi_tensor_t t);
+ALIBI_API alibi_status alibi_tensor_get_dtype(alibi_tensor_t t, alibi_dtype* out);
+ALIBI_API alibi_status alibi_tensor_get_ndim(alibi_tensor_t t, int* out);
+/** Writes ndim sizes; INVALID_ARGUMENT when capacity < ndim. */
+ALIBI_API alibi_status alibi_tensor_get_shape(alibi_tensor_t t, int capacity, int64_t* out);
+/** Writes ndim strides (in elements); INVALID_ARGUMENT when capacity < ndim. */
+ALIBI_API alibi_status alibi_tensor_get_strides(alibi_tensor_t t, int capacity, int64_t* out);
+/** @param out receives the data pointer (device memory for CUDA; NULL for an empty tensor). */
+ALIBI_API alibi_status alibi_tensor_get_data(alibi_tensor_t t, void** out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Masks: which (query, key) cells are visible, plus the ALiBi position of every token.        */
+/* Host arrays are copied; callers may free them after the call. A mask belongs to the device  */
+/* of the context it was made with and may be used with any context of that device.            */
+
+/**
+ * One slice per sequence b: q_range [cu_q[b], cu_q[b+1]) x k_range [cu_k[b], cu_k[b+1]),
+ * ALIBI_MASK_CAUSAL when causal != 0, else ALIBI_MASK_FULL. total_q = cu_q[batch],
+ * total_k = cu_k[batch]. Positions are bottom-right aligned per sequence:
+ * qpos = (i - cu_q[b]) + (Lk_b - Lq_b), kpos = j - cu_k[b] (tokens before cu[0] get 0 and see
+ * nothing). A causal sequence with Lq > Lk has Lq - Lk leading rows that see no key.
+ * @param batch      >= 0.
+ * @param cu_seqlens_q, cu_seqlens_k  host arrays of batch+1 non-negative, non-decreasing offsets.
+ */
+ALIBI_API alibi_status alibi_mask_create_varlen(alibi_context_t ctx, int batch,
+                                               const int32_t* cu_seqlens_q,
+                                               const int32_t* cu_seqlens_k, int causal,
+                                               alibi_mask_t* out);
+/**
+ * An explicit list of slices over one packed stream: slice s covers
+ * [q_ranges[2s], q_ranges[2s+1]) x [k_ranges[2s], k_ranges[2s+1]) with types[s] (0..3).
+ * Ranges must lie within [0, total_q) and [0, total_k), start <= end; empty ranges are legal.
+ * Several slices may share query rows (results merge by log-sum-exp) but no two slices'
+ * rectangles may overlap (INVALID_ARGUMENT). Positions: qpos = i, kpos = j.
+ * @param num_slices >= 0; the arrays may be NULL when it is 0.
+ * @param total_q, total_k  0..INT32_MAX.
+ */
+ALIBI_API alibi_status alibi_mask_create_ranges(alibi_context_t ctx, int num_slices,
+                                               const int32_t* q_ranges, const int32_t* k_ranges,
+                                               const int32_t* types, int64_t total_q,
+                                               int64_t total_k, alibi_mask_t* out);
+/**
+ * A sliding window per sequence (MagiAttention's semantics), positions as for varlen.
+ * Of a sequence's Sq x Sk block only the last min(Sq, Sk) query rows take part; row r of those
+ * sits at key p = r + Sk - min(Sq, Sk) and sees keys p - left <= c <= p + right.
+ * Stored as at most three slices per sequence (causal head, full or bi-causal middle,
+ * inverse-causal tail); empty pieces are omitted. (-1, 0) equals a causal varlen mask.
+ * @param window_left, window_right  >= 0, or -1 for unbounded.
+ */
+ALIBI_API alibi_status alibi_mask_create_sliding_window(alibi_context_t ctx, int batch,
+                                                       const int32_t* cu_seqlens_q,
+                                                       const int32_t* cu_seqlens_k,
+                                                       int window_left, int window_right,
+                                                       alibi_mask_t* out);
+/**
+ * Replaces the ALiBi positions (host arrays of total_q and total_k int32). Either array may be
+ * NULL to keep that side's positions (both NULL: NULL_POINTER). Do not call it while another
+ * thread uses the mask.
+ */
+ALIBI_API alibi_status alibi_mask_set_positions(alibi_mask_t mask, const int32_t* q_positions,
+                                               const int32_t* k_positions);
+/** @param out receives the number of slices (varlen: batch; ranges: num_slices). */
+ALIBI_API alibi_status alibi_mask_get_num_slices(alibi_mask_t mask, int* out);
+/**
+ * Writes the slices in their creation order: q_ranges and k_ranges [n][2], types [n], where n is
+ * alibi_mask_get_num_slices. Any of the three may be NULL to skip it.
+ */
+ALIBI_API alibi_status alibi_mask_get_slices(alibi_mask_t mask, int32_t* q_ranges,
+                                            int32_t* k_ranges, int32_t* types);
+/** Destroys a mask. NULL is a no-op. */
+ALIBI_API void alibi_mask_destroy(alibi_mask_t mask);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Attention                                                                                   */
+
+/**
+ * Parameters of alibi_attention_forward and alibi_build_bias. Always fill with
+ * alibi_attention_params_init first; later versions only append fields, and struct_size tells
+ * the library which fields the caller knows.
+ */
+typedef struct alibi_attention_params {
+  size_t struct_size;    /**< sizeof(alibi_attention_params); set by _init */
+  float softmax_scale;   /**< <= 0: 1/sqrt(head_dim) (the default) */
+  float softcap;         /**< 0: off (default); > 0: s = softcap * tanh(s / softcap) */
+  float max_bias;        /**< slope formula parameter, >= 0; default 8; 0 (with slopes NULL): no ALiBi */
+  const float* slopes;   /**< optional host array of slopes >= 0 replacing the formula: num_heads_q
+                              floats, or batch * num_heads_q (index b * H + h) when
+                              slopes_per_batch != 0. With it, total_heads/head_offset are unused. */
+  int slopes_per_batch;  /**< nonzero: per-sequence slopes; varlen and sliding-window masks only */
+  int total_heads;       /**< tensor parallelism: heads of the whole model; 0 = num_heads_q */
+  int head_offset;       /**< first global head of this shard; head_offset + num_heads_q <= total_heads */
+  alibi_tensor_t attn_bias; /**< optional additive bias (H|1, total_q, total_k) f32/f16/bf16, any strides */
+  int deterministic;     /**< bitwise-reproducible results run to run (the CPU always is) */
+} alibi_attention_params;
+
+/** Fills params with the defaults: scale 1/sqrt(D), no softcap, max_bias 8, formula slopes. */
+ALIBI_API void alibi_attention_params_init(alibi_attention_params* params);
+
+/**
+ * Attention forward over a packed batch.
+ * @param q    (total_q, Hq, D), f32, f16 or bf16.
+ * @param k,v  (total_k, Hkv, D), q's dtype, Hq % Hkv == 0 (GQA/MQA: query head h reads kv head
+ *             h / (Hq / Hkv)).
+ * @param mask its total_q and total_k must match q and k (SHAPE_MISMATCH otherwise).
+ * @param params NULL for the defaults. struct_size must be sizeof(alibi_attention_params).
+ * @param out  (total_q, Hq, D) in q's dtype. Written for every row, including rows no slice
+ *             covers (out = 0). Must not overlap q, k or v.
+ * @param lse  NULL, or (Hq, total_q) f32: the natural-log log-sum-exp of each row's scores.
+ * q, k, v and out may be strided on their first two dims; their last dim must be contiguous
+ * (stride 1), e.g. views into a packed (T, 3, H, D) qkv buffer. lse may have any strides.
+ * Accumulation is in float32; f16/bf16 inputs are converted exactly and the output rounded once.
+ * Never materializes a total_q x total_k matrix.
+ */
+ALIBI_API alibi_status alibi_attention_forward(alibi_context_t ctx, alibi_tensor_t q,
+                                              alibi_tensor_t k, alibi_tensor_t v,
+                                              alibi_mask_t mask,
+                                              const alibi_attention_params* params,
+                                              alibi_tensor_t out, alibi_tensor_t lse);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Slopes and bias builders                                                                    */
+
+/**
+ * The slope formula for heads 0..num_heads-1 (host). max_bias >= 0; max_bias 0 gives zeros.
+ * @param out host array of num_heads floats.
+ */
+ALIBI_API alibi_status alibi_compute_slopes(int num_heads, float max_bias, float* out);
+/**
+ * Slopes of the heads [head_offset, head_offset + num_heads) of a model with total_heads heads
+ * (tensor parallelism): equal to a slice of alibi_compute_slopes(total_heads, ...).
+ */
+ALIBI_API alibi_status alibi_compute_slopes_tp(int total_heads, int head_offset, int num_heads,
+                                              float max_bias, float* out);
+/**
+ * Materializes exactly what attention adds to the scores for a mask and params:
+ * out[h, i, j] = bias(h, i, j) + attn_bias(h, i, j) where visible, -inf where masked (rows no
+ * slice covers are all -inf). softmax_scale and softcap do not apply.
+ * @param num_heads  the number of query heads H (slopes as in alibi_attention_forward).
+ * @param out        (H, total_q, total_k), f32, f16 or bf16, any strides.
+ */
+ALIBI_API alibi_status alibi_build_bias(alibi_context_t ctx, alibi_mask_t mask, int num_heads,
+                                       const alibi_attention_params* params, alibi_tensor_t out);
+/**
+ * OpenPPL's dynamic_batching.ALiBiMask. For batch b, rows [seqstarts[b], seqstarts[b+1]) (L of
+ * them) and columns [kvstarts[b], kvstarts[b+1]) (K of them), local i, j: d = j - i - (K - L);
+ * value slope[h] * d when d <= 0, else -inf. Everywhere else (other blocks and padding columns
+ * j >= Sk) the value is 0. Then attn_mask, if given, is added over the first Sk columns.
+ * Slopes: the formula with max_bias 8.
+ * @param seqstarts, kvstarts  (B+1) int64 (or int32) on the context's device, non-decreasing, >= 0.
+ * @param attn_mask  NULL, (H, Sq, Sk) or (Sq, Sk), f32 or f16.
+ * @param out        (H, Sq, W), W >= Sk, f32 or f16; Sq = seqstarts[B], Sk = kvstarts[B].
+ */
+ALIBI_API alibi_status alibi_build_dynamic_batching_mask(alibi_context_t ctx,
+                                                        alibi_tensor_t seqstarts,
+                                                        alibi_tensor_t kvstarts,
+                                                        alibi_tensor_t attn_mask, int num_heads,
+                                                        alibi_tensor_t out);
+/**
+ * HF Bloom's build_alibi_tensor: pos = (cumsum(mask, -1) - 1) * mask per row of attention_mask,
+ * out[b*H + h, 0, s] = slope[h] * pos[b, s] (computed in f32, then rounded to out's dtype).
+ * Slopes: the formula with max_bias 8. Mask values are used as given (expected 0 or 1).
+ * @param attention_mask  (B, S) int32 or int64.
+ * @param out             (B*H, 1, S) f32, f16 or bf16.
+ */
+ALIBI_API alibi_status alibi_build_bloom_bias(alibi_context_t ctx, alibi_tensor_t attention_mask,
+                                             int num_heads, alibi_tensor_t out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ALIBI_ALIBI_H */

@@ -1,0 +1,56 @@
+# Packaging tests (included from tests/CMakeLists.txt):
+#   packaging.c_abi    the public header compiled as strict C99, version/handles/errors
+#   packaging.symbols  the shared library exports exactly the alibi_* symbols the header declares
+#   packaging.install  cmake --install into a temporary prefix, then out-of-tree C consumers
+#                      through pkg-config and find_package(alibi)
+
+add_executable(alibi_c_abi_test ${CMAKE_CURRENT_LIST_DIR}/packaging/c_abi_test.c)
+target_link_libraries(alibi_c_abi_test PRIVATE alibi::alibi)
+set_target_properties(alibi_c_abi_test PROPERTIES
+  C_STANDARD 99 C_STANDARD_REQUIRED ON C_EXTENSIONS OFF)
+target_compile_options(alibi_c_abi_test PRIVATE
+  $<$<C_COMPILER_ID:GNU,Clang>:-Wall -Wextra -pedantic-errors>)
+add_test(NAME packaging.c_abi COMMAND alibi_c_abi_test)
+set_tests_properties(packaging.c_abi PROPERTIES LABELS packaging TIMEOUT 60)
+
+if(NOT CMAKE_SYSTEM_NAME STREQUAL "Linux")
+  message(STATUS "alibi: packaging.symbols and packaging.install are ELF/Linux only: not added")
+  return()
+endif()
+
+find_program(ALIBI_BASH_EXECUTABLE bash)
+find_program(ALIBI_PKG_CONFIG_EXECUTABLE NAMES pkg-config pkgconf)
+find_program(ALIBI_READELF_EXECUTABLE NAMES readelf ${CMAKE_READELF})
+find_program(ALIBI_LDD_EXECUTABLE ldd)
+mark_as_advanced(ALIBI_BASH_EXECUTABLE ALIBI_PKG_CONFIG_EXECUTABLE ALIBI_READELF_EXECUTABLE
+                 ALIBI_LDD_EXECUTABLE)
+if(NOT ALIBI_BASH_EXECUTABLE)
+  message(WARNING "alibi: bash not found: packaging.symbols and packaging.install not added")
+  return()
+endif()
+
+if(CMAKE_NM)
+  add_test(NAME packaging.symbols
+    COMMAND ${ALIBI_BASH_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/packaging/symbols_test.sh
+            $<TARGET_FILE:alibi> ${PROJECT_SOURCE_DIR}/include/alibi/alibi.h)
+  # The script calls nm from PATH; point it at the toolchain's.
+  get_filename_component(_alibi_nm_dir ${CMAKE_NM} DIRECTORY)
+  set_tests_properties(packaging.symbols PROPERTIES LABELS packaging TIMEOUT 60
+    ENVIRONMENT "PATH=${_alibi_nm_dir}:$ENV{PATH}")
+  unset(_alibi_nm_dir)
+else()
+  message(WARNING "alibi: nm not found: packaging.symbols not added")
+endif()
+
+if(ALIBI_PKG_CONFIG_EXECUTABLE AND ALIBI_READELF_EXECUTABLE AND ALIBI_LDD_EXECUTABLE)
+  add_test(NAME packaging.install
+    COMMAND ${ALIBI_BASH_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/packaging/install_test.sh
+            ${CMAKE_COMMAND} ${PROJECT_BINARY_DIR} ${CMAKE_CURRENT_BINARY_DIR}/packaging-install
+            ${CMAKE_CURRENT_LIST_DIR}/packaging/consumer ${CMAKE_C_COMPILER}
+            ${CMAKE_INSTALL_LIBDIR} ${CMAKE_INSTALL_INCLUDEDIR}
+            ${PROJECT_VERSION} ${PROJECT_VERSION_MAJOR})
+  set_tests_properties(packaging.install PROPERTIES LABELS packaging TIMEOUT 300
+    SKIP_RETURN_CODE 77 RESOURCE_LOCK alibi_packaging_install)
+else()
+  message(WARNING "alibi: pkg-config, readelf or ldd not found: packaging.install not added")
+endif()
