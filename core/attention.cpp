@@ -39,8 +39,8 @@ void check_shapes(const TensorView& q, const TensorView& k, const TensorView& v,
          (long long)q.shape[1], (long long)q.shape[2]);
   require_dim(q, 0, plan.total_q, "q", "the mask's total_q");
   require_dim(k, 0, plan.total_k, "k", "the mask's total_k");
-  for (int d = 0; d < 3; ++d) require_dim(v, d, k.shape[d], "v", "k's shape");
   require_dim(k, 2, q.shape[2], "k", "q's head_dim");
+  for (int d = 0; d < 3; ++d) require_dim(v, d, k.shape[d], "v", "k's shape");
   if (k.shape[1] < 1 || q.shape[1] % k.shape[1] != 0)
     fail(ALIBI_STATUS_SHAPE_MISMATCH, "k.shape[1] = %lld kv heads do not divide q.shape[1] = %lld heads",
          (long long)k.shape[1], (long long)q.shape[1]);

@@ -31,7 +31,9 @@ std::vector<float> resolve_slopes(const alibi_attention_params& p, int num_heads
            p.slopes_per_batch);
   }
   int total_heads = p.total_heads == 0 ? num_heads : p.total_heads;
-  if (p.head_offset < 0 || int64_t(p.head_offset) + num_heads > total_heads)
+  if (p.head_offset < 0)
+    fail(ALIBI_STATUS_INVALID_ARGUMENT, "params->head_offset = %d is negative", p.head_offset);
+  if (int64_t(p.head_offset) + num_heads > total_heads)
     fail(ALIBI_STATUS_INVALID_ARGUMENT,
          "params->head_offset = %d with %d heads exceeds params->total_heads = %d", p.head_offset,
          num_heads, total_heads);
@@ -49,7 +51,8 @@ void compute_slopes(int total_heads, int head_offset, int num_heads, float max_b
   if (total_heads < 0)
     fail(ALIBI_STATUS_INVALID_ARGUMENT, "total_heads = %d is negative", total_heads);
   if (num_heads < 0) fail(ALIBI_STATUS_INVALID_ARGUMENT, "num_heads = %d is negative", num_heads);
-  if (head_offset < 0 || int64_t(head_offset) + num_heads > total_heads)
+  if (head_offset < 0) fail(ALIBI_STATUS_INVALID_ARGUMENT, "head_offset = %d is negative", head_offset);
+  if (int64_t(head_offset) + num_heads > total_heads)
     fail(ALIBI_STATUS_INVALID_ARGUMENT,
          "head_offset = %d with num_heads = %d exceeds total_heads = %d", head_offset, num_heads,
          total_heads);
