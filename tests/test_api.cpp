@@ -13,9 +13,9 @@
 namespace {
 
 using test::Context;
+using test::make_cpu_context;
 using test::Mask;
 using test::Tensor;
-using test::make_cpu_context;
 
 constexpr alibi_dtype kAllDtypes[] = {ALIBI_DTYPE_F32, ALIBI_DTYPE_F16, ALIBI_DTYPE_BF16,
                                       ALIBI_DTYPE_I32, ALIBI_DTYPE_I64};
@@ -173,7 +173,8 @@ TEST(ApiContext, AutoResolvesToTheAvailableDevice) {
 
 TEST(ApiContext, NumThreadsAcceptsZeroUpTo1024) {
   Context ctx = make_cpu_context();
-  for (int threads : {0, 1, 3, 64, 1024}) ASSERT_OK(alibi_context_set_num_threads(ctx.get(), threads));
+  for (int threads : {0, 1, 3, 64, 1024})
+    ASSERT_OK(alibi_context_set_num_threads(ctx.get(), threads));
 }
 
 TEST(ApiContext, CpuStreamAcceptsOnlyNull) {
@@ -357,8 +358,9 @@ Slices read_slices(alibi_mask_t mask) {
 Mask make_varlen(alibi_context_t ctx, const std::vector<int32_t>& cu_q,
                  const std::vector<int32_t>& cu_k, int causal) {
   alibi_mask_t m = nullptr;
-  EXPECT_EQ(alibi_mask_create_varlen(ctx, int(cu_q.size()) - 1, cu_q.data(), cu_k.data(), causal, &m),
-            ALIBI_STATUS_SUCCESS)
+  EXPECT_EQ(
+      alibi_mask_create_varlen(ctx, int(cu_q.size()) - 1, cu_q.data(), cu_k.data(), causal, &m),
+      ALIBI_STATUS_SUCCESS)
       << alibi_last_error_message();
   return Mask(m);
 }
@@ -441,7 +443,8 @@ std::vector<char> expand_slices(const Slices& s, int64_t total_q, int64_t total_
     for (int64_t i = qs; i < qe; ++i) {
       for (int64_t j = ks; j < ke; ++j) {
         const size_t cell = size_t(i * total_k + j);
-        EXPECT_FALSE(covered[cell]) << "slice " << n << " overlaps another at (" << i << "," << j << ")";
+        EXPECT_FALSE(covered[cell])
+            << "slice " << n << " overlaps another at (" << i << "," << j << ")";
         covered[cell] = 1;
         grid[cell] = slice_sees(s.types[n], i - qs, j - ks, qe - qs, ke - ks);
       }
@@ -491,9 +494,12 @@ void expect_sliding_window_pieces(const Slices& s, const std::vector<int32_t>& c
     const int b = owning_sequence(s, n, cu_q, cu_k);
     ASSERT_GE(b, 0) << "piece " << n << " leaves every sequence's block";
     const int type = s.types[n];
-    if (type == ALIBI_MASK_CAUSAL) ++heads[b];
-    else if (type == ALIBI_MASK_INV_CAUSAL) ++tails[b];
-    else ++middles[b];
+    if (type == ALIBI_MASK_CAUSAL)
+      ++heads[b];
+    else if (type == ALIBI_MASK_INV_CAUSAL)
+      ++tails[b];
+    else
+      ++middles[b];
   }
   for (size_t b = 0; b < batch; ++b) {
     EXPECT_LE(heads[b], 1) << "sequence " << b;
@@ -503,7 +509,8 @@ void expect_sliding_window_pieces(const Slices& s, const std::vector<int32_t>& c
 }
 
 void expect_sliding_window_matches_definition(alibi_context_t ctx, const std::vector<int32_t>& cu_q,
-                                              const std::vector<int32_t>& cu_k, int left, int right) {
+                                              const std::vector<int32_t>& cu_k, int left,
+                                              int right) {
   SCOPED_TRACE("batch " + std::to_string(cu_q.size() - 1) + " total_q " +
                std::to_string(cu_q.back()) + " total_k " + std::to_string(cu_k.back()) +
                " window (" + std::to_string(left) + ", " + std::to_string(right) + ")");
@@ -512,7 +519,8 @@ void expect_sliding_window_matches_definition(alibi_context_t ctx, const std::ve
   const Slices s = read_slices(mask.get());
   for (int type : s.types) EXPECT_TRUE(type >= 0 && type <= 3) << type;
   expect_sliding_window_pieces(s, cu_q, cu_k);
-  EXPECT_EQ(expand_slices(s, cu_q.back(), cu_k.back()), sliding_window_grid(cu_q, cu_k, left, right));
+  EXPECT_EQ(expand_slices(s, cu_q.back(), cu_k.back()),
+            sliding_window_grid(cu_q, cu_k, left, right));
 }
 
 std::vector<int32_t> random_offsets(std::mt19937& rng, int batch, int max_length) {
@@ -549,7 +557,8 @@ TEST(ApiMask, SlidingWindowEdgeCasesMatchTheDefinition) {
   Context ctx = make_cpu_context();
   const std::vector<int32_t> cu_q{0, 6, 6, 9, 17}, cu_k{0, 6, 10, 10, 21};
   for (int left : {-1, 0, 1, 5, 40}) {
-    for (int right : {-1, 0, 1, 5, 40}) expect_sliding_window_matches_definition(ctx.get(), cu_q, cu_k, left, right);
+    for (int right : {-1, 0, 1, 5, 40})
+      expect_sliding_window_matches_definition(ctx.get(), cu_q, cu_k, left, right);
   }
 }
 
@@ -607,7 +616,8 @@ std::vector<float> library_slopes(int num_heads, float max_bias) {
 void expect_correctly_rounded(float got, double exact) {
   const float nearest = float(exact);
   const double half_ulp = (double(std::nextafter(nearest, INFINITY)) - nearest) / 2.0;
-  EXPECT_LE(std::fabs(double(got) - exact), half_ulp * 1.001) << "got " << got << " exact " << exact;
+  EXPECT_LE(std::fabs(double(got) - exact), half_ulp * 1.001)
+      << "got " << got << " exact " << exact;
 }
 
 TEST(ApiSlopes, MatchThePaperFormulaUpTo128Heads) {
@@ -615,15 +625,17 @@ TEST(ApiSlopes, MatchThePaperFormulaUpTo128Heads) {
     for (int n = 1; n <= 128; ++n) {
       SCOPED_TRACE("max_bias " + std::to_string(max_bias) + " heads " + std::to_string(n));
       const auto slopes = library_slopes(n, max_bias);
-      for (int h = 0; h < n; ++h) expect_correctly_rounded(slopes[size_t(h)], reference_slope(h, n, max_bias));
+      for (int h = 0; h < n; ++h)
+        expect_correctly_rounded(slopes[size_t(h)], reference_slope(h, n, max_bias));
       if (HasFailure()) return;
     }
   }
 }
 
 TEST(ApiSlopes, KnownValues) {
-  EXPECT_EQ(library_slopes(8, 8.0f), (std::vector<float>{1.f / 2, 1.f / 4, 1.f / 8, 1.f / 16, 1.f / 32,
-                                                         1.f / 64, 1.f / 128, 1.f / 256}));
+  EXPECT_EQ(library_slopes(8, 8.0f),
+            (std::vector<float>{1.f / 2, 1.f / 4, 1.f / 8, 1.f / 16, 1.f / 32, 1.f / 64, 1.f / 128,
+                                1.f / 256}));
   EXPECT_EQ(library_slopes(3, 8.0f), (std::vector<float>{1.f / 16, 1.f / 256, 1.f / 4}));
   EXPECT_EQ(library_slopes(6, 8.0f),
             (std::vector<float>{1.f / 4, 1.f / 16, 1.f / 64, 1.f / 256, 1.f / 2, 1.f / 8}));

@@ -14,9 +14,9 @@
 namespace {
 
 using test::Context;
+using test::make_cpu_context;
 using test::Mask;
 using test::Tensor;
-using test::make_cpu_context;
 
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 constexpr alibi_dtype kFloatDtypes[] = {ALIBI_DTYPE_F32, ALIBI_DTYPE_F16, ALIBI_DTYPE_BF16};
@@ -37,8 +37,14 @@ void encode(double value, alibi_dtype dtype, uint8_t* p) {
   int64_t i64 = int64_t(value);
   switch (dtype) {
     case ALIBI_DTYPE_F32: std::memcpy(p, &f, 4); return;
-    case ALIBI_DTYPE_F16: half = test::float_to_f16_bits(f); std::memcpy(p, &half, 2); return;
-    case ALIBI_DTYPE_BF16: half = test::float_to_bf16_bits(f); std::memcpy(p, &half, 2); return;
+    case ALIBI_DTYPE_F16:
+      half = test::float_to_f16_bits(f);
+      std::memcpy(p, &half, 2);
+      return;
+    case ALIBI_DTYPE_BF16:
+      half = test::float_to_bf16_bits(f);
+      std::memcpy(p, &half, 2);
+      return;
     case ALIBI_DTYPE_I32: std::memcpy(p, &i32, 4); return;
     case ALIBI_DTYPE_I64: std::memcpy(p, &i64, 8); return;
   }
@@ -93,7 +99,8 @@ class HostTensor {
 
   // Writes kPoison into every element slot of the buffer, gaps between strided elements included.
   void fill_poison() {
-    for (size_t slot = 0; slot < buffer_elements(); ++slot) encode(test::kPoison, dtype_, slot_ptr(slot));
+    for (size_t slot = 0; slot < buffer_elements(); ++slot)
+      encode(test::kPoison, dtype_, slot_ptr(slot));
   }
   void expect_gaps_hold_poison() const {
     std::vector<bool> addressed(buffer_elements(), false);
@@ -167,7 +174,8 @@ void expect_values(const HostTensor& out, const std::vector<double>& expected) {
   for (size_t e = 0; e < expected.size(); ++e) {
     const double got = out.at(int64_t(e));
     if (matches(got, expected[e], out.dtype())) continue;
-    if (++mismatches <= 5) ADD_FAILURE() << "element " << e << ": got " << got << ", expected " << expected[e];
+    if (++mismatches <= 5)
+      ADD_FAILURE() << "element " << e << ": got " << got << ", expected " << expected[e];
   }
   EXPECT_EQ(mismatches, 0) << "of " << expected.size() << " elements";
 }
@@ -193,10 +201,12 @@ struct SlopeReference {
   }
 };
 
-SlopeReference formula_slopes(int heads, double max_bias, int total_heads = 0, int head_offset = 0) {
+SlopeReference formula_slopes(int heads, double max_bias, int total_heads = 0,
+                              int head_offset = 0) {
   if (total_heads == 0) total_heads = heads;
   SlopeReference s{{}, heads, false};
-  for (int h = 0; h < heads; ++h) s.values.push_back(reference_slope(head_offset + h, total_heads, max_bias));
+  for (int h = 0; h < heads; ++h)
+    s.values.push_back(reference_slope(head_offset + h, total_heads, max_bias));
   return s;
 }
 
@@ -233,7 +243,11 @@ struct MaskReference {
   std::vector<int> owner;
   std::vector<int32_t> qpos, kpos;
   MaskReference(int64_t tq, int64_t tk)
-      : total_q(tq), total_k(tk), owner(size_t(tq * tk), -1), qpos(size_t(tq), 0), kpos(size_t(tk), 0) {}
+      : total_q(tq),
+        total_k(tk),
+        owner(size_t(tq * tk), -1),
+        qpos(size_t(tq), 0),
+        kpos(size_t(tk), 0) {}
   int& cell(int64_t i, int64_t j) { return owner[size_t(i * total_k + j)]; }
 };
 
@@ -323,8 +337,9 @@ std::vector<double> expected_bias(const MaskReference& mask, const SlopeReferenc
 Mask make_varlen(alibi_context_t ctx, const std::vector<int32_t>& cu_q,
                  const std::vector<int32_t>& cu_k, bool causal) {
   alibi_mask_t m = nullptr;
-  EXPECT_EQ(alibi_mask_create_varlen(ctx, int(cu_q.size()) - 1, cu_q.data(), cu_k.data(), causal, &m),
-            ALIBI_STATUS_SUCCESS)
+  EXPECT_EQ(
+      alibi_mask_create_varlen(ctx, int(cu_q.size()) - 1, cu_q.data(), cu_k.data(), causal, &m),
+      ALIBI_STATUS_SUCCESS)
       << alibi_last_error_message();
   return Mask(m);
 }
@@ -341,8 +356,8 @@ Mask make_sliding_window(alibi_context_t ctx, const std::vector<int32_t>& cu_q,
 
 Mask make_ranges(alibi_context_t ctx, const RangeSlices& s, int64_t total_q, int64_t total_k) {
   alibi_mask_t m = nullptr;
-  EXPECT_EQ(alibi_mask_create_ranges(ctx, s.count(), s.q.data(), s.k.data(), s.types.data(), total_q,
-                                     total_k, &m),
+  EXPECT_EQ(alibi_mask_create_ranges(ctx, s.count(), s.q.data(), s.k.data(), s.types.data(),
+                                     total_q, total_k, &m),
             ALIBI_STATUS_SUCCESS)
       << alibi_last_error_message();
   return Mask(m);
@@ -358,7 +373,8 @@ std::vector<int32_t> random_offsets(std::mt19937& rng, int batch, int max_length
 // Sorted cut points 0 = c0 <= c1 <= ... <= total.
 std::vector<int32_t> random_cuts(std::mt19937& rng, int total, int pieces) {
   std::vector<int32_t> cuts{0, int32_t(total)};
-  for (int p = 1; p < pieces; ++p) cuts.push_back(std::uniform_int_distribution<int32_t>(0, total)(rng));
+  for (int p = 1; p < pieces; ++p)
+    cuts.push_back(std::uniform_int_distribution<int32_t>(0, total)(rng));
   std::sort(cuts.begin(), cuts.end());
   return cuts;
 }
@@ -399,7 +415,8 @@ TEST(BuilderBias, VarlenForEveryOutputDtype) {
   const int heads = 5;
   for (bool causal : {false, true}) {
     Mask mask = make_varlen(ctx.get(), cu_q, cu_k, causal);
-    const auto expected = expected_bias(varlen_reference(cu_q, cu_k, causal), formula_slopes(heads, 8));
+    const auto expected =
+        expected_bias(varlen_reference(cu_q, cu_k, causal), formula_slopes(heads, 8));
     for (alibi_dtype dtype : kFloatDtypes) {
       SCOPED_TRACE("causal " + std::to_string(causal) + " dtype " + std::to_string(dtype));
       HostTensor out(ctx.get(), dtype, {heads, 11, 12});
@@ -427,9 +444,9 @@ TEST(BuilderBias, RandomRangesMasks) {
     const alibi_dtype dtype = kFloatDtypes[trial % 3];
     SCOPED_TRACE("trial " + std::to_string(trial));
     HostTensor out(ctx.get(), dtype, {heads, total_q, total_k});
-    expect_build_bias(ctx.get(), mask.get(), nullptr, out,
-                      expected_bias(ranges_reference(slices, total_q, total_k), formula_slopes(heads, 8)),
-                      heads);
+    expect_build_bias(
+        ctx.get(), mask.get(), nullptr, out,
+        expected_bias(ranges_reference(slices, total_q, total_k), formula_slopes(heads, 8)), heads);
     if (HasFailure()) return;
   }
 }
@@ -445,9 +462,9 @@ TEST(BuilderBias, RandomSlidingWindowMasks) {
     SCOPED_TRACE("trial " + std::to_string(trial) + " window (" + std::to_string(left) + ", " +
                  std::to_string(right) + ")");
     HostTensor out(ctx.get(), ALIBI_DTYPE_F32, {3, cu_q.back(), cu_k.back()});
-    expect_build_bias(ctx.get(), mask.get(), nullptr, out,
-                      expected_bias(sliding_window_reference(cu_q, cu_k, left, right), formula_slopes(3, 8)),
-                      3);
+    expect_build_bias(
+        ctx.get(), mask.get(), nullptr, out,
+        expected_bias(sliding_window_reference(cu_q, cu_k, left, right), formula_slopes(3, 8)), 3);
     if (HasFailure()) return;
   }
 }
@@ -469,11 +486,13 @@ TEST(BuilderBias, ExplicitPositionsReplaceTheDefaults) {
   reference.kpos = random_positions(rng, 13);
   ASSERT_OK(alibi_mask_set_positions(mask.get(), reference.qpos.data(), reference.kpos.data()));
   HostTensor out(ctx.get(), ALIBI_DTYPE_F32, {4, 9, 13});
-  expect_build_bias(ctx.get(), mask.get(), nullptr, out, expected_bias(reference, formula_slopes(4, 8)), 4);
+  expect_build_bias(ctx.get(), mask.get(), nullptr, out,
+                    expected_bias(reference, formula_slopes(4, 8)), 4);
 
   reference.kpos = random_positions(rng, 13);  // a NULL side keeps its positions
   ASSERT_OK(alibi_mask_set_positions(mask.get(), nullptr, reference.kpos.data()));
-  expect_build_bias(ctx.get(), mask.get(), nullptr, out, expected_bias(reference, formula_slopes(4, 8)), 4);
+  expect_build_bias(ctx.get(), mask.get(), nullptr, out,
+                    expected_bias(reference, formula_slopes(4, 8)), 4);
 }
 
 TEST(BuilderBias, ExplicitPositionsOnARangesMask) {
@@ -485,7 +504,8 @@ TEST(BuilderBias, ExplicitPositionsOnARangesMask) {
   reference.qpos = random_positions(rng, 10);
   ASSERT_OK(alibi_mask_set_positions(mask.get(), reference.qpos.data(), nullptr));
   HostTensor out(ctx.get(), ALIBI_DTYPE_BF16, {2, 10, 12});
-  expect_build_bias(ctx.get(), mask.get(), nullptr, out, expected_bias(reference, formula_slopes(2, 8)), 2);
+  expect_build_bias(ctx.get(), mask.get(), nullptr, out,
+                    expected_bias(reference, formula_slopes(2, 8)), 2);
 }
 
 TEST(BuilderBias, PerBatchSlopesForVarlenAndSlidingWindow) {
@@ -520,16 +540,20 @@ TEST(BuilderBias, UserSlopesReplaceTheFormulaAndIgnoreShardFields) {
   Mask mask = make_varlen(ctx.get(), cu_q, cu_k, false);
   HostTensor out(ctx.get(), ALIBI_DTYPE_F16, {3, 4, 7});
   expect_build_bias(ctx.get(), mask.get(), &params, out,
-                    expected_bias(varlen_reference(cu_q, cu_k, false), given_slopes(raw, 3, false)), 3);
+                    expected_bias(varlen_reference(cu_q, cu_k, false), given_slopes(raw, 3, false)),
+                    3);
 }
 
 TEST(BuilderBias, TensorParallelShardsUseGlobalHeadSlopes) {
   Context ctx = make_cpu_context();
   const std::vector<int32_t> cu_q{0, 5}, cu_k{0, 9};
   Mask mask = make_varlen(ctx.get(), cu_q, cu_k, true);
-  struct Shard { int total, offset, heads; };
+  struct Shard {
+    int total, offset, heads;
+  };
   for (Shard shard : {Shard{12, 4, 4}, Shard{20, 16, 4}, Shard{24, 0, 3}, Shard{40, 33, 7}}) {
-    SCOPED_TRACE("total " + std::to_string(shard.total) + " offset " + std::to_string(shard.offset));
+    SCOPED_TRACE("total " + std::to_string(shard.total) + " offset " +
+                 std::to_string(shard.offset));
     alibi_attention_params params;
     alibi_attention_params_init(&params);
     params.total_heads = shard.total;
@@ -552,8 +576,9 @@ TEST(BuilderBias, OtherMaxBiasValues) {
     alibi_attention_params_init(&params);
     params.max_bias = max_bias;
     HostTensor out(ctx.get(), ALIBI_DTYPE_F32, {6, 10, 12});
-    expect_build_bias(ctx.get(), mask.get(), &params, out,
-                      expected_bias(varlen_reference(cu_q, cu_k, true), formula_slopes(6, max_bias)), 6);
+    expect_build_bias(
+        ctx.get(), mask.get(), &params, out,
+        expected_bias(varlen_reference(cu_q, cu_k, true), formula_slopes(6, max_bias)), 6);
   }
 }
 
@@ -570,16 +595,21 @@ TEST(BuilderBias, AttnBiasIsAddedWhereVisible) {
   const int heads = 3;
   Mask mask = make_varlen(ctx.get(), cu_q, cu_k, true);
   const MaskReference reference = varlen_reference(cu_q, cu_k, true);
-  struct Case { alibi_dtype bias_dtype; std::vector<int64_t> shape, strides; alibi_dtype out_dtype; };
+  struct Case {
+    alibi_dtype bias_dtype;
+    std::vector<int64_t> shape, strides;
+    alibi_dtype out_dtype;
+  };
   const std::vector<Case> cases{
       {ALIBI_DTYPE_F32, {heads, 7, 11}, {}, ALIBI_DTYPE_F32},
       {ALIBI_DTYPE_F16, {1, 7, 11}, {}, ALIBI_DTYPE_F32},
-      {ALIBI_DTYPE_BF16, {heads, 7, 11}, {0, 11, 1}, ALIBI_DTYPE_F32},   // broadcast by stride 0
+      {ALIBI_DTYPE_BF16, {heads, 7, 11}, {0, 11, 1}, ALIBI_DTYPE_F32},  // broadcast by stride 0
       {ALIBI_DTYPE_F32, {heads, 7, 11}, {1, heads * 11, heads}, ALIBI_DTYPE_F16},  // head-last
       {ALIBI_DTYPE_F32, {1, 7, 11}, {}, ALIBI_DTYPE_BF16}};
   uint32_t seed = 41;
   for (const Case& c : cases) {
-    SCOPED_TRACE("attn_bias dtype " + std::to_string(c.bias_dtype) + " heads " + std::to_string(c.shape[0]));
+    SCOPED_TRACE("attn_bias dtype " + std::to_string(c.bias_dtype) + " heads " +
+                 std::to_string(c.shape[0]));
     HostTensor attn_bias(ctx.get(), c.bias_dtype, c.shape, c.strides);
     const AdditiveReference additive = fill_random(attn_bias, c.shape[0], seed++);
     alibi_attention_params params;
@@ -602,8 +632,9 @@ TEST(BuilderBias, NoAlibiLeavesOnlyTheAttnBias) {
   params.max_bias = 0.0f;
   params.attn_bias = attn_bias.get();
   HostTensor out(ctx.get(), ALIBI_DTYPE_F32, {2, 5, 5});
-  expect_build_bias(ctx.get(), mask.get(), &params, out,
-                    expected_bias(varlen_reference(cu_q, cu_k, true), formula_slopes(2, 0), &additive), 2);
+  expect_build_bias(
+      ctx.get(), mask.get(), &params, out,
+      expected_bias(varlen_reference(cu_q, cu_k, true), formula_slopes(2, 0), &additive), 2);
 }
 
 TEST(BuilderBias, StridedOutputLeavesGapsUntouched) {
@@ -615,8 +646,7 @@ TEST(BuilderBias, StridedOutputLeavesGapsUntouched) {
   for (alibi_dtype dtype : kFloatDtypes) {
     SCOPED_TRACE(dtype);
     // Head-last layout with two spare columns per row.
-    HostTensor out(ctx.get(), dtype, {heads, total_q, total_k},
-                   {1, heads * (total_k + 2), heads});
+    HostTensor out(ctx.get(), dtype, {heads, total_q, total_k}, {1, heads * (total_k + 2), heads});
     expect_build_bias(ctx.get(), mask.get(), nullptr, out, expected, heads);
   }
 }
@@ -658,7 +688,8 @@ std::vector<double> dynamic_batching_reference(const DynamicBatch& d, int heads,
   for (int h = 0; h < heads; ++h) {
     const double slope = reference_slope(h, heads, 8.0);
     for (size_t b = 0; b + 1 < d.seqstarts.size(); ++b) {
-      const int64_t rows = d.seqstarts[b + 1] - d.seqstarts[b], cols = d.kvstarts[b + 1] - d.kvstarts[b];
+      const int64_t rows = d.seqstarts[b + 1] - d.seqstarts[b],
+                    cols = d.kvstarts[b + 1] - d.kvstarts[b];
       for (int64_t i = 0; i < rows; ++i) {
         for (int64_t j = 0; j < cols; ++j) {
           const int64_t distance = j - i - (cols - rows);
@@ -669,13 +700,15 @@ std::vector<double> dynamic_batching_reference(const DynamicBatch& d, int heads,
     }
     if (!attn_mask) continue;
     for (int64_t i = 0; i < sq; ++i) {
-      for (int64_t j = 0; j < sk; ++j) out[size_t((h * sq + i) * width + j)] += attn_mask->at(h, i * sk + j, sq * sk);
+      for (int64_t j = 0; j < sk; ++j)
+        out[size_t((h * sq + i) * width + j)] += attn_mask->at(h, i * sk + j, sq * sk);
     }
   }
   return out;
 }
 
-HostTensor offsets_tensor(alibi_context_t ctx, alibi_dtype dtype, const std::vector<int64_t>& offsets) {
+HostTensor offsets_tensor(alibi_context_t ctx, alibi_dtype dtype,
+                          const std::vector<int64_t>& offsets) {
   return host_tensor_from(ctx, dtype, {int64_t(offsets.size())},
                           std::vector<double>(offsets.begin(), offsets.end()));
 }
@@ -687,7 +720,8 @@ void expect_dynamic_batching(alibi_context_t ctx, const DynamicBatch& d, alibi_d
   HostTensor kvstarts = offsets_tensor(ctx, offsets_dtype, d.kvstarts);
   out.fill_poison();
   ASSERT_OK(alibi_build_dynamic_batching_mask(ctx, seqstarts.get(), kvstarts.get(),
-                                              attn_mask ? attn_mask->get() : nullptr, heads, out.get()));
+                                              attn_mask ? attn_mask->get() : nullptr, heads,
+                                              out.get()));
   EXPECT_STREQ(alibi_last_error_message(), "");
   expect_values(out, expected);
 }
@@ -760,8 +794,8 @@ std::vector<double> bloom_reference(const std::vector<int64_t>& mask, int64_t ba
   return out;
 }
 
-void expect_bloom(alibi_context_t ctx, const std::vector<int64_t>& mask, int64_t batch, int64_t length,
-                  alibi_dtype mask_dtype, int heads, alibi_dtype out_dtype) {
+void expect_bloom(alibi_context_t ctx, const std::vector<int64_t>& mask, int64_t batch,
+                  int64_t length, alibi_dtype mask_dtype, int heads, alibi_dtype out_dtype) {
   HostTensor attention_mask = host_tensor_from(ctx, mask_dtype, {batch, length},
                                                std::vector<double>(mask.begin(), mask.end()));
   HostTensor out(ctx, out_dtype, {batch * heads, 1, length});
@@ -789,7 +823,8 @@ TEST(BuilderBloom, PaddingPatternsForEveryDtype) {
                                   0, 1, 1, 0, 1, 0};  // holes
   for (alibi_dtype mask_dtype : {ALIBI_DTYPE_I32, ALIBI_DTYPE_I64}) {
     for (alibi_dtype out_dtype : kFloatDtypes) {
-      SCOPED_TRACE("mask dtype " + std::to_string(mask_dtype) + " out dtype " + std::to_string(out_dtype));
+      SCOPED_TRACE("mask dtype " + std::to_string(mask_dtype) + " out dtype " +
+                   std::to_string(out_dtype));
       expect_bloom(ctx.get(), mask, 5, 6, mask_dtype, 4, out_dtype);
       expect_bloom(ctx.get(), mask, 5, 6, mask_dtype, 12, out_dtype);
     }

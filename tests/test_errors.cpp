@@ -15,9 +15,9 @@
 namespace {
 
 using test::Context;
+using test::make_cpu_context;
 using test::Mask;
 using test::Tensor;
-using test::make_cpu_context;
 
 // ------------------------------------------------------------------------------------------
 // Checking a failure
@@ -60,8 +60,9 @@ bool names_argument(const std::string& message, const std::string& spec) {
 bool shows_value(const std::string& message, const std::string& spec) {
   const auto values = alternatives(lowercase(spec));
   const std::string text = lowercase(message);
-  return std::any_of(values.begin(), values.end(),
-                     [&](const std::string& value) { return text.find(value) != std::string::npos; });
+  return std::any_of(values.begin(), values.end(), [&](const std::string& value) {
+    return text.find(value) != std::string::npos;
+  });
 }
 
 // A failed call: its status, and a message naming the function, the argument (any of the
@@ -73,16 +74,17 @@ void expect_error(alibi_status got, alibi_status want, const std::string& functi
   EXPECT_EQ(got, want) << "got \"" << alibi_status_string(got) << "\", want \""
                        << alibi_status_string(want) << "\"; message: " << message;
   EXPECT_TRUE(contains_identifier(message, function)) << "no function name in: " << message;
-  EXPECT_TRUE(names_argument(message, argument)) << "no argument " << argument << " in: " << message;
+  EXPECT_TRUE(names_argument(message, argument))
+      << "no argument " << argument << " in: " << message;
   for (const auto& value : values)
     EXPECT_TRUE(shows_value(message, value)) << "no value " << value << " in: " << message;
 }
 
-#define EXPECT_FAILS(call, status, function, argument, ...)              \
-  do {                                                                   \
-    SCOPED_TRACE(#call);                                                 \
-    const alibi_status got_ = (call);                                    \
-    expect_error(got_, status, function, argument, {__VA_ARGS__});       \
+#define EXPECT_FAILS(call, status, function, argument, ...)        \
+  do {                                                             \
+    SCOPED_TRACE(#call);                                           \
+    const alibi_status got_ = (call);                              \
+    expect_error(got_, status, function, argument, {__VA_ARGS__}); \
   } while (0)
 
 size_t element_size(alibi_dtype dtype) {
@@ -112,8 +114,9 @@ class PoisonedOutput {
   PoisonedOutput(alibi_context_t ctx, alibi_dtype dtype, const std::vector<int64_t>& shape) {
     bytes_.assign(byte_count(dtype, shape), kPattern);
     alibi_tensor_t t = nullptr;
-    EXPECT_EQ(alibi_tensor_wrap(ctx, dtype, int(shape.size()), shape.data(), nullptr, bytes_.data(), &t),
-              ALIBI_STATUS_SUCCESS)
+    EXPECT_EQ(
+        alibi_tensor_wrap(ctx, dtype, int(shape.size()), shape.data(), nullptr, bytes_.data(), &t),
+        ALIBI_STATUS_SUCCESS)
         << alibi_last_error_message();
     tensor_.reset(t);
   }
@@ -145,18 +148,21 @@ class OutputFixture : public ::testing::Test {
     return outputs_.back()->get();
   }
   void expect_outputs_untouched() const {
-    for (size_t n = 0; n < outputs_.size(); ++n) EXPECT_TRUE(outputs_[n]->untouched()) << "output " << n << " was written";
+    for (size_t n = 0; n < outputs_.size(); ++n)
+      EXPECT_TRUE(outputs_[n]->untouched()) << "output " << n << " was written";
   }
   Mask varlen(const std::vector<int32_t>& cu_q, const std::vector<int32_t>& cu_k) {
     alibi_mask_t m = nullptr;
-    EXPECT_EQ(alibi_mask_create_varlen(ctx_.get(), int(cu_q.size()) - 1, cu_q.data(), cu_k.data(), 1, &m),
-              ALIBI_STATUS_SUCCESS);
+    EXPECT_EQ(
+        alibi_mask_create_varlen(ctx_.get(), int(cu_q.size()) - 1, cu_q.data(), cu_k.data(), 1, &m),
+        ALIBI_STATUS_SUCCESS);
     return Mask(m);
   }
   Mask full_ranges(int32_t total_q, int32_t total_k) {
     const int32_t q[2] = {0, total_q}, k[2] = {0, total_k}, types[1] = {ALIBI_MASK_FULL};
     alibi_mask_t m = nullptr;
-    EXPECT_EQ(alibi_mask_create_ranges(ctx_.get(), 1, q, k, types, total_q, total_k, &m), ALIBI_STATUS_SUCCESS);
+    EXPECT_EQ(alibi_mask_create_ranges(ctx_.get(), 1, q, k, types, total_q, total_k, &m),
+              ALIBI_STATUS_SUCCESS);
     return Mask(m);
   }
 
@@ -220,7 +226,8 @@ TEST(ErrorContext, CudaWithoutBackendIsUnavailable) {
                "alibi_context_create", "device", "cuda");
   EXPECT_EQ(ctx, nullptr);
   // The message says why: more than just the function and the device.
-  EXPECT_GT(std::string(alibi_last_error_message()).size(), std::string("alibi_context_create: device = CUDA").size());
+  EXPECT_GT(std::string(alibi_last_error_message()).size(),
+            std::string("alibi_context_create: device = CUDA").size());
 }
 
 TEST(ErrorContext, CreateRejectsBadDevicesAndIndices) {
@@ -273,15 +280,15 @@ TEST(ErrorTensor, CreateRejectsNullPointers) {
   Context ctx = make_cpu_context();
   const int64_t shape[2] = {2, 3};
   alibi_tensor_t t = garbage_handle<alibi_tensor_t>();
-  EXPECT_FAILS(alibi_tensor_create(nullptr, ALIBI_DTYPE_F32, 2, shape, &t), ALIBI_STATUS_NULL_POINTER,
-               "alibi_tensor_create", "ctx|context", "null");
+  EXPECT_FAILS(alibi_tensor_create(nullptr, ALIBI_DTYPE_F32, 2, shape, &t),
+               ALIBI_STATUS_NULL_POINTER, "alibi_tensor_create", "ctx|context", "null");
   EXPECT_EQ(t, nullptr);
   t = garbage_handle<alibi_tensor_t>();
-  EXPECT_FAILS(alibi_tensor_create(ctx.get(), ALIBI_DTYPE_F32, 2, nullptr, &t), ALIBI_STATUS_NULL_POINTER,
-               "alibi_tensor_create", "shape", "null");
+  EXPECT_FAILS(alibi_tensor_create(ctx.get(), ALIBI_DTYPE_F32, 2, nullptr, &t),
+               ALIBI_STATUS_NULL_POINTER, "alibi_tensor_create", "shape", "null");
   EXPECT_EQ(t, nullptr);
-  EXPECT_FAILS(alibi_tensor_create(ctx.get(), ALIBI_DTYPE_F32, 2, shape, nullptr), ALIBI_STATUS_NULL_POINTER,
-               "alibi_tensor_create", "out", "null");
+  EXPECT_FAILS(alibi_tensor_create(ctx.get(), ALIBI_DTYPE_F32, 2, shape, nullptr),
+               ALIBI_STATUS_NULL_POINTER, "alibi_tensor_create", "out", "null");
 }
 
 // Expects alibi_tensor_create to fail with INVALID_ARGUMENT and to NULL its handle.
@@ -289,8 +296,8 @@ void expect_create_invalid(alibi_dtype dtype, const std::vector<int64_t>& shape,
                            const char* argument, const char* value) {
   Context ctx = make_cpu_context();
   alibi_tensor_t t = garbage_handle<alibi_tensor_t>();
-  EXPECT_FAILS(alibi_tensor_create(ctx.get(), dtype, ndim, shape.data(), &t), ALIBI_STATUS_INVALID_ARGUMENT,
-               "alibi_tensor_create", argument, value);
+  EXPECT_FAILS(alibi_tensor_create(ctx.get(), dtype, ndim, shape.data(), &t),
+               ALIBI_STATUS_INVALID_ARGUMENT, "alibi_tensor_create", argument, value);
   EXPECT_EQ(t, nullptr);
 }
 
@@ -304,10 +311,10 @@ TEST(ErrorTensor, CreateRejectsBadDtypeNdimAndSizes) {
 
 TEST(ErrorTensor, CreateRejectsByteCountsThatOverflow) {
   // numel overflows int64; numel fits but numel * 4 bytes overflows 64 bits.
-  expect_create_invalid(ALIBI_DTYPE_F32, {int64_t(1) << 40, int64_t(1) << 40}, 2, "shape|bytes|size|numel",
-                        "1099511627776");
-  expect_create_invalid(ALIBI_DTYPE_F32, {int64_t(1) << 31, int64_t(1) << 31}, 2, "shape|bytes|size|numel",
-                        "2147483648");
+  expect_create_invalid(ALIBI_DTYPE_F32, {int64_t(1) << 40, int64_t(1) << 40}, 2,
+                        "shape|bytes|size|numel", "1099511627776");
+  expect_create_invalid(ALIBI_DTYPE_F32, {int64_t(1) << 31, int64_t(1) << 31}, 2,
+                        "shape|bytes|size|numel", "2147483648");
 }
 
 TEST(ErrorTensor, WrapRejectsNegativeStridesAndMissingData) {
@@ -343,10 +350,10 @@ class ErrorTensorCopy : public ::testing::Test {
 
 TEST_F(ErrorTensorCopy, WrongByteCounts) {
   std::vector<float> host(8, test::kPoison);
-  EXPECT_FAILS(alibi_tensor_copy_from_host(tensor_.get(), host.data(), 20), ALIBI_STATUS_INVALID_ARGUMENT,
-               "alibi_tensor_copy_from_host", "bytes", "20");
-  EXPECT_FAILS(alibi_tensor_copy_to_host(tensor_.get(), host.data(), 28), ALIBI_STATUS_INVALID_ARGUMENT,
-               "alibi_tensor_copy_to_host", "bytes", "28");
+  EXPECT_FAILS(alibi_tensor_copy_from_host(tensor_.get(), host.data(), 20),
+               ALIBI_STATUS_INVALID_ARGUMENT, "alibi_tensor_copy_from_host", "bytes", "20");
+  EXPECT_FAILS(alibi_tensor_copy_to_host(tensor_.get(), host.data(), 28),
+               ALIBI_STATUS_INVALID_ARGUMENT, "alibi_tensor_copy_to_host", "bytes", "28");
   for (float x : host) EXPECT_EQ(x, test::kPoison) << "a failed copy wrote to dst";
 }
 
@@ -377,29 +384,41 @@ TEST_F(ErrorTensorCopy, GettersRejectNullPointers) {
   int ndim;
   int64_t dims[2];
   void* data;
-  EXPECT_FAILS(alibi_tensor_get_dtype(nullptr, &dtype), ALIBI_STATUS_NULL_POINTER, "alibi_tensor_get_dtype", "t|tensor", "null");
-  EXPECT_FAILS(alibi_tensor_get_ndim(nullptr, &ndim), ALIBI_STATUS_NULL_POINTER, "alibi_tensor_get_ndim", "t|tensor", "null");
-  EXPECT_FAILS(alibi_tensor_get_shape(nullptr, 2, dims), ALIBI_STATUS_NULL_POINTER, "alibi_tensor_get_shape", "t|tensor", "null");
-  EXPECT_FAILS(alibi_tensor_get_strides(nullptr, 2, dims), ALIBI_STATUS_NULL_POINTER, "alibi_tensor_get_strides", "t|tensor", "null");
-  EXPECT_FAILS(alibi_tensor_get_data(nullptr, &data), ALIBI_STATUS_NULL_POINTER, "alibi_tensor_get_data", "t|tensor", "null");
-  EXPECT_FAILS(alibi_tensor_get_dtype(tensor_.get(), nullptr), ALIBI_STATUS_NULL_POINTER, "alibi_tensor_get_dtype", "out", "null");
-  EXPECT_FAILS(alibi_tensor_get_ndim(tensor_.get(), nullptr), ALIBI_STATUS_NULL_POINTER, "alibi_tensor_get_ndim", "out", "null");
-  EXPECT_FAILS(alibi_tensor_get_shape(tensor_.get(), 2, nullptr), ALIBI_STATUS_NULL_POINTER, "alibi_tensor_get_shape", "out", "null");
-  EXPECT_FAILS(alibi_tensor_get_strides(tensor_.get(), 2, nullptr), ALIBI_STATUS_NULL_POINTER, "alibi_tensor_get_strides", "out", "null");
-  EXPECT_FAILS(alibi_tensor_get_data(tensor_.get(), nullptr), ALIBI_STATUS_NULL_POINTER, "alibi_tensor_get_data", "out", "null");
+  EXPECT_FAILS(alibi_tensor_get_dtype(nullptr, &dtype), ALIBI_STATUS_NULL_POINTER,
+               "alibi_tensor_get_dtype", "t|tensor", "null");
+  EXPECT_FAILS(alibi_tensor_get_ndim(nullptr, &ndim), ALIBI_STATUS_NULL_POINTER,
+               "alibi_tensor_get_ndim", "t|tensor", "null");
+  EXPECT_FAILS(alibi_tensor_get_shape(nullptr, 2, dims), ALIBI_STATUS_NULL_POINTER,
+               "alibi_tensor_get_shape", "t|tensor", "null");
+  EXPECT_FAILS(alibi_tensor_get_strides(nullptr, 2, dims), ALIBI_STATUS_NULL_POINTER,
+               "alibi_tensor_get_strides", "t|tensor", "null");
+  EXPECT_FAILS(alibi_tensor_get_data(nullptr, &data), ALIBI_STATUS_NULL_POINTER,
+               "alibi_tensor_get_data", "t|tensor", "null");
+  EXPECT_FAILS(alibi_tensor_get_dtype(tensor_.get(), nullptr), ALIBI_STATUS_NULL_POINTER,
+               "alibi_tensor_get_dtype", "out", "null");
+  EXPECT_FAILS(alibi_tensor_get_ndim(tensor_.get(), nullptr), ALIBI_STATUS_NULL_POINTER,
+               "alibi_tensor_get_ndim", "out", "null");
+  EXPECT_FAILS(alibi_tensor_get_shape(tensor_.get(), 2, nullptr), ALIBI_STATUS_NULL_POINTER,
+               "alibi_tensor_get_shape", "out", "null");
+  EXPECT_FAILS(alibi_tensor_get_strides(tensor_.get(), 2, nullptr), ALIBI_STATUS_NULL_POINTER,
+               "alibi_tensor_get_strides", "out", "null");
+  EXPECT_FAILS(alibi_tensor_get_data(tensor_.get(), nullptr), ALIBI_STATUS_NULL_POINTER,
+               "alibi_tensor_get_data", "out", "null");
 }
 
 // ------------------------------------------------------------------------------------------
 // Masks
 
 // Varlen and sliding-window masks share their cu_seqlens checks.
-using CreateFromOffsets = alibi_status (*)(alibi_context_t, int, const int32_t*, const int32_t*, alibi_mask_t*);
+using CreateFromOffsets = alibi_status (*)(alibi_context_t, int, const int32_t*, const int32_t*,
+                                           alibi_mask_t*);
 
-alibi_status create_varlen(alibi_context_t ctx, int batch, const int32_t* cu_q, const int32_t* cu_k, alibi_mask_t* out) {
+alibi_status create_varlen(alibi_context_t ctx, int batch, const int32_t* cu_q, const int32_t* cu_k,
+                           alibi_mask_t* out) {
   return alibi_mask_create_varlen(ctx, batch, cu_q, cu_k, 1, out);
 }
-alibi_status create_sliding_window(alibi_context_t ctx, int batch, const int32_t* cu_q, const int32_t* cu_k,
-                                   alibi_mask_t* out) {
+alibi_status create_sliding_window(alibi_context_t ctx, int batch, const int32_t* cu_q,
+                                   const int32_t* cu_k, alibi_mask_t* out) {
   return alibi_mask_create_sliding_window(ctx, batch, cu_q, cu_k, 2, 0, out);
 }
 
@@ -414,24 +433,24 @@ void expect_offsets_rejected(CreateFromOffsets create, const char* function, con
   Context ctx = make_cpu_context();
   alibi_mask_t mask = garbage_handle<alibi_mask_t>();
   SCOPED_TRACE(std::string(c.argument) + " " + c.value);
-  expect_error(create(ctx.get(), c.batch, c.cu_q.data(), c.cu_k.data(), &mask), ALIBI_STATUS_INVALID_ARGUMENT,
-               function, c.argument, {c.value});
+  expect_error(create(ctx.get(), c.batch, c.cu_q.data(), c.cu_k.data(), &mask),
+               ALIBI_STATUS_INVALID_ARGUMENT, function, c.argument, {c.value});
   EXPECT_EQ(mask, nullptr);
 }
 
 const std::vector<OffsetsCase>& bad_offsets() {
-  static const std::vector<OffsetsCase> cases{
-      {-1, {0}, {0}, "batch", "-1"},
-      {2, {0, -3, 4}, {0, 2, 4}, "cu_seqlens_q", "-3"},
-      {2, {-3, 0, 4}, {0, 2, 4}, "cu_seqlens_q", "-3"},
-      {2, {0, 9, 6}, {0, 2, 4}, "cu_seqlens_q", "6"},
-      {2, {0, 2, 4}, {0, -7, 4}, "cu_seqlens_k", "-7"},
-      {3, {0, 2, 4, 6}, {0, 8, 5, 9}, "cu_seqlens_k", "5"}};
+  static const std::vector<OffsetsCase> cases{{-1, {0}, {0}, "batch", "-1"},
+                                              {2, {0, -3, 4}, {0, 2, 4}, "cu_seqlens_q", "-3"},
+                                              {2, {-3, 0, 4}, {0, 2, 4}, "cu_seqlens_q", "-3"},
+                                              {2, {0, 9, 6}, {0, 2, 4}, "cu_seqlens_q", "6"},
+                                              {2, {0, 2, 4}, {0, -7, 4}, "cu_seqlens_k", "-7"},
+                                              {3, {0, 2, 4, 6}, {0, 8, 5, 9}, "cu_seqlens_k", "5"}};
   return cases;
 }
 
 TEST(ErrorMask, VarlenRejectsBadOffsets) {
-  for (const auto& c : bad_offsets()) expect_offsets_rejected(create_varlen, "alibi_mask_create_varlen", c);
+  for (const auto& c : bad_offsets())
+    expect_offsets_rejected(create_varlen, "alibi_mask_create_varlen", c);
 }
 
 TEST(ErrorMask, SlidingWindowRejectsBadOffsets) {
@@ -443,18 +462,24 @@ void expect_offsets_null_pointers(CreateFromOffsets create, const char* function
   Context ctx = make_cpu_context();
   const int32_t cu[3] = {0, 2, 4};
   alibi_mask_t mask = garbage_handle<alibi_mask_t>();
-  EXPECT_FAILS(create(nullptr, 2, cu, cu, &mask), ALIBI_STATUS_NULL_POINTER, function, "ctx|context", "null");
+  EXPECT_FAILS(create(nullptr, 2, cu, cu, &mask), ALIBI_STATUS_NULL_POINTER, function,
+               "ctx|context", "null");
   EXPECT_EQ(mask, nullptr);
   mask = garbage_handle<alibi_mask_t>();
-  EXPECT_FAILS(create(ctx.get(), 2, nullptr, cu, &mask), ALIBI_STATUS_NULL_POINTER, function, "cu_seqlens_q", "null");
+  EXPECT_FAILS(create(ctx.get(), 2, nullptr, cu, &mask), ALIBI_STATUS_NULL_POINTER, function,
+               "cu_seqlens_q", "null");
   EXPECT_EQ(mask, nullptr);
   mask = garbage_handle<alibi_mask_t>();
-  EXPECT_FAILS(create(ctx.get(), 2, cu, nullptr, &mask), ALIBI_STATUS_NULL_POINTER, function, "cu_seqlens_k", "null");
+  EXPECT_FAILS(create(ctx.get(), 2, cu, nullptr, &mask), ALIBI_STATUS_NULL_POINTER, function,
+               "cu_seqlens_k", "null");
   EXPECT_EQ(mask, nullptr);
-  EXPECT_FAILS(create(ctx.get(), 2, cu, cu, nullptr), ALIBI_STATUS_NULL_POINTER, function, "out", "null");
+  EXPECT_FAILS(create(ctx.get(), 2, cu, cu, nullptr), ALIBI_STATUS_NULL_POINTER, function, "out",
+               "null");
 }
 
-TEST(ErrorMask, VarlenRejectsNullPointers) { expect_offsets_null_pointers(create_varlen, "alibi_mask_create_varlen"); }
+TEST(ErrorMask, VarlenRejectsNullPointers) {
+  expect_offsets_null_pointers(create_varlen, "alibi_mask_create_varlen");
+}
 
 TEST(ErrorMask, SlidingWindowRejectsNullPointers) {
   expect_offsets_null_pointers(create_sliding_window, "alibi_mask_create_sliding_window");
@@ -464,12 +489,14 @@ TEST(ErrorMask, SlidingWindowRejectsWindowsBelowMinusOne) {
   Context ctx = make_cpu_context();
   const int32_t cu[3] = {0, 2, 4};
   alibi_mask_t mask = garbage_handle<alibi_mask_t>();
-  EXPECT_FAILS(alibi_mask_create_sliding_window(ctx.get(), 2, cu, cu, -2, 0, &mask), ALIBI_STATUS_INVALID_ARGUMENT,
-               "alibi_mask_create_sliding_window", "window_left", "-2");
+  EXPECT_FAILS(alibi_mask_create_sliding_window(ctx.get(), 2, cu, cu, -2, 0, &mask),
+               ALIBI_STATUS_INVALID_ARGUMENT, "alibi_mask_create_sliding_window", "window_left",
+               "-2");
   EXPECT_EQ(mask, nullptr);
   mask = garbage_handle<alibi_mask_t>();
-  EXPECT_FAILS(alibi_mask_create_sliding_window(ctx.get(), 2, cu, cu, 3, -5, &mask), ALIBI_STATUS_INVALID_ARGUMENT,
-               "alibi_mask_create_sliding_window", "window_right", "-5");
+  EXPECT_FAILS(alibi_mask_create_sliding_window(ctx.get(), 2, cu, cu, 3, -5, &mask),
+               ALIBI_STATUS_INVALID_ARGUMENT, "alibi_mask_create_sliding_window", "window_right",
+               "-5");
   EXPECT_EQ(mask, nullptr);
 }
 
@@ -481,8 +508,9 @@ struct RangesCase {
 // Creates (and destroys) a ranges mask; on failure the handle must come back NULL.
 alibi_status create_ranges(alibi_context_t ctx, const RangesCase& c) {
   alibi_mask_t mask = garbage_handle<alibi_mask_t>();
-  const alibi_status status = alibi_mask_create_ranges(ctx, int(c.types.size()), c.q.data(), c.k.data(),
-                                                       c.types.data(), c.total_q, c.total_k, &mask);
+  const alibi_status status =
+      alibi_mask_create_ranges(ctx, int(c.types.size()), c.q.data(), c.k.data(), c.types.data(),
+                               c.total_q, c.total_k, &mask);
   if (status != ALIBI_STATUS_SUCCESS) {
     EXPECT_EQ(mask, nullptr);
     return status;
@@ -494,20 +522,25 @@ alibi_status create_ranges(alibi_context_t ctx, const RangesCase& c) {
 TEST(ErrorMask, RangesRejectOutOfBoundsAndReversedRanges) {
   Context ctx = make_cpu_context();
   const char* function = "alibi_mask_create_ranges";
-  EXPECT_FAILS(create_ranges(ctx.get(), {{0, 11}, {0, 4}, {0}, 10, 8}), ALIBI_STATUS_INVALID_ARGUMENT, function, "q_ranges", "11");
-  EXPECT_FAILS(create_ranges(ctx.get(), {{0, 4}, {0, 9}, {0}, 10, 8}), ALIBI_STATUS_INVALID_ARGUMENT, function, "k_ranges", "9");
-  EXPECT_FAILS(create_ranges(ctx.get(), {{0, 4}, {-4, 3}, {0}, 10, 8}), ALIBI_STATUS_INVALID_ARGUMENT, function, "k_ranges", "-4");
-  EXPECT_FAILS(create_ranges(ctx.get(), {{0, 2, 6, 3}, {0, 4, 0, 4}, {0, 1}, 10, 8}), ALIBI_STATUS_INVALID_ARGUMENT, function,
-               "q_ranges", "6");
-  EXPECT_FAILS(create_ranges(ctx.get(), {{0, 4}, {7, 5}, {2}, 10, 8}), ALIBI_STATUS_INVALID_ARGUMENT, function, "k_ranges", "7");
+  EXPECT_FAILS(create_ranges(ctx.get(), {{0, 11}, {0, 4}, {0}, 10, 8}),
+               ALIBI_STATUS_INVALID_ARGUMENT, function, "q_ranges", "11");
+  EXPECT_FAILS(create_ranges(ctx.get(), {{0, 4}, {0, 9}, {0}, 10, 8}),
+               ALIBI_STATUS_INVALID_ARGUMENT, function, "k_ranges", "9");
+  EXPECT_FAILS(create_ranges(ctx.get(), {{0, 4}, {-4, 3}, {0}, 10, 8}),
+               ALIBI_STATUS_INVALID_ARGUMENT, function, "k_ranges", "-4");
+  EXPECT_FAILS(create_ranges(ctx.get(), {{0, 2, 6, 3}, {0, 4, 0, 4}, {0, 1}, 10, 8}),
+               ALIBI_STATUS_INVALID_ARGUMENT, function, "q_ranges", "6");
+  EXPECT_FAILS(create_ranges(ctx.get(), {{0, 4}, {7, 5}, {2}, 10, 8}),
+               ALIBI_STATUS_INVALID_ARGUMENT, function, "k_ranges", "7");
 }
 
 TEST(ErrorMask, RangesRejectTypeCodesOutside0To3) {
   Context ctx = make_cpu_context();
   const char* function = "alibi_mask_create_ranges";
-  EXPECT_FAILS(create_ranges(ctx.get(), {{0, 4, 4, 8}, {0, 4, 0, 4}, {3, 4}, 10, 8}), ALIBI_STATUS_INVALID_ARGUMENT, function,
-               "types", "4");
-  EXPECT_FAILS(create_ranges(ctx.get(), {{0, 4}, {0, 4}, {-1}, 10, 8}), ALIBI_STATUS_INVALID_ARGUMENT, function, "types", "-1");
+  EXPECT_FAILS(create_ranges(ctx.get(), {{0, 4, 4, 8}, {0, 4, 0, 4}, {3, 4}, 10, 8}),
+               ALIBI_STATUS_INVALID_ARGUMENT, function, "types", "4");
+  EXPECT_FAILS(create_ranges(ctx.get(), {{0, 4}, {0, 4}, {-1}, 10, 8}),
+               ALIBI_STATUS_INVALID_ARGUMENT, function, "types", "-1");
 }
 
 TEST(ErrorMask, RangesRejectBadCountsAndTotals) {
@@ -515,13 +548,14 @@ TEST(ErrorMask, RangesRejectBadCountsAndTotals) {
   const int32_t q[2] = {0, 1}, k[2] = {0, 1}, types[1] = {0};
   const char* function = "alibi_mask_create_ranges";
   alibi_mask_t mask = garbage_handle<alibi_mask_t>();
-  EXPECT_FAILS(alibi_mask_create_ranges(ctx.get(), -1, q, k, types, 4, 4, &mask), ALIBI_STATUS_INVALID_ARGUMENT,
-               function, "num_slices", "-1");
+  EXPECT_FAILS(alibi_mask_create_ranges(ctx.get(), -1, q, k, types, 4, 4, &mask),
+               ALIBI_STATUS_INVALID_ARGUMENT, function, "num_slices", "-1");
   EXPECT_EQ(mask, nullptr);
-  EXPECT_FAILS(alibi_mask_create_ranges(ctx.get(), 1, q, k, types, -6, 4, &mask), ALIBI_STATUS_INVALID_ARGUMENT,
-               function, "total_q", "-6");
-  EXPECT_FAILS(alibi_mask_create_ranges(ctx.get(), 1, q, k, types, 4, int64_t(INT32_MAX) + 1, &mask),
-               ALIBI_STATUS_INVALID_ARGUMENT, function, "total_k", "2147483648");
+  EXPECT_FAILS(alibi_mask_create_ranges(ctx.get(), 1, q, k, types, -6, 4, &mask),
+               ALIBI_STATUS_INVALID_ARGUMENT, function, "total_q", "-6");
+  EXPECT_FAILS(
+      alibi_mask_create_ranges(ctx.get(), 1, q, k, types, 4, int64_t(INT32_MAX) + 1, &mask),
+      ALIBI_STATUS_INVALID_ARGUMENT, function, "total_k", "2147483648");
 }
 
 TEST(ErrorMask, RangesRejectNullPointers) {
@@ -529,17 +563,17 @@ TEST(ErrorMask, RangesRejectNullPointers) {
   const int32_t q[2] = {0, 1}, k[2] = {0, 1}, types[1] = {0};
   const char* function = "alibi_mask_create_ranges";
   alibi_mask_t mask = garbage_handle<alibi_mask_t>();
-  EXPECT_FAILS(alibi_mask_create_ranges(ctx.get(), 1, nullptr, k, types, 4, 4, &mask), ALIBI_STATUS_NULL_POINTER,
-               function, "q_ranges", "null");
+  EXPECT_FAILS(alibi_mask_create_ranges(ctx.get(), 1, nullptr, k, types, 4, 4, &mask),
+               ALIBI_STATUS_NULL_POINTER, function, "q_ranges", "null");
   EXPECT_EQ(mask, nullptr);
-  EXPECT_FAILS(alibi_mask_create_ranges(ctx.get(), 1, q, nullptr, types, 4, 4, &mask), ALIBI_STATUS_NULL_POINTER,
-               function, "k_ranges", "null");
-  EXPECT_FAILS(alibi_mask_create_ranges(ctx.get(), 1, q, k, nullptr, 4, 4, &mask), ALIBI_STATUS_NULL_POINTER,
-               function, "types", "null");
-  EXPECT_FAILS(alibi_mask_create_ranges(nullptr, 1, q, k, types, 4, 4, &mask), ALIBI_STATUS_NULL_POINTER, function,
-               "ctx|context", "null");
-  EXPECT_FAILS(alibi_mask_create_ranges(ctx.get(), 1, q, k, types, 4, 4, nullptr), ALIBI_STATUS_NULL_POINTER,
-               function, "out", "null");
+  EXPECT_FAILS(alibi_mask_create_ranges(ctx.get(), 1, q, nullptr, types, 4, 4, &mask),
+               ALIBI_STATUS_NULL_POINTER, function, "k_ranges", "null");
+  EXPECT_FAILS(alibi_mask_create_ranges(ctx.get(), 1, q, k, nullptr, 4, 4, &mask),
+               ALIBI_STATUS_NULL_POINTER, function, "types", "null");
+  EXPECT_FAILS(alibi_mask_create_ranges(nullptr, 1, q, k, types, 4, 4, &mask),
+               ALIBI_STATUS_NULL_POINTER, function, "ctx|context", "null");
+  EXPECT_FAILS(alibi_mask_create_ranges(ctx.get(), 1, q, k, types, 4, 4, nullptr),
+               ALIBI_STATUS_NULL_POINTER, function, "out", "null");
 }
 
 TEST(ErrorMask, RangesRejectOverlappingRectangles) {
@@ -547,10 +581,11 @@ TEST(ErrorMask, RangesRejectOverlappingRectangles) {
   const char* function = "alibi_mask_create_ranges";
   const char* argument = "q_ranges|k_ranges|slice|slices|ranges";
   // identical, partially overlapping, one inside the other, crossing
-  for (const RangesCase& c : {RangesCase{{0, 4, 0, 4}, {0, 4, 0, 4}, {0, 1}, 10, 10},
-                              RangesCase{{0, 5, 3, 8}, {0, 5, 4, 9}, {1, 2}, 10, 10},
-                              RangesCase{{0, 8, 2, 4, 9, 10}, {0, 8, 3, 5, 0, 1}, {0, 3, 0}, 10, 10},
-                              RangesCase{{0, 10, 4, 5}, {4, 5, 0, 10}, {0, 0}, 10, 10}}) {
+  for (const RangesCase& c :
+       {RangesCase{{0, 4, 0, 4}, {0, 4, 0, 4}, {0, 1}, 10, 10},
+        RangesCase{{0, 5, 3, 8}, {0, 5, 4, 9}, {1, 2}, 10, 10},
+        RangesCase{{0, 8, 2, 4, 9, 10}, {0, 8, 3, 5, 0, 1}, {0, 3, 0}, 10, 10},
+        RangesCase{{0, 10, 4, 5}, {4, 5, 0, 10}, {0, 0}, 10, 10}}) {
     EXPECT_FAILS(create_ranges(ctx.get(), c), ALIBI_STATUS_INVALID_ARGUMENT, function, argument);
   }
 }
@@ -558,10 +593,11 @@ TEST(ErrorMask, RangesRejectOverlappingRectangles) {
 TEST(ErrorMask, RangesAcceptTouchingRectanglesAndEmptyRanges) {
   Context ctx = make_cpu_context();
   // Sharing an edge in q, an edge in k, a corner; an empty range inside another slice.
-  for (const RangesCase& c : {RangesCase{{0, 5, 5, 8}, {0, 5, 0, 5}, {0, 1}, 10, 10},
-                              RangesCase{{0, 5, 0, 5}, {0, 5, 5, 9}, {2, 3}, 10, 10},
-                              RangesCase{{0, 5, 5, 8}, {0, 5, 5, 9}, {1, 1}, 10, 10},
-                              RangesCase{{0, 8, 2, 2, 3, 6}, {0, 8, 0, 5, 4, 4}, {0, 1, 2}, 10, 10}}) {
+  for (const RangesCase& c :
+       {RangesCase{{0, 5, 5, 8}, {0, 5, 0, 5}, {0, 1}, 10, 10},
+        RangesCase{{0, 5, 0, 5}, {0, 5, 5, 9}, {2, 3}, 10, 10},
+        RangesCase{{0, 5, 5, 8}, {0, 5, 5, 9}, {1, 1}, 10, 10},
+        RangesCase{{0, 8, 2, 2, 3, 6}, {0, 8, 0, 5, 4, 4}, {0, 1, 2}, 10, 10}}) {
     EXPECT_EQ(create_ranges(ctx.get(), c), ALIBI_STATUS_SUCCESS) << alibi_last_error_message();
   }
 }
@@ -579,8 +615,8 @@ TEST(ErrorMask, QueriesAndPositionsRejectNullPointers) {
                "alibi_mask_set_positions", "q_positions|k_positions", "null");
   EXPECT_FAILS(alibi_mask_set_positions(nullptr, positions, positions), ALIBI_STATUS_NULL_POINTER,
                "alibi_mask_set_positions", "mask", "null");
-  EXPECT_FAILS(alibi_mask_get_num_slices(nullptr, &count), ALIBI_STATUS_NULL_POINTER, "alibi_mask_get_num_slices",
-               "mask", "null");
+  EXPECT_FAILS(alibi_mask_get_num_slices(nullptr, &count), ALIBI_STATUS_NULL_POINTER,
+               "alibi_mask_get_num_slices", "mask", "null");
   EXPECT_EQ(count, -1);
   EXPECT_FAILS(alibi_mask_get_num_slices(mask.get(), nullptr), ALIBI_STATUS_NULL_POINTER,
                "alibi_mask_get_num_slices", "out", "null");
@@ -594,28 +630,32 @@ TEST(ErrorMask, QueriesAndPositionsRejectNullPointers) {
 TEST(ErrorSlopes, ComputeSlopesRejectsBadArguments) {
   std::vector<float> out(4, test::kPoison);
   const char* function = "alibi_compute_slopes";
-  EXPECT_FAILS(alibi_compute_slopes(-1, 8.0f, out.data()), ALIBI_STATUS_INVALID_ARGUMENT, function, "num_heads", "-1");
-  EXPECT_FAILS(alibi_compute_slopes(4, -1.5f, out.data()), ALIBI_STATUS_INVALID_ARGUMENT, function, "max_bias", "-1.5");
-  EXPECT_FAILS(alibi_compute_slopes(4, std::nanf(""), out.data()), ALIBI_STATUS_INVALID_ARGUMENT, function, "max_bias",
-               "nan");
-  EXPECT_FAILS(alibi_compute_slopes(4, 8.0f, nullptr), ALIBI_STATUS_NULL_POINTER, function, "out", "null");
+  EXPECT_FAILS(alibi_compute_slopes(-1, 8.0f, out.data()), ALIBI_STATUS_INVALID_ARGUMENT, function,
+               "num_heads", "-1");
+  EXPECT_FAILS(alibi_compute_slopes(4, -1.5f, out.data()), ALIBI_STATUS_INVALID_ARGUMENT, function,
+               "max_bias", "-1.5");
+  EXPECT_FAILS(alibi_compute_slopes(4, std::nanf(""), out.data()), ALIBI_STATUS_INVALID_ARGUMENT,
+               function, "max_bias", "nan");
+  EXPECT_FAILS(alibi_compute_slopes(4, 8.0f, nullptr), ALIBI_STATUS_NULL_POINTER, function, "out",
+               "null");
   for (float x : out) EXPECT_EQ(x, test::kPoison) << "a failed call wrote its output";
 }
 
 TEST(ErrorSlopes, TensorParallelSlopesRejectBadShards) {
   std::vector<float> out(4, test::kPoison);
   const char* function = "alibi_compute_slopes_tp";
-  EXPECT_FAILS(alibi_compute_slopes_tp(8, -1, 2, 8.0f, out.data()), ALIBI_STATUS_INVALID_ARGUMENT, function,
-               "head_offset", "-1");
-  EXPECT_FAILS(alibi_compute_slopes_tp(8, 6, 3, 8.0f, out.data()), ALIBI_STATUS_INVALID_ARGUMENT, function,
-               "head_offset|num_heads|total_heads", "6");
-  EXPECT_FAILS(alibi_compute_slopes_tp(-2, 0, 1, 8.0f, out.data()), ALIBI_STATUS_INVALID_ARGUMENT, function,
-               "total_heads", "-2");
-  EXPECT_FAILS(alibi_compute_slopes_tp(8, 0, -3, 8.0f, out.data()), ALIBI_STATUS_INVALID_ARGUMENT, function,
-               "num_heads", "-3");
-  EXPECT_FAILS(alibi_compute_slopes_tp(8, 0, 2, -0.5f, out.data()), ALIBI_STATUS_INVALID_ARGUMENT, function,
-               "max_bias", "-0.5");
-  EXPECT_FAILS(alibi_compute_slopes_tp(8, 0, 2, 8.0f, nullptr), ALIBI_STATUS_NULL_POINTER, function, "out", "null");
+  EXPECT_FAILS(alibi_compute_slopes_tp(8, -1, 2, 8.0f, out.data()), ALIBI_STATUS_INVALID_ARGUMENT,
+               function, "head_offset", "-1");
+  EXPECT_FAILS(alibi_compute_slopes_tp(8, 6, 3, 8.0f, out.data()), ALIBI_STATUS_INVALID_ARGUMENT,
+               function, "head_offset|num_heads|total_heads", "6");
+  EXPECT_FAILS(alibi_compute_slopes_tp(-2, 0, 1, 8.0f, out.data()), ALIBI_STATUS_INVALID_ARGUMENT,
+               function, "total_heads", "-2");
+  EXPECT_FAILS(alibi_compute_slopes_tp(8, 0, -3, 8.0f, out.data()), ALIBI_STATUS_INVALID_ARGUMENT,
+               function, "num_heads", "-3");
+  EXPECT_FAILS(alibi_compute_slopes_tp(8, 0, 2, -0.5f, out.data()), ALIBI_STATUS_INVALID_ARGUMENT,
+               function, "max_bias", "-0.5");
+  EXPECT_FAILS(alibi_compute_slopes_tp(8, 0, 2, 8.0f, nullptr), ALIBI_STATUS_NULL_POINTER, function,
+               "out", "null");
   for (float x : out) EXPECT_EQ(x, test::kPoison) << "a failed call wrote its output";
 }
 
@@ -639,15 +679,22 @@ class ErrorForward : public OutputFixture {
     v_ = zeros(ALIBI_DTYPE_F32, {7, 2, 8});
     mask_ = varlen({0, 2, 5}, {0, 3, 7});
     alibi_attention_params_init(&params_);
-    args_ = {ctx_.get(), q_.get(), k_.get(), v_.get(), mask_.get(), &params_,
-             poisoned(ALIBI_DTYPE_F32, {5, 4, 8}), poisoned(ALIBI_DTYPE_F32, {4, 5})};
+    args_ = {ctx_.get(),
+             q_.get(),
+             k_.get(),
+             v_.get(),
+             mask_.get(),
+             &params_,
+             poisoned(ALIBI_DTYPE_F32, {5, 4, 8}),
+             poisoned(ALIBI_DTYPE_F32, {4, 5})};
   }
 
   static alibi_status forward(const Args& a) {
     return alibi_attention_forward(a.ctx, a.q, a.k, a.v, a.mask, a.params, a.out, a.lse);
   }
 
-  void expect_fails(const Args& a, alibi_status want, const char* argument, std::vector<std::string> values = {}) {
+  void expect_fails(const Args& a, alibi_status want, const char* argument,
+                    std::vector<std::string> values = {}) {
     SCOPED_TRACE(std::string("argument ") + argument);
     expect_error(forward(a), want, "alibi_attention_forward", argument, values);
     expect_outputs_untouched();
@@ -689,8 +736,10 @@ TEST_F(ErrorForward, WrongNdim) {
   Tensor k4 = zeros(ALIBI_DTYPE_F32, {7, 2, 8, 1});
   expect_fails(with(&Args::q, q2.get()), ALIBI_STATUS_SHAPE_MISMATCH, "q", {"2"});
   expect_fails(with(&Args::k, k4.get()), ALIBI_STATUS_SHAPE_MISMATCH, "k", {"4"});
-  expect_fails(with(&Args::out, poisoned(ALIBI_DTYPE_F32, {20, 8})), ALIBI_STATUS_SHAPE_MISMATCH, "out", {"2"});
-  expect_fails(with(&Args::lse, poisoned(ALIBI_DTYPE_F32, {20})), ALIBI_STATUS_SHAPE_MISMATCH, "lse", {"1"});
+  expect_fails(with(&Args::out, poisoned(ALIBI_DTYPE_F32, {20, 8})), ALIBI_STATUS_SHAPE_MISMATCH,
+               "out", {"2"});
+  expect_fails(with(&Args::lse, poisoned(ALIBI_DTYPE_F32, {20})), ALIBI_STATUS_SHAPE_MISMATCH,
+               "lse", {"1"});
 }
 
 TEST_F(ErrorForward, SizesThatDisagree) {
@@ -700,9 +749,12 @@ TEST_F(ErrorForward, SizesThatDisagree) {
   expect_fails(with(&Args::k, k_head_dim.get()), ALIBI_STATUS_SHAPE_MISMATCH, "k", {"6"});
   expect_fails(with(&Args::v, v_head_dim.get()), ALIBI_STATUS_SHAPE_MISMATCH, "v", {"6"});
   expect_fails(with(&Args::v, v_rows.get()), ALIBI_STATUS_SHAPE_MISMATCH, "v", {"9"});
-  expect_fails(with(&Args::out, poisoned(ALIBI_DTYPE_F32, {5, 4, 9})), ALIBI_STATUS_SHAPE_MISMATCH, "out", {"9"});
-  expect_fails(with(&Args::out, poisoned(ALIBI_DTYPE_F32, {5, 3, 8})), ALIBI_STATUS_SHAPE_MISMATCH, "out", {"3"});
-  expect_fails(with(&Args::lse, poisoned(ALIBI_DTYPE_F32, {5, 4})), ALIBI_STATUS_SHAPE_MISMATCH, "lse");
+  expect_fails(with(&Args::out, poisoned(ALIBI_DTYPE_F32, {5, 4, 9})), ALIBI_STATUS_SHAPE_MISMATCH,
+               "out", {"9"});
+  expect_fails(with(&Args::out, poisoned(ALIBI_DTYPE_F32, {5, 3, 8})), ALIBI_STATUS_SHAPE_MISMATCH,
+               "out", {"3"});
+  expect_fails(with(&Args::lse, poisoned(ALIBI_DTYPE_F32, {5, 4})), ALIBI_STATUS_SHAPE_MISMATCH,
+               "lse");
 }
 
 TEST_F(ErrorForward, QueryHeadsNotAMultipleOfKvHeads) {
@@ -735,13 +787,21 @@ TEST_F(ErrorForward, DtypesThatDisagreeOrAreNotAccepted) {
   Tensor k_half = zeros(ALIBI_DTYPE_F16, {7, 2, 8});
   expect_fails(with(&Args::q, q_half.get()), ALIBI_STATUS_DTYPE_MISMATCH, "q|k|v");
   expect_fails(with(&Args::k, k_half.get()), ALIBI_STATUS_DTYPE_MISMATCH, "k|q");
-  expect_fails(with(&Args::out, poisoned(ALIBI_DTYPE_BF16, {5, 4, 8})), ALIBI_STATUS_DTYPE_MISMATCH, "out");
-  expect_fails(with(&Args::lse, poisoned(ALIBI_DTYPE_F16, {4, 5})), ALIBI_STATUS_DTYPE_MISMATCH, "lse");
+  expect_fails(with(&Args::out, poisoned(ALIBI_DTYPE_BF16, {5, 4, 8})), ALIBI_STATUS_DTYPE_MISMATCH,
+               "out");
+  expect_fails(with(&Args::lse, poisoned(ALIBI_DTYPE_F16, {4, 5})), ALIBI_STATUS_DTYPE_MISMATCH,
+               "lse");
 
   Tensor qi = zeros(ALIBI_DTYPE_I32, {5, 4, 8});
   Tensor ki = zeros(ALIBI_DTYPE_I32, {7, 2, 8});
   Tensor vi = zeros(ALIBI_DTYPE_I32, {7, 2, 8});
-  Args ints{ctx_.get(), qi.get(), ki.get(), vi.get(), mask_.get(), &params_, poisoned(ALIBI_DTYPE_I32, {5, 4, 8}),
+  Args ints{ctx_.get(),
+            qi.get(),
+            ki.get(),
+            vi.get(),
+            mask_.get(),
+            &params_,
+            poisoned(ALIBI_DTYPE_I32, {5, 4, 8}),
             args_.lse};
   expect_fails(ints, ALIBI_STATUS_DTYPE_MISMATCH, "q");
 }
@@ -751,10 +811,12 @@ TEST_F(ErrorForward, BadAttnBias) {
   Tensor wrong_heads = zeros(ALIBI_DTYPE_F32, {2, 5, 7});
   Tensor wrong_ndim = zeros(ALIBI_DTYPE_F32, {5, 7});
   Tensor wrong_dtype = zeros(ALIBI_DTYPE_I32, {4, 5, 7});
-  for (alibi_tensor_t bias : {wrong_columns.get(), wrong_heads.get(), wrong_ndim.get(), wrong_dtype.get()}) {
+  for (alibi_tensor_t bias :
+       {wrong_columns.get(), wrong_heads.get(), wrong_ndim.get(), wrong_dtype.get()}) {
     params_.attn_bias = bias;
     const bool dtype_case = bias == wrong_dtype.get();
-    expect_fails(args_, dtype_case ? ALIBI_STATUS_DTYPE_MISMATCH : ALIBI_STATUS_SHAPE_MISMATCH, "attn_bias");
+    expect_fails(args_, dtype_case ? ALIBI_STATUS_DTYPE_MISMATCH : ALIBI_STATUS_SHAPE_MISMATCH,
+                 "attn_bias");
   }
 }
 
@@ -808,7 +870,8 @@ class ErrorBuildBias : public OutputFixture {
     out_ = poisoned(ALIBI_DTYPE_F32, {4, 5, 7});
     alibi_attention_params_init(&params_);
   }
-  void expect_fails(alibi_status got, alibi_status want, const char* argument, std::vector<std::string> values = {}) {
+  void expect_fails(alibi_status got, alibi_status want, const char* argument,
+                    std::vector<std::string> values = {}) {
     SCOPED_TRACE(std::string("argument ") + argument);
     expect_error(got, want, "alibi_build_bias", argument, values);
     expect_outputs_untouched();
@@ -823,18 +886,22 @@ class ErrorBuildBias : public OutputFixture {
 };
 
 TEST_F(ErrorBuildBias, NullPointersAndBadHeadCount) {
-  expect_fails(alibi_build_bias(nullptr, mask_.get(), 4, &params_, out_), ALIBI_STATUS_NULL_POINTER, "ctx|context",
-               {"null"});
-  expect_fails(alibi_build_bias(ctx_.get(), nullptr, 4, &params_, out_), ALIBI_STATUS_NULL_POINTER, "mask", {"null"});
+  expect_fails(alibi_build_bias(nullptr, mask_.get(), 4, &params_, out_), ALIBI_STATUS_NULL_POINTER,
+               "ctx|context", {"null"});
+  expect_fails(alibi_build_bias(ctx_.get(), nullptr, 4, &params_, out_), ALIBI_STATUS_NULL_POINTER,
+               "mask", {"null"});
   expect_fails(build(nullptr), ALIBI_STATUS_NULL_POINTER, "out", {"null"});
   expect_fails(build(out_, -1), ALIBI_STATUS_INVALID_ARGUMENT, "num_heads", {"-1"});
 }
 
 TEST_F(ErrorBuildBias, OutputShapeAndDtype) {
   expect_fails(build(out_, 3), ALIBI_STATUS_SHAPE_MISMATCH, "out|num_heads", {"4", "3"});
-  expect_fails(build(poisoned(ALIBI_DTYPE_F32, {4, 5, 8})), ALIBI_STATUS_SHAPE_MISMATCH, "out", {"8"});
-  expect_fails(build(poisoned(ALIBI_DTYPE_F32, {4, 6, 7})), ALIBI_STATUS_SHAPE_MISMATCH, "out", {"6"});
-  expect_fails(build(poisoned(ALIBI_DTYPE_F32, {20, 7})), ALIBI_STATUS_SHAPE_MISMATCH, "out", {"2"});
+  expect_fails(build(poisoned(ALIBI_DTYPE_F32, {4, 5, 8})), ALIBI_STATUS_SHAPE_MISMATCH, "out",
+               {"8"});
+  expect_fails(build(poisoned(ALIBI_DTYPE_F32, {4, 6, 7})), ALIBI_STATUS_SHAPE_MISMATCH, "out",
+               {"6"});
+  expect_fails(build(poisoned(ALIBI_DTYPE_F32, {20, 7})), ALIBI_STATUS_SHAPE_MISMATCH, "out",
+               {"2"});
   expect_fails(build(poisoned(ALIBI_DTYPE_I32, {4, 5, 7})), ALIBI_STATUS_DTYPE_MISMATCH, "out");
 }
 
@@ -868,8 +935,8 @@ TEST_F(ErrorBuildBias, PerBatchSlopesNeedASequenceMask) {
   Mask ranges = full_ranges(5, 7);
   params_.slopes = plenty.data();
   params_.slopes_per_batch = 1;
-  expect_fails(alibi_build_bias(ctx_.get(), ranges.get(), 4, &params_, out_), ALIBI_STATUS_INVALID_ARGUMENT,
-               "slopes_per_batch");
+  expect_fails(alibi_build_bias(ctx_.get(), ranges.get(), 4, &params_, out_),
+               ALIBI_STATUS_INVALID_ARGUMENT, "slopes_per_batch");
 }
 
 // ------------------------------------------------------------------------------------------
@@ -888,18 +955,22 @@ class ErrorDynamicBatching : public OutputFixture {
     const int64_t shape[1] = {int64_t(values.size())};
     EXPECT_EQ(alibi_tensor_create(ctx_.get(), dtype, 1, shape, &t), ALIBI_STATUS_SUCCESS);
     if (dtype == ALIBI_DTYPE_I64) {
-      EXPECT_EQ(alibi_tensor_copy_from_host(t, values.data(), values.size() * 8), ALIBI_STATUS_SUCCESS);
+      EXPECT_EQ(alibi_tensor_copy_from_host(t, values.data(), values.size() * 8),
+                ALIBI_STATUS_SUCCESS);
     } else {
       const std::vector<int32_t> narrow(values.begin(), values.end());
-      EXPECT_EQ(alibi_tensor_copy_from_host(t, narrow.data(), narrow.size() * 4), ALIBI_STATUS_SUCCESS);
+      EXPECT_EQ(alibi_tensor_copy_from_host(t, narrow.data(), narrow.size() * 4),
+                ALIBI_STATUS_SUCCESS);
     }
     return Tensor(t);
   }
-  alibi_status build(alibi_tensor_t seqstarts, alibi_tensor_t kvstarts, alibi_tensor_t attn_mask, int heads,
-                     alibi_tensor_t out) {
-    return alibi_build_dynamic_batching_mask(ctx_.get(), seqstarts, kvstarts, attn_mask, heads, out);
+  alibi_status build(alibi_tensor_t seqstarts, alibi_tensor_t kvstarts, alibi_tensor_t attn_mask,
+                     int heads, alibi_tensor_t out) {
+    return alibi_build_dynamic_batching_mask(ctx_.get(), seqstarts, kvstarts, attn_mask, heads,
+                                             out);
   }
-  void expect_fails(alibi_status got, alibi_status want, const char* argument, std::vector<std::string> values = {}) {
+  void expect_fails(alibi_status got, alibi_status want, const char* argument,
+                    std::vector<std::string> values = {}) {
     SCOPED_TRACE(std::string("argument ") + argument);
     expect_error(got, want, "alibi_build_dynamic_batching_mask", argument, values);
     expect_outputs_untouched();
@@ -915,10 +986,12 @@ TEST_F(ErrorDynamicBatching, ValidArgumentsSucceed) {
 
 TEST_F(ErrorDynamicBatching, NullPointersAndBadHeadCount) {
   auto s = seqstarts_.get(), k = kvstarts_.get();
-  expect_fails(alibi_build_dynamic_batching_mask(nullptr, s, k, nullptr, 3, out_), ALIBI_STATUS_NULL_POINTER,
-               "ctx|context", {"null"});
-  expect_fails(build(nullptr, k, nullptr, 3, out_), ALIBI_STATUS_NULL_POINTER, "seqstarts", {"null"});
-  expect_fails(build(s, nullptr, nullptr, 3, out_), ALIBI_STATUS_NULL_POINTER, "kvstarts", {"null"});
+  expect_fails(alibi_build_dynamic_batching_mask(nullptr, s, k, nullptr, 3, out_),
+               ALIBI_STATUS_NULL_POINTER, "ctx|context", {"null"});
+  expect_fails(build(nullptr, k, nullptr, 3, out_), ALIBI_STATUS_NULL_POINTER, "seqstarts",
+               {"null"});
+  expect_fails(build(s, nullptr, nullptr, 3, out_), ALIBI_STATUS_NULL_POINTER, "kvstarts",
+               {"null"});
   expect_fails(build(s, k, nullptr, 3, nullptr), ALIBI_STATUS_NULL_POINTER, "out", {"null"});
   expect_fails(build(s, k, nullptr, -1, out_), ALIBI_STATUS_INVALID_ARGUMENT, "num_heads", {"-1"});
 }
@@ -926,10 +999,10 @@ TEST_F(ErrorDynamicBatching, NullPointersAndBadHeadCount) {
 TEST_F(ErrorDynamicBatching, OffsetsOutsideTheirDomain) {
   Tensor decreasing = offsets(ALIBI_DTYPE_I64, {0, 6, 5});
   Tensor negative = offsets(ALIBI_DTYPE_I64, {-2, 4, 9});
-  expect_fails(build(decreasing.get(), kvstarts_.get(), nullptr, 3, out_), ALIBI_STATUS_INVALID_ARGUMENT,
-               "seqstarts", {"5"});
-  expect_fails(build(seqstarts_.get(), negative.get(), nullptr, 3, out_), ALIBI_STATUS_INVALID_ARGUMENT, "kvstarts",
-               {"-2"});
+  expect_fails(build(decreasing.get(), kvstarts_.get(), nullptr, 3, out_),
+               ALIBI_STATUS_INVALID_ARGUMENT, "seqstarts", {"5"});
+  expect_fails(build(seqstarts_.get(), negative.get(), nullptr, 3, out_),
+               ALIBI_STATUS_INVALID_ARGUMENT, "kvstarts", {"-2"});
 }
 
 TEST_F(ErrorDynamicBatching, OffsetsWithWrongShapeOrDtype) {
@@ -938,20 +1011,24 @@ TEST_F(ErrorDynamicBatching, OffsetsWithWrongShapeOrDtype) {
   Tensor two_d = zeros(ALIBI_DTYPE_I64, {3, 1});
   expect_fails(build(seqstarts_.get(), longer.get(), nullptr, 3, out_), ALIBI_STATUS_SHAPE_MISMATCH,
                "kvstarts|seqstarts", {"4"});
-  expect_fails(build(as_float.get(), kvstarts_.get(), nullptr, 3, out_), ALIBI_STATUS_DTYPE_MISMATCH, "seqstarts");
-  expect_fails(build(two_d.get(), kvstarts_.get(), nullptr, 3, out_), ALIBI_STATUS_SHAPE_MISMATCH, "seqstarts");
+  expect_fails(build(as_float.get(), kvstarts_.get(), nullptr, 3, out_),
+               ALIBI_STATUS_DTYPE_MISMATCH, "seqstarts");
+  expect_fails(build(two_d.get(), kvstarts_.get(), nullptr, 3, out_), ALIBI_STATUS_SHAPE_MISMATCH,
+               "seqstarts");
 }
 
 TEST_F(ErrorDynamicBatching, OutputShapeAndDtype) {
   auto s = seqstarts_.get(), k = kvstarts_.get();
-  expect_fails(build(s, k, nullptr, 2, out_), ALIBI_STATUS_SHAPE_MISMATCH, "out|num_heads", {"3", "2"});
-  expect_fails(build(s, k, nullptr, 3, poisoned(ALIBI_DTYPE_F32, {3, 5, 8})), ALIBI_STATUS_SHAPE_MISMATCH, "out",
-               {"8"});
-  expect_fails(build(s, k, nullptr, 3, poisoned(ALIBI_DTYPE_F32, {3, 6, 10})), ALIBI_STATUS_SHAPE_MISMATCH, "out",
-               {"6"});
-  expect_fails(build(s, k, nullptr, 3, poisoned(ALIBI_DTYPE_F32, {15, 10})), ALIBI_STATUS_SHAPE_MISMATCH, "out",
-               {"2"});
-  expect_fails(build(s, k, nullptr, 3, poisoned(ALIBI_DTYPE_BF16, {3, 5, 10})), ALIBI_STATUS_DTYPE_MISMATCH, "out");
+  expect_fails(build(s, k, nullptr, 2, out_), ALIBI_STATUS_SHAPE_MISMATCH, "out|num_heads",
+               {"3", "2"});
+  expect_fails(build(s, k, nullptr, 3, poisoned(ALIBI_DTYPE_F32, {3, 5, 8})),
+               ALIBI_STATUS_SHAPE_MISMATCH, "out", {"8"});
+  expect_fails(build(s, k, nullptr, 3, poisoned(ALIBI_DTYPE_F32, {3, 6, 10})),
+               ALIBI_STATUS_SHAPE_MISMATCH, "out", {"6"});
+  expect_fails(build(s, k, nullptr, 3, poisoned(ALIBI_DTYPE_F32, {15, 10})),
+               ALIBI_STATUS_SHAPE_MISMATCH, "out", {"2"});
+  expect_fails(build(s, k, nullptr, 3, poisoned(ALIBI_DTYPE_BF16, {3, 5, 10})),
+               ALIBI_STATUS_DTYPE_MISMATCH, "out");
 }
 
 TEST_F(ErrorDynamicBatching, BadAttnMask) {
@@ -959,8 +1036,10 @@ TEST_F(ErrorDynamicBatching, BadAttnMask) {
   Tensor wrong_columns = zeros(ALIBI_DTYPE_F32, {5, 8});
   Tensor wrong_heads = zeros(ALIBI_DTYPE_F32, {2, 5, 9});
   Tensor wrong_dtype = zeros(ALIBI_DTYPE_BF16, {5, 9});
-  expect_fails(build(s, k, wrong_columns.get(), 3, out_), ALIBI_STATUS_SHAPE_MISMATCH, "attn_mask", {"8"});
-  expect_fails(build(s, k, wrong_heads.get(), 3, out_), ALIBI_STATUS_SHAPE_MISMATCH, "attn_mask", {"2"});
+  expect_fails(build(s, k, wrong_columns.get(), 3, out_), ALIBI_STATUS_SHAPE_MISMATCH, "attn_mask",
+               {"8"});
+  expect_fails(build(s, k, wrong_heads.get(), 3, out_), ALIBI_STATUS_SHAPE_MISMATCH, "attn_mask",
+               {"2"});
   expect_fails(build(s, k, wrong_dtype.get(), 3, out_), ALIBI_STATUS_DTYPE_MISMATCH, "attn_mask");
 }
 
@@ -974,7 +1053,8 @@ class ErrorBloom : public OutputFixture {
     mask_ = zeros(ALIBI_DTYPE_I64, {2, 5});
     out_ = poisoned(ALIBI_DTYPE_F32, {8, 1, 5});
   }
-  void expect_fails(alibi_status got, alibi_status want, const char* argument, std::vector<std::string> values = {}) {
+  void expect_fails(alibi_status got, alibi_status want, const char* argument,
+                    std::vector<std::string> values = {}) {
     SCOPED_TRACE(std::string("argument ") + argument);
     expect_error(got, want, "alibi_build_bloom_bias", argument, values);
     expect_outputs_untouched();
@@ -990,8 +1070,8 @@ class ErrorBloom : public OutputFixture {
 TEST_F(ErrorBloom, ValidArgumentsSucceed) { ASSERT_OK(build(mask_.get(), 4, out_)); }
 
 TEST_F(ErrorBloom, NullPointersAndBadHeadCount) {
-  expect_fails(alibi_build_bloom_bias(nullptr, mask_.get(), 4, out_), ALIBI_STATUS_NULL_POINTER, "ctx|context",
-               {"null"});
+  expect_fails(alibi_build_bloom_bias(nullptr, mask_.get(), 4, out_), ALIBI_STATUS_NULL_POINTER,
+               "ctx|context", {"null"});
   expect_fails(build(nullptr, 4, out_), ALIBI_STATUS_NULL_POINTER, "attention_mask", {"null"});
   expect_fails(build(mask_.get(), 4, nullptr), ALIBI_STATUS_NULL_POINTER, "out", {"null"});
   expect_fails(build(mask_.get(), -1, out_), ALIBI_STATUS_INVALID_ARGUMENT, "num_heads", {"-1"});
@@ -1008,10 +1088,14 @@ TEST_F(ErrorBloom, AttentionMaskShapeAndDtype) {
 
 TEST_F(ErrorBloom, OutputShapeAndDtype) {
   expect_fails(build(mask_.get(), 3, out_), ALIBI_STATUS_SHAPE_MISMATCH, "out|num_heads", {"8"});
-  expect_fails(build(mask_.get(), 4, poisoned(ALIBI_DTYPE_F32, {8, 2, 5})), ALIBI_STATUS_SHAPE_MISMATCH, "out", {"2"});
-  expect_fails(build(mask_.get(), 4, poisoned(ALIBI_DTYPE_F32, {8, 1, 6})), ALIBI_STATUS_SHAPE_MISMATCH, "out", {"6"});
-  expect_fails(build(mask_.get(), 4, poisoned(ALIBI_DTYPE_F32, {8, 5})), ALIBI_STATUS_SHAPE_MISMATCH, "out", {"2"});
-  expect_fails(build(mask_.get(), 4, poisoned(ALIBI_DTYPE_I32, {8, 1, 5})), ALIBI_STATUS_DTYPE_MISMATCH, "out");
+  expect_fails(build(mask_.get(), 4, poisoned(ALIBI_DTYPE_F32, {8, 2, 5})),
+               ALIBI_STATUS_SHAPE_MISMATCH, "out", {"2"});
+  expect_fails(build(mask_.get(), 4, poisoned(ALIBI_DTYPE_F32, {8, 1, 6})),
+               ALIBI_STATUS_SHAPE_MISMATCH, "out", {"6"});
+  expect_fails(build(mask_.get(), 4, poisoned(ALIBI_DTYPE_F32, {8, 5})),
+               ALIBI_STATUS_SHAPE_MISMATCH, "out", {"2"});
+  expect_fails(build(mask_.get(), 4, poisoned(ALIBI_DTYPE_I32, {8, 1, 5})),
+               ALIBI_STATUS_DTYPE_MISMATCH, "out");
 }
 
 }  // namespace
