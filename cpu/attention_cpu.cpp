@@ -1,48 +1,59 @@
-// Attention on the CPU: blocks of query rows against blocks of keys with an online softmax in
-// f32; the ALiBi bias is computed per cell from positions and slopes. Working memory is a few
-// tiles per thread, never a total_q x total_k matrix.
-#include <Eigen/Core>
+// Attention on the CPU, flash style: each work item is (head, block of query rows, key split).
+// Scores are computed transposed (keys x queries) so that the softmax runs across queries in
+// SIMD lanes; key and value tiles are packed as f32 (f16/bf16 widened) per tile.
+// The ALiBi bias is computed per cell from positions and slopes; key blocks outside every
+// row's visible interval are never visited and only blocks cut by the mask pay for masking.
+// Working memory is a few tiles per thread, never total_q x total_k.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <numeric>
 #include <vector>
 
 #include "core/formulas.h"
+#include "cpu/decode.h"
 #include "cpu/host_tensor.h"
 #include "cpu/kernels.h"
+#include "cpu/tile_ops.h"
 
 namespace alibi::cpu {
 
 namespace {
 
-constexpr int64_t kRowBlock = 64;
-constexpr int64_t kKeyBlock = 128;
+constexpr int64_t kRowBlock = 128;
+constexpr int64_t kKeyBlock = 64;
+constexpr int64_t kLanes = 8;
+constexpr int64_t kTileWidth = kRowBlock + kLanes;  // query columns incl. SIMD padding
+// Split keys until there are this many items, so few-row calls (decode) use every thread.
+// It does not depend on the thread count, so results do not either.
+constexpr int64_t kTargetItems = 32;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// Query rows [begin, end) and the slices that touch them, in mask order.
+// Query rows [begin, end), the slices touching them in mask order, and the work they hold.
 struct RowBlock {
-  int64_t begin, end;
+  int64_t begin = 0, end = 0;
   std::vector<int32_t> slices;
+  int64_t cells = 0;
 };
 
-// One thread's tiles.
-struct Scratch {
-  Matrix q, k, v, scores, acc;
-  std::vector<float> row_max, row_sum;
-
-  void resize(int64_t head_dim) {
-    q.resize(kRowBlock, head_dim);
-    k.resize(kKeyBlock, head_dim);
-    v.resize(kKeyBlock, head_dim);
-    scores.resize(kRowBlock, kKeyBlock);
-    acc.resize(kRowBlock, head_dim);
-    row_max.resize(kRowBlock);
-    row_sum.resize(kRowBlock);
-  }
+// The visible key interval of every row of a slice that falls in a row block.
+struct SliceRows {
+  const Slice* slice;
+  int64_t row_begin, row_end;  // global rows
+  int64_t key_lo, key_hi;      // union of the rows' visible keys, slice-relative
 };
+
+SliceRows slice_rows(const Slice& slice, const RowBlock& block) {
+  SliceRows s{&slice, std::max<int64_t>(block.begin, slice.q_begin),
+              std::min<int64_t>(block.end, slice.q_end), 0, 0};
+  const int64_t sq = slice.q_end - slice.q_begin, sk = slice.k_end - slice.k_begin;
+  s.key_lo = visible_keys(slice.type, s.row_begin - slice.q_begin, sq, sk).lo;
+  s.key_hi = std::max(s.key_lo, visible_keys(slice.type, s.row_end - 1 - slice.q_begin, sq, sk).hi);
+  return s;
+}
 
 std::vector<RowBlock> plan_row_blocks(const MaskPlan& plan) {
   std::vector<RowBlock> blocks(size_t((plan.total_q + kRowBlock - 1) / kRowBlock));
@@ -53,147 +64,296 @@ std::vector<RowBlock> plan_row_blocks(const MaskPlan& plan) {
   for (size_t s = 0; s < plan.slices.size(); ++s) {
     const Slice& slice = plan.slices[s];
     if (slice.q_begin == slice.q_end || slice.k_begin == slice.k_end) continue;
-    for (int64_t b = slice.q_begin / kRowBlock; b <= (slice.q_end - 1) / kRowBlock; ++b)
-      blocks[size_t(b)].slices.push_back(int32_t(s));
+    for (int64_t b = slice.q_begin / kRowBlock; b <= (slice.q_end - 1) / kRowBlock; ++b) {
+      RowBlock& block = blocks[size_t(b)];
+      block.slices.push_back(int32_t(s));
+      const SliceRows rows = slice_rows(slice, block);
+      block.cells += (rows.row_end - rows.row_begin) * (rows.key_hi - rows.key_lo);
+    }
   }
   return blocks;
 }
 
-// Copies `count` token rows of one head into a tile as f32, times scale.
-void load_tile(const TensorView& t, int64_t first_token, int64_t count, int64_t head, float scale,
-               Matrix& tile) {
-  const int64_t dim = t.shape[2];
-  for (int64_t i = 0; i < count; ++i) {
-    int64_t offset = offset3(t, first_token + i, head, 0);
-    if (t.dtype == ALIBI_DTYPE_F32 && scale == 1.0f)
-      std::memcpy(&tile(i, 0), static_cast<const float*>(t.data) + offset, size_t(dim) * 4);
-    else
-      load_row(t, offset, dim, scale, &tile(i, 0));
-  }
+// Keys [lo, hi) of split `split` out of `splits` of an interval.
+std::pair<int64_t, int64_t> split_range(int64_t lo, int64_t hi, int split, int splits) {
+  const int64_t chunk = round_up((hi - lo + splits - 1) / splits, kKeyBlock);
+  return {std::min(hi, lo + split * chunk), std::min(hi, lo + (split + 1) * chunk)};
 }
 
-class BlockAttention {
- public:
-  BlockAttention(const ForwardArgs& args, const RowBlock& block, int64_t head, Scratch& s)
-      : args_(args), plan_(*args.plan), block_(block), head_(head), s_(s),
-        kv_head_(head / (args.q.shape[1] / args.k.shape[1])), dim_(args.q.shape[2]) {}
+// A work item's running softmax: per block row, max and sum of exp, and the output sums.
+struct RowState {
+  std::vector<float> acc;  // kRowBlock x head_dim
+  std::vector<float> row_max, row_sum;
 
-  void run() {
-    const int64_t rows = block_.end - block_.begin;
-    load_tile(args_.q, block_.begin, rows, head_, args_.scale, s_.q);
-    s_.acc.topRows(rows).setZero();
-    std::fill(s_.row_max.begin(), s_.row_max.end(), kNegInf);
-    std::fill(s_.row_sum.begin(), s_.row_sum.end(), 0.0f);
-    for (int32_t index : block_.slices) attend(plan_.slices[size_t(index)]);
-    write_rows();
+  explicit RowState(int64_t head_dim)
+      : acc(size_t(kRowBlock * head_dim)), row_max(kTileWidth), row_sum(kTileWidth) {}
+  void reset() {
+    std::fill(acc.begin(), acc.end(), 0.0f);
+    std::fill(row_max.begin(), row_max.end(), kNegInf);
+    std::fill(row_sum.begin(), row_sum.end(), 0.0f);
   }
+};
+
+// One thread's tiles.
+struct Scratch {
+  std::vector<float> queries_t;  // head_dim x kTileWidth: scaled queries, transposed
+  std::vector<float> scores, extra;  // kKeyBlock x kTileWidth
+  std::vector<float> keys, values;   // kKeyBlock x head_dim, widened half inputs
+  std::vector<float> correction, row;
+  std::vector<int32_t> query_pos, visible_lo, visible_hi;
+
+  explicit Scratch(int64_t head_dim)
+      : queries_t(size_t(head_dim * kTileWidth)), scores(size_t(kKeyBlock * kTileWidth)),
+        keys(size_t(kKeyBlock * head_dim)), values(size_t(kKeyBlock * head_dim)),
+        correction(kTileWidth), row(size_t(head_dim)), query_pos(kTileWidth), visible_lo(kTileWidth),
+        visible_hi(kTileWidth) {}
+};
+
+class Attention {
+ public:
+  Attention(const ForwardArgs& args, const TileOps& ops)
+      : args_(args), plan_(*args.plan), ops_(ops), heads_(args.q.shape[1]),
+        group_(args.q.shape[1] / args.k.shape[1]), dim_(args.q.shape[2]) {}
+
+  // Accumulates the keys of split `split` of `splits` into state.
+  void accumulate(const RowBlock& block, int64_t head, int split, int splits, Scratch& s,
+                  RowState& state) const {
+    state.reset();
+    load_queries(block, head, s);
+    for (int32_t index : block.slices) {
+      const SliceRows rows = slice_rows(plan_.slices[size_t(index)], block);
+      const auto keys = split_range(rows.key_lo, rows.key_hi, split, splits);
+      attend(rows, keys.first, keys.second, block, head, s, state);
+    }
+  }
+
+  // Writes out and lse of a block's rows from a finished state.
+  void write(const RowBlock& block, int64_t head, const RowState& state) const {
+    for (int64_t r = block.begin; r < block.end; ++r) {
+      const size_t local = size_t(r - block.begin);
+      const float sum = state.row_sum[local];
+      const float inverse = sum > 0 ? 1.0f / sum : 0.0f;
+      const int64_t offset = offset3(args_.out, r, head, 0);
+      store_row(args_.out, offset, &state.acc[local * size_t(dim_)], dim_, inverse);
+      if (args_.lse) {
+        const float lse = sum > 0 ? state.row_max[local] + std::log(sum) : kNegInf;
+        store_float(*args_.lse, offset2(*args_.lse, head, r), lse);
+      }
+    }
+  }
+
+  int64_t head_dim() const { return dim_; }
 
  private:
-  void attend(const Slice& slice) {
-    const int64_t row_begin = std::max<int64_t>(block_.begin, slice.q_begin);
-    const int64_t row_end = std::min<int64_t>(block_.end, slice.q_end);
+  void load_queries(const RowBlock& block, int64_t head, Scratch& s) const {
+    for (int64_t r = block.begin; r < block.end; ++r) {
+      load_row(args_.q, offset3(args_.q, r, head, 0), s.row.data());
+      const int64_t column = r - block.begin;
+      for (int64_t d = 0; d < dim_; ++d)
+        s.queries_t[size_t(d * kTileWidth + column)] = args_.scale * s.row[size_t(d)];
+    }
+  }
+
+  // One head_dim row of a float tensor as f32.
+  void load_row(const TensorView& t, int64_t offset, float* dst) const {
+    if (t.dtype == ALIBI_DTYPE_F32)
+      std::memcpy(dst, static_cast<const float*>(t.data) + offset, size_t(dim_) * sizeof(float));
+    else
+      ops_.widen(t.dtype, static_cast<const uint16_t*>(t.data) + offset, dim_, dst);
+  }
+
+  // Positions and visible intervals of the slice's rows, padded to whole SIMD groups.
+  void load_row_metadata(const SliceRows& rows, Scratch& s) const {
+    const Slice& slice = *rows.slice;
     const int64_t sq = slice.q_end - slice.q_begin, sk = slice.k_end - slice.k_begin;
-    // Rows' visible intervals only move right, so the block needs [first.lo, last.hi).
-    const int64_t key_lo = visible_keys(slice.type, row_begin - slice.q_begin, sq, sk).lo;
-    const int64_t key_hi = visible_keys(slice.type, row_end - 1 - slice.q_begin, sq, sk).hi;
-    const float slope = args_.slopes.at(slice.sequence, int(head_));
-    for (int64_t kb = key_lo; kb < key_hi; kb += kKeyBlock) {
-      const int64_t count = std::min(kKeyBlock, key_hi - kb);
-      load_tile(args_.k, slice.k_begin + kb, count, kv_head_, 1.0f, s_.k);
-      load_tile(args_.v, slice.k_begin + kb, count, kv_head_, 1.0f, s_.v);
-      const int64_t r0 = row_begin - block_.begin, rows = row_end - row_begin;
-      s_.scores.block(r0, 0, rows, count).noalias() =
-          s_.q.block(r0, 0, rows, dim_) * s_.k.topRows(count).transpose();
-      for (int64_t r = row_begin; r < row_end; ++r) {
-        KeyInterval visible = visible_keys(slice.type, r - slice.q_begin, sq, sk);
-        float* scores = &s_.scores(r - block_.begin, 0);
-        finish_scores(slice, r, kb, count, visible, slope, scores);
-        online_softmax(r - block_.begin, scores, count);
-      }
-      s_.acc.block(r0, 0, rows, dim_).noalias() +=
-          s_.scores.block(r0, 0, rows, count) * s_.v.topRows(count);
+    const int64_t n = rows.row_end - rows.row_begin;
+    for (int64_t c = 0; c < round_up(n, kLanes); ++c) {
+      const bool real = c < n;
+      const KeyInterval keys = visible_keys(slice.type, rows.row_begin + c - slice.q_begin, sq, sk);
+      s.query_pos[size_t(c)] = real ? plan_.q_positions[size_t(rows.row_begin + c)] : 0;
+      s.visible_lo[size_t(c)] = real ? int32_t(keys.lo) : 0;
+      s.visible_hi[size_t(c)] = real ? int32_t(keys.hi) : 0;
     }
   }
 
-  // Turns raw q.k products of one row into final scores: softcap, ALiBi, attn_bias, mask.
-  void finish_scores(const Slice& slice, int64_t row, int64_t kb, int64_t count,
-                     KeyInterval visible, float slope, float* scores) const {
-    const int32_t qpos = plan_.q_positions[size_t(row)];
-    const float softcap = args_.softcap;
-    for (int64_t c = 0; c < count; ++c) {
-      const int64_t col = kb + c;
-      if (col < visible.lo || col >= visible.hi) {
-        scores[c] = kNegInf;
-        continue;
-      }
-      const int64_t key = slice.k_begin + col;
-      float score = scores[c];
-      if (softcap > 0) score = softcap * std::tanh(score / softcap);
-      score += alibi_bias(slope, qpos, plan_.k_positions[size_t(key)]);
-      if (args_.attn_bias) score += attn_bias(row, key);
-      scores[c] = score;
-    }
+  void attend(const SliceRows& rows, int64_t key_lo, int64_t key_hi, const RowBlock& block,
+              int64_t head, Scratch& s, RowState& state) const {
+    if (key_lo >= key_hi) return;
+    load_row_metadata(rows, s);
+    const float slope = args_.slopes.at(rows.slice->sequence, int(head));
+    // Blocks are aligned to the end so that a causal diagonal cuts only the last one.
+    for (int64_t end = key_hi; end > key_lo; end -= kKeyBlock)
+      attend_block(rows, std::max(key_lo, end - kKeyBlock), end, slope, block, head, s, state);
   }
 
-  float attn_bias(int64_t row, int64_t key) const {
+  // Rows of keys or values [first, first + count) of a kv head, packed contiguously as f32:
+  // reading them in place would touch a new page per row in the products.
+  // The rows of the next block (below, as blocks run from the end) are prefetched: rows sit a
+  // page or more apart, where hardware prefetchers stop.
+  const float* kv_rows(const TensorView& t, int64_t first, int64_t count, int64_t kv_head,
+                       std::vector<float>& buffer) const {
+    const char* base = static_cast<const char*>(t.data);
+    const int64_t element = int64_t(dtype_size(t.dtype)), row_bytes = dim_ * element;
+    for (int64_t i = 0; i < count; ++i) {
+      if (first - count + i >= 0) {
+        const char* next = base + offset3(t, first - count + i, kv_head, 0) * element;
+        for (int64_t byte = 0; byte < row_bytes; byte += 64) __builtin_prefetch(next + byte);
+      }
+      load_row(t, offset3(t, first + i, kv_head, 0), &buffer[size_t(i * dim_)]);
+    }
+    return buffer.data();
+  }
+
+  void load_extra(const SliceRows& rows, int64_t first_key, int64_t count, int64_t head,
+                  Scratch& s) const {
     const TensorView& bias = *args_.attn_bias;
-    return load_float(bias, offset3(bias, bias.shape[0] == 1 ? 0 : head_, row, key));
+    const int64_t bias_head = bias.shape[0] == 1 ? 0 : head;
+    s.extra.resize(s.scores.size());
+    for (int64_t j = 0; j < count; ++j)
+      for (int64_t r = rows.row_begin; r < rows.row_end; ++r)
+        s.extra[size_t(j * kTileWidth + (r - rows.row_begin))] =
+            load_float(bias, offset3(bias, bias_head, r, first_key + j));
   }
 
-  // Folds one row's block of scores into its running max, sum and accumulator; leaves the
-  // probabilities (relative to the new max) in scores for the P.V product.
-  void online_softmax(int64_t local_row, float* scores, int64_t count) {
-    float& row_max = s_.row_max[size_t(local_row)];
-    float& row_sum = s_.row_sum[size_t(local_row)];
-    const float new_max = std::max(row_max, *std::max_element(scores, scores + count));
-    if (new_max == kNegInf) {
-      std::fill(scores, scores + count, 0.0f);
-      return;
-    }
-    const float correction = std::exp(row_max - new_max);
-    float sum = 0.0f;
-    for (int64_t c = 0; c < count; ++c) {
-      scores[c] = std::exp(scores[c] - new_max);
-      sum += scores[c];
-    }
-    row_sum = row_sum * correction + sum;
-    s_.acc.row(local_row) *= correction;
-    row_max = new_max;
-  }
+  void attend_block(const SliceRows& rows, int64_t kb, int64_t ke, float slope,
+                    const RowBlock& block, int64_t head, Scratch& s, RowState& state) const {
+    const Slice& slice = *rows.slice;
+    const int64_t count = ke - kb, n = rows.row_end - rows.row_begin;
+    const int64_t r0 = rows.row_begin - block.begin;
+    const int64_t kv_head = head / group_;
+    const float* keys = kv_rows(args_.k, slice.k_begin + kb, count, kv_head, s.keys);
+    ops_.gemm(count, round_up(n, kLanes), dim_, keys, dim_, 1, &s.queries_t[size_t(r0)],
+              kTileWidth, s.scores.data(), kTileWidth, false);
+    if (args_.attn_bias) load_extra(rows, slice.k_begin + kb, count, head, s);
 
-  void write_rows() const {
-    for (int64_t r = block_.begin; r < block_.end; ++r) {
-      const int64_t local = r - block_.begin;
-      const float sum = s_.row_sum[size_t(local)];
-      const float inverse = sum > 0 ? 1.0f / sum : 0.0f;
-      const int64_t offset = offset3(args_.out, r, head_, 0);
-      for (int64_t d = 0; d < dim_; ++d) store_float(args_.out, offset + d, s_.acc(local, d) * inverse);
-      if (args_.lse) {
-        const float lse = sum > 0 ? s_.row_max[size_t(local)] + std::log(sum) : kNegInf;
-        store_float(*args_.lse, offset2(*args_.lse, head_, r), lse);
-      }
-    }
+    ScoreBlock scores{};
+    scores.scores = s.scores.data();
+    scores.ld = kTileWidth;
+    scores.keys = count;
+    scores.queries = n;
+    scores.extra = args_.attn_bias ? s.extra.data() : nullptr;
+    scores.key_pos = &plan_.k_positions[size_t(slice.k_begin + kb)];
+    scores.query_pos = s.query_pos.data();
+    scores.visible_lo = s.visible_lo.data();
+    scores.visible_hi = s.visible_hi.data();
+    scores.first_key = int32_t(kb);
+    scores.needs_mask = kb < s.visible_lo[size_t(n - 1)] || ke > s.visible_hi[0];
+    scores.slope = slope;
+    scores.softcap = args_.softcap;
+    scores.row_max = &state.row_max[size_t(r0)];
+    scores.row_sum = &state.row_sum[size_t(r0)];
+    scores.correction = s.correction.data();
+    ops_.softmax_block(scores);
+
+    float* acc = &state.acc[size_t(r0 * dim_)];
+    for (int64_t c = 0; c < n; ++c)
+      if (s.correction[size_t(c)] != 1.0f)
+        for (int64_t d = 0; d < dim_; ++d) acc[c * dim_ + d] *= s.correction[size_t(c)];
+    const float* values = kv_rows(args_.v, slice.k_begin + kb, count, kv_head, s.values);
+    ops_.gemm(n, dim_, count, s.scores.data(), 1, kTileWidth, values, dim_, acc, dim_, true);
   }
 
   const ForwardArgs& args_;
   const MaskPlan& plan_;
-  const RowBlock& block_;
-  const int64_t head_;
-  Scratch& s_;
-  const int64_t kv_head_;
-  const int64_t dim_;
+  const TileOps& ops_;
+  const int64_t heads_, group_, dim_;
 };
+
+// Folds split partials into the first, in split order (deterministic).
+void merge_splits(std::vector<RowState>& parts, int64_t head_dim) {
+  RowState& total = parts[0];
+  for (size_t r = 0; r < size_t(kRowBlock); ++r) {
+    float m = kNegInf;
+    for (const RowState& p : parts) m = std::max(m, p.row_max[r]);
+    if (m == kNegInf) continue;
+    float sum = 0.0f;
+    std::vector<float> acc(size_t(head_dim), 0.0f);
+    for (const RowState& p : parts) {
+      const float weight = std::exp(p.row_max[r] - m);
+      sum += p.row_sum[r] * weight;
+      for (int64_t d = 0; d < head_dim; ++d) acc[size_t(d)] += p.acc[r * size_t(head_dim) + size_t(d)] * weight;
+    }
+    total.row_max[r] = m;
+    total.row_sum[r] = sum;
+    std::copy(acc.begin(), acc.end(), total.acc.begin() + std::ptrdiff_t(r * size_t(head_dim)));
+  }
+}
+
+// True when every |qpos - kpos| fits int32, as the SIMD bias needs.
+bool positions_fit_int32(const MaskPlan& plan) {
+  int64_t lo = 0, hi = 0;
+  for (const auto* positions : {&plan.q_positions, &plan.k_positions}) {
+    if (positions->empty()) continue;
+    const auto [min, max] = std::minmax_element(positions->begin(), positions->end());
+    lo = std::min<int64_t>(lo, *min);
+    hi = std::max<int64_t>(hi, *max);
+  }
+  return hi - lo <= std::numeric_limits<int32_t>::max();
+}
+
+// Work items head by head (consecutive items share the head's keys and values in cache),
+// within a head the blocks with the most work first, so the last items to run are small.
+// Items are numbered head * blocks + block.
+std::vector<int64_t> items_by_work(const std::vector<RowBlock>& blocks, int64_t heads) {
+  std::vector<int64_t> by_work(blocks.size());
+  std::iota(by_work.begin(), by_work.end(), 0);
+  std::stable_sort(by_work.begin(), by_work.end(), [&](int64_t a, int64_t b) {
+    return blocks[size_t(a)].cells > blocks[size_t(b)].cells;
+  });
+  std::vector<int64_t> order;
+  order.reserve(blocks.size() * size_t(heads));
+  for (int64_t head = 0; head < heads; ++head)
+    for (int64_t block : by_work) order.push_back(head * int64_t(blocks.size()) + block);
+  return order;
+}
+
+int choose_splits(const std::vector<RowBlock>& blocks, int64_t heads) {
+  const int64_t items = int64_t(blocks.size()) * heads;
+  if (items == 0 || items >= kTargetItems) return 1;
+  int64_t longest = 0;
+  for (const RowBlock& block : blocks) longest = std::max(longest, block.cells);
+  const int64_t by_items = (kTargetItems + items - 1) / items;
+  return int(std::max<int64_t>(1, std::min(by_items, longest / (2 * kKeyBlock))));
+}
 
 }  // namespace
 
 void attention_forward(const ForwardArgs& args, ThreadPool& pool) {
+  const TileOps& ops = positions_fit_int32(*args.plan) ? tile_ops() : generic_tile_ops();
+  if (decode_applies(*args.plan)) return decode_forward(args, ops, pool);
+  const Attention attention(args, ops);
+  const int64_t heads = args.q.shape[1], head_dim = attention.head_dim();
   const std::vector<RowBlock> blocks = plan_row_blocks(*args.plan);
-  const int64_t heads = args.q.shape[1];
-  std::vector<Scratch> scratch(size_t(pool.size()));
-  pool.parallel_for(int64_t(blocks.size()) * heads, [&](int64_t item, int worker) {
-    Scratch& s = scratch[size_t(worker)];
-    if (s.q.cols() != args.q.shape[2]) s.resize(args.q.shape[2]);
-    BlockAttention(args, blocks[size_t(item / heads)], item % heads, s).run();
+  const std::vector<int64_t> order = items_by_work(blocks, heads);
+  const int splits = choose_splits(blocks, heads);
+  std::vector<Scratch> scratch(size_t(pool.size()), Scratch(head_dim));
+  const int64_t num_blocks = int64_t(blocks.size());
+  auto block_of = [&](int64_t item) -> const RowBlock& { return blocks[size_t(item % num_blocks)]; };
+  auto head_of = [&](int64_t item) { return item / num_blocks; };
+
+  if (splits == 1) {
+    std::vector<RowState> states(size_t(pool.size()), RowState(head_dim));
+    pool.parallel_for(int64_t(order.size()), [&](int64_t index, int worker) {
+      const int64_t item = order[size_t(index)];
+      RowState& state = states[size_t(worker)];
+      attention.accumulate(block_of(item), head_of(item), 0, 1, scratch[size_t(worker)], state);
+      attention.write(block_of(item), head_of(item), state);
+    });
+    return;
+  }
+  // Few items (decode): each item's keys are split; partials merge by LSE in split order.
+  std::vector<std::vector<RowState>> partials(
+      order.size(), std::vector<RowState>(size_t(splits), RowState(head_dim)));
+  pool.parallel_for(int64_t(order.size()) * splits, [&](int64_t task, int worker) {
+    const int64_t index = task / splits, item = order[size_t(index)];
+    const int split = int(task % splits);
+    attention.accumulate(block_of(item), head_of(item), split, splits, scratch[size_t(worker)],
+                         partials[size_t(index)][size_t(split)]);
+  });
+  pool.parallel_for(int64_t(order.size()), [&](int64_t index, int) {
+    const int64_t item = order[size_t(index)];
+    merge_splits(partials[size_t(index)], head_dim);
+    attention.write(block_of(item), head_of(item), partials[size_t(index)][0]);
   });
 }
 

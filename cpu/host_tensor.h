@@ -37,9 +37,22 @@ inline int64_t load_index(const TensorView& t, int64_t offset) {
                                     : static_cast<const int32_t*>(t.data)[offset];
 }
 
-// Converts `count` contiguous elements of a float tensor starting at `offset` to f32.
-inline void load_row(const TensorView& t, int64_t offset, int64_t count, float scale, float* dst) {
-  for (int64_t i = 0; i < count; ++i) dst[i] = scale * load_float(t, offset + i);
+// Stores `count` f32 values times scale as contiguous elements of a float tensor at `offset`.
+inline void store_row(const TensorView& t, int64_t offset, const float* src, int64_t count,
+                      float scale) {
+  switch (t.dtype) {
+    case ALIBI_DTYPE_F16:
+      for (int64_t i = 0; i < count; ++i)
+        static_cast<uint16_t*>(t.data)[offset + i] = float_to_f16(src[i] * scale);
+      break;
+    case ALIBI_DTYPE_BF16:
+      for (int64_t i = 0; i < count; ++i)
+        static_cast<uint16_t*>(t.data)[offset + i] = float_to_bf16(src[i] * scale);
+      break;
+    default:
+      for (int64_t i = 0; i < count; ++i) static_cast<float*>(t.data)[offset + i] = src[i] * scale;
+      break;
+  }
 }
 
 }  // namespace alibi::cpu

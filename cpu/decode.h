@@ -1,0 +1,14 @@
+// The decode kernel: attention for calls whose slices each have only a few query rows.
+#pragma once
+
+#include "core/backend.h"
+#include "cpu/thread_pool.h"
+#include "cpu/tile_ops.h"
+
+namespace alibi::cpu {
+
+// True when every slice has at most a few rows and no two slices share a row.
+bool decode_applies(const MaskPlan& plan);
+void decode_forward(const ForwardArgs& args, const TileOps& ops, ThreadPool& pool);
+
+}  // namespace alibi::cpu

@@ -1,0 +1,50 @@
+// The inner operations of the CPU attention kernel, in two builds chosen at run time: a
+// portable one (Eigen, scalar loops) and an AVX2+FMA+F16C one (intrinsics). The driver in
+// attention_cpu.cpp is written once against this table.
+#pragma once
+
+#include <cstdint>
+
+#include "alibi/alibi.h"
+
+namespace alibi::cpu {
+
+// One key block of scores, stored transposed: row j is a key, column c a query. On entry the
+// raw q.k products (scale already folded into q); on exit the probabilities exp(s - new max).
+struct ScoreBlock {
+  float* scores;
+  int64_t ld;                 // row stride of scores (and of extra)
+  int64_t keys, queries;      // queries <= ld; arrays indexed by query are padded to 8
+  const float* extra;         // optional additive values (attn_bias), same layout
+  const int32_t* key_pos;     // ALiBi positions of the keys
+  const int32_t* query_pos;   // ALiBi positions of the queries (|qpos - kpos| < 2^31 assumed)
+  const int32_t* visible_lo;  // per query, slice-relative visible keys [lo, hi)
+  const int32_t* visible_hi;
+  int32_t first_key;          // slice-relative index of key row 0
+  bool needs_mask;            // whether any cell of the block may be invisible
+  float slope, softcap;
+  float* row_max;             // running softmax state per query
+  float* row_sum;
+  float* correction;          // out: factor each query's accumulator must be scaled by
+};
+
+struct TileOps {
+  const char* name;
+  // C (m x n) = A (m x k) * B (k x n), or += when accumulate. A(i, p) = a[i * a_row + p * a_col];
+  // B and C are row-major with leading dims ldb and ldc.
+  void (*gemm)(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col,
+               const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate);
+  // Softcap, ALiBi bias, extra, mask; then the online-softmax update of the block's queries.
+  void (*softmax_block)(const ScoreBlock& block);
+  // count f16 or bf16 values to f32.
+  void (*widen)(alibi_dtype dtype, const uint16_t* src, int64_t count, float* dst);
+};
+
+const TileOps& generic_tile_ops();
+const TileOps* avx2_tile_ops();  // nullptr when this CPU or build lacks AVX2, FMA or F16C
+
+// The best table for this CPU, capped by the environment variable ALIBI_MAX_CPU_ISA
+// ("generic" or "avx2"), read once.
+const TileOps& tile_ops();
+
+}  // namespace alibi::cpu

@@ -1,0 +1,205 @@
+// Tile operations with AVX2, FMA and F16C intrinsics. Only functions marked ALIBI_AVX2 use
+// them, so the rest of the library stays runnable on any x86-64 CPU.
+#include <immintrin.h>
+
+#include <cmath>
+#include <limits>
+
+#include "core/half.h"
+#include "cpu/tile_ops.h"
+
+#define ALIBI_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+namespace alibi::cpu {
+
+namespace {
+
+constexpr int kRowsPerKernel = 6;
+
+// e^x for 8 lanes (Cephes-style polynomial after reducing by ln 2, ~1 ulp); x below
+// -87.3 (including -inf) gives exactly 0.
+ALIBI_AVX2 inline __m256 exp8(__m256 x) {
+  const __m256 underflow = _mm256_cmp_ps(x, _mm256_set1_ps(-87.33f), _CMP_LT_OQ);
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.33f)), _mm256_set1_ps(88.0f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  const __m256 y = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i exponent = _mm256_slli_epi32(
+      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(underflow, _mm256_mul_ps(y, _mm256_castsi256_ps(exponent)));
+}
+
+ALIBI_AVX2 inline __m256 tanh8(__m256 x) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256 e = exp8(_mm256_mul_ps(_mm256_set1_ps(-2.0f), _mm256_andnot_ps(sign, x)));
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256 magnitude = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
+  return _mm256_or_ps(magnitude, _mm256_and_ps(sign, x));
+}
+
+// Lane i is set when i < count (count in 0..8).
+ALIBI_AVX2 inline __m256i lane_mask(int64_t count) {
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int32_t(count)), lanes);
+}
+
+// C (M x 16) (+)= A (M x k) B (k x 16): the register-blocked inner kernel.
+template <int M>
+ALIBI_AVX2 void kernel_16(int64_t k, const float* a, int64_t a_row, int64_t a_col, const float* b,
+                          int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+  __m256 acc[M][2];
+#pragma GCC unroll 6
+  for (int i = 0; i < M; ++i) {
+    acc[i][0] = accumulate ? _mm256_loadu_ps(c + i * ldc) : _mm256_setzero_ps();
+    acc[i][1] = accumulate ? _mm256_loadu_ps(c + i * ldc + 8) : _mm256_setzero_ps();
+  }
+  for (int64_t p = 0; p < k; ++p) {
+    const __m256 b0 = _mm256_loadu_ps(b + p * ldb);
+    const __m256 b1 = _mm256_loadu_ps(b + p * ldb + 8);
+    const float* ap = a + p * a_col;
+#pragma GCC unroll 6
+    for (int i = 0; i < M; ++i) {
+      const __m256 av = _mm256_broadcast_ss(ap + i * a_row);
+      acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < M; ++i) {
+    _mm256_storeu_ps(c + i * ldc, acc[i][0]);
+    _mm256_storeu_ps(c + i * ldc + 8, acc[i][1]);
+  }
+}
+
+// C (M x width) (+)= A (M x k) B (k x width) for a last panel of width 1..8.
+template <int M>
+ALIBI_AVX2 void kernel_8(int64_t k, const float* a, int64_t a_row, int64_t a_col, const float* b,
+                         int64_t ldb, float* c, int64_t ldc, bool accumulate, int64_t width) {
+  const __m256i mask = lane_mask(width);
+  __m256 acc[M];
+#pragma GCC unroll 6
+  for (int i = 0; i < M; ++i)
+    acc[i] = accumulate ? _mm256_maskload_ps(c + i * ldc, mask) : _mm256_setzero_ps();
+  for (int64_t p = 0; p < k; ++p) {
+    const __m256 b0 = _mm256_maskload_ps(b + p * ldb, mask);
+    const float* ap = a + p * a_col;
+#pragma GCC unroll 6
+    for (int i = 0; i < M; ++i)
+      acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(ap + i * a_row), b0, acc[i]);
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < M; ++i) _mm256_maskstore_ps(c + i * ldc, mask, acc[i]);
+}
+
+template <int M>
+ALIBI_AVX2 void row_panel(int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col,
+                          const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) kernel_16<M>(k, a, a_row, a_col, b + j, ldb, c + j, ldc, accumulate);
+  for (; j < n; j += 8)
+    kernel_8<M>(k, a, a_row, a_col, b + j, ldb, c + j, ldc, accumulate, std::min<int64_t>(8, n - j));
+}
+
+ALIBI_AVX2 void gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row,
+                     int64_t a_col, const float* b, int64_t ldb, float* c, int64_t ldc,
+                     bool accumulate) {
+  for (int64_t i = 0; i < m; i += kRowsPerKernel) {
+    const float* ai = a + i * a_row;
+    float* ci = c + i * ldc;
+    switch (std::min<int64_t>(kRowsPerKernel, m - i)) {
+      case 6: row_panel<6>(n, k, ai, a_row, a_col, b, ldb, ci, ldc, accumulate); break;
+      case 5: row_panel<5>(n, k, ai, a_row, a_col, b, ldb, ci, ldc, accumulate); break;
+      case 4: row_panel<4>(n, k, ai, a_row, a_col, b, ldb, ci, ldc, accumulate); break;
+      case 3: row_panel<3>(n, k, ai, a_row, a_col, b, ldb, ci, ldc, accumulate); break;
+      case 2: row_panel<2>(n, k, ai, a_row, a_col, b, ldb, ci, ldc, accumulate); break;
+      default: row_panel<1>(n, k, ai, a_row, a_col, b, ldb, ci, ldc, accumulate); break;
+    }
+  }
+}
+
+// Pass 1 for 8 queries: final scores written back; returns their max over the block's keys.
+ALIBI_AVX2 __m256 finish_scores8(const ScoreBlock& b, int64_t c0, __m256i valid) {
+  const __m256 neg_inf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256 slope = _mm256_set1_ps(b.slope);
+  const __m256 cap = _mm256_set1_ps(b.softcap), inverse_cap = _mm256_set1_ps(1.0f / b.softcap);
+  const __m256i qpos = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.query_pos + c0));
+  const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.visible_lo + c0));
+  const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.visible_hi + c0));
+  __m256 block_max = neg_inf;
+  for (int64_t j = 0; j < b.keys; ++j) {
+    float* row = b.scores + j * b.ld + c0;
+    __m256 s = _mm256_loadu_ps(row);
+    if (b.softcap > 0) s = _mm256_mul_ps(cap, tanh8(_mm256_mul_ps(s, inverse_cap)));
+    const __m256i distance = _mm256_abs_epi32(_mm256_sub_epi32(qpos, _mm256_set1_epi32(b.key_pos[j])));
+    s = _mm256_add_ps(s, _mm256_xor_ps(sign, _mm256_mul_ps(slope, _mm256_cvtepi32_ps(distance))));
+    if (b.extra) s = _mm256_add_ps(s, _mm256_loadu_ps(b.extra + j * b.ld + c0));
+    if (b.needs_mask) {
+      const __m256i key = _mm256_set1_epi32(b.first_key + int32_t(j));
+      const __m256i visible = _mm256_andnot_si256(_mm256_cmpgt_epi32(lo, key),
+                                                  _mm256_cmpgt_epi32(hi, key));
+      s = _mm256_blendv_ps(neg_inf, s, _mm256_castsi256_ps(_mm256_and_si256(visible, valid)));
+    }
+    _mm256_storeu_ps(row, s);
+    block_max = _mm256_max_ps(block_max, s);
+  }
+  return block_max;
+}
+
+ALIBI_AVX2 void softmax8(const ScoreBlock& b, int64_t c0) {
+  const __m256i valid = lane_mask(b.queries - c0);
+  const __m256 neg_inf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  const __m256 block_max = finish_scores8(b, c0, valid);
+  const __m256 old_max = _mm256_maskload_ps(b.row_max + c0, valid);
+  const __m256 new_max = _mm256_max_ps(old_max, block_max);
+  // Lanes that have seen nothing but -inf shift by 0, so their probabilities are exactly 0.
+  const __m256 shift = _mm256_andnot_ps(_mm256_cmp_ps(new_max, neg_inf, _CMP_EQ_OQ), new_max);
+  __m256 sum = _mm256_setzero_ps();
+  for (int64_t j = 0; j < b.keys; ++j) {
+    float* row = b.scores + j * b.ld + c0;
+    const __m256 p = exp8(_mm256_sub_ps(_mm256_loadu_ps(row), shift));
+    _mm256_storeu_ps(row, p);
+    sum = _mm256_add_ps(sum, p);
+  }
+  const __m256 correction = exp8(_mm256_sub_ps(old_max, shift));
+  const __m256 old_sum = _mm256_maskload_ps(b.row_sum + c0, valid);
+  _mm256_maskstore_ps(b.row_max + c0, valid, new_max);
+  _mm256_maskstore_ps(b.row_sum + c0, valid, _mm256_fmadd_ps(old_sum, correction, sum));
+  _mm256_maskstore_ps(b.correction + c0, valid, correction);
+}
+
+ALIBI_AVX2 void softmax_block(const ScoreBlock& b) {
+  for (int64_t c0 = 0; c0 < b.queries; c0 += 8) softmax8(b, c0);
+}
+
+ALIBI_AVX2 void widen(alibi_dtype dtype, const uint16_t* src, int64_t count, float* dst) {
+  int64_t i = 0;
+  for (; i + 8 <= count; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
+    const __m256 f = dtype == ALIBI_DTYPE_F16
+                         ? _mm256_cvtph_ps(h)
+                         : _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    _mm256_storeu_ps(dst + i, f);
+  }
+  for (; i < count; ++i)
+    dst[i] = dtype == ALIBI_DTYPE_F16 ? f16_to_float(src[i]) : bf16_to_float(src[i]);
+}
+
+}  // namespace
+
+const TileOps* avx2_tile_ops() {
+  static const TileOps ops{"avx2", gemm, softmax_block, widen};
+  const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                         __builtin_cpu_supports("f16c");
+  return supported ? &ops : nullptr;
+}
+
+}  // namespace alibi::cpu

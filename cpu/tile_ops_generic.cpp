@@ -1,0 +1,77 @@
+// Portable tile operations: Eigen for the products, plain loops for the softmax.
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "core/formulas.h"
+#include "core/half.h"
+#include "cpu/tile_ops.h"
+
+namespace alibi::cpu {
+
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using DynamicStride = Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>;
+
+void gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col,
+          const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+  Eigen::Map<const RowMajor, 0, DynamicStride> lhs(a, m, k, DynamicStride(a_row, a_col));
+  Eigen::Map<const RowMajor, 0, Eigen::OuterStride<>> rhs(b, k, n, Eigen::OuterStride<>(ldb));
+  Eigen::Map<RowMajor, 0, Eigen::OuterStride<>> out(c, m, n, Eigen::OuterStride<>(ldc));
+  if (accumulate)
+    out.noalias() += lhs * rhs;
+  else
+    out.noalias() = lhs * rhs;
+}
+
+float finished_score(const ScoreBlock& b, int64_t j, int64_t c) {
+  const int64_t key = b.first_key + j;
+  if (b.needs_mask && (key < b.visible_lo[c] || key >= b.visible_hi[c])) return kNegInf;
+  float s = b.scores[j * b.ld + c];
+  if (b.softcap > 0) s = b.softcap * std::tanh(s / b.softcap);
+  s += alibi_bias(b.slope, b.query_pos[c], b.key_pos[j]);
+  if (b.extra) s += b.extra[j * b.ld + c];
+  return s;
+}
+
+void softmax_block(const ScoreBlock& b) {
+  for (int64_t c = 0; c < b.queries; ++c) {
+    float block_max = kNegInf;
+    for (int64_t j = 0; j < b.keys; ++j) {
+      const float s = finished_score(b, j, c);
+      b.scores[j * b.ld + c] = s;
+      block_max = std::max(block_max, s);
+    }
+    const float new_max = std::max(b.row_max[c], block_max);
+    const float shift = new_max == kNegInf ? 0.0f : new_max;  // all -inf so far: p = 0
+    float sum = 0.0f;
+    for (int64_t j = 0; j < b.keys; ++j) {
+      float& s = b.scores[j * b.ld + c];
+      s = std::exp(s - shift);
+      sum += s;
+    }
+    b.correction[c] = std::exp(b.row_max[c] - shift);
+    b.row_sum[c] = b.row_sum[c] * b.correction[c] + sum;
+    b.row_max[c] = new_max;
+  }
+}
+
+void widen(alibi_dtype dtype, const uint16_t* src, int64_t count, float* dst) {
+  if (dtype == ALIBI_DTYPE_F16)
+    for (int64_t i = 0; i < count; ++i) dst[i] = f16_to_float(src[i]);
+  else
+    for (int64_t i = 0; i < count; ++i) dst[i] = bf16_to_float(src[i]);
+}
+
+}  // namespace
+
+const TileOps& generic_tile_ops() {
+  static const TileOps ops{"generic", gemm, softmax_block, widen};
+  return ops;
+}
+
+}  // namespace alibi::cpu
