@@ -1,0 +1,360 @@
+// alibi-bench: libalibi's CPU attention against an unfused Eigen baseline, the f32 GEMM ceiling
+// and the memory copy bandwidth. Progress on stderr, one table row per (case, implementation)
+// on stdout (CSV, or markdown with --markdown). Run with --help for the options.
+#include <alibi/alibi.h>
+#include <omp.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "baselines.h"
+#include "cases.h"
+#include "measure.h"
+#include "report.h"
+
+namespace bench {
+
+namespace {
+
+constexpr int kGemmSize = 2048;
+constexpr size_t kCopyBytes = size_t(1) << 30;  // far beyond the 32 MiB L3
+constexpr double kTolerance = 1e-3;
+constexpr double kBf16Ulp = 1.0 / 128;  // of a value in [1, 2): output rounding of bf16 cases
+
+const char* const kUsage =
+    "usage: alibi-bench [--quick] [--case SUBSTRING]... [--threads N] [--reps N]\n"
+    "                   [--plot FILE.png] [--markdown] [--list]\n"
+    "  --quick       a short subset of the cases\n"
+    "  --case S      only cases whose name contains S (repeatable: any of them)\n"
+    "  --threads N   threads of libalibi, Eigen and the baselines (default 2)\n"
+    "  --reps N      timed calls per measurement (default: enough for >= 1 s, at least 3)\n"
+    "  --plot F      write a PNG chart of GFLOP/s by case to F (needs gnuplot)\n"
+    "  --markdown    print the table as markdown instead of CSV\n"
+    "  --list        print the selected case names and exit\n";
+
+struct Options {
+  bool quick = false, markdown = false, list = false;
+  std::vector<std::string> filters;
+  int threads = 2, reps = 0;
+  std::string plot;
+};
+
+[[noreturn]] void usage_error(const std::string& message) {
+  std::fprintf(stderr, "alibi-bench: %s\n%s", message.c_str(), kUsage);
+  std::exit(2);
+}
+
+int positive_int(const char* text, const char* option) {
+  char* end = nullptr;
+  const long value = std::strtol(text, &end, 10);
+  if (*text == '\0' || *end != '\0' || value < 1 || value > 100000)
+    usage_error(std::string(option) + " wants a positive integer, not '" + text + "'");
+  return int(value);
+}
+
+Options parse_options(int argc, char** argv) {
+  Options options;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> const char* {
+      if (i + 1 >= argc) usage_error(arg + " wants a value");
+      return argv[++i];
+    };
+    if (arg == "--quick") {
+      options.quick = true;
+    } else if (arg == "--markdown") {
+      options.markdown = true;
+    } else if (arg == "--list") {
+      options.list = true;
+    } else if (arg == "--case") {
+      options.filters.push_back(value());
+    } else if (arg == "--threads") {
+      options.threads = positive_int(value(), "--threads");
+    } else if (arg == "--reps") {
+      options.reps = positive_int(value(), "--reps");
+    } else if (arg == "--plot") {
+      options.plot = value();
+    } else if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    } else {
+      usage_error("unknown argument '" + arg + "'");
+    }
+  }
+  return options;
+}
+
+bool selected(const Case& c, const Options& options) {
+  if (options.quick && !c.quick) return false;
+  if (options.filters.empty()) return true;
+  for (const std::string& filter : options.filters)
+    if (c.name.find(filter) != std::string::npos) return true;
+  return false;
+}
+
+void check(alibi_status status, const char* call) {
+  if (status == ALIBI_STATUS_SUCCESS) return;
+  std::fprintf(stderr, "alibi-bench: %s failed: %s\n  %s\n", call, alibi_status_string(status),
+               alibi_last_error_message());
+  std::exit(1);
+}
+
+struct ContextDeleter {
+  void operator()(alibi_context_t ctx) const { alibi_context_destroy(ctx); }
+};
+struct TensorDeleter {
+  void operator()(alibi_tensor_t t) const { alibi_tensor_destroy(t); }
+};
+struct MaskDeleter {
+  void operator()(alibi_mask_t m) const { alibi_mask_destroy(m); }
+};
+using Context = std::unique_ptr<alibi_context_s, ContextDeleter>;
+using Tensor = std::unique_ptr<alibi_tensor_s, TensorDeleter>;
+using Mask = std::unique_ptr<alibi_mask_s, MaskDeleter>;
+
+Context make_context(int threads) {
+  alibi_context_t ctx = nullptr;
+  check(alibi_context_create(ALIBI_DEVICE_CPU, 0, &ctx), "alibi_context_create");
+  Context owned(ctx);
+  check(alibi_context_set_num_threads(ctx, threads), "alibi_context_set_num_threads");
+  return owned;
+}
+
+Tensor wrap(alibi_context_t ctx, const Case& c, int64_t tokens, int heads, void* data) {
+  const int64_t shape[3] = {tokens, heads, c.head_dim};
+  alibi_tensor_t tensor = nullptr;
+  check(alibi_tensor_wrap(ctx, c.dtype, 3, shape, nullptr, data, &tensor), "alibi_tensor_wrap");
+  return Tensor(tensor);
+}
+
+// alibi_attention_forward of a case through the public C API, default parameters, no LSE.
+class AlibiForward {
+ public:
+  AlibiForward(alibi_context_t ctx, const Case& c, Inputs& inputs)
+      : ctx_(ctx),
+        dtype_(c.dtype),
+        out_bytes_(size_t(c.total_q() * c.heads * c.head_dim) * c.element_size()),
+        q_(wrap(ctx, c, c.total_q(), c.heads, inputs.q.data())),
+        k_(wrap(ctx, c, c.total_k(), c.kv_heads, inputs.k.data())),
+        v_(wrap(ctx, c, c.total_k(), c.kv_heads, inputs.v.data())),
+        out_(wrap(ctx, c, c.total_q(), c.heads, out_bytes_.data())) {
+    const std::vector<int32_t> cu_q = c.cu_seqlens_q(), cu_k = c.cu_seqlens_k();
+    alibi_mask_t mask = nullptr;
+    check(alibi_mask_create_varlen(ctx, int(c.lengths_q.size()), cu_q.data(), cu_k.data(),
+                                   c.causal ? 1 : 0, &mask),
+          "alibi_mask_create_varlen");
+    mask_.reset(mask);
+  }
+
+  void run() {
+    check(alibi_attention_forward(ctx_, q_.get(), k_.get(), v_.get(), mask_.get(), nullptr,
+                                  out_.get(), nullptr),
+          "alibi_attention_forward");
+  }
+
+  float output(size_t i) const {
+    if (dtype_ == ALIBI_DTYPE_F32) {
+      float value;
+      std::memcpy(&value, out_bytes_.data() + 4 * i, 4);
+      return value;
+    }
+    uint16_t half;
+    std::memcpy(&half, out_bytes_.data() + 2 * i, 2);
+    return from_bf16(half);
+  }
+
+ private:
+  alibi_context_t ctx_;
+  alibi_dtype dtype_;
+  std::vector<unsigned char> out_bytes_;  // allocated and touched before any measurement
+  Tensor q_, k_, v_, out_;
+  Mask mask_;
+};
+
+// Max |libalibi - unfused| over the output, and whether every element is within tolerance:
+// 1e-3, plus the bf16 rounding of libalibi's output (at most 2^-8 |value|) for bf16 cases.
+struct Agreement {
+  double max_abs_diff;
+  bool ok;
+};
+
+Agreement compare(const AlibiForward& library, const std::vector<float>& reference,
+                  alibi_dtype dtype) {
+  Agreement agreement{0.0, true};
+  const double relative = dtype == ALIBI_DTYPE_BF16 ? kBf16Ulp / 2 : 0.0;
+  for (size_t i = 0; i < reference.size(); ++i) {
+    const double diff = std::fabs(double(library.output(i)) - reference[i]);
+    agreement.max_abs_diff = std::max(agreement.max_abs_diff, diff);
+    if (!(diff <= kTolerance + relative * std::fabs(reference[i]))) agreement.ok = false;
+  }
+  return agreement;
+}
+
+struct Measurement {
+  double peak_extra_mib;
+  int reps;
+  double median_seconds;
+};
+
+Measurement timed_repetitions(const Run& run, const FirstCall& first, int fixed_reps) {
+  const int reps = repetitions(first.seconds, fixed_reps);
+  return {first.peak_extra_mib, reps, median_seconds(run, reps)};
+}
+
+struct Ceilings {
+  double gemm_gflop_per_s, copy_gb_per_s;
+};
+
+Row ceiling_row(const std::string& name, const std::string& implementation, const Measurement& m) {
+  Row row;
+  row.case_name = name;
+  row.kind = "ceiling";
+  row.dtype = "f32";
+  row.implementation = implementation;
+  row.reps = m.reps;
+  row.median_seconds = m.median_seconds;
+  return row;
+}
+
+Ceilings measure_ceilings(const Options& options, Report& report) {
+  std::fprintf(stderr, "ceilings: f32 GEMM %dx%dx%d (Eigen), memcpy of %zu MiB, %d threads\n",
+               kGemmSize, kGemmSize, kGemmSize, kCopyBytes >> 20, options.threads);
+  Ceilings ceilings{};
+  {
+    Gemm gemm(kGemmSize);
+    const Run run = [&] { gemm.run(); };
+    Row row = ceiling_row("gemm_f32_n" + std::to_string(kGemmSize), "eigen_sgemm",
+                          timed_repetitions(run, measured_call(run), options.reps));
+    ceilings.gemm_gflop_per_s = row.gflop_per_s = gemm.flops() / row.median_seconds * 1e-9;
+    row.frac_of_gemm = 1.0;
+    report.add(row);
+  }
+  {
+    Copy copy(kCopyBytes);
+    const Run run = [&] { copy.run(); };
+    Row row = ceiling_row("copy_" + std::to_string(kCopyBytes >> 20) + "mib", "memcpy",
+                          timed_repetitions(run, measured_call(run), options.reps));
+    ceilings.copy_gb_per_s = row.gb_per_s = copy.bytes_moved() / row.median_seconds * 1e-9;
+    row.frac_of_copy = 1.0;
+    report.add(row);
+  }
+  std::fprintf(stderr, "  GEMM %.1f GFLOP/s, copy %.1f GB/s (read + write)\n",
+               ceilings.gemm_gflop_per_s, ceilings.copy_gb_per_s);
+  return ceilings;
+}
+
+Row case_row(const Case& c, const std::string& implementation, const Measurement& m,
+             const Ceilings& ceilings) {
+  Row row;
+  row.case_name = c.name;
+  row.kind = kind_name(c.kind);
+  row.dtype = dtype_name(c.dtype);
+  row.heads = std::to_string(c.heads);
+  row.kv_heads = std::to_string(c.kv_heads);
+  row.head_dim = std::to_string(c.head_dim);
+  row.length = std::to_string(c.kind == Kind::decode ? c.total_k() : c.total_q());
+  row.mask = c.causal ? "causal" : "full";
+  row.implementation = implementation;
+  row.reps = m.reps;
+  row.median_seconds = m.median_seconds;
+  row.gflop_per_s = c.flops() / m.median_seconds * 1e-9;
+  row.frac_of_gemm = row.gflop_per_s / ceilings.gemm_gflop_per_s;
+  if (c.kind == Kind::decode) {
+    row.gb_per_s = c.decode_bytes() / m.median_seconds * 1e-9;
+    row.frac_of_copy = row.gb_per_s / ceilings.copy_gb_per_s;
+  }
+  row.peak_extra_mib = m.peak_extra_mib;
+  return row;
+}
+
+void print_progress(const char* implementation, const Row& row) {
+  std::fprintf(stderr, "  %-9s %.4g s (median of %d), %.1f GFLOP/s = %.2f of GEMM", implementation,
+               row.median_seconds, row.reps, row.gflop_per_s, row.frac_of_gemm);
+  if (!std::isnan(row.gb_per_s))
+    std::fprintf(stderr, ", %.1f GB/s = %.2f of copy", row.gb_per_s, row.frac_of_copy);
+  std::fprintf(stderr, ", peak +%.1f MiB\n", row.peak_extra_mib);
+}
+
+// Measures libalibi (and the unfused baseline where the case has it) and adds their rows.
+// False when the two outputs disagree.
+bool run_case(const Case& c, alibi_context_t ctx, const Ceilings& ceilings, const Options& options,
+              Report& report) {
+  Inputs inputs = make_inputs(c);
+  AlibiForward library(ctx, c, inputs);
+  const Run library_run = [&] { library.run(); };
+  const FirstCall library_first = measured_call(library_run);
+
+  std::vector<float> reference;
+  const Run baseline_run = [&] { unfused_attention(c, inputs, reference.data()); };
+  FirstCall baseline_first{};
+  if (c.with_baseline) {
+    reference.assign(size_t(c.total_q() * c.heads * c.head_dim), 0.0f);
+    baseline_first = measured_call(baseline_run);
+    const Agreement agreement = compare(library, reference, c.dtype);
+    std::fprintf(stderr, "  max |libalibi - unfused| = %.3g%s\n", agreement.max_abs_diff,
+                 c.dtype == ALIBI_DTYPE_BF16 ? " (bf16 output; tolerance 1e-3 + 2^-8 |value|)"
+                                             : " (tolerance 1e-3)");
+    if (!agreement.ok) {
+      std::fprintf(stderr, "alibi-bench: %s: libalibi and the unfused baseline disagree\n",
+                   c.name.c_str());
+      return false;
+    }
+  }
+
+  Row library_row = case_row(c, "libalibi",
+                             timed_repetitions(library_run, library_first, options.reps), ceilings);
+  print_progress("libalibi", library_row);
+  if (!c.with_baseline) {
+    report.add(library_row);
+    return true;
+  }
+  const Row baseline_row = case_row(
+      c, "unfused", timed_repetitions(baseline_run, baseline_first, options.reps), ceilings);
+  print_progress("unfused", baseline_row);
+  library_row.speedup_vs_unfused = baseline_row.median_seconds / library_row.median_seconds;
+  report.add(library_row);
+  report.add(baseline_row);
+  return true;
+}
+
+int run(const Options& options) {
+  std::vector<Case> cases;
+  for (const Case& c : default_cases())
+    if (selected(c, options)) cases.push_back(c);
+  if (options.list) {
+    for (const Case& c : cases) std::printf("%s\n", c.name.c_str());
+    return 0;
+  }
+  if (cases.empty()) usage_error("no case matches");
+
+  prepare_memory_measurement();
+  omp_set_num_threads(options.threads);
+  Eigen::setNbThreads(options.threads);
+  const Context ctx = make_context(options.threads);
+  std::fprintf(stderr, "alibi-bench: libalibi %s, threads: %d, cases: %zu\n",
+               alibi_version_string(), options.threads, cases.size());
+
+  Report report(options.markdown ? Format::markdown : Format::csv);
+  const Ceilings ceilings = measure_ceilings(options, report);
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    std::fprintf(stderr, "[%zu/%zu] %s: %.3g GFLOP%s\n", i + 1, cases.size(), c.name.c_str(),
+                 c.flops() * 1e-9, c.with_baseline ? "" : ", libalibi only");
+    if (!run_case(c, ctx.get(), ceilings, options, report)) return 1;
+  }
+  if (!options.plot.empty()) report.plot(options.plot);
+  return 0;
+}
+
+}  // namespace
+
+}  // namespace bench
+
+int main(int argc, char** argv) { return bench::run(bench::parse_options(argc, argv)); }

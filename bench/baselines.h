@@ -1,0 +1,43 @@
+// What libalibi is compared with: the attention a user would write by hand with Eigen, and the
+// machine's ceilings (f32 GEMM rate, memory copy bandwidth). Threads: OpenMP (and Eigen's
+// OpenMP GEMM), set by the caller with omp_set_num_threads / Eigen::setNbThreads.
+#pragma once
+
+#include <Eigen/Core>
+#include <vector>
+
+#include "cases.h"
+
+namespace bench {
+
+// Unfused attention, per (sequence, head) in parallel: materialize the ALiBi bias (-inf where
+// masked) as an Lq x Lk matrix, S = scale * Q K^T (Eigen GEMM), S += bias, row softmax,
+// O = P V (Eigen GEMM). bf16 inputs are converted to f32 first. out: total_q x heads x head_dim
+// f32.
+void unfused_attention(const Case& c, const Inputs& inputs, float* out);
+
+// C = A B with square f32 matrices: the GEMM ceiling.
+class Gemm {
+ public:
+  explicit Gemm(int n);
+  void run();
+  double flops() const;
+
+ private:
+  using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic>;
+  Matrix a_, b_, c_;
+};
+
+// memcpy of a buffer far larger than the caches, split over the OpenMP threads: the bandwidth
+// ceiling. Counted as STREAM counts "Copy": bytes read + bytes written.
+class Copy {
+ public:
+  explicit Copy(size_t bytes);
+  void run();
+  double bytes_moved() const;
+
+ private:
+  std::vector<unsigned char> source_, target_;
+};
+
+}  // namespace bench

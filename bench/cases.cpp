@@ -1,0 +1,186 @@
+#include "cases.h"
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+namespace bench {
+
+namespace {
+
+constexpr int64_t kMaxBaselineCells = int64_t(4096) * 4096;  // per head and sequence
+
+std::vector<int32_t> prefix_sums(const std::vector<int32_t>& lengths) {
+  std::vector<int32_t> offsets(lengths.size() + 1, 0);
+  std::partial_sum(lengths.begin(), lengths.end(), offsets.begin() + 1);
+  return offsets;
+}
+
+std::string shape_name(int heads, int head_dim) {
+  return "h" + std::to_string(heads) + "_d" + std::to_string(head_dim);
+}
+
+Case make_case(std::string name, Kind kind, alibi_dtype dtype, int heads, int head_dim,
+               std::vector<int32_t> lengths_q, std::vector<int32_t> lengths_k, bool causal) {
+  Case c;
+  c.name = std::move(name);
+  c.kind = kind;
+  c.dtype = dtype;
+  c.heads = c.kv_heads = heads;
+  c.head_dim = head_dim;
+  c.lengths_q = std::move(lengths_q);
+  c.lengths_k = std::move(lengths_k);
+  c.causal = causal;
+  c.with_baseline = true;
+  for (size_t b = 0; b < c.lengths_q.size(); ++b)
+    if (int64_t(c.lengths_q[b]) * c.lengths_k[b] > kMaxBaselineCells) c.with_baseline = false;
+  c.quick = false;
+  return c;
+}
+
+Case prefill(int heads, int head_dim, int n, bool causal, alibi_dtype dtype) {
+  std::string name = "prefill_" + shape_name(heads, head_dim) + "_n" + std::to_string(n) +
+                     (causal ? "_causal_" : "_full_") + dtype_name(dtype);
+  return make_case(name, Kind::prefill, dtype, heads, head_dim, {n}, {n}, causal);
+}
+
+Case decode(int heads, int head_dim, int keys) {
+  std::string name =
+      "decode_" + shape_name(heads, head_dim) + "_tk" + std::to_string(keys) + "_f32";
+  // One query attending to every key: a causal bottom-right mask sees the whole row.
+  return make_case(name, Kind::decode, ALIBI_DTYPE_F32, heads, head_dim, {1}, {keys}, true);
+}
+
+Case varlen(int heads, int head_dim, const std::vector<int32_t>& lengths) {
+  std::string name = "varlen_" + shape_name(heads, head_dim) + "_";
+  for (size_t b = 0; b < lengths.size(); ++b) name += (b ? "-" : "l") + std::to_string(lengths[b]);
+  return make_case(name + "_causal_f32", Kind::varlen, ALIBI_DTYPE_F32, heads, head_dim, lengths,
+                   lengths, true);
+}
+
+}  // namespace
+
+std::vector<int32_t> Case::cu_seqlens_q() const { return prefix_sums(lengths_q); }
+std::vector<int32_t> Case::cu_seqlens_k() const { return prefix_sums(lengths_k); }
+int64_t Case::total_q() const { return cu_seqlens_q().back(); }
+int64_t Case::total_k() const { return cu_seqlens_k().back(); }
+
+int64_t Case::visible_cells() const {
+  int64_t cells = 0;
+  for (size_t b = 0; b < lengths_q.size(); ++b) {
+    const int64_t lq = lengths_q[b], lk = lengths_k[b];
+    if (!causal) {
+      cells += lq * lk;
+      continue;
+    }
+    for (int64_t row = 0; row < lq; ++row) cells += std::clamp<int64_t>(row + lk - lq + 1, 0, lk);
+  }
+  return cells;
+}
+
+double Case::flops() const { return 4.0 * head_dim * double(visible_cells()) * heads; }
+
+double Case::decode_bytes() const {
+  const double kv = 2.0 * double(total_k()) * kv_heads * head_dim;
+  const double q_and_out = 2.0 * double(total_q()) * heads * head_dim;
+  return (kv + q_and_out) * double(element_size());
+}
+
+size_t Case::element_size() const { return dtype == ALIBI_DTYPE_BF16 ? 2 : 4; }
+
+std::vector<Case> default_cases() {
+  std::vector<Case> cases;
+  const alibi_dtype dtypes[] = {ALIBI_DTYPE_F32, ALIBI_DTYPE_BF16};
+  struct Shape {
+    int heads, head_dim, n;
+  };
+  const Shape shapes[] = {
+      {16, 64, 512}, {16, 64, 2048}, {32, 128, 1024}, {32, 128, 4096}, {16, 128, 2048}};
+  for (const Shape& s : shapes)
+    for (bool causal : {true, false})
+      for (alibi_dtype dtype : dtypes)
+        cases.push_back(prefill(s.heads, s.head_dim, s.n, causal, dtype));
+  for (int keys : {4096, 32768}) cases.push_back(decode(32, 128, keys));
+  cases.push_back(varlen(16, 128, {37, 512, 1999, 64}));
+
+  Case memory = prefill(8, 128, 16384, true, ALIBI_DTYPE_F32);
+  memory.name = "memory_" + memory.name.substr(std::strlen("prefill_"));
+  cases.push_back(memory);
+
+  const std::string quick[] = {"prefill_h16_d64_n512_causal_f32",
+                               "prefill_h16_d64_n512_causal_bf16",
+                               "prefill_h16_d128_n2048_causal_f32", "decode_h32_d128_tk4096_f32",
+                               "varlen_h16_d128_l37-512-1999-64_causal_f32"};
+  for (Case& c : cases)
+    c.quick = std::find(std::begin(quick), std::end(quick), c.name) != std::end(quick);
+  return cases;
+}
+
+const char* kind_name(Kind kind) {
+  switch (kind) {
+    case Kind::prefill:
+      return "prefill";
+    case Kind::decode:
+      return "decode";
+    case Kind::varlen:
+      return "varlen";
+  }
+  return "?";
+}
+
+const char* dtype_name(alibi_dtype dtype) { return dtype == ALIBI_DTYPE_BF16 ? "bf16" : "f32"; }
+
+uint16_t to_bf16(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return uint16_t(bits >> 16);
+}
+
+float from_bf16(uint16_t value) {
+  const uint32_t bits = uint32_t(value) << 16;
+  float result;
+  std::memcpy(&result, &bits, sizeof result);
+  return result;
+}
+
+namespace {
+
+// A fixed-seed 64-bit LCG (Knuth's MMIX constants): uniform floats in [-1, 1).
+class Uniform {
+ public:
+  explicit Uniform(uint64_t seed) : state_(seed) {}
+  float next() {
+    state_ = state_ * 6364136223846793005ull + 1442695040888963407ull;
+    return float(double(state_ >> 40) / double(1ull << 24) * 2.0 - 1.0);
+  }
+
+ private:
+  uint64_t state_;
+};
+
+std::vector<unsigned char> random_buffer(int64_t count, alibi_dtype dtype, uint64_t seed) {
+  Uniform uniform(seed);
+  std::vector<unsigned char> bytes(size_t(count) * (dtype == ALIBI_DTYPE_BF16 ? 2 : 4));
+  for (int64_t i = 0; i < count; ++i) {
+    const float value = uniform.next();
+    if (dtype == ALIBI_DTYPE_BF16) {
+      const uint16_t half = to_bf16(value);
+      std::memcpy(bytes.data() + 2 * i, &half, 2);
+    } else {
+      std::memcpy(bytes.data() + 4 * i, &value, 4);
+    }
+  }
+  return bytes;
+}
+
+}  // namespace
+
+Inputs make_inputs(const Case& c) {
+  const int64_t q_count = c.total_q() * c.heads * c.head_dim;
+  const int64_t kv_count = c.total_k() * c.kv_heads * c.head_dim;
+  return {random_buffer(q_count, c.dtype, 1), random_buffer(kv_count, c.dtype, 2),
+          random_buffer(kv_count, c.dtype, 3)};
+}
+
+}  // namespace bench

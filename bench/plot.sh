@@ -1,0 +1,59 @@
+#!/bin/sh
+# Draws GFLOP/s by case (prefill, varlen and memory cases; decode is memory-bound and left out)
+# for libalibi and the unfused baseline, with the f32 GEMM ceiling as a line, from the CSV
+# alibi-bench prints.  Usage: plot.sh RESULTS.csv OUT.png   (alibi-bench --plot runs it.)
+set -eu
+if [ "$#" -ne 2 ]; then
+  echo "usage: $0 RESULTS.csv OUT.png" >&2
+  exit 2
+fi
+csv=$1
+png=$2
+data=$(mktemp /tmp/alibi-plot-XXXXXX)
+trap 'rm -f "$data"' EXIT
+
+# Columns of the CSV: 1 case, 2 kind, 9 implementation, 12 gflop_per_s.
+awk -F, '
+  NR == 1 { next }
+  $9 == "eigen_sgemm" { ceiling = $12; next }
+  $2 == "ceiling" || $2 == "decode" { next }
+  !($1 in seen) { seen[$1] = 1; order[++n] = $1 }
+  { gflops[$1, $9] = $12 }
+  END {
+    printf "# ceiling %s\n", (ceiling == "" ? "NaN" : ceiling)
+    for (i = 1; i <= n; ++i) {
+      name = order[i]
+      unfused = gflops[name, "unfused"]
+      printf "%s %s %s\n", name, gflops[name, "libalibi"], (unfused == "" ? "NaN" : unfused)
+    }
+  }' "$csv" > "$data"
+
+ceiling=$(sed -n '1s/^# ceiling //p' "$data")
+if [ "$(wc -l < "$data")" -lt 2 ]; then
+  echo "$0: no prefill or varlen rows in $csv" >&2
+  exit 1
+fi
+
+gnuplot <<GNUPLOT
+set terminal pngcairo noenhanced size 1600,800 font "sans,11"
+set output "$png"
+set title "libalibi CPU attention, prefill and varlen cases: GFLOP/s = 4·D·(visible cells)·H / s"
+set ylabel "GFLOP/s"
+set yrange [0:*]
+set offsets 0, 0, graph 0.15, 0
+set grid ytics
+set key top right horizontal
+set datafile missing "NaN"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set xtics rotate by 90 right font ",9" nomirror
+set bmargin 19
+set rmargin 6
+ceiling = $ceiling
+plot "$data" using 2:xtic(1) title "libalibi" linecolor rgb "#1f77b4", \
+     "" using 3 title "unfused Eigen baseline" linecolor rgb "#ff7f0e", \
+     ceiling with lines dashtype 2 linewidth 2 linecolor rgb "#d62728" \
+       title sprintf("f32 GEMM ceiling (Eigen 2048x2048x2048): %.0f GFLOP/s", ceiling)
+GNUPLOT
