@@ -1,0 +1,26 @@
+using System;
+
+namespace Alibi {
+
+/// <summary>A failed libalibi call: the status and the library's message naming the call and argument.</summary>
+public class AlibiException : Exception {
+  public Status Status { get; }
+
+  /// <summary>The library's message, e.g. "alibi_mask_create_varlen: cu_seqlens_q[2] = 3 ...".</summary>
+  public string Detail { get; }
+
+  public AlibiException(Status status, string detail)
+      : base(AlibiNative.alibi_status_string(status) + ": " + detail) {
+    Status = status;
+    Detail = detail;
+  }
+
+  /// <summary>Throws for any status but Success, with this thread's last-error message.</summary>
+  internal static void Check(Status status) {
+    if (status != Status.Success) {
+      throw new AlibiException(status, AlibiNative.alibi_last_error_message());
+    }
+  }
+}
+
+}

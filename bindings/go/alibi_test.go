@@ -1,0 +1,325 @@
+package alibi
+
+import (
+	"math"
+	"math/rand"
+	"os"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+const hq, hkv, dim = 4, 2, 16
+
+// prefill 5x5, chunked prefill 3 queries over 7 keys, decode 1 query over 4 keys
+var cuQ, cuK = []int32{0, 5, 8, 9}, []int32{0, 5, 12, 16}
+
+// reference is attention with ALiBi in plain double loops; positions and visibility are given.
+func reference(q, k, v []float32, tq, tk int, visible func(i, j int) bool, qpos, kpos []int) (out, lse []float64) {
+	out, lse = make([]float64, tq*hq*dim), make([]float64, hq*tq)
+	scale := 1 / math.Sqrt(dim)
+	score := make([]float64, tk)
+	for h := 0; h < hq; h++ {
+		kh, slope := h/(hq/hkv), slopeOf(h, hq)
+		for i := 0; i < tq; i++ {
+			max := math.Inf(-1)
+			for j := 0; j < tk; j++ {
+				score[j] = math.Inf(-1)
+				if !visible(i, j) {
+					continue
+				}
+				dot := 0.0
+				for e := 0; e < dim; e++ {
+					dot += float64(q[(i*hq+h)*dim+e]) * float64(k[(j*hkv+kh)*dim+e])
+				}
+				score[j] = scale*dot - slope*math.Abs(float64(qpos[i]-kpos[j]))
+				max = math.Max(max, score[j])
+			}
+			if math.IsInf(max, -1) {
+				lse[h*tq+i] = max
+				continue
+			}
+			sum := 0.0
+			for j := 0; j < tk; j++ {
+				sum += math.Exp(score[j] - max)
+			}
+			lse[h*tq+i] = max + math.Log(sum)
+			for j := 0; j < tk; j++ {
+				p := math.Exp(score[j]-max) / sum
+				for e := 0; p != 0 && e < dim; e++ {
+					out[(i*hq+h)*dim+e] += p * float64(v[(j*hkv+kh)*dim+e])
+				}
+			}
+		}
+	}
+	return out, lse
+}
+
+// slopeOf is the slope formula with max_bias 8: c = 2^floor(log2 n), m0 = 2^(-8/c), m1 = 2^(-8/(2c)).
+func slopeOf(h, n int) float64 {
+	c := 1
+	for c*2 <= n {
+		c *= 2
+	}
+	if h < c {
+		return math.Pow(math.Pow(2, -8.0/float64(c)), float64(h+1))
+	}
+	return math.Pow(math.Pow(2, -8.0/float64(2*c)), float64(2*(h-c)+1))
+}
+
+// varlenCausalReference: bottom-right aligned per sequence, positions likewise.
+func varlenCausalReference(q, k, v []float32) (out, lse []float64) {
+	tq, tk := int(cuQ[len(cuQ)-1]), int(cuK[len(cuK)-1])
+	seqQ, seqK, qpos, kpos := make([]int, tq), make([]int, tk), make([]int, tq), make([]int, tk)
+	for b := 0; b+1 < len(cuQ); b++ {
+		lq, lk := int(cuQ[b+1]-cuQ[b]), int(cuK[b+1]-cuK[b])
+		for r := 0; r < lq; r++ {
+			seqQ[int(cuQ[b])+r], qpos[int(cuQ[b])+r] = b, r+lk-lq
+		}
+		for c := 0; c < lk; c++ {
+			seqK[int(cuK[b])+c], kpos[int(cuK[b])+c] = b, c
+		}
+	}
+	visible := func(i, j int) bool { return seqQ[i] == seqK[j] && kpos[j] <= qpos[i] }
+	return reference(q, k, v, tq, tk, visible, qpos, kpos)
+}
+
+func random(n int, seed int64) []float32 {
+	rng := rand.New(rand.NewSource(seed))
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = rng.Float32()*2 - 1
+	}
+	return x
+}
+
+func assertClose(t *testing.T, what string, expected []float64, actual []float32, tol float64) {
+	t.Helper()
+	if len(expected) != len(actual) {
+		t.Fatalf("%s: %d values, expected %d", what, len(actual), len(expected))
+	}
+	for i, e := range expected {
+		a := float64(actual[i])
+		if math.IsInf(e, 0) && a != e || !math.IsInf(e, 0) && math.Abs(e-a) > tol*(1+math.Abs(e)) {
+			t.Fatalf("%s[%d] = %g, expected %g", what, i, a, e)
+		}
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestVarlenCausalForwardMatchesReference(t *testing.T) {
+	tq, tk := int(cuQ[3]), int(cuK[3])
+	q, k, v := random(tq*hq*dim, 1), random(tk*hkv*dim, 2), random(tk*hkv*dim, 3)
+	out, lse := make([]float32, len(q)), make([]float32, hq*tq)
+	ctx, err := NewCPUContext()
+	must(t, err)
+	defer ctx.Close()
+	mask, err := NewVarlenMask(ctx, cuQ, cuK, true)
+	must(t, err)
+	defer mask.Close()
+	must(t, ctx.ForwardFloat32(q, k, v, Heads{hq, hkv, dim}, mask, nil, out, lse))
+	refOut, refLse := varlenCausalReference(q, k, v)
+	assertClose(t, "out", refOut, out, 1e-4)
+	assertClose(t, "lse", refLse, lse, 1e-4)
+}
+
+func TestTensorForwardMatchesReference(t *testing.T) {
+	tq, tk := int64(cuQ[3]), int64(cuK[3])
+	q, k, v := random(int(tq)*hq*dim, 4), random(int(tk)*hkv*dim, 5), random(int(tk)*hkv*dim, 6)
+	ctx, err := NewCPUContext()
+	must(t, err)
+	defer ctx.Close()
+	mask, err := NewVarlenMask(ctx, cuQ, cuK, true)
+	must(t, err)
+	defer mask.Close()
+	tensor := func(data []float32, shape ...int64) *Tensor {
+		x, err := NewTensor(ctx, F32, shape...)
+		must(t, err)
+		if data != nil {
+			must(t, x.CopyFromFloat32(data))
+		}
+		return x
+	}
+	tq3, tk3, tv3, to3 := tensor(q, tq, hq, dim), tensor(k, tk, hkv, dim), tensor(v, tk, hkv, dim), tensor(nil, tq, hq, dim)
+	defer func() { tq3.Close(); tk3.Close(); tv3.Close(); to3.Close() }()
+	must(t, ctx.Forward(tq3, tk3, tv3, mask, NewAttentionParams(), to3, nil))
+	out := make([]float32, len(q))
+	must(t, to3.CopyToFloat32(out))
+	refOut, _ := varlenCausalReference(q, k, v)
+	assertClose(t, "out", refOut, out, 1e-4)
+}
+
+func TestRangesForwardMatchesReference(t *testing.T) {
+	const n = 12
+	qRanges, kRanges := []int32{0, 4, 4, 12, 4, 12}, []int32{0, 4, 0, 4, 4, 12}
+	types := []MaskType{MaskCausal, MaskFull, MaskCausal}
+	q, k, v := random(n*hq*dim, 7), random(n*hkv*dim, 8), random(n*hkv*dim, 9)
+	out, lse := make([]float32, len(q)), make([]float32, hq*n)
+	ctx, err := NewCPUContext()
+	must(t, err)
+	defer ctx.Close()
+	mask, err := NewRangesMask(ctx, qRanges, kRanges, types, n, n)
+	must(t, err)
+	defer mask.Close()
+	if slices, err := mask.NumSlices(); err != nil || slices != 3 {
+		t.Fatalf("NumSlices = %d, %v", slices, err)
+	}
+	params := NewAttentionParams()
+	params.MaxBias = 8
+	must(t, ctx.ForwardFloat32(q, k, v, Heads{hq, hkv, dim}, mask, params, out, lse))
+	positions := make([]int, n)
+	for i := range positions {
+		positions[i] = i
+	}
+	visible := func(i, j int) bool {
+		for s, typ := range types {
+			qs, sq := int(qRanges[2*s]), int(qRanges[2*s+1]-qRanges[2*s])
+			ks, sk := int(kRanges[2*s]), int(kRanges[2*s+1]-kRanges[2*s])
+			r, c := i-qs, j-ks
+			if r < 0 || r >= sq || c < 0 || c >= sk {
+				continue
+			}
+			causal := typ == MaskCausal || typ == MaskBiCausal
+			inverse := typ == MaskInverseCausal || typ == MaskBiCausal
+			if (!causal || c <= r+sk-sq) && (!inverse || c >= r) {
+				return true
+			}
+		}
+		return false
+	}
+	refOut, refLse := reference(q, k, v, n, n, visible, positions, positions)
+	assertClose(t, "out", refOut, out, 1e-4)
+	assertClose(t, "lse", refLse, lse, 1e-4)
+}
+
+func TestBF16ForwardMatchesReference(t *testing.T) {
+	tq, tk := int(cuQ[3]), int(cuK[3])
+	q, k, v := bf16(random(tq*hq*dim, 10)), bf16(random(tk*hkv*dim, 11)), bf16(random(tk*hkv*dim, 12))
+	out := make([]uint16, len(q))
+	ctx, err := NewCPUContext()
+	must(t, err)
+	defer ctx.Close()
+	mask, err := NewVarlenMask(ctx, cuQ, cuK, true)
+	must(t, err)
+	defer mask.Close()
+	must(t, ctx.ForwardUint16(BF16, q, k, v, Heads{hq, hkv, dim}, mask, nil, out, nil))
+	refOut, _ := varlenCausalReference(floats(q), floats(k), floats(v))
+	assertClose(t, "out", refOut, floats(out), 1e-2)
+}
+
+func TestInvalidCallReturnsTheLibraryMessage(t *testing.T) {
+	ctx, err := NewCPUContext()
+	must(t, err)
+	defer ctx.Close()
+	mask, err := NewVarlenMask(ctx, []int32{0, 4, 2}, []int32{0, 4, 6}, true)
+	e, ok := err.(*Error)
+	if mask != nil || !ok {
+		t.Fatalf("decreasing cu_seqlens_q: mask %v, error %v", mask, err)
+	}
+	if e.Status != StatusInvalidArgument || !strings.HasPrefix(e.Message, "alibi_mask_create_varlen: ") ||
+		!strings.HasPrefix(e.Error(), "invalid argument: alibi_mask_create_varlen") {
+		t.Fatalf("unexpected error %#v (%v)", e, e)
+	}
+	var nilTensor *Tensor
+	if err := ctx.Forward(nilTensor, nil, nil, nil, nil, nil, nil); err.(*Error).Status != StatusNullPointer {
+		t.Fatalf("nil tensors: %v", err)
+	}
+	var nilMask *Mask
+	if err := nilMask.SetPositions([]int32{0}, nil); err.(*Error).Status != StatusNullPointer {
+		t.Fatalf("nil mask: %v", err)
+	}
+	if err := ctx.ForwardFloat32(make([]float32, 7), nil, nil, Heads{hq, hkv, dim}, nil, nil, nil, nil); err.(*Error).Status != StatusShapeMismatch {
+		t.Fatalf("7 elements: %v", err)
+	}
+}
+
+func TestClosingTwiceIsHarmless(t *testing.T) {
+	ctx, err := NewCPUContext()
+	must(t, err)
+	x, err := NewTensor(ctx, F32, 2, 3)
+	must(t, err)
+	mask, err := NewVarlenMask(ctx, []int32{0, 2}, []int32{0, 2}, false)
+	must(t, err)
+	ctx.Close()
+	x.Close()
+	x.Close()
+	mask.Close()
+	mask.Close()
+	ctx.Close()
+	if _, err := x.DType(); err.(*Error).Status != StatusNullPointer {
+		t.Fatalf("closed tensor: %v", err)
+	}
+}
+
+func TestTenThousandCyclesKeepMemoryStable(t *testing.T) {
+	const n, h, d = 32, 2, 32 // 8 KiB per tensor: a leak of one per cycle is 80 MiB
+	qkv, out, lse := random(n*h*d, 13), make([]float32, n*h*d), make([]float32, h*n)
+	cycles(t, 500, qkv, out, lse, h, d)
+	before := residentKiB(t)
+	cycles(t, 10000, qkv, out, lse, h, d)
+	runtime.GC()
+	if grown := residentKiB(t) - before; grown > 16*1024 {
+		t.Fatalf("resident memory grew by %d KiB", grown)
+	}
+}
+
+func cycles(t *testing.T, count int, qkv, out, lse []float32, h, d int) {
+	n := int64(len(qkv) / (h * d))
+	cu := []int32{0, int32(n)}
+	for i := 0; i < count; i++ {
+		ctx, err := NewCPUContext()
+		must(t, err)
+		must(t, ctx.SetNumThreads(1)) // no worker threads to start and join each cycle
+		mask, err := NewVarlenMask(ctx, cu, cu, true)
+		must(t, err)
+		q, err := NewTensor(ctx, F32, n, int64(h), int64(d))
+		must(t, err)
+		o, err := NewTensor(ctx, F32, n, int64(h), int64(d))
+		must(t, err)
+		must(t, q.CopyFromFloat32(qkv))
+		must(t, ctx.Forward(q, q, q, mask, NewAttentionParams(), o, nil))
+		must(t, ctx.ForwardFloat32(qkv, qkv, qkv, Heads{h, h, d}, mask, nil, out, lse))
+		o.Close()
+		q.Close()
+		mask.Close()
+		ctx.Close()
+	}
+}
+
+func residentKiB(t *testing.T) int64 {
+	status, err := os.ReadFile("/proc/self/status")
+	must(t, err)
+	m := regexp.MustCompile(`VmRSS:\s+(\d+)`).FindSubmatch(status)
+	if m == nil {
+		t.Fatal("no VmRSS in /proc/self/status")
+	}
+	kib, err := strconv.ParseInt(string(m[1]), 10, 64)
+	must(t, err)
+	return kib
+}
+
+// bf16 rounds to the nearest even bfloat16 (finite inputs).
+func bf16(x []float32) []uint16 {
+	y := make([]uint16, len(x))
+	for i, f := range x {
+		bits := math.Float32bits(f)
+		y[i] = uint16((bits + 0x7FFF + (bits>>16)&1) >> 16)
+	}
+	return y
+}
+
+func floats(x []uint16) []float32 {
+	y := make([]float32, len(x))
+	for i, b := range x {
+		y[i] = math.Float32frombits(uint32(b) << 16)
+	}
+	return y
+}

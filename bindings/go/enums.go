@@ -1,0 +1,49 @@
+package alibi
+
+// Status is the result of a raw call; its values are the C ABI's and never change.
+type Status int
+
+const (
+	StatusSuccess            Status = 0
+	StatusInvalidArgument    Status = 1
+	StatusNullPointer        Status = 2
+	StatusShapeMismatch      Status = 3
+	StatusDTypeMismatch      Status = 4
+	StatusUnsupported        Status = 5
+	StatusBackendUnavailable Status = 6
+	StatusOutOfMemory        Status = 7
+	StatusDeviceError        Status = 8
+	StatusInternal           Status = 9
+)
+
+// DType is an element type; f16 and bf16 elements are 16-bit patterns (uint16).
+type DType int
+
+const (
+	F32  DType = 0
+	F16  DType = 1
+	BF16 DType = 2
+	I32  DType = 3
+	I64  DType = 4
+)
+
+// Device is where a context runs; DeviceAuto picks CUDA when available, else the CPU.
+type Device int
+
+const (
+	DeviceAuto Device = 0
+	DeviceCPU  Device = 1
+	DeviceCUDA Device = 2
+)
+
+// MaskType is the rule of a mask slice of Sq x Sk cells, local row r and column c.
+type MaskType int
+
+const (
+	MaskFull          MaskType = 0 // always visible
+	MaskCausal        MaskType = 1 // c <= r + (Sk - Sq): bottom-right aligned
+	MaskInverseCausal MaskType = 2 // c >= r: top-left aligned
+	MaskBiCausal      MaskType = 3 // both
+)
+
+func (s Status) String() string { return Alibi_status_string(s) }

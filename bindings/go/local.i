@@ -1,0 +1,52 @@
+/*
+ * Go typemaps of the common layer. Raw calls are the package's Alibi_* functions (C names,
+ * returning Status, never panicking); handles are uintptr, out-parameters Go pointers, host
+ * arrays and data slices passed in place (cgo checks them; the library never keeps them past
+ * the call). The enum types are the Go types of enums.go. Context, Tensor, Mask and
+ * AttentionParams (the other .go files) are the idiomatic API over them.
+ */
+%typemap(gotype) alibi_status "Status"
+%typemap(gotype) alibi_dtype "DType"
+%typemap(gotype) alibi_device "Device"
+%typemap(gotype) alibi_mask_type "MaskType"
+%rename("$ignore", %$isenumitem) "";
+%rename("%(camelcase)s", %$ismember) "";
+
+%define ALIBI_GO_HANDLE(TYPE)
+%typemap(gotype) TYPE "uintptr"
+%typemap(in) TYPE %{ $1 = ($1_ltype)$input; %}
+%typemap(out) TYPE %{ $result = $1; %}
+%typemap(gotype) TYPE* out "*uintptr"
+%typemap(in) TYPE* out %{ $1 = ($1_ltype)$input; %}
+%enddef
+
+ALIBI_GO_HANDLE(alibi_context_t)
+ALIBI_GO_HANDLE(alibi_tensor_t)
+ALIBI_GO_HANDLE(alibi_mask_t)
+ALIBI_GO_HANDLE(void*)   /* void** out: the data address of alibi_tensor_get_data */
+
+/* int and the enums are 32-bit in C. */
+%typemap(gotype) int* out, alibi_dtype* out, alibi_device* out "*int32"
+%typemap(in) int* out, alibi_dtype* out, alibi_device* out %{ $1 = ($1_ltype)$input; %}
+
+%define ALIBI_GO_SLICE(CTYPE, GOTYPE)
+%typemap(gotype) const CTYPE*, CTYPE* "[]GOTYPE"
+%typemap(in) const CTYPE*, CTYPE* %{ $1 = ($1_ltype)$input.array; %}
+%enddef
+
+ALIBI_GO_SLICE(int32_t, int32)
+ALIBI_GO_SLICE(int64_t, int64)
+ALIBI_GO_SLICE(float, float32)
+
+/* Byte copies take a byte slice; its length is the byte count. */
+%typemap(gotype) (const void* src, size_t bytes), (void* dst, size_t bytes) "[]byte"
+%typemap(in) (const void* src, size_t bytes), (void* dst, size_t bytes)
+%{ $1 = $input.array; $2 = (size_t)$input.len; %}
+
+/* Addresses of C memory (Go memory may not be kept by C past a call). */
+%typemap(gotype) void* data, void* cuda_stream "uintptr"
+%typemap(in) void* data, void* cuda_stream %{ $1 = (void*)$input; %}
+
+/* alibi_binding_forward: the data of each array in place, for the call only. */
+%typemap(gotype) const void* q, const void* k, const void* v, void* out "[]byte"
+%typemap(in) const void* q, const void* k, const void* v, void* out %{ $1 = $input.array; %}

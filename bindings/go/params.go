@@ -1,0 +1,65 @@
+package alibi
+
+import "fmt"
+
+// AttentionParams are the parameters of a forward call, copied into each call.
+// NewAttentionParams gives the library's defaults; a nil *AttentionParams means the same.
+type AttentionParams struct {
+	SoftmaxScale   float32   // <= 0: 1/sqrt(head dim)
+	Softcap        float32   // 0: off; > 0: s = softcap * tanh(s / softcap)
+	MaxBias        float32   // the slope formula's parameter; 0 without Slopes: no ALiBi
+	Slopes         []float32 // replace the formula: Hq slopes, or batch * Hq with SlopesPerBatch
+	SlopesPerBatch bool
+	TotalHeads     int // tensor parallelism: heads [HeadOffset, HeadOffset + Hq) of TotalHeads
+	HeadOffset     int
+	AttnBias       *Tensor // additive (H or 1, totalQ, totalK); must stay open while used
+	Deterministic  bool
+}
+
+// NewAttentionParams returns the defaults: scale 1/sqrt(D), no softcap, MaxBias 8, the formula.
+func NewAttentionParams() *AttentionParams {
+	p := NewAlibi_attention_params()
+	defer DeleteAlibi_attention_params(p)
+	return &AttentionParams{
+		SoftmaxScale:   p.GetSoftmaxScale(),
+		Softcap:        p.GetSoftcap(),
+		MaxBias:        p.GetMaxBias(),
+		SlopesPerBatch: p.GetSlopesPerBatch() != 0,
+		TotalHeads:     p.GetTotalHeads(),
+		HeadOffset:     p.GetHeadOffset(),
+		Deterministic:  p.GetDeterministic() != 0,
+	}
+}
+
+// withNative runs body with a native copy of params (nil for nil: the library's defaults).
+func withNative(params *AttentionParams, body func(Alibi_attention_params) error) error {
+	if params == nil {
+		return body(nil)
+	}
+	if params.AttnBias != nil && params.AttnBias.h == 0 {
+		return newError(StatusNullPointer, "AttentionParams.AttnBias is closed")
+	}
+	p := NewAlibi_attention_params()
+	defer DeleteAlibi_attention_params(p)
+	p.SetSoftmaxScale(params.SoftmaxScale)
+	p.SetSoftcap(params.Softcap)
+	p.SetMaxBias(params.MaxBias)
+	p.SetSlopesPerBatch(boolInt(params.SlopesPerBatch))
+	p.SetTotalHeads(params.TotalHeads)
+	p.SetHeadOffset(params.HeadOffset)
+	p.SetAttnBias(params.AttnBias.handle())
+	p.SetDeterministic(boolInt(params.Deterministic))
+	if params.Slopes != nil {
+		if s := p.SetSlopes(params.Slopes, len(params.Slopes)); s != StatusSuccess {
+			return newError(s, fmt.Sprintf("AttentionParams: cannot copy %d slopes", len(params.Slopes)))
+		}
+	}
+	return body(p)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,146 @@
+/*
+ * Java typemaps of the common layer. Raw calls live in AlibiNative (static, C names, returning
+ * Status); handles are longs, handle and scalar out-parameters one-element arrays, int32/int64/
+ * float host arrays Java arrays, data pointers direct NIO buffers. The classes of org.alibi
+ * (Context, Tensor, Mask, AttentionParams) are the idiomatic API over them.
+ */
+%include <enums.swg>
+%include <typemaps.i>
+
+%rename("%(regex:/^ALIBI_(STATUS|DTYPE|DEVICE|MASK)_(.*)$/\\2/)s", %$isenumitem) "";
+%rename("%(lowercamelcase)s", %$ismember) "";
+
+%pragma(java) jniclasscode=%{
+  static {
+    System.loadLibrary("alibi_java");
+  }
+%}
+
+/* The params struct is freed by close() (try-with-resources around each call): no finalizer. */
+%typemap(javafinalize) SWIGTYPE ""
+
+%define ALIBI_JAVA_HANDLE(TYPE)
+%typemap(jni) TYPE "jlong"
+%typemap(jtype) TYPE "long"
+%typemap(jstype) TYPE "long"
+%typemap(javain) TYPE "$javainput"
+%typemap(javaout) TYPE { return $jnicall; }
+%typemap(in) TYPE %{ $1 = (TYPE)(intptr_t)$input; %}
+%typemap(out) TYPE %{ $result = (jlong)(intptr_t)$1; %}
+
+%typemap(jni) TYPE* out "jlongArray"
+%typemap(jtype) TYPE* out "long[]"
+%typemap(jstype) TYPE* out "long[]"
+%typemap(javain) TYPE* out "$javainput"
+%typemap(in) TYPE* out (TYPE handle = NULL) %{ $1 = $input ? &handle : NULL; %}
+%typemap(argout) TYPE* out %{
+  if ($input) {
+    jlong value = (jlong)(intptr_t)handle$argnum;
+    (*jenv)->SetLongArrayRegion(jenv, $input, 0, 1, &value);
+  }
+%}
+%enddef
+
+ALIBI_JAVA_HANDLE(alibi_context_t)
+ALIBI_JAVA_HANDLE(alibi_tensor_t)
+ALIBI_JAVA_HANDLE(alibi_mask_t)
+ALIBI_JAVA_HANDLE(void*)   /* void** out: the data address of alibi_tensor_get_data */
+
+%apply int* OUTPUT { int* out, alibi_dtype* out, alibi_device* out };
+
+/* Small host arrays, copied by the library: const CTYPE* reads the array, CTYPE* writes it back. */
+%define ALIBI_JAVA_ARRAY(CTYPE, JTYPE, JNITYPE, JARRAY, Kind)
+%typemap(jni) const CTYPE*, CTYPE* "JARRAY"
+%typemap(jtype) const CTYPE*, CTYPE* "JTYPE[]"
+%typemap(jstype) const CTYPE*, CTYPE* "JTYPE[]"
+%typemap(javain) const CTYPE*, CTYPE* "$javainput"
+%typemap(in) const CTYPE*, CTYPE*
+%{ $1 = $input ? (CTYPE*)(*jenv)->Get##Kind##ArrayElements(jenv, $input, NULL) : NULL; %}
+%typemap(freearg) const CTYPE*
+%{ if ($1) (*jenv)->Release##Kind##ArrayElements(jenv, $input, (JNITYPE*)$1, JNI_ABORT); %}
+%typemap(freearg) CTYPE*
+%{ if ($1) (*jenv)->Release##Kind##ArrayElements(jenv, $input, (JNITYPE*)$1, 0); %}
+%enddef
+
+ALIBI_JAVA_ARRAY(int32_t, int, jint, jintArray, Int)
+ALIBI_JAVA_ARRAY(int64_t, long, jlong, jlongArray, Long)
+ALIBI_JAVA_ARRAY(float, float, jfloat, jfloatArray, Float)
+
+/* Data of tensors: direct NIO buffers, used in place (a heap buffer passes NULL). */
+%typemap(jni) void* data, const void* src, void* dst "jobject"
+%typemap(jtype) void* data, const void* src, void* dst "java.nio.Buffer"
+%typemap(jstype) void* data, const void* src, void* dst "java.nio.Buffer"
+%typemap(javain) void* data, const void* src, void* dst "$javainput"
+%typemap(in) void* data, const void* src, void* dst
+%{ $1 = $input ? (*jenv)->GetDirectBufferAddress(jenv, $input) : NULL; %}
+
+%typemap(jni) void* cuda_stream "jlong"
+%typemap(jtype) void* cuda_stream "long"
+%typemap(jstype) void* cuda_stream "long"
+%typemap(javain) void* cuda_stream "$javainput"
+%typemap(in) void* cuda_stream %{ $1 = (void*)(intptr_t)$input; %}
+
+/*
+ * alibi_binding_forward: primitive arrays (float[] or short[]) pinned with
+ * GetPrimitiveArrayCritical for the call, no copy. No other JNI call may run in between, so
+ * these typemaps never throw; the caller (Context.forward) checks types and lengths first.
+ */
+%typemap(jni) const void* q, const void* k, const void* v, void* out, float* lse "jarray"
+%typemap(jtype) const void* q, const void* k, const void* v, void* out "Object"
+%typemap(jstype) const void* q, const void* k, const void* v, void* out "Object"
+%typemap(jtype) float* lse "float[]"
+%typemap(jstype) float* lse "float[]"
+%typemap(javain) const void* q, const void* k, const void* v, void* out, float* lse "$javainput"
+%typemap(in) const void* q, const void* k, const void* v, void* out, float* lse
+%{ $1 = $input ? ($1_ltype)(*jenv)->GetPrimitiveArrayCritical(jenv, $input, NULL) : NULL; %}
+%typemap(freearg) const void* q, const void* k, const void* v
+%{ if ($1) (*jenv)->ReleasePrimitiveArrayCritical(jenv, $input, (void*)$1, JNI_ABORT); %}
+%typemap(freearg) void* out, float* lse
+%{ if ($1) (*jenv)->ReleasePrimitiveArrayCritical(jenv, $input, (void*)$1, 0); %}
+
+/*
+ * Copies between a tensor and a Java array (Tensor.copyFrom/copyTo), the array pinned for the
+ * call; COUNT is the array's length, so the library checks it against the tensor.
+ */
+%define ALIBI_JAVA_COPY(CTYPE, JTYPE, JARRAY, SUFFIX)
+%typemap(jni) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT) "JARRAY"
+%typemap(jtype) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT) "JTYPE[]"
+%typemap(jstype) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT) "JTYPE[]"
+%typemap(javain) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT) "$javainput"
+%typemap(in, numinputs=1) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT) %{
+  $2 = $input ? (size_t)(*jenv)->GetArrayLength(jenv, $input) : 0;
+  $1 = $input ? ($1_ltype)(*jenv)->GetPrimitiveArrayCritical(jenv, $input, NULL) : NULL;
+%}
+%typemap(freearg) (const CTYPE* ARRAY, size_t COUNT)
+%{ if ($1) (*jenv)->ReleasePrimitiveArrayCritical(jenv, $input, (void*)$1, JNI_ABORT); %}
+%typemap(freearg) (CTYPE* ARRAY, size_t COUNT)
+%{ if ($1) (*jenv)->ReleasePrimitiveArrayCritical(jenv, $input, (void*)$1, 0); %}
+%rename(alibi_binding_copy_from_array) alibi_binding_copy_from_##SUFFIX;
+%rename(alibi_binding_copy_to_array) alibi_binding_copy_to_##SUFFIX;
+%javamethodmodifiers alibi_binding_copy_from_##SUFFIX "";
+%javamethodmodifiers alibi_binding_copy_to_##SUFFIX "";
+%inline %{
+alibi_status alibi_binding_copy_from_##SUFFIX(alibi_tensor_t t, const CTYPE* ARRAY, size_t COUNT) {
+  return alibi_tensor_copy_from_host(t, ARRAY, COUNT * sizeof(CTYPE));
+}
+alibi_status alibi_binding_copy_to_##SUFFIX(alibi_tensor_t t, CTYPE* ARRAY, size_t COUNT) {
+  return alibi_tensor_copy_to_host(t, ARRAY, COUNT * sizeof(CTYPE));
+}
+%}
+%enddef
+
+ALIBI_JAVA_COPY(float, float, jfloatArray, f32)
+ALIBI_JAVA_COPY(uint16_t, short, jshortArray, u16)
+ALIBI_JAVA_COPY(int32_t, int, jintArray, i32)
+ALIBI_JAVA_COPY(int64_t, long, jlongArray, i64)
+
+%javamethodmodifiers alibi_binding_forward "";
+
+/* The raw params struct closes like the handles (AttentionParams converts into it per call). */
+%typemap(javainterfaces) struct alibi_attention_params "AutoCloseable"
+%typemap(javacode) struct alibi_attention_params %{
+  @Override
+  public void close() {
+    delete();
+  }
+%}

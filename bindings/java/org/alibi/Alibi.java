@@ -1,0 +1,18 @@
+package org.alibi;
+
+/** Library-wide calls: version and the ALiBi slope formula. */
+public final class Alibi {
+  private Alibi() {}
+
+  /** The version of the library actually loaded, e.g. "0.1.0". */
+  public static String version() {
+    return AlibiNative.alibi_version_string();
+  }
+
+  /** slope[h] for heads 0..numHeads-1 (max_bias 8 gives the paper's slopes). */
+  public static float[] slopes(int numHeads, float maxBias) {
+    float[] out = new float[Math.max(numHeads, 0)];
+    AlibiException.check(AlibiNative.alibi_compute_slopes(numHeads, maxBias, out));
+    return out;
+  }
+}

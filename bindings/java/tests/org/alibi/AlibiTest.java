@@ -1,0 +1,190 @@
+package org.alibi;
+
+import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertSame;
+import static org.junit.Assert.assertTrue;
+import static org.junit.Assert.fail;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.FloatBuffer;
+import java.nio.file.Files;
+import java.nio.file.Paths;
+import java.util.Random;
+import org.junit.Test;
+
+public class AlibiTest {
+  private static final int HQ = 4, HKV = 2, D = 16;
+  // prefill 5x5, chunked prefill 3 queries over 7 keys, decode 1 query over 4 keys
+  private static final int[] CU_Q = {0, 5, 8, 9};
+  private static final int[] CU_K = {0, 5, 12, 16};
+
+  private static float[] random(int n, long seed) {
+    Random rng = new Random(seed);
+    float[] x = new float[n];
+    for (int i = 0; i < n; ++i) x[i] = rng.nextFloat() * 2 - 1;
+    return x;
+  }
+
+  private static void assertClose(String what, double[] expected, float[] actual, double tol) {
+    assertEquals(what + " length", expected.length, actual.length);
+    for (int i = 0; i < expected.length; ++i) {
+      if (Double.isInfinite(expected[i])) {
+        assertEquals(what + "[" + i + "]", expected[i], actual[i], 0);
+      } else if (Math.abs(expected[i] - actual[i]) > tol * (1 + Math.abs(expected[i]))) {
+        fail(what + "[" + i + "] = " + actual[i] + ", expected " + expected[i]);
+      }
+    }
+  }
+
+  @Test
+  public void varlenCausalForwardMatchesReference() {
+    int tq = CU_Q[3], tk = CU_K[3];
+    float[] q = random(tq * HQ * D, 1), k = random(tk * HKV * D, 2), v = random(tk * HKV * D, 3);
+    float[] out = new float[q.length], lse = new float[HQ * tq];
+    try (Context ctx = new Context(); Mask mask = Mask.varlen(ctx, CU_Q, CU_K, true)) {
+      ctx.forward(q, k, v, HQ, HKV, D, mask, null, out, lse);
+    }
+    Reference ref = Reference.varlenCausal(q, k, v, CU_Q, CU_K, HQ, HKV, D);
+    assertClose("out", ref.out, out, 1e-4);
+    assertClose("lse", ref.lse, lse, 1e-4);
+  }
+
+  @Test
+  public void tensorsWrappingDirectBuffersMatchReference() {
+    int tq = CU_Q[3], tk = CU_K[3];
+    float[] q = random(tq * HQ * D, 4), k = random(tk * HKV * D, 5), v = random(tk * HKV * D, 6);
+    FloatBuffer outBuffer = direct(q.length);
+    try (Context ctx = new Context();
+         Mask mask = Mask.varlen(ctx, CU_Q, CU_K, true);
+         Tensor tq3 = Tensor.wrap(ctx, direct(q), tq, HQ, D);
+         Tensor tk3 = Tensor.create(ctx, DType.F32, tk, HKV, D).copyFrom(k);
+         Tensor tv3 = Tensor.create(ctx, DType.F32, tk, HKV, D).copyFrom(direct(v));
+         Tensor to3 = Tensor.wrap(ctx, outBuffer, tq, HQ, D)) {
+      ctx.forward(tq3, tk3, tv3, mask, new AttentionParams(), to3, null);
+      assertSame(outBuffer, to3.buffer());
+    }
+    float[] out = new float[q.length];
+    outBuffer.get(0, out);
+    assertClose("out", Reference.varlenCausal(q, k, v, CU_Q, CU_K, HQ, HKV, D).out, out, 1e-4);
+  }
+
+  @Test
+  public void rangesForwardMatchesReference() {
+    int t = 12;
+    int[] qRanges = {0, 4, 4, 12, 4, 12};
+    int[] kRanges = {0, 4, 0, 4, 4, 12};
+    MaskType[] types = {MaskType.CAUSAL, MaskType.FULL, MaskType.CAUSAL};
+    float[] q = random(t * HQ * D, 7), k = random(t * HKV * D, 8), v = random(t * HKV * D, 9);
+    float[] out = new float[q.length], lse = new float[HQ * t];
+    try (Context ctx = new Context(); Mask mask = Mask.ranges(ctx, qRanges, kRanges, types, t, t)) {
+      assertEquals(3, mask.numSlices());
+      ctx.forward(q, k, v, HQ, HKV, D, mask, new AttentionParams().maxBias(8), out, lse);
+    }
+    Reference ref = Reference.ranges(q, k, v, qRanges, kRanges, types, t, t, HQ, HKV, D);
+    assertClose("out", ref.out, out, 1e-4);
+    assertClose("lse", ref.lse, lse, 1e-4);
+  }
+
+  @Test
+  public void bf16ForwardMatchesReference() {
+    int tq = CU_Q[3], tk = CU_K[3];
+    short[] q = bf16(random(tq * HQ * D, 10)), k = bf16(random(tk * HKV * D, 11));
+    short[] v = bf16(random(tk * HKV * D, 12)), out = new short[q.length];
+    try (Context ctx = new Context(); Mask mask = Mask.varlen(ctx, CU_Q, CU_K, true)) {
+      ctx.forward(DType.BF16, q, k, v, HQ, HKV, D, mask, null, out, null);
+    }
+    Reference ref = Reference.varlenCausal(floats(q), floats(k), floats(v), CU_Q, CU_K, HQ, HKV, D);
+    assertClose("out", ref.out, floats(out), 1e-2);
+  }
+
+  @Test
+  public void invalidCallThrowsWithTheLibraryMessage() {
+    try (Context ctx = new Context()) {
+      Mask.varlen(ctx, new int[] {0, 4, 2}, new int[] {0, 4, 6}, true);
+      fail("decreasing cu_seqlens_q accepted");
+    } catch (AlibiException e) {
+      assertEquals(Status.INVALID_ARGUMENT, e.getStatus());
+      assertTrue(e.getDetail(), e.getDetail().startsWith("alibi_mask_create_varlen: "));
+      assertTrue(e.getMessage(), e.getMessage().startsWith("invalid argument: alibi_mask_create_varlen"));
+    }
+  }
+
+  @Test
+  public void closingTwiceIsHarmlessAndAClosedHandleIsAnError() {
+    Context ctx = new Context();
+    Tensor t = Tensor.create(ctx, DType.F32, 2, 3);
+    Mask mask = Mask.varlen(ctx, new int[] {0, 2}, new int[] {0, 2}, false);
+    ctx.close();
+    t.close();
+    t.close();
+    mask.close();
+    mask.close();
+    ctx.close();
+    try {
+      t.dtype();
+      fail("closed tensor used");
+    } catch (AlibiException e) {
+      assertEquals(Status.NULL_POINTER, e.getStatus());
+    }
+  }
+
+  @Test
+  public void tenThousandCyclesKeepMemoryStable() throws IOException {
+    int t = 32, h = 2, d = 32;  // 8 KiB per tensor: a leak of one per cycle is 80 MiB
+    float[] q = random(t * h * d, 13), out = new float[q.length], lse = new float[h * t];
+    int[] cu = {0, t};
+    cycles(500, q, out, lse, cu, h, d);
+    long before = residentKiB();
+    cycles(10_000, q, out, lse, cu, h, d);
+    long grown = residentKiB() - before;
+    assertTrue("resident memory grew by " + grown + " KiB", grown < 16 * 1024);
+  }
+
+  private static void cycles(int n, float[] qkv, float[] out, float[] lse, int[] cu, int h, int d) {
+    long t = cu[1];
+    for (int i = 0; i < n; ++i) {
+      try (Context ctx = new Context().setNumThreads(1);  // no worker threads to start each cycle
+           Mask mask = Mask.varlen(ctx, cu, cu, true);
+           Tensor q = Tensor.create(ctx, DType.F32, t, h, d).copyFrom(qkv);
+           Tensor o = Tensor.create(ctx, DType.F32, t, h, d)) {
+        ctx.forward(q, q, q, mask, new AttentionParams(), o, null);
+        ctx.forward(qkv, qkv, qkv, h, h, d, mask, null, out, lse);
+      }
+    }
+  }
+
+  private static long residentKiB() throws IOException {
+    for (String line : Files.readAllLines(Paths.get("/proc/self/status"))) {
+      if (line.startsWith("VmRSS:")) return Long.parseLong(line.replaceAll("[^0-9]", ""));
+    }
+    throw new IOException("no VmRSS in /proc/self/status");
+  }
+
+  private static FloatBuffer direct(int n) {
+    return ByteBuffer.allocateDirect(4 * n).order(ByteOrder.nativeOrder()).asFloatBuffer();
+  }
+
+  private static FloatBuffer direct(float[] x) {
+    FloatBuffer b = direct(x.length);
+    b.put(0, x);
+    return b;
+  }
+
+  /** Round to nearest even bfloat16 (finite inputs). */
+  private static short[] bf16(float[] x) {
+    short[] y = new short[x.length];
+    for (int i = 0; i < x.length; ++i) {
+      int bits = Float.floatToRawIntBits(x[i]);
+      y[i] = (short) ((bits + 0x7FFF + ((bits >>> 16) & 1)) >>> 16);
+    }
+    return y;
+  }
+
+  private static float[] floats(short[] bf16) {
+    float[] x = new float[bf16.length];
+    for (int i = 0; i < x.length; ++i) x[i] = Float.intBitsToFloat((bf16[i] & 0xFFFF) << 16);
+    return x;
+  }
+}
