@@ -19,6 +19,13 @@ install(TARGETS alibi
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT runtime)
 # (The include directory of alibi::alibi comes from the target's $<INSTALL_INTERFACE:...>.)
 
+# The CUDA backend, when built, goes beside libalibi, where libalibi looks for it at run time. It
+# is a plugin opened by its SONAME: no development symlink, not part of alibi::alibi.
+if(TARGET alibi_cuda)
+  install(TARGETS alibi_cuda
+    LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT runtime NAMELINK_SKIP)
+endif()
+
 install(FILES
     ${PROJECT_SOURCE_DIR}/include/alibi/alibi.h
     ${PROJECT_BINARY_DIR}/include/alibi/alibi_version.h
@@ -62,8 +69,7 @@ alibi_pc_join_path(ALIBI_PC_LIBDIR "\${exec_prefix}" "${CMAKE_INSTALL_LIBDIR}")
 alibi_pc_join_path(ALIBI_PC_INCLUDEDIR "\${prefix}" "${CMAKE_INSTALL_INCLUDEDIR}")
 
 # The library is C++ behind a C ABI: a static or fully private link also needs the C++ runtime,
-# the thread library and libdl. (CUDA libraries join this list once the CUDA backend exists; it is
-# loaded at run time, so they stay private.)
+# the thread library and libdl. (No CUDA library: the CUDA backend is loaded at run time.)
 set(ALIBI_PC_LIBS_PRIVATE "-lstdc++ -lm")
 if(CMAKE_THREAD_LIBS_INIT)
   string(APPEND ALIBI_PC_LIBS_PRIVATE " ${CMAKE_THREAD_LIBS_INIT}")

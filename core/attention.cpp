@@ -5,6 +5,10 @@ namespace alibi {
 
 namespace {
 
+// Supported ranges documented in alibi.h (builders.cpp checks num_heads against the same).
+constexpr int64_t kMaxHeads = 65536;
+constexpr int64_t kMaxHeadDim = 65536;
+
 struct Operand {
   alibi_tensor_s* tensor;
   const char* name;
@@ -37,6 +41,12 @@ void check_shapes(const TensorView& q, const TensorView& k, const TensorView& v,
   if (q.shape[1] < 1 || q.shape[2] < 1)
     fail(ALIBI_STATUS_INVALID_ARGUMENT, "q has %lld heads of dim %lld, both must be >= 1",
          (long long)q.shape[1], (long long)q.shape[2]);
+  // The header's limits: head counts and head_dim index int arrays and scratch buffers.
+  if (q.shape[1] > kMaxHeads || q.shape[2] > kMaxHeadDim)
+    fail(ALIBI_STATUS_INVALID_ARGUMENT,
+         "q has %lld heads of dim %lld, beyond the supported %lld heads and head_dim %lld",
+         (long long)q.shape[1], (long long)q.shape[2], (long long)kMaxHeads,
+         (long long)kMaxHeadDim);
   require_dim(q, 0, plan.total_q, "q", "the mask's total_q");
   require_dim(k, 0, plan.total_k, "k", "the mask's total_k");
   require_dim(k, 2, q.shape[2], "k", "q's head_dim");

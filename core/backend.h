@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "alibi/alibi.h"
 #include "core/error.h"
@@ -14,7 +15,7 @@
 namespace alibi {
 
 // Bumped whenever this file changes in a way a separately built backend would notice.
-constexpr int kBackendAbiVersion = 1;
+constexpr int kBackendAbiVersion = 2;
 
 // A strided n-d array on some device; sizes and strides in elements.
 struct TensorView {
@@ -108,6 +109,8 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual int device_count() = 0;
+  // Why device_count() is 0 (e.g. no driver, no device); only asked when it is.
+  virtual std::string unavailable_reason() { return "no device is visible"; }
   virtual Status create_context(int device_index, std::shared_ptr<DeviceContext>* out) = 0;
 };
 

@@ -41,7 +41,7 @@ CudaBackendLoad load_cuda_backend() {
   std::string error;
   void* handle = open_cuda_library(&error);
   if (!handle) {
-    load.why_unavailable = std::string("the CUDA backend library ") + kCudaLibrary +
+    load.why_unavailable = std::string("no CUDA backend library: ") + kCudaLibrary +
                            " could not be loaded (" + error + ")";
     return load;
   }
@@ -91,7 +91,8 @@ alibi_context_s* context_create(alibi_device device, int device_index) {
   if (!backend) fail(ALIBI_STATUS_BACKEND_UNAVAILABLE, "device = CUDA: %s", why.c_str());
   int count = backend->device_count();
   if (device == ALIBI_DEVICE_CUDA && count == 0)
-    fail(ALIBI_STATUS_BACKEND_UNAVAILABLE, "device = CUDA: no CUDA device is visible");
+    fail(ALIBI_STATUS_BACKEND_UNAVAILABLE, "device = CUDA: %s",
+         backend->unavailable_reason().c_str());
   if (device_index < 0 || device_index >= count)
     fail(ALIBI_STATUS_INVALID_ARGUMENT, "device_index = %d is outside [0, %d)", device_index,
          count);

@@ -1,3 +1,4 @@
+#include <cstdint>
 #include <vector>
 
 #include "core/formulas.h"
@@ -8,8 +9,12 @@ namespace alibi {
 
 namespace {
 
+// Supported range documented in alibi.h, as for the heads of alibi_attention_forward.
+constexpr int kMaxHeads = 65536;
+
 void check_num_heads(int num_heads) {
-  if (num_heads < 1) fail(ALIBI_STATUS_INVALID_ARGUMENT, "num_heads = %d must be >= 1", num_heads);
+  if (num_heads < 1 || num_heads > kMaxHeads)
+    fail(ALIBI_STATUS_INVALID_ARGUMENT, "num_heads = %d is outside [1, %d]", num_heads, kMaxHeads);
 }
 
 std::vector<float> formula_slopes(int num_heads) {
@@ -31,6 +36,9 @@ std::vector<int64_t> read_offsets(alibi_context_s& ctx, const alibi_tensor_s& t,
   require_ndim(t.view, 1, name, "(B+1)");
   require_index_dtype(t.view, name);
   if (t.view.shape[0] < 1) fail(ALIBI_STATUS_SHAPE_MISMATCH, "%s.shape[0] = 0, expected B+1 >= 1", name);
+  if (t.view.shape[0] > INT32_MAX)
+    fail(ALIBI_STATUS_INVALID_ARGUMENT, "%s.shape[0] = %lld: B+1 must be at most INT32_MAX", name,
+         (long long)t.view.shape[0]);
   std::vector<int64_t> values(size_t(t.view.shape[0]));
   if (t.view.dtype == ALIBI_DTYPE_I64) {
     check(ctx.device->copy_to_host(t.view, values.data()));
@@ -143,7 +151,11 @@ void build_bloom_bias(alibi_context_s* ctx, alibi_tensor_s* attention_mask, int 
   require_same_device(*ctx, out->kind, out->device_index, "out");
   require_ndim(out->view, 3, "out", "(B*H, 1, S)");
   require_float_dtype(out->view, "out");
-  require_dim(out->view, 0, mask.shape[0] * num_heads, "out", "B * num_heads");
+  int64_t rows;
+  if (__builtin_mul_overflow(mask.shape[0], int64_t(num_heads), &rows))
+    fail(ALIBI_STATUS_INVALID_ARGUMENT, "attention_mask.shape[0] = %lld times num_heads = %d overflows",
+         (long long)mask.shape[0], num_heads);
+  require_dim(out->view, 0, rows, "out", "B * num_heads");
   require_dim(out->view, 1, 1, "out", "1");
   require_dim(out->view, 2, mask.shape[1], "out", "S");
 

@@ -32,6 +32,31 @@ alibi_status guarded(const char* function, Body&& body) {
   }
 }
 
+// Enum arguments come from C, where they may hold any int. Loading a value outside the C++
+// enum's range is undefined behaviour, so they are read as the int they hold and checked
+// before being used as enums.
+template <class Enum>
+int raw_value(const Enum& value) {
+  static_assert(sizeof(Enum) == sizeof(int), "C enums are int-sized");
+  int raw;
+  std::memcpy(&raw, &value, sizeof raw);
+  return raw;
+}
+
+alibi_device checked_device(const alibi_device& device) {
+  const int raw = raw_value(device);
+  if (raw != ALIBI_DEVICE_AUTO && raw != ALIBI_DEVICE_CPU && raw != ALIBI_DEVICE_CUDA)
+    alibi::fail(ALIBI_STATUS_INVALID_ARGUMENT, "device = %d is not an alibi_device", raw);
+  return alibi_device(raw);
+}
+
+alibi_dtype checked_dtype(const alibi_dtype& dtype) {
+  const int raw = raw_value(dtype);
+  if (raw < ALIBI_DTYPE_F32 || raw > ALIBI_DTYPE_I64)
+    alibi::fail(ALIBI_STATUS_INVALID_ARGUMENT, "dtype = %d is not an alibi_dtype", raw);
+  return alibi_dtype(raw);
+}
+
 // Handle out-parameters read NULL unless the call succeeds.
 template <class T>
 void clear(T** out) {
@@ -48,7 +73,7 @@ unsigned alibi_version_number(void) { return ALIBI_VERSION_NUMBER; }
 const char* alibi_version_string(void) { return ALIBI_VERSION_STRING; }
 
 const char* alibi_status_string(alibi_status status) {
-  switch (status) {
+  switch (raw_value(status)) {
     case ALIBI_STATUS_SUCCESS: return "success";
     case ALIBI_STATUS_INVALID_ARGUMENT: return "invalid argument";
     case ALIBI_STATUS_NULL_POINTER: return "null pointer";
@@ -74,13 +99,17 @@ size_t alibi_last_error_copy(char* buf, size_t capacity) {
   return last_error.size();
 }
 
-int alibi_device_count(alibi_device kind) { return alibi::device_count(kind); }
+int alibi_device_count(alibi_device kind) {
+  const int raw = raw_value(kind);
+  if (raw != ALIBI_DEVICE_AUTO && raw != ALIBI_DEVICE_CPU && raw != ALIBI_DEVICE_CUDA) return 0;
+  return alibi::device_count(alibi_device(raw));
+}
 
 alibi_status alibi_context_create(alibi_device device, int device_index, alibi_context_t* out) {
   clear(out);
   return guarded(__func__, [&] {
     require(out, "out");
-    *out = alibi::context_create(device, device_index);
+    *out = alibi::context_create(checked_device(device), device_index);
   });
 }
 
@@ -113,7 +142,8 @@ alibi_status alibi_tensor_create(alibi_context_t ctx, alibi_dtype dtype, int ndi
   clear(out);
   return guarded(__func__, [&] {
     require(out, "out");
-    *out = alibi::tensor_create(ctx, dtype, ndim, shape);
+    require(ctx, "ctx");
+    *out = alibi::tensor_create(ctx, checked_dtype(dtype), ndim, shape);
   });
 }
 
@@ -123,7 +153,8 @@ alibi_status alibi_tensor_wrap(alibi_context_t ctx, alibi_dtype dtype, int ndim,
   clear(out);
   return guarded(__func__, [&] {
     require(out, "out");
-    *out = alibi::tensor_wrap(ctx, dtype, ndim, shape, strides, data);
+    require(ctx, "ctx");
+    *out = alibi::tensor_wrap(ctx, checked_dtype(dtype), ndim, shape, strides, data);
   });
 }
 
@@ -147,13 +178,15 @@ alibi_status alibi_tensor_get_ndim(alibi_tensor_t t, int* out) {
 
 alibi_status alibi_tensor_get_shape(alibi_tensor_t t, int capacity, int64_t* out) {
   return guarded(__func__, [&] {
-    alibi::tensor_get_dims(require(t, "t"), t->view.shape, capacity, out);
+    require(t, "t");  // before t->view is formed: argument order is unspecified
+    alibi::tensor_get_dims(t, t->view.shape, capacity, out);
   });
 }
 
 alibi_status alibi_tensor_get_strides(alibi_tensor_t t, int capacity, int64_t* out) {
   return guarded(__func__, [&] {
-    alibi::tensor_get_dims(require(t, "t"), t->view.strides, capacity, out);
+    require(t, "t");  // before t->view is formed: argument order is unspecified
+    alibi::tensor_get_dims(t, t->view.strides, capacity, out);
   });
 }
 

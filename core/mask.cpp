@@ -39,6 +39,10 @@ MaskPlan sequence_plan(int batch, const int32_t* cu_q, const int32_t* cu_k) {
 }
 
 alibi_mask_s* new_mask(const alibi_context_s& ctx, MaskPlan plan) {
+  // alibi_mask_get_num_slices answers an int (windows make up to 3 slices per sequence).
+  if (plan.slices.size() > size_t(INT32_MAX))
+    fail(ALIBI_STATUS_INVALID_ARGUMENT, "the mask would have %zu slices, more than INT32_MAX",
+         plan.slices.size());
   std::unique_ptr<alibi_mask_s> mask(
       new alibi_mask_s{ctx.kind, ctx.device_index, ctx.device, std::move(plan), nullptr});
   check(mask->device->upload_mask(mask->plan, &mask->device_mask));
@@ -47,7 +51,7 @@ alibi_mask_s* new_mask(const alibi_context_s& ctx, MaskPlan plan) {
 
 void check_range(const int32_t* range, int s, int64_t total, const char* name,
                  const char* total_name) {
-  int32_t begin = range[2 * s], end = range[2 * s + 1];
+  int32_t begin = range[2 * int64_t(s)], end = range[2 * int64_t(s) + 1];
   if (begin < 0 || end < begin || end > total)
     fail(ALIBI_STATUS_INVALID_ARGUMENT,
          "%s[%d] = [%d, %d) is not a range within [0, %s = %lld)", name, s, begin, end,
@@ -153,8 +157,9 @@ alibi_mask_s* mask_create_ranges(alibi_context_s* ctx, int num_slices, const int
     if (types[s] < ALIBI_MASK_FULL || types[s] > ALIBI_MASK_BI_CAUSAL)
       fail(ALIBI_STATUS_INVALID_ARGUMENT, "types[%d] = %d is not an alibi_mask_type (0..3)", s,
            types[s]);
+    const int64_t at = 2 * int64_t(s);  // 2 * s overflows int for s >= 2^30
     plan.slices.push_back(
-        {q_ranges[2 * s], q_ranges[2 * s + 1], k_ranges[2 * s], k_ranges[2 * s + 1], types[s], -1});
+        {q_ranges[at], q_ranges[at + 1], k_ranges[at], k_ranges[at + 1], types[s], -1});
   }
   check_no_overlap(plan.slices);
   plan.q_positions.resize(size_t(total_q));

@@ -22,7 +22,9 @@ void check_dtype(alibi_dtype dtype) {
     fail(ALIBI_STATUS_INVALID_ARGUMENT, "dtype = %d is not an alibi_dtype", int(dtype));
 }
 
-// Shape checks shared by create and wrap; returns the element count.
+// Shape checks shared by create and wrap; returns the element count. The byte count of the
+// sizes taken as at least 1 must fit in int64, so that no element count, contiguous stride or
+// byte offset computed from the shape overflows, even for a tensor with a zero size.
 int64_t check_shape(int ndim, const int64_t* shape, alibi_dtype dtype) {
   if (ndim < 0 || ndim > ALIBI_MAX_DIMS)
     fail(ALIBI_STATUS_INVALID_ARGUMENT, "ndim = %d is outside [0, %d]", ndim, ALIBI_MAX_DIMS);
@@ -32,24 +34,29 @@ int64_t check_shape(int ndim, const int64_t* shape, alibi_dtype dtype) {
     if (shape[d] < 0)
       fail(ALIBI_STATUS_INVALID_ARGUMENT, "shape[%d] = %lld is negative", d,
            (long long)shape[d]);
-    if (__builtin_mul_overflow(numel, shape[d], &numel) ||
-        __builtin_mul_overflow(bytes, shape[d], &bytes))
-      fail(ALIBI_STATUS_INVALID_ARGUMENT, "shape[%d] = %lld makes the byte count overflow", d,
-           (long long)shape[d]);
+    if (__builtin_mul_overflow(bytes, shape[d] > 0 ? shape[d] : 1, &bytes))
+      fail(ALIBI_STATUS_INVALID_ARGUMENT,
+           "shape[%d] = %lld makes the byte count overflow 64 bits", d, (long long)shape[d]);
+    numel *= shape[d];  // <= bytes: cannot overflow
+
   }
   return numel;
 }
 
-void check_strides(int ndim, const int64_t* shape, const int64_t* strides) {
+// The byte offset of the last element (plus one element) must fit in int64.
+void check_strides(int ndim, const int64_t* shape, const int64_t* strides, alibi_dtype dtype) {
   int64_t last_offset = 0;
   for (int d = 0; d < ndim; ++d) {
     if (strides[d] < 0)
       fail(ALIBI_STATUS_INVALID_ARGUMENT, "strides[%d] = %lld is negative", d,
            (long long)strides[d]);
-    int64_t reach;
+    int64_t reach, end, end_bytes;
     if (shape[d] > 0 && (__builtin_mul_overflow(shape[d] - 1, strides[d], &reach) ||
-                         __builtin_add_overflow(last_offset, reach, &last_offset)))
-      fail(ALIBI_STATUS_INVALID_ARGUMENT, "strides[%d] = %lld overflows the address range", d,
+                         __builtin_add_overflow(last_offset, reach, &last_offset) ||
+                         __builtin_add_overflow(last_offset, 1, &end) ||
+                         __builtin_mul_overflow(end, int64_t(dtype_size(dtype)), &end_bytes)))
+      fail(ALIBI_STATUS_INVALID_ARGUMENT,
+           "strides[%d] = %lld makes the byte offsets overflow 64 bits", d,
            (long long)strides[d]);
   }
 }
@@ -99,7 +106,7 @@ alibi_tensor_s* tensor_wrap(alibi_context_s* ctx, alibi_dtype dtype, int ndim,
   require(ctx, "ctx");
   check_dtype(dtype);
   int64_t numel = check_shape(ndim, shape, dtype);
-  if (strides) check_strides(ndim, shape, strides);
+  if (strides) check_strides(ndim, shape, strides, dtype);
   if (numel > 0) require(data, "data");
   return new_tensor(*ctx, make_view(dtype, ndim, shape, strides, data), false);
 }

@@ -10,7 +10,9 @@ namespace alibi::cpu {
 
 namespace {
 
-// Calls fn(host_index, tensor_offset) for every element in row-major order.
+// Calls fn(host_index, tensor_offset) for every element in row-major order. Offsets only ever
+// take the values of elements (never one stride past a dim's last index), so they stay within
+// what tensor validation checked fits in int64, whatever the stride of a size-1 dim.
 template <class Fn>
 void for_each_element(const TensorView& t, Fn&& fn) {
   int64_t numel = t.numel();
@@ -19,9 +21,11 @@ void for_each_element(const TensorView& t, Fn&& fn) {
   for (int64_t i = 0; i < numel; ++i) {
     fn(i, offset);
     for (int d = t.ndim - 1; d >= 0; --d) {
-      offset += t.strides[d];
-      if (++index[d] < t.shape[d]) break;
-      offset -= index[d] * t.strides[d];
+      if (++index[d] < t.shape[d]) {
+        offset += t.strides[d];
+        break;
+      }
+      offset -= (index[d] - 1) * t.strides[d];
       index[d] = 0;
     }
   }
@@ -59,8 +63,12 @@ Status run(Fn&& fn) {
 
 class CpuContext final : public DeviceContext {
  public:
+  // The pool is (re)built on the next call that needs it, so setting a count costs nothing.
   Status set_num_threads(int num_threads) override {
-    return run([&] { pool_ = std::make_unique<ThreadPool>(num_threads > 0 ? num_threads : default_threads()); });
+    const int threads = num_threads > 0 ? num_threads : default_threads();
+    if (pool_ && pool_->size() != threads) pool_.reset();
+    threads_ = threads;
+    return Status::success();
   }
   Status set_stream(void* stream) override {
     if (stream) return {ALIBI_STATUS_UNSUPPORTED, "cuda_stream is not NULL but this is a CPU context"};
@@ -99,9 +107,10 @@ class CpuContext final : public DeviceContext {
 
  private:
   ThreadPool& pool() {
-    if (!pool_) pool_ = std::make_unique<ThreadPool>(default_threads());
+    if (!pool_) pool_ = std::make_unique<ThreadPool>(threads_);
     return *pool_;
   }
+  int threads_ = default_threads();
   std::unique_ptr<ThreadPool> pool_;
 };
 

@@ -15,6 +15,20 @@
 
 #define ALIBI_INLINE __attribute__((always_inline)) inline
 
+// target_clones makes an ifunc, whose resolver runs while the dynamic loader relocates the
+// library: before a ThreadSanitizer runtime is initialized, so an instrumented resolver crashes
+// the process at load. TSan builds keep the portable clone only.
+#if defined(__SANITIZE_THREAD__)
+#define ALIBI_DECODE_CLONES
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define ALIBI_DECODE_CLONES
+#endif
+#endif
+#ifndef ALIBI_DECODE_CLONES
+#define ALIBI_DECODE_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#endif
+
 namespace alibi::cpu {
 
 namespace {
@@ -61,7 +75,7 @@ class Decode {
 
   // Scores one item into its partial. target_clones compiles it for AVX2+FMA and for any
   // x86-64, picked when the library loads.
-  __attribute__((target_clones("arch=x86-64-v3", "default")))
+  ALIBI_DECODE_CLONES
   void run(const Item& item, Partial& out) const {
     const Slice& slice = plan_.slices[size_t(item.slice)];
     const int64_t rows = slice.q_end - slice.q_begin;

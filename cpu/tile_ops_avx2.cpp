@@ -1,5 +1,6 @@
 // Tile operations with AVX2, FMA and F16C intrinsics. Only functions marked ALIBI_AVX2 use
 // them, so the rest of the library stays runnable on any x86-64 CPU.
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include <cmath>
@@ -193,12 +194,18 @@ ALIBI_AVX2 void widen(alibi_dtype dtype, const uint16_t* src, int64_t count, flo
     dst[i] = dtype == ALIBI_DTYPE_F16 ? f16_to_float(src[i]) : bf16_to_float(src[i]);
 }
 
+// F16C from CPUID leaf 1 (ECX bit 29): clang's __builtin_cpu_supports does not know "f16c".
+bool cpu_has_f16c() {
+  unsigned eax, ebx, ecx, edx;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C) != 0;
+}
+
 }  // namespace
 
 const TileOps* avx2_tile_ops() {
   static const TileOps ops{"avx2", gemm, softmax_block, widen};
   const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                         __builtin_cpu_supports("f16c");
+                         cpu_has_f16c();
   return supported ? &ops : nullptr;
 }
 

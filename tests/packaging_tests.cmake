@@ -1,6 +1,8 @@
 # Packaging tests (included from tests/CMakeLists.txt):
 #   packaging.c_abi    the public header compiled as strict C99, version/handles/errors
 #   packaging.symbols  the shared library exports exactly the alibi_* symbols the header declares
+#   packaging.no_cuda_dependency  libalibi's NEEDED entries name no CUDA library
+#   packaging.cuda_backend_symbols  libalibi_cuda exports only alibi_backend_entry (when built)
 #   packaging.install  cmake --install into a temporary prefix, then out-of-tree C consumers
 #                      through pkg-config and find_package(alibi)
 
@@ -40,6 +42,22 @@ if(CMAKE_NM)
   unset(_alibi_nm_dir)
 else()
   message(WARNING "alibi: nm not found: packaging.symbols not added")
+endif()
+
+if(ALIBI_READELF_EXECUTABLE)
+  add_test(NAME packaging.no_cuda_dependency
+    COMMAND ${ALIBI_BASH_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/packaging/no_cuda_needed_test.sh
+            ${ALIBI_READELF_EXECUTABLE} $<TARGET_FILE:alibi>)
+  set_tests_properties(packaging.no_cuda_dependency PROPERTIES LABELS packaging TIMEOUT 60)
+else()
+  message(WARNING "alibi: readelf not found: packaging.no_cuda_dependency not added")
+endif()
+
+if(TARGET alibi_cuda AND CMAKE_NM)
+  add_test(NAME packaging.cuda_backend_symbols
+    COMMAND ${ALIBI_BASH_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/packaging/backend_symbols_test.sh
+            ${CMAKE_NM} $<TARGET_FILE:alibi_cuda>)
+  set_tests_properties(packaging.cuda_backend_symbols PROPERTIES LABELS packaging TIMEOUT 60)
 endif()
 
 if(ALIBI_PKG_CONFIG_EXECUTABLE AND ALIBI_READELF_EXECUTABLE AND ALIBI_LDD_EXECUTABLE)

@@ -136,7 +136,8 @@ std::vector<float> download(alibi_tensor_t t, alibi_dtype dtype, int64_t n) {
   return decode(bytes, dtype);
 }
 
-// A strided view into a host buffer: element (i0, i1, ...) at base + sum(i_d * strides[d]).
+// A strided view into a buffer on the context's device (test::DeviceBuffer): element
+// (i0, i1, ...) at base + sum(i_d * strides[d]).
 struct View {
   std::vector<int64_t> shape, strides;
   int64_t base;
@@ -421,15 +422,16 @@ alibi_attention_params default_params() {
   return params;
 }
 
-class AttentionFixture : public ::testing::Test {
- protected:
-  Context ctx_ = test::make_cpu_context();
-};
+// Every suite runs on each device of test::kDevices (CUDA cases skip where there is no GPU).
+class AttentionFixture : public test::DeviceTest<> {};
 
 template <class Param>
-class AttentionParamFixture : public ::testing::TestWithParam<Param> {
+class AttentionParamFixture : public test::DeviceTest<std::tuple<alibi_device, Param>> {
+ public:
+  using CaseParam = Param;
+
  protected:
-  Context ctx_ = test::make_cpu_context();
+  const Param& param() const { return std::get<1>(this->GetParam()); }
 };
 
 const auto kAllDtypes = ::testing::Values(kF32, kF16, kBF16);
@@ -444,7 +446,7 @@ class AttentionMaskTypeTest
 // One slice of each type, Sq < Sk, Sq == Sk and Sq > Sk, inside a larger stream whose rows
 // outside the slice see nothing.
 TEST_P(AttentionMaskTypeTest, SliceInsideStreamMatchesReference) {
-  const auto [dtype, type, lengths] = GetParam();
+  const auto [dtype, type, lengths] = param();
   const auto [sq, sk] = lengths;
   const std::vector<ref::Slice> slices{{2, 2 + sq, 3, 3 + sk, type}};
   const Inputs in =
@@ -453,24 +455,26 @@ TEST_P(AttentionMaskTypeTest, SliceInsideStreamMatchesReference) {
   check_forward(ctx_.get(), in, mask.get(), nullptr, ranges_problem(in, slices));
 }
 
-std::string mask_type_case_name(
-    const ::testing::TestParamInfo<AttentionMaskTypeTest::ParamType>& info) {
-  const auto& [dtype, type, lengths] = info.param;
+std::string mask_type_case_name(const AttentionMaskTypeTest::CaseParam& param) {
+  const auto& [dtype, type, lengths] = param;
   return dtype_name(dtype) + "_" + mask_type_name(type) + "_" + std::to_string(lengths.first) +
          "x" + std::to_string(lengths.second);
 }
 
-INSTANTIATE_TEST_SUITE_P(All, AttentionMaskTypeTest,
-                         ::testing::Combine(kAllDtypes, ::testing::Values(0, 1, 2, 3),
-                                            ::testing::Values(LengthPair{7, 19}, LengthPair{16, 16},
-                                                              LengthPair{23, 9})),
-                         mask_type_case_name);
+INSTANTIATE_TEST_SUITE_P(
+    All, AttentionMaskTypeTest,
+    ::testing::Combine(test::kDevices,
+                       ::testing::Combine(kAllDtypes, ::testing::Values(0, 1, 2, 3),
+                                          ::testing::Values(LengthPair{7, 19}, LengthPair{16, 16},
+                                                            LengthPair{23, 9}))),
+    test::device_case_name<AttentionMaskTypeTest::CaseParam>(mask_type_case_name));
 
 // -------------------------------------------------------------------------------- ranges masks
 
 class AttentionRanges : public AttentionFixture {};
+INSTANTIATE_TEST_SUITE_P(Device, AttentionRanges, test::kDevices, test::name_by_device);
 
-TEST_F(AttentionRanges, NoSlicesGivesZeroOutputAndNegInfLse) {
+TEST_P(AttentionRanges, NoSlicesGivesZeroOutputAndNegInfLse) {
   const Inputs in = random_inputs({6, 9, 2, 1, 16}, kF32, 11);
   Mask mask = ranges_mask(ctx_.get(), {}, 6, 9);
   check_forward(ctx_.get(), in, mask.get(), nullptr, ranges_problem(in, {}));
@@ -478,7 +482,7 @@ TEST_F(AttentionRanges, NoSlicesGivesZeroOutputAndNegInfLse) {
 
 // Empty ranges, causal Sq > Sk (leading rows see nothing), bi-causal Sq > Sk (sees nothing at
 // all), inverse causal Sq > Sk (trailing rows see nothing) and rows no slice covers.
-TEST_F(AttentionRanges, EmptyRangesAndRowsWithoutKeys) {
+TEST_P(AttentionRanges, EmptyRangesAndRowsWithoutKeys) {
   const std::vector<ref::Slice> slices{
       {2, 2, 0, 7, ref::kFull},       {0, 5, 3, 3, ref::kCausal},
       {0, 3, 0, 3, ref::kCausal},     {3, 12, 4, 8, ref::kCausal},
@@ -492,7 +496,7 @@ TEST_F(AttentionRanges, EmptyRangesAndRowsWithoutKeys) {
 }
 
 // Slices sharing query rows merge by LSE: two key pieces equal one slice over their union.
-TEST_F(AttentionRanges, RowSplitIntoKeyPiecesEqualsUnion) {
+TEST_P(AttentionRanges, RowSplitIntoKeyPiecesEqualsUnion) {
   const std::vector<ref::Slice> pieces{{0, 12, 9, 17, ref::kFull}, {0, 12, 0, 9, ref::kFull}};
   const std::vector<ref::Slice> unioned{{0, 12, 0, 17, ref::kFull}};
   const Inputs in = random_inputs({12, 17, 4, 2, 32}, kF32, 13);
@@ -507,7 +511,7 @@ TEST_F(AttentionRanges, RowSplitIntoKeyPiecesEqualsUnion) {
 }
 
 // Several slices of different types share rows, listed out of key order.
-TEST_F(AttentionRanges, SharedRowsWithMixedTypes) {
+TEST_P(AttentionRanges, SharedRowsWithMixedTypes) {
   const std::vector<ref::Slice> slices{{5, 15, 20, 30, ref::kInvCausal},
                                        {0, 20, 10, 20, ref::kCausal},
                                        {0, 20, 0, 10, ref::kFull},
@@ -530,7 +534,7 @@ class AttentionSlidingWindowTest
     : public AttentionParamFixture<std::tuple<LengthPair, alibi_dtype>> {};
 
 TEST_P(AttentionSlidingWindowTest, MatchesDefinition) {
-  const auto [window, dtype] = GetParam();
+  const auto [window, dtype] = param();
   const auto [left, right] = window;
   const Sequences& seqs = kWindowSeqs;
   Mask mask = window_mask(ctx_.get(), seqs, left, right);
@@ -545,25 +549,27 @@ TEST_P(AttentionSlidingWindowTest, MatchesDefinition) {
                 reference_problem(in, want, ref::varlen_positions(seqs.cu_q, seqs.cu_k)));
 }
 
-std::string window_case_name(
-    const ::testing::TestParamInfo<AttentionSlidingWindowTest::ParamType>& info) {
-  const auto& [window, dtype] = info.param;
+std::string window_case_name(const AttentionSlidingWindowTest::CaseParam& param) {
+  const auto& [window, dtype] = param;
   auto side = [](int w) { return w < 0 ? std::string("inf") : std::to_string(w); };
   return "left_" + side(window.first) + "_right_" + side(window.second) + "_" + dtype_name(dtype);
 }
 
-INSTANTIATE_TEST_SUITE_P(All, AttentionSlidingWindowTest,
-                         ::testing::Combine(::testing::Values(LengthPair{-1, -1}, LengthPair{-1, 0},
-                                                              LengthPair{-1, 3}, LengthPair{0, -1},
-                                                              LengthPair{2, -1}, LengthPair{0, 0},
-                                                              LengthPair{3, 2}, LengthPair{5, 0},
-                                                              LengthPair{0, 4}, LengthPair{40, 40}),
-                                            ::testing::Values(kF32, kBF16)),
-                         window_case_name);
+INSTANTIATE_TEST_SUITE_P(
+    All, AttentionSlidingWindowTest,
+    ::testing::Combine(test::kDevices,
+                       ::testing::Combine(::testing::Values(LengthPair{-1, -1}, LengthPair{-1, 0},
+                                                            LengthPair{-1, 3}, LengthPair{0, -1},
+                                                            LengthPair{2, -1}, LengthPair{0, 0},
+                                                            LengthPair{3, 2}, LengthPair{5, 0},
+                                                            LengthPair{0, 4}, LengthPair{40, 40}),
+                                          ::testing::Values(kF32, kBF16))),
+    test::device_case_name<AttentionSlidingWindowTest::CaseParam>(window_case_name));
 
 class AttentionSlidingWindow : public AttentionFixture {};
+INSTANTIATE_TEST_SUITE_P(Device, AttentionSlidingWindow, test::kDevices, test::name_by_device);
 
-TEST_F(AttentionSlidingWindow, UnboundedLeftZeroRightEqualsCausalVarlen) {
+TEST_P(AttentionSlidingWindow, UnboundedLeftZeroRightEqualsCausalVarlen) {
   const Sequences& seqs = kWindowSeqs;
   Mask window = window_mask(ctx_.get(), seqs, -1, 0);
   Mask causal = varlen_mask(ctx_.get(), seqs, true);
@@ -585,7 +591,7 @@ const Sequences kVarlenSeqs =
 class AttentionVarlenTest : public AttentionParamFixture<std::tuple<bool, alibi_dtype>> {};
 
 TEST_P(AttentionVarlenTest, BottomRightPositionsMatchReference) {
-  const auto [causal, dtype] = GetParam();
+  const auto [causal, dtype] = param();
   const Sequences& seqs = kVarlenSeqs;
   const Inputs in =
       random_inputs({seqs.total_q(), seqs.total_k(), 4, 4, 24}, dtype, causal ? 16 : 17);
@@ -593,17 +599,20 @@ TEST_P(AttentionVarlenTest, BottomRightPositionsMatchReference) {
   check_forward(ctx_.get(), in, mask.get(), nullptr, varlen_problem(in, seqs, causal));
 }
 
+std::string varlen_case_name(const AttentionVarlenTest::CaseParam& param) {
+  return std::string(std::get<0>(param) ? "causal_" : "full_") + dtype_name(std::get<1>(param));
+}
+
 INSTANTIATE_TEST_SUITE_P(All, AttentionVarlenTest,
-                         ::testing::Combine(::testing::Bool(), kAllDtypes),
-                         [](const ::testing::TestParamInfo<AttentionVarlenTest::ParamType>& info) {
-                           return std::string(std::get<0>(info.param) ? "causal_" : "full_") +
-                                  dtype_name(std::get<1>(info.param));
-                         });
+                         ::testing::Combine(test::kDevices,
+                                            ::testing::Combine(::testing::Bool(), kAllDtypes)),
+                         test::device_case_name<AttentionVarlenTest::CaseParam>(varlen_case_name));
 
 class AttentionVarlen : public AttentionFixture {};
+INSTANTIATE_TEST_SUITE_P(Device, AttentionVarlen, test::kDevices, test::name_by_device);
 
 // The header: tokens before cu_seqlens[0] get position 0 and see nothing.
-TEST_F(AttentionVarlen, TokensBeforeFirstSequenceSeeNothing) {
+TEST_P(AttentionVarlen, TokensBeforeFirstSequenceSeeNothing) {
   Sequences seqs;
   seqs.cu_q = {2, 7, 12};
   seqs.cu_k = {3, 8, 15};
@@ -615,8 +624,9 @@ TEST_F(AttentionVarlen, TokensBeforeFirstSequenceSeeNothing) {
 // ----------------------------------------------------------------------------------- positions
 
 class AttentionPositions : public AttentionFixture {};
+INSTANTIATE_TEST_SUITE_P(Device, AttentionPositions, test::kDevices, test::name_by_device);
 
-TEST_F(AttentionPositions, RandomPositionsOnVarlenMask) {
+TEST_P(AttentionPositions, RandomPositionsOnVarlenMask) {
   const Sequences seqs = sequences({{11, 11}, {7, 19}, {13, 5}});
   const Inputs in = random_inputs({seqs.total_q(), seqs.total_k(), 4, 2, 16}, kF32, 19);
   const ref::Positions positions{random_positions(size_t(seqs.total_q()), 20, -20, 43),
@@ -628,7 +638,7 @@ TEST_F(AttentionPositions, RandomPositionsOnVarlenMask) {
   check_forward(ctx_.get(), in, mask.get(), nullptr, problem);
 }
 
-TEST_F(AttentionPositions, RandomPositionsOnRangesMask) {
+TEST_P(AttentionPositions, RandomPositionsOnRangesMask) {
   const std::vector<ref::Slice> slices{{0, 10, 0, 10, ref::kCausal}, {10, 25, 0, 30, ref::kFull}};
   const Inputs in = random_inputs({25, 30, 3, 3, 16}, kBF16, 22);
   const ref::Positions positions{random_positions(25, 23, 0, 47), random_positions(30, 24, 0, 47)};
@@ -640,7 +650,7 @@ TEST_F(AttentionPositions, RandomPositionsOnRangesMask) {
 }
 
 // NULL for one side keeps that side's current positions (defaults first, then the last set).
-TEST_F(AttentionPositions, NullKeepsThatSide) {
+TEST_P(AttentionPositions, NullKeepsThatSide) {
   const Sequences seqs = sequences({{9, 14}, {12, 12}});
   const Inputs in = random_inputs({seqs.total_q(), seqs.total_k(), 2, 1, 16}, kF32, 25);
   const std::vector<int32_t> q_positions = random_positions(size_t(seqs.total_q()), 26, 0, 40);
@@ -664,7 +674,7 @@ using HeadCounts = std::pair<int, int>;  // (Hq, Hkv)
 class AttentionGqaTest : public AttentionParamFixture<std::tuple<HeadCounts, alibi_dtype>> {};
 
 TEST_P(AttentionGqaTest, QueryHeadReadsItsGroupsKvHead) {
-  const auto [heads, dtype] = GetParam();
+  const auto [heads, dtype] = param();
   const Sequences seqs = sequences({{13, 13}, {7, 20}, {10, 3}});
   const Inputs in = random_inputs({seqs.total_q(), seqs.total_k(), heads.first, heads.second, 16},
                                   dtype, uint32_t(heads.first * 10 + heads.second));
@@ -672,27 +682,29 @@ TEST_P(AttentionGqaTest, QueryHeadReadsItsGroupsKvHead) {
   check_forward(ctx_.get(), in, mask.get(), nullptr, varlen_problem(in, seqs, true));
 }
 
-std::string gqa_case_name(const ::testing::TestParamInfo<AttentionGqaTest::ParamType>& info) {
-  const auto& [heads, dtype] = info.param;
+std::string gqa_case_name(const AttentionGqaTest::CaseParam& param) {
+  const auto& [heads, dtype] = param;
   return "hq" + std::to_string(heads.first) + "_hkv" + std::to_string(heads.second) + "_" +
          dtype_name(dtype);
 }
 
 // Ratios 1, 2, 4 and 8, with head counts that are not powers of 2.
-INSTANTIATE_TEST_SUITE_P(All, AttentionGqaTest,
-                         ::testing::Combine(::testing::Values(HeadCounts{5, 5}, HeadCounts{1, 1},
-                                                              HeadCounts{6, 3}, HeadCounts{4, 2},
-                                                              HeadCounts{12, 3}, HeadCounts{8, 1},
-                                                              HeadCounts{24, 3}),
-                                            ::testing::Values(kF32, kF16)),
-                         gqa_case_name);
+INSTANTIATE_TEST_SUITE_P(
+    All, AttentionGqaTest,
+    ::testing::Combine(test::kDevices,
+                       ::testing::Combine(::testing::Values(HeadCounts{5, 5}, HeadCounts{1, 1},
+                                                            HeadCounts{6, 3}, HeadCounts{4, 2},
+                                                            HeadCounts{12, 3}, HeadCounts{8, 1},
+                                                            HeadCounts{24, 3}),
+                                          ::testing::Values(kF32, kF16))),
+    test::device_case_name<AttentionGqaTest::CaseParam>(gqa_case_name));
 
 // ------------------------------------------------------------------------------------ head_dim
 
 class AttentionHeadDimTest : public AttentionParamFixture<std::tuple<int, alibi_dtype>> {};
 
 TEST_P(AttentionHeadDimTest, MatchesReference) {
-  const auto [head_dim, dtype] = GetParam();
+  const auto [head_dim, dtype] = param();
   const Sequences seqs = sequences({{21, 21}, {6, 30}});
   const Inputs in =
       random_inputs({seqs.total_q(), seqs.total_k(), 2, 1, head_dim}, dtype, uint32_t(head_dim));
@@ -700,27 +712,36 @@ TEST_P(AttentionHeadDimTest, MatchesReference) {
   check_forward(ctx_.get(), in, mask.get(), nullptr, varlen_problem(in, seqs, true));
 }
 
-INSTANTIATE_TEST_SUITE_P(All, AttentionHeadDimTest,
-                         ::testing::Combine(::testing::Values(8, 16, 37, 64, 80, 96, 128, 256),
-                                            kAllDtypes),
-                         [](const ::testing::TestParamInfo<AttentionHeadDimTest::ParamType>& info) {
-                           return "d" + std::to_string(std::get<0>(info.param)) + "_" +
-                                  dtype_name(std::get<1>(info.param));
-                         });
+std::string head_dim_case_name(const AttentionHeadDimTest::CaseParam& param) {
+  return "d" + std::to_string(std::get<0>(param)) + "_" + dtype_name(std::get<1>(param));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, AttentionHeadDimTest,
+    ::testing::Combine(test::kDevices,
+                       ::testing::Combine(::testing::Values(8, 16, 37, 64, 80, 96, 128, 256),
+                                          kAllDtypes)),
+    test::device_case_name<AttentionHeadDimTest::CaseParam>(head_dim_case_name));
 
 // -------------------------------------------------------------------------------------- params
 
 class AttentionParams : public AttentionFixture {
  protected:
+  void SetUp() override {
+    AttentionFixture::SetUp();
+    if (!IsSkipped()) causal_ = varlen_mask(ctx_.get(), seqs_, true);
+  }
+
   const Sequences seqs_ = sequences({{15, 15}, {4, 22}, {9, 6}});
-  Mask causal_ = varlen_mask(ctx_.get(), seqs_, true);
+  Mask causal_;
 
   Inputs inputs(int heads_q, int heads_kv, alibi_dtype dtype, uint32_t seed) const {
     return random_inputs({seqs_.total_q(), seqs_.total_k(), heads_q, heads_kv, 32}, dtype, seed);
   }
 };
+INSTANTIATE_TEST_SUITE_P(Device, AttentionParams, test::kDevices, test::name_by_device);
 
-TEST_F(AttentionParams, ExplicitSoftmaxScale) {
+TEST_P(AttentionParams, ExplicitSoftmaxScale) {
   const Inputs in = inputs(4, 2, kF32, 30);
   alibi_attention_params params = default_params();
   params.softmax_scale = 0.37f;
@@ -730,7 +751,7 @@ TEST_F(AttentionParams, ExplicitSoftmaxScale) {
 }
 
 // Softcap applies to the scaled score before the biases; scale 1 makes it bite.
-TEST_F(AttentionParams, Softcap) {
+TEST_P(AttentionParams, Softcap) {
   for (alibi_dtype dtype : {kF32, kBF16}) {
     for (float scale : {1.0f, 0.0f}) {
       SCOPED_TRACE(dtype_name(dtype) + " scale " + std::to_string(scale));
@@ -747,7 +768,7 @@ TEST_F(AttentionParams, Softcap) {
 }
 
 // max_bias 0 turns ALiBi off; 6 heads exercise the non-power-of-2 interleave.
-TEST_F(AttentionParams, MaxBiasVariants) {
+TEST_P(AttentionParams, MaxBiasVariants) {
   for (float max_bias : {0.0f, 1.0f, 4.0f, 8.0f, 16.0f}) {
     SCOPED_TRACE("max_bias " + std::to_string(max_bias));
     const Inputs in = inputs(6, 3, kF32, 32);
@@ -760,7 +781,7 @@ TEST_F(AttentionParams, MaxBiasVariants) {
 }
 
 // User slopes replace the formula; with them total_heads/head_offset are unused.
-TEST_F(AttentionParams, UserSlopes) {
+TEST_P(AttentionParams, UserSlopes) {
   std::vector<float> slopes = test::random_floats(5, 33, 0.0f, 1.0f);
   slopes[2] = 0.0f;
   const Inputs in = inputs(5, 5, kF32, 34);
@@ -775,7 +796,7 @@ TEST_F(AttentionParams, UserSlopes) {
 }
 
 // slopes_per_batch: sequence b, head h uses slopes[b * H + h].
-TEST_F(AttentionParams, PerBatchSlopesOnVarlenAndWindowMasks) {
+TEST_P(AttentionParams, PerBatchSlopesOnVarlenAndWindowMasks) {
   const int heads = 4;
   const std::vector<float> slopes =
       test::random_floats(size_t(seqs_.batch() * heads), 35, 0.0f, 1.0f);
@@ -810,7 +831,7 @@ std::vector<float> select_lse(const std::vector<float>& lse, int64_t total_q, in
 
 // Tensor parallelism: each 3-head shard of a 12-head model (shard [6, 9) straddles the
 // power-of-2 boundary at 8) equals those heads of the full model's run.
-TEST_F(AttentionParams, TensorParallelShardsMatchFullModel) {
+TEST_P(AttentionParams, TensorParallelShardsMatchFullModel) {
   const int total_heads = 12, shard_heads = 3, dim = 32;
   const Inputs full = inputs(total_heads, total_heads, kF32, 37);
   const Outputs full_out = forward(ctx_.get(), full, causal_.get(), nullptr);
@@ -857,7 +878,7 @@ class AttentionAttnBiasTest
     : public AttentionParamFixture<std::tuple<bool, alibi_dtype, alibi_dtype>> {};
 
 TEST_P(AttentionAttnBiasTest, AddedToScores) {
-  const auto [per_head, bias_dtype, dtype] = GetParam();
+  const auto [per_head, bias_dtype, dtype] = param();
   const Sequences seqs = sequences({{13, 13}, {6, 20}});
   const Shape shape{seqs.total_q(), seqs.total_k(), 4, 2, 16};
   const int bias_heads = per_head ? shape.heads_q : 1;
@@ -875,31 +896,32 @@ TEST_P(AttentionAttnBiasTest, AddedToScores) {
   check_forward(ctx_.get(), in, mask.get(), &params, problem);
 }
 
-std::string attn_bias_case_name(
-    const ::testing::TestParamInfo<AttentionAttnBiasTest::ParamType>& info) {
-  const auto& [per_head, bias_dtype, dtype] = info.param;
+std::string attn_bias_case_name(const AttentionAttnBiasTest::CaseParam& param) {
+  const auto& [per_head, bias_dtype, dtype] = param;
   return std::string(per_head ? "per_head" : "broadcast") + "_bias_" + dtype_name(bias_dtype) +
          "_q_" + dtype_name(dtype);
 }
 
-INSTANTIATE_TEST_SUITE_P(All, AttentionAttnBiasTest,
-                         ::testing::Combine(::testing::Bool(), kAllDtypes,
-                                            ::testing::Values(kF32, kBF16)),
-                         attn_bias_case_name);
+INSTANTIATE_TEST_SUITE_P(
+    All, AttentionAttnBiasTest,
+    ::testing::Combine(test::kDevices, ::testing::Combine(::testing::Bool(), kAllDtypes,
+                                                          ::testing::Values(kF32, kBF16))),
+    test::device_case_name<AttentionAttnBiasTest::CaseParam>(attn_bias_case_name));
 
 class AttentionAttnBias : public AttentionFixture {};
+INSTANTIATE_TEST_SUITE_P(Device, AttentionAttnBias, test::kDevices, test::name_by_device);
 
 // attn_bias may have any strides: here head stride 0 (one plane for every head) and the plane
 // stored column-major.
-TEST_F(AttentionAttnBias, StridedBias) {
+TEST_P(AttentionAttnBias, StridedBias) {
   const Sequences seqs = sequences({{10, 10}, {8, 17}});
   const Shape shape{seqs.total_q(), seqs.total_k(), 3, 3, 16};
   const int64_t tq = shape.total_q, tk = shape.total_k;
   const Inputs in = random_inputs(shape, kF32, 42);
   std::vector<float> plane = random_values(size_t(tq * tk), kF32, 43, -2.0f, 2.0f);
-  std::vector<uint8_t> bytes = encode(plane, kF32);
+  const test::DeviceBuffer buffer(ctx_.get(), kF32, 4, encode(plane, kF32));
   const View view{{shape.heads_q, tq, tk}, {0, 1, tq}, 0};
-  Tensor bias = wrap(ctx_.get(), kF32, view, bytes.data());
+  Tensor bias = wrap(ctx_.get(), kF32, view, buffer.data());
   Mask mask = varlen_mask(ctx_.get(), seqs, false);
   alibi_attention_params params = default_params();
   params.attn_bias = bias.get();
@@ -916,7 +938,7 @@ class AttentionPackedQkvTest : public AttentionParamFixture<std::tuple<alibi_dty
 // q, k, v are views into one packed (T, Hq + 2 Hkv, D) buffer; out and lse are strided with
 // padding that must stay poisoned.
 TEST_P(AttentionPackedQkvTest, StridedViewsMatchReference) {
-  const auto [dtype, heads] = GetParam();
+  const auto [dtype, heads] = param();
   const auto [hq, hkv] = heads;
   const int64_t tokens = 37, dim = 32, width = hq + 2 * hkv;
   std::vector<uint8_t> packed =
@@ -928,15 +950,18 @@ TEST_P(AttentionPackedQkvTest, StridedViewsMatchReference) {
   const View v_view{{tokens, hkv, dim}, qkv_strides, (hq + hkv) * dim};
   const View out_view{{tokens, hq, dim}, {hq * (dim + 4) + 16, dim + 4, 1}, 0};
   const View lse_view{{hq, tokens}, {1, hq + 1}, 0};
-  std::vector<uint8_t> out_bytes =
-      encode(std::vector<float>(size_t(tokens * out_view.strides[0]), test::kPoison), dtype);
-  std::vector<float> lse_buffer(size_t(tokens * (hq + 1)), test::kPoison);
+  const std::vector<float> poison_out(size_t(tokens * out_view.strides[0]), test::kPoison);
+  const std::vector<float> poison_lse(size_t(tokens * (hq + 1)), test::kPoison);
+  const test::DeviceBuffer qkv_buffer(ctx_.get(), dtype, dtype_size(dtype), packed);
+  const test::DeviceBuffer out_buffer(ctx_.get(), dtype, dtype_size(dtype),
+                                      encode(poison_out, dtype));
+  const test::DeviceBuffer lse_buffer(ctx_.get(), kF32, 4, encode(poison_lse, kF32));
 
-  Tensor q = wrap(ctx_.get(), dtype, q_view, packed.data());
-  Tensor k = wrap(ctx_.get(), dtype, k_view, packed.data());
-  Tensor v = wrap(ctx_.get(), dtype, v_view, packed.data());
-  Tensor out = wrap(ctx_.get(), dtype, out_view, out_bytes.data());
-  Tensor lse = wrap(ctx_.get(), kF32, lse_view, reinterpret_cast<uint8_t*>(lse_buffer.data()));
+  Tensor q = wrap(ctx_.get(), dtype, q_view, qkv_buffer.data());
+  Tensor k = wrap(ctx_.get(), dtype, k_view, qkv_buffer.data());
+  Tensor v = wrap(ctx_.get(), dtype, v_view, qkv_buffer.data());
+  Tensor out = wrap(ctx_.get(), dtype, out_view, out_buffer.data());
+  Tensor lse = wrap(ctx_.get(), kF32, lse_view, lse_buffer.data());
   const Sequences seqs = sequences({{20, 20}, {17, 17}});
   Mask mask = varlen_mask(ctx_.get(), seqs, true);
   ASSERT_OK(alibi_attention_forward(ctx_.get(), q.get(), k.get(), v.get(), mask.get(), nullptr,
@@ -947,29 +972,32 @@ TEST_P(AttentionPackedQkvTest, StridedViewsMatchReference) {
                   gather(packed_values, q_view),
                   gather(packed_values, k_view),
                   gather(packed_values, v_view)};
-  const std::vector<float> out_values = decode(out_bytes, dtype);
-  expect_matches({gather(out_values, out_view), gather(lse_buffer, lse_view)},
+  const std::vector<float> out_values = decode(out_buffer.read(), dtype);
+  const std::vector<float> lse_values = decode(lse_buffer.read(), kF32);
+  expect_matches({gather(out_values, out_view), gather(lse_values, lse_view)},
                  ref::attention(varlen_problem(in, seqs, true)), in.shape, dtype);
   EXPECT_EQ(count_changed_outside(out_values, out_view, round_to(test::kPoison, dtype)), 0);
-  EXPECT_EQ(count_changed_outside(lse_buffer, lse_view, test::kPoison), 0);
+  EXPECT_EQ(count_changed_outside(lse_values, lse_view, test::kPoison), 0);
 }
 
-std::string packed_case_name(
-    const ::testing::TestParamInfo<AttentionPackedQkvTest::ParamType>& info) {
-  const auto& [dtype, heads] = info.param;
+std::string packed_case_name(const AttentionPackedQkvTest::CaseParam& param) {
+  const auto& [dtype, heads] = param;
   return dtype_name(dtype) + "_hq" + std::to_string(heads.first) + "_hkv" +
          std::to_string(heads.second);
 }
 
-INSTANTIATE_TEST_SUITE_P(All, AttentionPackedQkvTest,
-                         ::testing::Combine(kAllDtypes,
-                                            ::testing::Values(HeadCounts{4, 4}, HeadCounts{6, 2})),
-                         packed_case_name);
+INSTANTIATE_TEST_SUITE_P(
+    All, AttentionPackedQkvTest,
+    ::testing::Combine(test::kDevices,
+                       ::testing::Combine(kAllDtypes,
+                                          ::testing::Values(HeadCounts{4, 4}, HeadCounts{6, 2}))),
+    test::device_case_name<AttentionPackedQkvTest::CaseParam>(packed_case_name));
 
 class AttentionLayout : public AttentionFixture {};
+INSTANTIATE_TEST_SUITE_P(Device, AttentionLayout, test::kDevices, test::name_by_device);
 
 // Passing no lse changes nothing about out.
-TEST_F(AttentionLayout, LseIsOptional) {
+TEST_P(AttentionLayout, LseIsOptional) {
   const Sequences seqs = sequences({{19, 19}, {5, 33}});
   const Shape s{seqs.total_q(), seqs.total_k(), 4, 2, 32};
   const Inputs in = random_inputs(s, kF32, 51);
@@ -991,16 +1019,22 @@ TEST_F(AttentionLayout, LseIsOptional) {
 
 class AttentionThreads : public AttentionFixture {
  protected:
+  void SetUp() override {
+    AttentionFixture::SetUp();
+    if (!IsSkipped()) mask_ = varlen_mask(ctx_.get(), seqs_, true);
+  }
+
   // Medium shapes so that work is split between threads.
   const Sequences seqs_ = sequences({{129, 129}, {64, 300}, {1, 77}, {40, 13}});
-  Mask mask_ = varlen_mask(ctx_.get(), seqs_, true);
+  Mask mask_;
 
   Inputs inputs(alibi_dtype dtype) const {
     return random_inputs({seqs_.total_q(), seqs_.total_k(), 4, 2, 64}, dtype, 60);
   }
 };
+INSTANTIATE_TEST_SUITE_P(Device, AttentionThreads, test::kDevices, test::name_by_device);
 
-TEST_F(AttentionThreads, ThreadCountsGiveBitwiseIdenticalResults) {
+TEST_P(AttentionThreads, ThreadCountsGiveBitwiseIdenticalResults) {
   for (alibi_dtype dtype : {kF32, kBF16}) {
     SCOPED_TRACE(dtype_name(dtype));
     const Inputs in = inputs(dtype);
@@ -1015,7 +1049,7 @@ TEST_F(AttentionThreads, ThreadCountsGiveBitwiseIdenticalResults) {
   }
 }
 
-TEST_F(AttentionThreads, DeterministicRunsAreBitwiseIdentical) {
+TEST_P(AttentionThreads, DeterministicRunsAreBitwiseIdentical) {
   const Inputs in = inputs(kF32);
   alibi_attention_params params = default_params();
   params.deterministic = 1;
@@ -1031,7 +1065,7 @@ class AttentionBlockEdgeTest : public AttentionParamFixture<std::tuple<int, int,
 
 // Odd lengths around typical tile sizes, one slice over the whole stream.
 TEST_P(AttentionBlockEdgeTest, MatchesReference) {
-  const auto [tq, tk, type] = GetParam();
+  const auto [tq, tk, type] = param();
   const std::vector<ref::Slice> slices{{0, tq, 0, tk, type}};
   const Inputs in = random_inputs({tq, tk, 2, 1, 32}, kF32, uint32_t(tq * 1000 + tk * 4 + type));
   Mask mask = ranges_mask(ctx_.get(), slices, tq, tk);
@@ -1040,22 +1074,23 @@ TEST_P(AttentionBlockEdgeTest, MatchesReference) {
 
 const auto kEdgeLengths = ::testing::Values(1, 2, 63, 64, 65, 127, 129, 300);
 
-std::string block_edge_case_name(
-    const ::testing::TestParamInfo<AttentionBlockEdgeTest::ParamType>& info) {
-  const auto& [tq, tk, type] = info.param;
+std::string block_edge_case_name(const AttentionBlockEdgeTest::CaseParam& param) {
+  const auto& [tq, tk, type] = param;
   return std::to_string(tq) + "x" + std::to_string(tk) + "_" + mask_type_name(type);
 }
 
-INSTANTIATE_TEST_SUITE_P(All, AttentionBlockEdgeTest,
-                         ::testing::Combine(kEdgeLengths, kEdgeLengths,
-                                            ::testing::Values(0, 1, 2, 3)),
-                         block_edge_case_name);
+INSTANTIATE_TEST_SUITE_P(
+    All, AttentionBlockEdgeTest,
+    ::testing::Combine(test::kDevices, ::testing::Combine(kEdgeLengths, kEdgeLengths,
+                                                          ::testing::Values(0, 1, 2, 3))),
+    test::device_case_name<AttentionBlockEdgeTest::CaseParam>(block_edge_case_name));
 
 // ------------------------------------------------------------------------------- empty tensors
 
 class AttentionEmptyTensors : public AttentionFixture {};
+INSTANTIATE_TEST_SUITE_P(Device, AttentionEmptyTensors, test::kDevices, test::name_by_device);
 
-TEST_F(AttentionEmptyTensors, ZeroQueries) {
+TEST_P(AttentionEmptyTensors, ZeroQueries) {
   const std::vector<ref::Slice> slices{{0, 0, 0, 6, ref::kFull}};
   const Inputs in = random_inputs({0, 6, 2, 2, 16}, kF32, 70);
   Mask mask = ranges_mask(ctx_.get(), slices, 0, 6);
@@ -1063,7 +1098,7 @@ TEST_F(AttentionEmptyTensors, ZeroQueries) {
 }
 
 // Every row sees nothing: out 0, lse -inf.
-TEST_F(AttentionEmptyTensors, ZeroKeys) {
+TEST_P(AttentionEmptyTensors, ZeroKeys) {
   const std::vector<ref::Slice> slices{{0, 5, 0, 0, ref::kCausal}};
   for (alibi_dtype dtype : {kF32, kF16}) {
     SCOPED_TRACE(dtype_name(dtype));
@@ -1073,14 +1108,14 @@ TEST_F(AttentionEmptyTensors, ZeroKeys) {
   }
 }
 
-TEST_F(AttentionEmptyTensors, VarlenWithoutKeys) {
+TEST_P(AttentionEmptyTensors, VarlenWithoutKeys) {
   const Sequences seqs = sequences({{3, 0}, {0, 0}, {4, 0}});
   const Inputs in = random_inputs({seqs.total_q(), 0, 2, 2, 8}, kBF16, 72);
   Mask mask = varlen_mask(ctx_.get(), seqs, true);
   check_forward(ctx_.get(), in, mask.get(), nullptr, varlen_problem(in, seqs, true));
 }
 
-TEST_F(AttentionEmptyTensors, EmptyBatch) {
+TEST_P(AttentionEmptyTensors, EmptyBatch) {
   const Sequences seqs;  // batch 0: cu_seqlens {0}
   const Inputs in = random_inputs({0, 0, 2, 2, 16}, kF32, 73);
   Mask mask = varlen_mask(ctx_.get(), seqs, false);

@@ -14,7 +14,6 @@
 namespace {
 
 using test::Context;
-using test::make_cpu_context;
 using test::Mask;
 using test::Tensor;
 
@@ -65,22 +64,29 @@ double decode(const uint8_t* p, alibi_dtype dtype) {
   return std::nan("");
 }
 
-// A host buffer the test owns, wrapped as a (possibly strided) tensor, so the test sees exactly
-// which bytes a call wrote. Elements are addressed by their row-major index.
+// A (possibly strided) tensor on the context's device, wrapping a flat allocation that a host
+// buffer the test owns mirrors, so the test sees exactly which bytes a call wrote, gaps between
+// strided elements included. set() and fill_poison() write the host buffer, push() copies it to
+// the device, pull() copies the device back. Elements are addressed by their row-major index.
 class HostTensor {
  public:
   HostTensor(alibi_context_t ctx, alibi_dtype dtype, std::vector<int64_t> shape,
              std::vector<int64_t> strides = {})
-      : dtype_(dtype), shape_(std::move(shape)), strides_(std::move(strides)) {
-    if (strides_.empty()) strides_ = row_major_strides(shape_);
-    bytes_.assign(buffer_elements() * element_size(dtype_), 0);
+      : dtype_(dtype),
+        shape_(std::move(shape)),
+        strides_(strides.empty() ? row_major_strides(shape_) : std::move(strides)),
+        bytes_(buffer_elements() * element_size(dtype_), 0),
+        storage_(ctx, dtype_, element_size(dtype_), bytes_) {
     alibi_tensor_t t = nullptr;
     EXPECT_EQ(alibi_tensor_wrap(ctx, dtype_, int(shape_.size()), shape_.data(), strides_.data(),
-                                bytes_.data(), &t),
+                                storage_.data(), &t),
               ALIBI_STATUS_SUCCESS)
         << alibi_last_error_message();
     tensor_.reset(t);
   }
+
+  void push() { storage_.write(bytes_); }
+  void pull() { bytes_ = storage_.read(); }
 
   alibi_tensor_t get() const { return tensor_.get(); }
   alibi_dtype dtype() const { return dtype_; }
@@ -101,6 +107,7 @@ class HostTensor {
   void fill_poison() {
     for (size_t slot = 0; slot < buffer_elements(); ++slot)
       encode(test::kPoison, dtype_, slot_ptr(slot));
+    push();
   }
   void expect_gaps_hold_poison() const {
     std::vector<bool> addressed(buffer_elements(), false);
@@ -143,6 +150,7 @@ class HostTensor {
   alibi_dtype dtype_;
   std::vector<int64_t> shape_, strides_;
   std::vector<uint8_t> bytes_;
+  test::DeviceBuffer storage_;
   Tensor tensor_;
 };
 
@@ -150,6 +158,7 @@ HostTensor host_tensor_from(alibi_context_t ctx, alibi_dtype dtype, std::vector<
                             const std::vector<double>& values) {
   HostTensor t(ctx, dtype, std::move(shape));
   for (size_t e = 0; e < values.size(); ++e) t.set(int64_t(e), values[e]);
+  t.push();
   return t;
 }
 
@@ -401,69 +410,74 @@ void expect_build_bias(alibi_context_t ctx, alibi_mask_t mask, const alibi_atten
   out.fill_poison();
   ASSERT_OK(alibi_build_bias(ctx, mask, heads, params, out.get()));
   EXPECT_STREQ(alibi_last_error_message(), "");
+  out.pull();
   expect_values(out, expected);
   out.expect_gaps_hold_poison();
 }
 
+// Every suite runs on each device of test::kDevices (CUDA cases skip where there is no GPU).
+class BuilderBias : public test::DeviceTest<> {};
+class BuilderDynamicBatching : public test::DeviceTest<> {};
+class BuilderBloom : public test::DeviceTest<> {};
+INSTANTIATE_TEST_SUITE_P(Device, BuilderBias, test::kDevices, test::name_by_device);
+INSTANTIATE_TEST_SUITE_P(Device, BuilderDynamicBatching, test::kDevices, test::name_by_device);
+INSTANTIATE_TEST_SUITE_P(Device, BuilderBloom, test::kDevices, test::name_by_device);
+
 // ------------------------------------------------------------------------------------------
 // alibi_build_bias
 
-TEST(BuilderBias, VarlenForEveryOutputDtype) {
-  Context ctx = make_cpu_context();
+TEST_P(BuilderBias, VarlenForEveryOutputDtype) {
   // prefix (Lq < Lk), decode, Lq > Lk (causal: leading rows see nothing), no keys.
   const std::vector<int32_t> cu_q{0, 3, 4, 9, 11}, cu_k{0, 5, 9, 12, 12};
   const int heads = 5;
   for (bool causal : {false, true}) {
-    Mask mask = make_varlen(ctx.get(), cu_q, cu_k, causal);
+    Mask mask = make_varlen(ctx_.get(), cu_q, cu_k, causal);
     const auto expected =
         expected_bias(varlen_reference(cu_q, cu_k, causal), formula_slopes(heads, 8));
     for (alibi_dtype dtype : kFloatDtypes) {
       SCOPED_TRACE("causal " + std::to_string(causal) + " dtype " + std::to_string(dtype));
-      HostTensor out(ctx.get(), dtype, {heads, 11, 12});
-      expect_build_bias(ctx.get(), mask.get(), nullptr, out, expected, heads);
+      HostTensor out(ctx_.get(), dtype, {heads, 11, 12});
+      expect_build_bias(ctx_.get(), mask.get(), nullptr, out, expected, heads);
     }
   }
 }
 
-TEST(BuilderBias, VarlenTokensBeforeTheFirstOffsetSeeNothing) {
-  Context ctx = make_cpu_context();
+TEST_P(BuilderBias, VarlenTokensBeforeTheFirstOffsetSeeNothing) {
   const std::vector<int32_t> cu_q{2, 5, 9}, cu_k{1, 4, 10};
-  Mask mask = make_varlen(ctx.get(), cu_q, cu_k, true);
-  HostTensor out(ctx.get(), ALIBI_DTYPE_F32, {2, 9, 10});
-  expect_build_bias(ctx.get(), mask.get(), nullptr, out,
+  Mask mask = make_varlen(ctx_.get(), cu_q, cu_k, true);
+  HostTensor out(ctx_.get(), ALIBI_DTYPE_F32, {2, 9, 10});
+  expect_build_bias(ctx_.get(), mask.get(), nullptr, out,
                     expected_bias(varlen_reference(cu_q, cu_k, true), formula_slopes(2, 8)), 2);
 }
 
-TEST(BuilderBias, RandomRangesMasks) {
-  Context ctx = make_cpu_context();
+TEST_P(BuilderBias, RandomRangesMasks) {
   std::mt19937 rng(17);
   for (int trial = 0; trial < 30; ++trial) {
     const int total_q = int(rng() % 20), total_k = int(rng() % 20), heads = 1 + int(rng() % 6);
     const RangeSlices slices = random_ranges(rng, total_q, total_k);
-    Mask mask = make_ranges(ctx.get(), slices, total_q, total_k);
+    Mask mask = make_ranges(ctx_.get(), slices, total_q, total_k);
     const alibi_dtype dtype = kFloatDtypes[trial % 3];
     SCOPED_TRACE("trial " + std::to_string(trial));
-    HostTensor out(ctx.get(), dtype, {heads, total_q, total_k});
+    HostTensor out(ctx_.get(), dtype, {heads, total_q, total_k});
     expect_build_bias(
-        ctx.get(), mask.get(), nullptr, out,
+        ctx_.get(), mask.get(), nullptr, out,
         expected_bias(ranges_reference(slices, total_q, total_k), formula_slopes(heads, 8)), heads);
     if (HasFailure()) return;
   }
 }
 
-TEST(BuilderBias, RandomSlidingWindowMasks) {
-  Context ctx = make_cpu_context();
+TEST_P(BuilderBias, RandomSlidingWindowMasks) {
   std::mt19937 rng(23);
   std::uniform_int_distribution<int> window(-1, 6);
   for (int trial = 0; trial < 30; ++trial) {
     const int batch = 1 + int(rng() % 3), left = window(rng), right = window(rng);
     const auto cu_q = random_offsets(rng, batch, 8), cu_k = random_offsets(rng, batch, 8);
-    Mask mask = make_sliding_window(ctx.get(), cu_q, cu_k, left, right);
+    Mask mask = make_sliding_window(ctx_.get(), cu_q, cu_k, left, right);
     SCOPED_TRACE("trial " + std::to_string(trial) + " window (" + std::to_string(left) + ", " +
                  std::to_string(right) + ")");
-    HostTensor out(ctx.get(), ALIBI_DTYPE_F32, {3, cu_q.back(), cu_k.back()});
+    HostTensor out(ctx_.get(), ALIBI_DTYPE_F32, {3, cu_q.back(), cu_k.back()});
     expect_build_bias(
-        ctx.get(), mask.get(), nullptr, out,
+        ctx_.get(), mask.get(), nullptr, out,
         expected_bias(sliding_window_reference(cu_q, cu_k, left, right), formula_slopes(3, 8)), 3);
     if (HasFailure()) return;
   }
@@ -476,40 +490,37 @@ std::vector<int32_t> random_positions(std::mt19937& rng, int64_t count) {
   return positions;
 }
 
-TEST(BuilderBias, ExplicitPositionsReplaceTheDefaults) {
-  Context ctx = make_cpu_context();
+TEST_P(BuilderBias, ExplicitPositionsReplaceTheDefaults) {
   std::mt19937 rng(29);
   const std::vector<int32_t> cu_q{0, 4, 9}, cu_k{0, 6, 13};
-  Mask mask = make_varlen(ctx.get(), cu_q, cu_k, true);
+  Mask mask = make_varlen(ctx_.get(), cu_q, cu_k, true);
   MaskReference reference = varlen_reference(cu_q, cu_k, true);
   reference.qpos = random_positions(rng, 9);
   reference.kpos = random_positions(rng, 13);
   ASSERT_OK(alibi_mask_set_positions(mask.get(), reference.qpos.data(), reference.kpos.data()));
-  HostTensor out(ctx.get(), ALIBI_DTYPE_F32, {4, 9, 13});
-  expect_build_bias(ctx.get(), mask.get(), nullptr, out,
+  HostTensor out(ctx_.get(), ALIBI_DTYPE_F32, {4, 9, 13});
+  expect_build_bias(ctx_.get(), mask.get(), nullptr, out,
                     expected_bias(reference, formula_slopes(4, 8)), 4);
 
   reference.kpos = random_positions(rng, 13);  // a NULL side keeps its positions
   ASSERT_OK(alibi_mask_set_positions(mask.get(), nullptr, reference.kpos.data()));
-  expect_build_bias(ctx.get(), mask.get(), nullptr, out,
+  expect_build_bias(ctx_.get(), mask.get(), nullptr, out,
                     expected_bias(reference, formula_slopes(4, 8)), 4);
 }
 
-TEST(BuilderBias, ExplicitPositionsOnARangesMask) {
-  Context ctx = make_cpu_context();
+TEST_P(BuilderBias, ExplicitPositionsOnARangesMask) {
   std::mt19937 rng(31);
   const RangeSlices slices{{0, 5, 5, 10, 2, 7}, {0, 5, 0, 10, 10, 12}, {1, 3, 0}};
-  Mask mask = make_ranges(ctx.get(), slices, 10, 12);
+  Mask mask = make_ranges(ctx_.get(), slices, 10, 12);
   MaskReference reference = ranges_reference(slices, 10, 12);
   reference.qpos = random_positions(rng, 10);
   ASSERT_OK(alibi_mask_set_positions(mask.get(), reference.qpos.data(), nullptr));
-  HostTensor out(ctx.get(), ALIBI_DTYPE_BF16, {2, 10, 12});
-  expect_build_bias(ctx.get(), mask.get(), nullptr, out,
+  HostTensor out(ctx_.get(), ALIBI_DTYPE_BF16, {2, 10, 12});
+  expect_build_bias(ctx_.get(), mask.get(), nullptr, out,
                     expected_bias(reference, formula_slopes(2, 8)), 2);
 }
 
-TEST(BuilderBias, PerBatchSlopesForVarlenAndSlidingWindow) {
-  Context ctx = make_cpu_context();
+TEST_P(BuilderBias, PerBatchSlopesForVarlenAndSlidingWindow) {
   const std::vector<int32_t> cu_q{0, 3, 8, 9}, cu_k{0, 5, 10, 14};
   const int heads = 3;
   const auto raw = test::random_floats(3 * heads, 37, 0.0f, 1.0f);
@@ -519,17 +530,16 @@ TEST(BuilderBias, PerBatchSlopesForVarlenAndSlidingWindow) {
   params.slopes_per_batch = 1;
   const SlopeReference slopes = given_slopes(raw, heads, true);
 
-  Mask varlen = make_varlen(ctx.get(), cu_q, cu_k, true);
-  HostTensor out(ctx.get(), ALIBI_DTYPE_F32, {heads, 9, 14});
-  expect_build_bias(ctx.get(), varlen.get(), &params, out,
+  Mask varlen = make_varlen(ctx_.get(), cu_q, cu_k, true);
+  HostTensor out(ctx_.get(), ALIBI_DTYPE_F32, {heads, 9, 14});
+  expect_build_bias(ctx_.get(), varlen.get(), &params, out,
                     expected_bias(varlen_reference(cu_q, cu_k, true), slopes), heads);
-  Mask window = make_sliding_window(ctx.get(), cu_q, cu_k, 2, 1);
-  expect_build_bias(ctx.get(), window.get(), &params, out,
+  Mask window = make_sliding_window(ctx_.get(), cu_q, cu_k, 2, 1);
+  expect_build_bias(ctx_.get(), window.get(), &params, out,
                     expected_bias(sliding_window_reference(cu_q, cu_k, 2, 1), slopes), heads);
 }
 
-TEST(BuilderBias, UserSlopesReplaceTheFormulaAndIgnoreShardFields) {
-  Context ctx = make_cpu_context();
+TEST_P(BuilderBias, UserSlopesReplaceTheFormulaAndIgnoreShardFields) {
   const std::vector<int32_t> cu_q{0, 4}, cu_k{0, 7};
   const std::vector<float> raw{0.0f, 0.3f, 1.75f};
   alibi_attention_params params;
@@ -537,17 +547,16 @@ TEST(BuilderBias, UserSlopesReplaceTheFormulaAndIgnoreShardFields) {
   params.slopes = raw.data();
   params.total_heads = 8;
   params.head_offset = 5;
-  Mask mask = make_varlen(ctx.get(), cu_q, cu_k, false);
-  HostTensor out(ctx.get(), ALIBI_DTYPE_F16, {3, 4, 7});
-  expect_build_bias(ctx.get(), mask.get(), &params, out,
+  Mask mask = make_varlen(ctx_.get(), cu_q, cu_k, false);
+  HostTensor out(ctx_.get(), ALIBI_DTYPE_F16, {3, 4, 7});
+  expect_build_bias(ctx_.get(), mask.get(), &params, out,
                     expected_bias(varlen_reference(cu_q, cu_k, false), given_slopes(raw, 3, false)),
                     3);
 }
 
-TEST(BuilderBias, TensorParallelShardsUseGlobalHeadSlopes) {
-  Context ctx = make_cpu_context();
+TEST_P(BuilderBias, TensorParallelShardsUseGlobalHeadSlopes) {
   const std::vector<int32_t> cu_q{0, 5}, cu_k{0, 9};
-  Mask mask = make_varlen(ctx.get(), cu_q, cu_k, true);
+  Mask mask = make_varlen(ctx_.get(), cu_q, cu_k, true);
   struct Shard {
     int total, offset, heads;
   };
@@ -558,26 +567,25 @@ TEST(BuilderBias, TensorParallelShardsUseGlobalHeadSlopes) {
     alibi_attention_params_init(&params);
     params.total_heads = shard.total;
     params.head_offset = shard.offset;
-    HostTensor out(ctx.get(), ALIBI_DTYPE_F32, {shard.heads, 5, 9});
-    expect_build_bias(ctx.get(), mask.get(), &params, out,
+    HostTensor out(ctx_.get(), ALIBI_DTYPE_F32, {shard.heads, 5, 9});
+    expect_build_bias(ctx_.get(), mask.get(), &params, out,
                       expected_bias(varlen_reference(cu_q, cu_k, true),
                                     formula_slopes(shard.heads, 8, shard.total, shard.offset)),
                       shard.heads);
   }
 }
 
-TEST(BuilderBias, OtherMaxBiasValues) {
-  Context ctx = make_cpu_context();
+TEST_P(BuilderBias, OtherMaxBiasValues) {
   const std::vector<int32_t> cu_q{0, 6, 10}, cu_k{0, 6, 12};
-  Mask mask = make_varlen(ctx.get(), cu_q, cu_k, true);
+  Mask mask = make_varlen(ctx_.get(), cu_q, cu_k, true);
   for (float max_bias : {0.0f, 1.0f, 4.0f, 13.5f}) {
     SCOPED_TRACE("max_bias " + std::to_string(max_bias));
     alibi_attention_params params;
     alibi_attention_params_init(&params);
     params.max_bias = max_bias;
-    HostTensor out(ctx.get(), ALIBI_DTYPE_F32, {6, 10, 12});
+    HostTensor out(ctx_.get(), ALIBI_DTYPE_F32, {6, 10, 12});
     expect_build_bias(
-        ctx.get(), mask.get(), &params, out,
+        ctx_.get(), mask.get(), &params, out,
         expected_bias(varlen_reference(cu_q, cu_k, true), formula_slopes(6, max_bias)), 6);
   }
 }
@@ -586,14 +594,14 @@ TEST(BuilderBias, OtherMaxBiasValues) {
 AdditiveReference fill_random(HostTensor& t, int64_t heads, uint32_t seed) {
   const auto raw = test::random_floats(size_t(t.numel()), seed, -2.0f, 2.0f);
   for (int64_t e = 0; e < t.numel(); ++e) t.set(e, raw[size_t(e)]);
+  t.push();
   return AdditiveReference{t.values(), heads};
 }
 
-TEST(BuilderBias, AttnBiasIsAddedWhereVisible) {
-  Context ctx = make_cpu_context();
+TEST_P(BuilderBias, AttnBiasIsAddedWhereVisible) {
   const std::vector<int32_t> cu_q{0, 4, 7}, cu_k{0, 5, 11};
   const int heads = 3;
-  Mask mask = make_varlen(ctx.get(), cu_q, cu_k, true);
+  Mask mask = make_varlen(ctx_.get(), cu_q, cu_k, true);
   const MaskReference reference = varlen_reference(cu_q, cu_k, true);
   struct Case {
     alibi_dtype bias_dtype;
@@ -610,44 +618,42 @@ TEST(BuilderBias, AttnBiasIsAddedWhereVisible) {
   for (const Case& c : cases) {
     SCOPED_TRACE("attn_bias dtype " + std::to_string(c.bias_dtype) + " heads " +
                  std::to_string(c.shape[0]));
-    HostTensor attn_bias(ctx.get(), c.bias_dtype, c.shape, c.strides);
+    HostTensor attn_bias(ctx_.get(), c.bias_dtype, c.shape, c.strides);
     const AdditiveReference additive = fill_random(attn_bias, c.shape[0], seed++);
     alibi_attention_params params;
     alibi_attention_params_init(&params);
     params.attn_bias = attn_bias.get();
-    HostTensor out(ctx.get(), c.out_dtype, {heads, 7, 11});
-    expect_build_bias(ctx.get(), mask.get(), &params, out,
+    HostTensor out(ctx_.get(), c.out_dtype, {heads, 7, 11});
+    expect_build_bias(ctx_.get(), mask.get(), &params, out,
                       expected_bias(reference, formula_slopes(heads, 8), &additive), heads);
   }
 }
 
-TEST(BuilderBias, NoAlibiLeavesOnlyTheAttnBias) {
-  Context ctx = make_cpu_context();
+TEST_P(BuilderBias, NoAlibiLeavesOnlyTheAttnBias) {
   const std::vector<int32_t> cu_q{0, 5}, cu_k{0, 5};
-  Mask mask = make_varlen(ctx.get(), cu_q, cu_k, true);
-  HostTensor attn_bias(ctx.get(), ALIBI_DTYPE_F32, {2, 5, 5});
+  Mask mask = make_varlen(ctx_.get(), cu_q, cu_k, true);
+  HostTensor attn_bias(ctx_.get(), ALIBI_DTYPE_F32, {2, 5, 5});
   const AdditiveReference additive = fill_random(attn_bias, 2, 43);
   alibi_attention_params params;
   alibi_attention_params_init(&params);
   params.max_bias = 0.0f;
   params.attn_bias = attn_bias.get();
-  HostTensor out(ctx.get(), ALIBI_DTYPE_F32, {2, 5, 5});
+  HostTensor out(ctx_.get(), ALIBI_DTYPE_F32, {2, 5, 5});
   expect_build_bias(
-      ctx.get(), mask.get(), &params, out,
+      ctx_.get(), mask.get(), &params, out,
       expected_bias(varlen_reference(cu_q, cu_k, true), formula_slopes(2, 0), &additive), 2);
 }
 
-TEST(BuilderBias, StridedOutputLeavesGapsUntouched) {
-  Context ctx = make_cpu_context();
+TEST_P(BuilderBias, StridedOutputLeavesGapsUntouched) {
   const std::vector<int32_t> cu_q{0, 3, 8}, cu_k{0, 4, 10};
   const int heads = 4, total_q = 8, total_k = 10;
-  Mask mask = make_varlen(ctx.get(), cu_q, cu_k, true);
+  Mask mask = make_varlen(ctx_.get(), cu_q, cu_k, true);
   const auto expected = expected_bias(varlen_reference(cu_q, cu_k, true), formula_slopes(heads, 8));
   for (alibi_dtype dtype : kFloatDtypes) {
     SCOPED_TRACE(dtype);
     // Head-last layout with two spare columns per row.
-    HostTensor out(ctx.get(), dtype, {heads, total_q, total_k}, {1, heads * (total_k + 2), heads});
-    expect_build_bias(ctx.get(), mask.get(), nullptr, out, expected, heads);
+    HostTensor out(ctx_.get(), dtype, {heads, total_q, total_k}, {1, heads * (total_k + 2), heads});
+    expect_build_bias(ctx_.get(), mask.get(), nullptr, out, expected, heads);
   }
 }
 
@@ -723,22 +729,21 @@ void expect_dynamic_batching(alibi_context_t ctx, const DynamicBatch& d, alibi_d
                                               attn_mask ? attn_mask->get() : nullptr, heads,
                                               out.get()));
   EXPECT_STREQ(alibi_last_error_message(), "");
+  out.pull();
   expect_values(out, expected);
 }
 
-TEST(BuilderDynamicBatching, WorkedDecodeValue) {
-  Context ctx = make_cpu_context();
+TEST_P(BuilderDynamicBatching, WorkedDecodeValue) {
   DynamicBatch d;
   d.add(1, 4);
-  HostTensor out(ctx.get(), ALIBI_DTYPE_F32, {3, 1, 4});
-  expect_dynamic_batching(ctx.get(), d, ALIBI_DTYPE_I64, nullptr, 3, out,
+  HostTensor out(ctx_.get(), ALIBI_DTYPE_F32, {3, 1, 4});
+  expect_dynamic_batching(ctx_.get(), d, ALIBI_DTYPE_I64, nullptr, 3, out,
                           dynamic_batching_reference(d, 3, 4));
   const std::vector<double> head2{out.at(8), out.at(9), out.at(10), out.at(11)};
   EXPECT_EQ(head2, (std::vector<double>{-0.75, -0.5, -0.25, 0.0}));
 }
 
-TEST(BuilderDynamicBatching, RandomPrefillAndDecodeBlocksWithPadding) {
-  Context ctx = make_cpu_context();
+TEST_P(BuilderDynamicBatching, RandomPrefillAndDecodeBlocksWithPadding) {
   std::mt19937 rng(53);
   for (int trial = 0; trial < 24; ++trial) {
     const DynamicBatch d = random_dynamic_batch(rng, 1 + trial % 5);
@@ -747,15 +752,14 @@ TEST(BuilderDynamicBatching, RandomPrefillAndDecodeBlocksWithPadding) {
     const alibi_dtype out_dtype = trial % 2 ? ALIBI_DTYPE_F16 : ALIBI_DTYPE_F32;
     const alibi_dtype offsets_dtype = trial % 4 < 2 ? ALIBI_DTYPE_I64 : ALIBI_DTYPE_I32;
     SCOPED_TRACE("trial " + std::to_string(trial));
-    HostTensor out(ctx.get(), out_dtype, {heads, d.total_q(), width});
-    expect_dynamic_batching(ctx.get(), d, offsets_dtype, nullptr, heads, out,
+    HostTensor out(ctx_.get(), out_dtype, {heads, d.total_q(), width});
+    expect_dynamic_batching(ctx_.get(), d, offsets_dtype, nullptr, heads, out,
                             dynamic_batching_reference(d, heads, width));
     if (HasFailure()) return;
   }
 }
 
-TEST(BuilderDynamicBatching, AttnMaskIsAddedOverTheFirstSkColumns) {
-  Context ctx = make_cpu_context();
+TEST_P(BuilderDynamicBatching, AttnMaskIsAddedOverTheFirstSkColumns) {
   std::mt19937 rng(59);
   const DynamicBatch d = random_dynamic_batch(rng, 4);
   const int heads = 5;
@@ -765,10 +769,10 @@ TEST(BuilderDynamicBatching, AttnMaskIsAddedOverTheFirstSkColumns) {
       SCOPED_TRACE("dtype " + std::to_string(dtype) + " per_head " + std::to_string(per_head));
       std::vector<int64_t> mask_shape{d.total_q(), d.total_k()};
       if (per_head) mask_shape.insert(mask_shape.begin(), heads);
-      HostTensor attn_mask(ctx.get(), dtype, mask_shape);
+      HostTensor attn_mask(ctx_.get(), dtype, mask_shape);
       const AdditiveReference additive = fill_random(attn_mask, per_head ? heads : 1, 61u + dtype);
-      HostTensor out(ctx.get(), dtype, {heads, d.total_q(), width});
-      expect_dynamic_batching(ctx.get(), d, ALIBI_DTYPE_I64, &attn_mask, heads, out,
+      HostTensor out(ctx_.get(), dtype, {heads, d.total_q(), width});
+      expect_dynamic_batching(ctx_.get(), d, ALIBI_DTYPE_I64, &attn_mask, heads, out,
                               dynamic_batching_reference(d, heads, width, &additive));
     }
   }
@@ -802,20 +806,21 @@ void expect_bloom(alibi_context_t ctx, const std::vector<int64_t>& mask, int64_t
   out.fill_poison();
   ASSERT_OK(alibi_build_bloom_bias(ctx, attention_mask.get(), heads, out.get()));
   EXPECT_STREQ(alibi_last_error_message(), "");
+  out.pull();
   expect_values(out, bloom_reference(mask, batch, length, heads));
 }
 
-TEST(BuilderBloom, LeftPaddedMaskStartsCountingAtTheFirstToken) {
-  Context ctx = make_cpu_context();
-  HostTensor attention_mask = host_tensor_from(ctx.get(), ALIBI_DTYPE_I64, {1, 5}, {0, 0, 1, 1, 1});
-  HostTensor out(ctx.get(), ALIBI_DTYPE_F32, {1, 1, 5});
+TEST_P(BuilderBloom, LeftPaddedMaskStartsCountingAtTheFirstToken) {
+  HostTensor attention_mask =
+      host_tensor_from(ctx_.get(), ALIBI_DTYPE_I64, {1, 5}, {0, 0, 1, 1, 1});
+  HostTensor out(ctx_.get(), ALIBI_DTYPE_F32, {1, 1, 5});
   out.fill_poison();
-  ASSERT_OK(alibi_build_bloom_bias(ctx.get(), attention_mask.get(), 1, out.get()));
+  ASSERT_OK(alibi_build_bloom_bias(ctx_.get(), attention_mask.get(), 1, out.get()));
+  out.pull();
   EXPECT_EQ(out.values(), (std::vector<double>{0, 0, 0, 1.0 / 256, 2.0 / 256}));
 }
 
-TEST(BuilderBloom, PaddingPatternsForEveryDtype) {
-  Context ctx = make_cpu_context();
+TEST_P(BuilderBloom, PaddingPatternsForEveryDtype) {
   const std::vector<int64_t> mask{0, 0, 1, 1, 1, 1,   // left padded
                                   1, 1, 1, 1, 0, 0,   // right padded
                                   1, 1, 1, 1, 1, 1,   // all ones
@@ -825,14 +830,13 @@ TEST(BuilderBloom, PaddingPatternsForEveryDtype) {
     for (alibi_dtype out_dtype : kFloatDtypes) {
       SCOPED_TRACE("mask dtype " + std::to_string(mask_dtype) + " out dtype " +
                    std::to_string(out_dtype));
-      expect_bloom(ctx.get(), mask, 5, 6, mask_dtype, 4, out_dtype);
-      expect_bloom(ctx.get(), mask, 5, 6, mask_dtype, 12, out_dtype);
+      expect_bloom(ctx_.get(), mask, 5, 6, mask_dtype, 4, out_dtype);
+      expect_bloom(ctx_.get(), mask, 5, 6, mask_dtype, 12, out_dtype);
     }
   }
 }
 
-TEST(BuilderBloom, RandomLeftPaddedBatchesWithManyHeads) {
-  Context ctx = make_cpu_context();
+TEST_P(BuilderBloom, RandomLeftPaddedBatchesWithManyHeads) {
   std::mt19937 rng(67);
   const int64_t batch = 6, length = 37;
   std::vector<int64_t> mask(size_t(batch * length), 1);
@@ -842,7 +846,7 @@ TEST(BuilderBloom, RandomLeftPaddedBatchesWithManyHeads) {
   }
   for (int heads : {20, 32, 71}) {
     SCOPED_TRACE(heads);
-    expect_bloom(ctx.get(), mask, batch, length, ALIBI_DTYPE_I64, heads, ALIBI_DTYPE_F32);
+    expect_bloom(ctx_.get(), mask, batch, length, ALIBI_DTYPE_I64, heads, ALIBI_DTYPE_F32);
   }
 }
 

@@ -7,18 +7,22 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
+#include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "alibi/alibi.h"
 
 namespace test {
 
-#define ASSERT_OK(call)                                                              \
-  do {                                                                               \
-    alibi_status status_ = (call);                                                   \
+#define ASSERT_OK(call)                                                                      \
+  do {                                                                                       \
+    alibi_status status_ = (call);                                                           \
     ASSERT_EQ(status_, ALIBI_STATUS_SUCCESS) << #call << ": " << alibi_last_error_message(); \
   } while (0)
 
@@ -40,6 +44,116 @@ inline Context make_cpu_context() {
   EXPECT_EQ(alibi_context_create(ALIBI_DEVICE_CPU, 0, &ctx), ALIBI_STATUS_SUCCESS);
   return Context(ctx);
 }
+
+// ------------------------------------------------------------------------------------ devices
+
+inline const char* device_name(alibi_device device) {
+  return device == ALIBI_DEVICE_CUDA ? "CUDA" : device == ALIBI_DEVICE_CPU ? "CPU" : "AUTO";
+}
+
+// Why no context can be made on the device here ("" when one can); asked once per device.
+inline std::string unavailable_reason(alibi_device device) {
+  static std::mutex mutex;
+  static std::map<alibi_device, std::string> reasons;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto known = reasons.find(device);
+  if (known != reasons.end()) return known->second;
+  alibi_context_t ctx = nullptr;
+  std::string why;
+  if (alibi_context_create(device, 0, &ctx) == ALIBI_STATUS_SUCCESS)
+    alibi_context_destroy(ctx);
+  else
+    why = alibi_last_error_message();
+  return reasons[device] = why;
+}
+
+inline Context make_context(alibi_device device) {
+  alibi_context_t ctx = nullptr;
+  EXPECT_EQ(alibi_context_create(device, 0, &ctx), ALIBI_STATUS_SUCCESS)
+      << alibi_last_error_message();
+  return Context(ctx);
+}
+
+// The devices of device-parameterized suites: CUDA cases are skipped, by name and with the
+// reason, where there is no GPU (or no CUDA backend).
+inline const auto kDevices = ::testing::Values(ALIBI_DEVICE_CPU, ALIBI_DEVICE_CUDA);
+
+// A fixture with a context ctx_ on its device: the parameter itself, or the first element of a
+// tuple parameter.
+template <class Param = alibi_device>
+class DeviceTest : public ::testing::TestWithParam<Param> {
+ protected:
+  void SetUp() override {
+    const std::string why = unavailable_reason(device());
+    if (!why.empty()) GTEST_SKIP() << "no " << device_name(device()) << " device: " << why;
+    ctx_ = make_context(device());
+  }
+
+  alibi_device device() const {
+    if constexpr (std::is_same_v<Param, alibi_device>)
+      return this->GetParam();
+    else
+      return std::get<0>(this->GetParam());
+  }
+
+  Context ctx_;
+};
+
+// Names of DeviceTest<alibi_device> cases.
+inline std::string name_by_device(const ::testing::TestParamInfo<alibi_device>& info) {
+  return device_name(info.param);
+}
+
+// Names of DeviceTest<std::tuple<alibi_device, Param>> cases: the device, then name(param).
+template <class Param, class Name>
+auto device_case_name(Name name) {
+  return [name](const ::testing::TestParamInfo<std::tuple<alibi_device, Param>>& info) {
+    return std::string(device_name(std::get<0>(info.param))) + "_" + name(std::get<1>(info.param));
+  };
+}
+
+// Host bytes copied into a flat tensor on the context's device, so that tests can wrap strided
+// views into it (at element offsets from data) whatever the device, and read it all back.
+class DeviceBuffer {
+ public:
+  DeviceBuffer(alibi_context_t ctx, alibi_dtype dtype, size_t element_bytes,
+               const std::vector<uint8_t>& bytes)
+      : bytes_(bytes.size()) {
+    const int64_t elements = int64_t(bytes.size() / element_bytes);
+    alibi_tensor_t t = nullptr;
+    EXPECT_EQ(alibi_tensor_create(ctx, dtype, 1, &elements, &t), ALIBI_STATUS_SUCCESS)
+        << alibi_last_error_message();
+    storage_.reset(t);
+    if (!t || bytes.empty()) return;
+    write(bytes);
+    void* data = nullptr;
+    EXPECT_EQ(alibi_tensor_get_data(t, &data), ALIBI_STATUS_SUCCESS);
+    data_ = static_cast<uint8_t*>(data);
+  }
+
+  uint8_t* data() const { return data_; }
+
+  void write(const std::vector<uint8_t>& bytes) const {
+    if (storage_ && !bytes.empty())
+      EXPECT_EQ(alibi_tensor_copy_from_host(storage_.get(), bytes.data(), bytes.size()),
+                ALIBI_STATUS_SUCCESS)
+          << alibi_last_error_message();
+  }
+
+  std::vector<uint8_t> read() const {
+    std::vector<uint8_t> bytes(bytes_);
+    if (storage_ && !bytes.empty())
+      EXPECT_EQ(alibi_tensor_copy_to_host(storage_.get(), bytes.data(), bytes.size()),
+                ALIBI_STATUS_SUCCESS)
+          << alibi_last_error_message();
+    return bytes;
+  }
+
+ private:
+  size_t bytes_;
+  Tensor storage_;
+  uint8_t* data_ = nullptr;
+};
 
 // Bit-exact reference conversions (round to nearest even), independent of the library's.
 inline float bits_to_float(uint32_t u) {
@@ -73,7 +187,10 @@ inline uint16_t float_to_f16_bits(float f) {
   uint16_t lo = 0, hi = 0x7bff;
   while (lo < hi) {  // smallest code whose value >= a
     uint16_t mid = uint16_t((lo + hi) / 2);
-    if (f16_bits_to_float(mid) < a) lo = uint16_t(mid + 1); else hi = mid;
+    if (f16_bits_to_float(mid) < a)
+      lo = uint16_t(mid + 1);
+    else
+      hi = mid;
   }
   if (lo > 0) {
     double above = f16_bits_to_float(lo), below = f16_bits_to_float(uint16_t(lo - 1));

@@ -27,6 +27,21 @@
  *
  * Backends: the CPU backend is always present. CUDA is reported unavailable
  * (ALIBI_STATUS_BACKEND_UNAVAILABLE) by builds and machines without it.
+ *
+ * Supported ranges (outside them a call fails with INVALID_ARGUMENT and a message, never
+ * undefined behaviour; a host or device allocation that fails gives OUT_OF_MEMORY):
+ *   - Tensors: ndim 0..ALIBI_MAX_DIMS; sizes >= 0 whose byte count, with zero sizes counted as
+ *     1, fits in int64 (so no element count, stride or offset overflows, even for an empty
+ *     tensor); strides >= 0 with the byte offset just past the last element <= INT64_MAX.
+ *   - Masks: tokens per mask (total_q, total_k) 0..INT32_MAX, since ranges and cu_seqlens are
+ *     int32; at most INT32_MAX slices. Positions may be any int32: |qpos - kpos| (up to 2^32 - 1)
+ *     is an exact integer, converted once to float for the bias. A mask holds 4 bytes per token.
+ *   - Attention: 1..65536 query heads (and kv heads), head_dim 1..65536. Inputs whose scores
+ *     overflow float32 (|scale * q.k| or |attn_bias| beyond ~3.4e38) give unspecified values.
+ *   - Builders: num_heads 1..65536; at most INT32_MAX - 1 sequences; B * num_heads fits int64.
+ *   - Enum arguments (dtype, device, status) may hold any int: values outside the enum are
+ *     rejected (INVALID_ARGUMENT; "unknown status"; a device count of 0).
+ * tests/README.md lists the bad inputs the tests and fuzzers try and what the library answers.
  */
 #ifndef ALIBI_ALIBI_H
 #define ALIBI_ALIBI_H
@@ -155,15 +170,17 @@ ALIBI_API alibi_status alibi_context_synchronize(alibi_context_t ctx);
 /**
  * Allocates an owned, uninitialised, contiguous row-major tensor (64-byte aligned).
  * @param ndim   0..ALIBI_MAX_DIMS; shape: ndim sizes >= 0 (host array, may be NULL when ndim 0).
- * @return INVALID_ARGUMENT for a bad dtype, ndim or size, or a byte count that overflows;
- *         OUT_OF_MEMORY when the allocation fails.
+ * @return INVALID_ARGUMENT for a bad dtype, ndim or size, or a byte count that overflows int64
+ *         (zero sizes counted as 1); OUT_OF_MEMORY when the allocation fails.
  */
 ALIBI_API alibi_status alibi_tensor_create(alibi_context_t ctx, alibi_dtype dtype, int ndim,
                                           const int64_t* shape, alibi_tensor_t* out);
 /**
  * Wraps memory the caller owns (host memory for the CPU, device memory for CUDA). The memory
  * must outlive the tensor. Element (i0, i1, ...) lives at data + sum(i_d * strides[d]) elements.
- * @param strides  ndim non-negative strides in elements, or NULL for contiguous row-major.
+ * @param strides  ndim non-negative strides in elements, or NULL for contiguous row-major. The
+ *                 byte offset just past the last element must fit in int64 (any stride of a
+ *                 size-1 dim is fine), else INVALID_ARGUMENT.
  * @param data     may be NULL only when the tensor has no element.
  */
 ALIBI_API alibi_status alibi_tensor_wrap(alibi_context_t ctx, alibi_dtype dtype, int ndim,
@@ -277,7 +294,7 @@ ALIBI_API void alibi_attention_params_init(alibi_attention_params* params);
 
 /**
  * Attention forward over a packed batch.
- * @param q    (total_q, Hq, D), f32, f16 or bf16.
+ * @param q    (total_q, Hq, D), f32, f16 or bf16; 1 <= Hq <= 65536, 1 <= D <= 65536.
  * @param k,v  (total_k, Hkv, D), q's dtype, Hq % Hkv == 0 (GQA/MQA: query head h reads kv head
  *             h / (Hq / Hkv)).
  * @param mask its total_q and total_k must match q and k (SHAPE_MISMATCH otherwise).
@@ -289,6 +306,16 @@ ALIBI_API void alibi_attention_params_init(alibi_attention_params* params);
  * (stride 1), e.g. views into a packed (T, 3, H, D) qkv buffer. lse may have any strides.
  * Accumulation is in float32; f16/bf16 inputs are converted exactly and the output rounded once.
  * Never materializes a total_q x total_k matrix.
+ *
+ * On CUDA, each call takes one of two paths. f16 and bf16 inputs with head_dim <= 256 and no
+ * attn_bias run the fused kernel: tensor-core MMA, the ALiBi bias computed in f32 inside the
+ * kernel from positions and slopes, and only the key tiles a query tile can see are visited.
+ * Every other case (f32 inputs, head_dim > 256, an attn_bias tensor) runs through cuBLAS (f32
+ * GEMMs, no TF32) around a bias, mask and softmax kernel, over bounded chunks of queries and keys.
+ * Both paths merge slices that share rows in a fixed order, so CUDA results are bitwise
+ * reproducible run to run (on the same GPU and library) whether or not params->deterministic is
+ * set. The environment variable ALIBI_CUDA_PATH=cublas|fused, read on every call, forces a path
+ * (for testing; fused gives UNSUPPORTED where it does not apply).
  */
 ALIBI_API alibi_status alibi_attention_forward(alibi_context_t ctx, alibi_tensor_t q,
                                               alibi_tensor_t k, alibi_tensor_t v,
@@ -314,7 +341,7 @@ ALIBI_API alibi_status alibi_compute_slopes_tp(int total_heads, int head_offset,
  * Materializes exactly what attention adds to the scores for a mask and params:
  * out[h, i, j] = bias(h, i, j) + attn_bias(h, i, j) where visible, -inf where masked (rows no
  * slice covers are all -inf). softmax_scale and softcap do not apply.
- * @param num_heads  the number of query heads H (slopes as in alibi_attention_forward).
+ * @param num_heads  the number of query heads H, 1..65536 (slopes as in alibi_attention_forward).
  * @param out        (H, total_q, total_k), f32, f16 or bf16, any strides.
  */
 ALIBI_API alibi_status alibi_build_bias(alibi_context_t ctx, alibi_mask_t mask, int num_heads,
@@ -324,8 +351,9 @@ ALIBI_API alibi_status alibi_build_bias(alibi_context_t ctx, alibi_mask_t mask, 
  * them) and columns [kvstarts[b], kvstarts[b+1]) (K of them), local i, j: d = j - i - (K - L);
  * value slope[h] * d when d <= 0, else -inf. Everywhere else (other blocks and padding columns
  * j >= Sk) the value is 0. Then attn_mask, if given, is added over the first Sk columns.
- * Slopes: the formula with max_bias 8.
- * @param seqstarts, kvstarts  (B+1) int64 (or int32) on the context's device, non-decreasing, >= 0.
+ * Slopes: the formula with max_bias 8. num_heads: 1..65536.
+ * @param seqstarts, kvstarts  (B+1) int64 (or int32) on the context's device, non-decreasing, >= 0;
+ *                             B+1 <= INT32_MAX.
  * @param attn_mask  NULL, (H, Sq, Sk) or (Sq, Sk), f32 or f16.
  * @param out        (H, Sq, W), W >= Sk, f32 or f16; Sq = seqstarts[B], Sk = kvstarts[B].
  */
@@ -337,7 +365,8 @@ ALIBI_API alibi_status alibi_build_dynamic_batching_mask(alibi_context_t ctx,
 /**
  * HF Bloom's build_alibi_tensor: pos = (cumsum(mask, -1) - 1) * mask per row of attention_mask,
  * out[b*H + h, 0, s] = slope[h] * pos[b, s] (computed in f32, then rounded to out's dtype).
- * Slopes: the formula with max_bias 8. Mask values are used as given (expected 0 or 1).
+ * Slopes: the formula with max_bias 8. Mask values are used as given (expected 0 or 1; others
+ * in wrapping int64 arithmetic, like torch's int64 cumsum). num_heads: 1..65536.
  * @param attention_mask  (B, S) int32 or int64.
  * @param out             (B*H, 1, S) f32, f16 or bf16.
  */

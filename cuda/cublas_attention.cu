@@ -1,0 +1,308 @@
+// Attention through cuBLAS, for every dtype, head_dim and attn_bias. Query rows are cut into
+// tiles of at most kChunkRows rows that see the same slices (cuda/row_tiles.h); per tile and
+// slice, the visible key interval is cut into pieces of at most key_chunk keys. For each piece:
+// gather K and V (converted to f32, one copy per query head, so GQA needs no special GEMM),
+// S = scale * Q K^T (one strided-batched GEMM over the heads), a softmax kernel that finishes the
+// scores (softcap, ALiBi bias, attn_bias, mask) and folds them into the tile's running max / sum
+// while rescaling its f32 accumulator, then acc += P V (a second GEMM). A final kernel divides
+// and writes out and lse. All GEMMs are f32 with f32 compute (no TF32), pieces run in a fixed
+// order: results are deterministic. Working memory is bounded by the chunk sizes, never
+// total_q x total_k.
+#include <algorithm>
+#include <cmath>
+
+#include "core/formulas.h"
+#include "cuda/cuda_common.cuh"
+
+namespace alibi::cuda {
+
+namespace {
+
+constexpr int32_t kChunkRows = 128;
+constexpr int kThreads = 128;
+// Bound of the per-piece f32 buffers (K, V and S), in floats: 128 MiB.
+constexpr int64_t kPieceFloats = int64_t(32) << 20;
+
+// (heads, tokens, head_dim) f32 copies of tokens [first, first + count) of a (T, H, D) tensor;
+// output head h reads input head h / group.
+__global__ void gather_heads_kernel(float* dst, DeviceTensor src, int64_t first, int count,
+                                    int heads, int group, int head_dim) {
+  const int64_t n = int64_t(heads) * count * head_dim;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t d = i % head_dim, t = i / head_dim % count, h = i / (int64_t(head_dim) * count);
+    dst[i] = src.load(src.offset(first + t, h / group, d));
+  }
+}
+
+// The running softmax state of a tile's rows: max and sum per (head, row), acc per (head, row, d).
+struct RowState {
+  float* max;
+  float* sum;
+  float* acc;
+};
+
+__global__ void init_state_kernel(RowState state, int64_t rows, int head_dim) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < rows * head_dim;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    state.acc[i] = 0.0f;
+    if (i < rows) {
+      state.max[i] = -INFINITY;
+      state.sum[i] = 0.0f;
+    }
+  }
+}
+
+struct PieceParams {
+  float* scores;  // (heads, rows, keys): scale * q.k in, exp(s - max) out
+  RowState state;
+  int rows, keys, head_dim;
+  int32_t row_begin;  // first (global) row of the tile
+  Slice slice;
+  int64_t first_key;  // slice-local
+  float softcap;
+  DeviceSlopes slopes;
+  const int32_t* q_positions;
+  const int32_t* k_positions;
+  DeviceTensor attn_bias;
+  bool has_attn_bias, attn_bias_broadcast;
+};
+
+template <class Op>
+__device__ float block_reduce(float value, Op op, float* shared) {
+  for (int offset = 16; offset > 0; offset /= 2)
+    value = op(value, __shfl_xor_sync(0xffffffffu, value, offset));
+  if (threadIdx.x % 32 == 0) shared[threadIdx.x / 32] = value;
+  __syncthreads();
+  float total = shared[0];
+  for (int w = 1; w < int(blockDim.x) / 32; ++w) total = op(total, shared[w]);
+  __syncthreads();
+  return total;
+}
+
+__device__ float finished_score(const PieceParams& p, int head, int64_t row, int64_t key, float raw,
+                                int32_t q_position, float slope) {
+  float score = raw;
+  if (p.softcap > 0.0f) score = p.softcap * tanhf(score / p.softcap);
+  const int64_t k_index = p.slice.k_begin + key;
+  score += alibi_bias(slope, q_position, p.k_positions[k_index]);
+  if (p.has_attn_bias)
+    score += p.attn_bias.load(p.attn_bias.offset(p.attn_bias_broadcast ? 0 : head, row, k_index));
+  return score;
+}
+
+// One block per (row, head) of the piece.
+__global__ void softmax_update_kernel(const __grid_constant__ PieceParams p) {
+  __shared__ float reduce[32];
+  __shared__ float correction;
+  const int r = int(blockIdx.x), head = int(blockIdx.y);
+  const int64_t row = p.row_begin + r;
+  const int64_t state_index = int64_t(head) * p.rows + r;
+  float* s = p.scores + state_index * p.keys;
+  const KeyInterval visible =
+      visible_keys(p.slice.type, row - p.slice.q_begin, p.slice.q_end - p.slice.q_begin,
+                   p.slice.k_end - p.slice.k_begin);
+  const int32_t q_position = p.q_positions[row];
+  const float slope = p.slopes.at(p.slice.sequence, head);
+
+  float local_max = -INFINITY;
+  for (int c = threadIdx.x; c < p.keys; c += blockDim.x) {
+    const int64_t key = p.first_key + c;
+    const bool shown = key >= visible.lo && key < visible.hi;
+    s[c] = shown ? finished_score(p, head, row, key, s[c], q_position, slope) : -INFINITY;
+    local_max = fmaxf(local_max, s[c]);
+  }
+  const float old_max = p.state.max[state_index];
+  const float new_max =
+      fmaxf(old_max, block_reduce(
+                         local_max, [](float a, float b) { return fmaxf(a, b); }, reduce));
+  const bool empty = new_max == -INFINITY;
+  float local_sum = 0.0f;
+  for (int c = threadIdx.x; c < p.keys; c += blockDim.x) {
+    s[c] = empty ? 0.0f : expf(s[c] - new_max);
+    local_sum += s[c];
+  }
+  const float sum = block_reduce(
+      local_sum, [](float a, float b) { return a + b; }, reduce);
+  if (threadIdx.x == 0) {
+    correction = empty ? 1.0f : expf(old_max - new_max);
+    p.state.sum[state_index] = p.state.sum[state_index] * correction + sum;
+    p.state.max[state_index] = new_max;
+  }
+  __syncthreads();
+  float* acc = p.state.acc + state_index * p.head_dim;
+  for (int d = threadIdx.x; d < p.head_dim; d += blockDim.x) acc[d] *= correction;
+}
+
+struct FinishParams {
+  RowState state;
+  int rows, head_dim;
+  int32_t row_begin;
+  DeviceTensor out;
+  DeviceTensor lse;
+  bool has_lse;
+};
+
+// One block per (row, head) of the tile: out = acc / sum, lse = max + log(sum).
+__global__ void finish_kernel(const __grid_constant__ FinishParams p) {
+  const int r = int(blockIdx.x), head = int(blockIdx.y);
+  const int64_t state_index = int64_t(head) * p.rows + r, row = p.row_begin + r;
+  const float sum = p.state.sum[state_index];
+  const float inverse = sum > 0.0f ? 1.0f / sum : 0.0f;
+  const float* acc = p.state.acc + state_index * p.head_dim;
+  for (int d = threadIdx.x; d < p.head_dim; d += blockDim.x)
+    p.out.store(p.out.offset(row, head, d), acc[d] * inverse);
+  if (p.has_lse && threadIdx.x == 0)
+    p.lse.store(p.lse.offset(head, row, 0),
+                sum > 0.0f ? p.state.max[state_index] + logf(sum) : -INFINITY);
+}
+
+class CublasAttention {
+ public:
+  CublasAttention(const ForwardArgs& args, const DeviceSlopes& slopes, cudaStream_t stream,
+                  cudaMemPool_t pool, cublasHandle_t cublas)
+      : args_(args),
+        slopes_(slopes),
+        stream_(stream),
+        cublas_(cublas),
+        heads_(int(args.q.shape[1])),
+        group_(int(args.q.shape[1] / args.k.shape[1])),
+        head_dim_(int(args.q.shape[2])),
+        key_chunk_(key_chunk(heads_, head_dim_)),
+        tiling_(tile_rows(*args.plan, kChunkRows)),
+        memory_(workspace_bytes(), stream, pool) {
+    q_ = memory_.at<float>();
+    k_ = q_ + rows_floats(head_dim_);
+    v_ = k_ + keys_floats(head_dim_);
+    scores_ = v_ + keys_floats(head_dim_);
+    state_ = {scores_ + int64_t(heads_) * kChunkRows * key_chunk_, nullptr, nullptr};
+    state_.sum = state_.max + rows_floats(1);
+    state_.acc = state_.sum + rows_floats(1);
+  }
+
+  void run() {
+    for (const RowTile& tile : tiling_.tiles) attend_tile(tile);
+  }
+
+ private:
+  // Keys per piece: K, V and S within kPieceFloats, at least 64, at most 4096.
+  static int key_chunk(int heads, int head_dim) {
+    const int64_t fit = kPieceFloats / (int64_t(heads) * (2 * head_dim + kChunkRows));
+    return int(std::clamp<int64_t>(fit / 64 * 64, 64, 4096));
+  }
+  int64_t rows_floats(int width) const { return int64_t(heads_) * kChunkRows * width; }
+  int64_t keys_floats(int width) const { return int64_t(heads_) * key_chunk_ * width; }
+  size_t workspace_bytes() const {
+    const int64_t floats = rows_floats(head_dim_) + 2 * keys_floats(head_dim_) +
+                           int64_t(heads_) * kChunkRows * key_chunk_ + rows_floats(2) +
+                           rows_floats(head_dim_);
+    return size_t(floats) * sizeof(float);
+  }
+
+  void attend_tile(const RowTile& tile) {
+    const int rows = tile.row_end - tile.row_begin;
+    init_state_kernel<<<grid_blocks(int64_t(heads_) * rows * head_dim_, kThreads), kThreads, 0,
+                        stream_>>>(state_, int64_t(heads_) * rows, head_dim_);
+    CUDA_CHECK_LAUNCH();
+    if (tile.slice_count > 0) gather(q_, args_.q, tile.row_begin, rows, 1);
+    for (int i = 0; i < tile.slice_count; ++i) {
+      const Slice& slice =
+          args_.plan->slices[size_t(tiling_.slice_list[size_t(tile.slice_begin + i)])];
+      const int64_t sq = slice.q_end - slice.q_begin, sk = slice.k_end - slice.k_begin;
+      const int64_t first = tile.row_begin - slice.q_begin;
+      const int64_t key_lo = visible_keys(slice.type, first, sq, sk).lo;
+      const int64_t key_hi = visible_keys(slice.type, first + rows - 1, sq, sk).hi;
+      for (int64_t key = key_lo; key < key_hi; key += key_chunk_)
+        attend_piece(tile, slice, key, int(std::min<int64_t>(key_chunk_, key_hi - key)));
+    }
+    finish(tile);
+  }
+
+  void gather(float* dst, const TensorView& src, int64_t first, int count, int group) {
+    gather_heads_kernel<<<grid_blocks(int64_t(heads_) * count * head_dim_, 256), 256, 0, stream_>>>(
+        dst, device_tensor(src), first, count, heads_, group, head_dim_);
+    CUDA_CHECK_LAUNCH();
+  }
+
+  void attend_piece(const RowTile& tile, const Slice& slice, int64_t first_key, int keys) {
+    const int rows = tile.row_end - tile.row_begin;
+    gather(k_, args_.k, slice.k_begin + first_key, keys, group_);
+    gather(v_, args_.v, slice.k_begin + first_key, keys, group_);
+    // Row-major S (rows x keys) is column-major S^T = K Q^T.
+    gemm(CUBLAS_OP_T, CUBLAS_OP_N, keys, rows, head_dim_, args_.scale, k_, head_dim_,
+         int64_t(keys) * head_dim_, q_, head_dim_, int64_t(rows) * head_dim_, 0.0f, scores_, keys,
+         int64_t(rows) * keys);
+    softmax_update(tile, slice, first_key, keys);
+    // Row-major acc (rows x D) += P V is column-major acc^T += V^T P^T.
+    gemm(CUBLAS_OP_N, CUBLAS_OP_N, head_dim_, rows, keys, 1.0f, v_, head_dim_,
+         int64_t(keys) * head_dim_, scores_, keys, int64_t(rows) * keys, 1.0f, state_.acc,
+         head_dim_, int64_t(rows) * head_dim_);
+  }
+
+  void gemm(cublasOperation_t op_a, cublasOperation_t op_b, int m, int n, int k, float alpha,
+            const float* a, int lda, int64_t stride_a, const float* b, int ldb, int64_t stride_b,
+            float beta, float* c, int ldc, int64_t stride_c) {
+    CUBLAS_CHECK(cublasGemmStridedBatchedEx(cublas_, op_a, op_b, m, n, k, &alpha, a, CUDA_R_32F,
+                                            lda, stride_a, b, CUDA_R_32F, ldb, stride_b, &beta, c,
+                                            CUDA_R_32F, ldc, stride_c, heads_, CUBLAS_COMPUTE_32F,
+                                            CUBLAS_GEMM_DEFAULT));
+  }
+
+  void softmax_update(const RowTile& tile, const Slice& slice, int64_t first_key, int keys) {
+    PieceParams p;
+    p.scores = scores_;
+    p.state = state_;
+    p.rows = tile.row_end - tile.row_begin;
+    p.keys = keys;
+    p.head_dim = head_dim_;
+    p.row_begin = tile.row_begin;
+    p.slice = slice;
+    p.first_key = first_key;
+    p.softcap = args_.softcap;
+    p.slopes = slopes_;
+    p.q_positions = mask_arrays(args_.device_mask).q_positions;
+    p.k_positions = mask_arrays(args_.device_mask).k_positions;
+    p.has_attn_bias = args_.attn_bias != nullptr;
+    if (p.has_attn_bias) {
+      p.attn_bias = device_tensor(*args_.attn_bias);
+      p.attn_bias_broadcast = args_.attn_bias->shape[0] == 1;
+    }
+    softmax_update_kernel<<<dim3(unsigned(p.rows), unsigned(heads_)), kThreads, 0, stream_>>>(p);
+    CUDA_CHECK_LAUNCH();
+  }
+
+  void finish(const RowTile& tile) {
+    FinishParams p;
+    p.state = state_;
+    p.rows = tile.row_end - tile.row_begin;
+    p.head_dim = head_dim_;
+    p.row_begin = tile.row_begin;
+    p.out = device_tensor(args_.out);
+    p.has_lse = args_.lse != nullptr;
+    if (p.has_lse) p.lse = device_tensor(*args_.lse);
+    finish_kernel<<<dim3(unsigned(p.rows), unsigned(heads_)), kThreads, 0, stream_>>>(p);
+    CUDA_CHECK_LAUNCH();
+  }
+
+  const ForwardArgs& args_;
+  const DeviceSlopes slopes_;
+  const cudaStream_t stream_;
+  const cublasHandle_t cublas_;
+  const int heads_, group_, head_dim_, key_chunk_;
+  const RowTiling tiling_;
+  Scratch memory_;
+  float* q_;  // (heads, rows, D)
+  float* k_;  // (heads, keys, D), kv heads repeated per query head
+  float* v_;
+  float* scores_;  // (heads, rows, keys)
+  RowState state_;
+};
+
+}  // namespace
+
+void cublas_attention(const ForwardArgs& args, const DeviceSlopes& slopes, cudaStream_t stream,
+                      cudaMemPool_t pool, cublasHandle_t cublas) {
+  CublasAttention(args, slopes, stream, pool, cublas).run();
+}
+
+}  // namespace alibi::cuda

@@ -1,0 +1,471 @@
+// The fused attention kernel (f16/bf16): one CTA per (row tile, query head). A tile's rows all
+// see the same slices (cuda/row_tiles.h); the CTA walks them in mask order and, per slice, only
+// the key interval its rows can see, so fully masked key tiles are never loaded. The online
+// softmax state (row max, row sum, f32 output accumulator) carries over from one slice to the
+// next: slices sharing rows merge by log-sum-exp inside the CTA, in a fixed order, so results
+// are bitwise reproducible (deterministic mode needs nothing more).
+//
+// Per key tile: S = Q K^T with mma.sync m16n8k16 (f32 accumulation), then scale, softcap, the
+// ALiBi bias from positions and slope (core/formulas.h) and the mask, in f32; then O += P V,
+// where P is split into a high and a low half-precision part (two MMAs) so that P V keeps f32
+// accuracy instead of rounding the probabilities to 11 (f16) or 8 (bf16) bits.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "core/formulas.h"
+#include "cuda/cuda_common.cuh"
+
+namespace alibi::cuda {
+
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kThreads = 32 * kWarps;
+constexpr int kRows = kMaskTileRows;  // 16 query rows per warp
+static_assert(kRows == 16 * kWarps, "each warp owns 16 rows of the tile");
+// Shared-memory rows are padded by 16 bytes, so the 8 row addresses of an ldmatrix hit
+// distinct banks.
+constexpr int kPad = 8;
+// P (in [0, 1]) enters the P V product scaled by 2^8, exactly, so that small probabilities and
+// the low parts of the split stay above f16's subnormal range; the output divides it out.
+constexpr float kProbabilityScale = 256.0f;
+
+// A compile-time tile shape: head_dim rounded up to kDim (zero padded), kKeys keys per step.
+template <int Dim, int Keys>
+struct TileShape {
+  static constexpr int kDim = Dim;
+  static constexpr int kKeys = Keys;
+  static constexpr int kStride = Dim + kPad;  // shared-memory row, in 16-bit elements
+  static constexpr size_t kSharedBytes = size_t(kRows + 2 * Keys) * kStride * 2 + Keys * 4;
+  static_assert(Dim % 16 == 0 && Keys % 16 == 0, "MMA steps are 16 wide");
+};
+
+// The rows of q, k, v or out of one head: token t at data + t * token_stride.
+struct Operand {
+  uint16_t* data;
+  int64_t token_stride, head_stride;
+  __device__ uint16_t* at(int64_t token, int64_t head) const {
+    return data + token * token_stride + head * head_stride;
+  }
+};
+
+struct FusedParams {
+  Operand q, k, v, out;
+  float* lse;  // nullptr or (Hq, Tq)
+  int64_t lse_head_stride, lse_row_stride;
+  int head_dim;
+  int group;  // query heads per kv head
+  float scale, softcap;
+  DeviceSlopes slopes;
+  MaskArrays mask;
+  bool vector_loads;  // every row 16-byte aligned and head_dim % 8 == 0: cp.async
+};
+
+__device__ uint32_t shared_address(const void* pointer) {
+  return uint32_t(__cvta_generic_to_shared(pointer));
+}
+
+__device__ void ldmatrix_x4(uint32_t (&r)[4], const uint16_t* row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(shared_address(row))
+               : "memory");
+}
+
+__device__ void ldmatrix_x4_trans(uint32_t (&r)[4], const uint16_t* row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(shared_address(row))
+               : "memory");
+}
+
+// 16 bytes global -> shared; zero-filled when !valid (then `from` is not read).
+__device__ void cp_async_16(uint16_t* to, const uint16_t* from, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(to)),
+               "l"(from), "r"(valid ? 16 : 0)
+               : "memory");
+}
+
+__device__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+
+template <int Pending>
+__device__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
+}
+
+template <class Pair>
+__device__ uint32_t pair_bits(Pair pair) {
+  uint32_t bits;
+  memcpy(&bits, &pair, sizeof bits);
+  return bits;
+}
+
+// The MMA and conversions of an element type. pack() rounds (lo, hi) to a register pair and
+// returns the rounded values through `rounded`.
+struct F16 {
+  __device__ static uint32_t pack(float lo, float hi, float2* rounded) {
+    const __half2 pair = __floats2half2_rn(lo, hi);
+    *rounded = __half22float2(pair);
+    return pair_bits(pair);
+  }
+  __device__ static uint16_t store(float x) { return float_to_f16(x); }
+  __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
+        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+
+struct BF16 {
+  __device__ static uint32_t pack(float lo, float hi, float2* rounded) {
+    const __nv_bfloat162 pair = __floats2bfloat162_rn(lo, hi);
+    *rounded = __bfloat1622float2(pair);
+    return pair_bits(pair);
+  }
+  __device__ static uint16_t store(float x) { return float_to_bf16(x); }
+  __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
+        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+
+// kProbabilityScale * p = hi + lo with both parts in T, packed as A-operand registers.
+template <class T>
+__device__ void split_pair(float a, float b, uint32_t& hi, uint32_t& lo) {
+  a *= kProbabilityScale;
+  b *= kProbabilityScale;
+  float2 rounded, unused;
+  hi = T::pack(a, b, &rounded);
+  lo = T::pack(a - rounded.x, b - rounded.y, &unused);
+}
+
+// Copies rows [0, valid) of one head (row r at src + r * row_stride, head_dim values) into a
+// shared tile of Rows rows; the rest of the tile (rows >= valid, columns >= head_dim) is zero.
+template <int Rows, class Shape>
+__device__ void load_rows(uint16_t* tile, const uint16_t* src, int64_t row_stride, int valid,
+                          int head_dim, bool vector) {
+  if (vector) {
+    constexpr int kChunks = Shape::kDim / 8;
+    for (int c = threadIdx.x; c < Rows * kChunks; c += kThreads) {
+      const int r = c / kChunks, col = (c % kChunks) * 8;
+      const bool inside = r < valid && col < head_dim;
+      cp_async_16(tile + r * Shape::kStride + col, inside ? src + r * row_stride + col : src,
+                  inside);
+    }
+  } else {
+    for (int e = threadIdx.x; e < Rows * Shape::kDim; e += kThreads) {
+      const int r = e / Shape::kDim, col = e % Shape::kDim;
+      tile[r * Shape::kStride + col] =
+          r < valid && col < head_dim ? src[r * row_stride + col] : uint16_t(0);
+    }
+  }
+}
+
+// What a thread knows of one of its two rows within the current slice.
+struct RowKeys {
+  int64_t lo = 0, hi = 0;  // visible slice-local keys
+  int32_t position = 0;
+};
+
+// One CTA's work. Thread layout (mma.sync fragments): warp w owns tile rows [16w, 16w + 16);
+// lane l holds rows 16w + l/4 and 16w + l/4 + 8, and of every 8-column block the columns
+// 2(l%4) and 2(l%4) + 1.
+template <class T, class Shape>
+class FusedCta {
+ public:
+  static constexpr int kDim = Shape::kDim, kKeys = Shape::kKeys, kStride = Shape::kStride;
+
+  __device__ FusedCta(const FusedParams& p, uint16_t* shared)
+      : p_(p),
+        tile_(p.mask.tiles[blockIdx.x]),
+        head_(int(blockIdx.y)),
+        kv_head_(int(blockIdx.y) / p.group),
+        rows_(tile_.row_end - tile_.row_begin),
+        warp_(int(threadIdx.x) / 32),
+        lane_(int(threadIdx.x) % 32),
+        busy_(warp_ * 16 < rows_),
+        q_tile_(shared),
+        k_tile_(q_tile_ + kRows * kStride),
+        v_tile_(k_tile_ + kKeys * kStride),
+        key_positions_(reinterpret_cast<int32_t*>(v_tile_ + kKeys * kStride)) {}
+
+  __device__ void run() {
+    load_rows<kRows, Shape>(q_tile_, p_.q.at(tile_.row_begin, head_), p_.q.token_stride, rows_,
+                            p_.head_dim, p_.vector_loads);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+    for (int i = 0; i < tile_.slice_count; ++i)
+      attend(p_.mask.slices[p_.mask.slice_list[tile_.slice_begin + i]]);
+    write_rows();
+  }
+
+ private:
+  // The tile-local row of the thread's row j (0 or 1).
+  __device__ int local_row(int j) const { return warp_ * 16 + lane_ / 4 + 8 * j; }
+
+  __device__ void attend(const Slice& slice) {
+    const int64_t sq = slice.q_end - slice.q_begin, sk = slice.k_end - slice.k_begin;
+    const int64_t first = tile_.row_begin - slice.q_begin;
+    // Visible intervals only move right from row to row: the tile needs [first.lo, last.hi).
+    const int64_t key_lo = visible_keys(slice.type, first, sq, sk).lo;
+    const int64_t key_hi = visible_keys(slice.type, first + rows_ - 1, sq, sk).hi;
+    RowKeys keys[2];
+    for (int j = 0; j < 2; ++j) {
+      if (local_row(j) >= rows_) continue;
+      const KeyInterval visible = visible_keys(slice.type, first + local_row(j), sq, sk);
+      keys[j] = {visible.lo, visible.hi, p_.mask.q_positions[tile_.row_begin + local_row(j)]};
+    }
+    const float slope = p_.slopes.at(slice.sequence, head_);
+    for (int64_t key = key_lo; key < key_hi; key += kKeys) {
+      const int count = int(key_hi - key < kKeys ? key_hi - key : kKeys);
+      load_keys(slice.k_begin + key, count);
+      cp_async_wait<1>();  // K (V may still be in flight)
+      __syncthreads();
+      float s[kKeys / 8][4];
+      if (busy_) {
+        scores(s, count);
+        finish_scores(s, key, keys, slope);
+        online_softmax(s);
+      }
+      cp_async_wait<0>();
+      __syncthreads();
+      if (busy_) accumulate(s, count);
+    }
+  }
+
+  // Keys [first, first + count) of the kv head, and their positions.
+  __device__ void load_keys(int64_t first, int count) {
+    __syncthreads();  // every warp is done with the previous tiles
+    load_rows<kKeys, Shape>(k_tile_, p_.k.at(first, kv_head_), p_.k.token_stride, count,
+                            p_.head_dim, p_.vector_loads);
+    cp_async_commit();
+    load_rows<kKeys, Shape>(v_tile_, p_.v.at(first, kv_head_), p_.v.token_stride, count,
+                            p_.head_dim, p_.vector_loads);
+    cp_async_commit();
+    for (int j = threadIdx.x; j < kKeys; j += kThreads)
+      key_positions_[j] = j < count ? p_.mask.k_positions[first + j] : 0;
+  }
+
+  // s = Q K^T for the warp's 16 rows and the tile's keys (columns >= count stay 0).
+  __device__ void scores(float (&s)[kKeys / 8][4], int count) const {
+#pragma unroll
+    for (int n = 0; n < kKeys / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+    const int steps = (p_.head_dim + 15) / 16;
+    const uint16_t* q_row = q_tile_ + (warp_ * 16 + lane_ % 16) * kStride + (lane_ / 16) * 8;
+    const uint16_t* k_row =
+        k_tile_ + (lane_ % 8 + (lane_ / 16) * 8) * kStride + (lane_ / 8 % 2) * 8;
+    for (int step = 0; step < steps; ++step) {
+      uint32_t a[4];
+      ldmatrix_x4(a, q_row + step * 16);
+#pragma unroll
+      for (int pair = 0; pair < kKeys / 16; ++pair) {
+        if (pair * 16 >= count) break;
+        uint32_t b[4];
+        ldmatrix_x4(b, k_row + pair * 16 * kStride + step * 16);
+        T::mma(s[2 * pair], a, b[0], b[1]);
+        T::mma(s[2 * pair + 1], a, b[2], b[3]);
+      }
+    }
+  }
+
+  // Raw products to final scores: scale, softcap, ALiBi bias, mask (-inf).
+  __device__ void finish_scores(float (&s)[kKeys / 8][4], int64_t first_key,
+                                const RowKeys (&keys)[2], float slope) const {
+#pragma unroll
+    for (int n = 0; n < kKeys / 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const RowKeys& row = keys[e / 2];
+        const int column = n * 8 + (lane_ % 4) * 2 + e % 2;
+        const int64_t key = first_key + column;
+        if (key < row.lo || key >= row.hi) {
+          s[n][e] = -INFINITY;
+          continue;
+        }
+        float score = s[n][e] * p_.scale;
+        if (p_.softcap > 0.0f) score = p_.softcap * tanhf(score / p_.softcap);
+        s[n][e] = score + alibi_bias(slope, row.position, key_positions_[column]);
+      }
+    }
+  }
+
+  // Folds the tile's scores into the running max and sum of each row and rescales the
+  // accumulator; leaves exp(s - max) in s.
+  __device__ void online_softmax(float (&s)[kKeys / 8][4]) {
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      float tile_max = -INFINITY;
+#pragma unroll
+      for (int n = 0; n < kKeys / 8; ++n)
+        tile_max = fmaxf(tile_max, fmaxf(s[n][2 * j], s[n][2 * j + 1]));
+      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
+      const float new_max = fmaxf(row_max_[j], tile_max);
+      const bool empty = new_max == -INFINITY;  // nothing visible yet
+      const float correction = empty ? 1.0f : expf(row_max_[j] - new_max);
+      float sum = 0.0f;
+#pragma unroll
+      for (int n = 0; n < kKeys / 8; ++n) {
+#pragma unroll
+        for (int e = 2 * j; e < 2 * j + 2; ++e) {
+          s[n][e] = empty ? 0.0f : expf(s[n][e] - new_max);
+          sum += s[n][e];
+        }
+      }
+      row_sum_[j] = row_sum_[j] * correction + sum;  // this thread's columns only
+      row_max_[j] = new_max;
+#pragma unroll
+      for (int n = 0; n < kDim / 8; ++n) {
+        acc_[n][2 * j] *= correction;
+        acc_[n][2 * j + 1] *= correction;
+      }
+    }
+  }
+
+  // acc += P V. The score fragments of two 8-key blocks form the A operand of one 16-key step.
+  __device__ void accumulate(const float (&s)[kKeys / 8][4], int count) {
+    const uint16_t* v_row =
+        v_tile_ + (lane_ % 8 + (lane_ / 8 % 2) * 8) * kStride + (lane_ / 16) * 8;
+#pragma unroll
+    for (int step = 0; step < kKeys / 16; ++step) {
+      if (step * 16 >= count) break;
+      uint32_t hi[4], lo[4];
+      split_pair<T>(s[2 * step][0], s[2 * step][1], hi[0], lo[0]);
+      split_pair<T>(s[2 * step][2], s[2 * step][3], hi[1], lo[1]);
+      split_pair<T>(s[2 * step + 1][0], s[2 * step + 1][1], hi[2], lo[2]);
+      split_pair<T>(s[2 * step + 1][2], s[2 * step + 1][3], hi[3], lo[3]);
+#pragma unroll
+      for (int pair = 0; pair < kDim / 16; ++pair) {
+        if (pair * 16 >= p_.head_dim) break;
+        uint32_t b[4];
+        ldmatrix_x4_trans(b, v_row + step * 16 * kStride + pair * 16);
+        T::mma(acc_[2 * pair], hi, b[0], b[1]);
+        T::mma(acc_[2 * pair], lo, b[0], b[1]);
+        T::mma(acc_[2 * pair + 1], hi, b[2], b[3]);
+        T::mma(acc_[2 * pair + 1], lo, b[2], b[3]);
+      }
+    }
+  }
+
+  __device__ void write_rows() const {
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      float sum = row_sum_[j];
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      if (local_row(j) >= rows_) continue;
+      const int64_t row = tile_.row_begin + local_row(j);
+      const float inverse = sum > 0.0f ? 1.0f / (sum * kProbabilityScale) : 0.0f;
+      uint16_t* out = p_.out.at(row, head_);
+#pragma unroll
+      for (int n = 0; n < kDim / 8; ++n) {
+        const int column = n * 8 + (lane_ % 4) * 2;
+        if (column < p_.head_dim) out[column] = T::store(acc_[n][2 * j] * inverse);
+        if (column + 1 < p_.head_dim) out[column + 1] = T::store(acc_[n][2 * j + 1] * inverse);
+      }
+      if (p_.lse && lane_ % 4 == 0)
+        p_.lse[head_ * p_.lse_head_stride + row * p_.lse_row_stride] =
+            sum > 0.0f ? row_max_[j] + logf(sum) : -INFINITY;
+    }
+  }
+
+  const FusedParams& p_;
+  const RowTile tile_;
+  const int head_, kv_head_, rows_, warp_, lane_;
+  const bool busy_;  // the warp has rows in the tile
+  uint16_t* const q_tile_;
+  uint16_t* const k_tile_;
+  uint16_t* const v_tile_;
+  int32_t* const key_positions_;
+  float acc_[kDim / 8][4] = {};
+  float row_max_[2] = {-INFINITY, -INFINITY};
+  float row_sum_[2] = {0.0f, 0.0f};
+};
+
+template <class T, class Shape>
+__global__ void __launch_bounds__(kThreads)
+    flash_attention_kernel(const __grid_constant__ FusedParams p) {
+  extern __shared__ uint4 shared[];  // uint4: 16-byte aligned
+  FusedCta<T, Shape>(p, reinterpret_cast<uint16_t*>(shared)).run();
+}
+
+template <class T, class Shape>
+void launch(const FusedParams& params, int num_tiles, int heads, cudaStream_t stream) {
+  const auto kernel = flash_attention_kernel<T, Shape>;
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  int(Shape::kSharedBytes)));
+  kernel<<<dim3(unsigned(num_tiles), unsigned(heads)), kThreads, Shape::kSharedBytes, stream>>>(
+      params);
+  CUDA_CHECK_LAUNCH();
+}
+
+// The three compiled tile shapes; head_dim is zero padded up to the next one.
+template <class T>
+void launch_for_head_dim(const FusedParams& params, int num_tiles, int heads, cudaStream_t stream) {
+  if (params.head_dim <= 64)
+    launch<T, TileShape<64, 64>>(params, num_tiles, heads, stream);
+  else if (params.head_dim <= 128)
+    launch<T, TileShape<128, 64>>(params, num_tiles, heads, stream);
+  else
+    launch<T, TileShape<256, 32>>(params, num_tiles, heads, stream);
+}
+
+Operand operand(const TensorView& view) {
+  return {static_cast<uint16_t*>(view.data), view.strides[0], view.strides[1]};
+}
+
+bool rows_are_16_byte_aligned(const TensorView& view) {
+  return reinterpret_cast<uintptr_t>(view.data) % 16 == 0 && view.strides[0] % 8 == 0 &&
+         view.strides[1] % 8 == 0;
+}
+
+FusedParams fused_params(const ForwardArgs& args, const DeviceSlopes& slopes) {
+  FusedParams p;
+  p.q = operand(args.q);
+  p.k = operand(args.k);
+  p.v = operand(args.v);
+  p.out = operand(args.out);
+  p.lse = args.lse ? static_cast<float*>(args.lse->data) : nullptr;
+  p.lse_head_stride = args.lse ? args.lse->strides[0] : 0;
+  p.lse_row_stride = args.lse ? args.lse->strides[1] : 0;
+  p.head_dim = int(args.q.shape[2]);
+  p.group = int(args.q.shape[1] / args.k.shape[1]);
+  p.scale = args.scale;
+  p.softcap = args.softcap;
+  p.slopes = slopes;
+  p.mask = mask_arrays(args.device_mask);
+  p.vector_loads = p.head_dim % 8 == 0 && rows_are_16_byte_aligned(args.q) &&
+                   rows_are_16_byte_aligned(args.k) && rows_are_16_byte_aligned(args.v);
+  return p;
+}
+
+}  // namespace
+
+std::string fused_attention_unsupported(const ForwardArgs& args) {
+  if (args.q.dtype == ALIBI_DTYPE_F32) return "f32 inputs (the fused kernel takes f16 and bf16)";
+  if (args.q.shape[2] > kFusedMaxHeadDim)
+    return "head_dim " + std::to_string(args.q.shape[2]) + " > " + std::to_string(kFusedMaxHeadDim);
+  if (args.attn_bias) return "an attn_bias tensor";
+  return "";
+}
+
+void fused_attention(const ForwardArgs& args, const DeviceSlopes& slopes, cudaStream_t stream) {
+  const FusedParams params = fused_params(args, slopes);
+  const int num_tiles = params.mask.num_tiles, heads = int(args.q.shape[1]);
+  if (num_tiles == 0) return;
+  if (args.q.dtype == ALIBI_DTYPE_F16)
+    launch_for_head_dim<F16>(params, num_tiles, heads, stream);
+  else
+    launch_for_head_dim<BF16>(params, num_tiles, heads, stream);
+}
+
+}  // namespace alibi::cuda

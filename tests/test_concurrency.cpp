@@ -1,0 +1,213 @@
+// Concurrency (issue 6): 8 threads, each with its own context (and so its own worker pool),
+// share read-only masks and input tensors made by another context and run forward and the bias
+// builders at once; every result must be bitwise identical to a single-threaded run. Part of
+// alibi_tests, and built alone as alibi_concurrency_tests for ThreadSanitizer (.ci/sanitize).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_util.h"
+
+namespace {
+
+using test::Context;
+using test::Mask;
+using test::Tensor;
+
+constexpr int kThreads = 8;
+constexpr int kIterations = 3;
+constexpr int64_t kTotalQ = 40, kTotalK = 48, kHeads = 4, kKvHeads = 2, kDim = 16;
+
+Tensor upload(alibi_context_t ctx, alibi_dtype dtype, std::vector<int64_t> shape, const std::vector<uint8_t>& bytes) {
+  alibi_tensor_t t = nullptr;
+  EXPECT_EQ(alibi_tensor_create(ctx, dtype, int(shape.size()), shape.data(), &t), ALIBI_STATUS_SUCCESS)
+      << alibi_last_error_message();
+  if (t && !bytes.empty()) EXPECT_EQ(alibi_tensor_copy_from_host(t, bytes.data(), bytes.size()), ALIBI_STATUS_SUCCESS);
+  return Tensor(t);
+}
+
+std::vector<uint8_t> download(alibi_tensor_t t, size_t bytes) {
+  std::vector<uint8_t> data(bytes);
+  if (bytes > 0) EXPECT_EQ(alibi_tensor_copy_to_host(t, data.data(), bytes), ALIBI_STATUS_SUCCESS);
+  return data;
+}
+
+std::vector<uint8_t> random_bytes(size_t count, alibi_dtype dtype, uint32_t seed) {
+  const std::vector<float> values = test::random_floats(count, seed);
+  std::vector<uint8_t> bytes(count * (dtype == ALIBI_DTYPE_F32 ? 4 : 2));
+  for (size_t i = 0; i < count; ++i) {
+    if (dtype == ALIBI_DTYPE_F32) {
+      std::memcpy(&bytes[4 * i], &values[i], 4);
+    } else {
+      const uint16_t h = test::float_to_bf16_bits(values[i]);
+      std::memcpy(&bytes[2 * i], &h, 2);
+    }
+  }
+  return bytes;
+}
+
+// The shared, read-only inputs: masks that take the tiled kernel (a 40-row sequence) and the
+// decode one (slices of <= 8 rows), q/k/v in f32 and bf16, builder inputs.
+struct Shared {
+  Context owner = test::make_cpu_context();
+  std::vector<Mask> masks;
+  std::vector<alibi_dtype> dtypes{ALIBI_DTYPE_F32, ALIBI_DTYPE_BF16};
+  std::vector<Tensor> q, k, v;  // per dtype
+  std::vector<float> slopes{0.5f, 0.25f, 0.125f, 1e-3f};
+  Tensor seqstarts, kvstarts, bloom_mask;
+
+  Shared() {
+    alibi_context_t ctx = owner.get();
+    const int32_t cu_q[3] = {0, 8, 40}, cu_k[3] = {0, 16, 48};
+    alibi_mask_t m = nullptr;
+    EXPECT_EQ(alibi_mask_create_varlen(ctx, 2, cu_q, cu_k, 1, &m), ALIBI_STATUS_SUCCESS);
+    masks.emplace_back(m);
+    EXPECT_EQ(alibi_mask_create_sliding_window(ctx, 2, cu_q, cu_k, 7, 2, &m), ALIBI_STATUS_SUCCESS);
+    masks.emplace_back(m);
+    std::vector<int32_t> q_ranges, k_ranges, types;  // decode: 5 slices of 8 rows
+    for (int s = 0; s < 5; ++s) {
+      q_ranges.insert(q_ranges.end(), {8 * s, 8 * s + 8});
+      k_ranges.insert(k_ranges.end(), {0, 20 + 5 * s});
+      types.push_back(s % 4);
+    }
+    EXPECT_EQ(alibi_mask_create_ranges(ctx, 5, q_ranges.data(), k_ranges.data(), types.data(), kTotalQ, kTotalK, &m),
+              ALIBI_STATUS_SUCCESS);
+    std::vector<int32_t> positions(kTotalK);
+    for (int64_t j = 0; j < kTotalK; ++j) positions[size_t(j)] = int32_t(j * 1000);
+    EXPECT_EQ(alibi_mask_set_positions(m, nullptr, positions.data()), ALIBI_STATUS_SUCCESS);
+    masks.emplace_back(m);
+    for (size_t d = 0; d < dtypes.size(); ++d) {
+      q.push_back(upload(ctx, dtypes[d], {kTotalQ, kHeads, kDim}, random_bytes(kTotalQ * kHeads * kDim, dtypes[d], 1 + d)));
+      k.push_back(upload(ctx, dtypes[d], {kTotalK, kKvHeads, kDim}, random_bytes(kTotalK * kKvHeads * kDim, dtypes[d], 5 + d)));
+      v.push_back(upload(ctx, dtypes[d], {kTotalK, kKvHeads, kDim}, random_bytes(kTotalK * kKvHeads * kDim, dtypes[d], 9 + d)));
+    }
+    const int64_t starts[3] = {0, 5, 12}, kv[3] = {0, 7, 15};
+    std::vector<uint8_t> bytes(sizeof starts);
+    std::memcpy(bytes.data(), starts, sizeof starts);
+    seqstarts = upload(ctx, ALIBI_DTYPE_I64, {3}, bytes);
+    std::memcpy(bytes.data(), kv, sizeof kv);
+    kvstarts = upload(ctx, ALIBI_DTYPE_I64, {3}, bytes);
+    const int32_t attention[12] = {0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1};
+    bytes.assign(sizeof attention, 0);
+    std::memcpy(bytes.data(), attention, sizeof attention);
+    bloom_mask = upload(ctx, ALIBI_DTYPE_I32, {2, 6}, bytes);
+  }
+};
+
+// Every result of one context: out and lse of each (mask, dtype), and the three builders.
+std::vector<std::vector<uint8_t>> run_all(alibi_context_t ctx, const Shared& shared) {
+  std::vector<std::vector<uint8_t>> results;
+  alibi_attention_params params;
+  alibi_attention_params_init(&params);
+  for (size_t m = 0; m < shared.masks.size(); ++m)
+    for (size_t d = 0; d < shared.dtypes.size(); ++d) {
+      const alibi_dtype dtype = shared.dtypes[d];
+      const size_t out_bytes = size_t(kTotalQ * kHeads * kDim) * (dtype == ALIBI_DTYPE_F32 ? 4 : 2);
+      Tensor out = upload(ctx, dtype, {kTotalQ, kHeads, kDim}, {});
+      Tensor lse = upload(ctx, ALIBI_DTYPE_F32, {kHeads, kTotalQ}, {});
+      params.slopes = m == 1 ? shared.slopes.data() : nullptr;
+      params.deterministic = int(m % 2);
+      EXPECT_EQ(alibi_attention_forward(ctx, shared.q[d].get(), shared.k[d].get(), shared.v[d].get(),
+                                        shared.masks[m].get(), &params, out.get(), lse.get()),
+                ALIBI_STATUS_SUCCESS)
+          << alibi_last_error_message();
+      results.push_back(download(out.get(), out_bytes));
+      results.push_back(download(lse.get(), size_t(kHeads * kTotalQ) * 4));
+    }
+  params.slopes = nullptr;
+  for (const Mask& mask : shared.masks) {
+    Tensor bias = upload(ctx, ALIBI_DTYPE_F32, {kHeads, kTotalQ, kTotalK}, {});
+    EXPECT_EQ(alibi_build_bias(ctx, mask.get(), int(kHeads), &params, bias.get()), ALIBI_STATUS_SUCCESS)
+        << alibi_last_error_message();
+    results.push_back(download(bias.get(), size_t(kHeads * kTotalQ * kTotalK) * 4));
+  }
+  Tensor dynamic = upload(ctx, ALIBI_DTYPE_F16, {kHeads, 12, 16}, {});
+  EXPECT_EQ(alibi_build_dynamic_batching_mask(ctx, shared.seqstarts.get(), shared.kvstarts.get(), nullptr,
+                                              int(kHeads), dynamic.get()),
+            ALIBI_STATUS_SUCCESS)
+      << alibi_last_error_message();
+  results.push_back(download(dynamic.get(), size_t(kHeads * 12 * 16) * 2));
+  Tensor bloom = upload(ctx, ALIBI_DTYPE_BF16, {2 * kHeads, 1, 6}, {});
+  EXPECT_EQ(alibi_build_bloom_bias(ctx, shared.bloom_mask.get(), int(kHeads), bloom.get()), ALIBI_STATUS_SUCCESS)
+      << alibi_last_error_message();
+  results.push_back(download(bloom.get(), size_t(2 * kHeads * 6) * 2));
+  return results;
+}
+
+TEST(Concurrency, EightContextsShareMasksAndInputsAndMatchOneThreadBitwise) {
+  const Shared shared;
+  Context single = test::make_cpu_context();
+  ASSERT_OK(alibi_context_set_num_threads(single.get(), 1));
+  const std::vector<std::vector<uint8_t>> expected = run_all(single.get(), shared);
+
+  std::atomic<int> mismatches{0}, failures{0};
+  std::vector<std::string> errors(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      alibi_context_t ctx = nullptr;
+      if (alibi_context_create(ALIBI_DEVICE_CPU, 0, &ctx) != ALIBI_STATUS_SUCCESS ||
+          alibi_context_set_num_threads(ctx, 1 + t % 3) != ALIBI_STATUS_SUCCESS) {
+        errors[size_t(t)] = alibi_last_error_message();
+        ++failures;
+        alibi_context_destroy(ctx);
+        return;
+      }
+      for (int i = 0; i < kIterations; ++i) {
+        const std::vector<std::vector<uint8_t>> got = run_all(ctx, shared);
+        for (size_t r = 0; r < expected.size(); ++r)
+          if (r >= got.size() || got[r] != expected[r]) ++mismatches;
+        // A failed call on this thread sets only this thread's message.
+        alibi_tensor_t none = nullptr;
+        if (alibi_tensor_create(ctx, ALIBI_DTYPE_F32, -1, nullptr, &none) != ALIBI_STATUS_INVALID_ARGUMENT ||
+            std::string(alibi_last_error_message()).find("ndim = -1") == std::string::npos)
+          ++failures;
+      }
+      alibi_context_destroy(ctx);
+    });
+  for (std::thread& thread : threads) thread.join();
+  for (const std::string& error : errors) EXPECT_EQ(error, "");
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(mismatches.load(), 0) << "results differ from the single-threaded run";
+  EXPECT_STREQ(alibi_last_error_message(), "");  // the threads' errors stayed on their threads
+}
+
+// Contexts created and destroyed on many threads at once, each running a small forward.
+TEST(Concurrency, ContextsCreatedAndDestroyedConcurrently) {
+  const Shared shared;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 4; ++i) {
+        alibi_context_t ctx = nullptr;
+        if (alibi_context_create(ALIBI_DEVICE_AUTO, 0, &ctx) != ALIBI_STATUS_SUCCESS) {
+          ++failures;
+          continue;
+        }
+        alibi_device device;
+        if (alibi_context_get_device(ctx, &device) != ALIBI_STATUS_SUCCESS) ++failures;
+        if (device == ALIBI_DEVICE_CPU) {
+          alibi_context_set_num_threads(ctx, 2);
+          alibi_tensor_t out = nullptr;
+          const int64_t shape[3] = {kTotalQ, kHeads, kDim};
+          if (alibi_tensor_create(ctx, ALIBI_DTYPE_F32, 3, shape, &out) != ALIBI_STATUS_SUCCESS ||
+              alibi_attention_forward(ctx, shared.q[0].get(), shared.k[0].get(), shared.v[0].get(),
+                                      shared.masks[size_t((t + i) % 3)].get(), nullptr, out, nullptr) !=
+                  ALIBI_STATUS_SUCCESS)
+            ++failures;
+          alibi_tensor_destroy(out);
+        }
+        alibi_context_destroy(ctx);
+      }
+    });
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(failures.load(), 0);
+}
+
+}  // namespace
