@@ -31,6 +31,12 @@ ALIBI_HD float dynamic_batching_value(float slope, int64_t d) {
   return d <= 0 ? slope * float(d) : -INFINITY;
 }
 
+// HF Bloom's position of a token: (cumsum(mask) - 1) * mask, given the running sum including it.
+// Unsigned so that mask values other than 0/1 wrap as torch's int64 cumsum does, never overflow.
+ALIBI_HD int64_t bloom_position(uint64_t cumulative, uint64_t keep) {
+  return int64_t((cumulative - 1) * keep);
+}
+
 // The keys [lo, hi) a local row of a slice sees. Every mask type gives one interval per row,
 // and lo and hi never decrease from one row to the next.
 struct KeyInterval {

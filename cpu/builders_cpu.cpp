@@ -83,13 +83,11 @@ void build_bloom_bias(const BloomArgs& args) {
   const int heads = args.slopes.num_heads;
   std::vector<int64_t> positions(static_cast<size_t>(length));
   for (int64_t b = 0; b < batch; ++b) {
-    // Mask values other than 0/1 are used as given: in wrapping 64-bit arithmetic (as torch's
-    // int64 cumsum), never signed overflow.
     uint64_t cumulative = 0;
     for (int64_t s = 0; s < length; ++s) {
       const uint64_t keep = uint64_t(load_index(mask, offset2(mask, b, s)));
       cumulative += keep;
-      positions[size_t(s)] = int64_t((cumulative - 1) * keep);
+      positions[size_t(s)] = bloom_position(cumulative, keep);
     }
     for (int h = 0; h < heads; ++h) {
       const float slope = args.slopes.at(0, h);

@@ -115,29 +115,29 @@ struct BloomParams {
 
 // One block per batch row: a two-level cumulative sum of the mask, then every head's values.
 __global__ void bloom_kernel(const __grid_constant__ BloomParams p) {
-  __shared__ int64_t chunk_start[kThreads];
+  __shared__ uint64_t chunk_start[kThreads];
   const int64_t b = blockIdx.x;
   const int64_t chunk = (p.length + kThreads - 1) / kThreads;
   const int64_t begin = threadIdx.x * chunk;
   const int64_t end = begin + chunk < p.length ? begin + chunk : p.length;
-  int64_t total = 0;
-  for (int64_t s = begin; s < end; ++s) total += p.keep(b, s);
+  uint64_t total = 0;
+  for (int64_t s = begin; s < end; ++s) total += uint64_t(p.keep(b, s));
   chunk_start[threadIdx.x] = total;
   __syncthreads();
   if (threadIdx.x == 0) {
-    int64_t running = 0;
+    uint64_t running = 0;
     for (int t = 0; t < kThreads; ++t) {
-      const int64_t count = chunk_start[t];
+      const uint64_t count = chunk_start[t];
       chunk_start[t] = running;
       running += count;
     }
   }
   __syncthreads();
-  int64_t cumulative = chunk_start[threadIdx.x];
+  uint64_t cumulative = chunk_start[threadIdx.x];
   for (int64_t s = begin; s < end; ++s) {
-    const int64_t keep = p.keep(b, s);
+    const uint64_t keep = uint64_t(p.keep(b, s));
     cumulative += keep;
-    const float position = float((cumulative - 1) * keep);
+    const float position = float(bloom_position(cumulative, keep));
     for (int h = 0; h < p.heads; ++h)
       p.out.store(p.out.offset(b * p.heads + h, 0, s), p.slopes.at(0, h) * position);
   }
