@@ -13,22 +13,6 @@
 #include "cpu/host_tensor.h"
 #include "cpu/tile_ops.h"
 
-#define ALIBI_INLINE __attribute__((always_inline)) inline
-
-// target_clones makes an ifunc, whose resolver runs while the dynamic loader relocates the
-// library: before a ThreadSanitizer runtime is initialized, so an instrumented resolver crashes
-// the process at load. TSan builds keep the portable clone only.
-#if defined(__SANITIZE_THREAD__)
-#define ALIBI_DECODE_CLONES
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define ALIBI_DECODE_CLONES
-#endif
-#endif
-#ifndef ALIBI_DECODE_CLONES
-#define ALIBI_DECODE_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#endif
-
 namespace alibi::cpu {
 
 namespace {
@@ -37,6 +21,7 @@ constexpr int64_t kMaxRows = 8;         // slices with more query rows take the 
 constexpr int64_t kKeysPerStep = 16;    // keys scored together before the softmax update
 constexpr int64_t kTargetItems = 32;    // as in the tiled kernel: independent of threads
 constexpr int64_t kMinChunk = 256;
+constexpr int64_t kPrefetchTokens = 4;  // how far ahead of the current k or v token to prefetch
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 struct Item {
@@ -49,18 +34,17 @@ struct Partial {
   std::vector<float> acc, max, sum;  // [row][head][dim], [row][head], [row][head]
 };
 
-ALIBI_INLINE float dot(const float* a, const float* b, int64_t n) {
-  float partial[8] = {};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) partial[k] += a[i + k] * b[i + k];
-  for (; i < n; ++i) partial[0] += a[i] * b[i];
-  float sum = 0.0f;
-  for (float p : partial) sum += p;
-  return sum;
-}
+// One query row's part of a Partial.
+struct RowState {
+  float *max, *sum, *acc;
+};
 
-ALIBI_INLINE void axpy(float alpha, const float* x, float* y, int64_t n) {
+// Per-item buffers: scaled queries, a widened key or value token, a step's scores, per head.
+struct Scratch {
+  std::vector<float> queries, token, scores, slopes, shift, correction;
+};
+
+inline void axpy(float alpha, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
@@ -73,31 +57,28 @@ class Decode {
   int64_t heads() const { return heads_; }
   int64_t dim() const { return dim_; }
 
-  // Scores one item into its partial. target_clones compiles it for AVX2+FMA and for any
-  // x86-64, picked when the library loads.
-  ALIBI_DECODE_CLONES
+  // Scores one item into its partial.
   void run(const Item& item, Partial& out) const {
     const Slice& slice = plan_.slices[size_t(item.slice)];
     const int64_t rows = slice.q_end - slice.q_begin;
     const int64_t width = heads_ * dim_, kv_width = kv_heads_ * dim_;
-    std::vector<float> queries(static_cast<size_t>(width)),
-        keys(static_cast<size_t>(kv_width)), values(static_cast<size_t>(kv_width)),
-        scores(static_cast<size_t>(kKeysPerStep * heads_));
+    Scratch scratch{std::vector<float>(size_t(width)), std::vector<float>(size_t(kv_width)),
+                    std::vector<float>(size_t(kKeysPerStep * heads_)), std::vector<float>(size_t(heads_)),
+                    std::vector<float>(size_t(heads_)), std::vector<float>(size_t(heads_))};
+    for (int64_t h = 0; h < heads_; ++h) scratch.slopes[size_t(h)] = args_.slopes.at(slice.sequence, int(h));
     out.acc.assign(size_t(rows * width), 0.0f);
     out.max.assign(size_t(rows * heads_), kNegInf);
     out.sum.assign(size_t(rows * heads_), 0.0f);
     for (int64_t r = 0; r < rows; ++r) {
       const KeyInterval visible = visible_keys(slice.type, r, rows, slice.k_end - slice.k_begin);
       const int64_t lo = std::max(visible.lo, item.key_begin), hi = std::min(visible.hi, item.key_end);
-      load_queries(slice.q_begin + r, queries.data());
+      load_queries(slice.q_begin + r, scratch.queries.data());
+      RowState state{&out.max[size_t(r * heads_)], &out.sum[size_t(r * heads_)], &out.acc[size_t(r * width)]};
       for (int64_t j = lo; j < hi; j += kKeysPerStep) {
         const int64_t count = std::min(kKeysPerStep, hi - j);
-        score_keys(slice, r, j, count, queries.data(), keys.data(), scores.data());
-        float* max = &out.max[size_t(r * heads_)];
-        float* sum = &out.sum[size_t(r * heads_)];
-        float* acc = &out.acc[size_t(r * width)];
-        softmax_update(count, scores.data(), max, sum, acc);
-        accumulate_values(slice.k_begin + j, count, scores.data(), values.data(), acc);
+        score_keys(slice, r, j, count, scratch);
+        softmax_update(count, scratch, state);
+        accumulate_values(slice.k_begin + j, count, scratch, state.acc);
       }
     }
   }
@@ -129,27 +110,39 @@ class Decode {
   }
 
  private:
-  ALIBI_INLINE void load_row(const TensorView& t, int64_t offset, int64_t count, float* dst) const {
+  void load_row(const TensorView& t, int64_t offset, int64_t count, float* dst) const {
     if (t.dtype == ALIBI_DTYPE_F32)
       std::memcpy(dst, static_cast<const float*>(t.data) + offset, size_t(count) * sizeof(float));
     else
       ops_.widen(t.dtype, static_cast<const uint16_t*>(t.data) + offset, count, dst);
   }
 
-  // Head h of a token's keys or values is at the returned pointer + h * *head_stride: in place
-  // for f32, widened into buffer (head_stride = dim) for f16/bf16.
-  ALIBI_INLINE const float* token_heads(const TensorView& t, int64_t token, float* buffer,
-                                        int64_t* head_stride) const {
+  // A key or value token as f32: head h at data + h * head_stride, in place for f32, widened
+  // into `buffer` for f16/bf16. The token kPrefetchTokens later is prefetched head by head:
+  // here for f16/bf16, by the tile operation through `ahead` for f32.
+  struct Token {
+    const float* data;
+    int64_t head_stride;
+    const float* ahead;
+  };
+
+  Token load_token(const TensorView& t, int64_t token, float* buffer) const {
+    const int64_t later = token + kPrefetchTokens;
+    const bool prefetch = later < t.shape[0];
     if (t.dtype == ALIBI_DTYPE_F32) {
-      *head_stride = t.strides[1];
-      return static_cast<const float*>(t.data) + offset3(t, token, 0, 0);
+      const auto* data = static_cast<const float*>(t.data);
+      return {data + offset3(t, token, 0, 0), t.strides[1], prefetch ? data + offset3(t, later, 0, 0) : nullptr};
     }
-    for (int64_t h = 0; h < kv_heads_; ++h) load_row(t, offset3(t, token, h, 0), dim_, buffer + h * dim_);
-    *head_stride = dim_;
-    return buffer;
+    const auto* data = static_cast<const uint16_t*>(t.data);
+    for (int64_t h = 0; h < kv_heads_; ++h) {
+      if (prefetch)
+        for (int64_t d = 0; d < dim_; d += 32) __builtin_prefetch(data + offset3(t, later, h, d));
+      ops_.widen(t.dtype, data + offset3(t, token, h, 0), dim_, buffer + h * dim_);
+    }
+    return {buffer, dim_, nullptr};
   }
 
-  ALIBI_INLINE void load_queries(int64_t row, float* dst) const {
+  void load_queries(int64_t row, float* dst) const {
     for (int64_t h = 0; h < heads_; ++h) {
       load_row(args_.q, offset3(args_.q, row, h, 0), dim_, dst + h * dim_);
       for (int64_t d = 0; d < dim_; ++d) dst[h * dim_ + d] *= args_.scale;
@@ -157,21 +150,21 @@ class Decode {
   }
 
   // scores[j][h] for keys [first, first + count) (slice-relative) of one query row.
-  ALIBI_INLINE void score_keys(const Slice& slice, int64_t r, int64_t first, int64_t count,
-                               const float* queries, float* keys, float* scores) const {
-    const int64_t group = heads_ / kv_heads_, row = slice.q_begin + r;
+  void score_keys(const Slice& slice, int64_t r, int64_t first, int64_t count, Scratch& scratch) const {
+    const int64_t row = slice.q_begin + r;
     const int32_t qpos = plan_.q_positions[size_t(row)];
     for (int64_t j = 0; j < count; ++j) {
       const int64_t key = slice.k_begin + first + j;
-      int64_t stride;
-      const float* key_heads = token_heads(args_.k, key, keys, &stride);
-      for (int64_t h = 0; h < heads_; ++h) {
-        float s = dot(queries + h * dim_, key_heads + (h / group) * stride, dim_);
-        if (args_.softcap > 0) s = args_.softcap * std::tanh(s / args_.softcap);
-        s += alibi_bias(args_.slopes.at(slice.sequence, int(h)), qpos, plan_.k_positions[size_t(key)]);
-        if (args_.attn_bias) s += attn_bias(h, row, key);
-        scores[j * heads_ + h] = s;
-      }
+      const int32_t kpos = plan_.k_positions[size_t(key)];
+      float* scores = &scratch.scores[size_t(j * heads_)];
+      const Token keys = load_token(args_.k, key, scratch.token.data());
+      ops_.score_token(scratch.queries.data(), keys.data, keys.head_stride, heads_, heads_ / kv_heads_,
+                       dim_, scores, keys.ahead);
+      if (args_.softcap > 0)
+        for (int64_t h = 0; h < heads_; ++h) scores[h] = args_.softcap * std::tanh(scores[h] / args_.softcap);
+      for (int64_t h = 0; h < heads_; ++h) scores[h] += alibi_bias(scratch.slopes[size_t(h)], qpos, kpos);
+      if (args_.attn_bias)
+        for (int64_t h = 0; h < heads_; ++h) scores[h] += attn_bias(h, row, key);
     }
   }
 
@@ -180,36 +173,35 @@ class Decode {
     return load_float(bias, offset3(bias, bias.shape[0] == 1 ? 0 : head, row, key));
   }
 
-  // Online softmax over `count` keys for every head; scores become probabilities.
-  ALIBI_INLINE void softmax_update(int64_t count, float* scores, float* max, float* sum,
-                                   float* acc) const {
+  // Online softmax over `count` keys for every head at once; scores become probabilities.
+  void softmax_update(int64_t count, Scratch& scratch, const RowState& state) const {
+    float* scores = scratch.scores.data();
+    float* shift = scratch.shift.data();
+    float* correction = scratch.correction.data();
+    for (int64_t h = 0; h < heads_; ++h) correction[h] = state.max[h];
+    for (int64_t j = 0; j < count; ++j)
+      for (int64_t h = 0; h < heads_; ++h) state.max[h] = std::max(state.max[h], scores[j * heads_ + h]);
     for (int64_t h = 0; h < heads_; ++h) {
-      float block_max = kNegInf;
-      for (int64_t j = 0; j < count; ++j) block_max = std::max(block_max, scores[j * heads_ + h]);
-      const float new_max = std::max(max[h], block_max);
-      const float shift = new_max == kNegInf ? 0.0f : new_max;
-      float block_sum = 0.0f;
-      for (int64_t j = 0; j < count; ++j) {
-        float& s = scores[j * heads_ + h];
-        s = std::exp(s - shift);
-        block_sum += s;
-      }
-      const float correction = std::exp(max[h] - shift);
-      sum[h] = sum[h] * correction + block_sum;
-      max[h] = new_max;
-      if (correction != 1.0f)
-        for (int64_t d = 0; d < dim_; ++d) acc[h * dim_ + d] *= correction;
+      shift[h] = state.max[h] == kNegInf ? 0.0f : state.max[h];  // nothing seen yet: p = 0
+      correction[h] -= shift[h];
     }
+    for (int64_t j = 0; j < count; ++j)
+      for (int64_t h = 0; h < heads_; ++h) scores[j * heads_ + h] -= shift[h];
+    ops_.exp_in_place(scores, count * heads_);
+    ops_.exp_in_place(correction, heads_);
+    for (int64_t h = 0; h < heads_; ++h) state.sum[h] *= correction[h];
+    for (int64_t j = 0; j < count; ++j)
+      for (int64_t h = 0; h < heads_; ++h) state.sum[h] += scores[j * heads_ + h];
+    for (int64_t h = 0; h < heads_; ++h)
+      if (correction[h] != 1.0f)
+        for (int64_t d = 0; d < dim_; ++d) state.acc[h * dim_ + d] *= correction[h];
   }
 
-  ALIBI_INLINE void accumulate_values(int64_t first_key, int64_t count, const float* probabilities,
-                                      float* values, float* acc) const {
-    const int64_t group = heads_ / kv_heads_;
+  void accumulate_values(int64_t first_key, int64_t count, Scratch& scratch, float* acc) const {
     for (int64_t j = 0; j < count; ++j) {
-      int64_t stride;
-      const float* value_heads = token_heads(args_.v, first_key + j, values, &stride);
-      for (int64_t h = 0; h < heads_; ++h)
-        axpy(probabilities[j * heads_ + h], value_heads + (h / group) * stride, acc + h * dim_, dim_);
+      const Token values = load_token(args_.v, first_key + j, scratch.token.data());
+      ops_.accumulate_token(&scratch.scores[size_t(j * heads_)], values.data, values.head_stride, heads_,
+                            heads_ / kv_heads_, dim_, acc, values.ahead);
     }
   }
 

@@ -38,6 +38,19 @@ struct TileOps {
   void (*softmax_block)(const ScoreBlock& block);
   // count f16 or bf16 values to f32.
   void (*widen)(alibi_dtype dtype, const uint16_t* src, int64_t count, float* dst);
+
+  // Decode, one key/value token against one query row of `heads` heads; q and acc are dense
+  // [heads][dim], head g of the token starts at token + g * head_stride, head h reads g = h / group.
+  // `ahead`, when not null, is a later token of the same layout, prefetched head by head in step
+  // with the computation (a burst of prefetches would stall it).
+  // scores[h] = q[h] . k[h / group]
+  void (*score_token)(const float* q, const float* k, int64_t head_stride, int64_t heads,
+                      int64_t group, int64_t dim, float* scores, const float* ahead);
+  // acc[h] += p[h] * v[h / group]
+  void (*accumulate_token)(const float* p, const float* v, int64_t head_stride, int64_t heads,
+                           int64_t group, int64_t dim, float* acc, const float* ahead);
+  // x[i] = e^x[i] for i < count; e^-inf = 0.
+  void (*exp_in_place)(float* x, int64_t count);
 };
 
 const TileOps& generic_tile_ops();

@@ -194,6 +194,83 @@ ALIBI_AVX2 void widen(alibi_dtype dtype, const uint16_t* src, int64_t count, flo
     dst[i] = dtype == ALIBI_DTYPE_F16 ? f16_to_float(src[i]) : bf16_to_float(src[i]);
 }
 
+// Sum of each of 4 vectors, in lanes 0..3.
+ALIBI_AVX2 inline __m128 sum4(const __m256* v) {
+  const __m256 pairs = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+  return _mm_add_ps(_mm256_castps256_ps128(pairs), _mm256_extractf128_ps(pairs, 1));
+}
+
+// acc[i] += q[i] . k[i] for N heads over dim, the last part of 8 masked.
+template <int N>
+ALIBI_AVX2 inline void dot_heads(const float* q, int64_t q_stride, const float* const* k,
+                                 int64_t dim, __m256* acc) {
+  int64_t d = 0;
+  for (; d + 8 <= dim; d += 8)
+#pragma GCC unroll 4
+    for (int i = 0; i < N; ++i)
+      acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(q + i * q_stride + d), _mm256_loadu_ps(k[i] + d), acc[i]);
+  if (d == dim) return;
+  const __m256i mask = lane_mask(dim - d);
+#pragma GCC unroll 4
+  for (int i = 0; i < N; ++i)
+    acc[i] = _mm256_fmadd_ps(_mm256_maskload_ps(q + i * q_stride + d, mask),
+                             _mm256_maskload_ps(k[i] + d, mask), acc[i]);
+}
+
+inline void prefetch_head(const float* ahead, int64_t offset, int64_t dim) {
+  if (ahead == nullptr) return;
+  for (int64_t d = 0; d < dim; d += 16) _mm_prefetch(reinterpret_cast<const char*>(ahead + offset + d), _MM_HINT_T0);
+}
+
+// Four heads at a time: four independent FMA chains hide the FMA latency.
+ALIBI_AVX2 void score_token(const float* q, const float* k, int64_t head_stride, int64_t heads,
+                            int64_t group, int64_t dim, float* scores, const float* ahead) {
+  int64_t h = 0;
+  for (; h + 4 <= heads; h += 4) {
+    const float* keys[4];
+    for (int i = 0; i < 4; ++i) {
+      keys[i] = k + ((h + i) / group) * head_stride;
+      prefetch_head(ahead, ((h + i) / group) * head_stride, dim);
+    }
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    dot_heads<4>(q + h * dim, dim, keys, dim, acc);
+    _mm_storeu_ps(scores + h, sum4(acc));
+  }
+  for (; h < heads; ++h) {
+    const float* key = k + (h / group) * head_stride;
+    prefetch_head(ahead, (h / group) * head_stride, dim);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    dot_heads<1>(q + h * dim, dim, &key, dim, acc);
+    scores[h] = _mm_cvtss_f32(sum4(acc));
+  }
+}
+
+ALIBI_AVX2 void accumulate_token(const float* p, const float* v, int64_t head_stride,
+                                 int64_t heads, int64_t group, int64_t dim, float* acc,
+                                 const float* ahead) {
+  for (int64_t h = 0; h < heads; ++h) {
+    prefetch_head(ahead, (h / group) * head_stride, dim);
+    const __m256 weight = _mm256_set1_ps(p[h]);
+    const float* value = v + (h / group) * head_stride;
+    float* out = acc + h * dim;
+    int64_t d = 0;
+    for (; d + 8 <= dim; d += 8)
+      _mm256_storeu_ps(out + d, _mm256_fmadd_ps(weight, _mm256_loadu_ps(value + d), _mm256_loadu_ps(out + d)));
+    if (d == dim) continue;
+    const __m256i mask = lane_mask(dim - d);
+    _mm256_maskstore_ps(out + d, mask, _mm256_fmadd_ps(weight, _mm256_maskload_ps(value + d, mask),
+                                                       _mm256_maskload_ps(out + d, mask)));
+  }
+}
+
+ALIBI_AVX2 void exp_in_place(float* x, int64_t count) {
+  int64_t i = 0;
+  for (; i + 8 <= count; i += 8) _mm256_storeu_ps(x + i, exp8(_mm256_loadu_ps(x + i)));
+  if (i == count) return;
+  const __m256i mask = lane_mask(count - i);
+  _mm256_maskstore_ps(x + i, mask, exp8(_mm256_maskload_ps(x + i, mask)));
+}
+
 // F16C from CPUID leaf 1 (ECX bit 29): clang's __builtin_cpu_supports does not know "f16c".
 bool cpu_has_f16c() {
   unsigned eax, ebx, ecx, edx;
@@ -203,7 +280,8 @@ bool cpu_has_f16c() {
 }  // namespace
 
 const TileOps* avx2_tile_ops() {
-  static const TileOps ops{"avx2", gemm, softmax_block, widen};
+  static const TileOps ops{"avx2", gemm, softmax_block, widen, score_token, accumulate_token,
+                           exp_in_place};
   const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                          cpu_has_f16c();
   return supported ? &ops : nullptr;

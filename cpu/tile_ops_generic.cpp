@@ -67,10 +67,40 @@ void widen(alibi_dtype dtype, const uint16_t* src, int64_t count, float* dst) {
     for (int64_t i = 0; i < count; ++i) dst[i] = bf16_to_float(src[i]);
 }
 
+void prefetch_head(const float* ahead, int64_t offset, int64_t dim) {
+  if (ahead == nullptr) return;
+  for (int64_t d = 0; d < dim; d += 16) __builtin_prefetch(ahead + offset + d);
+}
+
+void score_token(const float* q, const float* k, int64_t head_stride, int64_t heads,
+                 int64_t group, int64_t dim, float* scores, const float* ahead) {
+  for (int64_t h = 0; h < heads; ++h) {
+    prefetch_head(ahead, (h / group) * head_stride, dim);
+    const float* key = k + (h / group) * head_stride;
+    float s = 0.0f;
+    for (int64_t d = 0; d < dim; ++d) s += q[h * dim + d] * key[d];
+    scores[h] = s;
+  }
+}
+
+void accumulate_token(const float* p, const float* v, int64_t head_stride, int64_t heads,
+                      int64_t group, int64_t dim, float* acc, const float* ahead) {
+  for (int64_t h = 0; h < heads; ++h) {
+    prefetch_head(ahead, (h / group) * head_stride, dim);
+    const float* value = v + (h / group) * head_stride;
+    for (int64_t d = 0; d < dim; ++d) acc[h * dim + d] += p[h] * value[d];
+  }
+}
+
+void exp_in_place(float* x, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) x[i] = std::exp(x[i]);
+}
+
 }  // namespace
 
 const TileOps& generic_tile_ops() {
-  static const TileOps ops{"generic", gemm, softmax_block, widen};
+  static const TileOps ops{"generic", gemm, softmax_block, widen, score_token, accumulate_token,
+                           exp_in_place};
   return ops;
 }
 

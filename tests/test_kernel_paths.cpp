@@ -181,6 +181,42 @@ TEST(KernelDecode, FewRowsPerSequenceAllDtypesAndGqa) {
   }
 }
 
+TEST(KernelDecode, WideHeadsInGroupsOfFourAndPrefetchPastTheLastToken) {
+  // 32 query heads over 8 kv heads, head_dim 128: the vector path with no remainders; keys from
+  // 1 (prefetching past the tensor) to 600 (many steps of keys).
+  const Case base{{0, 1, 2, 3, 5}, {0, 1, 40, 640, 643}, 32, 8, 128, ALIBI_DTYPE_F32};
+  for (alibi_dtype dtype : {ALIBI_DTYPE_F32, ALIBI_DTYPE_BF16}) {
+    SCOPED_TRACE(int(dtype));
+    Case c = base;
+    c.dtype = dtype;
+    check_case(c);
+  }
+}
+
+TEST(KernelDecode, AttnBiasWithMaskedCellsAndRows) {
+  // Every 5th bias cell is -inf and query row 1 sees only -inf: out 0, lse -inf there.
+  const Case c{{0, 1, 2, 4}, {0, 90, 200, 333}, 6, 3, 40, ALIBI_DTYPE_F32};
+  const int64_t tq = c.cu_q.back(), tk = c.cu_k.back();
+  std::vector<float> bias = test::random_floats(size_t(c.heads_q * tq * tk), 11, -2.f, 2.f);
+  for (size_t cell = 0; cell < bias.size(); ++cell)
+    if (cell % 5 == 0 || (cell / size_t(tk)) % size_t(tq) == 1) bias[cell] = -INFINITY;
+  Context ctx = test::make_cpu_context();
+  Tensor bias_tensor = upload(ctx.get(), ALIBI_DTYPE_F32, {c.heads_q, tq, tk}, bias);
+  alibi_attention_params params;
+  alibi_attention_params_init(&params);
+  params.attn_bias = bias_tensor.get();
+  const size_t nq = size_t(tq) * c.heads_q * c.head_dim, nk = size_t(tk) * c.heads_kv * c.head_dim;
+  const auto q = representable(nq, c.dtype, 12), k = representable(nk, c.dtype, 13), v = representable(nk, c.dtype, 14);
+  ref::Problem p = problem(c, q, k, v, ref::formula_slopes(c.heads_q, 8.0f));
+  p.bias_heads = c.heads_q;
+  p.attn_bias.assign(bias.begin(), bias.end());
+  const ref::Result want = ref::attention(p);
+  for (int threads = 1; threads <= 4; ++threads) {
+    SCOPED_TRACE(threads);
+    expect_matches(forward(c, q, k, v, threads, &params), want, c.dtype);
+  }
+}
+
 TEST(KernelDecode, SoftcapAndPerSequenceSlopes) {
   const Case c{{0, 1, 2, 4}, {0, 700, 701, 1333}, 4, 4, 64, ALIBI_DTYPE_BF16};
   std::vector<float> per_sequence(12);
