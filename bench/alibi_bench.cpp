@@ -27,6 +27,7 @@ constexpr int kGemmSize = 2048;
 constexpr size_t kCopyBytes = size_t(1) << 30;  // far beyond the 32 MiB L3
 constexpr double kTolerance = 1e-3;
 constexpr double kBf16Ulp = 1.0 / 128;  // of a value in [1, 2): output rounding of bf16 cases
+constexpr int kCeilingReps = 3;  // before and after each case
 
 const char* const kUsage =
     "usage: alibi-bench [--quick] [--case SUBSTRING]... [--threads N] [--reps N]\n"
@@ -197,61 +198,57 @@ Agreement compare(const AlibiForward& library, const std::vector<float>& referen
   return agreement;
 }
 
-struct Measurement {
-  double peak_extra_mib;
-  int reps;
-  double median_seconds;
-};
-
-Measurement timed_repetitions(const Run& run, const FirstCall& first, int fixed_reps) {
-  const int reps = repetitions(first.seconds, fixed_reps);
-  return {first.peak_extra_mib, reps, median_seconds(run, reps)};
-}
-
+// The ceilings, kept ready: each case times its own ceiling just before and just after its
+// calls, so that a drift of the (shared, virtual) machine moves a case and its ceiling together.
 struct Ceilings {
-  double gemm_gflop_per_s, copy_gb_per_s;
+  Gemm gemm{kGemmSize};
+  Copy copy{kCopyBytes};
 };
 
-Row ceiling_row(const std::string& name, const std::string& implementation, const Measurement& m) {
+Row ceiling_row(const std::string& name, const std::string& kind, const std::string& implementation,
+                int reps, double median_seconds) {
   Row row;
   row.case_name = name;
-  row.kind = "ceiling";
+  row.kind = kind;
   row.dtype = "f32";
   row.implementation = implementation;
-  row.reps = m.reps;
-  row.median_seconds = m.median_seconds;
+  row.reps = reps;
+  row.median_seconds = median_seconds;
   return row;
 }
 
-Ceilings measure_ceilings(const Options& options, Report& report) {
-  std::fprintf(stderr, "ceilings: f32 GEMM %dx%dx%d (Eigen), memcpy of %zu MiB, %d threads\n",
-               kGemmSize, kGemmSize, kGemmSize, kCopyBytes >> 20, options.threads);
-  Ceilings ceilings{};
-  {
-    Gemm gemm(kGemmSize);
-    const Run run = [&] { gemm.run(); };
-    Row row = ceiling_row("gemm_f32_n" + std::to_string(kGemmSize), "eigen_sgemm",
-                          timed_repetitions(run, measured_call(run), options.reps));
-    ceilings.gemm_gflop_per_s = row.gflop_per_s = gemm.flops() / row.median_seconds * 1e-9;
-    row.frac_of_gemm = 1.0;
-    report.add(row);
-  }
-  {
-    Copy copy(kCopyBytes);
-    const Run run = [&] { copy.run(); };
-    Row row = ceiling_row("copy_" + std::to_string(kCopyBytes >> 20) + "mib", "memcpy",
-                          timed_repetitions(run, measured_call(run), options.reps));
-    ceilings.copy_gb_per_s = row.gb_per_s = copy.bytes_moved() / row.median_seconds * 1e-9;
-    row.frac_of_copy = 1.0;
-    report.add(row);
-  }
-  std::fprintf(stderr, "  GEMM %.1f GFLOP/s, copy %.1f GB/s (read + write)\n",
-               ceilings.gemm_gflop_per_s, ceilings.copy_gb_per_s);
-  return ceilings;
+Row gemm_row(const std::string& name, const std::string& kind, Gemm& gemm, int reps, double seconds) {
+  Row row = ceiling_row(name, kind, "eigen_sgemm", reps, seconds);
+  row.gflop_per_s = gemm.flops() / seconds * 1e-9;
+  row.frac_of_gemm = 1.0;
+  return row;
 }
 
-Row case_row(const Case& c, const std::string& implementation, const Measurement& m,
-             const Ceilings& ceilings) {
+Row copy_row(const std::string& name, const std::string& kind, Copy& copy, int reps, double seconds) {
+  Row row = ceiling_row(name, kind, "memcpy", reps, seconds);
+  row.gb_per_s = copy.bytes_moved() / seconds * 1e-9;
+  row.frac_of_copy = 1.0;
+  return row;
+}
+
+// The ceilings alone, once, before the cases.
+void report_ceilings(Ceilings& ceilings, const Options& options, Report& report) {
+  std::fprintf(stderr, "ceilings: f32 GEMM %dx%dx%d (Eigen), memcpy of %zu MiB, %d threads\n",
+               kGemmSize, kGemmSize, kGemmSize, kCopyBytes >> 20, options.threads);
+  const Run gemm = [&] { ceilings.gemm.run(); }, copy = [&] { ceilings.copy.run(); };
+  const double gemm_first = seconds_of(gemm), copy_first = seconds_of(copy);
+  const int gemm_reps = repetitions(gemm_first, options.reps), copy_reps = repetitions(copy_first, options.reps);
+  const std::string gemm_name = "gemm_f32_n" + std::to_string(kGemmSize);
+  const Row gemm_result = gemm_row(gemm_name, "ceiling", ceilings.gemm, gemm_reps, median_seconds(gemm, gemm_reps));
+  const Row copy_result = copy_row("copy_" + std::to_string(kCopyBytes >> 20) + "mib", "ceiling", ceilings.copy,
+                                   copy_reps, median_seconds(copy, copy_reps));
+  report.add(gemm_result);
+  report.add(copy_result);
+  std::fprintf(stderr, "  GEMM %.1f GFLOP/s, copy %.1f GB/s (read + write)\n", gemm_result.gflop_per_s,
+               copy_result.gb_per_s);
+}
+
+Row case_row(const Case& c, const std::string& implementation, int reps, double median_seconds) {
   Row row;
   row.case_name = c.name;
   row.kind = kind_name(c.kind);
@@ -262,41 +259,50 @@ Row case_row(const Case& c, const std::string& implementation, const Measurement
   row.length = std::to_string(c.kind == Kind::decode ? c.total_k() : c.total_q());
   row.mask = c.causal ? "causal" : "full";
   row.implementation = implementation;
-  row.reps = m.reps;
-  row.median_seconds = m.median_seconds;
-  row.gflop_per_s = c.flops() / m.median_seconds * 1e-9;
-  row.frac_of_gemm = row.gflop_per_s / ceilings.gemm_gflop_per_s;
-  if (c.kind == Kind::decode) {
-    row.gb_per_s = c.decode_bytes() / m.median_seconds * 1e-9;
-    row.frac_of_copy = row.gb_per_s / ceilings.copy_gb_per_s;
-  }
-  row.peak_extra_mib = m.peak_extra_mib;
+  row.reps = reps;
+  row.median_seconds = median_seconds;
+  row.gflop_per_s = c.flops() / median_seconds * 1e-9;
+  if (c.kind == Kind::decode) row.gb_per_s = c.decode_bytes() / median_seconds * 1e-9;
   return row;
 }
 
-void print_progress(const char* implementation, const Row& row) {
-  std::fprintf(stderr, "  %-9s %.4g s (median of %d), %.1f GFLOP/s = %.2f of GEMM", implementation,
-               row.median_seconds, row.reps, row.gflop_per_s, row.frac_of_gemm);
+// Reports a case's row with its fractions of the ceiling timed with the case.
+void add_case_row(Row row, const Row& ceiling, Report& report) {
+  if (std::isnan(row.gb_per_s))
+    row.frac_of_gemm = row.gflop_per_s / ceiling.gflop_per_s;
+  else
+    row.frac_of_copy = row.gb_per_s / ceiling.gb_per_s;
+  std::fprintf(stderr, "  %-9s %.4g s (median of %d), %.1f GFLOP/s", row.implementation.c_str(),
+               row.median_seconds, row.reps, row.gflop_per_s);
+  if (!std::isnan(row.frac_of_gemm)) std::fprintf(stderr, " = %.2f of GEMM", row.frac_of_gemm);
   if (!std::isnan(row.gb_per_s))
     std::fprintf(stderr, ", %.1f GB/s = %.2f of copy", row.gb_per_s, row.frac_of_copy);
   std::fprintf(stderr, ", peak +%.1f MiB\n", row.peak_extra_mib);
+  report.add(row);
 }
 
-// Measures libalibi (and the unfused baseline where the case has it) and adds their rows.
-// False when the two outputs disagree.
-bool run_case(const Case& c, alibi_context_t ctx, const Ceilings& ceilings, const Options& options,
+// Measures libalibi, the unfused baseline where the case has it, and the case's ceiling (GEMM,
+// or copy for decode) timed kCeilingReps times before and after them, and adds their rows.
+// False when libalibi and the baseline disagree.
+bool run_case(const Case& c, alibi_context_t ctx, Ceilings& ceilings, const Options& options,
               Report& report) {
+  const bool decode = c.kind == Kind::decode;
+  const Run ceiling_run = decode ? Run([&] { ceilings.copy.run(); }) : Run([&] { ceilings.gemm.run(); });
+  std::vector<double> ceiling_seconds = call_seconds(ceiling_run, kCeilingReps);
+
   Inputs inputs = make_inputs(c);
   AlibiForward library(ctx, c, inputs);
   const Run library_run = [&] { library.run(); };
   const FirstCall library_first = measured_call(library_run);
+  const int reps = repetitions(library_first.seconds, options.reps);
+  Row library_row = case_row(c, "libalibi", reps, median_seconds(library_run, reps));
+  library_row.peak_extra_mib = library_first.peak_extra_mib;
 
-  std::vector<float> reference;
-  const Run baseline_run = [&] { unfused_attention(c, inputs, reference.data()); };
-  FirstCall baseline_first{};
+  Row baseline_row;
   if (c.with_baseline) {
-    reference.assign(size_t(c.total_q() * c.heads * c.head_dim), 0.0f);
-    baseline_first = measured_call(baseline_run);
+    std::vector<float> reference(size_t(c.total_q() * c.heads * c.head_dim), 0.0f);
+    const Run baseline_run = [&] { unfused_attention(c, inputs, reference.data()); };
+    const FirstCall baseline_first = measured_call(baseline_run);
     const Agreement agreement = compare(library, reference, c.dtype);
     std::fprintf(stderr, "  max |libalibi - unfused| = %.3g%s\n", agreement.max_abs_diff,
                  c.dtype == ALIBI_DTYPE_BF16 ? " (bf16 output; tolerance 1e-3 + 2^-8 |value|)"
@@ -306,21 +312,20 @@ bool run_case(const Case& c, alibi_context_t ctx, const Ceilings& ceilings, cons
                    c.name.c_str());
       return false;
     }
+    const int baseline_reps = repetitions(baseline_first.seconds, options.reps);
+    baseline_row = case_row(c, "unfused", baseline_reps, median_seconds(baseline_run, baseline_reps));
+    baseline_row.peak_extra_mib = baseline_first.peak_extra_mib;
+    library_row.speedup_vs_unfused = baseline_row.median_seconds / library_row.median_seconds;
   }
 
-  Row library_row = case_row(c, "libalibi",
-                             timed_repetitions(library_run, library_first, options.reps), ceilings);
-  print_progress("libalibi", library_row);
-  if (!c.with_baseline) {
-    report.add(library_row);
-    return true;
-  }
-  const Row baseline_row = case_row(
-      c, "unfused", timed_repetitions(baseline_run, baseline_first, options.reps), ceilings);
-  print_progress("unfused", baseline_row);
-  library_row.speedup_vs_unfused = baseline_row.median_seconds / library_row.median_seconds;
-  report.add(library_row);
-  report.add(baseline_row);
+  for (double seconds : call_seconds(ceiling_run, kCeilingReps)) ceiling_seconds.push_back(seconds);
+  const std::string kind = kind_name(c.kind);
+  const int ceiling_reps = int(ceiling_seconds.size());
+  const Row ceiling = decode ? copy_row(c.name, kind, ceilings.copy, ceiling_reps, median(ceiling_seconds))
+                             : gemm_row(c.name, kind, ceilings.gemm, ceiling_reps, median(ceiling_seconds));
+  add_case_row(library_row, ceiling, report);
+  if (c.with_baseline) add_case_row(baseline_row, ceiling, report);
+  report.add(ceiling);
   return true;
 }
 
@@ -342,7 +347,8 @@ int run(const Options& options) {
                alibi_version_string(), options.threads, cases.size());
 
   Report report(options.markdown ? Format::markdown : Format::csv);
-  const Ceilings ceilings = measure_ceilings(options, report);
+  Ceilings ceilings;
+  report_ceilings(ceilings, options, report);
   for (size_t i = 0; i < cases.size(); ++i) {
     const Case& c = cases[i];
     std::fprintf(stderr, "[%zu/%zu] %s: %.3g GFLOP%s\n", i + 1, cases.size(), c.name.c_str(),

@@ -52,13 +52,19 @@ int repetitions(double seconds_per_call, int fixed) {
   return int(std::clamp(wanted, double(kMinReps), double(kMaxReps)));
 }
 
-double median_seconds(const Run& run, int reps) {
+std::vector<double> call_seconds(const Run& run, int reps) {
   std::vector<double> times;
   for (int r = 0; r < reps; ++r) times.push_back(seconds_of(run));
-  std::sort(times.begin(), times.end());
-  const size_t middle = times.size() / 2;
-  return times.size() % 2 ? times[middle] : 0.5 * (times[middle - 1] + times[middle]);
+  return times;
 }
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t middle = values.size() / 2;
+  return values.size() % 2 ? values[middle] : 0.5 * (values[middle - 1] + values[middle]);
+}
+
+double median_seconds(const Run& run, int reps) { return median(call_seconds(run, reps)); }
 
 FirstCall measured_call(const Run& run) {
   malloc_trim(0);  // freed memory of earlier cases must not be reused unseen

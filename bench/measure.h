@@ -2,6 +2,7 @@
 #pragma once
 
 #include <functional>
+#include <vector>
 
 namespace bench {
 
@@ -16,6 +17,11 @@ int repetitions(double seconds_per_call, int fixed);
 
 // Median wall-clock seconds over `reps` calls.
 double median_seconds(const Run& run, int reps);
+
+// Wall-clock seconds of each of `reps` calls.
+std::vector<double> call_seconds(const Run& run, int reps);
+
+double median(std::vector<double> values);
 
 // Call first, before any thread starts: puts every thread's allocations in glibc's main arena,
 // which malloc_trim empties completely, so that memory freed by an earlier call (even in another
