@@ -9,6 +9,7 @@
 #include <fstream>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace bench {
@@ -65,6 +66,15 @@ double median(std::vector<double> values) {
 }
 
 double median_seconds(const Run& run, int reps) { return median(call_seconds(run, reps)); }
+
+std::vector<double> alternating_median_seconds(const std::vector<Run>& runs, int reps) {
+  std::vector<std::vector<double>> times(runs.size());
+  for (int r = 0; r < reps; ++r)
+    for (size_t i = 0; i < runs.size(); ++i) times[i].push_back(seconds_of(runs[i]));
+  std::vector<double> medians;
+  for (std::vector<double>& t : times) medians.push_back(median(std::move(t)));
+  return medians;
+}
 
 FirstCall measured_call(const Run& run) {
   malloc_trim(0);  // freed memory of earlier cases must not be reused unseen

@@ -23,6 +23,10 @@ std::vector<double> call_seconds(const Run& run, int reps);
 
 double median(std::vector<double> values);
 
+// Median seconds of each run over `reps` calls each, calling them in turn (0, 1, 0, 1, ...), so
+// that a drift of the machine hits all of them alike.
+std::vector<double> alternating_median_seconds(const std::vector<Run>& runs, int reps);
+
 // Call first, before any thread starts: puts every thread's allocations in glibc's main arena,
 // which malloc_trim empties completely, so that memory freed by an earlier call (even in another
 // thread) is neither counted as resident before a measured call nor reused unseen by it.

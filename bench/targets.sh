@@ -1,0 +1,53 @@
+#!/bin/sh
+# Runs alibi-bench RUNS times (default 5) over the cases the CPU performance targets name and
+# prints, for each target, the value of every run and their median. Each run times its own
+# ceilings, so every figure is a ratio within one run.
+#   Usage: targets.sh PATH/TO/alibi-bench [RUNS]          (progress on stderr)
+set -eu
+if [ "$#" -lt 1 ] || [ "$#" -gt 2 ]; then
+  echo "usage: $0 PATH/TO/alibi-bench [RUNS]" >&2
+  exit 2
+fi
+bench=$1
+runs=${2:-5}
+csv=$(mktemp /tmp/alibi-targets-XXXXXX)
+trap 'rm -f "$csv"' EXIT
+
+i=1
+while [ "$i" -le "$runs" ]; do
+  echo "run $i of $runs" >&2
+  "$bench" --case prefill_h16_d128_n2048 --case decode_h32_d128_tk32768 \
+    --case memory_h8_d128_n16384 2>/dev/null | sed 1d >> "$csv"
+  i=$((i + 1))
+done
+
+# CSV columns: 1 case, 9 implementation, 12 gflop_per_s, 13 frac_of_gemm, 14 speedup_vs_unfused,
+# 16 frac_of_copy, 17 peak_extra_mib.
+column() {  # case implementation column
+  awk -F, -v c="$1" -v impl="$2" -v col="$3" '$1 == c && $9 == impl { print $col }' "$csv"
+}
+bf16_over_f32() {  # mask: libalibi's bf16 GFLOP/s over its f32 GFLOP/s, run by run
+  awk -F, -v bf16="prefill_h16_d128_n2048_$1_bf16" -v f32="prefill_h16_d128_n2048_$1_f32" '
+    $9 != "libalibi" { next }
+    $1 == bf16 { b[++nb] = $12 }
+    $1 == f32 { f[++nf] = $12 }
+    END { for (i = 1; i <= nb; ++i) printf "%.3f\n", b[i] / f[i] }' "$csv"
+}
+report() {  # name target values...
+  name=$1
+  target=$2
+  shift 2
+  median=$(printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+    print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }')
+  printf '| %s | %s | %s | %s |\n' "$name" "$target" "$*" "$median"
+}
+
+echo "| target | wanted | per run | median |"
+echo "|---|---|---|---|"
+report "causal f32 H16 D128 N2048: of GEMM" ">= 0.6" $(column prefill_h16_d128_n2048_causal_f32 libalibi 13)
+report "causal f32 H16 D128 N2048: vs unfused" ">= 3" $(column prefill_h16_d128_n2048_causal_f32 libalibi 14)
+report "full f32 H16 D128 N2048: of GEMM" ">= 0.6" $(column prefill_h16_d128_n2048_full_f32 libalibi 13)
+report "causal bf16 / f32 GFLOP/s" ">= 0.85" $(bf16_over_f32 causal)
+report "full bf16 / f32 GFLOP/s" ">= 0.85" $(bf16_over_f32 full)
+report "decode Tk 32768 H32 D128 f32: of copy" ">= 0.7" $(column decode_h32_d128_tk32768_f32 libalibi 16)
+report "N 16384 H8 D128 causal: peak extra MiB" "< 64" $(column memory_h8_d128_n16384_causal_f32 libalibi 17)
