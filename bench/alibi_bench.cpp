@@ -232,6 +232,15 @@ Row copy_row(const std::string& name, const std::string& kind, Copy& copy, int r
   return row;
 }
 
+// The read-only stream, as a fraction of the copy row measured with it.
+Row read_row(const std::string& name, const std::string& kind, Copy& copy, int reps, double seconds,
+             const Row& copy_result) {
+  Row row = ceiling_row(name, kind, "read_stream", reps, seconds);
+  row.gb_per_s = copy.bytes_read() / seconds * 1e-9;
+  row.frac_of_copy = row.gb_per_s / copy_result.gb_per_s;
+  return row;
+}
+
 // The ceilings alone, once, before the cases.
 void report_ceilings(Ceilings& ceilings, const Options& options, Report& report) {
   std::fprintf(stderr, "ceilings: f32 GEMM %dx%dx%d (Eigen), memcpy of %zu MiB, %d threads\n",
@@ -290,7 +299,9 @@ bool run_case(const Case& c, alibi_context_t ctx, Ceilings& ceilings, const Opti
               Report& report) {
   const bool decode = c.kind == Kind::decode;
   const Run ceiling_run = decode ? Run([&] { ceilings.copy.run(); }) : Run([&] { ceilings.gemm.run(); });
-  std::vector<double> ceiling_seconds = call_seconds(ceiling_run, kCeilingReps);
+  const Run read_run = [&] { ceilings.copy.read(); };
+  std::vector<double> ceiling_seconds = call_seconds(ceiling_run, kCeilingReps), read_seconds;
+  if (decode) read_seconds = call_seconds(read_run, kCeilingReps);
 
   Inputs inputs = make_inputs(c);
   AlibiForward library(ctx, c, inputs);
@@ -329,6 +340,8 @@ bool run_case(const Case& c, alibi_context_t ctx, Ceilings& ceilings, const Opti
   }
 
   for (double seconds : call_seconds(ceiling_run, kCeilingReps)) ceiling_seconds.push_back(seconds);
+  if (decode)
+    for (double seconds : call_seconds(read_run, kCeilingReps)) read_seconds.push_back(seconds);
   const std::string kind = kind_name(c.kind);
   const int ceiling_reps = int(ceiling_seconds.size());
   const Row ceiling = decode ? copy_row(c.name, kind, ceilings.copy, ceiling_reps, median(ceiling_seconds))
@@ -336,6 +349,7 @@ bool run_case(const Case& c, alibi_context_t ctx, Ceilings& ceilings, const Opti
   add_case_row(library_row, ceiling, report);
   if (c.with_baseline) add_case_row(baseline_row, ceiling, report);
   report.add(ceiling);
+  if (decode) report.add(read_row(c.name, kind, ceilings.copy, int(read_seconds.size()), median(read_seconds), ceiling));
   return true;
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <Eigen/Core>
+#include <cstdint>
 #include <vector>
 
 #include "cases.h"
@@ -35,9 +36,14 @@ class Copy {
   explicit Copy(size_t bytes);
   void run();
   double bytes_moved() const;
+  // Reads the source once (a sum of its words): what a read-only stream such as decode's
+  // reading of k and v reaches, for comparison.
+  void read();
+  double bytes_read() const;
 
  private:
   std::vector<unsigned char> source_, target_;
+  uint64_t checksum_ = 0;  // keeps the reads
 };
 
 }  // namespace bench

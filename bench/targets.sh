@@ -22,7 +22,7 @@ while [ "$i" -le "$runs" ]; do
 done
 
 # CSV columns: 1 case, 9 implementation, 12 gflop_per_s, 13 frac_of_gemm, 14 speedup_vs_unfused,
-# 16 frac_of_copy, 17 peak_extra_mib.
+# 15 gb_per_s, 16 frac_of_copy, 17 peak_extra_mib.
 column() {  # case implementation column
   awk -F, -v c="$1" -v impl="$2" -v col="$3" '$1 == c && $9 == impl { print $col }' "$csv"
 }
@@ -32,6 +32,13 @@ bf16_over_f32() {  # mask: libalibi's bf16 GFLOP/s over its f32 GFLOP/s, run by 
     $1 == bf16 { b[++nb] = $12 }
     $1 == f32 { f[++nf] = $12 }
     END { for (i = 1; i <= nb; ++i) printf "%.3f\n", b[i] / f[i] }' "$csv"
+}
+decode_over_read() {  # libalibi's decode GB/s over the read-only stream's, run by run
+  awk -F, -v c=decode_h32_d128_tk32768_f32 '
+    $1 != c { next }
+    $9 == "libalibi" { d[++nd] = $15 }
+    $9 == "read_stream" { r[++nr] = $15 }
+    END { for (i = 1; i <= nd; ++i) printf "%.3f\n", d[i] / r[i] }' "$csv"
 }
 report() {  # name target values...
   name=$1
@@ -50,4 +57,6 @@ report "full f32 H16 D128 N2048: of GEMM" ">= 0.6" $(column prefill_h16_d128_n20
 report "causal bf16 / f32 GFLOP/s" ">= 0.85" $(bf16_over_f32 causal)
 report "full bf16 / f32 GFLOP/s" ">= 0.85" $(bf16_over_f32 full)
 report "decode Tk 32768 H32 D128 f32: of copy" ">= 0.7" $(column decode_h32_d128_tk32768_f32 libalibi 16)
+report "read-only stream: of copy (context)" "" $(column decode_h32_d128_tk32768_f32 read_stream 16)
+report "decode: of the read-only stream (context)" "" $(decode_over_read)
 report "N 16384 H8 D128 causal: peak extra MiB" "< 64" $(column memory_h8_d128_n16384_causal_f32 libalibi 17)
