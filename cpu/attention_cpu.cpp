@@ -28,6 +28,7 @@ constexpr int64_t kTileWidth = kRowBlock + kLanes;  // query columns incl. SIMD 
 // Split keys until there are this many items, so few-row calls (decode) use every thread.
 // It does not depend on the thread count, so results do not either.
 constexpr int64_t kTargetItems = 32;
+constexpr int64_t kMinKeysPerSplit = 4 * kKeyBlock;  // below, a split costs more than it saves
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -37,6 +38,7 @@ struct RowBlock {
   int64_t begin = 0, end = 0;
   std::vector<int32_t> slices;
   int64_t cells = 0;
+  int64_t widest = 0;  // the most keys a slice's rows of this block see together
 };
 
 // The visible key interval of every row of a slice that falls in a row block.
@@ -69,6 +71,7 @@ std::vector<RowBlock> plan_row_blocks(const MaskPlan& plan) {
       block.slices.push_back(int32_t(s));
       const SliceRows rows = slice_rows(slice, block);
       block.cells += (rows.row_end - rows.row_begin) * (rows.key_hi - rows.key_lo);
+      block.widest = std::max(block.widest, rows.key_hi - rows.key_lo);
     }
   }
   return blocks;
@@ -259,6 +262,15 @@ class Attention {
   const int64_t heads_, group_, dim_;
 };
 
+// n objects built in place for head_dim (copying a prototype would cost a memcpy each).
+template <typename T>
+std::vector<T> built_in_place(size_t n, int64_t head_dim) {
+  std::vector<T> objects;
+  objects.reserve(n);
+  for (size_t i = 0; i < n; ++i) objects.emplace_back(head_dim);
+  return objects;
+}
+
 // Folds split partials into the first, in split order (deterministic).
 void merge_splits(std::vector<RowState>& parts, int64_t head_dim) {
   RowState& total = parts[0];
@@ -310,10 +322,10 @@ std::vector<int64_t> items_by_work(const std::vector<RowBlock>& blocks, int64_t 
 int choose_splits(const std::vector<RowBlock>& blocks, int64_t heads) {
   const int64_t items = int64_t(blocks.size()) * heads;
   if (items == 0 || items >= kTargetItems) return 1;
-  int64_t longest = 0;
-  for (const RowBlock& block : blocks) longest = std::max(longest, block.cells);
+  int64_t widest = 0;
+  for (const RowBlock& block : blocks) widest = std::max(widest, block.widest);
   const int64_t by_items = (kTargetItems + items - 1) / items;
-  return int(std::max<int64_t>(1, std::min(by_items, longest / (2 * kKeyBlock))));
+  return int(std::max<int64_t>(1, std::min(by_items, widest / kMinKeysPerSplit)));
 }
 
 }  // namespace
@@ -326,13 +338,13 @@ void attention_forward(const ForwardArgs& args, ThreadPool& pool) {
   const std::vector<RowBlock> blocks = plan_row_blocks(*args.plan);
   const std::vector<int64_t> order = items_by_work(blocks, heads);
   const int splits = choose_splits(blocks, heads);
-  std::vector<Scratch> scratch(size_t(pool.size()), Scratch(head_dim));
+  std::vector<Scratch> scratch = built_in_place<Scratch>(size_t(pool.size()), head_dim);
   const int64_t num_blocks = int64_t(blocks.size());
   auto block_of = [&](int64_t item) -> const RowBlock& { return blocks[size_t(item % num_blocks)]; };
   auto head_of = [&](int64_t item) { return item / num_blocks; };
 
   if (splits == 1) {
-    std::vector<RowState> states(size_t(pool.size()), RowState(head_dim));
+    std::vector<RowState> states = built_in_place<RowState>(size_t(pool.size()), head_dim);
     pool.parallel_for(int64_t(order.size()), [&](int64_t index, int worker) {
       const int64_t item = order[size_t(index)];
       RowState& state = states[size_t(worker)];
@@ -342,8 +354,9 @@ void attention_forward(const ForwardArgs& args, ThreadPool& pool) {
     return;
   }
   // Few items (decode): each item's keys are split; partials merge by LSE in split order.
-  std::vector<std::vector<RowState>> partials(
-      order.size(), std::vector<RowState>(size_t(splits), RowState(head_dim)));
+  std::vector<std::vector<RowState>> partials;
+  partials.reserve(order.size());
+  for (size_t i = 0; i < order.size(); ++i) partials.push_back(built_in_place<RowState>(size_t(splits), head_dim));
   pool.parallel_for(int64_t(order.size()) * splits, [&](int64_t task, int worker) {
     const int64_t index = task / splits, item = order[size_t(index)];
     const int split = int(task % splits);
