@@ -1,20 +1,12 @@
 #include "cases.h"
 
-#include <algorithm>
 #include <cstring>
-#include <numeric>
 
 namespace bench {
 
 namespace {
 
 constexpr int64_t kMaxBaselineCells = int64_t(4096) * 4096;  // per head and sequence
-
-std::vector<int32_t> prefix_sums(const std::vector<int32_t>& lengths) {
-  std::vector<int32_t> offsets(lengths.size() + 1, 0);
-  std::partial_sum(lengths.begin(), lengths.end(), offsets.begin() + 1);
-  return offsets;
-}
 
 std::string shape_name(int heads, int head_dim) {
   return "h" + std::to_string(heads) + "_d" + std::to_string(head_dim);
@@ -59,32 +51,6 @@ Case varlen(int heads, int head_dim, const std::vector<int32_t>& lengths) {
 }
 
 }  // namespace
-
-std::vector<int32_t> Case::cu_seqlens_q() const { return prefix_sums(lengths_q); }
-std::vector<int32_t> Case::cu_seqlens_k() const { return prefix_sums(lengths_k); }
-int64_t Case::total_q() const { return cu_seqlens_q().back(); }
-int64_t Case::total_k() const { return cu_seqlens_k().back(); }
-
-int64_t Case::visible_cells() const {
-  int64_t cells = 0;
-  for (size_t b = 0; b < lengths_q.size(); ++b) {
-    const int64_t lq = lengths_q[b], lk = lengths_k[b];
-    if (!causal) {
-      cells += lq * lk;
-      continue;
-    }
-    for (int64_t row = 0; row < lq; ++row) cells += std::clamp<int64_t>(row + lk - lq + 1, 0, lk);
-  }
-  return cells;
-}
-
-double Case::flops() const { return 4.0 * head_dim * double(visible_cells()) * heads; }
-
-double Case::decode_bytes() const {
-  const double kv = 2.0 * double(total_k()) * kv_heads * head_dim;
-  const double q_and_out = 2.0 * double(total_q()) * heads * head_dim;
-  return (kv + q_and_out) * double(element_size());
-}
 
 size_t Case::element_size() const { return dtype == ALIBI_DTYPE_BF16 ? 2 : 4; }
 

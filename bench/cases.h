@@ -7,31 +7,23 @@
 #include <string>
 #include <vector>
 
+#include "common/attention_shape.h"
+
 namespace bench {
 
 enum class Kind { prefill, decode, varlen };
 
-// One attention problem: sequences b with Lq_b queries over Lk_b keys, packed token-major
-// (q: total_q x heads x head_dim, k/v: total_k x kv_heads x head_dim), ALiBi with max_bias 8,
-// bottom-right aligned positions as alibi_mask_create_varlen makes them.
-struct Case {
+// One attention problem over a packed batch (bench_common::AttentionShape), ALiBi with
+// max_bias 8, bottom-right aligned positions as alibi_mask_create_varlen makes them.
+struct Case : bench_common::AttentionShape {
   std::string name;
   Kind kind;
-  alibi_dtype dtype;  // f32 or bf16
-  int heads, kv_heads, head_dim;
-  std::vector<int32_t> lengths_q, lengths_k;
-  bool causal;
+  alibi_dtype dtype;   // f32 or bf16
   bool with_baseline;  // false where the unfused per-head Lq x Lk buffers get unreasonable
   bool quick;          // part of the --quick subset
 
-  std::vector<int32_t> cu_seqlens_q() const;
-  std::vector<int32_t> cu_seqlens_k() const;
-  int64_t total_q() const;
-  int64_t total_k() const;
-  int64_t visible_cells() const;  // per head
-  double flops() const;           // 4 * head_dim * visible cells * heads
-  double decode_bytes() const;    // K and V read + q read + out written
   size_t element_size() const;
+  double decode_bytes() const { return io_bytes(element_size()); }
 };
 
 std::vector<Case> default_cases();

@@ -1,7 +1,5 @@
 #include "gpu_cases.h"
 
-#include <algorithm>
-#include <numeric>
 
 namespace gpubench {
 
@@ -21,12 +19,6 @@ struct Heads {
 const Heads kHeadConfigs[] = {{16, 16}, {32, 8}};  // MHA, and GQA with groups of 4
 const int kHeadDims[] = {64, 128};
 
-std::vector<int32_t> prefix_sums(const std::vector<int32_t>& lengths) {
-  std::vector<int32_t> offsets(lengths.size() + 1, 0);
-  std::partial_sum(lengths.begin(), lengths.end(), offsets.begin() + 1);
-  return offsets;
-}
-
 std::string shape_name(Heads heads, int head_dim) {
   return "h" + std::to_string(heads.q) + "kv" + std::to_string(heads.kv) + "_d" +
          std::to_string(head_dim);
@@ -34,8 +26,17 @@ std::string shape_name(Heads heads, int head_dim) {
 
 Case make_case(std::string name, Kind kind, Heads heads, int head_dim,
                std::vector<int32_t> lengths_q, std::vector<int32_t> lengths_k, bool causal) {
-  return Case{std::move(name), kind, heads.q, heads.kv, head_dim, std::move(lengths_q),
-              std::move(lengths_k), causal, false};
+  Case c;
+  c.heads = heads.q;
+  c.kv_heads = heads.kv;
+  c.head_dim = head_dim;
+  c.lengths_q = std::move(lengths_q);
+  c.lengths_k = std::move(lengths_k);
+  c.causal = causal;
+  c.name = std::move(name);
+  c.kind = kind;
+  c.quick = false;
+  return c;
 }
 
 const char* mask_name(bool causal) { return causal ? "causal" : "full"; }
@@ -80,33 +81,9 @@ std::string json_array(const std::vector<int32_t>& values) {
 
 }  // namespace
 
-std::vector<int32_t> Case::cu_seqlens_q() const { return prefix_sums(lengths_q); }
-std::vector<int32_t> Case::cu_seqlens_k() const { return prefix_sums(lengths_k); }
-int64_t Case::total_q() const { return cu_seqlens_q().back(); }
-int64_t Case::total_k() const { return cu_seqlens_k().back(); }
-
 int64_t Case::length() const { return kind == Kind::decode ? lengths_k.front() : total_q(); }
 
-int64_t Case::visible_cells() const {
-  int64_t cells = 0;
-  for (size_t b = 0; b < lengths_q.size(); ++b) {
-    const int64_t lq = lengths_q[b], lk = lengths_k[b];
-    if (!causal) {
-      cells += lq * lk;
-      continue;
-    }
-    for (int64_t row = 0; row < lq; ++row) cells += std::clamp<int64_t>(row + lk - lq + 1, 0, lk);
-  }
-  return cells;
-}
-
-double Case::flops() const { return 4.0 * head_dim * double(visible_cells()) * heads; }
-
-double Case::io_bytes() const {
-  const double kv = 2.0 * double(total_k()) * kv_heads * head_dim;
-  const double q_and_out = 2.0 * double(total_q()) * heads * head_dim;
-  return (kv + q_and_out) * kBf16Bytes;
-}
+double Case::io_bytes() const { return AttentionShape::io_bytes(kBf16Bytes); }
 
 std::vector<Case> all_cases() {
   std::vector<Case> cases;

@@ -6,28 +6,20 @@
 #include <string>
 #include <vector>
 
+#include "common/attention_shape.h"
+
 namespace gpubench {
 
 enum class Kind { prefill, varlen, decode };
 
-// Sequences b with lengths_q[b] queries over lengths_k[b] keys, packed token-major:
-// q and out (total_q, heads, head_dim), k and v (total_k, kv_heads, head_dim), all bf16.
-struct Case {
+// A packed batch (bench_common::AttentionShape), all tensors bf16.
+struct Case : bench_common::AttentionShape {
   std::string name;
   Kind kind;
-  int heads, kv_heads, head_dim;
-  std::vector<int32_t> lengths_q, lengths_k;
-  bool causal;
   bool quick;  // part of the --quick subset
 
-  std::vector<int32_t> cu_seqlens_q() const;
-  std::vector<int32_t> cu_seqlens_k() const;
-  int64_t total_q() const;
-  int64_t total_k() const;
-  int64_t length() const;         // the table's N_or_Tk: tokens, or keys per sequence for decode
-  int64_t visible_cells() const;  // per head
-  double flops() const;           // 4 * head_dim * visible cells * heads
-  double io_bytes() const;        // K and V read, q read, out written
+  int64_t length() const;  // the table's N_or_Tk: tokens, or keys per sequence for decode
+  double io_bytes() const;
 };
 
 std::vector<Case> all_cases();
