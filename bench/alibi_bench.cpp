@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "baselines.h"
+#include "common/command_line.h"
 #include "cases.h"
 #include "measure.h"
 #include "report.h"
@@ -42,63 +43,39 @@ const char* const kUsage =
     "  --list        print the selected case names and exit\n";
 
 struct Options {
-  bool quick = false, markdown = false, list = false;
-  std::vector<std::string> filters;
+  bool markdown = false, list = false;
+  std::vector<Case> cases;  // those --quick and --case select
   int threads = 2, reps = 0;
   std::string plot;
 };
 
-[[noreturn]] void usage_error(const std::string& message) {
-  std::fprintf(stderr, "alibi-bench: %s\n%s", message.c_str(), kUsage);
-  std::exit(2);
-}
-
-int positive_int(const char* text, const char* option) {
-  char* end = nullptr;
-  const long value = std::strtol(text, &end, 10);
-  if (*text == '\0' || *end != '\0' || value < 1 || value > 100000)
-    usage_error(std::string(option) + " wants a positive integer, not '" + text + "'");
-  return int(value);
-}
-
 Options parse_options(int argc, char** argv) {
   Options options;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> const char* {
-      if (i + 1 >= argc) usage_error(arg + " wants a value");
-      return argv[++i];
-    };
-    if (arg == "--quick") {
-      options.quick = true;
-    } else if (arg == "--markdown") {
+  bool quick = false;
+  std::vector<std::string> filters;
+  bench_common::CommandLine args(argc, argv, "alibi-bench", kUsage);
+  while (args.next()) {
+    if (args.is("--quick"))
+      quick = true;
+    else if (args.is("--markdown"))
       options.markdown = true;
-    } else if (arg == "--list") {
+    else if (args.is("--list"))
       options.list = true;
-    } else if (arg == "--case") {
-      options.filters.push_back(value());
-    } else if (arg == "--threads") {
-      options.threads = positive_int(value(), "--threads");
-    } else if (arg == "--reps") {
-      options.reps = positive_int(value(), "--reps");
-    } else if (arg == "--plot") {
-      options.plot = value();
-    } else if (arg == "--help" || arg == "-h") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    } else {
-      usage_error("unknown argument '" + arg + "'");
-    }
+    else if (args.is("--case"))
+      filters.push_back(args.value());
+    else if (args.is("--threads"))
+      options.threads = args.positive_value();
+    else if (args.is("--reps"))
+      options.reps = args.positive_value();
+    else if (args.is("--plot"))
+      options.plot = args.value();
+    else
+      args.help_or_fail();
   }
+  for (const Case& c : default_cases())
+    if (bench_common::selected(c.name, c.quick, quick, filters)) options.cases.push_back(c);
+  if (options.cases.empty()) args.fail("no case matches");
   return options;
-}
-
-bool selected(const Case& c, const Options& options) {
-  if (options.quick && !c.quick) return false;
-  if (options.filters.empty()) return true;
-  for (const std::string& filter : options.filters)
-    if (c.name.find(filter) != std::string::npos) return true;
-  return false;
 }
 
 void check(alibi_status status, const char* call) {
@@ -354,14 +331,11 @@ bool run_case(const Case& c, alibi_context_t ctx, Ceilings& ceilings, const Opti
 }
 
 int run(const Options& options) {
-  std::vector<Case> cases;
-  for (const Case& c : default_cases())
-    if (selected(c, options)) cases.push_back(c);
+  const std::vector<Case>& cases = options.cases;
   if (options.list) {
     for (const Case& c : cases) std::printf("%s\n", c.name.c_str());
     return 0;
   }
-  if (cases.empty()) usage_error("no case matches");
 
   prepare_memory_measurement();
   omp_set_num_threads(options.threads);

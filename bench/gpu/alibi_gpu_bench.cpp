@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/command_line.h"
 #include "gpu_cases.h"
 #include "gpu_device.h"
 
@@ -46,58 +47,34 @@ const char* const kCsvHeader =
     "frac_of_copy,max_abs_diff,note";
 
 struct Options {
-  bool quick = false, list = false, spec = false;
-  std::vector<std::string> filters;
+  bool list = false, spec = false;
+  std::vector<Case> cases;  // those --quick and --case select
   int reps = 0;
 };
 
-[[noreturn]] void usage_error(const std::string& message) {
-  std::fprintf(stderr, "alibi-gpu-bench: %s\n%s", message.c_str(), kUsage);
-  std::exit(2);
-}
-
-int positive_int(const char* text, const char* option) {
-  char* end = nullptr;
-  const long value = std::strtol(text, &end, 10);
-  if (*text == '\0' || *end != '\0' || value < 1 || value > 100000)
-    usage_error(std::string(option) + " wants a positive integer, not '" + text + "'");
-  return int(value);
-}
-
 Options parse_options(int argc, char** argv) {
   Options options;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> const char* {
-      if (i + 1 >= argc) usage_error(arg + " wants a value");
-      return argv[++i];
-    };
-    if (arg == "--quick") {
-      options.quick = true;
-    } else if (arg == "--list") {
+  bool quick = false;
+  std::vector<std::string> filters;
+  bench_common::CommandLine args(argc, argv, "alibi-gpu-bench", kUsage);
+  while (args.next()) {
+    if (args.is("--quick"))
+      quick = true;
+    else if (args.is("--list"))
       options.list = true;
-    } else if (arg == "--spec") {
+    else if (args.is("--spec"))
       options.spec = true;
-    } else if (arg == "--case") {
-      options.filters.push_back(value());
-    } else if (arg == "--reps") {
-      options.reps = positive_int(value(), "--reps");
-    } else if (arg == "--help" || arg == "-h") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    } else {
-      usage_error("unknown argument '" + arg + "'");
-    }
+    else if (args.is("--case"))
+      filters.push_back(args.value());
+    else if (args.is("--reps"))
+      options.reps = args.positive_value();
+    else
+      args.help_or_fail();
   }
+  for (const Case& c : all_cases())
+    if (bench_common::selected(c.name, c.quick, quick, filters)) options.cases.push_back(c);
+  if (options.cases.empty()) args.fail("no case matches");
   return options;
-}
-
-bool selected(const Case& c, const Options& options) {
-  if (options.quick && !c.quick) return false;
-  if (options.filters.empty()) return true;
-  for (const std::string& filter : options.filters)
-    if (c.name.find(filter) != std::string::npos) return true;
-  return false;
 }
 
 // ----------------------------------------------------------------------------- libalibi handles
@@ -392,16 +369,8 @@ bool run_cases(const std::vector<Case>& cases, alibi_context_t ctx, const Option
   return all_ok;
 }
 
-std::vector<Case> selected_cases(const Options& options) {
-  std::vector<Case> cases;
-  for (const Case& c : all_cases())
-    if (selected(c, options)) cases.push_back(c);
-  if (cases.empty()) usage_error("no case matches");
-  return cases;
-}
-
 int run(const Options& options, const std::string& command) {
-  const std::vector<Case> cases = selected_cases(options);
+  const std::vector<Case>& cases = options.cases;
   if (options.list) {
     for (const Case& c : cases) std::printf("%s\n", c.name.c_str());
     return 0;
