@@ -27,7 +27,7 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // -------------------------------------------------------------------------------------- dtypes
 
-size_t dtype_size(alibi_dtype dtype) { return dtype == kF32 ? 4 : 2; }
+size_t dtype_size(alibi_dtype dtype) { return test::element_bytes(dtype); }
 
 std::string dtype_name(alibi_dtype dtype) {
   return dtype == kF32 ? "f32" : dtype == kF16 ? "f16" : "bf16";
@@ -38,45 +38,9 @@ std::string mask_type_name(int type) {
   return kNames[type];
 }
 
-uint16_t to_half_bits(float x, alibi_dtype dtype) {
-  return dtype == kF16 ? test::float_to_f16_bits(x) : test::float_to_bf16_bits(x);
-}
-
-float from_half_bits(uint16_t bits, alibi_dtype dtype) {
-  return dtype == kF16 ? test::f16_bits_to_float(bits) : test::bf16_bits_to_float(bits);
-}
-
-std::vector<uint8_t> encode(const std::vector<float>& values, alibi_dtype dtype) {
-  std::vector<uint8_t> bytes(values.size() * dtype_size(dtype));
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (dtype == kF32) {
-      std::memcpy(&bytes[4 * i], &values[i], 4);
-    } else {
-      const uint16_t bits = to_half_bits(values[i], dtype);
-      std::memcpy(&bytes[2 * i], &bits, 2);
-    }
-  }
-  return bytes;
-}
-
-std::vector<float> decode(const std::vector<uint8_t>& bytes, alibi_dtype dtype) {
-  std::vector<float> values(bytes.size() / dtype_size(dtype));
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (dtype == kF32) {
-      std::memcpy(&values[i], &bytes[4 * i], 4);
-    } else {
-      uint16_t bits;
-      std::memcpy(&bits, &bytes[2 * i], 2);
-      values[i] = from_half_bits(bits, dtype);
-    }
-  }
-  return values;
-}
-
-// The value x has after a round trip through dtype.
-float round_to(float x, alibi_dtype dtype) {
-  return dtype == kF32 ? x : from_half_bits(to_half_bits(x, dtype), dtype);
-}
+using test::decode;
+using test::encode;
+using test::round_to;
 
 // Uniform random values, each exactly representable in dtype.
 std::vector<float> random_values(size_t n, alibi_dtype dtype, uint32_t seed, float lo = -1.f,

@@ -52,45 +52,15 @@ TEST(CudaAvailability, UnavailableCudaSaysWhy) {
 
 // ------------------------------------------------------------------------------------ helpers
 
-size_t element_bytes(alibi_dtype dtype) { return dtype == kF32 ? 4 : 2; }
+using test::element_bytes;
 
 std::string dtype_name(alibi_dtype dtype) {
   return dtype == kF32 ? "f32" : dtype == kF16 ? "f16" : "bf16";
 }
 
-float round_to(float x, alibi_dtype dtype) {
-  if (dtype == kF16) return test::f16_bits_to_float(test::float_to_f16_bits(x));
-  if (dtype == kBF16) return test::bf16_bits_to_float(test::float_to_bf16_bits(x));
-  return x;
-}
-
-std::vector<uint8_t> encode(const std::vector<float>& values, alibi_dtype dtype) {
-  std::vector<uint8_t> bytes(values.size() * element_bytes(dtype));
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (dtype == kF32) {
-      std::memcpy(&bytes[4 * i], &values[i], 4);
-    } else {
-      const uint16_t bits =
-          dtype == kF16 ? test::float_to_f16_bits(values[i]) : test::float_to_bf16_bits(values[i]);
-      std::memcpy(&bytes[2 * i], &bits, 2);
-    }
-  }
-  return bytes;
-}
-
-std::vector<float> decode(const std::vector<uint8_t>& bytes, alibi_dtype dtype) {
-  std::vector<float> values(bytes.size() / element_bytes(dtype));
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (dtype == kF32) {
-      std::memcpy(&values[i], &bytes[4 * i], 4);
-    } else {
-      uint16_t bits;
-      std::memcpy(&bits, &bytes[2 * i], 2);
-      values[i] = dtype == kF16 ? test::f16_bits_to_float(bits) : test::bf16_bits_to_float(bits);
-    }
-  }
-  return values;
-}
+using test::decode;
+using test::encode;
+using test::round_to;
 
 Tensor upload(alibi_context_t ctx, alibi_dtype dtype, std::vector<int64_t> shape,
               const std::vector<float>& values) {

@@ -33,57 +33,22 @@ enum class Kernel { kTiled, kDecode };
 
 std::string kernel_name(Kernel k) { return k == Kernel::kTiled ? "tiled" : "decode"; }
 
-float representable(float x, alibi_dtype dtype) {
-  if (dtype == ALIBI_DTYPE_F16) return test::f16_bits_to_float(test::float_to_f16_bits(x));
-  if (dtype == ALIBI_DTYPE_BF16) return test::bf16_bits_to_float(test::float_to_bf16_bits(x));
-  return x;
-}
-
-std::vector<uint8_t> encode(const std::vector<float>& values, alibi_dtype dtype) {
-  const size_t size = dtype == ALIBI_DTYPE_F32 ? 4 : 2;
-  std::vector<uint8_t> bytes(values.size() * size);
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (dtype == ALIBI_DTYPE_F32) {
-      std::memcpy(&bytes[4 * i], &values[i], 4);
-    } else {
-      const uint16_t h = dtype == ALIBI_DTYPE_F16 ? test::float_to_f16_bits(values[i])
-                                                  : test::float_to_bf16_bits(values[i]);
-      std::memcpy(&bytes[2 * i], &h, 2);
-    }
-  }
-  return bytes;
-}
-
-float decode_value(const uint8_t* p, alibi_dtype dtype) {
-  if (dtype == ALIBI_DTYPE_F32) {
-    float f;
-    std::memcpy(&f, p, 4);
-    return f;
-  }
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return dtype == ALIBI_DTYPE_F16 ? test::f16_bits_to_float(h) : test::bf16_bits_to_float(h);
-}
-
 Tensor make_tensor(alibi_context_t ctx, alibi_dtype dtype, const std::vector<int64_t>& shape,
                    const std::vector<float>& values) {
   alibi_tensor_t t = nullptr;
   EXPECT_EQ(alibi_tensor_create(ctx, dtype, int(shape.size()), shape.data(), &t), ALIBI_STATUS_SUCCESS)
       << alibi_last_error_message();
-  const std::vector<uint8_t> bytes = encode(values, dtype);
+  const std::vector<uint8_t> bytes = test::encode(values, dtype);
   if (t && !bytes.empty())
     EXPECT_EQ(alibi_tensor_copy_from_host(t, bytes.data(), bytes.size()), ALIBI_STATUS_SUCCESS);
   return Tensor(t);
 }
 
 std::vector<float> read_tensor(alibi_tensor_t t, alibi_dtype dtype, size_t count) {
-  const size_t size = dtype == ALIBI_DTYPE_F32 ? 4 : 2;
-  std::vector<uint8_t> bytes(count * size);
+  std::vector<uint8_t> bytes(count * test::element_bytes(dtype));
   if (count > 0)
     EXPECT_EQ(alibi_tensor_copy_to_host(t, bytes.data(), bytes.size()), ALIBI_STATUS_SUCCESS);
-  std::vector<float> values(count);
-  for (size_t i = 0; i < count; ++i) values[i] = decode_value(&bytes[i * size], dtype);
-  return values;
+  return test::decode(bytes, dtype);
 }
 
 // One forward problem over a ranges mask (positions qpos = i, kpos = j unless given).
@@ -120,7 +85,7 @@ std::vector<ref::Slice> slices_for(Kernel kernel, int64_t total_q, int64_t total
 
 void fill(std::vector<float>& values, size_t count, uint32_t seed, float lo, float hi, alibi_dtype dtype) {
   values = test::random_floats(count, seed, lo, hi);
-  for (float& x : values) x = representable(x, dtype);
+  for (float& x : values) x = test::round_to(x, dtype);
 }
 
 void fill_qkv(Case& c, uint32_t seed, float q_scale = 1.0f, float k_scale = 1.0f) {

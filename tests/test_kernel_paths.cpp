@@ -26,51 +26,22 @@ struct Case {
 
 std::vector<float> representable(size_t n, alibi_dtype dtype, uint32_t seed) {
   std::vector<float> v = test::random_floats(n, seed, -1.f, 1.f);
-  for (float& x : v)
-    x = dtype == ALIBI_DTYPE_F16    ? test::f16_bits_to_float(test::float_to_f16_bits(x))
-        : dtype == ALIBI_DTYPE_BF16 ? test::bf16_bits_to_float(test::float_to_bf16_bits(x))
-                                    : x;
+  for (float& x : v) x = test::round_to(x, dtype);
   return v;
-}
-
-std::vector<uint8_t> encode(const std::vector<float>& v, alibi_dtype dtype) {
-  std::vector<uint8_t> bytes(v.size() * (dtype == ALIBI_DTYPE_F32 ? 4 : 2));
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (dtype == ALIBI_DTYPE_F32) {
-      std::memcpy(&bytes[4 * i], &v[i], 4);
-    } else {
-      const uint16_t h = dtype == ALIBI_DTYPE_F16 ? test::float_to_f16_bits(v[i]) : test::float_to_bf16_bits(v[i]);
-      std::memcpy(&bytes[2 * i], &h, 2);
-    }
-  }
-  return bytes;
-}
-
-float decode_one(const uint8_t* p, alibi_dtype dtype) {
-  if (dtype == ALIBI_DTYPE_F32) {
-    float f;
-    std::memcpy(&f, p, 4);
-    return f;
-  }
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return dtype == ALIBI_DTYPE_F16 ? test::f16_bits_to_float(h) : test::bf16_bits_to_float(h);
 }
 
 Tensor upload(alibi_context_t ctx, alibi_dtype dtype, std::vector<int64_t> shape, const std::vector<float>& values) {
   alibi_tensor_t t = nullptr;
   EXPECT_EQ(alibi_tensor_create(ctx, dtype, int(shape.size()), shape.data(), &t), ALIBI_STATUS_SUCCESS);
-  const std::vector<uint8_t> bytes = encode(values, dtype);
+  const std::vector<uint8_t> bytes = test::encode(values, dtype);
   EXPECT_EQ(alibi_tensor_copy_from_host(t, bytes.data(), bytes.size()), ALIBI_STATUS_SUCCESS);
   return Tensor(t);
 }
 
 std::vector<float> download(alibi_tensor_t t, alibi_dtype dtype, size_t n) {
-  std::vector<uint8_t> bytes(n * (dtype == ALIBI_DTYPE_F32 ? 4 : 2));
+  std::vector<uint8_t> bytes(n * test::element_bytes(dtype));
   EXPECT_EQ(alibi_tensor_copy_to_host(t, bytes.data(), bytes.size()), ALIBI_STATUS_SUCCESS);
-  std::vector<float> v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = decode_one(&bytes[i * (bytes.size() / n)], dtype);
-  return v;
+  return test::decode(bytes, dtype);
 }
 
 struct Run {

@@ -199,6 +199,48 @@ inline uint16_t float_to_f16_bits(float f) {
   return sign | lo;
 }
 
+// Host values as a tensor of dtype stores them and back (f16/bf16: round to nearest even).
+inline size_t element_bytes(alibi_dtype dtype) { return dtype == ALIBI_DTYPE_F32 ? 4 : 2; }
+
+inline uint16_t to_half_bits(float x, alibi_dtype dtype) {
+  return dtype == ALIBI_DTYPE_F16 ? float_to_f16_bits(x) : float_to_bf16_bits(x);
+}
+inline float from_half_bits(uint16_t bits, alibi_dtype dtype) {
+  return dtype == ALIBI_DTYPE_F16 ? f16_bits_to_float(bits) : bf16_bits_to_float(bits);
+}
+
+// The value x has after a round trip through dtype.
+inline float round_to(float x, alibi_dtype dtype) {
+  return dtype == ALIBI_DTYPE_F32 ? x : from_half_bits(to_half_bits(x, dtype), dtype);
+}
+
+inline std::vector<uint8_t> encode(const std::vector<float>& values, alibi_dtype dtype) {
+  std::vector<uint8_t> bytes(values.size() * element_bytes(dtype));
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (dtype == ALIBI_DTYPE_F32) {
+      std::memcpy(&bytes[4 * i], &values[i], 4);
+    } else {
+      const uint16_t bits = to_half_bits(values[i], dtype);
+      std::memcpy(&bytes[2 * i], &bits, 2);
+    }
+  }
+  return bytes;
+}
+
+inline std::vector<float> decode(const std::vector<uint8_t>& bytes, alibi_dtype dtype) {
+  std::vector<float> values(bytes.size() / element_bytes(dtype));
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (dtype == ALIBI_DTYPE_F32) {
+      std::memcpy(&values[i], &bytes[4 * i], 4);
+    } else {
+      uint16_t bits;
+      std::memcpy(&bits, &bytes[2 * i], 2);
+      values[i] = from_half_bits(bits, dtype);
+    }
+  }
+  return values;
+}
+
 // Values a test writes into outputs before a call, to prove every element was written.
 constexpr float kPoison = 1234567.0f;
 
