@@ -28,6 +28,18 @@ struct ScoreBlock {
   float* correction;          // out: factor each query's accumulator must be scaled by
 };
 
+// Consecutive f32 key or value tokens: head g of token j starts at
+// data + j * token_stride + g * head_stride and has the layout's dim values.
+struct TokenRun {
+  const float* data;
+  int64_t token_stride, head_stride, count;
+};
+
+// Query heads of dim values; query head h reads key/value head h / group.
+struct HeadLayout {
+  int64_t heads, group, dim;
+};
+
 struct TileOps {
   const char* name;
   // C (m x n) = A (m x k) * B (k x n), or += when accumulate. A(i, p) = a[i * a_row + p * a_col];
@@ -39,16 +51,11 @@ struct TileOps {
   // count f16 or bf16 values to f32.
   void (*widen)(alibi_dtype dtype, const uint16_t* src, int64_t count, float* dst);
 
-  // Decode, one key/value token against one query row of `heads` heads; q and acc are dense
-  // [heads][dim], head g of the token starts at token + g * head_stride, head h reads g = h / group.
-  // `ahead`, when not null, is a later token of the same layout, prefetched head by head in step
-  // with the computation (a burst of prefetches would stall it).
-  // scores[h] = q[h] . k[h / group]
-  void (*score_token)(const float* q, const float* k, int64_t head_stride, int64_t heads,
-                      int64_t group, int64_t dim, float* scores, const float* ahead);
-  // acc[h] += p[h] * v[h / group]
-  void (*accumulate_token)(const float* p, const float* v, int64_t head_stride, int64_t heads,
-                           int64_t group, int64_t dim, float* acc, const float* ahead);
+  // Decode: a run of key or value tokens against one query row. q, acc are dense [heads][dim].
+  // scores[j * heads + h] = q[h] . k_j[h / group] for each token j of the run
+  void (*score_tokens)(const float* q, const TokenRun& k, const HeadLayout& layout, float* scores);
+  // acc[h] += sum over j of p[j * heads + h] * v_j[h / group]
+  void (*accumulate_tokens)(const float* p, const TokenRun& v, const HeadLayout& layout, float* acc);
   // x[i] = e^x[i] for i < count; e^-inf = 0.
   void (*exp_in_place)(float* x, int64_t count);
 };

@@ -3,6 +3,7 @@
 #include <cpuid.h>
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -16,6 +17,7 @@ namespace alibi::cpu {
 namespace {
 
 constexpr int kRowsPerKernel = 6;
+constexpr int kTokensPerDot = 8;
 
 // e^x for 8 lanes (Cephes-style polynomial after reducing by ln 2, ~1 ulp); x below
 // -87.3 (including -inf) gives exactly 0.
@@ -194,70 +196,86 @@ ALIBI_AVX2 void widen(alibi_dtype dtype, const uint16_t* src, int64_t count, flo
     dst[i] = dtype == ALIBI_DTYPE_F16 ? f16_to_float(src[i]) : bf16_to_float(src[i]);
 }
 
-// Sum of each of 4 vectors, in lanes 0..3.
-ALIBI_AVX2 inline __m128 sum4(const __m256* v) {
-  const __m256 pairs = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
-  return _mm_add_ps(_mm256_castps256_ps128(pairs), _mm256_extractf128_ps(pairs, 1));
+// Lane i of the result is the sum of v[i]'s lanes.
+ALIBI_AVX2 inline __m256 sum8(const __m256* v) {
+  const __m256 low = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+  const __m256 high = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+  return _mm256_add_ps(_mm256_permute2f128_ps(low, high, 0x20), _mm256_permute2f128_ps(low, high, 0x31));
 }
 
-// q . k over dim, as 8 partial sums: four FMA chains over consecutive parts, so that k is
-// read in address order (interleaving several heads' rows measured ~13% slower from DRAM).
-ALIBI_AVX2 inline __m256 dot_head(const float* q, const float* k, int64_t dim) {
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+// Lane j: q . k[j] over dim, one FMA chain per token, each q vector loaded once for all 8.
+ALIBI_AVX2 inline __m256 dot_8_tokens(const float* q, const float* const* k, int64_t dim) {
+  __m256 acc[kTokensPerDot];
+  for (__m256& a : acc) a = _mm256_setzero_ps();
   int64_t d = 0;
-  for (; d + 32 <= dim; d += 32)
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; ++i)
-      acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8 * i), _mm256_loadu_ps(k + d + 8 * i), acc[i]);
-  for (; d + 8 <= dim; d += 8) acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(k + d), acc[0]);
+  for (; d + 8 <= dim; d += 8) {
+    const __m256 query = _mm256_loadu_ps(q + d);
+#pragma GCC unroll 8
+    for (int j = 0; j < kTokensPerDot; ++j) acc[j] = _mm256_fmadd_ps(query, _mm256_loadu_ps(k[j] + d), acc[j]);
+  }
   if (d < dim) {
     const __m256i mask = lane_mask(dim - d);
-    acc[1] = _mm256_fmadd_ps(_mm256_maskload_ps(q + d, mask), _mm256_maskload_ps(k + d, mask), acc[1]);
+    const __m256 query = _mm256_maskload_ps(q + d, mask);
+#pragma GCC unroll 8
+    for (int j = 0; j < kTokensPerDot; ++j)
+      acc[j] = _mm256_fmadd_ps(query, _mm256_maskload_ps(k[j] + d, mask), acc[j]);
   }
-  return _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+  return sum8(acc);
 }
 
-inline void prefetch_head(const float* ahead, int64_t offset, int64_t dim) {
-  if (ahead == nullptr) return;
-  for (int64_t d = 0; d < dim; d += 16) _mm_prefetch(reinterpret_cast<const char*>(ahead + offset + d), _MM_HINT_T0);
-}
-
-ALIBI_AVX2 void score_token(const float* q, const float* k, int64_t head_stride, int64_t heads,
-                            int64_t group, int64_t dim, float* scores, const float* ahead) {
-  int64_t h = 0;
-  for (; h + 4 <= heads; h += 4) {
-    __m256 sums[4];
-    for (int i = 0; i < 4; ++i) {
-      const int64_t offset = ((h + i) / group) * head_stride;
-      prefetch_head(ahead, offset, dim);
-      sums[i] = dot_head(q + (h + i) * dim, k + offset, dim);
+// Head by head, 8 tokens at a time (a short last group repeats its last token).
+ALIBI_AVX2 void score_tokens(const float* q, const TokenRun& k, const HeadLayout& layout, float* scores) {
+  for (int64_t h = 0; h < layout.heads; ++h) {
+    const float* head = k.data + (h / layout.group) * k.head_stride;
+    for (int64_t j0 = 0; j0 < k.count; j0 += kTokensPerDot) {
+      const int64_t count = std::min<int64_t>(kTokensPerDot, k.count - j0);
+      const float* tokens[kTokensPerDot];
+      for (int64_t j = 0; j < kTokensPerDot; ++j) tokens[j] = head + (j0 + std::min(j, count - 1)) * k.token_stride;
+      alignas(32) float dots[kTokensPerDot];
+      _mm256_store_ps(dots, dot_8_tokens(q + h * layout.dim, tokens, layout.dim));
+      for (int64_t j = 0; j < count; ++j) scores[(j0 + j) * layout.heads + h] = dots[j];
     }
-    _mm_storeu_ps(scores + h, sum4(sums));
-  }
-  for (; h < heads; ++h) {
-    const int64_t offset = (h / group) * head_stride;
-    prefetch_head(ahead, offset, dim);
-    const __m256 zero = _mm256_setzero_ps();
-    const __m256 sums[4] = {dot_head(q + h * dim, k + offset, dim), zero, zero, zero};
-    scores[h] = _mm_cvtss_f32(sum4(sums));
   }
 }
 
-ALIBI_AVX2 void accumulate_token(const float* p, const float* v, int64_t head_stride,
-                                 int64_t heads, int64_t group, int64_t dim, float* acc,
-                                 const float* ahead) {
-  for (int64_t h = 0; h < heads; ++h) {
-    prefetch_head(ahead, (h / group) * head_stride, dim);
-    const __m256 weight = _mm256_set1_ps(p[h]);
-    const float* value = v + (h / group) * head_stride;
+// out[0, 8 * V) += sum over j of p[j * p_stride] * v[j * token_stride + ...], kept in registers.
+template <int V>
+ALIBI_AVX2 inline void accumulate_vectors(const float* p, int64_t p_stride, const float* v, int64_t token_stride,
+                                          int64_t count, float* out) {
+  __m256 acc[V];
+#pragma GCC unroll 8
+  for (int i = 0; i < V; ++i) acc[i] = _mm256_loadu_ps(out + 8 * i);
+  for (int64_t j = 0; j < count; ++j) {
+    const __m256 weight = _mm256_broadcast_ss(p + j * p_stride);
+    const float* row = v + j * token_stride;
+#pragma GCC unroll 8
+    for (int i = 0; i < V; ++i) acc[i] = _mm256_fmadd_ps(weight, _mm256_loadu_ps(row + 8 * i), acc[i]);
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < V; ++i) _mm256_storeu_ps(out + 8 * i, acc[i]);
+}
+
+ALIBI_AVX2 void accumulate_tail(const float* p, int64_t p_stride, const float* v, int64_t token_stride,
+                                int64_t count, float* out, int64_t width) {
+  const __m256i mask = lane_mask(width);
+  __m256 acc = _mm256_maskload_ps(out, mask);
+  for (int64_t j = 0; j < count; ++j)
+    acc = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j * p_stride), _mm256_maskload_ps(v + j * token_stride, mask), acc);
+  _mm256_maskstore_ps(out, mask, acc);
+}
+
+// Head by head, up to 64 values of a head's accumulator in registers across the whole run.
+ALIBI_AVX2 void accumulate_tokens(const float* p, const TokenRun& v, const HeadLayout& layout, float* acc) {
+  const int64_t dim = layout.dim;
+  for (int64_t h = 0; h < layout.heads; ++h) {
+    const float* head = v.data + (h / layout.group) * v.head_stride;
+    const float* weights = p + h;
     float* out = acc + h * dim;
     int64_t d = 0;
-    for (; d + 8 <= dim; d += 8)
-      _mm256_storeu_ps(out + d, _mm256_fmadd_ps(weight, _mm256_loadu_ps(value + d), _mm256_loadu_ps(out + d)));
-    if (d == dim) continue;
-    const __m256i mask = lane_mask(dim - d);
-    _mm256_maskstore_ps(out + d, mask, _mm256_fmadd_ps(weight, _mm256_maskload_ps(value + d, mask),
-                                                       _mm256_maskload_ps(out + d, mask)));
+    for (; d + 64 <= dim; d += 64) accumulate_vectors<8>(weights, layout.heads, head + d, v.token_stride, v.count, out + d);
+    for (; d + 32 <= dim; d += 32) accumulate_vectors<4>(weights, layout.heads, head + d, v.token_stride, v.count, out + d);
+    for (; d + 8 <= dim; d += 8) accumulate_vectors<1>(weights, layout.heads, head + d, v.token_stride, v.count, out + d);
+    if (d < dim) accumulate_tail(weights, layout.heads, head + d, v.token_stride, v.count, out + d, dim - d);
   }
 }
 
@@ -278,7 +296,7 @@ bool cpu_has_f16c() {
 }  // namespace
 
 const TileOps* avx2_tile_ops() {
-  static const TileOps ops{"avx2", gemm, softmax_block, widen, score_token, accumulate_token,
+  static const TileOps ops{"avx2", gemm, softmax_block, widen, score_tokens, accumulate_tokens,
                            exp_in_place};
   const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                          cpu_has_f16c();

@@ -67,29 +67,23 @@ void widen(alibi_dtype dtype, const uint16_t* src, int64_t count, float* dst) {
     for (int64_t i = 0; i < count; ++i) dst[i] = bf16_to_float(src[i]);
 }
 
-void prefetch_head(const float* ahead, int64_t offset, int64_t dim) {
-  if (ahead == nullptr) return;
-  for (int64_t d = 0; d < dim; d += 16) __builtin_prefetch(ahead + offset + d);
+void score_tokens(const float* q, const TokenRun& k, const HeadLayout& layout, float* scores) {
+  for (int64_t j = 0; j < k.count; ++j)
+    for (int64_t h = 0; h < layout.heads; ++h) {
+      const float* key = k.data + j * k.token_stride + (h / layout.group) * k.head_stride;
+      float s = 0.0f;
+      for (int64_t d = 0; d < layout.dim; ++d) s += q[h * layout.dim + d] * key[d];
+      scores[j * layout.heads + h] = s;
+    }
 }
 
-void score_token(const float* q, const float* k, int64_t head_stride, int64_t heads,
-                 int64_t group, int64_t dim, float* scores, const float* ahead) {
-  for (int64_t h = 0; h < heads; ++h) {
-    prefetch_head(ahead, (h / group) * head_stride, dim);
-    const float* key = k + (h / group) * head_stride;
-    float s = 0.0f;
-    for (int64_t d = 0; d < dim; ++d) s += q[h * dim + d] * key[d];
-    scores[h] = s;
-  }
-}
-
-void accumulate_token(const float* p, const float* v, int64_t head_stride, int64_t heads,
-                      int64_t group, int64_t dim, float* acc, const float* ahead) {
-  for (int64_t h = 0; h < heads; ++h) {
-    prefetch_head(ahead, (h / group) * head_stride, dim);
-    const float* value = v + (h / group) * head_stride;
-    for (int64_t d = 0; d < dim; ++d) acc[h * dim + d] += p[h] * value[d];
-  }
+void accumulate_tokens(const float* p, const TokenRun& v, const HeadLayout& layout, float* acc) {
+  for (int64_t j = 0; j < v.count; ++j)
+    for (int64_t h = 0; h < layout.heads; ++h) {
+      const float* value = v.data + j * v.token_stride + (h / layout.group) * v.head_stride;
+      const float weight = p[j * layout.heads + h];
+      for (int64_t d = 0; d < layout.dim; ++d) acc[h * layout.dim + d] += weight * value[d];
+    }
 }
 
 void exp_in_place(float* x, int64_t count) {
@@ -99,7 +93,7 @@ void exp_in_place(float* x, int64_t count) {
 }  // namespace
 
 const TileOps& generic_tile_ops() {
-  static const TileOps ops{"generic", gemm, softmax_block, widen, score_token, accumulate_token,
+  static const TileOps ops{"generic", gemm, softmax_block, widen, score_tokens, accumulate_tokens,
                            exp_in_place};
   return ops;
 }

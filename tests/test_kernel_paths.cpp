@@ -152,15 +152,24 @@ TEST(KernelDecode, FewRowsPerSequenceAllDtypesAndGqa) {
   }
 }
 
-TEST(KernelDecode, WideHeadsInGroupsOfFourAndPrefetchPastTheLastToken) {
+TEST(KernelDecode, WideHeadsInGroupsOfFourAndShortSteps) {
   // 32 query heads over 8 kv heads, head_dim 128: the vector path with no remainders; keys from
-  // 1 (prefetching past the tensor) to 600 (many steps of keys).
+  // 1 (a step shorter than the 8 tokens scored together) to 600 (many steps of keys).
   const Case base{{0, 1, 2, 3, 5}, {0, 1, 40, 640, 643}, 32, 8, 128, ALIBI_DTYPE_F32};
   for (alibi_dtype dtype : {ALIBI_DTYPE_F32, ALIBI_DTYPE_BF16}) {
     SCOPED_TRACE(int(dtype));
     Case c = base;
     c.dtype = dtype;
     check_case(c);
+  }
+}
+
+TEST(KernelDecode, HeadDimsCutIntoEveryRegisterBlock) {
+  // A head's values are accumulated 64, 32 and 8 at a time, then a masked tail: 3 (tail only),
+  // 8, 80 (64 + 8 + 8), 100 (64 + 32 + tail 4) and 256 (4 x 64).
+  for (int dim : {3, 8, 80, 100, 256}) {
+    SCOPED_TRACE(dim);
+    check_case(Case{{0, 1, 3}, {0, 29, 300}, 4, 2, dim, ALIBI_DTYPE_F32});
   }
 }
 
