@@ -218,15 +218,28 @@ class Attention {
             load_float(bias, offset3(bias, bias_head, r, first_key + j));
   }
 
+  // The run of the slice's rows (columns of the tile) whose visible keys meet [kb, ke): visible
+  // intervals only move forward with the row, so it is contiguous (a causal diagonal block
+  // is seen by half the rows).
+  static std::pair<int64_t, int64_t> columns_seeing(const Scratch& s, int64_t n, int64_t kb, int64_t ke) {
+    const int32_t* hi = s.visible_hi.data();
+    const int32_t* lo = s.visible_lo.data();
+    const int64_t begin = std::partition_point(hi, hi + n, [&](int32_t h) { return h <= kb; }) - hi;
+    const int64_t end = std::partition_point(lo, lo + n, [&](int32_t l) { return l < ke; }) - lo;
+    return {begin, std::max(begin, end)};
+  }
+
   void attend_block(const SliceRows& rows, int64_t kb, int64_t ke, float slope,
                     const RowBlock& block, int64_t head, Scratch& s, RowState& state) const {
     const Slice& slice = *rows.slice;
-    const int64_t count = ke - kb, n = rows.row_end - rows.row_begin;
-    const int64_t r0 = rows.row_begin - block.begin;
+    const auto [c0, c1] = columns_seeing(s, rows.row_end - rows.row_begin, kb, ke);
+    if (c0 == c1) return;
+    const int64_t count = ke - kb, n = c1 - c0;
+    const int64_t r0 = rows.row_begin - block.begin + c0;  // the first row's place in the block
     const int64_t kv_head = head / group_;
     const float* keys = kv_rows(args_.k, slice.k_begin + kb, count, kv_head, s.keys);
     ops_.gemm(count, round_up(n, kLanes), dim_, keys, dim_, 1, &s.queries_t[size_t(r0)],
-              kTileWidth, s.scores.data(), kTileWidth, false);
+              kTileWidth, s.scores.data(), kTileWidth, nullptr);
     if (args_.attn_bias) load_extra(rows, slice.k_begin + kb, count, head, s);
 
     ScoreBlock scores{};
@@ -234,13 +247,13 @@ class Attention {
     scores.ld = kTileWidth;
     scores.keys = count;
     scores.queries = n;
-    scores.extra = args_.attn_bias ? s.extra.data() : nullptr;
+    scores.extra = args_.attn_bias ? s.extra.data() + c0 : nullptr;
     scores.key_pos = &plan_.k_positions[size_t(slice.k_begin + kb)];
-    scores.query_pos = s.query_pos.data();
-    scores.visible_lo = s.visible_lo.data();
-    scores.visible_hi = s.visible_hi.data();
+    scores.query_pos = s.query_pos.data() + c0;
+    scores.visible_lo = s.visible_lo.data() + c0;
+    scores.visible_hi = s.visible_hi.data() + c0;
     scores.first_key = int32_t(kb);
-    scores.needs_mask = kb < s.visible_lo[size_t(n - 1)] || ke > s.visible_hi[0];
+    scores.needs_mask = kb < s.visible_lo[size_t(c1 - 1)] || ke > s.visible_hi[size_t(c0)];
     scores.slope = slope;
     scores.softcap = args_.softcap;
     scores.row_max = &state.row_max[size_t(r0)];
@@ -248,12 +261,9 @@ class Attention {
     scores.correction = s.correction.data();
     ops_.softmax_block(scores);
 
-    float* acc = &state.acc[size_t(r0 * dim_)];
-    for (int64_t c = 0; c < n; ++c)
-      if (s.correction[size_t(c)] != 1.0f)
-        for (int64_t d = 0; d < dim_; ++d) acc[c * dim_ + d] *= s.correction[size_t(c)];
     const float* values = kv_rows(args_.v, slice.k_begin + kb, count, kv_head, s.values);
-    ops_.gemm(n, dim_, count, s.scores.data(), 1, kTileWidth, values, dim_, acc, dim_, true);
+    ops_.gemm(n, dim_, count, s.scores.data(), 1, kTileWidth, values, dim_, &state.acc[size_t(r0 * dim_)], dim_,
+              s.correction.data());
   }
 
   const ForwardArgs& args_;

@@ -42,10 +42,11 @@ struct HeadLayout {
 
 struct TileOps {
   const char* name;
-  // C (m x n) = A (m x k) * B (k x n), or += when accumulate. A(i, p) = a[i * a_row + p * a_col];
+  // C (m x n) = A (m x k) * B (k x n) without c_scale; with it, C = diag(c_scale) * C + A * B
+  // (the online softmax's correction folded into the product). A(i, p) = a[i * a_row + p * a_col];
   // B and C are row-major with leading dims ldb and ldc.
   void (*gemm)(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col,
-               const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate);
+               const float* b, int64_t ldb, float* c, int64_t ldc, const float* c_scale);
   // Softcap, ALiBi bias, extra, mask; then the online-softmax update of the block's queries.
   void (*softmax_block)(const ScoreBlock& block);
   // count f16 or bf16 values to f32.

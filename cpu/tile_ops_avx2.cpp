@@ -57,12 +57,13 @@ ALIBI_AVX2 inline __m256i lane_mask(int64_t count) {
 // C (M x 16) (+)= A (M x k) B (k x 16): the register-blocked inner kernel.
 template <int M>
 ALIBI_AVX2 void kernel_16(int64_t k, const float* a, int64_t a_row, int64_t a_col, const float* b,
-                          int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+                          int64_t ldb, float* c, int64_t ldc, const float* c_scale) {
   __m256 acc[M][2];
 #pragma GCC unroll 6
   for (int i = 0; i < M; ++i) {
-    acc[i][0] = accumulate ? _mm256_loadu_ps(c + i * ldc) : _mm256_setzero_ps();
-    acc[i][1] = accumulate ? _mm256_loadu_ps(c + i * ldc + 8) : _mm256_setzero_ps();
+    const __m256 scale = c_scale ? _mm256_broadcast_ss(c_scale + i) : _mm256_setzero_ps();
+    acc[i][0] = c_scale ? _mm256_mul_ps(scale, _mm256_loadu_ps(c + i * ldc)) : scale;
+    acc[i][1] = c_scale ? _mm256_mul_ps(scale, _mm256_loadu_ps(c + i * ldc + 8)) : scale;
   }
   for (int64_t p = 0; p < k; ++p) {
     const __m256 b0 = _mm256_loadu_ps(b + p * ldb);
@@ -85,12 +86,13 @@ ALIBI_AVX2 void kernel_16(int64_t k, const float* a, int64_t a_row, int64_t a_co
 // C (M x width) (+)= A (M x k) B (k x width) for a last panel of width 1..8.
 template <int M>
 ALIBI_AVX2 void kernel_8(int64_t k, const float* a, int64_t a_row, int64_t a_col, const float* b,
-                         int64_t ldb, float* c, int64_t ldc, bool accumulate, int64_t width) {
+                         int64_t ldb, float* c, int64_t ldc, const float* c_scale, int64_t width) {
   const __m256i mask = lane_mask(width);
   __m256 acc[M];
 #pragma GCC unroll 6
   for (int i = 0; i < M; ++i)
-    acc[i] = accumulate ? _mm256_maskload_ps(c + i * ldc, mask) : _mm256_setzero_ps();
+    acc[i] = c_scale ? _mm256_mul_ps(_mm256_broadcast_ss(c_scale + i), _mm256_maskload_ps(c + i * ldc, mask))
+                     : _mm256_setzero_ps();
   for (int64_t p = 0; p < k; ++p) {
     const __m256 b0 = _mm256_maskload_ps(b + p * ldb, mask);
     const float* ap = a + p * a_col;
@@ -104,26 +106,27 @@ ALIBI_AVX2 void kernel_8(int64_t k, const float* a, int64_t a_row, int64_t a_col
 
 template <int M>
 ALIBI_AVX2 void row_panel(int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col,
-                          const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+                          const float* b, int64_t ldb, float* c, int64_t ldc, const float* c_scale) {
   int64_t j = 0;
-  for (; j + 16 <= n; j += 16) kernel_16<M>(k, a, a_row, a_col, b + j, ldb, c + j, ldc, accumulate);
+  for (; j + 16 <= n; j += 16) kernel_16<M>(k, a, a_row, a_col, b + j, ldb, c + j, ldc, c_scale);
   for (; j < n; j += 8)
-    kernel_8<M>(k, a, a_row, a_col, b + j, ldb, c + j, ldc, accumulate, std::min<int64_t>(8, n - j));
+    kernel_8<M>(k, a, a_row, a_col, b + j, ldb, c + j, ldc, c_scale, std::min<int64_t>(8, n - j));
 }
 
 ALIBI_AVX2 void gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row,
                      int64_t a_col, const float* b, int64_t ldb, float* c, int64_t ldc,
-                     bool accumulate) {
+                     const float* c_scale) {
   for (int64_t i = 0; i < m; i += kRowsPerKernel) {
     const float* ai = a + i * a_row;
     float* ci = c + i * ldc;
+    const float* scale_i = c_scale ? c_scale + i : nullptr;
     switch (std::min<int64_t>(kRowsPerKernel, m - i)) {
-      case 6: row_panel<6>(n, k, ai, a_row, a_col, b, ldb, ci, ldc, accumulate); break;
-      case 5: row_panel<5>(n, k, ai, a_row, a_col, b, ldb, ci, ldc, accumulate); break;
-      case 4: row_panel<4>(n, k, ai, a_row, a_col, b, ldb, ci, ldc, accumulate); break;
-      case 3: row_panel<3>(n, k, ai, a_row, a_col, b, ldb, ci, ldc, accumulate); break;
-      case 2: row_panel<2>(n, k, ai, a_row, a_col, b, ldb, ci, ldc, accumulate); break;
-      default: row_panel<1>(n, k, ai, a_row, a_col, b, ldb, ci, ldc, accumulate); break;
+      case 6: row_panel<6>(n, k, ai, a_row, a_col, b, ldb, ci, ldc, scale_i); break;
+      case 5: row_panel<5>(n, k, ai, a_row, a_col, b, ldb, ci, ldc, scale_i); break;
+      case 4: row_panel<4>(n, k, ai, a_row, a_col, b, ldb, ci, ldc, scale_i); break;
+      case 3: row_panel<3>(n, k, ai, a_row, a_col, b, ldb, ci, ldc, scale_i); break;
+      case 2: row_panel<2>(n, k, ai, a_row, a_col, b, ldb, ci, ldc, scale_i); break;
+      default: row_panel<1>(n, k, ai, a_row, a_col, b, ldb, ci, ldc, scale_i); break;
     }
   }
 }

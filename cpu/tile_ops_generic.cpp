@@ -18,14 +18,16 @@ using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::Row
 using DynamicStride = Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>;
 
 void gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col,
-          const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+          const float* b, int64_t ldb, float* c, int64_t ldc, const float* c_scale) {
   Eigen::Map<const RowMajor, 0, DynamicStride> lhs(a, m, k, DynamicStride(a_row, a_col));
   Eigen::Map<const RowMajor, 0, Eigen::OuterStride<>> rhs(b, k, n, Eigen::OuterStride<>(ldb));
   Eigen::Map<RowMajor, 0, Eigen::OuterStride<>> out(c, m, n, Eigen::OuterStride<>(ldc));
-  if (accumulate)
+  if (c_scale) {
+    out = Eigen::Map<const Eigen::VectorXf>(c_scale, m).asDiagonal() * out;
     out.noalias() += lhs * rhs;
-  else
+  } else {
     out.noalias() = lhs * rhs;
+  }
 }
 
 float finished_score(const ScoreBlock& b, int64_t j, int64_t c) {
