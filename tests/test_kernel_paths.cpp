@@ -224,7 +224,8 @@ TEST(KernelSplit, FewItemsSplitTheirKeys) {
 }
 
 TEST(KernelTiles, RowBlocksAndKeyBlocksWithRemainders) {
-  check_case({{0, 129, 260, 391}, {0, 129, 389, 520}, 3, 1, 80, ALIBI_DTYPE_F32, true});
+  // Row blocks are 256 rows and key blocks 64: slices start and end inside blocks and cross them.
+  check_case({{0, 129, 260, 391, 700}, {0, 129, 389, 520, 901}, 3, 1, 80, ALIBI_DTYPE_F32, true});
   check_case({{0, 255, 257}, {0, 257, 400}, 2, 2, 96, ALIBI_DTYPE_BF16, false});
 }
 
