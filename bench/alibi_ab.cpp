@@ -1,0 +1,215 @@
+// alibi-ab: two builds of libalibi.so in one process (each in its own dlmopen namespace), timed
+// call by call in alternating order on the same inputs. On a machine whose speed drifts from
+// minute to minute, separate runs cannot tell a 5% change from noise; paired calls can.
+// Prints each build's best and median GFLOP/s (decode: GB/s of k and v), the ratio of medians
+// and in how many rounds B was faster, and checks that both builds give the same output.
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "alibi/alibi.h"
+#include "common/attention_shape.h"
+#include "common/command_line.h"
+
+namespace {
+
+const char kUsage[] =
+    "usage: alibi-ab LIB_A LIB_B [--tokens N] [--queries Q] [--heads H] [--kv-heads HKV]\n"
+    "                [--dim D] [--full] [--bf16] [--threads T] [--rounds R]\n"
+    "  One sequence of N keys (default 2048) and Q queries (default N; 1 = decode), causal\n"
+    "  unless --full, H = HKV = 16 heads of D = 128, f32 unless --bf16, T = 2 threads, R = 16\n"
+    "  rounds of one call to each build, alternating which goes first.\n";
+
+// The entry points used, resolved in one namespace.
+struct Library {
+  void* handle = nullptr;
+  decltype(&alibi_context_create) context_create;
+  decltype(&alibi_context_set_num_threads) set_num_threads;
+  decltype(&alibi_mask_create_varlen) mask_create_varlen;
+  decltype(&alibi_tensor_wrap) tensor_wrap;
+  decltype(&alibi_attention_forward) attention_forward;
+  decltype(&alibi_last_error_message) last_error_message;
+  alibi_context_t context = nullptr;
+  alibi_mask_t mask = nullptr;
+  alibi_tensor_t q = nullptr, k = nullptr, v = nullptr, out = nullptr;
+};
+
+template <typename F>
+void resolve(void* handle, const char* name, F& function) {
+  function = reinterpret_cast<F>(dlsym(handle, name));
+  if (function == nullptr) {
+    std::fprintf(stderr, "alibi-ab: %s not found: %s\n", name, dlerror());
+    std::exit(1);
+  }
+}
+
+void check(const Library& lib, alibi_status status, const char* what) {
+  if (status == ALIBI_STATUS_SUCCESS) return;
+  std::fprintf(stderr, "alibi-ab: %s failed: %s\n", what, lib.last_error_message());
+  std::exit(1);
+}
+
+struct Inputs {
+  bench_common::AttentionShape shape;
+  alibi_dtype dtype;
+  int threads, rounds;
+  std::vector<unsigned char> q, k, v;
+  size_t element_bytes() const { return dtype == ALIBI_DTYPE_F32 ? 4 : 2; }
+};
+
+void open_library(const char* path, const Inputs& in, std::vector<unsigned char>& out, Library& lib) {
+  lib.handle = dlmopen(LM_ID_NEWLM, path, RTLD_NOW | RTLD_LOCAL);
+  if (lib.handle == nullptr) {
+    std::fprintf(stderr, "alibi-ab: cannot load %s: %s\n", path, dlerror());
+    std::exit(1);
+  }
+  resolve(lib.handle, "alibi_context_create", lib.context_create);
+  resolve(lib.handle, "alibi_context_set_num_threads", lib.set_num_threads);
+  resolve(lib.handle, "alibi_mask_create_varlen", lib.mask_create_varlen);
+  resolve(lib.handle, "alibi_tensor_wrap", lib.tensor_wrap);
+  resolve(lib.handle, "alibi_attention_forward", lib.attention_forward);
+  resolve(lib.handle, "alibi_last_error_message", lib.last_error_message);
+  check(lib, lib.context_create(ALIBI_DEVICE_CPU, 0, &lib.context), "alibi_context_create");
+  check(lib, lib.set_num_threads(lib.context, in.threads), "alibi_context_set_num_threads");
+  const std::vector<int32_t> cu_q = in.shape.cu_seqlens_q(), cu_k = in.shape.cu_seqlens_k();
+  check(lib, lib.mask_create_varlen(lib.context, 1, cu_q.data(), cu_k.data(), in.shape.causal, &lib.mask),
+        "alibi_mask_create_varlen");
+  const int64_t q_shape[3] = {in.shape.total_q(), in.shape.heads, in.shape.head_dim};
+  const int64_t kv_shape[3] = {in.shape.total_k(), in.shape.kv_heads, in.shape.head_dim};
+  auto wrap = [&](const int64_t* shape, const void* data, alibi_tensor_t* tensor) {
+    check(lib, lib.tensor_wrap(lib.context, in.dtype, 3, shape, nullptr, const_cast<void*>(data), tensor),
+          "alibi_tensor_wrap");
+  };
+  wrap(q_shape, in.q.data(), &lib.q);
+  wrap(kv_shape, in.k.data(), &lib.k);
+  wrap(kv_shape, in.v.data(), &lib.v);
+  wrap(q_shape, out.data(), &lib.out);
+}
+
+double seconds_of_call(const Library& lib) {
+  const auto start = std::chrono::steady_clock::now();
+  check(lib, lib.attention_forward(lib.context, lib.q, lib.k, lib.v, lib.mask, nullptr, lib.out, nullptr),
+        "alibi_attention_forward");
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Uniform in [-1, 1), stored as f32 or as the top half of an f32 (bf16).
+std::vector<unsigned char> random_values(int64_t count, alibi_dtype dtype, uint32_t seed) {
+  std::mt19937 engine(seed);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  const size_t width = dtype == ALIBI_DTYPE_F32 ? 4 : 2;
+  std::vector<unsigned char> bytes(size_t(count) * width);
+  for (int64_t i = 0; i < count; ++i) {
+    const float value = uniform(engine);
+    uint32_t bits;
+    std::memcpy(&bits, &value, 4);
+    const uint16_t high = uint16_t(bits >> 16);
+    std::memcpy(&bytes[size_t(i) * width], width == 4 ? static_cast<const void*>(&value) : &high, width);
+  }
+  return bytes;
+}
+
+// The options after LIB_A LIB_B (CommandLine skips its first argument, here LIB_B).
+Inputs read_options(int argc, char** argv) {
+  bench_common::CommandLine line(argc - 2, argv + 2, "alibi-ab", kUsage);
+  Inputs in{{16, 16, 128, {}, {}, true}, ALIBI_DTYPE_F32, 2, 16, {}, {}, {}};
+  int tokens = 2048, queries = 0;
+  while (line.next()) {
+    if (line.is("--tokens")) tokens = line.positive_value();
+    else if (line.is("--queries")) queries = line.positive_value();
+    else if (line.is("--heads")) in.shape.heads = in.shape.kv_heads = line.positive_value();
+    else if (line.is("--kv-heads")) in.shape.kv_heads = line.positive_value();
+    else if (line.is("--dim")) in.shape.head_dim = line.positive_value();
+    else if (line.is("--full")) in.shape.causal = false;
+    else if (line.is("--bf16")) in.dtype = ALIBI_DTYPE_BF16;
+    else if (line.is("--threads")) in.threads = line.positive_value();
+    else if (line.is("--rounds")) in.rounds = line.positive_value();
+    else line.help_or_fail();
+  }
+  if (in.shape.heads % in.shape.kv_heads != 0)
+    line.fail("--heads " + std::to_string(in.shape.heads) + " is not a multiple of --kv-heads " +
+              std::to_string(in.shape.kv_heads));
+  in.shape.lengths_q = {queries > 0 ? queries : tokens};
+  in.shape.lengths_k = {tokens};
+  const int64_t q_count = in.shape.total_q() * in.shape.heads * in.shape.head_dim;
+  const int64_t kv_count = in.shape.total_k() * in.shape.kv_heads * in.shape.head_dim;
+  in.q = random_values(q_count, in.dtype, 1);
+  in.k = random_values(kv_count, in.dtype, 2);
+  in.v = random_values(kv_count, in.dtype, 3);
+  return in;
+}
+
+float value_at(const std::vector<unsigned char>& bytes, size_t i, alibi_dtype dtype) {
+  float value = 0.0f;
+  if (dtype == ALIBI_DTYPE_F32) {
+    std::memcpy(&value, &bytes[i * 4], 4);
+  } else {
+    uint16_t high;
+    std::memcpy(&high, &bytes[i * 2], 2);
+    const uint32_t bits = uint32_t(high) << 16;
+    std::memcpy(&value, &bits, 4);
+  }
+  return value;
+}
+
+// The largest |a - b| over the two builds' outputs (their summation orders may differ).
+double max_difference(const std::vector<unsigned char>* out, const Inputs& in) {
+  double largest = 0.0;
+  for (size_t i = 0; i < out[0].size() / in.element_bytes(); ++i)
+    largest = std::max(largest, double(std::fabs(value_at(out[0], i, in.dtype) - value_at(out[1], i, in.dtype))));
+  return largest;
+}
+
+// Per round both builds run once, which goes first alternating; seconds[which] per round.
+int time_rounds(const Library* libs, int rounds, std::vector<double>* seconds) {
+  int b_faster = 0;
+  for (int round = 0; round < rounds; ++round) {
+    double taken[2];
+    for (int turn = 0; turn < 2; ++turn) {
+      const int which = (round + turn) % 2;
+      taken[which] = seconds_of_call(libs[which]);
+    }
+    for (int which = 0; which < 2; ++which) seconds[which].push_back(taken[which]);
+    b_faster += taken[1] < taken[0];
+  }
+  return b_faster;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool help = argc >= 2 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0);
+  if (help || argc < 3) {
+    std::fputs(kUsage, help ? stdout : stderr);
+    return help ? 0 : 2;
+  }
+  const Inputs in = read_options(argc, argv);
+  std::vector<unsigned char> out[2] = {std::vector<unsigned char>(in.q.size()),
+                                       std::vector<unsigned char>(in.q.size())};
+  Library libs[2];
+  open_library(argv[1], in, out[0], libs[0]);
+  open_library(argv[2], in, out[1], libs[1]);
+  std::vector<double> seconds[2];
+  const int b_faster = time_rounds(libs, in.rounds, seconds);
+
+  // Decode reads k and v once: GB/s; otherwise GFLOP/s as alibi-bench counts them.
+  const bool decode = in.shape.total_q() == 1;
+  const double work = 1e-9 * (decode ? in.shape.io_bytes(in.element_bytes()) : in.shape.flops());
+  double medians[2];
+  for (int which = 0; which < 2; ++which) {
+    std::sort(seconds[which].begin(), seconds[which].end());
+    medians[which] = seconds[which][seconds[which].size() / 2];
+    std::printf("%s: best %.1f, median %.1f %s\n", which == 0 ? "A" : "B", work / seconds[which].front(),
+                work / medians[which], decode ? "GB/s" : "GFLOP/s");
+  }
+  std::printf("B / A (medians): %.3f; B faster in %d of %d rounds; outputs: max |A - B| = %.3g\n",
+              medians[0] / medians[1], b_faster, in.rounds, max_difference(out, in));
+  return 0;
+}
