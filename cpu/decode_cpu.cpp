@@ -162,7 +162,8 @@ class Decode {
     return load_float(bias, offset3(bias, bias.shape[0] == 1 ? 0 : head, row, key));
   }
 
-  // Online softmax over `count` keys for every head at once; scores become probabilities.
+  // Online softmax over `count` keys for every head at once; scores become probabilities and
+  // scratch.correction the factor of each head's accumulator (applied by accumulate_values).
   void softmax_update(int64_t count, Scratch& scratch, const RowState& state) const {
     float* scores = scratch.scores.data();
     float* shift = scratch.shift.data();
@@ -181,14 +182,11 @@ class Decode {
     for (int64_t h = 0; h < heads_; ++h) state.sum[h] *= correction[h];
     for (int64_t j = 0; j < count; ++j)
       for (int64_t h = 0; h < heads_; ++h) state.sum[h] += scores[j * heads_ + h];
-    for (int64_t h = 0; h < heads_; ++h)
-      if (correction[h] != 1.0f)
-        for (int64_t d = 0; d < dim_; ++d) state.acc[h * dim_ + d] *= correction[h];
   }
 
   void accumulate_values(int64_t first_key, int64_t count, Scratch& scratch, float* acc) const {
     const TokenRun values = load_tokens(args_.v, first_key, count, scratch.tokens.data());
-    ops_.accumulate_tokens(scratch.scores.data(), values, layout_, acc);
+    ops_.accumulate_tokens(scratch.scores.data(), values, layout_, scratch.correction.data(), acc);
   }
 
   const ForwardArgs& args_;

@@ -55,8 +55,9 @@ struct TileOps {
   // Decode: a run of key or value tokens against one query row. q, acc are dense [heads][dim].
   // scores[j * heads + h] = q[h] . k_j[h / group] for each token j of the run
   void (*score_tokens)(const float* q, const TokenRun& k, const HeadLayout& layout, float* scores);
-  // acc[h] += sum over j of p[j * heads + h] * v_j[h / group]
-  void (*accumulate_tokens)(const float* p, const TokenRun& v, const HeadLayout& layout, float* acc);
+  // acc[h] = correction[h] * acc[h] + sum over j of p[j * heads + h] * v_j[h / group]
+  void (*accumulate_tokens)(const float* p, const TokenRun& v, const HeadLayout& layout,
+                            const float* correction, float* acc);
   // x[i] = e^x[i] for i < count; e^-inf = 0.
   void (*exp_in_place)(float* x, int64_t count);
 };

@@ -241,13 +241,14 @@ ALIBI_AVX2 void score_tokens(const float* q, const TokenRun& k, const HeadLayout
   }
 }
 
-// out[0, 8 * V) += sum over j of p[j * p_stride] * v[j * token_stride + ...], kept in registers.
+// out[0, 8 * V) = scale * out + sum over j of p[j * p_stride] * v[j * token_stride + ...], in
+// registers throughout.
 template <int V>
 ALIBI_AVX2 inline void accumulate_vectors(const float* p, int64_t p_stride, const float* v, int64_t token_stride,
-                                          int64_t count, float* out) {
+                                          int64_t count, __m256 scale, float* out) {
   __m256 acc[V];
 #pragma GCC unroll 8
-  for (int i = 0; i < V; ++i) acc[i] = _mm256_loadu_ps(out + 8 * i);
+  for (int i = 0; i < V; ++i) acc[i] = _mm256_mul_ps(scale, _mm256_loadu_ps(out + 8 * i));
   for (int64_t j = 0; j < count; ++j) {
     const __m256 weight = _mm256_broadcast_ss(p + j * p_stride);
     const float* row = v + j * token_stride;
@@ -259,26 +260,28 @@ ALIBI_AVX2 inline void accumulate_vectors(const float* p, int64_t p_stride, cons
 }
 
 ALIBI_AVX2 void accumulate_tail(const float* p, int64_t p_stride, const float* v, int64_t token_stride,
-                                int64_t count, float* out, int64_t width) {
+                                int64_t count, __m256 scale, float* out, int64_t width) {
   const __m256i mask = lane_mask(width);
-  __m256 acc = _mm256_maskload_ps(out, mask);
+  __m256 acc = _mm256_mul_ps(scale, _mm256_maskload_ps(out, mask));
   for (int64_t j = 0; j < count; ++j)
     acc = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j * p_stride), _mm256_maskload_ps(v + j * token_stride, mask), acc);
   _mm256_maskstore_ps(out, mask, acc);
 }
 
 // Head by head, up to 64 values of a head's accumulator in registers across the whole run.
-ALIBI_AVX2 void accumulate_tokens(const float* p, const TokenRun& v, const HeadLayout& layout, float* acc) {
-  const int64_t dim = layout.dim;
+ALIBI_AVX2 void accumulate_tokens(const float* p, const TokenRun& v, const HeadLayout& layout,
+                                  const float* correction, float* acc) {
+  const int64_t dim = layout.dim, stride = v.token_stride, count = v.count;
   for (int64_t h = 0; h < layout.heads; ++h) {
     const float* head = v.data + (h / layout.group) * v.head_stride;
     const float* weights = p + h;
+    const __m256 scale = _mm256_broadcast_ss(correction + h);
     float* out = acc + h * dim;
     int64_t d = 0;
-    for (; d + 64 <= dim; d += 64) accumulate_vectors<8>(weights, layout.heads, head + d, v.token_stride, v.count, out + d);
-    for (; d + 32 <= dim; d += 32) accumulate_vectors<4>(weights, layout.heads, head + d, v.token_stride, v.count, out + d);
-    for (; d + 8 <= dim; d += 8) accumulate_vectors<1>(weights, layout.heads, head + d, v.token_stride, v.count, out + d);
-    if (d < dim) accumulate_tail(weights, layout.heads, head + d, v.token_stride, v.count, out + d, dim - d);
+    for (; d + 64 <= dim; d += 64) accumulate_vectors<8>(weights, layout.heads, head + d, stride, count, scale, out + d);
+    for (; d + 32 <= dim; d += 32) accumulate_vectors<4>(weights, layout.heads, head + d, stride, count, scale, out + d);
+    for (; d + 8 <= dim; d += 8) accumulate_vectors<1>(weights, layout.heads, head + d, stride, count, scale, out + d);
+    if (d < dim) accumulate_tail(weights, layout.heads, head + d, stride, count, scale, out + d, dim - d);
   }
 }
 

@@ -79,7 +79,10 @@ void score_tokens(const float* q, const TokenRun& k, const HeadLayout& layout, f
     }
 }
 
-void accumulate_tokens(const float* p, const TokenRun& v, const HeadLayout& layout, float* acc) {
+void accumulate_tokens(const float* p, const TokenRun& v, const HeadLayout& layout, const float* correction,
+                       float* acc) {
+  for (int64_t h = 0; h < layout.heads; ++h)
+    for (int64_t d = 0; d < layout.dim; ++d) acc[h * layout.dim + d] *= correction[h];
   for (int64_t j = 0; j < v.count; ++j)
     for (int64_t h = 0; h < layout.heads; ++h) {
       const float* value = v.data + j * v.token_stride + (h / layout.group) * v.head_stride;
