@@ -3,6 +3,7 @@
 // chunk's keys 8 tokens at a time, head by head: one load of q serves 8 dot products and a
 // head's accumulator stays in registers across the 8 values (token by token with the
 // accumulator in memory spent ~3x the compute, which from DRAM did not hide behind the reads).
+// f16/bf16 k and v are widened in registers, so half caches are read at half the bytes.
 // Chunk partials merge by log-sum-exp in chunk order, so results do not depend on the thread
 // count.
 #include <algorithm>
@@ -41,10 +42,9 @@ struct RowState {
   float *max, *sum, *acc;
 };
 
-// Per-item buffers: scaled queries, a step's key or value tokens widened to f32, its scores,
-// per head.
+// Per-item buffers: scaled queries, a step's scores, per head.
 struct Scratch {
-  std::vector<float> queries, tokens, scores, slopes, shift, correction;
+  std::vector<float> queries, scores, slopes, shift, correction;
 };
 
 inline void axpy(float alpha, const float* x, float* y, int64_t n) {
@@ -64,9 +64,9 @@ class Decode {
   void run(const Item& item, Partial& out) const {
     const Slice& slice = plan_.slices[size_t(item.slice)];
     const int64_t rows = slice.q_end - slice.q_begin;
-    const int64_t width = heads_ * dim_, kv_width = kv_heads_ * dim_;
-    Scratch scratch{std::vector<float>(size_t(width)), std::vector<float>(size_t(kKeysPerStep * kv_width)),
-                    std::vector<float>(size_t(kKeysPerStep * heads_)), std::vector<float>(size_t(heads_)),
+    const int64_t width = heads_ * dim_;
+    Scratch scratch{std::vector<float>(size_t(width)), std::vector<float>(size_t(kKeysPerStep * heads_)),
+                    std::vector<float>(size_t(heads_)),
                     std::vector<float>(size_t(heads_)), std::vector<float>(size_t(heads_))};
     for (int64_t h = 0; h < heads_; ++h) scratch.slopes[size_t(h)] = args_.slopes.at(slice.sequence, int(h));
     out.acc.assign(size_t(rows * width), 0.0f);
@@ -120,16 +120,10 @@ class Decode {
       ops_.widen(t.dtype, static_cast<const uint16_t*>(t.data) + offset, count, dst);
   }
 
-  // Tokens [first, first + count) of k or v as f32: in place for f32, widened into `buffer`.
-  TokenRun load_tokens(const TensorView& t, int64_t first, int64_t count, float* buffer) const {
-    if (t.dtype == ALIBI_DTYPE_F32)
-      return {static_cast<const float*>(t.data) + offset3(t, first, 0, 0), t.strides[0], t.strides[1], count};
-    const auto* data = static_cast<const uint16_t*>(t.data);
-    const int64_t kv_width = kv_heads_ * dim_;
-    for (int64_t j = 0; j < count; ++j)
-      for (int64_t h = 0; h < kv_heads_; ++h)
-        ops_.widen(t.dtype, data + offset3(t, first + j, h, 0), dim_, buffer + j * kv_width + h * dim_);
-    return {buffer, kv_width, dim_, count};
+  // Tokens [first, first + count) of k or v, in place.
+  TokenRun tokens(const TensorView& t, int64_t first, int64_t count) const {
+    const auto* bytes = static_cast<const char*>(t.data) + offset3(t, first, 0, 0) * int64_t(dtype_size(t.dtype));
+    return {bytes, t.dtype, t.strides[0], t.strides[1], count};
   }
 
   void load_queries(int64_t row, float* dst) const {
@@ -143,7 +137,7 @@ class Decode {
   void score_keys(const Slice& slice, int64_t r, int64_t first, int64_t count, Scratch& scratch) const {
     const int64_t row = slice.q_begin + r;
     const int32_t qpos = plan_.q_positions[size_t(row)];
-    const TokenRun keys = load_tokens(args_.k, slice.k_begin + first, count, scratch.tokens.data());
+    const TokenRun keys = tokens(args_.k, slice.k_begin + first, count);
     ops_.score_tokens(scratch.queries.data(), keys, layout_, scratch.scores.data());
     for (int64_t j = 0; j < count; ++j) {
       const int64_t key = slice.k_begin + first + j;
@@ -185,7 +179,7 @@ class Decode {
   }
 
   void accumulate_values(int64_t first_key, int64_t count, Scratch& scratch, float* acc) const {
-    const TokenRun values = load_tokens(args_.v, first_key, count, scratch.tokens.data());
+    const TokenRun values = tokens(args_.v, first_key, count);
     ops_.accumulate_tokens(scratch.scores.data(), values, layout_, scratch.correction.data(), acc);
   }
 

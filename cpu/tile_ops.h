@@ -28,10 +28,11 @@ struct ScoreBlock {
   float* correction;          // out: factor each query's accumulator must be scaled by
 };
 
-// Consecutive f32 key or value tokens: head g of token j starts at
-// data + j * token_stride + g * head_stride and has the layout's dim values.
+// Consecutive key or value tokens, f32, f16 or bf16 as stored (decode widens in registers):
+// head g of token j starts at element j * token_stride + g * head_stride of data.
 struct TokenRun {
-  const float* data;
+  const void* data;
+  alibi_dtype dtype;
   int64_t token_stride, head_stride, count;
 };
 

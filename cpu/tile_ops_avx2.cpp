@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "core/half.h"
 #include "cpu/tile_ops.h"
@@ -206,82 +208,128 @@ ALIBI_AVX2 inline __m256 sum8(const __m256* v) {
   return _mm256_add_ps(_mm256_permute2f128_ps(low, high, 0x20), _mm256_permute2f128_ps(low, high, 0x31));
 }
 
+// Decode reads k and v in their own dtype and widens in registers.
+template <alibi_dtype kDtype>
+using ElementOf = std::conditional_t<kDtype == ALIBI_DTYPE_F32, float, uint16_t>;
+
+template <alibi_dtype kDtype>
+ALIBI_AVX2 inline __m256 load8(const ElementOf<kDtype>* p) {
+  if constexpr (kDtype == ALIBI_DTYPE_F32) {
+    return _mm256_loadu_ps(p);
+  } else {
+    const __m128i halves = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    if constexpr (kDtype == ALIBI_DTYPE_F16) return _mm256_cvtph_ps(halves);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(halves), 16));
+  }
+}
+
+// The first `count` (1..7) values at p, zeros after them.
+template <alibi_dtype kDtype>
+ALIBI_AVX2 inline __m256 load_first(const ElementOf<kDtype>* p, int64_t count) {
+  if constexpr (kDtype == ALIBI_DTYPE_F32) {
+    return _mm256_maskload_ps(p, lane_mask(count));
+  } else {
+    uint16_t halves[8] = {};
+    std::memcpy(halves, p, size_t(count) * sizeof(uint16_t));
+    return load8<kDtype>(halves);
+  }
+}
+
 // Lane j: q . k[j] over dim, one FMA chain per token, each q vector loaded once for all 8.
-ALIBI_AVX2 inline __m256 dot_8_tokens(const float* q, const float* const* k, int64_t dim) {
+template <alibi_dtype kDtype>
+ALIBI_AVX2 inline __m256 dot_8_tokens(const float* q, const ElementOf<kDtype>* const* k, int64_t dim) {
   __m256 acc[kTokensPerDot];
   for (__m256& a : acc) a = _mm256_setzero_ps();
   int64_t d = 0;
   for (; d + 8 <= dim; d += 8) {
     const __m256 query = _mm256_loadu_ps(q + d);
 #pragma GCC unroll 8
-    for (int j = 0; j < kTokensPerDot; ++j) acc[j] = _mm256_fmadd_ps(query, _mm256_loadu_ps(k[j] + d), acc[j]);
+    for (int j = 0; j < kTokensPerDot; ++j) acc[j] = _mm256_fmadd_ps(query, load8<kDtype>(k[j] + d), acc[j]);
   }
   if (d < dim) {
-    const __m256i mask = lane_mask(dim - d);
-    const __m256 query = _mm256_maskload_ps(q + d, mask);
+    const __m256 query = _mm256_maskload_ps(q + d, lane_mask(dim - d));
 #pragma GCC unroll 8
     for (int j = 0; j < kTokensPerDot; ++j)
-      acc[j] = _mm256_fmadd_ps(query, _mm256_maskload_ps(k[j] + d, mask), acc[j]);
+      acc[j] = _mm256_fmadd_ps(query, load_first<kDtype>(k[j] + d, dim - d), acc[j]);
   }
   return sum8(acc);
 }
 
 // Head by head, 8 tokens at a time (a short last group repeats its last token).
-ALIBI_AVX2 void score_tokens(const float* q, const TokenRun& k, const HeadLayout& layout, float* scores) {
+template <alibi_dtype kDtype>
+ALIBI_AVX2 void score_tokens_of(const float* q, const TokenRun& k, const HeadLayout& layout, float* scores) {
   for (int64_t h = 0; h < layout.heads; ++h) {
-    const float* head = k.data + (h / layout.group) * k.head_stride;
+    const auto* head = static_cast<const ElementOf<kDtype>*>(k.data) + (h / layout.group) * k.head_stride;
     for (int64_t j0 = 0; j0 < k.count; j0 += kTokensPerDot) {
       const int64_t count = std::min<int64_t>(kTokensPerDot, k.count - j0);
-      const float* tokens[kTokensPerDot];
+      const ElementOf<kDtype>* tokens[kTokensPerDot];
       for (int64_t j = 0; j < kTokensPerDot; ++j) tokens[j] = head + (j0 + std::min(j, count - 1)) * k.token_stride;
       alignas(32) float dots[kTokensPerDot];
-      _mm256_store_ps(dots, dot_8_tokens(q + h * layout.dim, tokens, layout.dim));
+      _mm256_store_ps(dots, dot_8_tokens<kDtype>(q + h * layout.dim, tokens, layout.dim));
       for (int64_t j = 0; j < count; ++j) scores[(j0 + j) * layout.heads + h] = dots[j];
     }
   }
 }
 
+ALIBI_AVX2 void score_tokens(const float* q, const TokenRun& k, const HeadLayout& layout, float* scores) {
+  switch (k.dtype) {
+    case ALIBI_DTYPE_F16: return score_tokens_of<ALIBI_DTYPE_F16>(q, k, layout, scores);
+    case ALIBI_DTYPE_BF16: return score_tokens_of<ALIBI_DTYPE_BF16>(q, k, layout, scores);
+    default: return score_tokens_of<ALIBI_DTYPE_F32>(q, k, layout, scores);
+  }
+}
+
 // out[0, 8 * V) = scale * out + sum over j of p[j * p_stride] * v[j * token_stride + ...], in
 // registers throughout.
-template <int V>
-ALIBI_AVX2 inline void accumulate_vectors(const float* p, int64_t p_stride, const float* v, int64_t token_stride,
-                                          int64_t count, __m256 scale, float* out) {
+template <alibi_dtype kDtype, int V>
+ALIBI_AVX2 inline void accumulate_vectors(const float* p, int64_t p_stride, const ElementOf<kDtype>* v,
+                                          int64_t token_stride, int64_t count, __m256 scale, float* out) {
   __m256 acc[V];
 #pragma GCC unroll 8
   for (int i = 0; i < V; ++i) acc[i] = _mm256_mul_ps(scale, _mm256_loadu_ps(out + 8 * i));
   for (int64_t j = 0; j < count; ++j) {
     const __m256 weight = _mm256_broadcast_ss(p + j * p_stride);
-    const float* row = v + j * token_stride;
+    const ElementOf<kDtype>* row = v + j * token_stride;
 #pragma GCC unroll 8
-    for (int i = 0; i < V; ++i) acc[i] = _mm256_fmadd_ps(weight, _mm256_loadu_ps(row + 8 * i), acc[i]);
+    for (int i = 0; i < V; ++i) acc[i] = _mm256_fmadd_ps(weight, load8<kDtype>(row + 8 * i), acc[i]);
   }
 #pragma GCC unroll 8
   for (int i = 0; i < V; ++i) _mm256_storeu_ps(out + 8 * i, acc[i]);
 }
 
-ALIBI_AVX2 void accumulate_tail(const float* p, int64_t p_stride, const float* v, int64_t token_stride,
+template <alibi_dtype kDtype>
+ALIBI_AVX2 void accumulate_tail(const float* p, int64_t p_stride, const ElementOf<kDtype>* v, int64_t token_stride,
                                 int64_t count, __m256 scale, float* out, int64_t width) {
   const __m256i mask = lane_mask(width);
   __m256 acc = _mm256_mul_ps(scale, _mm256_maskload_ps(out, mask));
   for (int64_t j = 0; j < count; ++j)
-    acc = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j * p_stride), _mm256_maskload_ps(v + j * token_stride, mask), acc);
+    acc = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j * p_stride), load_first<kDtype>(v + j * token_stride, width), acc);
   _mm256_maskstore_ps(out, mask, acc);
 }
 
 // Head by head, up to 64 values of a head's accumulator in registers across the whole run.
-ALIBI_AVX2 void accumulate_tokens(const float* p, const TokenRun& v, const HeadLayout& layout,
-                                  const float* correction, float* acc) {
-  const int64_t dim = layout.dim, stride = v.token_stride, count = v.count;
+template <alibi_dtype kDtype>
+ALIBI_AVX2 void accumulate_tokens_of(const float* p, const TokenRun& v, const HeadLayout& layout,
+                                     const float* correction, float* acc) {
+  const int64_t dim = layout.dim, stride = v.token_stride, count = v.count, n = layout.heads;
   for (int64_t h = 0; h < layout.heads; ++h) {
-    const float* head = v.data + (h / layout.group) * v.head_stride;
-    const float* weights = p + h;
+    const auto* head = static_cast<const ElementOf<kDtype>*>(v.data) + (h / layout.group) * v.head_stride;
     const __m256 scale = _mm256_broadcast_ss(correction + h);
     float* out = acc + h * dim;
     int64_t d = 0;
-    for (; d + 64 <= dim; d += 64) accumulate_vectors<8>(weights, layout.heads, head + d, stride, count, scale, out + d);
-    for (; d + 32 <= dim; d += 32) accumulate_vectors<4>(weights, layout.heads, head + d, stride, count, scale, out + d);
-    for (; d + 8 <= dim; d += 8) accumulate_vectors<1>(weights, layout.heads, head + d, stride, count, scale, out + d);
-    if (d < dim) accumulate_tail(weights, layout.heads, head + d, stride, count, scale, out + d, dim - d);
+    for (; d + 64 <= dim; d += 64) accumulate_vectors<kDtype, 8>(p + h, n, head + d, stride, count, scale, out + d);
+    for (; d + 32 <= dim; d += 32) accumulate_vectors<kDtype, 4>(p + h, n, head + d, stride, count, scale, out + d);
+    for (; d + 8 <= dim; d += 8) accumulate_vectors<kDtype, 1>(p + h, n, head + d, stride, count, scale, out + d);
+    if (d < dim) accumulate_tail<kDtype>(p + h, n, head + d, stride, count, scale, out + d, dim - d);
+  }
+}
+
+ALIBI_AVX2 void accumulate_tokens(const float* p, const TokenRun& v, const HeadLayout& layout,
+                                  const float* correction, float* acc) {
+  switch (v.dtype) {
+    case ALIBI_DTYPE_F16: return accumulate_tokens_of<ALIBI_DTYPE_F16>(p, v, layout, correction, acc);
+    case ALIBI_DTYPE_BF16: return accumulate_tokens_of<ALIBI_DTYPE_BF16>(p, v, layout, correction, acc);
+    default: return accumulate_tokens_of<ALIBI_DTYPE_F32>(p, v, layout, correction, acc);
   }
 }
 

@@ -69,12 +69,20 @@ void widen(alibi_dtype dtype, const uint16_t* src, int64_t count, float* dst) {
     for (int64_t i = 0; i < count; ++i) dst[i] = bf16_to_float(src[i]);
 }
 
+float token_value(const TokenRun& run, int64_t index) {
+  switch (run.dtype) {
+    case ALIBI_DTYPE_F16: return f16_to_float(static_cast<const uint16_t*>(run.data)[index]);
+    case ALIBI_DTYPE_BF16: return bf16_to_float(static_cast<const uint16_t*>(run.data)[index]);
+    default: return static_cast<const float*>(run.data)[index];
+  }
+}
+
 void score_tokens(const float* q, const TokenRun& k, const HeadLayout& layout, float* scores) {
   for (int64_t j = 0; j < k.count; ++j)
     for (int64_t h = 0; h < layout.heads; ++h) {
-      const float* key = k.data + j * k.token_stride + (h / layout.group) * k.head_stride;
+      const int64_t key = j * k.token_stride + (h / layout.group) * k.head_stride;
       float s = 0.0f;
-      for (int64_t d = 0; d < layout.dim; ++d) s += q[h * layout.dim + d] * key[d];
+      for (int64_t d = 0; d < layout.dim; ++d) s += q[h * layout.dim + d] * token_value(k, key + d);
       scores[j * layout.heads + h] = s;
     }
 }
@@ -85,9 +93,9 @@ void accumulate_tokens(const float* p, const TokenRun& v, const HeadLayout& layo
     for (int64_t d = 0; d < layout.dim; ++d) acc[h * layout.dim + d] *= correction[h];
   for (int64_t j = 0; j < v.count; ++j)
     for (int64_t h = 0; h < layout.heads; ++h) {
-      const float* value = v.data + j * v.token_stride + (h / layout.group) * v.head_stride;
+      const int64_t value = j * v.token_stride + (h / layout.group) * v.head_stride;
       const float weight = p[j * layout.heads + h];
-      for (int64_t d = 0; d < layout.dim; ++d) acc[h * layout.dim + d] += weight * value[d];
+      for (int64_t d = 0; d < layout.dim; ++d) acc[h * layout.dim + d] += weight * token_value(v, value + d);
     }
 }
 

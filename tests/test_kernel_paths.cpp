@@ -165,12 +165,14 @@ TEST(KernelDecode, WideHeadsInGroupsOfFourAndShortSteps) {
 }
 
 TEST(KernelDecode, HeadDimsCutIntoEveryRegisterBlock) {
-  // A head's values are accumulated 64, 32 and 8 at a time, then a masked tail: 3 (tail only),
-  // 8, 80 (64 + 8 + 8), 100 (64 + 32 + tail 4) and 256 (4 x 64).
-  for (int dim : {3, 8, 80, 100, 256}) {
-    SCOPED_TRACE(dim);
-    check_case(Case{{0, 1, 3}, {0, 29, 300}, 4, 2, dim, ALIBI_DTYPE_F32});
-  }
+  // A head's values are accumulated 64, 32 and 8 at a time, then a tail of 1..7: 3 (tail only),
+  // 8, 80 (64 + 8 + 8), 100 (64 + 32 + tail 4) and 256 (4 x 64); k and v of every dtype are
+  // widened in registers.
+  for (alibi_dtype dtype : kDtypes)
+    for (int dim : {3, 8, 80, 100, 256}) {
+      SCOPED_TRACE("dtype " + std::to_string(int(dtype)) + ", dim " + std::to_string(dim));
+      check_case(Case{{0, 1, 3}, {0, 29, 300}, 4, 2, dim, dtype});
+    }
 }
 
 TEST(KernelDecode, AttnBiasWithMaskedCellsAndRows) {
