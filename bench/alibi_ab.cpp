@@ -16,6 +16,7 @@
 
 #include "alibi/alibi.h"
 #include "common/attention_shape.h"
+#include "common/bf16.h"
 #include "common/command_line.h"
 
 namespace {
@@ -100,7 +101,7 @@ double seconds_of_call(const Library& lib) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// Uniform in [-1, 1), stored as f32 or as the top half of an f32 (bf16).
+// Uniform in [-1, 1), stored as f32 or bf16.
 std::vector<unsigned char> random_values(int64_t count, alibi_dtype dtype, uint32_t seed) {
   std::mt19937 engine(seed);
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
@@ -108,10 +109,8 @@ std::vector<unsigned char> random_values(int64_t count, alibi_dtype dtype, uint3
   std::vector<unsigned char> bytes(size_t(count) * width);
   for (int64_t i = 0; i < count; ++i) {
     const float value = uniform(engine);
-    uint32_t bits;
-    std::memcpy(&bits, &value, 4);
-    const uint16_t high = uint16_t(bits >> 16);
-    std::memcpy(&bytes[size_t(i) * width], width == 4 ? static_cast<const void*>(&value) : &high, width);
+    const uint16_t half = bench_common::to_bf16(value);
+    std::memcpy(&bytes[size_t(i) * width], width == 4 ? static_cast<const void*>(&value) : &half, width);
   }
   return bytes;
 }
@@ -147,16 +146,14 @@ Inputs read_options(int argc, char** argv) {
 }
 
 float value_at(const std::vector<unsigned char>& bytes, size_t i, alibi_dtype dtype) {
-  float value = 0.0f;
   if (dtype == ALIBI_DTYPE_F32) {
+    float value;
     std::memcpy(&value, &bytes[i * 4], 4);
-  } else {
-    uint16_t high;
-    std::memcpy(&high, &bytes[i * 2], 2);
-    const uint32_t bits = uint32_t(high) << 16;
-    std::memcpy(&value, &bits, 4);
+    return value;
   }
-  return value;
+  uint16_t half;
+  std::memcpy(&half, &bytes[i * 2], 2);
+  return bench_common::from_bf16(half);
 }
 
 // The largest |a - b| over the two builds' outputs (their summation orders may differ).

@@ -96,20 +96,6 @@ const char* kind_name(Kind kind) {
 
 const char* dtype_name(alibi_dtype dtype) { return dtype == ALIBI_DTYPE_BF16 ? "bf16" : "f32"; }
 
-uint16_t to_bf16(float value) {
-  uint32_t bits;
-  std::memcpy(&bits, &value, sizeof bits);
-  bits += 0x7fffu + ((bits >> 16) & 1u);
-  return uint16_t(bits >> 16);
-}
-
-float from_bf16(uint16_t value) {
-  const uint32_t bits = uint32_t(value) << 16;
-  float result;
-  std::memcpy(&result, &bits, sizeof result);
-  return result;
-}
-
 namespace {
 
 // A fixed-seed 64-bit LCG (Knuth's MMIX constants): uniform floats in [-1, 1).

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/attention_shape.h"
+#include "common/bf16.h"
 
 namespace bench {
 
@@ -31,9 +32,8 @@ std::vector<Case> default_cases();
 const char* kind_name(Kind kind);
 const char* dtype_name(alibi_dtype dtype);
 
-// f32 <-> bf16, round to nearest even (inputs are finite).
-uint16_t to_bf16(float value);
-float from_bf16(uint16_t value);
+using bench_common::from_bf16;
+using bench_common::to_bf16;
 
 // Host inputs of a case in its dtype, filled with fixed-seed uniform values in [-1, 1).
 struct Inputs {

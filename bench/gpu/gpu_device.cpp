@@ -35,13 +35,6 @@ DeviceBuffer device_buffer(size_t bytes) {
   return DeviceBuffer(data);
 }
 
-uint16_t to_bf16(float value) {
-  uint32_t bits;
-  std::memcpy(&bits, &value, sizeof bits);
-  bits += 0x7fffu + ((bits >> 16) & 1u);  // round to nearest even (values are finite)
-  return uint16_t(bits >> 16);
-}
-
 // A 64-bit LCG (Knuth's MMIX constants).
 std::vector<uint16_t> uniform_bf16_words(size_t count, uint64_t seed) {
   std::vector<uint16_t> words(count);
@@ -110,13 +103,6 @@ void fill_uniform_bf16(void* device_data, size_t count, uint64_t seed, cudaStrea
     filled += chunk;
   }
   cuda_check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
-}
-
-float from_bf16(uint16_t value) {
-  const uint32_t bits = uint32_t(value) << 16;
-  float result;
-  std::memcpy(&result, &bits, sizeof result);
-  return result;
 }
 
 CopyCeiling measure_copy(cudaStream_t stream, size_t bytes, int warmup_calls, int reps) {

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "common/bf16.h"
+
 namespace gpubench {
 
 // A failed CUDA or libalibi call; out_of_memory when the failure was an allocation.
@@ -47,7 +49,8 @@ double median(std::vector<double> values);
 // block is uploaded once and then doubled by device-to-device copies.
 void fill_uniform_bf16(void* device_data, size_t count, uint64_t seed, cudaStream_t stream);
 
-float from_bf16(uint16_t value);
+using bench_common::from_bf16;
+using bench_common::to_bf16;
 
 // A cudaMemcpyAsync between two device buffers of `bytes` each; counted as read plus write.
 struct CopyCeiling {
