@@ -11,7 +11,7 @@
 #include <numeric>
 #include <vector>
 
-#include "core/formulas.h"
+#include "core/kernel/formulas.h"
 #include "cpu/decode.h"
 #include "cpu/host_tensor.h"
 #include "cpu/kernels.h"

@@ -2,7 +2,7 @@
 #include <limits>
 #include <vector>
 
-#include "core/formulas.h"
+#include "core/kernel/formulas.h"
 #include "cpu/host_tensor.h"
 #include "cpu/kernels.h"
 

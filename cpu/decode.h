@@ -1,7 +1,7 @@
 // The decode kernel: attention for calls whose slices each have only a few query rows.
 #pragma once
 
-#include "core/backend.h"
+#include "core/kernel/backend.h"
 #include "cpu/thread_pool.h"
 #include "cpu/tile_ops.h"
 

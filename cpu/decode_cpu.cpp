@@ -12,7 +12,7 @@
 #include <limits>
 #include <vector>
 
-#include "core/formulas.h"
+#include "core/kernel/formulas.h"
 #include "cpu/decode.h"
 #include "cpu/host_tensor.h"
 #include "cpu/tile_ops.h"

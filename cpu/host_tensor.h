@@ -3,8 +3,8 @@
 
 #include <cstdint>
 
-#include "core/backend.h"
-#include "core/half.h"
+#include "core/kernel/backend.h"
+#include "core/kernel/half.h"
 
 namespace alibi::cpu {
 

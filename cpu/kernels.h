@@ -1,7 +1,7 @@
 // The CPU implementations behind CpuContext.
 #pragma once
 
-#include "core/backend.h"
+#include "core/kernel/backend.h"
 #include "cpu/thread_pool.h"
 
 namespace alibi::cpu {

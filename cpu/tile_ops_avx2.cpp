@@ -9,7 +9,7 @@
 #include <limits>
 #include <type_traits>
 
-#include "core/half.h"
+#include "core/kernel/half.h"
 #include "cpu/tile_ops.h"
 
 #define ALIBI_AVX2 __attribute__((target("avx2,fma,f16c")))

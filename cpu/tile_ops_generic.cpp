@@ -4,8 +4,8 @@
 #include <cmath>
 #include <limits>
 
-#include "core/formulas.h"
-#include "core/half.h"
+#include "core/kernel/formulas.h"
+#include "core/kernel/half.h"
 #include "cpu/tile_ops.h"
 
 namespace alibi::cpu {

@@ -1,7 +1,7 @@
 // The bias builders on the GPU, with the formulas of core/formulas.h.
 #include <cmath>
 
-#include "core/formulas.h"
+#include "core/kernel/formulas.h"
 #include "cuda/cuda_common.cuh"
 
 namespace alibi::cuda {

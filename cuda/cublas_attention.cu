@@ -11,7 +11,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "core/formulas.h"
+#include "core/kernel/formulas.h"
 #include "cuda/cuda_common.cuh"
 
 namespace alibi::cuda {

@@ -12,7 +12,7 @@
 #include <string>
 #include <utility>
 
-#include "core/error.h"
+#include "core/abi/error.h"
 
 namespace alibi::cuda {
 

@@ -9,8 +9,8 @@
 #include <memory>
 #include <string>
 
-#include "core/backend.h"
-#include "core/half.h"
+#include "core/kernel/backend.h"
+#include "core/kernel/half.h"
 #include "cuda/cuda_check.h"
 #include "cuda/row_tiles.h"
 

@@ -15,7 +15,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "core/formulas.h"
+#include "core/kernel/formulas.h"
 #include "cuda/cuda_common.cuh"
 
 namespace alibi::cuda {

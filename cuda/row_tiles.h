@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/mask_plan.h"
+#include "core/kernel/mask_plan.h"
 
 namespace alibi::cuda {
 

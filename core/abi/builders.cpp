@@ -1,9 +1,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/formulas.h"
-#include "core/ops.h"
-#include "core/params.h"
+#include "core/kernel/formulas.h"
+#include "core/abi/ops.h"
+#include "core/abi/params.h"
 
 namespace alibi {
 

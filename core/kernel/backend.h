@@ -9,8 +9,8 @@
 #include <string>
 
 #include "alibi/alibi.h"
-#include "core/error.h"
-#include "core/mask_plan.h"
+#include "core/abi/error.h"
+#include "core/kernel/mask_plan.h"
 
 namespace alibi {
 

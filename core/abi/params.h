@@ -3,8 +3,8 @@
 
 #include <vector>
 
-#include "core/backend.h"
-#include "core/objects.h"
+#include "core/kernel/backend.h"
+#include "core/abi/objects.h"
 
 namespace alibi {
 

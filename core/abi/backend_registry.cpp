@@ -6,7 +6,7 @@
 #include <mutex>
 #include <string>
 
-#include "core/ops.h"
+#include "core/abi/ops.h"
 
 namespace alibi {
 

@@ -1,9 +1,9 @@
-#include "core/params.h"
+#include "core/abi/params.h"
 
 #include <cmath>
 
-#include "core/formulas.h"
-#include "core/ops.h"
+#include "core/kernel/formulas.h"
+#include "core/abi/ops.h"
 
 namespace alibi {
 

@@ -1,4 +1,4 @@
-#include "core/error.h"
+#include "core/abi/error.h"
 
 #include <cstdarg>
 #include <cstdio>

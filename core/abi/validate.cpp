@@ -1,4 +1,4 @@
-#include "core/ops.h"
+#include "core/abi/ops.h"
 
 namespace alibi {
 

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "alibi/alibi.h"
-#include "core/ops.h"
+#include "core/abi/ops.h"
 
 namespace {
 

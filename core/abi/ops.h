@@ -5,7 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "core/objects.h"
+#include "core/abi/objects.h"
 
 namespace alibi {
 

@@ -3,8 +3,8 @@
 
 #include <memory>
 
-#include "core/backend.h"
-#include "core/mask_plan.h"
+#include "core/kernel/backend.h"
+#include "core/kernel/mask_plan.h"
 
 struct alibi_context_s {
   alibi_device kind;

@@ -1,6 +1,6 @@
 #include <limits>
 
-#include "core/ops.h"
+#include "core/abi/ops.h"
 
 namespace alibi {
 

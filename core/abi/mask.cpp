@@ -2,7 +2,7 @@
 #include <climits>
 #include <numeric>
 
-#include "core/ops.h"
+#include "core/abi/ops.h"
 
 namespace alibi {
 

@@ -1,5 +1,5 @@
-#include "core/ops.h"
-#include "core/params.h"
+#include "core/abi/ops.h"
+#include "core/abi/params.h"
 
 namespace alibi {
 

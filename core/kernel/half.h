@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "core/host_device.h"
+#include "core/kernel/host_device.h"
 
 namespace alibi {
 
