@@ -1,4 +1,5 @@
-// Attention on the CPU, flash style: each work item is (head, block of query rows, key split).
+// Attention on the CPU, flash style: each work item is (head, row block of the mask's plan, key
+// split).
 // Scores are computed transposed (keys x queries) so that the softmax runs across queries in
 // SIMD lanes; key and value tiles are packed as f32 (f16/bf16 widened) per tile.
 // The ALiBi bias is computed per cell from positions and slopes; key blocks outside every
@@ -11,22 +12,23 @@
 #include <numeric>
 #include <vector>
 
-#include "core/kernel/formulas.h"
+#include "core/kernel/attention_math.h"
 #include "cpu/decode.h"
 #include "cpu/host_tensor.h"
 #include "cpu/kernels.h"
+#include "cpu/merge.h"
 #include "cpu/tile_ops.h"
 
 namespace alibi::cpu {
 
 namespace {
 
-constexpr int64_t kRowBlock = 256;  // each block reads its keys and values once: 256 measured 3-7% over 128
+constexpr int64_t kRowBlock = kPlanShape.tile_rows;
 constexpr int64_t kKeyBlock = 64;
 constexpr int64_t kLanes = 8;
 constexpr int64_t kTileWidth = kRowBlock + kLanes;  // query columns incl. SIMD padding
-// Split keys until there are this many items, so few-row calls (decode) use every thread.
-// It does not depend on the thread count, so results do not either.
+// Split keys until there are this many items, so few-row calls use every thread. It does not
+// depend on the thread count, so results do not either.
 constexpr int64_t kTargetItems = 32;
 constexpr int64_t kMinKeysPerSplit = 4 * kKeyBlock;  // below, a split costs more than it saves
 constexpr int64_t kPrefetchBytesPerRow = 256;  // measured: +4..10% for bf16, neutral for f32
@@ -34,62 +36,18 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// Query rows [begin, end), the slices touching them in mask order, and the work they hold.
-struct RowBlock {
-  int64_t begin = 0, end = 0;
-  std::vector<int32_t> slices;
-  int64_t cells = 0;
-  int64_t widest = 0;  // the most keys a slice's rows of this block see together
-};
-
-// The visible key interval of every row of a slice that falls in a row block.
-struct SliceRows {
-  const Slice* slice;
-  int64_t row_begin, row_end;  // global rows
-  int64_t key_lo, key_hi;      // union of the rows' visible keys, slice-relative
-};
-
-SliceRows slice_rows(const Slice& slice, const RowBlock& block) {
-  SliceRows s{&slice, std::max<int64_t>(block.begin, slice.q_begin),
-              std::min<int64_t>(block.end, slice.q_end), 0, 0};
-  const int64_t sq = slice.q_end - slice.q_begin, sk = slice.k_end - slice.k_begin;
-  s.key_lo = visible_keys(slice.type, s.row_begin - slice.q_begin, sq, sk).lo;
-  s.key_hi = std::max(s.key_lo, visible_keys(slice.type, s.row_end - 1 - slice.q_begin, sq, sk).hi);
-  return s;
-}
-
-std::vector<RowBlock> plan_row_blocks(const MaskPlan& plan) {
-  std::vector<RowBlock> blocks(size_t((plan.total_q + kRowBlock - 1) / kRowBlock));
-  for (size_t b = 0; b < blocks.size(); ++b) {
-    blocks[b].begin = int64_t(b) * kRowBlock;
-    blocks[b].end = std::min(plan.total_q, blocks[b].begin + kRowBlock);
-  }
-  for (size_t s = 0; s < plan.slices.size(); ++s) {
-    const Slice& slice = plan.slices[s];
-    if (slice.q_begin == slice.q_end || slice.k_begin == slice.k_end) continue;
-    for (int64_t b = slice.q_begin / kRowBlock; b <= (slice.q_end - 1) / kRowBlock; ++b) {
-      RowBlock& block = blocks[size_t(b)];
-      block.slices.push_back(int32_t(s));
-      const SliceRows rows = slice_rows(slice, block);
-      block.cells += (rows.row_end - rows.row_begin) * (rows.key_hi - rows.key_lo);
-      block.widest = std::max(block.widest, rows.key_hi - rows.key_lo);
-    }
-  }
-  return blocks;
-}
-
 // Keys [lo, hi) of split `split` out of `splits` of an interval.
 std::pair<int64_t, int64_t> split_range(int64_t lo, int64_t hi, int split, int splits) {
   const int64_t chunk = round_up((hi - lo + splits - 1) / splits, kKeyBlock);
   return {std::min(hi, lo + split * chunk), std::min(hi, lo + (split + 1) * chunk)};
 }
 
-// A work item's running softmax: per block row, max and sum of exp, and the output sums.
-struct RowState {
+// A row block's running softmax: per row, max and sum of exp, and the output sums.
+struct BlockAccumulator {
   std::vector<float> acc;  // kRowBlock x head_dim
   std::vector<float> row_max, row_sum;
 
-  explicit RowState(int64_t head_dim)
+  explicit BlockAccumulator(int64_t head_dim)
       : acc(size_t(kRowBlock * head_dim)), row_max(kTileWidth), row_sum(kTileWidth) {}
   void reset() {
     std::fill(acc.begin(), acc.end(), 0.0f);
@@ -99,14 +57,14 @@ struct RowState {
 };
 
 // One thread's tiles.
-struct Scratch {
+struct TileBuffers {
   std::vector<float> queries_t;  // head_dim x kTileWidth: scaled queries, transposed
-  std::vector<float> scores, extra;  // kKeyBlock x kTileWidth
-  std::vector<float> keys, values;   // kKeyBlock x head_dim, widened half inputs
+  std::vector<float> scores, attn_bias;  // kKeyBlock x kTileWidth
+  std::vector<float> keys, values;       // kKeyBlock x head_dim, widened half inputs
   std::vector<float> correction, row;
   std::vector<int32_t> query_pos, visible_lo, visible_hi;
 
-  explicit Scratch(int64_t head_dim)
+  explicit TileBuffers(int64_t head_dim)
       : queries_t(size_t(head_dim * kTileWidth)), scores(size_t(kKeyBlock * kTileWidth)),
         keys(size_t(kKeyBlock * head_dim)), values(size_t(kKeyBlock * head_dim)),
         correction(kTileWidth), row(size_t(head_dim)), query_pos(kTileWidth), visible_lo(kTileWidth),
@@ -116,43 +74,42 @@ struct Scratch {
 class Attention {
  public:
   Attention(const ForwardArgs& args, const TileOps& ops)
-      : args_(args), plan_(*args.plan), ops_(ops), heads_(args.q.shape[1]),
-        group_(args.q.shape[1] / args.k.shape[1]), dim_(args.q.shape[2]) {}
+      : args_(args), mask_(*args.mask), ops_(ops), group_(args.q.shape[1] / args.k.shape[1]),
+        dim_(args.q.shape[2]) {}
 
-  // Accumulates the keys of split `split` of `splits` into state.
-  void accumulate(const RowBlock& block, int64_t head, int split, int splits, Scratch& s,
-                  RowState& state) const {
-    state.reset();
-    load_queries(block, head, s);
-    for (int32_t index : block.slices) {
-      const SliceRows rows = slice_rows(plan_.slices[size_t(index)], block);
-      const auto keys = split_range(rows.key_lo, rows.key_hi, split, splits);
-      attend(rows, keys.first, keys.second, block, head, s, state);
+  // Accumulates the keys of split `split` of `splits` of every span of a tile.
+  void accumulate(const RowTile& tile, int64_t head, int split, int splits, TileBuffers& s,
+                  BlockAccumulator& block) const {
+    block.reset();
+    load_queries(tile, head, s);
+    for (int64_t i = 0; i < tile.num_spans; ++i) {
+      const SliceRows& span = mask_.spans[tile.first_span + i];
+      const auto keys = split_range(span.key_lo, span.key_hi, split, splits);
+      attend(span, keys.first, keys.second, tile, head, s, block);
     }
   }
 
-  // Writes out and lse of a block's rows from a finished state.
-  void write(const RowBlock& block, int64_t head, const RowState& state) const {
-    for (int64_t r = block.begin; r < block.end; ++r) {
-      const size_t local = size_t(r - block.begin);
-      const float sum = state.row_sum[local];
-      const float inverse = sum > 0 ? 1.0f / sum : 0.0f;
-      const int64_t offset = offset3(args_.out, r, head, 0);
-      store_row(args_.out, offset, &state.acc[local * size_t(dim_)], dim_, inverse);
-      if (args_.lse) {
-        const float lse = sum > 0 ? state.row_max[local] + std::log(sum) : kNegInf;
-        store_float(*args_.lse, offset2(*args_.lse, head, r), lse);
-      }
+  // Writes out and lse of a tile's rows from its finished accumulator.
+  void write(const RowTile& tile, int64_t head, const BlockAccumulator& block) const {
+    for (int64_t r = tile.row_begin; r < tile.row_end; ++r) {
+      const size_t local = size_t(r - tile.row_begin);
+      write_row(r, head, &block.acc[local * size_t(dim_)],
+                finish_row(block.row_max[local], block.row_sum[local]));
     }
+  }
+
+  void write_row(int64_t row, int64_t head, const float* acc, const RowFinish& finish) const {
+    store_row(args_.out, offset3(args_.out, row, head, 0), acc, dim_, finish.out_scale);
+    if (args_.lse) store_float(*args_.lse, offset2(*args_.lse, head, row), finish.lse);
   }
 
   int64_t head_dim() const { return dim_; }
 
  private:
-  void load_queries(const RowBlock& block, int64_t head, Scratch& s) const {
-    for (int64_t r = block.begin; r < block.end; ++r) {
+  void load_queries(const RowTile& tile, int64_t head, TileBuffers& s) const {
+    for (int64_t r = tile.row_begin; r < tile.row_end; ++r) {
       load_row(args_.q, offset3(args_.q, r, head, 0), s.row.data());
-      const int64_t column = r - block.begin;
+      const int64_t column = r - tile.row_begin;
       for (int64_t d = 0; d < dim_; ++d)
         s.queries_t[size_t(d * kTileWidth + column)] = args_.scale * s.row[size_t(d)];
     }
@@ -166,28 +123,28 @@ class Attention {
       ops_.widen(t.dtype, static_cast<const uint16_t*>(t.data) + offset, dim_, dst);
   }
 
-  // Positions and visible intervals of the slice's rows, padded to whole SIMD groups.
-  void load_row_metadata(const SliceRows& rows, Scratch& s) const {
-    const Slice& slice = *rows.slice;
+  // Positions and visible intervals of the span's rows, padded to whole SIMD groups.
+  void load_row_metadata(const SliceRows& span, TileBuffers& s) const {
+    const Slice& slice = mask_.slices[span.slice];
     const int64_t sq = slice.q_end - slice.q_begin, sk = slice.k_end - slice.k_begin;
-    const int64_t n = rows.row_end - rows.row_begin;
+    const int64_t n = span.row_end - span.row_begin;
     for (int64_t c = 0; c < round_up(n, kLanes); ++c) {
       const bool real = c < n;
-      const KeyInterval keys = visible_keys(slice.type, rows.row_begin + c - slice.q_begin, sq, sk);
-      s.query_pos[size_t(c)] = real ? plan_.q_positions[size_t(rows.row_begin + c)] : 0;
+      const KeyInterval keys = visible_keys(slice.type, span.row_begin + c - slice.q_begin, sq, sk);
+      s.query_pos[size_t(c)] = real ? mask_.q_positions[span.row_begin + c] : 0;
       s.visible_lo[size_t(c)] = real ? int32_t(keys.lo) : 0;
       s.visible_hi[size_t(c)] = real ? int32_t(keys.hi) : 0;
     }
   }
 
-  void attend(const SliceRows& rows, int64_t key_lo, int64_t key_hi, const RowBlock& block,
-              int64_t head, Scratch& s, RowState& state) const {
+  void attend(const SliceRows& span, int64_t key_lo, int64_t key_hi, const RowTile& tile,
+              int64_t head, TileBuffers& s, BlockAccumulator& block) const {
     if (key_lo >= key_hi) return;
-    load_row_metadata(rows, s);
-    const float slope = args_.slopes.at(rows.slice->sequence, int(head));
+    load_row_metadata(span, s);
+    const float slope = args_.slopes.at(mask_.slices[span.slice].sequence, int(head));
     // Blocks are aligned to the end so that a causal diagonal cuts only the last one.
     for (int64_t end = key_hi; end > key_lo; end -= kKeyBlock)
-      attend_block(rows, std::max(key_lo, end - kKeyBlock), end, slope, block, head, s, state);
+      attend_block(span, std::max(key_lo, end - kKeyBlock), end, slope, tile, head, s, block);
   }
 
   // Rows of keys or values [first, first + count) of a kv head, packed contiguously as f32:
@@ -209,21 +166,22 @@ class Attention {
     return buffer.data();
   }
 
-  void load_extra(const SliceRows& rows, int64_t first_key, int64_t count, int64_t head,
-                  Scratch& s) const {
+  void load_attn_bias(const SliceRows& span, int64_t first_key, int64_t count, int64_t head,
+                      TileBuffers& s) const {
     const TensorView& bias = *args_.attn_bias;
-    const int64_t bias_head = bias.shape[0] == 1 ? 0 : head;
-    s.extra.resize(s.scores.size());
+    const int64_t bias_head = attn_bias_head(bias.shape[0], head);
+    s.attn_bias.resize(s.scores.size());
     for (int64_t j = 0; j < count; ++j)
-      for (int64_t r = rows.row_begin; r < rows.row_end; ++r)
-        s.extra[size_t(j * kTileWidth + (r - rows.row_begin))] =
+      for (int64_t r = span.row_begin; r < span.row_end; ++r)
+        s.attn_bias[size_t(j * kTileWidth + (r - span.row_begin))] =
             load_float(bias, offset3(bias, bias_head, r, first_key + j));
   }
 
-  // The run of the slice's rows (columns of the tile) whose visible keys meet [kb, ke): visible
+  // The run of the span's rows (columns of the tile) whose visible keys meet [kb, ke): visible
   // intervals only move forward with the row, so it is contiguous (a causal diagonal block
   // is seen by half the rows).
-  static std::pair<int64_t, int64_t> columns_seeing(const Scratch& s, int64_t n, int64_t kb, int64_t ke) {
+  static std::pair<int64_t, int64_t> columns_seeing(const TileBuffers& s, int64_t n, int64_t kb,
+                                                    int64_t ke) {
     const int32_t* hi = s.visible_hi.data();
     const int32_t* lo = s.visible_lo.data();
     const int64_t begin = std::partition_point(hi, hi + n, [&](int32_t h) { return h <= kb; }) - hi;
@@ -231,26 +189,26 @@ class Attention {
     return {begin, std::max(begin, end)};
   }
 
-  void attend_block(const SliceRows& rows, int64_t kb, int64_t ke, float slope,
-                    const RowBlock& block, int64_t head, Scratch& s, RowState& state) const {
-    const Slice& slice = *rows.slice;
-    const auto [c0, c1] = columns_seeing(s, rows.row_end - rows.row_begin, kb, ke);
+  void attend_block(const SliceRows& span, int64_t kb, int64_t ke, float slope,
+                    const RowTile& tile, int64_t head, TileBuffers& s, BlockAccumulator& block) const {
+    const Slice& slice = mask_.slices[span.slice];
+    const auto [c0, c1] = columns_seeing(s, span.row_end - span.row_begin, kb, ke);
     if (c0 == c1) return;
     const int64_t count = ke - kb, n = c1 - c0;
-    const int64_t r0 = rows.row_begin - block.begin + c0;  // the first row's place in the block
+    const int64_t r0 = span.row_begin - tile.row_begin + c0;  // the first row's place in the tile
     const int64_t kv_head = head / group_;
     const float* keys = kv_rows(args_.k, slice.k_begin + kb, count, kv_head, s.keys);
     ops_.gemm(count, round_up(n, kLanes), dim_, keys, dim_, 1, &s.queries_t[size_t(r0)],
               kTileWidth, s.scores.data(), kTileWidth, nullptr);
-    if (args_.attn_bias) load_extra(rows, slice.k_begin + kb, count, head, s);
+    if (args_.attn_bias) load_attn_bias(span, slice.k_begin + kb, count, head, s);
 
     ScoreBlock scores{};
     scores.scores = s.scores.data();
     scores.ld = kTileWidth;
     scores.keys = count;
     scores.queries = n;
-    scores.extra = args_.attn_bias ? s.extra.data() + c0 : nullptr;
-    scores.key_pos = &plan_.k_positions[size_t(slice.k_begin + kb)];
+    scores.attn_bias = args_.attn_bias ? s.attn_bias.data() + c0 : nullptr;
+    scores.key_pos = &mask_.k_positions[slice.k_begin + kb];
     scores.query_pos = s.query_pos.data() + c0;
     scores.visible_lo = s.visible_lo.data() + c0;
     scores.visible_hi = s.visible_hi.data() + c0;
@@ -258,20 +216,20 @@ class Attention {
     scores.needs_mask = kb < s.visible_lo[size_t(c1 - 1)] || ke > s.visible_hi[size_t(c0)];
     scores.slope = slope;
     scores.softcap = args_.softcap;
-    scores.row_max = &state.row_max[size_t(r0)];
-    scores.row_sum = &state.row_sum[size_t(r0)];
+    scores.row_max = &block.row_max[size_t(r0)];
+    scores.row_sum = &block.row_sum[size_t(r0)];
     scores.correction = s.correction.data();
     ops_.softmax_block(scores);
 
     const float* values = kv_rows(args_.v, slice.k_begin + kb, count, kv_head, s.values);
-    ops_.gemm(n, dim_, count, s.scores.data(), 1, kTileWidth, values, dim_, &state.acc[size_t(r0 * dim_)], dim_,
+    ops_.gemm(n, dim_, count, s.scores.data(), 1, kTileWidth, values, dim_, &block.acc[size_t(r0 * dim_)], dim_,
               s.correction.data());
   }
 
   const ForwardArgs& args_;
-  const MaskPlan& plan_;
+  const MaskView& mask_;
   const TileOps& ops_;
-  const int64_t heads_, group_, dim_;
+  const int64_t group_, dim_;
 };
 
 // n objects built in place for head_dim (copying a prototype would cost a memcpy each).
@@ -283,59 +241,26 @@ std::vector<T> built_in_place(size_t n, int64_t head_dim) {
   return objects;
 }
 
-// Folds split partials into the first, in split order (deterministic).
-void merge_splits(std::vector<RowState>& parts, int64_t head_dim) {
-  RowState& total = parts[0];
-  for (size_t r = 0; r < size_t(kRowBlock); ++r) {
-    float m = kNegInf;
-    for (const RowState& p : parts) m = std::max(m, p.row_max[r]);
-    if (m == kNegInf) continue;
-    float sum = 0.0f;
-    std::vector<float> acc(size_t(head_dim), 0.0f);
-    for (const RowState& p : parts) {
-      const float weight = std::exp(p.row_max[r] - m);
-      sum += p.row_sum[r] * weight;
-      for (int64_t d = 0; d < head_dim; ++d) acc[size_t(d)] += p.acc[r * size_t(head_dim) + size_t(d)] * weight;
-    }
-    total.row_max[r] = m;
-    total.row_sum[r] = sum;
-    std::copy(acc.begin(), acc.end(), total.acc.begin() + std::ptrdiff_t(r * size_t(head_dim)));
+// Writes a tile's rows from its key splits, merged by LSE in split order (deterministic).
+void write_merged(const Attention& attention, const RowTile& tile, int64_t head,
+                  const std::vector<BlockAccumulator>& splits) {
+  const int64_t dim = attention.head_dim();
+  std::vector<PartialRow> parts(splits.size());
+  std::vector<float> acc(static_cast<size_t>(dim));
+  for (int64_t r = tile.row_begin; r < tile.row_end; ++r) {
+    const size_t local = size_t(r - tile.row_begin);
+    for (size_t p = 0; p < splits.size(); ++p)
+      parts[p] = {splits[p].row_max[local], splits[p].row_sum[local], &splits[p].acc[local * size_t(dim)]};
+    const RowFinish finish = merge_rows(parts.data(), int64_t(parts.size()), dim, acc.data());
+    attention.write_row(r, head, acc.data(), finish);
   }
 }
 
-// True when every |qpos - kpos| fits int32, as the SIMD bias needs.
-bool positions_fit_int32(const MaskPlan& plan) {
-  int64_t lo = 0, hi = 0;
-  for (const auto* positions : {&plan.q_positions, &plan.k_positions}) {
-    if (positions->empty()) continue;
-    const auto [min, max] = std::minmax_element(positions->begin(), positions->end());
-    lo = std::min<int64_t>(lo, *min);
-    hi = std::max<int64_t>(hi, *max);
-  }
-  return hi - lo <= std::numeric_limits<int32_t>::max();
-}
-
-// Work items head by head (consecutive items share the head's keys and values in cache),
-// within a head the blocks with the most work first, so the last items to run are small.
-// Items are numbered head * blocks + block.
-std::vector<int64_t> items_by_work(const std::vector<RowBlock>& blocks, int64_t heads) {
-  std::vector<int64_t> by_work(blocks.size());
-  std::iota(by_work.begin(), by_work.end(), 0);
-  std::stable_sort(by_work.begin(), by_work.end(), [&](int64_t a, int64_t b) {
-    return blocks[size_t(a)].cells > blocks[size_t(b)].cells;
-  });
-  std::vector<int64_t> order;
-  order.reserve(blocks.size() * size_t(heads));
-  for (int64_t head = 0; head < heads; ++head)
-    for (int64_t block : by_work) order.push_back(head * int64_t(blocks.size()) + block);
-  return order;
-}
-
-int choose_splits(const std::vector<RowBlock>& blocks, int64_t heads) {
-  const int64_t items = int64_t(blocks.size()) * heads;
+int choose_splits(const MaskView& mask, int64_t heads) {
+  const int64_t items = mask.num_tiles * heads;
   if (items == 0 || items >= kTargetItems) return 1;
   int64_t widest = 0;
-  for (const RowBlock& block : blocks) widest = std::max(widest, block.widest);
+  for (int64_t t = 0; t < mask.num_tiles; ++t) widest = std::max(widest, mask.tiles[t].widest);
   const int64_t by_items = (kTargetItems + items - 1) / items;
   return int(std::max<int64_t>(1, std::min(by_items, widest / kMinKeysPerSplit)));
 }
@@ -343,42 +268,44 @@ int choose_splits(const std::vector<RowBlock>& blocks, int64_t heads) {
 }  // namespace
 
 void attention_forward(const ForwardArgs& args, ThreadPool& pool) {
-  const TileOps& ops = positions_fit_int32(*args.plan) ? tile_ops() : generic_tile_ops();
-  if (decode_applies(*args.plan)) return decode_forward(args, ops, pool);
+  const MaskView& mask = *args.mask;
+  // The SIMD bias takes |qpos - kpos| as int32.
+  const bool int32_distances = mask.position_span <= std::numeric_limits<int32_t>::max();
+  const TileOps& ops = int32_distances ? tile_ops() : generic_tile_ops();
+  if (decode_applies(mask)) return decode_forward(args, ops, pool);
   const Attention attention(args, ops);
   const int64_t heads = args.q.shape[1], head_dim = attention.head_dim();
-  const std::vector<RowBlock> blocks = plan_row_blocks(*args.plan);
-  const std::vector<int64_t> order = items_by_work(blocks, heads);
-  const int splits = choose_splits(blocks, heads);
-  std::vector<Scratch> scratch = built_in_place<Scratch>(size_t(pool.size()), head_dim);
-  const int64_t num_blocks = int64_t(blocks.size());
-  auto block_of = [&](int64_t item) -> const RowBlock& { return blocks[size_t(item % num_blocks)]; };
-  auto head_of = [&](int64_t item) { return item / num_blocks; };
+  const int splits = choose_splits(mask, heads);
+  std::vector<TileBuffers> buffers = built_in_place<TileBuffers>(size_t(pool.size()), head_dim);
+  // Items head by head (consecutive items share the head's keys and values in cache), within a
+  // head the tiles with the most work first, so the last items to run are small.
+  auto tile_of = [&](int64_t index) -> const RowTile& {
+    return mask.tiles[mask.tiles_by_work[index % mask.num_tiles]];
+  };
+  auto head_of = [&](int64_t index) { return index / mask.num_tiles; };
+  const int64_t items = mask.num_tiles * heads;
 
   if (splits == 1) {
-    std::vector<RowState> states = built_in_place<RowState>(size_t(pool.size()), head_dim);
-    pool.parallel_for(int64_t(order.size()), [&](int64_t index, int worker) {
-      const int64_t item = order[size_t(index)];
-      RowState& state = states[size_t(worker)];
-      attention.accumulate(block_of(item), head_of(item), 0, 1, scratch[size_t(worker)], state);
-      attention.write(block_of(item), head_of(item), state);
+    std::vector<BlockAccumulator> blocks = built_in_place<BlockAccumulator>(size_t(pool.size()), head_dim);
+    pool.parallel_for(items, [&](int64_t index, int worker) {
+      BlockAccumulator& block = blocks[size_t(worker)];
+      attention.accumulate(tile_of(index), head_of(index), 0, 1, buffers[size_t(worker)], block);
+      attention.write(tile_of(index), head_of(index), block);
     });
     return;
   }
-  // Few items (decode): each item's keys are split; partials merge by LSE in split order.
-  std::vector<std::vector<RowState>> partials;
-  partials.reserve(order.size());
-  for (size_t i = 0; i < order.size(); ++i) partials.push_back(built_in_place<RowState>(size_t(splits), head_dim));
-  pool.parallel_for(int64_t(order.size()) * splits, [&](int64_t task, int worker) {
-    const int64_t index = task / splits, item = order[size_t(index)];
+  // Few items (few rows, many keys): each item's keys are split; the splits merge by LSE.
+  std::vector<std::vector<BlockAccumulator>> partials;
+  partials.reserve(size_t(items));
+  for (int64_t i = 0; i < items; ++i) partials.push_back(built_in_place<BlockAccumulator>(size_t(splits), head_dim));
+  pool.parallel_for(items * splits, [&](int64_t task, int worker) {
+    const int64_t index = task / splits;
     const int split = int(task % splits);
-    attention.accumulate(block_of(item), head_of(item), split, splits, scratch[size_t(worker)],
+    attention.accumulate(tile_of(index), head_of(index), split, splits, buffers[size_t(worker)],
                          partials[size_t(index)][size_t(split)]);
   });
-  pool.parallel_for(int64_t(order.size()), [&](int64_t index, int) {
-    const int64_t item = order[size_t(index)];
-    merge_splits(partials[size_t(index)], head_dim);
-    attention.write(block_of(item), head_of(item), partials[size_t(index)][0]);
+  pool.parallel_for(items, [&](int64_t index, int) {
+    write_merged(attention, tile_of(index), head_of(index), partials[size_t(index)]);
   });
 }
 

@@ -1,16 +1,12 @@
 // The bias builders on the CPU: plain loops over the output.
-#include <limits>
 #include <vector>
 
-#include "core/kernel/formulas.h"
+#include "core/kernel/attention_math.h"
 #include "cpu/host_tensor.h"
 #include "cpu/kernels.h"
 
 namespace alibi::cpu {
-
 namespace {
-
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // The batch whose block holds each row, or -1.
 std::vector<int> row_batches(const int64_t* starts, int batch) {
@@ -23,13 +19,14 @@ std::vector<int> row_batches(const int64_t* starts, int batch) {
 }  // namespace
 
 void build_bias(const BiasArgs& args) {
-  const MaskPlan& plan = *args.plan;
+  const MaskView& mask = *args.mask;
   const TensorView& out = args.out;
   const int64_t heads = out.shape[0];
   for (int64_t h = 0; h < heads; ++h)
-    for (int64_t i = 0; i < plan.total_q; ++i)
-      for (int64_t j = 0; j < plan.total_k; ++j) store_float(out, offset3(out, h, i, j), kNegInf);
-  for (const Slice& slice : plan.slices) {
+    for (int64_t i = 0; i < mask.total_q; ++i)
+      for (int64_t j = 0; j < mask.total_k; ++j) store_float(out, offset3(out, h, i, j), masked_score());
+  for (int64_t s = 0; s < mask.num_slices; ++s) {
+    const Slice& slice = mask.slices[s];
     const int64_t sq = slice.q_end - slice.q_begin, sk = slice.k_end - slice.k_begin;
     for (int64_t h = 0; h < heads; ++h) {
       const float slope = args.slopes.at(slice.sequence, int(h));
@@ -38,10 +35,10 @@ void build_bias(const BiasArgs& args) {
         const KeyInterval visible = visible_keys(slice.type, r, sq, sk);
         for (int64_t c = visible.lo; c < visible.hi; ++c) {
           const int64_t j = slice.k_begin + c;
-          float value = alibi_bias(slope, plan.q_positions[size_t(i)], plan.k_positions[size_t(j)]);
+          float value = alibi_bias(slope, mask.q_positions[i], mask.k_positions[j]);
           if (args.attn_bias) {
             const TensorView& bias = *args.attn_bias;
-            value += load_float(bias, offset3(bias, bias.shape[0] == 1 ? 0 : h, i, j));
+            value += load_float(bias, offset3(bias, attn_bias_head(bias.shape[0], h), i, j));
           }
           store_float(out, offset3(out, h, i, j), value);
         }

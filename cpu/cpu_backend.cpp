@@ -1,7 +1,7 @@
-// The CPU backend: host memory, a per-context thread pool, and the kernels of cpu/.
+// The CPU backend's table: host memory, a per-context thread pool, and the kernels of cpu/.
 #include <cstdlib>
 #include <cstring>
-#include <new>
+#include <memory>
 #include <thread>
 
 #include "cpu/kernels.h"
@@ -48,62 +48,36 @@ int default_threads() {
   return cores > 0 ? int(cores) : 1;
 }
 
-// Runs a kernel, turning its exceptions into a Status.
-template <class Fn>
-Status run(Fn&& fn) {
-  try {
-    fn();
-    return Status::success();
-  } catch (const std::bad_alloc&) {
-    return {ALIBI_STATUS_OUT_OF_MEMORY, "out of host memory"};
-  } catch (const std::exception& e) {
-    return {ALIBI_STATUS_INTERNAL, e.what()};
-  }
-}
-
-class CpuContext final : public DeviceContext {
+class CpuContext {
  public:
   // The pool is (re)built on the next call that needs it, so setting a count costs nothing.
-  Status set_num_threads(int num_threads) override {
+  void set_num_threads(int num_threads) {
     const int threads = num_threads > 0 ? num_threads : default_threads();
     if (pool_ && pool_->size() != threads) pool_.reset();
     threads_ = threads;
-    return Status::success();
   }
-  Status set_stream(void* stream) override {
-    if (stream) return {ALIBI_STATUS_UNSUPPORTED, "cuda_stream is not NULL but this is a CPU context"};
-    return Status::success();
+  void set_stream(void* stream) {
+    if (stream) fail(ALIBI_STATUS_UNSUPPORTED, "cuda_stream is not NULL but this is a CPU context");
   }
-  Status synchronize() override { return Status::success(); }
-  Status allocate(size_t bytes, void** out) override {
+  void synchronize() {}
+  void allocate(size_t bytes, void** out) {
     size_t rounded = (bytes + 63) / 64 * 64;
     *out = rounded >= bytes ? std::aligned_alloc(64, rounded) : nullptr;
-    if (!*out) return {ALIBI_STATUS_OUT_OF_MEMORY, "cannot allocate " + std::to_string(bytes) + " bytes"};
-    return Status::success();
+    if (!*out) fail(ALIBI_STATUS_OUT_OF_MEMORY, "cannot allocate %zu bytes", bytes);
   }
-  void deallocate(void* data) override { std::free(data); }
-  Status copy_from_host(const TensorView& dst, const void* src) override {
-    copy_strided(dst, static_cast<char*>(const_cast<void*>(src)), false);
-    return Status::success();
+  void copy_from_host(const TensorView* dst, const void* src) {
+    copy_strided(*dst, static_cast<char*>(const_cast<void*>(src)), false);
   }
-  Status copy_to_host(const TensorView& src, void* dst) override {
-    copy_strided(src, static_cast<char*>(dst), true);
-    return Status::success();
+  void copy_to_host(const TensorView* src, void* dst) {
+    copy_strided(*src, static_cast<char*>(dst), true);
   }
-  Status upload_mask(const MaskPlan&, std::shared_ptr<DeviceMask>* out) override {
-    out->reset();
-    return Status::success();
+  void attention_forward(const ForwardArgs* args) { cpu::attention_forward(*args, pool()); }
+  void attention_merge(const MergeArgs* args) { cpu::attention_merge(*args, pool()); }
+  void build_bias(const BiasArgs* args) { cpu::build_bias(*args); }
+  void build_dynamic_batching_mask(const DynamicBatchingArgs* args) {
+    cpu::build_dynamic_batching_mask(*args);
   }
-  Status attention_forward(const ForwardArgs& args) override {
-    return run([&] { cpu::attention_forward(args, pool()); });
-  }
-  Status build_bias(const BiasArgs& args) override { return run([&] { cpu::build_bias(args); }); }
-  Status build_dynamic_batching_mask(const DynamicBatchingArgs& args) override {
-    return run([&] { cpu::build_dynamic_batching_mask(args); });
-  }
-  Status build_bloom_bias(const BloomArgs& args) override {
-    return run([&] { cpu::build_bloom_bias(args); });
-  }
+  void build_bloom_bias(const BloomArgs* args) { cpu::build_bloom_bias(*args); }
 
  private:
   ThreadPool& pool() {
@@ -114,14 +88,36 @@ class CpuContext final : public DeviceContext {
   std::unique_ptr<ThreadPool> pool_;
 };
 
-class CpuBackend final : public Backend {
- public:
-  int device_count() override { return 1; }
-  Status create_context(int, std::shared_ptr<DeviceContext>* out) override {
-    *out = std::make_shared<CpuContext>();
-    return Status::success();
-  }
-};
+BackendOps cpu_table() {
+  BackendOps ops{};
+  ops.abi_version = kBackendAbiVersion;
+  ops.plan_shape = kPlanShape;
+  ops.device_count = [] { return 1; };
+  ops.unavailable_reason = [](BackendError* why) { set_message(why, "the CPU is always there"); };
+  ops.context_create = [](int, void** context, BackendError* error) {
+    return guarded(error, [&] { *context = new CpuContext(); });
+  };
+  ops.context_destroy = [](void* context) { delete static_cast<CpuContext*>(context); };
+  ops.set_num_threads = BackendEntry<&CpuContext::set_num_threads>::call;
+  ops.set_stream = BackendEntry<&CpuContext::set_stream>::call;
+  ops.synchronize = BackendEntry<&CpuContext::synchronize>::call;
+  ops.allocate = BackendEntry<&CpuContext::allocate>::call;
+  ops.deallocate = [](void*, void* data) { std::free(data); };
+  ops.copy_from_host = BackendEntry<&CpuContext::copy_from_host>::call;
+  ops.copy_to_host = BackendEntry<&CpuContext::copy_to_host>::call;
+  // Kernels read the host mask itself.
+  ops.mask_upload = [](void*, const MaskView*, void** device_mask, BackendError*) {
+    *device_mask = nullptr;
+    return ALIBI_STATUS_SUCCESS;
+  };
+  ops.mask_release = [](void*) {};
+  ops.attention_forward = BackendEntry<&CpuContext::attention_forward>::call;
+  ops.attention_merge = BackendEntry<&CpuContext::attention_merge>::call;
+  ops.build_bias = BackendEntry<&CpuContext::build_bias>::call;
+  ops.build_dynamic_batching_mask = BackendEntry<&CpuContext::build_dynamic_batching_mask>::call;
+  ops.build_bloom_bias = BackendEntry<&CpuContext::build_bloom_bias>::call;
+  return ops;
+}
 
 }  // namespace
 
@@ -129,9 +125,9 @@ class CpuBackend final : public Backend {
 
 namespace alibi {
 
-Backend& cpu_backend() {
-  static cpu::CpuBackend backend;
-  return backend;
+const BackendOps& cpu_backend() {
+  static const BackendOps table = cpu::cpu_table();
+  return table;
 }
 
 }  // namespace alibi

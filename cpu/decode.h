@@ -8,7 +8,7 @@
 namespace alibi::cpu {
 
 // True when every slice has at most a few rows and no two slices share a row.
-bool decode_applies(const MaskPlan& plan);
+bool decode_applies(const MaskView& mask);
 void decode_forward(const ForwardArgs& args, const TileOps& ops, ThreadPool& pool);
 
 }  // namespace alibi::cpu

@@ -17,19 +17,11 @@ inline int64_t offset3(const TensorView& t, int64_t i0, int64_t i1, int64_t i2) 
 }
 
 inline float load_float(const TensorView& t, int64_t offset) {
-  switch (t.dtype) {
-    case ALIBI_DTYPE_F16: return f16_to_float(static_cast<const uint16_t*>(t.data)[offset]);
-    case ALIBI_DTYPE_BF16: return bf16_to_float(static_cast<const uint16_t*>(t.data)[offset]);
-    default: return static_cast<const float*>(t.data)[offset];
-  }
+  return load_element(t.dtype, t.data, offset);
 }
 
 inline void store_float(const TensorView& t, int64_t offset, float value) {
-  switch (t.dtype) {
-    case ALIBI_DTYPE_F16: static_cast<uint16_t*>(t.data)[offset] = float_to_f16(value); break;
-    case ALIBI_DTYPE_BF16: static_cast<uint16_t*>(t.data)[offset] = float_to_bf16(value); break;
-    default: static_cast<float*>(t.data)[offset] = value; break;
-  }
+  store_element(t.dtype, t.data, offset, value);
 }
 
 inline int64_t load_index(const TensorView& t, int64_t offset) {

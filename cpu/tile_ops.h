@@ -10,12 +10,13 @@
 namespace alibi::cpu {
 
 // One key block of scores, stored transposed: row j is a key, column c a query. On entry the
-// raw q.k products (scale already folded into q); on exit the probabilities exp(s - new max).
+// raw q.k products (scale already folded into q); on exit the probabilities exp(s - shift) of
+// the online-softmax step (core/kernel/attention_math.h).
 struct ScoreBlock {
   float* scores;
-  int64_t ld;                 // row stride of scores (and of extra)
+  int64_t ld;                 // row stride of scores (and of attn_bias)
   int64_t keys, queries;      // queries <= ld; arrays indexed by query are padded to 8
-  const float* extra;         // optional additive values (attn_bias), same layout
+  const float* attn_bias;     // optional additive values, same layout
   const int32_t* key_pos;     // ALiBi positions of the keys
   const int32_t* query_pos;   // ALiBi positions of the queries (|qpos - kpos| < 2^31 assumed)
   const int32_t* visible_lo;  // per query, slice-relative visible keys [lo, hi)
@@ -42,7 +43,7 @@ struct HeadLayout {
 };
 
 struct TileOps {
-  const char* name;
+  const char* name;  // "generic" or "avx2"
   // C (m x n) = A (m x k) * B (k x n) without c_scale; with it, C = diag(c_scale) * C + A * B
   // (the online softmax's correction folded into the product). A(i, p) = a[i * a_row + p * a_col];
   // B and C are row-major with leading dims ldb and ldc.

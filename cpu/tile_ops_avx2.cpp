@@ -149,7 +149,7 @@ ALIBI_AVX2 __m256 finish_scores8(const ScoreBlock& b, int64_t c0, __m256i valid)
     if (b.softcap > 0) s = _mm256_mul_ps(cap, tanh8(_mm256_mul_ps(s, inverse_cap)));
     const __m256i distance = _mm256_abs_epi32(_mm256_sub_epi32(qpos, _mm256_set1_epi32(b.key_pos[j])));
     s = _mm256_add_ps(s, _mm256_xor_ps(sign, _mm256_mul_ps(slope, _mm256_cvtepi32_ps(distance))));
-    if (b.extra) s = _mm256_add_ps(s, _mm256_loadu_ps(b.extra + j * b.ld + c0));
+    if (b.attn_bias) s = _mm256_add_ps(s, _mm256_loadu_ps(b.attn_bias + j * b.ld + c0));
     if (b.needs_mask) {
       const __m256i key = _mm256_set1_epi32(b.first_key + int32_t(j));
       const __m256i visible = _mm256_andnot_si256(_mm256_cmpgt_epi32(lo, key),

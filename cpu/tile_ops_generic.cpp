@@ -4,7 +4,7 @@
 #include <cmath>
 #include <limits>
 
-#include "core/kernel/formulas.h"
+#include "core/kernel/attention_math.h"
 #include "core/kernel/half.h"
 #include "cpu/tile_ops.h"
 
@@ -32,12 +32,9 @@ void gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row, int64_
 
 float finished_score(const ScoreBlock& b, int64_t j, int64_t c) {
   const int64_t key = b.first_key + j;
-  if (b.needs_mask && (key < b.visible_lo[c] || key >= b.visible_hi[c])) return kNegInf;
-  float s = b.scores[j * b.ld + c];
-  if (b.softcap > 0) s = b.softcap * std::tanh(s / b.softcap);
-  s += alibi_bias(b.slope, b.query_pos[c], b.key_pos[j]);
-  if (b.extra) s += b.extra[j * b.ld + c];
-  return s;
+  if (b.needs_mask && !KeyInterval{b.visible_lo[c], b.visible_hi[c]}.contains(key)) return masked_score();
+  return cell_score(b.scores[j * b.ld + c], b.softcap, b.slope, b.query_pos[c], b.key_pos[j],
+                    b.attn_bias ? b.attn_bias[j * b.ld + c] : 0.0f);
 }
 
 void softmax_block(const ScoreBlock& b) {
@@ -48,17 +45,16 @@ void softmax_block(const ScoreBlock& b) {
       b.scores[j * b.ld + c] = s;
       block_max = std::max(block_max, s);
     }
-    const float new_max = std::max(b.row_max[c], block_max);
-    const float shift = new_max == kNegInf ? 0.0f : new_max;  // all -inf so far: p = 0
+    const SoftmaxStep step = softmax_step(b.row_max[c], block_max);
     float sum = 0.0f;
     for (int64_t j = 0; j < b.keys; ++j) {
       float& s = b.scores[j * b.ld + c];
-      s = std::exp(s - shift);
+      s = std::exp(s - step.shift);
       sum += s;
     }
-    b.correction[c] = std::exp(b.row_max[c] - shift);
-    b.row_sum[c] = b.row_sum[c] * b.correction[c] + sum;
-    b.row_max[c] = new_max;
+    b.correction[c] = step.correction;
+    b.row_sum[c] = running_sum(b.row_sum[c], step.correction, sum);
+    b.row_max[c] = step.max;
   }
 }
 
@@ -70,11 +66,7 @@ void widen(alibi_dtype dtype, const uint16_t* src, int64_t count, float* dst) {
 }
 
 float token_value(const TokenRun& run, int64_t index) {
-  switch (run.dtype) {
-    case ALIBI_DTYPE_F16: return f16_to_float(static_cast<const uint16_t*>(run.data)[index]);
-    case ALIBI_DTYPE_BF16: return bf16_to_float(static_cast<const uint16_t*>(run.data)[index]);
-    default: return static_cast<const float*>(run.data)[index];
-  }
+  return load_element(run.dtype, run.data, index);
 }
 
 void score_tokens(const float* q, const TokenRun& k, const HeadLayout& layout, float* scores) {

@@ -1,7 +1,7 @@
-// The bias builders on the GPU, with the formulas of core/formulas.h.
+// The bias builders on the GPU, with the formulas of core/kernel/formulas.h.
 #include <cmath>
 
-#include "core/kernel/formulas.h"
+#include "core/kernel/attention_math.h"
 #include "cuda/cuda_common.cuh"
 
 namespace alibi::cuda {
@@ -27,28 +27,31 @@ __global__ void fill_kernel(DeviceTensor out, int64_t n0, int64_t n1, int64_t n2
 
 struct BiasParams {
   DeviceTensor out;
-  MaskArrays mask;
-  DeviceSlopes slopes;
+  MaskView mask;      // the device copy
+  SlopeTable slopes;  // values in device memory
   DeviceTensor attn_bias;
-  bool has_attn_bias, attn_bias_broadcast;
+  int64_t attn_bias_heads;  // 0: none
+  int first_head;           // of this launch: the block's head is first_head + blockIdx.y
 };
 
 // One block per (row tile, head): the visible cells of the slices the tile's rows see.
 __global__ void bias_kernel(const __grid_constant__ BiasParams p) {
   const RowTile tile = p.mask.tiles[blockIdx.x];
-  const int head = int(blockIdx.y);
-  for (int i = 0; i < tile.slice_count; ++i) {
-    const Slice slice = p.mask.slices[p.mask.slice_list[tile.slice_begin + i]];
+  const int head = p.first_head + int(blockIdx.y);
+  for (int i = 0; i < tile.num_spans; ++i) {
+    const SliceRows span = p.mask.spans[tile.first_span + i];
+    const Slice slice = p.mask.slices[span.slice];
     const int64_t sq = slice.q_end - slice.q_begin, sk = slice.k_end - slice.k_begin;
     const float slope = p.slopes.at(slice.sequence, head);
-    for (int64_t row = tile.row_begin; row < tile.row_end; ++row) {
+    for (int64_t row = span.row_begin; row < span.row_end; ++row) {
       const KeyInterval visible = visible_keys(slice.type, row - slice.q_begin, sq, sk);
       const int32_t q_position = p.mask.q_positions[row];
       for (int64_t c = visible.lo + threadIdx.x; c < visible.hi; c += blockDim.x) {
         const int64_t key = slice.k_begin + c;
         float value = alibi_bias(slope, q_position, p.mask.k_positions[key]);
-        if (p.has_attn_bias)
-          value += p.attn_bias.load(p.attn_bias.offset(p.attn_bias_broadcast ? 0 : head, row, key));
+        if (p.attn_bias_heads > 0)
+          value += p.attn_bias.load(
+              p.attn_bias.offset(attn_bias_head(p.attn_bias_heads, head), row, key));
         p.out.store(p.out.offset(head, row, key), value);
       }
     }
@@ -61,7 +64,7 @@ struct DynamicBatchingParams {
   const int64_t* seqstarts;  // batch + 1
   const int64_t* kvstarts;
   int batch;
-  DeviceSlopes slopes;
+  SlopeTable slopes;
   DeviceTensor attn_mask;
   int attn_mask_ndim;  // 0: none
 };
@@ -103,7 +106,7 @@ struct BloomParams {
   int64_t mask_stride[2];
   int64_t length;
   int heads;
-  DeviceSlopes slopes;
+  SlopeTable slopes;
   DeviceTensor out;
 
   __device__ int64_t keep(int64_t b, int64_t s) const {
@@ -145,27 +148,30 @@ __global__ void bloom_kernel(const __grid_constant__ BloomParams p) {
 
 }  // namespace
 
-void build_bias(const BiasArgs& args, const DeviceSlopes& slopes, cudaStream_t stream) {
+void build_bias(const BiasArgs& args, const SlopeTable& slopes, cudaStream_t stream) {
   const TensorView& out = args.out;
   if (out.numel() == 0) return;
-  BiasParams p;
+  BiasParams p{};
   p.out = device_tensor(out);
-  p.mask = mask_arrays(args.device_mask);
+  p.mask = device_mask_view(args.device_mask);
   p.slopes = slopes;
-  p.has_attn_bias = args.attn_bias != nullptr;
-  if (p.has_attn_bias) {
+  if (args.attn_bias) {
     p.attn_bias = device_tensor(*args.attn_bias);
-    p.attn_bias_broadcast = args.attn_bias->shape[0] == 1;
+    p.attn_bias_heads = args.attn_bias->shape[0];
   }
   fill_kernel<<<grid_blocks(out.numel(), kThreads), kThreads, 0, stream>>>(
-      p.out, out.shape[0], out.shape[1], out.shape[2], -INFINITY);
+      p.out, out.shape[0], out.shape[1], out.shape[2], masked_score());
   CUDA_CHECK_LAUNCH();
-  bias_kernel<<<dim3(unsigned(p.mask.num_tiles), unsigned(out.shape[0])), kThreads, 0, stream>>>(p);
-  CUDA_CHECK_LAUNCH();
+  if (p.mask.num_tiles == 0) return;
+  for_head_runs(out.shape[0], [&](int first_head, unsigned count) {
+    p.first_head = first_head;
+    bias_kernel<<<dim3(unsigned(p.mask.num_tiles), count), kThreads, 0, stream>>>(p);
+    CUDA_CHECK_LAUNCH();
+  });
 }
 
 void build_dynamic_batching_mask(const DynamicBatchingArgs& args, const int64_t* seqstarts,
-                                 const int64_t* kvstarts, const DeviceSlopes& slopes,
+                                 const int64_t* kvstarts, const SlopeTable& slopes,
                                  cudaStream_t stream) {
   const TensorView& out = args.out;
   if (out.numel() == 0) return;
@@ -185,7 +191,7 @@ void build_dynamic_batching_mask(const DynamicBatchingArgs& args, const int64_t*
   CUDA_CHECK_LAUNCH();
 }
 
-void build_bloom_bias(const BloomArgs& args, const DeviceSlopes& slopes, cudaStream_t stream) {
+void build_bloom_bias(const BloomArgs& args, const SlopeTable& slopes, cudaStream_t stream) {
   const TensorView& mask = args.attention_mask;
   if (args.out.numel() == 0) return;
   BloomParams p;

@@ -1,24 +1,24 @@
-// Attention through cuBLAS, for every dtype, head_dim and attn_bias. Query rows are cut into
-// tiles of at most kChunkRows rows that see the same slices (cuda/row_tiles.h); per tile and
-// slice, the visible key interval is cut into pieces of at most key_chunk keys. For each piece:
+// Attention through cuBLAS, for every dtype, head_dim and attn_bias. Query rows come in the mask
+// plan's tiles (at most kTileRows rows that see the same slices); per tile and slice (span), the
+// visible key interval is cut into pieces of at most key_chunk keys. For each piece:
 // gather K and V (converted to f32, one copy per query head, so GQA needs no special GEMM),
 // S = scale * Q K^T (one strided-batched GEMM over the heads), a softmax kernel that finishes the
-// scores (softcap, ALiBi bias, attn_bias, mask) and folds them into the tile's running max / sum
-// while rescaling its f32 accumulator, then acc += P V (a second GEMM). A final kernel divides
-// and writes out and lse. All GEMMs are f32 with f32 compute (no TF32), pieces run in a fixed
+// scores (the cell score of core/kernel/attention_math.h) and folds them into the tile's running
+// max / sum (the online-softmax step) while rescaling its f32 accumulator, then acc += P V (a
+// second GEMM). A final kernel finishes the rows and writes out and lse. All GEMMs are f32 with f32 compute (no TF32), pieces run in a fixed
 // order: results are deterministic. Working memory is bounded by the chunk sizes, never
 // total_q x total_k.
 #include <algorithm>
 #include <cmath>
 
-#include "core/kernel/formulas.h"
+#include "core/kernel/attention_math.h"
 #include "cuda/cuda_common.cuh"
 
 namespace alibi::cuda {
 
 namespace {
 
-constexpr int32_t kChunkRows = 128;
+constexpr int32_t kChunkRows = kTileRows;
 constexpr int kThreads = 128;
 // Bound of the per-piece f32 buffers (K, V and S), in floats: 128 MiB.
 constexpr int64_t kPieceFloats = int64_t(32) << 20;
@@ -35,14 +35,14 @@ __global__ void gather_heads_kernel(float* dst, DeviceTensor src, int64_t first,
   }
 }
 
-// The running softmax state of a tile's rows: max and sum per (head, row), acc per (head, row, d).
-struct RowState {
+// The running softmax of a tile's rows: max and sum per (head, row), acc per (head, row, d).
+struct TileAccumulator {
   float* max;
   float* sum;
   float* acc;
 };
 
-__global__ void init_state_kernel(RowState state, int64_t rows, int head_dim) {
+__global__ void init_accumulator_kernel(TileAccumulator state, int64_t rows, int head_dim) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < rows * head_dim;
        i += int64_t(gridDim.x) * blockDim.x) {
     state.acc[i] = 0.0f;
@@ -54,18 +54,19 @@ __global__ void init_state_kernel(RowState state, int64_t rows, int head_dim) {
 }
 
 struct PieceParams {
-  float* scores;  // (heads, rows, keys): scale * q.k in, exp(s - max) out
-  RowState state;
+  float* scores;  // (heads, rows, keys): scale * q.k in, exp(s - shift) out
+  TileAccumulator state;
   int rows, keys, head_dim;
+  int first_head;     // of this launch: the block's head is first_head + blockIdx.y
   int32_t row_begin;  // first (global) row of the tile
   Slice slice;
   int64_t first_key;  // slice-local
   float softcap;
-  DeviceSlopes slopes;
+  SlopeTable slopes;  // values in device memory
   const int32_t* q_positions;
   const int32_t* k_positions;
   DeviceTensor attn_bias;
-  bool has_attn_bias, attn_bias_broadcast;
+  int64_t attn_bias_heads;  // 0: none
 };
 
 template <class Op>
@@ -80,22 +81,22 @@ __device__ float block_reduce(float value, Op op, float* shared) {
   return total;
 }
 
-__device__ float finished_score(const PieceParams& p, int head, int64_t row, int64_t key, float raw,
-                                int32_t q_position, float slope) {
-  float score = raw;
-  if (p.softcap > 0.0f) score = p.softcap * tanhf(score / p.softcap);
+// The score of a visible cell (key slice-local) from x = scale * q.k.
+__device__ float score_of(const PieceParams& p, int head, int64_t row, int64_t key, float x,
+                          int32_t q_position, float slope) {
   const int64_t k_index = p.slice.k_begin + key;
-  score += alibi_bias(slope, q_position, p.k_positions[k_index]);
-  if (p.has_attn_bias)
-    score += p.attn_bias.load(p.attn_bias.offset(p.attn_bias_broadcast ? 0 : head, row, k_index));
-  return score;
+  const float attn_bias =
+      p.attn_bias_heads == 0
+          ? 0.0f
+          : p.attn_bias.load(p.attn_bias.offset(attn_bias_head(p.attn_bias_heads, head), row, k_index));
+  return cell_score(x, p.softcap, slope, q_position, p.k_positions[k_index], attn_bias);
 }
 
-// One block per (row, head) of the piece.
+// One block per (row, head) of the piece: the online-softmax step of its keys.
 __global__ void softmax_update_kernel(const __grid_constant__ PieceParams p) {
   __shared__ float reduce[32];
   __shared__ float correction;
-  const int r = int(blockIdx.x), head = int(blockIdx.y);
+  const int r = int(blockIdx.x), head = p.first_head + int(blockIdx.y);
   const int64_t row = p.row_begin + r;
   const int64_t state_index = int64_t(head) * p.rows + r;
   float* s = p.scores + state_index * p.keys;
@@ -108,26 +109,23 @@ __global__ void softmax_update_kernel(const __grid_constant__ PieceParams p) {
   float local_max = -INFINITY;
   for (int c = threadIdx.x; c < p.keys; c += blockDim.x) {
     const int64_t key = p.first_key + c;
-    const bool shown = key >= visible.lo && key < visible.hi;
-    s[c] = shown ? finished_score(p, head, row, key, s[c], q_position, slope) : -INFINITY;
+    s[c] = visible.contains(key) ? score_of(p, head, row, key, s[c], q_position, slope)
+                                 : masked_score();
     local_max = fmaxf(local_max, s[c]);
   }
-  const float old_max = p.state.max[state_index];
-  const float new_max =
-      fmaxf(old_max, block_reduce(
-                         local_max, [](float a, float b) { return fmaxf(a, b); }, reduce));
-  const bool empty = new_max == -INFINITY;
+  const SoftmaxStep step = softmax_step(
+      p.state.max[state_index],
+      block_reduce(local_max, [](float a, float b) { return fmaxf(a, b); }, reduce));
   float local_sum = 0.0f;
   for (int c = threadIdx.x; c < p.keys; c += blockDim.x) {
-    s[c] = empty ? 0.0f : expf(s[c] - new_max);
+    s[c] = expf(s[c] - step.shift);
     local_sum += s[c];
   }
-  const float sum = block_reduce(
-      local_sum, [](float a, float b) { return a + b; }, reduce);
+  const float sum = block_reduce(local_sum, [](float a, float b) { return a + b; }, reduce);
   if (threadIdx.x == 0) {
-    correction = empty ? 1.0f : expf(old_max - new_max);
-    p.state.sum[state_index] = p.state.sum[state_index] * correction + sum;
-    p.state.max[state_index] = new_max;
+    correction = step.correction;
+    p.state.sum[state_index] = running_sum(p.state.sum[state_index], step.correction, sum);
+    p.state.max[state_index] = step.max;
   }
   __syncthreads();
   float* acc = p.state.acc + state_index * p.head_dim;
@@ -135,31 +133,29 @@ __global__ void softmax_update_kernel(const __grid_constant__ PieceParams p) {
 }
 
 struct FinishParams {
-  RowState state;
+  TileAccumulator state;
   int rows, head_dim;
+  int first_head;
   int32_t row_begin;
   DeviceTensor out;
   DeviceTensor lse;
   bool has_lse;
 };
 
-// One block per (row, head) of the tile: out = acc / sum, lse = max + log(sum).
+// One block per (row, head) of the tile: out and lse of the finished row.
 __global__ void finish_kernel(const __grid_constant__ FinishParams p) {
-  const int r = int(blockIdx.x), head = int(blockIdx.y);
+  const int r = int(blockIdx.x), head = p.first_head + int(blockIdx.y);
   const int64_t state_index = int64_t(head) * p.rows + r, row = p.row_begin + r;
-  const float sum = p.state.sum[state_index];
-  const float inverse = sum > 0.0f ? 1.0f / sum : 0.0f;
+  const RowFinish finish = finish_row(p.state.max[state_index], p.state.sum[state_index]);
   const float* acc = p.state.acc + state_index * p.head_dim;
   for (int d = threadIdx.x; d < p.head_dim; d += blockDim.x)
-    p.out.store(p.out.offset(row, head, d), acc[d] * inverse);
-  if (p.has_lse && threadIdx.x == 0)
-    p.lse.store(p.lse.offset(head, row, 0),
-                sum > 0.0f ? p.state.max[state_index] + logf(sum) : -INFINITY);
+    p.out.store(p.out.offset(row, head, d), finished_output(acc[d], finish.out_scale));
+  if (p.has_lse && threadIdx.x == 0) p.lse.store(p.lse.offset(head, row, 0), finish.lse);
 }
 
 class CublasAttention {
  public:
-  CublasAttention(const ForwardArgs& args, const DeviceSlopes& slopes, cudaStream_t stream,
+  CublasAttention(const ForwardArgs& args, const SlopeTable& slopes, cudaStream_t stream,
                   cudaMemPool_t pool, cublasHandle_t cublas)
       : args_(args),
         slopes_(slopes),
@@ -169,7 +165,8 @@ class CublasAttention {
         group_(int(args.q.shape[1] / args.k.shape[1])),
         head_dim_(int(args.q.shape[2])),
         key_chunk_(key_chunk(heads_, head_dim_)),
-        tiling_(tile_rows(*args.plan, kChunkRows)),
+        mask_(*args.mask),
+        device_mask_(device_mask_view(args.device_mask)),
         memory_(workspace_bytes(), stream, pool) {
     q_ = memory_.at<float>();
     k_ = q_ + rows_floats(head_dim_);
@@ -181,7 +178,7 @@ class CublasAttention {
   }
 
   void run() {
-    for (const RowTile& tile : tiling_.tiles) attend_tile(tile);
+    for (int64_t t = 0; t < mask_.num_tiles; ++t) attend_tile(mask_.tiles[t]);
   }
 
  private:
@@ -201,19 +198,15 @@ class CublasAttention {
 
   void attend_tile(const RowTile& tile) {
     const int rows = tile.row_end - tile.row_begin;
-    init_state_kernel<<<grid_blocks(int64_t(heads_) * rows * head_dim_, kThreads), kThreads, 0,
-                        stream_>>>(state_, int64_t(heads_) * rows, head_dim_);
+    init_accumulator_kernel<<<grid_blocks(int64_t(heads_) * rows * head_dim_, kThreads), kThreads, 0,
+                              stream_>>>(state_, int64_t(heads_) * rows, head_dim_);
     CUDA_CHECK_LAUNCH();
-    if (tile.slice_count > 0) gather(q_, args_.q, tile.row_begin, rows, 1);
-    for (int i = 0; i < tile.slice_count; ++i) {
-      const Slice& slice =
-          args_.plan->slices[size_t(tiling_.slice_list[size_t(tile.slice_begin + i)])];
-      const int64_t sq = slice.q_end - slice.q_begin, sk = slice.k_end - slice.k_begin;
-      const int64_t first = tile.row_begin - slice.q_begin;
-      const int64_t key_lo = visible_keys(slice.type, first, sq, sk).lo;
-      const int64_t key_hi = visible_keys(slice.type, first + rows - 1, sq, sk).hi;
-      for (int64_t key = key_lo; key < key_hi; key += key_chunk_)
-        attend_piece(tile, slice, key, int(std::min<int64_t>(key_chunk_, key_hi - key)));
+    if (tile.num_spans > 0) gather(q_, args_.q, tile.row_begin, rows, 1);
+    for (int i = 0; i < tile.num_spans; ++i) {
+      const SliceRows& span = mask_.spans[tile.first_span + i];
+      const Slice& slice = mask_.slices[span.slice];
+      for (int64_t key = span.key_lo; key < span.key_hi; key += key_chunk_)
+        attend_piece(tile, slice, key, int(std::min<int64_t>(key_chunk_, span.key_hi - key)));
     }
     finish(tile);
   }
@@ -249,7 +242,7 @@ class CublasAttention {
   }
 
   void softmax_update(const RowTile& tile, const Slice& slice, int64_t first_key, int keys) {
-    PieceParams p;
+    PieceParams p{};
     p.scores = scores_;
     p.state = state_;
     p.rows = tile.row_end - tile.row_begin;
@@ -260,19 +253,21 @@ class CublasAttention {
     p.first_key = first_key;
     p.softcap = args_.softcap;
     p.slopes = slopes_;
-    p.q_positions = mask_arrays(args_.device_mask).q_positions;
-    p.k_positions = mask_arrays(args_.device_mask).k_positions;
-    p.has_attn_bias = args_.attn_bias != nullptr;
-    if (p.has_attn_bias) {
+    p.q_positions = device_mask_.q_positions;
+    p.k_positions = device_mask_.k_positions;
+    if (args_.attn_bias) {
       p.attn_bias = device_tensor(*args_.attn_bias);
-      p.attn_bias_broadcast = args_.attn_bias->shape[0] == 1;
+      p.attn_bias_heads = args_.attn_bias->shape[0];
     }
-    softmax_update_kernel<<<dim3(unsigned(p.rows), unsigned(heads_)), kThreads, 0, stream_>>>(p);
-    CUDA_CHECK_LAUNCH();
+    for_head_runs(heads_, [&](int first_head, unsigned count) {
+      p.first_head = first_head;
+      softmax_update_kernel<<<dim3(unsigned(p.rows), count), kThreads, 0, stream_>>>(p);
+      CUDA_CHECK_LAUNCH();
+    });
   }
 
   void finish(const RowTile& tile) {
-    FinishParams p;
+    FinishParams p{};
     p.state = state_;
     p.rows = tile.row_end - tile.row_begin;
     p.head_dim = head_dim_;
@@ -280,27 +275,31 @@ class CublasAttention {
     p.out = device_tensor(args_.out);
     p.has_lse = args_.lse != nullptr;
     if (p.has_lse) p.lse = device_tensor(*args_.lse);
-    finish_kernel<<<dim3(unsigned(p.rows), unsigned(heads_)), kThreads, 0, stream_>>>(p);
-    CUDA_CHECK_LAUNCH();
+    for_head_runs(heads_, [&](int first_head, unsigned count) {
+      p.first_head = first_head;
+      finish_kernel<<<dim3(unsigned(p.rows), count), kThreads, 0, stream_>>>(p);
+      CUDA_CHECK_LAUNCH();
+    });
   }
 
   const ForwardArgs& args_;
-  const DeviceSlopes slopes_;
+  const SlopeTable slopes_;
   const cudaStream_t stream_;
   const cublasHandle_t cublas_;
   const int heads_, group_, head_dim_, key_chunk_;
-  const RowTiling tiling_;
-  Scratch memory_;
+  const MaskView& mask_;         // host arrays: the tiles to walk
+  const MaskView& device_mask_;  // device arrays: what the kernels read
+  StreamMemory memory_;
   float* q_;  // (heads, rows, D)
   float* k_;  // (heads, keys, D), kv heads repeated per query head
   float* v_;
   float* scores_;  // (heads, rows, keys)
-  RowState state_;
+  TileAccumulator state_;
 };
 
 }  // namespace
 
-void cublas_attention(const ForwardArgs& args, const DeviceSlopes& slopes, cudaStream_t stream,
+void cublas_attention(const ForwardArgs& args, const SlopeTable& slopes, cudaStream_t stream,
                       cudaMemPool_t pool, cublasHandle_t cublas) {
   CublasAttention(args, slopes, stream, pool, cublas).run();
 }

@@ -1,6 +1,7 @@
-// The CUDA backend: libalibi_cuda.so.0 exports alibi_backend_entry, which libalibi finds with
-// dlopen/dlsym when a CUDA context is asked for. Every entry point makes its device current for
-// the call (restoring the caller's), runs on the context's stream and returns a Status.
+// The CUDA backend: libalibi_cuda exports alibi_backend_entry, which libalibi finds with
+// dlopen/dlsym when a CUDA context is asked for, and which returns the backend's table. Every
+// context method makes its device current for the call (restoring the caller's) and runs on the
+// context's stream; the table's entries turn its exceptions into a status and a message.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -20,13 +21,13 @@ namespace {
 class DeviceGuard {
  public:
   explicit DeviceGuard(int device) {
-    if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
+    if (clear_error(cudaGetDevice(&previous_)) != cudaSuccess) previous_ = -1;
     if (previous_ == device) return;
-    error_ = cudaSetDevice(device);
+    error_ = clear_error(cudaSetDevice(device));
     restore_ = error_ == cudaSuccess && previous_ >= 0;
   }
   ~DeviceGuard() {
-    if (restore_) cudaSetDevice(previous_);
+    if (restore_) clear_error(cudaSetDevice(previous_));
   }
   DeviceGuard(const DeviceGuard&) = delete;
   DeviceGuard& operator=(const DeviceGuard&) = delete;
@@ -38,20 +39,13 @@ class DeviceGuard {
   bool restore_ = false;
 };
 
-[[noreturn]] void fail_with(alibi_status code, std::string message) {
-  throw BackendError({code, std::move(message)});
-}
+// A DeviceGuard whose failure to make the device current is the call's failure.
+class OnDevice : public DeviceGuard {
+ public:
+  explicit OnDevice(int device) : DeviceGuard(device) { CUDA_CHECK(error()); }
+};
 
-size_t element_size(alibi_dtype dtype) {
-  switch (dtype) {
-    case ALIBI_DTYPE_F16:
-    case ALIBI_DTYPE_BF16: return 2;
-    case ALIBI_DTYPE_I64: return 8;
-    default: return 4;
-  }
-}
-
-size_t byte_count(const TensorView& t) { return size_t(t.numel()) * element_size(t.dtype); }
+size_t byte_count(const TensorView& t) { return size_t(t.numel()) * dtype_size(t.dtype); }
 
 bool is_contiguous(const TensorView& t) {
   int64_t expected = 1;
@@ -60,13 +54,6 @@ bool is_contiguous(const TensorView& t) {
     expected *= t.shape[d];
   }
   return true;
-}
-
-// Launch grids put query heads on the y axis.
-void require_grid_heads(int64_t heads) {
-  if (heads > 65535)
-    fail_with(ALIBI_STATUS_UNSUPPORTED,
-              std::to_string(heads) + " heads: the CUDA backend takes at most 65535");
 }
 
 // ------------------------------------------------------------------------ strided copies
@@ -108,7 +95,7 @@ void launch_copy_strided(const TensorView& t, void* packed, bool to_packed, cuda
 }
 
 void copy_strided(const TensorView& t, void* packed, bool to_packed, cudaStream_t stream) {
-  switch (element_size(t.dtype)) {
+  switch (dtype_size(t.dtype)) {
     case 2: return launch_copy_strided<uint16_t>(t, packed, to_packed, stream);
     case 4: return launch_copy_strided<uint32_t>(t, packed, to_packed, stream);
     default: return launch_copy_strided<unsigned long long>(t, packed, to_packed, stream);
@@ -128,11 +115,11 @@ Path choose_path(const ForwardArgs& args) {
   if (choice.empty() || choice == "auto") return why_not.empty() ? Path::kFused : Path::kCublas;
   if (choice == "cublas") return Path::kCublas;
   if (choice != "fused")
-    fail_with(ALIBI_STATUS_INVALID_ARGUMENT,
-              "ALIBI_CUDA_PATH = '" + choice + "' is not auto, fused or cublas");
+    fail(ALIBI_STATUS_INVALID_ARGUMENT, "ALIBI_CUDA_PATH = '%s' is not auto, fused or cublas",
+         choice.c_str());
   if (!why_not.empty())
-    fail_with(ALIBI_STATUS_UNSUPPORTED,
-              "ALIBI_CUDA_PATH = fused, but the fused kernel does not take " + why_not);
+    fail(ALIBI_STATUS_UNSUPPORTED, "ALIBI_CUDA_PATH = fused, but the fused kernel does not take %s",
+         why_not.c_str());
   return Path::kFused;
 }
 
@@ -161,9 +148,9 @@ class StagingPool {
   StagingPool& operator=(const StagingPool&) = delete;
   ~StagingPool() {
     for (Buffer& buffer : buffers_) {
-      cudaEventSynchronize(buffer.copied);
-      cudaEventDestroy(buffer.copied);
-      cudaFreeHost(buffer.pinned);
+      clear_error(cudaEventSynchronize(buffer.copied));
+      clear_error(cudaEventDestroy(buffer.copied));
+      clear_error(cudaFreeHost(buffer.pinned));
     }
   }
 
@@ -188,12 +175,13 @@ class StagingPool {
 
   static bool copied(const Buffer& buffer) {
     const cudaError_t state = cudaEventQuery(buffer.copied);
-    if (state == cudaErrorNotReady) {
-      cudaGetLastError();  // not an error: do not leave it for the next launch check
-      return false;
+    if (state != cudaErrorNotReady) {
+      CUDA_CHECK(state);
+      return true;
     }
-    CUDA_CHECK(state);
-    return true;
+    // Not an error: if the runtime recorded it, clear it (and only it) for the next launch check.
+    if (cudaPeekAtLastError() == cudaErrorNotReady) cudaGetLastError();
+    return false;
   }
 
   static void grow(Buffer& buffer, size_t bytes) {
@@ -209,142 +197,134 @@ class StagingPool {
   size_t next_ = 0;
 };
 
-class CudaContext final : public DeviceContext {
+class CudaContext {
  public:
   explicit CudaContext(int device) : device_(device) {}
 
-  ~CudaContext() override {
-    DeviceGuard guard(device_);
+  ~CudaContext() {
+    const DeviceGuard guard(device_);
     staging_.reset();
     if (cublas_) cublasDestroy(cublas_);
-    if (pool_) cudaMemPoolDestroy(pool_);  // released once outstanding frees have run
+    if (pool_) clear_error(cudaMemPoolDestroy(pool_));  // released once outstanding frees have run
   }
 
-  Status set_num_threads(int) override { return Status::success(); }
+  void set_num_threads(int) {}
 
-  Status set_stream(void* stream) override {
-    return run([&] {
-      stream_ = static_cast<cudaStream_t>(stream);
-      if (cublas_) CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
-    });
+  void set_stream(void* stream) {
+    const OnDevice on_device(device_);
+    stream_ = static_cast<cudaStream_t>(stream);
+    if (cublas_) CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
   }
 
-  Status synchronize() override {
-    return run([&] { CUDA_CHECK(cudaStreamSynchronize(stream_)); });
+  void synchronize() {
+    const OnDevice on_device(device_);
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
-  Status allocate(size_t bytes, void** out) override {
-    return run([&] { CUDA_CHECK(cudaMalloc(out, bytes)); });
+  void allocate(size_t bytes, void** out) {
+    const OnDevice on_device(device_);
+    CUDA_CHECK(cudaMalloc(out, bytes));
   }
 
-  void deallocate(void* data) override {
-    DeviceGuard guard(device_);
-    cudaFree(data);
+  void deallocate(void* data) {
+    const DeviceGuard guard(device_);
+    clear_error(cudaFree(data));
   }
 
-  Status copy_from_host(const TensorView& dst, const void* src) override {
-    return run([&] {
-      const size_t bytes = byte_count(dst);
-      if (is_contiguous(dst)) {
-        CUDA_CHECK(cudaMemcpyAsync(dst.data, src, bytes, cudaMemcpyHostToDevice, stream_));
-      } else {
-        Scratch packed(bytes, stream_, pool());
-        CUDA_CHECK(cudaMemcpyAsync(packed.at<void>(), src, bytes, cudaMemcpyHostToDevice, stream_));
-        copy_strided(dst, packed.at<void>(), false, stream_);
-      }
-      CUDA_CHECK(cudaStreamSynchronize(stream_));
-    });
+  void copy_from_host(const TensorView* dst, const void* src) {
+    const OnDevice on_device(device_);
+    const size_t bytes = byte_count(*dst);
+    if (is_contiguous(*dst)) {
+      CUDA_CHECK(cudaMemcpyAsync(dst->data, src, bytes, cudaMemcpyHostToDevice, stream_));
+    } else {
+      StreamMemory packed(bytes, stream_, pool());
+      CUDA_CHECK(cudaMemcpyAsync(packed.at<void>(), src, bytes, cudaMemcpyHostToDevice, stream_));
+      copy_strided(*dst, packed.at<void>(), false, stream_);
+    }
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
-  Status copy_to_host(const TensorView& src, void* dst) override {
-    return run([&] {
-      const size_t bytes = byte_count(src);
-      if (is_contiguous(src)) {
-        CUDA_CHECK(cudaMemcpyAsync(dst, src.data, bytes, cudaMemcpyDeviceToHost, stream_));
-      } else {
-        Scratch packed(bytes, stream_, pool());
-        copy_strided(src, packed.at<void>(), true, stream_);
-        CUDA_CHECK(cudaMemcpyAsync(dst, packed.at<void>(), bytes, cudaMemcpyDeviceToHost, stream_));
-      }
-      CUDA_CHECK(cudaStreamSynchronize(stream_));
-    });
+  void copy_to_host(const TensorView* src, void* dst) {
+    const OnDevice on_device(device_);
+    const size_t bytes = byte_count(*src);
+    if (is_contiguous(*src)) {
+      CUDA_CHECK(cudaMemcpyAsync(dst, src->data, bytes, cudaMemcpyDeviceToHost, stream_));
+    } else {
+      StreamMemory packed(bytes, stream_, pool());
+      copy_strided(*src, packed.at<void>(), true, stream_);
+      CUDA_CHECK(cudaMemcpyAsync(dst, packed.at<void>(), bytes, cudaMemcpyDeviceToHost, stream_));
+    }
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
-  Status upload_mask(const MaskPlan& plan, std::shared_ptr<DeviceMask>* out) override {
-    return run([&] { *out = std::make_shared<CudaMask>(plan, stream_); });
+  void mask_upload(const MaskView* mask, void** device_mask) {
+    const OnDevice on_device(device_);
+    *device_mask = new CudaMask(*mask, stream_);
   }
 
-  Status attention_forward(const ForwardArgs& args) override {
-    return run([&] {
-      if (args.q.shape[0] == 0) return;
-      require_grid_heads(args.q.shape[1]);
-      const Path path = choose_path(args);
-      std::vector<const void*> device;
-      const Scratch memory = upload({slope_array(args.slopes, *args.plan)}, &device);
-      const DeviceSlopes slopes = device_slopes(args.slopes, device[0]);
-      if (path == Path::kFused)
-        fused_attention(args, slopes, stream_);
-      else
-        cublas_attention(args, slopes, stream_, pool(), cublas());
-    });
+  void attention_forward(const ForwardArgs* args) {
+    const OnDevice on_device(device_);
+    if (args->q.shape[0] == 0) return;
+    const Path path = choose_path(*args);
+    std::vector<const void*> device;
+    const StreamMemory memory = upload({slope_array(args->slopes, *args->mask)}, &device);
+    const SlopeTable slopes = device_slopes(args->slopes, device[0]);
+    if (path == Path::kFused)
+      fused_attention(*args, slopes, stream_);
+    else
+      cublas_attention(*args, slopes, stream_, pool(), cublas());
   }
 
-  Status build_bias(const BiasArgs& args) override {
-    return run([&] {
-      require_grid_heads(args.out.shape[0]);
-      std::vector<const void*> device;
-      const Scratch memory = upload({slope_array(args.slopes, *args.plan)}, &device);
-      cuda::build_bias(args, device_slopes(args.slopes, device[0]), stream_);
-    });
+  void attention_merge(const MergeArgs* args) {
+    const OnDevice on_device(device_);
+    cuda::attention_merge(*args, stream_);
   }
 
-  Status build_dynamic_batching_mask(const DynamicBatchingArgs& args) override {
-    return run([&] {
-      const size_t offsets = (size_t(args.batch) + 1) * sizeof(int64_t);
-      std::vector<const void*> device;
-      const Scratch memory = upload({{args.seqstarts, offsets},
-                                     {args.kvstarts, offsets},
-                                     {args.slopes.values, args.slopes.num_heads * sizeof(float)}},
-                                    &device);
-      cuda::build_dynamic_batching_mask(args, static_cast<const int64_t*>(device[0]),
-                                        static_cast<const int64_t*>(device[1]),
-                                        device_slopes(args.slopes, device[2]), stream_);
-    });
+  void build_bias(const BiasArgs* args) {
+    const OnDevice on_device(device_);
+    std::vector<const void*> device;
+    const StreamMemory memory = upload({slope_array(args->slopes, *args->mask)}, &device);
+    cuda::build_bias(*args, device_slopes(args->slopes, device[0]), stream_);
   }
 
-  Status build_bloom_bias(const BloomArgs& args) override {
-    return run([&] {
-      std::vector<const void*> device;
-      const Scratch memory =
-          upload({{args.slopes.values, args.slopes.num_heads * sizeof(float)}}, &device);
-      cuda::build_bloom_bias(args, device_slopes(args.slopes, device[0]), stream_);
-    });
+  void build_dynamic_batching_mask(const DynamicBatchingArgs* args) {
+    const OnDevice on_device(device_);
+    const size_t offsets = (size_t(args->batch) + 1) * sizeof(int64_t);
+    std::vector<const void*> device;
+    const StreamMemory memory = upload({{args->seqstarts, offsets},
+                                        {args->kvstarts, offsets},
+                                        {args->slopes.values, args->slopes.num_heads * sizeof(float)}},
+                                       &device);
+    cuda::build_dynamic_batching_mask(*args, static_cast<const int64_t*>(device[0]),
+                                      static_cast<const int64_t*>(device[1]),
+                                      device_slopes(args->slopes, device[2]), stream_);
+  }
+
+  void build_bloom_bias(const BloomArgs* args) {
+    const OnDevice on_device(device_);
+    std::vector<const void*> device;
+    const StreamMemory memory =
+        upload({{args->slopes.values, args->slopes.num_heads * sizeof(float)}}, &device);
+    cuda::build_bloom_bias(*args, device_slopes(args->slopes, device[0]), stream_);
   }
 
  private:
-  // Runs fn with the context's device current; failures become the Status.
-  template <class Fn>
-  Status run(Fn&& fn) {
-    return guarded([&] {
-      DeviceGuard guard(device_);
-      CUDA_CHECK(guard.error());
-      fn();
-    });
-  }
-
-  static HostArray slope_array(const SlopeTable& slopes, const MaskPlan& plan) {
-    const size_t count = size_t(slopes.num_heads) * (slopes.per_sequence ? plan.num_sequences : 1);
+  static HostArray slope_array(const SlopeTable& slopes, const MaskView& mask) {
+    const size_t count = size_t(slopes.num_heads) * (slopes.per_sequence ? mask.num_sequences : 1);
     return {slopes.values, count * sizeof(float)};
   }
 
-  static DeviceSlopes device_slopes(const SlopeTable& slopes, const void* values) {
-    return {static_cast<const float*>(values), slopes.per_sequence ? 1 : 0, slopes.num_heads};
+  // The slope table with its values in device memory.
+  static SlopeTable device_slopes(const SlopeTable& slopes, const void* values) {
+    SlopeTable on_device = slopes;
+    on_device.values = static_cast<const float*>(values);
+    return on_device;
   }
 
   // Copies small host arrays (slopes, offsets) into one stream-ordered device allocation with
   // one asynchronous copy from a pinned staging buffer (a copy from pageable memory would wait
   // for the stream). device[i] receives where arrays[i] landed.
-  Scratch upload(const std::vector<HostArray>& arrays, std::vector<const void*>* device) {
+  StreamMemory upload(const std::vector<HostArray>& arrays, std::vector<const void*>* device) {
     std::vector<size_t> offsets;
     size_t total = 0;
     for (const HostArray& array : arrays) {
@@ -357,7 +337,7 @@ class CudaContext final : public DeviceContext {
       if (arrays[i].bytes > 0)
         std::memcpy(static_cast<char*>(staged.pinned) + offsets[i], arrays[i].data,
                     arrays[i].bytes);
-    Scratch memory(total, stream_, pool());
+    StreamMemory memory(total, stream_, pool());
     CUDA_CHECK(
         cudaMemcpyAsync(memory.at<void>(), staged.pinned, total, cudaMemcpyHostToDevice, stream_));
     CUDA_CHECK(cudaEventRecord(staged.copied, stream_));
@@ -365,7 +345,7 @@ class CudaContext final : public DeviceContext {
     return memory;
   }
 
-  // Stream-ordered scratch memory of this context's calls; it keeps what they free (until the
+  // Stream-ordered memory of this context's calls; the pool keeps what they free (until the
   // context is destroyed), so later calls do not map device memory again.
   cudaMemPool_t pool() {
     if (!pool_) {
@@ -407,8 +387,8 @@ std::string probe_failure(cudaError_t error) {
   const std::string detail = std::string("cudaGetDeviceCount: ") + cudaGetErrorString(error) +
                              " (" + cudaGetErrorName(error) + ")";
   int driver = 0, runtime = 0;
-  cudaDriverGetVersion(&driver);
-  cudaRuntimeGetVersion(&runtime);
+  clear_error(cudaDriverGetVersion(&driver));
+  clear_error(cudaRuntimeGetVersion(&runtime));
   if (error == cudaErrorInsufficientDriver && driver == 0)
     return "no CUDA driver: the NVIDIA driver (libcuda.so.1) is not installed or not loadable; " +
            detail;
@@ -424,70 +404,82 @@ void require_compute_capability(int device) {
   CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
   CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
   if (major < 8)
-    fail_with(ALIBI_STATUS_BACKEND_UNAVAILABLE,
-              "CUDA device " + std::to_string(device) + " has compute capability " +
-                  std::to_string(major) + "." + std::to_string(minor) +
-                  "; the CUDA backend needs 8.0 (Ampere) or newer");
+    fail(ALIBI_STATUS_BACKEND_UNAVAILABLE,
+         "CUDA device %d has compute capability %d.%d; the CUDA backend needs 8.0 (Ampere) or newer",
+         device, major, minor);
 }
 
-class CudaBackend final : public Backend {
- public:
-  int device_count() override {
-    probe();
-    return count_;
-  }
-
-  std::string unavailable_reason() override {
-    probe();
-    return reason_;
-  }
-
-  Status create_context(int device_index, std::shared_ptr<DeviceContext>* out) override {
-    return guarded([&] {
-      require_compute_capability(device_index);
-      *out = std::make_shared<CudaContext>(device_index);
-    });
-  }
-
- private:
-  void probe() {
-    std::call_once(probed_, [this] {
-      const cudaError_t error = cudaGetDeviceCount(&count_);
-      if (error != cudaSuccess) {
-        cudaGetLastError();  // not sticky: clear it
-        count_ = 0;
-        reason_ = probe_failure(error);
-      } else if (count_ == 0) {
-        reason_ = "no CUDA device is visible (see CUDA_VISIBLE_DEVICES)";
-      }
-    });
-  }
-
-  std::once_flag probed_;
-  int count_ = 0;
-  std::string reason_;
+// The visible devices, probed once.
+struct Devices {
+  int count = 0;
+  std::string why_none;
 };
+
+const Devices& devices() {
+  static const Devices probed = [] {
+    Devices d;
+    const cudaError_t error = clear_error(cudaGetDeviceCount(&d.count));
+    if (error != cudaSuccess) {
+      d.count = 0;
+      d.why_none = probe_failure(error);
+    } else if (d.count == 0) {
+      d.why_none = "no CUDA device is visible (see CUDA_VISIBLE_DEVICES)";
+    }
+    return d;
+  }();
+  return probed;
+}
+
+BackendOps cuda_table() {
+  BackendOps ops{};
+  ops.abi_version = kBackendAbiVersion;
+  ops.plan_shape = kPlanShape;
+  ops.device_count = [] { return devices().count; };
+  ops.unavailable_reason = [](BackendError* why) { set_message(why, devices().why_none.c_str()); };
+  ops.context_create = [](int device_index, void** context, BackendError* error) {
+    return guarded(error, [&] {
+      require_compute_capability(device_index);
+      *context = new CudaContext(device_index);
+    });
+  };
+  ops.context_destroy = [](void* context) { delete static_cast<CudaContext*>(context); };
+  ops.set_num_threads = BackendEntry<&CudaContext::set_num_threads>::call;
+  ops.set_stream = BackendEntry<&CudaContext::set_stream>::call;
+  ops.synchronize = BackendEntry<&CudaContext::synchronize>::call;
+  ops.allocate = BackendEntry<&CudaContext::allocate>::call;
+  ops.deallocate = [](void* context, void* data) { static_cast<CudaContext*>(context)->deallocate(data); };
+  ops.copy_from_host = BackendEntry<&CudaContext::copy_from_host>::call;
+  ops.copy_to_host = BackendEntry<&CudaContext::copy_to_host>::call;
+  ops.mask_upload = BackendEntry<&CudaContext::mask_upload>::call;
+  ops.mask_release = [](void* device_mask) { delete static_cast<CudaMask*>(device_mask); };
+  ops.attention_forward = BackendEntry<&CudaContext::attention_forward>::call;
+  ops.attention_merge = BackendEntry<&CudaContext::attention_merge>::call;
+  ops.build_bias = BackendEntry<&CudaContext::build_bias>::call;
+  ops.build_dynamic_batching_mask = BackendEntry<&CudaContext::build_dynamic_batching_mask>::call;
+  ops.build_bloom_bias = BackendEntry<&CudaContext::build_bloom_bias>::call;
+  return ops;
+}
 
 }  // namespace
 
 // ---------------------------------------------------------------------------------- masks
 
-CudaMask::CudaMask(const MaskPlan& plan, cudaStream_t stream) {
+CudaMask::CudaMask(const MaskView& mask, cudaStream_t stream) {
   CUDA_CHECK(cudaGetDevice(&device_));
-  const RowTiling tiling = tile_rows(plan, kMaskTileRows);
   const HostArray parts[] = {
-      {plan.slices.data(), plan.slices.size() * sizeof(Slice)},
-      {plan.q_positions.data(), plan.q_positions.size() * sizeof(int32_t)},
-      {plan.k_positions.data(), plan.k_positions.size() * sizeof(int32_t)},
-      {tiling.tiles.data(), tiling.tiles.size() * sizeof(RowTile)},
-      {tiling.slice_list.data(), tiling.slice_list.size() * sizeof(int32_t)}};
-  size_t offsets[5], total = 0;
-  for (int i = 0; i < 5; ++i) {
+      {mask.slices, size_t(mask.num_slices) * sizeof(Slice)},
+      {mask.q_positions, size_t(mask.total_q) * sizeof(int32_t)},
+      {mask.k_positions, size_t(mask.total_k) * sizeof(int32_t)},
+      {mask.tiles, size_t(mask.num_tiles) * sizeof(RowTile)},
+      {mask.spans, size_t(mask.num_spans) * sizeof(SliceRows)}};
+  constexpr int kParts = sizeof parts / sizeof parts[0];
+  size_t offsets[kParts], total = 0;
+  for (int i = 0; i < kParts; ++i) {
     offsets[i] = total;
     total += aligned_16(parts[i].bytes);
   }
   std::vector<char> packed(total);
-  for (int i = 0; i < 5; ++i)
+  for (int i = 0; i < kParts; ++i)
     if (parts[i].bytes > 0) std::memcpy(packed.data() + offsets[i], parts[i].data, parts[i].bytes);
   void* memory = nullptr;
   CUDA_CHECK(cudaMalloc(&memory, total > 0 ? total : 16));
@@ -496,24 +488,28 @@ CudaMask::CudaMask(const MaskPlan& plan, cudaStream_t stream) {
   CUDA_CHECK(cudaMemcpyAsync(memory, packed.data(), total, cudaMemcpyHostToDevice, stream));
   CUDA_CHECK(cudaStreamSynchronize(stream));
   char* base = static_cast<char*>(memory);
-  arrays_.slices = reinterpret_cast<const Slice*>(base + offsets[0]);
-  arrays_.q_positions = reinterpret_cast<const int32_t*>(base + offsets[1]);
-  arrays_.k_positions = reinterpret_cast<const int32_t*>(base + offsets[2]);
-  arrays_.tiles = reinterpret_cast<const RowTile*>(base + offsets[3]);
-  arrays_.slice_list = reinterpret_cast<const int32_t*>(base + offsets[4]);
-  arrays_.num_tiles = int32_t(tiling.tiles.size());
+  view_ = mask;
+  view_.slices = reinterpret_cast<const Slice*>(base + offsets[0]);
+  view_.q_positions = reinterpret_cast<const int32_t*>(base + offsets[1]);
+  view_.k_positions = reinterpret_cast<const int32_t*>(base + offsets[2]);
+  view_.tiles = reinterpret_cast<const RowTile*>(base + offsets[3]);
+  view_.spans = reinterpret_cast<const SliceRows*>(base + offsets[4]);
+  view_.tiles_by_work = nullptr;
+  view_.uncovered = nullptr;
+  view_.chunks = nullptr;
+  view_.first_chunk = nullptr;
 }
 
 CudaMask::~CudaMask() {
-  DeviceGuard guard(device_);
+  const DeviceGuard guard(device_);
   memory_.reset();
 }
 
 }  // namespace alibi::cuda
 
-extern "C" __attribute__((visibility("default"))) alibi::Backend* alibi_backend_entry(
+extern "C" __attribute__((visibility("default"))) const alibi::BackendOps* alibi_backend_entry(
     int abi_version) {
   if (abi_version != alibi::kBackendAbiVersion) return nullptr;
-  static alibi::cuda::CudaBackend backend;
-  return &backend;
+  static const alibi::BackendOps table = alibi::cuda::cuda_table();
+  return &table;
 }

@@ -1,12 +1,13 @@
 // The fused attention kernel (f16/bf16): one CTA per (row tile, query head). A tile's rows all
-// see the same slices (cuda/row_tiles.h); the CTA walks them in mask order and, per slice, only
-// the key interval its rows can see, so fully masked key tiles are never loaded. The online
+// see the same slices (the mask plan's tiles for CUDA, cuda_common.cuh); the CTA walks them in
+// mask order and, per slice, only the key interval its rows can see (the plan's span), so fully
+// masked key tiles are never loaded. The online
 // softmax state (row max, row sum, f32 output accumulator) carries over from one slice to the
 // next: slices sharing rows merge by log-sum-exp inside the CTA, in a fixed order, so results
 // are bitwise reproducible (deterministic mode needs nothing more).
 //
-// Per key tile: S = Q K^T with mma.sync m16n8k16 (f32 accumulation), then scale, softcap, the
-// ALiBi bias from positions and slope (core/formulas.h) and the mask, in f32; then O += P V,
+// Per key tile: S = Q K^T with mma.sync m16n8k16 (f32 accumulation), then scale and the cell
+// score and online-softmax step of core/kernel/attention_math.h, in f32; then O += P V,
 // where P is split into a high and a low half-precision part (two MMAs) so that P V keeps f32
 // accuracy instead of rounding the probabilities to 11 (f16) or 8 (bf16) bits.
 #include <cuda_bf16.h>
@@ -15,7 +16,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "core/kernel/formulas.h"
+#include "core/kernel/attention_math.h"
 #include "cuda/cuda_common.cuh"
 
 namespace alibi::cuda {
@@ -24,7 +25,7 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
-constexpr int kRows = kMaskTileRows;  // 16 query rows per warp
+constexpr int kRows = kTileRows;  // 16 query rows per warp
 static_assert(kRows == 16 * kWarps, "each warp owns 16 rows of the tile");
 // Shared-memory rows are padded by 16 bytes, so the 8 row addresses of an ldmatrix hit
 // distinct banks.
@@ -59,8 +60,9 @@ struct FusedParams {
   int head_dim;
   int group;  // query heads per kv head
   float scale, softcap;
-  DeviceSlopes slopes;
-  MaskArrays mask;
+  SlopeTable slopes;  // values in device memory
+  MaskView mask;      // the device copy: slices, positions, tiles and spans
+  int first_head;     // of this launch (grids hold at most kMaxGridHeads heads)
   bool vector_loads;  // every row 16-byte aligned and head_dim % 8 == 0: cp.async
 };
 
@@ -104,7 +106,8 @@ __device__ uint32_t pair_bits(Pair pair) {
 }
 
 // The MMA and conversions of an element type. pack() rounds (lo, hi) to a register pair and
-// returns the rounded values through `rounded`.
+// returns the rounded values through `rounded`. F16 and BF16 are the same code but for their
+// intrinsics and the PTX type, which inline asm takes only as a literal string.
 struct F16 {
   __device__ static uint32_t pack(float lo, float hi, float2* rounded) {
     const __half2 pair = __floats2half2_rn(lo, hi);
@@ -171,7 +174,7 @@ __device__ void load_rows(uint16_t* tile, const uint16_t* src, int64_t row_strid
 
 // What a thread knows of one of its two rows within the current slice.
 struct RowKeys {
-  int64_t lo = 0, hi = 0;  // visible slice-local keys
+  KeyInterval visible = {0, 0};  // slice-local keys
   int32_t position = 0;
 };
 
@@ -186,8 +189,8 @@ class FusedCta {
   __device__ FusedCta(const FusedParams& p, uint16_t* shared)
       : p_(p),
         tile_(p.mask.tiles[blockIdx.x]),
-        head_(int(blockIdx.y)),
-        kv_head_(int(blockIdx.y) / p.group),
+        head_(p.first_head + int(blockIdx.y)),
+        kv_head_(head_ / p.group),
         rows_(tile_.row_end - tile_.row_begin),
         warp_(int(threadIdx.x) / 32),
         lane_(int(threadIdx.x) % 32),
@@ -203,8 +206,7 @@ class FusedCta {
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
-    for (int i = 0; i < tile_.slice_count; ++i)
-      attend(p_.mask.slices[p_.mask.slice_list[tile_.slice_begin + i]]);
+    for (int i = 0; i < tile_.num_spans; ++i) attend(p_.mask.spans[tile_.first_span + i]);
     write_rows();
   }
 
@@ -212,17 +214,16 @@ class FusedCta {
   // The tile-local row of the thread's row j (0 or 1).
   __device__ int local_row(int j) const { return warp_ * 16 + lane_ / 4 + 8 * j; }
 
-  __device__ void attend(const Slice& slice) {
+  __device__ void attend(const SliceRows& span) {
+    const Slice slice = p_.mask.slices[span.slice];
     const int64_t sq = slice.q_end - slice.q_begin, sk = slice.k_end - slice.k_begin;
     const int64_t first = tile_.row_begin - slice.q_begin;
-    // Visible intervals only move right from row to row: the tile needs [first.lo, last.hi).
-    const int64_t key_lo = visible_keys(slice.type, first, sq, sk).lo;
-    const int64_t key_hi = visible_keys(slice.type, first + rows_ - 1, sq, sk).hi;
+    const int64_t key_lo = span.key_lo, key_hi = span.key_hi;  // what the tile's rows see
     RowKeys keys[2];
     for (int j = 0; j < 2; ++j) {
       if (local_row(j) >= rows_) continue;
       const KeyInterval visible = visible_keys(slice.type, first + local_row(j), sq, sk);
-      keys[j] = {visible.lo, visible.hi, p_.mask.q_positions[tile_.row_begin + local_row(j)]};
+      keys[j] = {visible, p_.mask.q_positions[tile_.row_begin + local_row(j)]};
     }
     const float slope = p_.slopes.at(slice.sequence, head_);
     for (int64_t key = key_lo; key < key_hi; key += kKeys) {
@@ -286,14 +287,10 @@ class FusedCta {
       for (int e = 0; e < 4; ++e) {
         const RowKeys& row = keys[e / 2];
         const int column = n * 8 + (lane_ % 4) * 2 + e % 2;
-        const int64_t key = first_key + column;
-        if (key < row.lo || key >= row.hi) {
-          s[n][e] = -INFINITY;
-          continue;
-        }
-        float score = s[n][e] * p_.scale;
-        if (p_.softcap > 0.0f) score = p_.softcap * tanhf(score / p_.softcap);
-        s[n][e] = score + alibi_bias(slope, row.position, key_positions_[column]);
+        s[n][e] = row.visible.contains(first_key + column)
+                      ? cell_score(s[n][e] * p_.scale, p_.softcap, slope, row.position,
+                                   key_positions_[column], 0.0f)
+                      : masked_score();
       }
     }
   }
@@ -309,24 +306,22 @@ class FusedCta {
         tile_max = fmaxf(tile_max, fmaxf(s[n][2 * j], s[n][2 * j + 1]));
       tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
       tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
-      const float new_max = fmaxf(row_max_[j], tile_max);
-      const bool empty = new_max == -INFINITY;  // nothing visible yet
-      const float correction = empty ? 1.0f : expf(row_max_[j] - new_max);
+      const SoftmaxStep step = softmax_step(row_max_[j], tile_max);
       float sum = 0.0f;
 #pragma unroll
       for (int n = 0; n < kKeys / 8; ++n) {
 #pragma unroll
         for (int e = 2 * j; e < 2 * j + 2; ++e) {
-          s[n][e] = empty ? 0.0f : expf(s[n][e] - new_max);
+          s[n][e] = expf(s[n][e] - step.shift);
           sum += s[n][e];
         }
       }
-      row_sum_[j] = row_sum_[j] * correction + sum;  // this thread's columns only
-      row_max_[j] = new_max;
+      row_sum_[j] = running_sum(row_sum_[j], step.correction, sum);  // this thread's columns only
+      row_max_[j] = step.max;
 #pragma unroll
       for (int n = 0; n < kDim / 8; ++n) {
-        acc_[n][2 * j] *= correction;
-        acc_[n][2 * j + 1] *= correction;
+        acc_[n][2 * j] *= step.correction;
+        acc_[n][2 * j + 1] *= step.correction;
       }
     }
   }
@@ -364,17 +359,18 @@ class FusedCta {
       sum += __shfl_xor_sync(0xffffffffu, sum, 2);
       if (local_row(j) >= rows_) continue;
       const int64_t row = tile_.row_begin + local_row(j);
-      const float inverse = sum > 0.0f ? 1.0f / (sum * kProbabilityScale) : 0.0f;
+      const RowFinish finish = finish_row(row_max_[j], sum);
+      const float scale = finish.out_scale / kProbabilityScale;  // exact: a power of two
       uint16_t* out = p_.out.at(row, head_);
 #pragma unroll
       for (int n = 0; n < kDim / 8; ++n) {
         const int column = n * 8 + (lane_ % 4) * 2;
-        if (column < p_.head_dim) out[column] = T::store(acc_[n][2 * j] * inverse);
-        if (column + 1 < p_.head_dim) out[column + 1] = T::store(acc_[n][2 * j + 1] * inverse);
+        if (column < p_.head_dim) out[column] = T::store(finished_output(acc_[n][2 * j], scale));
+        if (column + 1 < p_.head_dim)
+          out[column + 1] = T::store(finished_output(acc_[n][2 * j + 1], scale));
       }
       if (p_.lse && lane_ % 4 == 0)
-        p_.lse[head_ * p_.lse_head_stride + row * p_.lse_row_stride] =
-            sum > 0.0f ? row_max_[j] + logf(sum) : -INFINITY;
+        p_.lse[head_ * p_.lse_head_stride + row * p_.lse_row_stride] = finish.lse;
     }
   }
 
@@ -399,13 +395,15 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <class T, class Shape>
-void launch(const FusedParams& params, int num_tiles, int heads, cudaStream_t stream) {
+void launch(FusedParams params, int num_tiles, int heads, cudaStream_t stream) {
   const auto kernel = flash_attention_kernel<T, Shape>;
   CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   int(Shape::kSharedBytes)));
-  kernel<<<dim3(unsigned(num_tiles), unsigned(heads)), kThreads, Shape::kSharedBytes, stream>>>(
-      params);
-  CUDA_CHECK_LAUNCH();
+  for_head_runs(heads, [&](int first_head, unsigned count) {
+    params.first_head = first_head;
+    kernel<<<dim3(unsigned(num_tiles), count), kThreads, Shape::kSharedBytes, stream>>>(params);
+    CUDA_CHECK_LAUNCH();
+  });
 }
 
 // The three compiled tile shapes; head_dim is zero padded up to the next one.
@@ -428,8 +426,8 @@ bool rows_are_16_byte_aligned(const TensorView& view) {
          view.strides[1] % 8 == 0;
 }
 
-FusedParams fused_params(const ForwardArgs& args, const DeviceSlopes& slopes) {
-  FusedParams p;
+FusedParams fused_params(const ForwardArgs& args, const SlopeTable& slopes) {
+  FusedParams p{};
   p.q = operand(args.q);
   p.k = operand(args.k);
   p.v = operand(args.v);
@@ -442,7 +440,7 @@ FusedParams fused_params(const ForwardArgs& args, const DeviceSlopes& slopes) {
   p.scale = args.scale;
   p.softcap = args.softcap;
   p.slopes = slopes;
-  p.mask = mask_arrays(args.device_mask);
+  p.mask = device_mask_view(args.device_mask);
   p.vector_loads = p.head_dim % 8 == 0 && rows_are_16_byte_aligned(args.q) &&
                    rows_are_16_byte_aligned(args.k) && rows_are_16_byte_aligned(args.v);
   return p;
@@ -458,9 +456,9 @@ std::string fused_attention_unsupported(const ForwardArgs& args) {
   return "";
 }
 
-void fused_attention(const ForwardArgs& args, const DeviceSlopes& slopes, cudaStream_t stream) {
+void fused_attention(const ForwardArgs& args, const SlopeTable& slopes, cudaStream_t stream) {
   const FusedParams params = fused_params(args, slopes);
-  const int num_tiles = params.mask.num_tiles, heads = int(args.q.shape[1]);
+  const int num_tiles = int(params.mask.num_tiles), heads = int(args.q.shape[1]);
   if (num_tiles == 0) return;
   if (args.q.dtype == ALIBI_DTYPE_F16)
     launch_for_head_dim<F16>(params, num_tiles, heads, stream);

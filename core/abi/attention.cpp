@@ -57,15 +57,6 @@ void check_shapes(const TensorView& q, const TensorView& k, const TensorView& v,
   for (int d = 0; d < 3; ++d) require_dim(out, d, q.shape[d], "out", "q's shape");
 }
 
-void check_lse(const alibi_context_s& ctx, const alibi_tensor_s& lse, const TensorView& q) {
-  require_same_device(ctx, lse.kind, lse.device_index, "lse");
-  require_ndim(lse.view, 2, "lse", "(Hq, total_q)");
-  if (lse.view.dtype != ALIBI_DTYPE_F32)
-    fail(ALIBI_STATUS_DTYPE_MISMATCH, "lse has dtype %s, expected f32", dtype_name(lse.view.dtype));
-  require_dim(lse.view, 0, q.shape[1], "lse", "q's heads");
-  require_dim(lse.view, 1, q.shape[0], "lse", "total_q");
-}
-
 }  // namespace
 
 void attention_forward(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tensor_s* k,
@@ -81,7 +72,7 @@ void attention_forward(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tensor_s* 
   for (const Operand& op : operands) check_qkv_layout(op);
   check_dtypes(q->view, k->view, v->view, out->view);
   check_shapes(q->view, k->view, v->view, out->view, mask->plan);
-  if (lse) check_lse(*ctx, *lse, q->view);
+  if (lse) require_lse(*ctx, *lse, "lse", q->view.shape[1], q->view.shape[0], "(Hq, total_q)");
 
   const int num_heads = int(q->view.shape[1]);
   ResolvedParams resolved = resolve_params(params, num_heads, q->view.shape[2], mask->plan);
@@ -94,13 +85,13 @@ void attention_forward(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tensor_s* 
   args.out = out->view;
   args.lse = lse ? &lse->view : nullptr;
   args.attn_bias = resolved.attn_bias ? &resolved.attn_bias->view : nullptr;
-  args.plan = &mask->plan;
+  args.mask = &mask->view;
   args.device_mask = mask->device_mask.get();
   args.scale = resolved.scale;
   args.softcap = resolved.softcap;
   args.slopes = resolved.slope_table(num_heads);
   args.deterministic = resolved.deterministic;
-  check(ctx->device->attention_forward(args));
+  ctx->device->call(&BackendOps::attention_forward, &args);
 }
 
 }  // namespace alibi

@@ -1,6 +1,7 @@
 // Finds the backend of a device kind. The CPU backend is built in; the CUDA backend is the
-// shared library libalibi_cuda.so.0, loaded on first use from libalibi's own directory or the
-// loader's search path, so libalibi itself never depends on the CUDA runtime.
+// shared library ALIBI_CUDA_LIBRARY (libalibi_cuda.so.<major>), loaded on first use from
+// libalibi's own directory or the loader's search path, so libalibi itself never depends on the
+// CUDA runtime.
 #include <dlfcn.h>
 
 #include <mutex>
@@ -12,10 +13,10 @@ namespace alibi {
 
 namespace {
 
-constexpr const char* kCudaLibrary = "libalibi_cuda.so.0";
+constexpr const char* kCudaLibrary = ALIBI_CUDA_LIBRARY;
 
 struct CudaBackendLoad {
-  Backend* backend = nullptr;
+  const BackendOps* backend = nullptr;
   std::string why_unavailable;
 };
 
@@ -59,24 +60,27 @@ const CudaBackendLoad& cuda_backend_load() {
   return load;
 }
 
-}  // namespace
-
-Backend* find_backend(alibi_device kind, std::string* why) {
+// The backend of a device kind (CPU or CUDA), or nullptr with the reason in *why.
+const BackendOps* find_backend(alibi_device kind, std::string* why) {
   if (kind == ALIBI_DEVICE_CPU) return &cpu_backend();
   const CudaBackendLoad& load = cuda_backend_load();
   if (!load.backend) *why = load.why_unavailable;
   return load.backend;
 }
 
-int device_count(alibi_device kind) {
+int cuda_device_count() {
   std::string why;
+  const BackendOps* cuda = find_backend(ALIBI_DEVICE_CUDA, &why);
+  return cuda ? cuda->device_count() : 0;
+}
+
+}  // namespace
+
+int device_count(alibi_device kind) {
   switch (kind) {
     case ALIBI_DEVICE_CPU: return 1;
-    case ALIBI_DEVICE_CUDA: {
-      Backend* cuda = find_backend(ALIBI_DEVICE_CUDA, &why);
-      return cuda ? cuda->device_count() : 0;
-    }
-    case ALIBI_DEVICE_AUTO: return device_count(ALIBI_DEVICE_CUDA) > 0 ? device_count(ALIBI_DEVICE_CUDA) : 1;
+    case ALIBI_DEVICE_CUDA: return cuda_device_count();
+    case ALIBI_DEVICE_AUTO: return cuda_device_count() > 0 ? cuda_device_count() : 1;
   }
   return 0;
 }
@@ -85,20 +89,23 @@ alibi_context_s* context_create(alibi_device device, int device_index) {
   if (device != ALIBI_DEVICE_AUTO && device != ALIBI_DEVICE_CPU && device != ALIBI_DEVICE_CUDA)
     fail(ALIBI_STATUS_INVALID_ARGUMENT, "device = %d is not an alibi_device", int(device));
   if (device == ALIBI_DEVICE_AUTO)
-    device = device_count(ALIBI_DEVICE_CUDA) > 0 ? ALIBI_DEVICE_CUDA : ALIBI_DEVICE_CPU;
+    device = cuda_device_count() > 0 ? ALIBI_DEVICE_CUDA : ALIBI_DEVICE_CPU;
   std::string why;
-  Backend* backend = find_backend(device, &why);
+  const BackendOps* backend = find_backend(device, &why);
   if (!backend) fail(ALIBI_STATUS_BACKEND_UNAVAILABLE, "device = CUDA: %s", why.c_str());
-  int count = backend->device_count();
-  if (device == ALIBI_DEVICE_CUDA && count == 0)
-    fail(ALIBI_STATUS_BACKEND_UNAVAILABLE, "device = CUDA: %s",
-         backend->unavailable_reason().c_str());
+  const int count = backend->device_count();
+  if (device == ALIBI_DEVICE_CUDA && count == 0) {
+    BackendError reason;
+    backend->unavailable_reason(&reason);
+    fail(ALIBI_STATUS_BACKEND_UNAVAILABLE, "device = CUDA: %s", reason.message);
+  }
   if (device_index < 0 || device_index >= count)
     fail(ALIBI_STATUS_INVALID_ARGUMENT, "device_index = %d is outside [0, %d)", device_index,
          count);
-  std::shared_ptr<DeviceContext> state;
-  check(backend->create_context(device_index, &state));
-  return new alibi_context_s{device, device_index, std::move(state)};
+  void* context = nullptr;
+  BackendError error;
+  check(backend->context_create(device_index, &context, &error), error);
+  return new alibi_context_s{device, device_index, std::make_shared<Device>(*backend, context)};
 }
 
 }  // namespace alibi

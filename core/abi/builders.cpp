@@ -41,10 +41,10 @@ std::vector<int64_t> read_offsets(alibi_context_s& ctx, const alibi_tensor_s& t,
          (long long)t.view.shape[0]);
   std::vector<int64_t> values(size_t(t.view.shape[0]));
   if (t.view.dtype == ALIBI_DTYPE_I64) {
-    check(ctx.device->copy_to_host(t.view, values.data()));
+    ctx.device->call(&BackendOps::copy_to_host, &t.view, static_cast<void*>(values.data()));
   } else {
     std::vector<int32_t> narrow(values.size());
-    check(ctx.device->copy_to_host(t.view, narrow.data()));
+    ctx.device->call(&BackendOps::copy_to_host, &t.view, static_cast<void*>(narrow.data()));
     values.assign(narrow.begin(), narrow.end());
   }
   for (size_t b = 0; b < values.size(); ++b) {
@@ -95,12 +95,12 @@ void build_bias(alibi_context_s* ctx, alibi_mask_s* mask, int num_heads,
   if (resolved.attn_bias) check_attn_bias(*ctx, *resolved.attn_bias, num_heads, mask->plan);
 
   BiasArgs args;
-  args.plan = &mask->plan;
+  args.mask = &mask->view;
   args.device_mask = mask->device_mask.get();
   args.slopes = resolved.slope_table(num_heads);
   args.attn_bias = resolved.attn_bias ? &resolved.attn_bias->view : nullptr;
   args.out = out->view;
-  check(ctx->device->build_bias(args));
+  ctx->device->call(&BackendOps::build_bias, &args);
 }
 
 void build_dynamic_batching_mask(alibi_context_s* ctx, alibi_tensor_s* seqstarts,
@@ -135,7 +135,7 @@ void build_dynamic_batching_mask(alibi_context_s* ctx, alibi_tensor_s* seqstarts
   args.attn_mask = attn_mask ? &attn_mask->view : nullptr;
   args.slopes = {slopes.data(), false, num_heads};
   args.out = out->view;
-  check(ctx->device->build_dynamic_batching_mask(args));
+  ctx->device->call(&BackendOps::build_dynamic_batching_mask, &args);
 }
 
 void build_bloom_bias(alibi_context_s* ctx, alibi_tensor_s* attention_mask, int num_heads,
@@ -164,7 +164,7 @@ void build_bloom_bias(alibi_context_s* ctx, alibi_tensor_s* attention_mask, int 
   args.attention_mask = mask;
   args.slopes = {slopes.data(), false, num_heads};
   args.out = out->view;
-  check(ctx->device->build_bloom_bias(args));
+  ctx->device->call(&BackendOps::build_bloom_bias, &args);
 }
 
 }  // namespace alibi

@@ -1,7 +1,6 @@
-// The C ABI: the only place with extern "C" definitions. Each call runs its body under
-// `guarded`, which turns exceptions into a status and this thread's last-error message.
+// The C ABI: libalibi's extern "C" definitions (the other extern "C" function of the project is
+// the CUDA library's alibi_backend_entry). Each call runs its body under `guarded`.
 #include <cstring>
-#include <new>
 #include <string>
 
 #include "alibi/alibi.h"
@@ -11,25 +10,15 @@ namespace {
 
 thread_local std::string last_error;
 
+// Runs the body of an ABI function: an exception becomes the status returned and this
+// thread's last-error message, "<function>: <what failed>".
 template <class Body>
 alibi_status guarded(const char* function, Body&& body) {
   last_error.clear();
-  try {
-    body();
-    return ALIBI_STATUS_SUCCESS;
-  } catch (const alibi::Error& e) {
-    last_error = std::string(function) + ": " + e.message();
-    return e.status();
-  } catch (const std::bad_alloc&) {
-    last_error = std::string(function) + ": out of host memory";
-    return ALIBI_STATUS_OUT_OF_MEMORY;
-  } catch (const std::exception& e) {
-    last_error = std::string(function) + ": internal error: " + e.what();
-    return ALIBI_STATUS_INTERNAL;
-  } catch (...) {
-    last_error = std::string(function) + ": internal error";
-    return ALIBI_STATUS_INTERNAL;
-  }
+  alibi::BackendError error;
+  const alibi_status status = alibi::guarded(&error, body);
+  if (status != ALIBI_STATUS_SUCCESS) last_error = std::string(function) + ": " + error.message;
+  return status;
 }
 
 // Enum arguments come from C, where they may hold any int. Loading a value outside the C++
@@ -125,16 +114,16 @@ alibi_status alibi_context_set_num_threads(alibi_context_t ctx, int num_threads)
     if (num_threads < 0 || num_threads > 1024)
       alibi::fail(ALIBI_STATUS_INVALID_ARGUMENT, "num_threads = %d is outside [0, 1024]",
                   num_threads);
-    alibi::check(ctx->device->set_num_threads(num_threads));
+    ctx->device->call(&alibi::BackendOps::set_num_threads, num_threads);
   });
 }
 
 alibi_status alibi_context_set_stream(alibi_context_t ctx, void* cuda_stream) {
-  return guarded(__func__, [&] { alibi::check(require(ctx, "ctx")->device->set_stream(cuda_stream)); });
+  return guarded(__func__, [&] { require(ctx, "ctx")->device->call(&alibi::BackendOps::set_stream, cuda_stream); });
 }
 
 alibi_status alibi_context_synchronize(alibi_context_t ctx) {
-  return guarded(__func__, [&] { alibi::check(require(ctx, "ctx")->device->synchronize()); });
+  return guarded(__func__, [&] { require(ctx, "ctx")->device->call(&alibi::BackendOps::synchronize); });
 }
 
 alibi_status alibi_tensor_create(alibi_context_t ctx, alibi_dtype dtype, int ndim,
@@ -258,6 +247,14 @@ alibi_status alibi_attention_forward(alibi_context_t ctx, alibi_tensor_t q, alib
                                      alibi_tensor_t lse) {
   return guarded(__func__, [&] {
     alibi::attention_forward(ctx, q, k, v, mask, params, out, lse);
+  });
+}
+
+alibi_status alibi_attention_merge(alibi_context_t ctx, alibi_tensor_t out_a, alibi_tensor_t lse_a,
+                                   alibi_tensor_t out_b, alibi_tensor_t lse_b, alibi_tensor_t out,
+                                   alibi_tensor_t lse) {
+  return guarded(__func__, [&] {
+    alibi::attention_merge(ctx, out_a, lse_a, out_b, lse_b, out, lse);
   });
 }
 

@@ -38,14 +38,18 @@ MaskPlan sequence_plan(int batch, const int32_t* cu_q, const int32_t* cu_k) {
   return plan;
 }
 
+// The mask's plan for its backend, and the backend's copy of it.
 alibi_mask_s* new_mask(const alibi_context_s& ctx, MaskPlan plan) {
   // alibi_mask_get_num_slices answers an int (windows make up to 3 slices per sequence).
   if (plan.slices.size() > size_t(INT32_MAX))
     fail(ALIBI_STATUS_INVALID_ARGUMENT, "the mask would have %zu slices, more than INT32_MAX",
          plan.slices.size());
+  plan_rows_and_keys(plan, ctx.device->ops().plan_shape);
+  plan_positions(plan);
   std::unique_ptr<alibi_mask_s> mask(
-      new alibi_mask_s{ctx.kind, ctx.device_index, ctx.device, std::move(plan), nullptr});
-  check(mask->device->upload_mask(mask->plan, &mask->device_mask));
+      new alibi_mask_s{ctx.kind, ctx.device_index, ctx.device, std::move(plan), {}, nullptr});
+  mask->view = mask->plan.view();
+  mask->device_mask = mask->device->upload_mask(mask->view);
   return mask.release();
 }
 
@@ -192,9 +196,11 @@ void mask_set_positions(alibi_mask_s* mask, const int32_t* q_positions,
   MaskPlan plan = mask->plan;
   if (q_positions) plan.q_positions.assign(q_positions, q_positions + plan.total_q);
   if (k_positions) plan.k_positions.assign(k_positions, k_positions + plan.total_k);
-  std::shared_ptr<DeviceMask> uploaded;
-  check(mask->device->upload_mask(plan, &uploaded));
+  plan_positions(plan);
+  const MaskView view = plan.view();
+  std::shared_ptr<void> uploaded = mask->device->upload_mask(view);
   mask->plan = std::move(plan);
+  mask->view = mask->plan.view();
   mask->device_mask = std::move(uploaded);
 }
 

@@ -38,11 +38,14 @@ void mask_get_slices(const alibi_mask_s* mask, int32_t* q_ranges, int32_t* k_ran
 // Slopes (params.cpp)
 void compute_slopes(int total_heads, int head_offset, int num_heads, float max_bias, float* out);
 
-// Attention and builders (attention.cpp, builders.cpp)
+// Attention and builders (attention.cpp, merge.cpp, builders.cpp)
 void attention_forward(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tensor_s* k,
                        alibi_tensor_s* v, alibi_mask_s* mask,
                        const alibi_attention_params* params, alibi_tensor_s* out,
                        alibi_tensor_s* lse);
+void attention_merge(alibi_context_s* ctx, alibi_tensor_s* out_a, alibi_tensor_s* lse_a,
+                     alibi_tensor_s* out_b, alibi_tensor_s* lse_b, alibi_tensor_s* out,
+                     alibi_tensor_s* lse);
 void build_bias(alibi_context_s* ctx, alibi_mask_s* mask, int num_heads,
                 const alibi_attention_params* params, alibi_tensor_s* out);
 void build_dynamic_batching_mask(alibi_context_s* ctx, alibi_tensor_s* seqstarts,
@@ -63,6 +66,10 @@ void require_ndim(const TensorView& t, int ndim, const char* name, const char* l
 void require_dim(const TensorView& t, int dim, int64_t expected, const char* name,
                  const char* expected_what);
 void require_float_dtype(const TensorView& t, const char* name);
+// An lse tensor: (heads, tokens) f32 on the context's device; layout names the dims, e.g.
+// "(Hq, total_q)".
+void require_lse(const alibi_context_s& ctx, const alibi_tensor_s& lse, const char* name,
+                 int64_t heads, int64_t tokens, const char* layout);
 const char* dtype_name(alibi_dtype dtype);
 
 }  // namespace alibi

@@ -4,17 +4,6 @@
 
 namespace alibi {
 
-size_t dtype_size(alibi_dtype dtype) {
-  switch (dtype) {
-    case ALIBI_DTYPE_F32: return 4;
-    case ALIBI_DTYPE_F16: return 2;
-    case ALIBI_DTYPE_BF16: return 2;
-    case ALIBI_DTYPE_I32: return 4;
-    case ALIBI_DTYPE_I64: return 8;
-  }
-  return 0;
-}
-
 namespace {
 
 void check_dtype(alibi_dtype dtype) {
@@ -38,7 +27,6 @@ int64_t check_shape(int ndim, const int64_t* shape, alibi_dtype dtype) {
       fail(ALIBI_STATUS_INVALID_ARGUMENT,
            "shape[%d] = %lld makes the byte count overflow 64 bits", d, (long long)shape[d]);
     numel *= shape[d];  // <= bytes: cannot overflow
-
   }
   return numel;
 }
@@ -97,7 +85,7 @@ alibi_tensor_s* tensor_create(alibi_context_s* ctx, alibi_dtype dtype, int ndim,
   int64_t numel = check_shape(ndim, shape, dtype);
   TensorView view = make_view(dtype, ndim, shape, nullptr, nullptr);
   size_t bytes = size_t(numel) * dtype_size(dtype);
-  if (bytes > 0) check(ctx->device->allocate(bytes, &view.data));
+  if (bytes > 0) ctx->device->call(&BackendOps::allocate, bytes, &view.data);
   return new_tensor(*ctx, view, true);
 }
 
@@ -115,14 +103,14 @@ void tensor_copy_from_host(alibi_tensor_s* t, const void* src, size_t bytes) {
   require(t, "t");
   check_host_bytes(*t, bytes);
   if (bytes == 0) return;
-  check(t->device->copy_from_host(t->view, require(src, "src")));
+  t->device->call(&BackendOps::copy_from_host, &t->view, require(src, "src"));
 }
 
 void tensor_copy_to_host(alibi_tensor_s* t, void* dst, size_t bytes) {
   require(t, "t");
   check_host_bytes(*t, bytes);
   if (bytes == 0) return;
-  check(t->device->copy_to_host(t->view, require(dst, "dst")));
+  t->device->call(&BackendOps::copy_to_host, &t->view, require(dst, "dst"));
 }
 
 void tensor_get_dims(const alibi_tensor_s* t, const int64_t* dims, int capacity, int64_t* out) {

@@ -43,4 +43,14 @@ void require_float_dtype(const TensorView& t, const char* name) {
          dtype_name(t.dtype));
 }
 
+void require_lse(const alibi_context_s& ctx, const alibi_tensor_s& lse, const char* name,
+                 int64_t heads, int64_t tokens, const char* layout) {
+  require_same_device(ctx, lse.kind, lse.device_index, name);
+  require_ndim(lse.view, 2, name, layout);
+  if (lse.view.dtype != ALIBI_DTYPE_F32)
+    fail(ALIBI_STATUS_DTYPE_MISMATCH, "%s has dtype %s, expected f32", name, dtype_name(lse.view.dtype));
+  require_dim(lse.view, 0, heads, name, "heads");
+  require_dim(lse.view, 1, tokens, name, "tokens");
+}
+
 }  // namespace alibi

@@ -1,21 +1,36 @@
-// The interface every backend implements. core/ reaches devices only through it; the CUDA
-// backend is a separate shared library exposing the same interface through
-// alibi_backend_entry (see backend_registry.cpp), so calls return Status instead of throwing.
+// The interface every backend implements: a table of C functions (BackendOps) over plain
+// structs. core/abi reaches devices only through it. The CPU backend is compiled into libalibi;
+// the CUDA backend is the separately built libalibi_cuda, whose only export,
+// alibi_backend_entry, returns its table (core/abi/backend_registry.cpp). Nothing that crosses
+// the table is a C++ library object: failures come back as an alibi_status plus a BackendError.
+//
+// A backend writes each operation as a method that throws alibi::Error (core/kernel/status.h)
+// and puts BackendEntry<&Method>::call in its table.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <memory>
-#include <string>
 
 #include "alibi/alibi.h"
-#include "core/abi/error.h"
+#include "core/kernel/host_device.h"
 #include "core/kernel/mask_plan.h"
+#include "core/kernel/status.h"
 
 namespace alibi {
 
 // Bumped whenever this file changes in a way a separately built backend would notice.
-constexpr int kBackendAbiVersion = 2;
+constexpr int kBackendAbiVersion = 3;
+
+ALIBI_HD size_t dtype_size(alibi_dtype dtype) {
+  switch (dtype) {
+    case ALIBI_DTYPE_F32: return 4;
+    case ALIBI_DTYPE_F16: return 2;
+    case ALIBI_DTYPE_BF16: return 2;
+    case ALIBI_DTYPE_I32: return 4;
+    case ALIBI_DTYPE_I64: return 8;
+  }
+  return 0;
+}
 
 // A strided n-d array on some device; sizes and strides in elements.
 struct TensorView {
@@ -32,39 +47,39 @@ struct TensorView {
   }
 };
 
-size_t dtype_size(alibi_dtype dtype);
-
-// A backend's own copy of a mask (e.g. in GPU memory). The CPU reads the MaskPlan directly.
-class DeviceMask {
- public:
-  virtual ~DeviceMask() = default;
-};
-
-// Slopes are host arrays: num_heads floats, or num_sequences * num_heads when per_sequence.
+// Slopes: num_heads floats, or num_sequences * num_heads when per_sequence. The forward and
+// bias builders get them in host memory; a backend may copy the table to its device.
 struct SlopeTable {
   const float* values = nullptr;
   bool per_sequence = false;
   int num_heads = 0;
-  float at(int sequence, int head) const {
+  ALIBI_HD float at(int sequence, int head) const {
     return per_sequence ? values[int64_t(sequence) * num_heads + head] : values[head];
   }
 };
 
 struct ForwardArgs {
-  TensorView q, k, v, out;             // (Tq, Hq, D), (Tk, Hkv, D) x2, (Tq, Hq, D)
-  const TensorView* lse = nullptr;     // (Hq, Tq) f32, optional
+  TensorView q, k, v, out;                // (Tq, Hq, D), (Tk, Hkv, D) x2, (Tq, Hq, D)
+  const TensorView* lse = nullptr;        // (Hq, Tq) f32, optional
   const TensorView* attn_bias = nullptr;  // (Hq|1, Tq, Tk), optional
-  const MaskPlan* plan = nullptr;
-  const DeviceMask* device_mask = nullptr;
+  const MaskView* mask = nullptr;         // host arrays
+  const void* device_mask = nullptr;      // what the backend's mask_upload made of it
   float scale = 1.0f;
   float softcap = 0.0f;
   SlopeTable slopes;
   bool deterministic = false;
 };
 
+// out = merge of (out_a, lse_a) and (out_b, lse_b); out may be out_a or out_b, lse lse_a or lse_b.
+struct MergeArgs {
+  TensorView out_a, lse_a, out_b, lse_b;  // (T, H, D), (H, T) f32
+  TensorView out;                         // (T, H, D)
+  const TensorView* lse = nullptr;        // (H, T) f32, optional
+};
+
 struct BiasArgs {
-  const MaskPlan* plan = nullptr;
-  const DeviceMask* device_mask = nullptr;
+  const MaskView* mask = nullptr;
+  const void* device_mask = nullptr;
   SlopeTable slopes;
   const TensorView* attn_bias = nullptr;
   TensorView out;  // (H, Tq, Tk)
@@ -85,42 +100,55 @@ struct BloomArgs {
   TensorView out;  // (B*H, 1, S)
 };
 
-// Per-context state of a backend (a thread pool, a CUDA stream and cuBLAS handle, ...).
-// Tensors and masks hold a reference so they may outlive the user's context handle.
-class DeviceContext {
- public:
-  virtual ~DeviceContext() = default;
-  virtual Status set_num_threads(int num_threads) = 0;
-  virtual Status set_stream(void* stream) = 0;
-  virtual Status synchronize() = 0;
-  virtual Status allocate(size_t bytes, void** out) = 0;
-  virtual void deallocate(void* data) = 0;
+// A backend. `context` is the backend's own per-context state (a thread pool; a CUDA stream,
+// cuBLAS handle and memory pool); `device_mask` its own copy of a mask (or null). Functions that
+// can fail return a status and fill *error.
+struct BackendOps {
+  int abi_version;
+  PlanShape plan_shape;  // how masks used with this backend are planned
+  int (*device_count)();
+  // Why device_count() is 0 (no driver, no device, ...); only asked when it is.
+  void (*unavailable_reason)(BackendError* why);
+  alibi_status (*context_create)(int device_index, void** context, BackendError* error);
+  void (*context_destroy)(void* context);
+  alibi_status (*set_num_threads)(void* context, int num_threads, BackendError* error);
+  alibi_status (*set_stream)(void* context, void* stream, BackendError* error);
+  alibi_status (*synchronize)(void* context, BackendError* error);
+  alibi_status (*allocate)(void* context, size_t bytes, void** data, BackendError* error);
+  void (*deallocate)(void* context, void* data);
   // Copies between a strided tensor and a contiguous row-major host buffer.
-  virtual Status copy_from_host(const TensorView& dst, const void* src) = 0;
-  virtual Status copy_to_host(const TensorView& src, void* dst) = 0;
-  virtual Status upload_mask(const MaskPlan& plan, std::shared_ptr<DeviceMask>* out) = 0;
-  virtual Status attention_forward(const ForwardArgs& args) = 0;
-  virtual Status build_bias(const BiasArgs& args) = 0;
-  virtual Status build_dynamic_batching_mask(const DynamicBatchingArgs& args) = 0;
-  virtual Status build_bloom_bias(const BloomArgs& args) = 0;
+  alibi_status (*copy_from_host)(void* context, const TensorView* dst, const void* src,
+                                 BackendError* error);
+  alibi_status (*copy_to_host)(void* context, const TensorView* src, void* dst,
+                               BackendError* error);
+  // The backend's copy of a mask, made once per mask (and again when its positions change).
+  alibi_status (*mask_upload)(void* context, const MaskView* mask, void** device_mask,
+                              BackendError* error);
+  void (*mask_release)(void* device_mask);
+  alibi_status (*attention_forward)(void* context, const ForwardArgs* args, BackendError* error);
+  alibi_status (*attention_merge)(void* context, const MergeArgs* args, BackendError* error);
+  alibi_status (*build_bias)(void* context, const BiasArgs* args, BackendError* error);
+  alibi_status (*build_dynamic_batching_mask)(void* context, const DynamicBatchingArgs* args,
+                                              BackendError* error);
+  alibi_status (*build_bloom_bias)(void* context, const BloomArgs* args, BackendError* error);
 };
 
-class Backend {
- public:
-  virtual ~Backend() = default;
-  virtual int device_count() = 0;
-  // Why device_count() is 0 (e.g. no driver, no device); only asked when it is.
-  virtual std::string unavailable_reason() { return "no device is visible"; }
-  virtual Status create_context(int device_index, std::shared_ptr<DeviceContext>* out) = 0;
+// The table entry of a context method: calls it on the context, exceptions become the status.
+template <auto Method>
+struct BackendEntry;
+
+template <class Context, class... Args, void (Context::*Method)(Args...)>
+struct BackendEntry<Method> {
+  static alibi_status call(void* context, Args... args, BackendError* error) {
+    return guarded(error, [&] { (static_cast<Context*>(context)->*Method)(args...); });
+  }
 };
 
 // The CPU backend, compiled into libalibi itself.
-Backend& cpu_backend();
-
-// The backend of a device kind (CPU or CUDA), or nullptr with the reason in *why.
-Backend* find_backend(alibi_device kind, std::string* why);
+const BackendOps& cpu_backend();
 
 }  // namespace alibi
 
-// Entry point a separately built backend library exports.
-extern "C" typedef alibi::Backend* (*alibi_backend_entry_fn)(int abi_version);
+// Entry point a separately built backend library exports: its table, or null when abi_version
+// is not the one it was built for.
+extern "C" typedef const alibi::BackendOps* (*alibi_backend_entry_fn)(int abi_version);

@@ -42,6 +42,7 @@ ALIBI_HD int64_t bloom_position(uint64_t cumulative, uint64_t keep) {
 struct KeyInterval {
   int64_t lo;
   int64_t hi;
+  ALIBI_HD bool contains(int64_t key) const { return key >= lo && key < hi; }
 };
 
 ALIBI_HD KeyInterval visible_keys(int type, int64_t row, int64_t slice_q, int64_t slice_k) {
@@ -54,11 +55,6 @@ ALIBI_HD KeyInterval visible_keys(int type, int64_t row, int64_t slice_q, int64_
   if (hi > slice_k) hi = slice_k;
   if (hi < lo) hi = lo;
   return {lo, hi};
-}
-
-ALIBI_HD bool is_visible(int type, int64_t row, int64_t col, int64_t slice_q, int64_t slice_k) {
-  KeyInterval keys = visible_keys(type, row, slice_q, slice_k);
-  return col >= keys.lo && col < keys.hi;
 }
 
 }  // namespace alibi

@@ -1,9 +1,11 @@
-// IEEE binary16 and bfloat16 <-> float32, round-to-nearest-even, host and device.
+// IEEE binary16 and bfloat16 <-> float32, round-to-nearest-even, and elements of f32, f16 or
+// bf16 arrays read and written as f32; host and device.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 
+#include "alibi/alibi.h"
 #include "core/kernel/host_device.h"
 
 namespace alibi {
@@ -56,6 +58,24 @@ ALIBI_HD uint16_t float_to_f16(float f) {
   }
   uint32_t rounded = abs + 0xfffu + ((abs >> 13) & 1u);
   return uint16_t(sign | ((rounded - (112u << 23)) >> 13));
+}
+
+// Element `offset` of an array of f32, f16 or bf16, as f32.
+ALIBI_HD float load_element(alibi_dtype dtype, const void* data, int64_t offset) {
+  switch (dtype) {
+    case ALIBI_DTYPE_F16: return f16_to_float(static_cast<const uint16_t*>(data)[offset]);
+    case ALIBI_DTYPE_BF16: return bf16_to_float(static_cast<const uint16_t*>(data)[offset]);
+    default: return static_cast<const float*>(data)[offset];
+  }
+}
+
+// Stores value, rounded to the array's dtype (f32, f16 or bf16), at element `offset`.
+ALIBI_HD void store_element(alibi_dtype dtype, void* data, int64_t offset, float value) {
+  switch (dtype) {
+    case ALIBI_DTYPE_F16: static_cast<uint16_t*>(data)[offset] = float_to_f16(value); break;
+    case ALIBI_DTYPE_BF16: static_cast<uint16_t*>(data)[offset] = float_to_bf16(value); break;
+    default: static_cast<float*>(data)[offset] = value; break;
+  }
 }
 
 }  // namespace alibi

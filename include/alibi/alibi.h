@@ -323,6 +323,26 @@ ALIBI_API alibi_status alibi_attention_forward(alibi_context_t ctx, alibi_tensor
                                               const alibi_attention_params* params,
                                               alibi_tensor_t out, alibi_tensor_t lse);
 
+/**
+ * Merges two partial attention results over disjoint key sets of the same queries (split-K,
+ * prefix sharing, a ring of devices): per row and head, computed in f32,
+ *   lse = logaddexp(lse_a, lse_b),  out = e^(lse_a - lse) out_a + e^(lse_b - lse) out_b.
+ * A side whose lse is -inf contributes nothing (whatever its out holds); a row whose two lse
+ * are -inf gets out 0 and lse -inf, as alibi_attention_forward gives a row that sees no key.
+ * This is what the backends do internally when they split a row's keys or merge slices.
+ * @param out_a, out_b  (T, H, D) f32, f16 or bf16, both of out's dtype; any strides.
+ * @param lse_a, lse_b  (H, T) f32 (as alibi_attention_forward writes them); any strides.
+ * @param out  (T, H, D); may be the very tensor out_a or out_b (in place), else must not
+ *             overlap them.
+ * @param lse  NULL, or (H, T) f32; may be lse_a or lse_b.
+ * @return NULL_POINTER for a missing input or out; SHAPE_MISMATCH / DTYPE_MISMATCH as for
+ *         alibi_attention_forward. Nothing is written on failure.
+ */
+ALIBI_API alibi_status alibi_attention_merge(alibi_context_t ctx, alibi_tensor_t out_a,
+                                            alibi_tensor_t lse_a, alibi_tensor_t out_b,
+                                            alibi_tensor_t lse_b, alibi_tensor_t out,
+                                            alibi_tensor_t lse);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Slopes and bias builders                                                                    */
 

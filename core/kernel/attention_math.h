@@ -1,0 +1,84 @@
+// The attention math of every backend, each step written once and callable from host and
+// device code: the score of a cell, the online-softmax step, the finish of a row, the merge of
+// partial results and the attn_bias broadcast. SIMD code that cannot call these functions
+// (cpu/tile_ops_avx2.cpp) is tested against them cell by cell (tests/test_tile_ops.cpp).
+//
+// Scale: a cell's raw score is x = scale * (q . k). The CPU kernels fold scale into q once per
+// tile row (one multiply per query element instead of one per cell); CUDA multiplies after the
+// product, since f16/bf16 q cannot hold scale * q exactly. Both then call cell_score with x.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "core/kernel/formulas.h"
+#include "core/kernel/host_device.h"
+
+namespace alibi {
+
+// s = softcap * tanh(x / softcap) when softcap > 0, else x.
+ALIBI_HD float softcapped(float x, float softcap) {
+  return softcap > 0.0f ? softcap * tanhf(x / softcap) : x;
+}
+
+// The score of a visible cell: softcap, then the ALiBi bias and the additive attn_bias.
+ALIBI_HD float cell_score(float x, float softcap, float slope, int32_t qpos, int32_t kpos,
+                          float attn_bias) {
+  return softcapped(x, softcap) + alibi_bias(slope, qpos, kpos) + attn_bias;
+}
+
+// A cell's score where the mask hides it: -inf.
+ALIBI_HD float masked_score() { return -INFINITY; }
+
+// What exponentials of a row subtract: its running max, or 0 while the row has seen nothing but
+// -inf (then every exp(s - shift) is exactly 0 and no NaN arises).
+ALIBI_HD float softmax_shift(float max) { return max == -INFINITY ? 0.0f : max; }
+
+// The weight of a partial result whose log-scale is part_max (a running max, or an lse) in a
+// sum whose largest log-scale is max: exp(part_max - shift(max)). 0 for an empty part.
+ALIBI_HD float merge_weight(float part_max, float max) {
+  return expf(part_max - softmax_shift(max));
+}
+
+// One step of a row's online softmax: a block of scores whose largest is block_max arrives.
+struct SoftmaxStep {
+  float max;         // the row's new running max
+  float shift;       // the block's probabilities are exp(s - shift)
+  float correction;  // the factor of what the row accumulated before (its sum and output)
+};
+
+ALIBI_HD SoftmaxStep softmax_step(float running_max, float block_max) {
+  const float max = running_max < block_max ? block_max : running_max;
+  return {max, softmax_shift(max), merge_weight(running_max, max)};
+}
+
+// The running sum after a block whose exp(s - shift) add up to block_sum.
+ALIBI_HD float running_sum(float sum, float correction, float block_sum) {
+  return sum * correction + block_sum;
+}
+
+// A finished row: out = accumulated output * out_scale; lse. A row that saw no key (sum 0) gets
+// out 0 and lse -inf.
+struct RowFinish {
+  float out_scale;
+  float lse;
+};
+
+ALIBI_HD RowFinish finish_row(float max, float sum) {
+  if (sum > 0.0f) return {1.0f / sum, max + logf(sum)};
+  return {0.0f, -INFINITY};
+}
+
+// An output element of a finished row: acc * out_scale, and exactly +0 for a row that saw no
+// key (whatever sign the zeros of a tensor-core accumulator carry).
+ALIBI_HD float finished_output(float acc, float out_scale) {
+  return out_scale > 0.0f ? acc * out_scale : 0.0f;
+}
+
+// The head of an attn_bias of shape (bias_heads, Tq, Tk) that query head `head` reads: a bias
+// with one head is broadcast over all.
+ALIBI_HD int64_t attn_bias_head(int64_t bias_heads, int64_t head) {
+  return bias_heads == 1 ? 0 : head;
+}
+
+}  // namespace alibi
