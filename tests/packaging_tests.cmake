@@ -1,5 +1,7 @@
 # Packaging tests (included from tests/CMakeLists.txt):
 #   packaging.c_abi    the public header compiled as strict C99, version/handles/errors
+#   packaging.params_abi_{older,newer}_caller  alibi_attention_params.struct_size across header
+#                      versions (tests/packaging/params_abi_test.c)
 #   packaging.symbols  the shared library exports exactly the alibi_* symbols the header declares
 #   packaging.no_cuda_dependency  libalibi's NEEDED entries name no CUDA library
 #   packaging.cuda_backend_symbols  libalibi_cuda exports only alibi_backend_entry (when built)
@@ -14,6 +16,31 @@ target_compile_options(alibi_c_abi_test PRIVATE
   $<$<C_COMPILER_ID:GNU,Clang>:-Wall -Wextra -pedantic-errors>)
 add_test(NAME packaging.c_abi COMMAND alibi_c_abi_test)
 set_tests_properties(packaging.c_abi PROPERTIES LABELS packaging TIMEOUT 60)
+
+# alibi_attention_params across versions: a copy of the header with a field appended (8 bytes,
+# past today's struct), libalibi built against it, and a caller built against each header.
+set(_alibi_newer_include ${CMAKE_CURRENT_BINARY_DIR}/params_abi_newer)
+file(READ ${PROJECT_SOURCE_DIR}/include/alibi/alibi.h _alibi_header)
+string(REPLACE "} alibi_attention_params;"
+       "  int64_t appended_in_a_newer_version;\n} alibi_attention_params;"
+       _alibi_newer_header "${_alibi_header}")
+file(WRITE ${_alibi_newer_include}/alibi/alibi.h "${_alibi_newer_header}")
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
+             ${PROJECT_SOURCE_DIR}/include/alibi/alibi.h)
+alibi_library(alibi_newer_header)
+target_include_directories(alibi_newer_header BEFORE PRIVATE ${_alibi_newer_include}
+                           ${PROJECT_BINARY_DIR}/include)
+foreach(_alibi_caller older newer)
+  add_executable(alibi_params_abi_${_alibi_caller} ${CMAKE_CURRENT_LIST_DIR}/packaging/params_abi_test.c)
+  target_link_libraries(alibi_params_abi_${_alibi_caller} PRIVATE ${CMAKE_DL_LIBS})
+  target_include_directories(alibi_params_abi_${_alibi_caller} PRIVATE ${PROJECT_BINARY_DIR}/include)
+  add_test(NAME packaging.params_abi_${_alibi_caller}_caller
+           COMMAND alibi_params_abi_${_alibi_caller} $<TARGET_FILE:alibi> $<TARGET_FILE:alibi_newer_header>)
+  set_tests_properties(packaging.params_abi_${_alibi_caller}_caller PROPERTIES LABELS packaging TIMEOUT 60)
+endforeach()
+target_include_directories(alibi_params_abi_older PRIVATE ${PROJECT_SOURCE_DIR}/include)
+target_include_directories(alibi_params_abi_newer BEFORE PRIVATE ${_alibi_newer_include})
+target_compile_definitions(alibi_params_abi_newer PRIVATE ALIBI_NEWER_HEADER)
 
 if(NOT CMAKE_SYSTEM_NAME STREQUAL "Linux")
   message(STATUS "alibi: packaging.symbols and packaging.install are ELF/Linux only: not added")

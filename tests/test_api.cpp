@@ -199,6 +199,19 @@ TEST(ApiContext, DestroyNullIsANoOpForEveryHandle) {
   SUCCEED();
 }
 
+TEST(ApiContext, ParamsInitWritesOnlyTheCallersStruct) {
+  constexpr size_t kOurs = sizeof(alibi_attention_params);
+  unsigned char block[kOurs + 16];
+  std::memset(block, 0x5a, sizeof block);
+  auto* params = reinterpret_cast<alibi_attention_params*>(block);
+  alibi_attention_params_init_v2(params, kOurs + 8);  // a caller whose header has one more field
+  EXPECT_EQ(params->struct_size, kOurs + 8);
+  EXPECT_EQ(params->max_bias, 8.0f);
+  for (size_t i = kOurs; i < kOurs + 8; ++i) EXPECT_EQ(block[i], 0) << "byte " << i;
+  for (size_t i = kOurs + 8; i < sizeof block; ++i) EXPECT_EQ(block[i], 0x5a) << "byte " << i;
+  alibi_attention_params_init_v2(nullptr, kOurs);
+}
+
 TEST(ApiContext, ParamsInitGivesTheDocumentedDefaults) {
   alibi_attention_params params;
   std::memset(&params, 0x5a, sizeof params);

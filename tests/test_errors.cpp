@@ -821,8 +821,12 @@ TEST_F(ErrorForward, BadAttnBias) {
 }
 
 TEST_F(ErrorForward, ParamsOutsideTheirDomain) {
+  const std::string ours = std::to_string(sizeof(alibi_attention_params));
   params_.struct_size = 12;
-  expect_fails(args_, ALIBI_STATUS_INVALID_ARGUMENT, "struct_size", {"12"});
+  expect_fails(args_, ALIBI_STATUS_INVALID_ARGUMENT, "struct_size", {"= 12", ours + " bytes"});
+  params_.struct_size = sizeof(alibi_attention_params) + 8;
+  expect_fails(args_, ALIBI_STATUS_INVALID_ARGUMENT, "struct_size",
+               {"= " + std::to_string(sizeof(alibi_attention_params) + 8), ours + " bytes", "newer"});
   alibi_attention_params_init(&params_);
   params_.max_bias = -0.5f;
   expect_fails(args_, ALIBI_STATUS_INVALID_ARGUMENT, "max_bias", {"-0.5"});

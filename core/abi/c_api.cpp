@@ -1,10 +1,12 @@
 // The C ABI: libalibi's extern "C" definitions (the other extern "C" function of the project is
 // the CUDA library's alibi_backend_entry). Each call runs its body under `guarded`.
+#include <algorithm>
 #include <cstring>
 #include <string>
 
 #include "alibi/alibi.h"
 #include "core/abi/ops.h"
+#include "core/abi/params.h"
 
 namespace {
 
@@ -234,11 +236,18 @@ alibi_status alibi_mask_get_slices(alibi_mask_t mask, int32_t* q_ranges, int32_t
 
 void alibi_mask_destroy(alibi_mask_t mask) { delete mask; }
 
-void alibi_attention_params_init(alibi_attention_params* params) {
+void alibi_attention_params_init_v2(alibi_attention_params* params, size_t size) {
   if (!params) return;
-  *params = alibi_attention_params{};
-  params->struct_size = sizeof(alibi_attention_params);
-  params->max_bias = 8.0f;
+  alibi_attention_params defaults = alibi::default_params();
+  defaults.struct_size = size;
+  const size_t known = std::min(size, sizeof defaults);
+  std::memcpy(params, &defaults, known);
+  std::memset(reinterpret_cast<char*>(params) + known, 0, size - known);
+}
+
+// In parentheses: the header's macro of the same name passes the caller's size.
+void(alibi_attention_params_init)(alibi_attention_params* params) {
+  alibi_attention_params_init_v2(params, alibi::kFirstParamsSize);
 }
 
 alibi_status alibi_attention_forward(alibi_context_t ctx, alibi_tensor_t q, alibi_tensor_t k,

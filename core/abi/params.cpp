@@ -1,6 +1,7 @@
 #include "core/abi/params.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "core/kernel/formulas.h"
 #include "core/abi/ops.h"
@@ -19,6 +20,26 @@ void check_user_slopes(const float* slopes, int64_t count) {
     if (!std::isfinite(slopes[i]) || slopes[i] < 0)
       fail(ALIBI_STATUS_INVALID_ARGUMENT, "params->slopes[%lld] = %g is not a finite slope >= 0",
            (long long)i, slopes[i]);
+}
+
+// The caller's params, with the defaults for the fields past its struct_size (a caller built
+// against an older header); the struct itself is never read past struct_size.
+alibi_attention_params read_params(const alibi_attention_params* caller) {
+  alibi_attention_params p = default_params();
+  if (!caller) return p;
+  const size_t size = caller->struct_size;
+  if (size < kFirstParamsSize)
+    fail(ALIBI_STATUS_INVALID_ARGUMENT,
+         "params->struct_size = %zu is smaller than the first version's alibi_attention_params "
+         "(%zu bytes; this library's: %zu); fill params with alibi_attention_params_init",
+         size, kFirstParamsSize, sizeof p);
+  if (size > sizeof p)
+    fail(ALIBI_STATUS_INVALID_ARGUMENT,
+         "params->struct_size = %zu is larger than this library's alibi_attention_params (%zu "
+         "bytes): the caller was built against a newer header than this library",
+         size, sizeof p);
+  std::memcpy(&p, caller, size);
+  return p;
 }
 
 std::vector<float> resolve_slopes(const alibi_attention_params& p, int num_heads,
@@ -61,15 +82,16 @@ void compute_slopes(int total_heads, int head_offset, int num_heads, float max_b
   for (int h = 0; h < num_heads; ++h) out[h] = slope_formula(head_offset + h, total_heads, max_bias);
 }
 
+alibi_attention_params default_params() {
+  alibi_attention_params p{};
+  p.struct_size = sizeof p;
+  p.max_bias = 8.0f;
+  return p;
+}
+
 ResolvedParams resolve_params(const alibi_attention_params* params, int num_heads,
                               int64_t head_dim, const MaskPlan& plan) {
-  alibi_attention_params defaults;
-  alibi_attention_params_init(&defaults);
-  const alibi_attention_params& p = params ? *params : defaults;
-  if (p.struct_size != sizeof(alibi_attention_params))
-    fail(ALIBI_STATUS_INVALID_ARGUMENT,
-         "params->struct_size = %zu, expected %zu (fill params with alibi_attention_params_init)",
-         p.struct_size, sizeof(alibi_attention_params));
+  const alibi_attention_params p = read_params(params);
   if (std::isnan(p.softmax_scale) || std::isinf(p.softmax_scale))
     fail(ALIBI_STATUS_INVALID_ARGUMENT, "params->softmax_scale = %g is not finite",
          p.softmax_scale);

@@ -1,12 +1,23 @@
 // alibi_attention_params validated and resolved into what the backends need.
 #pragma once
 
+#include <cstddef>
 #include <vector>
 
 #include "core/kernel/backend.h"
 #include "core/abi/objects.h"
 
 namespace alibi {
+
+// sizeof(alibi_attention_params) in 0.1.0, the first version: up to `deterministic`, padded to
+// the alignment of its pointer and size_t fields. The smallest struct_size a caller may pass.
+constexpr size_t kFirstParamsSize =
+    (offsetof(alibi_attention_params, deterministic) + sizeof(int) + alignof(void*) - 1) /
+    alignof(void*) * alignof(void*);
+static_assert(alignof(void*) >= alignof(size_t), "the struct's alignment is a pointer's");
+
+// The defaults alibi_attention_params_init writes.
+alibi_attention_params default_params();
 
 struct ResolvedParams {
   float scale = 1.0f;

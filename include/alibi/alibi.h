@@ -271,11 +271,18 @@ ALIBI_API void alibi_mask_destroy(alibi_mask_t mask);
 
 /**
  * Parameters of alibi_attention_forward and alibi_build_bias. Always fill with
- * alibi_attention_params_init first; later versions only append fields, and struct_size tells
- * the library which fields the caller knows.
+ * alibi_attention_params_init first.
+ *
+ * Growth: later versions only append fields, and struct_size says how much of the struct the
+ * caller knows (alibi_attention_params_init sets it to the size in the caller's header). A
+ * library newer than the caller's header reads only the fields inside struct_size and uses the
+ * defaults for the rest; a struct_size below this first version's struct (0.1.0) or above the
+ * library's own (a caller built against a newer header) gives INVALID_ARGUMENT, with both sizes
+ * in the message. (An appended field starts at or after the previous version's sizeof, padded
+ * explicitly if need be, so that struct_size tells the versions apart.)
  */
 typedef struct alibi_attention_params {
-  size_t struct_size;    /**< sizeof(alibi_attention_params); set by _init */
+  size_t struct_size;    /**< the caller's sizeof(alibi_attention_params); set by _init */
   float softmax_scale;   /**< <= 0: 1/sqrt(head_dim) (the default) */
   float softcap;         /**< 0: off (default); > 0: s = softcap * tanh(s / softcap) */
   float max_bias;        /**< slope formula parameter, >= 0; default 8; 0 (with slopes NULL): no ALiBi */
@@ -289,8 +296,20 @@ typedef struct alibi_attention_params {
   int deterministic;     /**< bitwise-reproducible results run to run (the CPU always is) */
 } alibi_attention_params;
 
-/** Fills params with the defaults: scale 1/sqrt(D), no softcap, max_bias 8, formula slopes. */
+/**
+ * Fills the first `size` bytes of params with the defaults (scale 1/sqrt(D), no softcap,
+ * max_bias 8, formula slopes; fields this library does not know: zero) and sets struct_size
+ * to `size`. Called with sizeof *params by the alibi_attention_params_init macro below, so
+ * that a library never writes past the struct of the caller's header. NULL is a no-op.
+ */
+ALIBI_API void alibi_attention_params_init_v2(alibi_attention_params* params, size_t size);
+/**
+ * The 0.1.0 entry point, kept for programs built against it: fills the fields of the first
+ * version only. Source code calls it through the macro, which passes the caller's size.
+ */
 ALIBI_API void alibi_attention_params_init(alibi_attention_params* params);
+#define alibi_attention_params_init(params) \
+  alibi_attention_params_init_v2((params), sizeof *(params))
 
 /**
  * Attention forward over a packed batch.
@@ -298,7 +317,7 @@ ALIBI_API void alibi_attention_params_init(alibi_attention_params* params);
  * @param k,v  (total_k, Hkv, D), q's dtype, Hq % Hkv == 0 (GQA/MQA: query head h reads kv head
  *             h / (Hq / Hkv)).
  * @param mask its total_q and total_k must match q and k (SHAPE_MISMATCH otherwise).
- * @param params NULL for the defaults. struct_size must be sizeof(alibi_attention_params).
+ * @param params NULL for the defaults; struct_size as alibi_attention_params_init sets it.
  * @param out  (total_q, Hq, D) in q's dtype. Written for every row, including rows no slice
  *             covers (out = 0). Must not overlap q, k or v.
  * @param lse  NULL, or (Hq, total_q) f32: the natural-log log-sum-exp of each row's scores.
