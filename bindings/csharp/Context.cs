@@ -7,7 +7,7 @@ public sealed class Context : NativeHandle {
   public Context(Device device = Device.Cpu, int deviceIndex = 0) : base(Create(device, deviceIndex)) {}
 
   private static IntPtr Create(Device device, int deviceIndex) {
-    AlibiException.Check(AlibiNative.alibi_context_create(device, deviceIndex, out IntPtr ctx));
+    AlibiNative.alibi_context_create(device, deviceIndex, out IntPtr ctx);
     return ctx;
   }
 
@@ -16,7 +16,7 @@ public sealed class Context : NativeHandle {
   /// <summary>Cpu or Cuda (never Auto).</summary>
   public Device Device {
     get {
-      AlibiException.Check(AlibiNative.alibi_context_get_device(Handle, out int device));
+      AlibiNative.alibi_context_get_device(Handle, out int device);
       GC.KeepAlive(this);
       return (Device)device;
     }
@@ -24,13 +24,13 @@ public sealed class Context : NativeHandle {
 
   /// <summary>CPU worker threads of this context's calls; 0 = one per core.</summary>
   public Context SetNumThreads(int numThreads) {
-    AlibiException.Check(AlibiNative.alibi_context_set_num_threads(Handle, numThreads));
+    AlibiNative.alibi_context_set_num_threads(Handle, numThreads);
     GC.KeepAlive(this);
     return this;
   }
 
   public void Synchronize() {
-    AlibiException.Check(AlibiNative.alibi_context_synchronize(Handle));
+    AlibiNative.alibi_context_synchronize(Handle);
     GC.KeepAlive(this);
   }
 
@@ -41,8 +41,8 @@ public sealed class Context : NativeHandle {
   public void Forward(Tensor q, Tensor k, Tensor v, Mask mask, AttentionParams parameters,
                       Tensor output, Tensor lse) {
     using (alibi_attention_params p = AttentionParams.ToNative(parameters)) {
-      AlibiException.Check(AlibiNative.alibi_attention_forward(Handle, HandleOf(q), HandleOf(k),
-          HandleOf(v), HandleOf(mask), p, HandleOf(output), OptionalHandleOf(lse, "Forward: lse")));
+      AlibiNative.alibi_attention_forward(Handle, HandleOf(q), HandleOf(k), HandleOf(v),
+          HandleOf(mask), p, HandleOf(output), OptionalHandleOf(lse, "Forward: lse"));
     }
     GC.KeepAlive(this);
     GC.KeepAlive(q);
@@ -85,9 +85,9 @@ public sealed class Context : NativeHandle {
     using (alibi_attention_params p = AttentionParams.ToNative(parameters))
     using (Pinned pq = new Pinned(q), pk = new Pinned(k), pv = new Pinned(v),
            pout = new Pinned(output), plse = new Pinned(lse)) {
-      AlibiException.Check(AlibiNative.alibi_binding_forward(Handle, dtype, totalQ, totalK, headsQ,
+      AlibiNative.alibi_binding_forward(Handle, dtype, totalQ, totalK, headsQ,
           headsKv, headDim, pq.Address, pk.Address, pv.Address, HandleOf(mask), p, pout.Address,
-          plse.Address));
+          plse.Address);
     }
     GC.KeepAlive(this);
     GC.KeepAlive(mask);

@@ -1,10 +1,52 @@
 /*
- * C# typemaps of the common layer. Raw calls live in AlibiNative (static, C names, returning
- * Status); handles and data pointers are IntPtr, out-parameters C# out parameters, int32/int64/
- * float host arrays C# arrays (pinned by the marshaller, not copied). The classes of namespace
- * Alibi (Context, Tensor, Mask, AttentionParams) are the idiomatic API over them.
+ * C# typemaps of the common layer. Raw calls live in AlibiNative (static, C names; a call
+ * returning alibi_status returns void and throws AlibiException for a failed status); handles
+ * and data pointers are IntPtr, out-parameters C# out parameters, int32/int64/float host arrays
+ * C# arrays (pinned by the marshaller, not copied). The classes of namespace Alibi (Context,
+ * Tensor, Mask, AttentionParams) are the idiomatic API over them.
  */
 %include <typemaps.i>
+
+/*
+ * A failed status: the C wrapper hands it with its message to a C# callback, which leaves an
+ * AlibiException pending in SWIG's SWIGPendingException; the C# method throws it on return.
+ */
+%insert(runtime) %{
+typedef void (SWIGSTDCALL* alibi_csharp_throw_callback)(int status, const char* message);
+static alibi_csharp_throw_callback alibi_csharp_throw = NULL;
+
+SWIGEXPORT void SWIGSTDCALL alibi_csharp_register_throw(alibi_csharp_throw_callback callback) {
+  alibi_csharp_throw = callback;
+}
+%}
+
+%pragma(csharp) imclasscode=%{
+  protected class AlibiExceptionHelper {
+    public delegate void ThrowDelegate(Status status, string message);
+    static ThrowDelegate throwDelegate = new ThrowDelegate(SetPending);
+
+    [global::System.Runtime.InteropServices.DllImport("$dllimport", EntryPoint="alibi_csharp_register_throw")]
+    public static extern void Register(ThrowDelegate callback);
+
+    static void SetPending(Status status, string message) {
+      SWIGPendingException.Set(new AlibiException(status, message));
+    }
+
+    static AlibiExceptionHelper() {
+      Register(throwDelegate);
+    }
+  }
+  protected static AlibiExceptionHelper alibiExceptionHelper = new AlibiExceptionHelper();
+%}
+
+%typemap(ctype) alibi_status "void"
+%typemap(imtype) alibi_status "void"
+%typemap(cstype) alibi_status "void"
+%typemap(csout, excode=SWIGEXCODE) alibi_status { $imcall;$excode }
+%typemap(out, canthrow=1) alibi_status
+%{ if ($1 != ALIBI_STATUS_SUCCESS) alibi_csharp_throw((int)$1, alibi_binding_error_message()); %}
+/* alibi_status_string's argument stays a Status. */
+%apply enum SWIGTYPE { alibi_status status };
 
 %rename(Success) ALIBI_STATUS_SUCCESS;
 %rename(InvalidArgument) ALIBI_STATUS_INVALID_ARGUMENT;

@@ -1,6 +1,7 @@
 package alibi
 
 import (
+	"fmt"
 	"math"
 	"math/rand"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -239,6 +241,53 @@ func TestInvalidCallReturnsTheLibraryMessage(t *testing.T) {
 	if err := ctx.ForwardFloat32(make([]float32, 7), nil, nil, Heads{hq, hkv, dim}, nil, nil, nil, nil); err.(*Error).Status != StatusShapeMismatch {
 		t.Fatalf("7 elements: %v", err)
 	}
+}
+
+func assertFails(t *testing.T, status Status, message string, err error) {
+	t.Helper()
+	if e, ok := err.(*Error); !ok || e.Status != status || e.Message != message {
+		t.Fatalf("error %v, expected %v: %s", err, status, message)
+	}
+}
+
+func TestRawCallsReturnTheirStatusAndMessage(t *testing.T) {
+	ctx, err := NewCPUContext()
+	must(t, err)
+	defer ctx.Close()
+	assertFails(t, StatusInvalidArgument, "alibi_context_set_num_threads: num_threads = -1 is outside [0, 1024]",
+		Alibi_context_set_num_threads(ctx.handle(), -1))
+	p := NewAlibi_attention_params()
+	defer DeleteAlibi_attention_params(p)
+	assertFails(t, StatusInvalidArgument, "alibi_attention_params_set_slopes: count = -1 is negative",
+		p.SetSlopes(make([]float32, 1), -1))
+	// The binding's own message above is not read again for the library's next failure.
+	assertFails(t, StatusNullPointer, "alibi_context_synchronize: ctx is NULL", Alibi_context_synchronize(0))
+}
+
+func TestConcurrentFailuresKeepTheirOwnMessages(t *testing.T) {
+	var wg sync.WaitGroup
+	for g := 1; g <= 8; g++ {
+		wg.Add(1)
+		go func(threads int) {
+			defer wg.Done()
+			ctx, err := NewCPUContext()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer ctx.Close()
+			want := fmt.Sprintf("alibi_context_set_num_threads: num_threads = %d is outside [0, 1024]", -threads)
+			for i := 0; i < 2000; i++ {
+				err := ctx.SetNumThreads(-threads)
+				if e, ok := err.(*Error); !ok || e.Message != want {
+					t.Errorf("error %v, expected %s", err, want)
+					return
+				}
+				runtime.Gosched()
+			}
+		}(g)
+	}
+	wg.Wait()
 }
 
 func TestClosingTwiceIsHarmless(t *testing.T) {

@@ -11,7 +11,7 @@ type Context struct{ h uintptr }
 // NewContext creates a context on a device (index 0 for the CPU).
 func NewContext(device Device, index int) (*Context, error) {
 	var h uintptr
-	if err := call(func() Status { return Alibi_context_create(device, index, &h) }); err != nil {
+	if err := Alibi_context_create(device, index, &h); err != nil {
 		return nil, err
 	}
 	return &Context{h}, nil
@@ -38,18 +38,18 @@ func (c *Context) handle() uintptr {
 // Device is DeviceCPU or DeviceCUDA (never DeviceAuto).
 func (c *Context) Device() (Device, error) {
 	var d int32
-	err := call(func() Status { return Alibi_context_get_device(c.handle(), &d) })
+	err := Alibi_context_get_device(c.handle(), &d)
 	return Device(d), err
 }
 
 // SetNumThreads sets the CPU worker threads of this context's calls; 0 = one per core.
 func (c *Context) SetNumThreads(n int) error {
-	return call(func() Status { return Alibi_context_set_num_threads(c.handle(), n) })
+	return Alibi_context_set_num_threads(c.handle(), n)
 }
 
 // Synchronize waits until the context's work is done.
 func (c *Context) Synchronize() error {
-	return call(func() Status { return Alibi_context_synchronize(c.handle()) })
+	return Alibi_context_synchronize(c.handle())
 }
 
 // Forward runs attention over tensors: q (totalQ, Hq, D), k and v (totalK, Hkv, D), out like q,
@@ -59,10 +59,8 @@ func (c *Context) Forward(q, k, v *Tensor, mask *Mask, params *AttentionParams, 
 		return newError(StatusNullPointer, "Forward: lse is closed")
 	}
 	return withNative(params, func(p Alibi_attention_params) error {
-		return call(func() Status {
-			return Alibi_attention_forward(c.handle(), q.handle(), k.handle(), v.handle(),
-				mask.handle(), p, out.handle(), lse.handle())
-		})
+		return Alibi_attention_forward(c.handle(), q.handle(), k.handle(), v.handle(), mask.handle(), p,
+			out.handle(), lse.handle())
 	})
 }
 
@@ -107,10 +105,8 @@ func (c *Context) forwardSlices(dtype DType, q, k, v []byte, size int, heads Hea
 		}
 	}
 	return withNative(params, func(p Alibi_attention_params) error {
-		return call(func() Status {
-			return Alibi_binding_forward(c.handle(), dtype, totalQ, totalK, heads.Q, heads.KV, heads.Dim,
-				q, k, v, mask.handle(), p, out, lse)
-		})
+		return Alibi_binding_forward(c.handle(), dtype, totalQ, totalK, heads.Q, heads.KV, heads.Dim, q, k, v,
+			mask.handle(), p, out, lse)
 	})
 }
 

@@ -1,11 +1,44 @@
 /*
- * Java typemaps of the common layer. Raw calls live in AlibiNative (static, C names, returning
- * Status); handles are longs, handle and scalar out-parameters one-element arrays, int32/int64/
- * float host arrays Java arrays, data pointers direct NIO buffers. The classes of org.alibi
- * (Context, Tensor, Mask, AttentionParams) are the idiomatic API over them.
+ * Java typemaps of the common layer. Raw calls live in AlibiNative (static, C names; a call
+ * returning alibi_status returns void and throws AlibiException for a failed status); handles are
+ * longs, handle and scalar out-parameters one-element arrays, int32/int64/float host arrays Java
+ * arrays, data pointers direct NIO buffers. The classes of org.alibi (Context, Tensor, Mask,
+ * AttentionParams) are the idiomatic API over them.
  */
 %include <enums.swg>
 %include <typemaps.i>
+
+%{
+/* Throws org.alibi.AlibiException(status, message); an exception already pending wins. */
+static void alibi_java_throw(JNIEnv* jenv, alibi_status status) {
+  jstring message;
+  jclass type;
+  jmethodID init;
+  jobject exception;
+  if ((*jenv)->ExceptionCheck(jenv)) return;
+  message = (*jenv)->NewStringUTF(jenv, alibi_binding_error_message());
+  type = message ? (*jenv)->FindClass(jenv, "org/alibi/AlibiException") : NULL;
+  init = type ? (*jenv)->GetMethodID(jenv, type, "<init>", "(ILjava/lang/String;)V") : NULL;
+  exception = init ? (*jenv)->NewObject(jenv, type, init, (jint)status, message) : NULL;
+  if (exception) (*jenv)->Throw(jenv, (jthrowable)exception);
+}
+%}
+
+/* Enum values and constants are the header's literals, not getters (which would return void). */
+%javaconst(1);
+
+/*
+ * The throw is in the ret typemap: after freearg has released the call's pinned arrays, since no
+ * other JNI call may run while they are pinned.
+ */
+%typemap(jni) alibi_status "void"
+%typemap(jtype) alibi_status "void"
+%typemap(jstype) alibi_status "void"
+%typemap(javaout) alibi_status { $jnicall; }
+%typemap(out) alibi_status ""
+%typemap(ret) alibi_status %{ if ($1 != ALIBI_STATUS_SUCCESS) alibi_java_throw(jenv, $1); %}
+/* alibi_status_string's argument stays a Status. */
+%apply enum SWIGTYPE { alibi_status status };
 
 %rename("%(regex:/^ALIBI_(STATUS|DTYPE|DEVICE|MASK)_(.*)$/\\2/)s", %$isenumitem) "";
 %rename("%(lowercamelcase)s", %$ismember) "";

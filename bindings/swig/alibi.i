@@ -2,19 +2,54 @@
  * The common SWIG layer of the Java, C# and Go bindings (one per language: bindings/<lang>/alibi.i
  * includes this file; the %include "local.i" below finds that language's typemaps through its -I).
  *
- * It wraps include/alibi/alibi.h as it is: the raw API, every fallible call returning its
- * alibi_status. Handles become the language's pointer-sized integer (Java long, C# IntPtr,
- * Go uintptr), host arrays its arrays or slices. The idiomatic classes of each language
- * (bindings/<lang>/) are written over these calls and turn a failed status into the language's
- * error, with alibi_last_error_message() read on the calling thread.
+ * It wraps include/alibi/alibi.h as it is: the raw API. Handles become the language's
+ * pointer-sized integer (Java long, C# IntPtr, Go uintptr), host arrays its arrays or slices.
+ * Each local.i has one typemap for alibi_status: a failed call throws AlibiException (Java, C#)
+ * or returns an *alibi.Error (Go), with the status and the message of alibi_binding_error_message()
+ * read in the C wrapper right after the call. The idiomatic classes of each language
+ * (bindings/<lang>/) are written over these calls.
  */
 %module alibi
 
 %{
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "alibi/alibi.h"
+
+#if defined(_MSC_VER)
+#  define ALIBI_BINDING_THREAD_LOCAL __declspec(thread)
+#else
+#  define ALIBI_BINDING_THREAD_LOCAL _Thread_local
+#endif
+
+/*
+ * Failures that the helpers of this file find themselves. The library's last error is the
+ * library's own to set, so they keep their message here, pending until the status typemap of
+ * the same call reads it.
+ */
+static ALIBI_BINDING_THREAD_LOCAL struct {
+  int pending;
+  char text[512];
+} alibi_binding_error;
+
+static alibi_status alibi_binding_fail(alibi_status status, const char* format, ...) {
+  va_list args;
+  va_start(args, format);
+  vsnprintf(alibi_binding_error.text, sizeof alibi_binding_error.text, format, args);
+  va_end(args);
+  alibi_binding_error.pending = 1;
+  return status;
+}
+
+/* The message of the call that just failed on this thread: a helper's own, else the library's. */
+static const char* alibi_binding_error_message(void) {
+  if (!alibi_binding_error.pending) return alibi_last_error_message();
+  alibi_binding_error.pending = 0;
+  return alibi_binding_error.text;
+}
 %}
 
 %include <stdint.i>
@@ -50,10 +85,17 @@
   /* Copies count slopes (count 0: back to the formula). */
   alibi_status set_slopes(const float* slopes, int count) {
     float* copy = NULL;
-    if (count < 0 || (count > 0 && !slopes)) return ALIBI_STATUS_INVALID_ARGUMENT;
+    if (count < 0)
+      return alibi_binding_fail(ALIBI_STATUS_INVALID_ARGUMENT,
+                                "alibi_attention_params_set_slopes: count = %d is negative", count);
+    if (count > 0 && !slopes)
+      return alibi_binding_fail(ALIBI_STATUS_NULL_POINTER,
+                                "alibi_attention_params_set_slopes: slopes is NULL, count = %d", count);
     if (count > 0) {
       copy = (float*)malloc((size_t)count * sizeof *copy);
-      if (!copy) return ALIBI_STATUS_OUT_OF_MEMORY;
+      if (!copy)
+        return alibi_binding_fail(ALIBI_STATUS_OUT_OF_MEMORY,
+                                  "alibi_attention_params_set_slopes: cannot allocate %d slopes", count);
       memcpy(copy, slopes, (size_t)count * sizeof *copy);
     }
     free((void*)$self->slopes);

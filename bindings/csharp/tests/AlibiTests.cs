@@ -15,7 +15,8 @@ public static class AlibiTests {
     Action[] tests = {
       VarlenCausalForwardMatchesReference, ArrayWrappingTensorsMatchReference,
       RangesForwardMatchesReference, Bf16ForwardMatchesReference,
-      InvalidCallThrowsWithTheLibraryMessage, DisposingTwiceIsHarmless,
+      InvalidCallThrowsWithTheLibraryMessage, RawCallsThrowTheirStatusAndMessage,
+      DisposingTwiceIsHarmless,
       FinalizerReleasesUndisposedHandles, TenThousandCyclesKeepMemoryStable,
     };
     int failed = 0;
@@ -101,6 +102,34 @@ public static class AlibiTests {
       }
       throw new Exception("decreasing cu_seqlens_q accepted");
     }
+  }
+
+  private static void AssertFails(Status status, string detail, Action call) {
+    try {
+      call();
+    } catch (AlibiException e) {
+      Check(e.Detail == detail, $"detail \"{e.Detail}\", expected \"{detail}\"");
+      Check(e.Status == status, $"status {e.Status}, expected {status}");
+      return;
+    }
+    throw new Exception("no AlibiException, expected " + detail);
+  }
+
+  private static void RawCallsThrowTheirStatusAndMessage() {
+    AlibiNative.alibi_context_create(Device.Cpu, 0, out IntPtr ctx);
+    try {
+      AssertFails(Status.InvalidArgument, "alibi_context_set_num_threads: num_threads = -1 is outside [0, 1024]",
+                  () => AlibiNative.alibi_context_set_num_threads(ctx, -1));
+    } finally {
+      AlibiNative.alibi_context_destroy(ctx);
+    }
+    using (var p = new alibi_attention_params()) {
+      AssertFails(Status.InvalidArgument, "alibi_attention_params_set_slopes: count = -1 is negative",
+                  () => p.SetSlopes(new float[1], -1));
+    }
+    // The binding's own message above is not read again for the library's next failure.
+    AssertFails(Status.NullPointer, "alibi_context_synchronize: ctx is NULL",
+                () => AlibiNative.alibi_context_synchronize(IntPtr.Zero));
   }
 
   private static void DisposingTwiceIsHarmless() {

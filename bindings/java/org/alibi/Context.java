@@ -13,7 +13,7 @@ public final class Context extends NativeHandle {
 
   private static long create(Device device, int deviceIndex) {
     long[] out = new long[1];
-    AlibiException.check(AlibiNative.alibi_context_create(device, deviceIndex, out));
+    AlibiNative.alibi_context_create(device, deviceIndex, out);
     return out[0];
   }
 
@@ -25,18 +25,18 @@ public final class Context extends NativeHandle {
   /** CPU or CUDA (never AUTO). */
   public Device device() {
     int[] out = new int[1];
-    AlibiException.check(AlibiNative.alibi_context_get_device(handle(), out));
+    AlibiNative.alibi_context_get_device(handle(), out);
     return Device.swigToEnum(out[0]);
   }
 
   /** CPU worker threads of this context's calls; 0 = one per core. */
   public Context setNumThreads(int numThreads) {
-    AlibiException.check(AlibiNative.alibi_context_set_num_threads(handle(), numThreads));
+    AlibiNative.alibi_context_set_num_threads(handle(), numThreads);
     return this;
   }
 
   public void synchronize() {
-    AlibiException.check(AlibiNative.alibi_context_synchronize(handle()));
+    AlibiNative.alibi_context_synchronize(handle());
   }
 
   /**
@@ -46,9 +46,8 @@ public final class Context extends NativeHandle {
   public void forward(Tensor q, Tensor k, Tensor v, Mask mask, AttentionParams params, Tensor out,
                       Tensor lse) {
     try (alibi_attention_params p = AttentionParams.toNative(params)) {
-      AlibiException.check(AlibiNative.alibi_attention_forward(handle(), handleOf(q),
-          handleOf(k), handleOf(v), handleOf(mask), p, handleOf(out),
-          optionalHandleOf(lse, "Context.forward: lse")));
+      AlibiNative.alibi_attention_forward(handle(), handleOf(q), handleOf(k), handleOf(v),
+          handleOf(mask), p, handleOf(out), optionalHandleOf(lse, "Context.forward: lse"));
     }
   }
 
@@ -84,8 +83,8 @@ public final class Context extends NativeHandle {
     requireLength("out", outLength, qLength);
     if (lse != null) requireLength("lse", lse.length, totalQ * headsQ);
     try (alibi_attention_params p = AttentionParams.toNative(params)) {
-      AlibiException.check(AlibiNative.alibi_binding_forward(handle(), dtype, totalQ, totalK,
-          headsQ, headsKv, headDim, q, k, v, handleOf(mask), p, out, lse));
+      AlibiNative.alibi_binding_forward(handle(), dtype, totalQ, totalK, headsQ, headsKv, headDim,
+          q, k, v, handleOf(mask), p, out, lse);
     }
   }
 

@@ -2,6 +2,7 @@ package org.alibi;
 
 import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertSame;
+import static org.junit.Assert.assertThrows;
 import static org.junit.Assert.assertTrue;
 import static org.junit.Assert.fail;
 
@@ -13,6 +14,7 @@ import java.nio.file.Files;
 import java.nio.file.Paths;
 import java.util.Random;
 import org.junit.Test;
+import org.junit.function.ThrowingRunnable;
 
 public class AlibiTest {
   private static final int HQ = 4, HKV = 2, D = 16;
@@ -108,6 +110,26 @@ public class AlibiTest {
       assertEquals(Status.INVALID_ARGUMENT, e.getStatus());
       assertTrue(e.getDetail(), e.getDetail().startsWith("alibi_mask_create_varlen: "));
       assertTrue(e.getMessage(), e.getMessage().startsWith("invalid argument: alibi_mask_create_varlen"));
+    }
+  }
+
+  private static void assertFails(Status status, String detail, ThrowingRunnable call) {
+    AlibiException e = assertThrows(AlibiException.class, call);
+    assertEquals(detail, e.getDetail());
+    assertEquals(status, e.getStatus());
+  }
+
+  @Test
+  public void rawCallsThrowTheirStatusAndMessage() {
+    try (Context ctx = new Context(); alibi_attention_params p = new alibi_attention_params()) {
+      assertFails(Status.INVALID_ARGUMENT,
+          "alibi_context_set_num_threads: num_threads = -1 is outside [0, 1024]",
+          () -> AlibiNative.alibi_context_set_num_threads(ctx.handle(), -1));
+      assertFails(Status.INVALID_ARGUMENT, "alibi_attention_params_set_slopes: count = -1 is negative",
+          () -> p.setSlopes(new float[1], -1));
+      // The binding's own message above is not read again for the library's next failure.
+      assertFails(Status.NULL_POINTER, "alibi_context_synchronize: ctx is NULL",
+          () -> AlibiNative.alibi_context_synchronize(0));
     }
   }
 
