@@ -117,16 +117,24 @@ func must(t *testing.T, err error) {
 	}
 }
 
+// cpuVarlenMask opens a CPU context and the causal varlen mask of cuQ and cuK, closed when the
+// test ends.
+func cpuVarlenMask(t *testing.T) (*Context, *Mask) {
+	t.Helper()
+	ctx, err := NewCPUContext()
+	must(t, err)
+	t.Cleanup(ctx.Close)
+	mask, err := NewVarlenMask(ctx, cuQ, cuK, true)
+	must(t, err)
+	t.Cleanup(mask.Close)
+	return ctx, mask
+}
+
 func TestVarlenCausalForwardMatchesReference(t *testing.T) {
 	tq, tk := int(cuQ[3]), int(cuK[3])
 	q, k, v := random(tq*hq*dim, 1), random(tk*hkv*dim, 2), random(tk*hkv*dim, 3)
 	out, lse := make([]float32, len(q)), make([]float32, hq*tq)
-	ctx, err := NewCPUContext()
-	must(t, err)
-	defer ctx.Close()
-	mask, err := NewVarlenMask(ctx, cuQ, cuK, true)
-	must(t, err)
-	defer mask.Close()
+	ctx, mask := cpuVarlenMask(t)
 	must(t, ctx.ForwardFloat32(q, k, v, Heads{hq, hkv, dim}, mask, nil, out, lse))
 	refOut, refLse := varlenCausalReference(q, k, v)
 	assertClose(t, "out", refOut, out, 1e-4)
@@ -136,12 +144,7 @@ func TestVarlenCausalForwardMatchesReference(t *testing.T) {
 func TestTensorForwardMatchesReference(t *testing.T) {
 	tq, tk := int64(cuQ[3]), int64(cuK[3])
 	q, k, v := random(int(tq)*hq*dim, 4), random(int(tk)*hkv*dim, 5), random(int(tk)*hkv*dim, 6)
-	ctx, err := NewCPUContext()
-	must(t, err)
-	defer ctx.Close()
-	mask, err := NewVarlenMask(ctx, cuQ, cuK, true)
-	must(t, err)
-	defer mask.Close()
+	ctx, mask := cpuVarlenMask(t)
 	tensor := func(data []float32, shape ...int64) *Tensor {
 		x, err := NewTensor(ctx, F32, shape...)
 		must(t, err)
@@ -206,12 +209,7 @@ func TestBF16ForwardMatchesReference(t *testing.T) {
 	tq, tk := int(cuQ[3]), int(cuK[3])
 	q, k, v := bf16(random(tq*hq*dim, 10)), bf16(random(tk*hkv*dim, 11)), bf16(random(tk*hkv*dim, 12))
 	out := make([]uint16, len(q))
-	ctx, err := NewCPUContext()
-	must(t, err)
-	defer ctx.Close()
-	mask, err := NewVarlenMask(ctx, cuQ, cuK, true)
-	must(t, err)
-	defer mask.Close()
+	ctx, mask := cpuVarlenMask(t)
 	must(t, ctx.ForwardUint16(BF16, q, k, v, Heads{hq, hkv, dim}, mask, nil, out, nil))
 	refOut, _ := varlenCausalReference(floats(q), floats(k), floats(v))
 	assertClose(t, "out", refOut, floats(out), 1e-2)
