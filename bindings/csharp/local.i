@@ -106,5 +106,26 @@ ALIBI_CS_ARRAY(int64_t, long)
 ALIBI_CS_ARRAY(float, float)
 
 /* Data: addresses of caller memory (pinned arrays, native buffers). */
-%apply void* VOID_INT_PTR { void* data, const void* src, void* dst, void* cuda_stream,
-                            const void* q, const void* k, const void* v, void* out, float* lse };
+%apply void* VOID_INT_PTR { void* data, const void* src, void* dst, void* cuda_stream };
+
+/*
+ * A C# array as a pointer and its element count: two P/Invoke parameters, the count from the
+ * array's Length (0 for null), then the array, pinned by the marshaller. SWIG appends each
+ * parameter's name to its type, so the count's own name is part of these types.
+ */
+%define ALIBI_CS_COUNTED_ARRAY(CTYPE, CSTYPE)
+%typemap(ctype) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT)
+  "int64_t count$argnum, CTYPE*"
+%typemap(imtype) (const CTYPE* ARRAY, size_t COUNT)
+  "long count$argnum, [global::System.Runtime.InteropServices.In] CSTYPE[]"
+%typemap(imtype) (CTYPE* ARRAY, size_t COUNT)
+  "long count$argnum, [global::System.Runtime.InteropServices.In, global::System.Runtime.InteropServices.Out] CSTYPE[]"
+%typemap(cstype) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT) "CSTYPE[]"
+%typemap(csin) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT)
+  "$csinput?.Length ?? 0, $csinput"
+%typemap(in) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT)
+%{ $1 = ($1_ltype)$input; $2 = (size_t)count$argnum; %}
+%enddef
+
+ALIBI_CS_COUNTED_ARRAY(float, float)
+ALIBI_CS_COUNTED_ARRAY(uint16_t, ushort)

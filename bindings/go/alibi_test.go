@@ -288,6 +288,37 @@ func TestConcurrentFailuresKeepTheirOwnMessages(t *testing.T) {
 	wg.Wait()
 }
 
+func TestArrayForwardNamesTheArgumentThatDoesNotFit(t *testing.T) {
+	tq, tk := int(cuQ[3]), int(cuK[3])
+	q, kv, out, lse := make([]float32, tq*hq*dim), make([]float32, tk*hkv*dim), make([]float32, tq*hq*dim), make([]float32, hq*tq)
+	kvRowShort, outRowShort, lseRowShort := kv[:(tk-1)*hkv*dim], out[:(tq-1)*hq*dim], lse[:hq*(tq-1)]
+	q16, kv16 := make([]uint16, len(q)), make([]uint16, len(kv))
+	heads := Heads{hq, hkv, dim}
+	ctx, mask := cpuVarlenMask(t)
+	assertFails(t, StatusShapeMismatch, "alibi_attention_forward: k.shape[0] = 15, expected 16 (the mask's total_k)",
+		ctx.ForwardFloat32(q, kvRowShort, kv, heads, mask, nil, out, lse))
+	assertFails(t, StatusShapeMismatch, "alibi_binding_forward_f32: k has 511 elements, not a multiple of heads_kv * head_dim = 32",
+		ctx.ForwardFloat32(q, kv[1:], kv, heads, mask, nil, out, lse))
+	assertFails(t, StatusShapeMismatch, "alibi_attention_forward: v.shape[0] = 15, expected 16 (k's shape)",
+		ctx.ForwardFloat32(q, kv, kvRowShort, heads, mask, nil, out, lse))
+	assertFails(t, StatusShapeMismatch, "alibi_attention_forward: out.shape[0] = 8, expected 9 (q's shape)",
+		ctx.ForwardFloat32(q, kv, kv, heads, mask, nil, outRowShort, lse))
+	assertFails(t, StatusShapeMismatch, "alibi_attention_forward: lse.shape[1] = 8, expected 9 (total_q)",
+		ctx.ForwardFloat32(q, kv, kv, heads, mask, nil, out, lseRowShort))
+	assertFails(t, StatusShapeMismatch, "alibi_binding_forward_f32: lse has 35 elements, not a multiple of heads_q = 4",
+		ctx.ForwardFloat32(q, kv, kv, heads, mask, nil, out, lse[1:]))
+	assertFails(t, StatusNullPointer, "alibi_binding_forward_f32: k is NULL",
+		ctx.ForwardFloat32(q, nil, kv, heads, mask, nil, out, lse))
+	assertFails(t, StatusNullPointer, "alibi_binding_forward_u16: out is NULL",
+		ctx.ForwardUint16(BF16, q16, kv16, kv16, heads, mask, nil, nil, nil))
+	assertFails(t, StatusInvalidArgument, "alibi_binding_forward_f32: heads_q = 0, heads_kv = 2, head_dim = 16; each must be >= 1",
+		ctx.ForwardFloat32(q, kv, kv, Heads{0, hkv, dim}, mask, nil, out, lse))
+	assertFails(t, StatusInvalidArgument, "alibi_binding_forward_f32: heads_q = 4, heads_kv = 2, head_dim = 0; each must be >= 1",
+		ctx.ForwardFloat32(q, kv, kv, Heads{hq, hkv, 0}, mask, nil, out, lse))
+	assertFails(t, StatusDTypeMismatch, "alibi_binding_forward_u16: dtype = 0 is not ALIBI_DTYPE_F16 or ALIBI_DTYPE_BF16 (16-bit data)",
+		ctx.ForwardUint16(F32, q16, kv16, kv16, heads, mask, nil, q16, lse))
+}
+
 func TestClosingTwiceIsHarmless(t *testing.T) {
 	ctx, err := NewCPUContext()
 	must(t, err)

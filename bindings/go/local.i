@@ -73,6 +73,16 @@ ALIBI_GO_SLICE(int32_t, int32)
 ALIBI_GO_SLICE(int64_t, int64)
 ALIBI_GO_SLICE(float, float32)
 
+/* A slice as a pointer and its element count (NULL for a nil slice). */
+%define ALIBI_GO_COUNTED_SLICE(CTYPE, GOTYPE)
+%typemap(gotype) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT) "[]GOTYPE"
+%typemap(in) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT)
+%{ $1 = ($1_ltype)$input.array; $2 = (size_t)$input.len; %}
+%enddef
+
+ALIBI_GO_COUNTED_SLICE(float, float32)
+ALIBI_GO_COUNTED_SLICE(uint16_t, uint16)
+
 /* Byte copies take a byte slice; its length is the byte count. */
 %typemap(gotype) (const void* src, size_t bytes), (void* dst, size_t bytes) "[]byte"
 %typemap(in) (const void* src, size_t bytes), (void* dst, size_t bytes)
@@ -81,7 +91,3 @@ ALIBI_GO_SLICE(float, float32)
 /* Addresses of C memory (Go memory may not be kept by C past a call). */
 %typemap(gotype) void* data, void* cuda_stream "uintptr"
 %typemap(in) void* data, void* cuda_stream %{ $1 = (void*)$input; %}
-
-/* alibi_binding_forward: the data of each array in place, for the call only. */
-%typemap(gotype) const void* q, const void* k, const void* v, void* out "[]byte"
-%typemap(in) const void* q, const void* k, const void* v, void* out %{ $1 = $input.array; %}

@@ -16,7 +16,7 @@ public static class AlibiTests {
       VarlenCausalForwardMatchesReference, ArrayWrappingTensorsMatchReference,
       RangesForwardMatchesReference, Bf16ForwardMatchesReference,
       InvalidCallThrowsWithTheLibraryMessage, RawCallsThrowTheirStatusAndMessage,
-      DisposingTwiceIsHarmless,
+      ArrayForwardNamesTheArgumentThatDoesNotFit, DisposingTwiceIsHarmless,
       FinalizerReleasesUndisposedHandles, TenThousandCyclesKeepMemoryStable,
     };
     int failed = 0;
@@ -130,6 +130,45 @@ public static class AlibiTests {
     // The binding's own message above is not read again for the library's next failure.
     AssertFails(Status.NullPointer, "alibi_context_synchronize: ctx is NULL",
                 () => AlibiNative.alibi_context_synchronize(IntPtr.Zero));
+  }
+
+  private static void ArrayForwardNamesTheArgumentThatDoesNotFit() {
+    int tq = CuQ[3], tk = CuK[3];
+    float[] q = new float[tq * HQ * D], kv = new float[tk * HKV * D], output = new float[q.Length];
+    float[] lse = new float[HQ * tq], kvRowShort = new float[(tk - 1) * HKV * D];
+    float[] outputRowShort = new float[(tq - 1) * HQ * D], lseRowShort = new float[HQ * (tq - 1)];
+    using (var ctx = new Context())
+    using (var mask = Mask.Varlen(ctx, CuQ, CuK, true)) {
+      AssertFails(Status.ShapeMismatch, "alibi_attention_forward: k.shape[0] = 15, expected 16 (the mask's total_k)",
+                  () => ctx.Forward(q, kvRowShort, kv, HQ, HKV, D, mask, null, output, lse));
+      AssertFails(Status.ShapeMismatch,
+                  "alibi_binding_forward_f32: k has 511 elements, not a multiple of heads_kv * head_dim = 32",
+                  () => ctx.Forward(q, kv.Take(kv.Length - 1).ToArray(), kv, HQ, HKV, D, mask, null, output, lse));
+      AssertFails(Status.ShapeMismatch, "alibi_attention_forward: v.shape[0] = 15, expected 16 (k's shape)",
+                  () => ctx.Forward(q, kv, kvRowShort, HQ, HKV, D, mask, null, output, lse));
+      AssertFails(Status.ShapeMismatch, "alibi_attention_forward: out.shape[0] = 8, expected 9 (q's shape)",
+                  () => ctx.Forward(q, kv, kv, HQ, HKV, D, mask, null, outputRowShort, lse));
+      AssertFails(Status.ShapeMismatch, "alibi_attention_forward: lse.shape[1] = 8, expected 9 (total_q)",
+                  () => ctx.Forward(q, kv, kv, HQ, HKV, D, mask, null, output, lseRowShort));
+      AssertFails(Status.ShapeMismatch,
+                  "alibi_binding_forward_f32: lse has 35 elements, not a multiple of heads_q = 4",
+                  () => ctx.Forward(q, kv, kv, HQ, HKV, D, mask, null, output, new float[lse.Length - 1]));
+      AssertFails(Status.NullPointer, "alibi_binding_forward_f32: k is NULL",
+                  () => ctx.Forward(q, null, kv, HQ, HKV, D, mask, null, output, lse));
+      AssertFails(Status.NullPointer, "alibi_binding_forward_u16: out is NULL",
+                  () => ctx.Forward(DType.BF16, new ushort[q.Length], new ushort[kv.Length],
+                                    new ushort[kv.Length], HQ, HKV, D, mask, null, null, null));
+      AssertFails(Status.InvalidArgument,
+                  "alibi_binding_forward_f32: heads_q = 0, heads_kv = 2, head_dim = 16; each must be >= 1",
+                  () => ctx.Forward(q, kv, kv, 0, HKV, D, mask, null, output, lse));
+      AssertFails(Status.InvalidArgument,
+                  "alibi_binding_forward_f32: heads_q = 4, heads_kv = 2, head_dim = 0; each must be >= 1",
+                  () => ctx.Forward(q, kv, kv, HQ, HKV, 0, mask, null, output, lse));
+      AssertFails(Status.DTypeMismatch,
+                  "alibi_binding_forward_u16: dtype = 0 is not ALIBI_DTYPE_F16 or ALIBI_DTYPE_BF16 (16-bit data)",
+                  () => ctx.Forward(DType.F32, new ushort[q.Length], new ushort[kv.Length],
+                                    new ushort[kv.Length], HQ, HKV, D, mask, null, new ushort[q.Length], lse));
+    }
   }
 
   private static void DisposingTwiceIsHarmless() {
