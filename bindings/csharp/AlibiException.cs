@@ -14,13 +14,6 @@ public class AlibiException : Exception {
     Status = status;
     Detail = detail;
   }
-
-  /// <summary>Throws for any status but Success, with this thread's last-error message.</summary>
-  internal static void Check(Status status) {
-    if (status != Status.Success) {
-      throw new AlibiException(status, AlibiNative.alibi_last_error_message());
-    }
-  }
 }
 
 }

@@ -49,10 +49,11 @@ public sealed class AttentionParams {
     };
     float[] slopes = parameters.Slopes;
     if (slopes != null) {
-      Status s = p.SetSlopes(slopes, slopes.Length);
-      if (s != Status.Success) {
+      try {
+        p.SetSlopes(slopes, slopes.Length);
+      } catch (AlibiException) {
         p.Dispose();
-        throw new AlibiException(s, $"AttentionParams: cannot copy {slopes.Length} slopes");
+        throw;
       }
     }
     return p;

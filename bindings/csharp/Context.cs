@@ -7,7 +7,7 @@ public sealed class Context : NativeHandle {
   public Context(Device device = Device.Cpu, int deviceIndex = 0) : base(Create(device, deviceIndex)) {}
 
   private static IntPtr Create(Device device, int deviceIndex) {
-    AlibiException.Check(AlibiNative.alibi_context_create(device, deviceIndex, out IntPtr ctx));
+    AlibiNative.alibi_context_create(device, deviceIndex, out IntPtr ctx);
     return ctx;
   }
 
@@ -16,7 +16,7 @@ public sealed class Context : NativeHandle {
   /// <summary>Cpu or Cuda (never Auto).</summary>
   public Device Device {
     get {
-      AlibiException.Check(AlibiNative.alibi_context_get_device(Handle, out int device));
+      AlibiNative.alibi_context_get_device(Handle, out int device);
       GC.KeepAlive(this);
       return (Device)device;
     }
@@ -24,13 +24,13 @@ public sealed class Context : NativeHandle {
 
   /// <summary>CPU worker threads of this context's calls; 0 = one per core.</summary>
   public Context SetNumThreads(int numThreads) {
-    AlibiException.Check(AlibiNative.alibi_context_set_num_threads(Handle, numThreads));
+    AlibiNative.alibi_context_set_num_threads(Handle, numThreads);
     GC.KeepAlive(this);
     return this;
   }
 
   public void Synchronize() {
-    AlibiException.Check(AlibiNative.alibi_context_synchronize(Handle));
+    AlibiNative.alibi_context_synchronize(Handle);
     GC.KeepAlive(this);
   }
 
@@ -41,8 +41,8 @@ public sealed class Context : NativeHandle {
   public void Forward(Tensor q, Tensor k, Tensor v, Mask mask, AttentionParams parameters,
                       Tensor output, Tensor lse) {
     using (alibi_attention_params p = AttentionParams.ToNative(parameters)) {
-      AlibiException.Check(AlibiNative.alibi_attention_forward(Handle, HandleOf(q), HandleOf(k),
-          HandleOf(v), HandleOf(mask), p, HandleOf(output), OptionalHandleOf(lse, "Forward: lse")));
+      AlibiNative.alibi_attention_forward(Handle, HandleOf(q), HandleOf(k), HandleOf(v),
+          HandleOf(mask), p, HandleOf(output), OptionalHandleOf(lse, "Forward: lse"));
     }
     GC.KeepAlive(this);
     GC.KeepAlive(q);
@@ -57,61 +57,31 @@ public sealed class Context : NativeHandle {
   /// <summary>
   /// Attention forward over f32 arrays, used in place (pinned for the call, not copied): q and
   /// output hold (total_q, headsQ, headDim), k and v (total_k, headsKv, headDim), row-major;
-  /// lse null or (headsQ, total_q).
+  /// lse null or (headsQ, total_q). total_q and total_k follow from the lengths, which the
+  /// library checks against each other and the mask.
   /// </summary>
   public void Forward(float[] q, float[] k, float[] v, int headsQ, int headsKv, int headDim,
                       Mask mask, AttentionParams parameters, float[] output, float[] lse) {
-    ForwardArrays(DType.F32, q, k, v, headsQ, headsKv, headDim, mask, parameters, output, lse);
-  }
-
-  /// <summary>As the f32 form, for f16 or bf16 data given as their 16-bit patterns.</summary>
-  public void Forward(DType dtype, ushort[] q, ushort[] k, ushort[] v, int headsQ, int headsKv,
-                      int headDim, Mask mask, AttentionParams parameters, ushort[] output,
-                      float[] lse) {
-    if (dtype != DType.F16 && dtype != DType.BF16) {
-      throw new AlibiException(Status.DTypeMismatch, "Forward: ushort[] data is F16 or BF16, not " + dtype);
-    }
-    ForwardArrays(dtype, q, k, v, headsQ, headsKv, headDim, mask, parameters, output, lse);
-  }
-
-  private void ForwardArrays(DType dtype, Array q, Array k, Array v, int headsQ, int headsKv,
-                             int headDim, Mask mask, AttentionParams parameters, Array output,
-                             float[] lse) {
-    long totalQ = Rows("q", q.Length, headsQ, headDim);
-    long totalK = Rows("k", k.Length, headsKv, headDim);
-    RequireLength("v", v.Length, k.Length);
-    RequireLength("output", output.Length, q.Length);
-    if (lse != null) RequireLength("lse", lse.Length, totalQ * headsQ);
-    using (alibi_attention_params p = AttentionParams.ToNative(parameters))
-    using (Pinned pq = new Pinned(q), pk = new Pinned(k), pv = new Pinned(v),
-           pout = new Pinned(output), plse = new Pinned(lse)) {
-      AlibiException.Check(AlibiNative.alibi_binding_forward(Handle, dtype, totalQ, totalK, headsQ,
-          headsKv, headDim, pq.Address, pk.Address, pv.Address, HandleOf(mask), p, pout.Address,
-          plse.Address));
+    using (alibi_attention_params p = AttentionParams.ToNative(parameters)) {
+      AlibiNative.alibi_binding_forward_f32(Handle, headsQ, headsKv, headDim, q, k, v,
+                                            HandleOf(mask), p, output, lse);
     }
     GC.KeepAlive(this);
     GC.KeepAlive(mask);
     GC.KeepAlive(parameters);
   }
 
-  private static long Rows(string name, long length, int heads, int headDim) {
-    if (heads <= 0 || headDim <= 0) {
-      throw new AlibiException(Status.InvalidArgument,
-          $"Forward: heads = {heads}, headDim = {headDim} (both must be > 0)");
+  /// <summary>As the f32 form, for F16 or BF16 data given as their 16-bit patterns.</summary>
+  public void Forward(DType dtype, ushort[] q, ushort[] k, ushort[] v, int headsQ, int headsKv,
+                      int headDim, Mask mask, AttentionParams parameters, ushort[] output,
+                      float[] lse) {
+    using (alibi_attention_params p = AttentionParams.ToNative(parameters)) {
+      AlibiNative.alibi_binding_forward_u16(Handle, dtype, headsQ, headsKv, headDim, q, k, v,
+                                            HandleOf(mask), p, output, lse);
     }
-    long rowLength = (long)heads * headDim;
-    if (length % rowLength != 0) {
-      throw new AlibiException(Status.ShapeMismatch,
-          $"Forward: {name} has {length} elements, not a multiple of heads * headDim = {rowLength}");
-    }
-    return length / rowLength;
-  }
-
-  private static void RequireLength(string name, long length, long expected) {
-    if (length != expected) {
-      throw new AlibiException(Status.ShapeMismatch,
-          $"Forward: {name} has {length} elements, expected {expected}");
-    }
+    GC.KeepAlive(this);
+    GC.KeepAlive(mask);
+    GC.KeepAlive(parameters);
   }
 }
 

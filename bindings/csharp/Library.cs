@@ -10,7 +10,7 @@ public static class Library {
   /// <summary>slope[h] for heads 0..numHeads-1 (max_bias 8 gives the paper's slopes).</summary>
   public static float[] Slopes(int numHeads, float maxBias) {
     var slopes = new float[Math.Max(numHeads, 0)];
-    AlibiException.Check(AlibiNative.alibi_compute_slopes(numHeads, maxBias, slopes));
+    AlibiNative.alibi_compute_slopes(numHeads, maxBias, slopes);
     return slopes;
   }
 }

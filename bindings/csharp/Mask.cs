@@ -23,8 +23,8 @@ public sealed class Mask : NativeHandle {
   /// </summary>
   public static Mask Varlen(Context ctx, int[] cuSeqlensQ, int[] cuSeqlensK, bool causal) {
     int batch = BatchOf("Mask.Varlen", cuSeqlensQ, cuSeqlensK);
-    AlibiException.Check(AlibiNative.alibi_mask_create_varlen(HandleOf(ctx), batch, cuSeqlensQ,
-                                                              cuSeqlensK, causal ? 1 : 0, out IntPtr m));
+    AlibiNative.alibi_mask_create_varlen(HandleOf(ctx), batch, cuSeqlensQ, cuSeqlensK,
+                                         causal ? 1 : 0, out IntPtr m);
     GC.KeepAlive(ctx);
     return new Mask(m, cuSeqlensQ[batch], cuSeqlensK[batch]);
   }
@@ -41,8 +41,8 @@ public sealed class Mask : NativeHandle {
           $"got {qRanges.Length} and {kRanges.Length}");
     }
     int[] typeCodes = Array.ConvertAll(types, t => (int)t);
-    AlibiException.Check(AlibiNative.alibi_mask_create_ranges(HandleOf(ctx), types.Length, qRanges,
-                                                              kRanges, typeCodes, totalQ, totalK, out IntPtr m));
+    AlibiNative.alibi_mask_create_ranges(HandleOf(ctx), types.Length, qRanges, kRanges, typeCodes,
+                                         totalQ, totalK, out IntPtr m);
     GC.KeepAlive(ctx);
     return new Mask(m, totalQ, totalK);
   }
@@ -51,8 +51,8 @@ public sealed class Mask : NativeHandle {
   public static Mask SlidingWindow(Context ctx, int[] cuSeqlensQ, int[] cuSeqlensK, int windowLeft,
                                    int windowRight) {
     int batch = BatchOf("Mask.SlidingWindow", cuSeqlensQ, cuSeqlensK);
-    AlibiException.Check(AlibiNative.alibi_mask_create_sliding_window(
-        HandleOf(ctx), batch, cuSeqlensQ, cuSeqlensK, windowLeft, windowRight, out IntPtr m));
+    AlibiNative.alibi_mask_create_sliding_window(HandleOf(ctx), batch, cuSeqlensQ, cuSeqlensK,
+                                                 windowLeft, windowRight, out IntPtr m);
     GC.KeepAlive(ctx);
     return new Mask(m, cuSeqlensQ[batch], cuSeqlensK[batch]);
   }
@@ -61,14 +61,14 @@ public sealed class Mask : NativeHandle {
   public Mask SetPositions(int[] qPositions, int[] kPositions) {
     RequireLength("qPositions", qPositions, TotalQ);
     RequireLength("kPositions", kPositions, TotalK);
-    AlibiException.Check(AlibiNative.alibi_mask_set_positions(Handle, qPositions, kPositions));
+    AlibiNative.alibi_mask_set_positions(Handle, qPositions, kPositions);
     GC.KeepAlive(this);
     return this;
   }
 
   public int NumSlices {
     get {
-      AlibiException.Check(AlibiNative.alibi_mask_get_num_slices(Handle, out int n));
+      AlibiNative.alibi_mask_get_num_slices(Handle, out int n);
       GC.KeepAlive(this);
       return n;
     }

@@ -22,16 +22,14 @@ public sealed class Tensor : NativeHandle {
 
   /// <summary>An owned, uninitialised, contiguous row-major tensor.</summary>
   public static Tensor Create(Context ctx, DType dtype, params long[] shape) {
-    AlibiException.Check(AlibiNative.alibi_tensor_create(HandleOf(ctx), dtype, shape.Length, shape,
-                                                         out IntPtr t));
+    AlibiNative.alibi_tensor_create(HandleOf(ctx), dtype, shape.Length, shape, out IntPtr t);
     GC.KeepAlive(ctx);
     return new Tensor(t, default(GCHandle));
   }
 
   /// <summary>Wraps memory the caller owns and keeps valid until the tensor is disposed.</summary>
   public static Tensor Wrap(Context ctx, IntPtr data, DType dtype, params long[] shape) {
-    AlibiException.Check(AlibiNative.alibi_tensor_wrap(HandleOf(ctx), dtype, shape.Length, shape,
-                                                       null, data, out IntPtr t));
+    AlibiNative.alibi_tensor_wrap(HandleOf(ctx), dtype, shape.Length, shape, null, data, out IntPtr t);
     GC.KeepAlive(ctx);
     return new Tensor(t, default(GCHandle));
   }
@@ -54,8 +52,8 @@ public sealed class Tensor : NativeHandle {
     }
     GCHandle pin = GCHandle.Alloc(data, GCHandleType.Pinned);
     try {
-      AlibiException.Check(AlibiNative.alibi_tensor_wrap(HandleOf(ctx), dtype, shape.Length, shape,
-                                                         null, pin.AddrOfPinnedObject(), out IntPtr t));
+      AlibiNative.alibi_tensor_wrap(HandleOf(ctx), dtype, shape.Length, shape, null,
+                                    pin.AddrOfPinnedObject(), out IntPtr t);
       GC.KeepAlive(ctx);
       return new Tensor(t, pin);
     } catch {
@@ -72,7 +70,7 @@ public sealed class Tensor : NativeHandle {
 
   /// <summary>Copies numel elements from native memory of exactly bytes bytes.</summary>
   public Tensor CopyFrom(IntPtr src, ulong bytes) {
-    AlibiException.Check(AlibiNative.alibi_tensor_copy_from_host(Handle, src, bytes));
+    AlibiNative.alibi_tensor_copy_from_host(Handle, src, bytes);
     GC.KeepAlive(this);
     return this;
   }
@@ -84,7 +82,7 @@ public sealed class Tensor : NativeHandle {
 
   /// <summary>Copies numel elements into native memory of exactly bytes bytes.</summary>
   public void CopyTo(IntPtr dst, ulong bytes) {
-    AlibiException.Check(AlibiNative.alibi_tensor_copy_to_host(Handle, dst, bytes));
+    AlibiNative.alibi_tensor_copy_to_host(Handle, dst, bytes);
     GC.KeepAlive(this);
   }
 
@@ -101,7 +99,7 @@ public sealed class Tensor : NativeHandle {
 
   public DType DType {
     get {
-      AlibiException.Check(AlibiNative.alibi_tensor_get_dtype(Handle, out int dtype));
+      AlibiNative.alibi_tensor_get_dtype(Handle, out int dtype);
       GC.KeepAlive(this);
       return (DType)dtype;
     }
@@ -109,9 +107,9 @@ public sealed class Tensor : NativeHandle {
 
   public long[] Shape {
     get {
-      AlibiException.Check(AlibiNative.alibi_tensor_get_ndim(Handle, out int ndim));
+      AlibiNative.alibi_tensor_get_ndim(Handle, out int ndim);
       var shape = new long[ndim];
-      AlibiException.Check(AlibiNative.alibi_tensor_get_shape(Handle, ndim, shape));
+      AlibiNative.alibi_tensor_get_shape(Handle, ndim, shape);
       GC.KeepAlive(this);
       return shape;
     }

@@ -1,10 +1,52 @@
 /*
- * C# typemaps of the common layer. Raw calls live in AlibiNative (static, C names, returning
- * Status); handles and data pointers are IntPtr, out-parameters C# out parameters, int32/int64/
- * float host arrays C# arrays (pinned by the marshaller, not copied). The classes of namespace
- * Alibi (Context, Tensor, Mask, AttentionParams) are the idiomatic API over them.
+ * C# typemaps of the common layer. Raw calls live in AlibiNative (static, C names; a call
+ * returning alibi_status returns void and throws AlibiException for a failed status); handles
+ * and data pointers are IntPtr, out-parameters C# out parameters, int32/int64/float host arrays
+ * C# arrays (pinned by the marshaller, not copied). The classes of namespace Alibi (Context,
+ * Tensor, Mask, AttentionParams) are the idiomatic API over them.
  */
 %include <typemaps.i>
+
+/*
+ * A failed status: the C wrapper hands it with its message to a C# callback, which leaves an
+ * AlibiException pending in SWIG's SWIGPendingException; the C# method throws it on return.
+ */
+%insert(runtime) %{
+typedef void (SWIGSTDCALL* alibi_csharp_throw_callback)(int status, const char* message);
+static alibi_csharp_throw_callback alibi_csharp_throw = NULL;
+
+SWIGEXPORT void SWIGSTDCALL alibi_csharp_register_throw(alibi_csharp_throw_callback callback) {
+  alibi_csharp_throw = callback;
+}
+%}
+
+%pragma(csharp) imclasscode=%{
+  protected class AlibiExceptionHelper {
+    public delegate void ThrowDelegate(Status status, string message);
+    static ThrowDelegate throwDelegate = new ThrowDelegate(SetPending);
+
+    [global::System.Runtime.InteropServices.DllImport("$dllimport", EntryPoint="alibi_csharp_register_throw")]
+    public static extern void Register(ThrowDelegate callback);
+
+    static void SetPending(Status status, string message) {
+      SWIGPendingException.Set(new AlibiException(status, message));
+    }
+
+    static AlibiExceptionHelper() {
+      Register(throwDelegate);
+    }
+  }
+  protected static AlibiExceptionHelper alibiExceptionHelper = new AlibiExceptionHelper();
+%}
+
+%typemap(ctype) alibi_status "void"
+%typemap(imtype) alibi_status "void"
+%typemap(cstype) alibi_status "void"
+%typemap(csout, excode=SWIGEXCODE) alibi_status { $imcall;$excode }
+%typemap(out, canthrow=1) alibi_status
+%{ if ($1 != ALIBI_STATUS_SUCCESS) alibi_csharp_throw((int)$1, alibi_binding_error_message()); %}
+/* alibi_status_string's argument stays a Status. */
+%apply enum SWIGTYPE { alibi_status status };
 
 %rename(Success) ALIBI_STATUS_SUCCESS;
 %rename(InvalidArgument) ALIBI_STATUS_INVALID_ARGUMENT;
@@ -64,5 +106,26 @@ ALIBI_CS_ARRAY(int64_t, long)
 ALIBI_CS_ARRAY(float, float)
 
 /* Data: addresses of caller memory (pinned arrays, native buffers). */
-%apply void* VOID_INT_PTR { void* data, const void* src, void* dst, void* cuda_stream,
-                            const void* q, const void* k, const void* v, void* out, float* lse };
+%apply void* VOID_INT_PTR { void* data, const void* src, void* dst, void* cuda_stream };
+
+/*
+ * A C# array as a pointer and its element count: two P/Invoke parameters, the count from the
+ * array's Length (0 for null), then the array, pinned by the marshaller. SWIG appends each
+ * parameter's name to its type, so the count's own name is part of these types.
+ */
+%define ALIBI_CS_COUNTED_ARRAY(CTYPE, CSTYPE)
+%typemap(ctype) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT)
+  "int64_t count$argnum, CTYPE*"
+%typemap(imtype) (const CTYPE* ARRAY, size_t COUNT)
+  "long count$argnum, [global::System.Runtime.InteropServices.In] CSTYPE[]"
+%typemap(imtype) (CTYPE* ARRAY, size_t COUNT)
+  "long count$argnum, [global::System.Runtime.InteropServices.In, global::System.Runtime.InteropServices.Out] CSTYPE[]"
+%typemap(cstype) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT) "CSTYPE[]"
+%typemap(csin) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT)
+  "$csinput?.Length ?? 0, $csinput"
+%typemap(in) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT)
+%{ $1 = ($1_ltype)$input; $2 = (size_t)count$argnum; %}
+%enddef
+
+ALIBI_CS_COUNTED_ARRAY(float, float)
+ALIBI_CS_COUNTED_ARRAY(uint16_t, ushort)

@@ -1,6 +1,7 @@
 package alibi
 
 import (
+	"fmt"
 	"math"
 	"math/rand"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -115,16 +117,24 @@ func must(t *testing.T, err error) {
 	}
 }
 
+// cpuVarlenMask opens a CPU context and the causal varlen mask of cuQ and cuK, closed when the
+// test ends.
+func cpuVarlenMask(t *testing.T) (*Context, *Mask) {
+	t.Helper()
+	ctx, err := NewCPUContext()
+	must(t, err)
+	t.Cleanup(ctx.Close)
+	mask, err := NewVarlenMask(ctx, cuQ, cuK, true)
+	must(t, err)
+	t.Cleanup(mask.Close)
+	return ctx, mask
+}
+
 func TestVarlenCausalForwardMatchesReference(t *testing.T) {
 	tq, tk := int(cuQ[3]), int(cuK[3])
 	q, k, v := random(tq*hq*dim, 1), random(tk*hkv*dim, 2), random(tk*hkv*dim, 3)
 	out, lse := make([]float32, len(q)), make([]float32, hq*tq)
-	ctx, err := NewCPUContext()
-	must(t, err)
-	defer ctx.Close()
-	mask, err := NewVarlenMask(ctx, cuQ, cuK, true)
-	must(t, err)
-	defer mask.Close()
+	ctx, mask := cpuVarlenMask(t)
 	must(t, ctx.ForwardFloat32(q, k, v, Heads{hq, hkv, dim}, mask, nil, out, lse))
 	refOut, refLse := varlenCausalReference(q, k, v)
 	assertClose(t, "out", refOut, out, 1e-4)
@@ -134,12 +144,7 @@ func TestVarlenCausalForwardMatchesReference(t *testing.T) {
 func TestTensorForwardMatchesReference(t *testing.T) {
 	tq, tk := int64(cuQ[3]), int64(cuK[3])
 	q, k, v := random(int(tq)*hq*dim, 4), random(int(tk)*hkv*dim, 5), random(int(tk)*hkv*dim, 6)
-	ctx, err := NewCPUContext()
-	must(t, err)
-	defer ctx.Close()
-	mask, err := NewVarlenMask(ctx, cuQ, cuK, true)
-	must(t, err)
-	defer mask.Close()
+	ctx, mask := cpuVarlenMask(t)
 	tensor := func(data []float32, shape ...int64) *Tensor {
 		x, err := NewTensor(ctx, F32, shape...)
 		must(t, err)
@@ -204,12 +209,7 @@ func TestBF16ForwardMatchesReference(t *testing.T) {
 	tq, tk := int(cuQ[3]), int(cuK[3])
 	q, k, v := bf16(random(tq*hq*dim, 10)), bf16(random(tk*hkv*dim, 11)), bf16(random(tk*hkv*dim, 12))
 	out := make([]uint16, len(q))
-	ctx, err := NewCPUContext()
-	must(t, err)
-	defer ctx.Close()
-	mask, err := NewVarlenMask(ctx, cuQ, cuK, true)
-	must(t, err)
-	defer mask.Close()
+	ctx, mask := cpuVarlenMask(t)
 	must(t, ctx.ForwardUint16(BF16, q, k, v, Heads{hq, hkv, dim}, mask, nil, out, nil))
 	refOut, _ := varlenCausalReference(floats(q), floats(k), floats(v))
 	assertClose(t, "out", refOut, floats(out), 1e-2)
@@ -239,6 +239,84 @@ func TestInvalidCallReturnsTheLibraryMessage(t *testing.T) {
 	if err := ctx.ForwardFloat32(make([]float32, 7), nil, nil, Heads{hq, hkv, dim}, nil, nil, nil, nil); err.(*Error).Status != StatusShapeMismatch {
 		t.Fatalf("7 elements: %v", err)
 	}
+}
+
+func assertFails(t *testing.T, status Status, message string, err error) {
+	t.Helper()
+	if e, ok := err.(*Error); !ok || e.Status != status || e.Message != message {
+		t.Fatalf("error %v, expected %v: %s", err, status, message)
+	}
+}
+
+func TestRawCallsReturnTheirStatusAndMessage(t *testing.T) {
+	ctx, err := NewCPUContext()
+	must(t, err)
+	defer ctx.Close()
+	assertFails(t, StatusInvalidArgument, "alibi_context_set_num_threads: num_threads = -1 is outside [0, 1024]",
+		Alibi_context_set_num_threads(ctx.handle(), -1))
+	p := NewAlibi_attention_params()
+	defer DeleteAlibi_attention_params(p)
+	assertFails(t, StatusInvalidArgument, "alibi_attention_params_set_slopes: count = -1 is negative",
+		p.SetSlopes(make([]float32, 1), -1))
+	// The binding's own message above is not read again for the library's next failure.
+	assertFails(t, StatusNullPointer, "alibi_context_synchronize: ctx is NULL", Alibi_context_synchronize(0))
+}
+
+func TestConcurrentFailuresKeepTheirOwnMessages(t *testing.T) {
+	var wg sync.WaitGroup
+	for g := 1; g <= 8; g++ {
+		wg.Add(1)
+		go func(threads int) {
+			defer wg.Done()
+			ctx, err := NewCPUContext()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer ctx.Close()
+			want := fmt.Sprintf("alibi_context_set_num_threads: num_threads = %d is outside [0, 1024]", -threads)
+			for i := 0; i < 2000; i++ {
+				err := ctx.SetNumThreads(-threads)
+				if e, ok := err.(*Error); !ok || e.Message != want {
+					t.Errorf("error %v, expected %s", err, want)
+					return
+				}
+				runtime.Gosched()
+			}
+		}(g)
+	}
+	wg.Wait()
+}
+
+func TestArrayForwardNamesTheArgumentThatDoesNotFit(t *testing.T) {
+	tq, tk := int(cuQ[3]), int(cuK[3])
+	q, kv, out, lse := make([]float32, tq*hq*dim), make([]float32, tk*hkv*dim), make([]float32, tq*hq*dim), make([]float32, hq*tq)
+	kvRowShort, outRowShort, lseRowShort := kv[:(tk-1)*hkv*dim], out[:(tq-1)*hq*dim], lse[:hq*(tq-1)]
+	q16, kv16 := make([]uint16, len(q)), make([]uint16, len(kv))
+	heads := Heads{hq, hkv, dim}
+	ctx, mask := cpuVarlenMask(t)
+	assertFails(t, StatusShapeMismatch, "alibi_attention_forward: k.shape[0] = 15, expected 16 (the mask's total_k)",
+		ctx.ForwardFloat32(q, kvRowShort, kv, heads, mask, nil, out, lse))
+	assertFails(t, StatusShapeMismatch, "alibi_binding_forward_f32: k has 511 elements, not a multiple of heads_kv * head_dim = 32",
+		ctx.ForwardFloat32(q, kv[1:], kv, heads, mask, nil, out, lse))
+	assertFails(t, StatusShapeMismatch, "alibi_attention_forward: v.shape[0] = 15, expected 16 (k's shape)",
+		ctx.ForwardFloat32(q, kv, kvRowShort, heads, mask, nil, out, lse))
+	assertFails(t, StatusShapeMismatch, "alibi_attention_forward: out.shape[0] = 8, expected 9 (q's shape)",
+		ctx.ForwardFloat32(q, kv, kv, heads, mask, nil, outRowShort, lse))
+	assertFails(t, StatusShapeMismatch, "alibi_attention_forward: lse.shape[1] = 8, expected 9 (total_q)",
+		ctx.ForwardFloat32(q, kv, kv, heads, mask, nil, out, lseRowShort))
+	assertFails(t, StatusShapeMismatch, "alibi_binding_forward_f32: lse has 35 elements, not a multiple of heads_q = 4",
+		ctx.ForwardFloat32(q, kv, kv, heads, mask, nil, out, lse[1:]))
+	assertFails(t, StatusNullPointer, "alibi_binding_forward_f32: k is NULL",
+		ctx.ForwardFloat32(q, nil, kv, heads, mask, nil, out, lse))
+	assertFails(t, StatusNullPointer, "alibi_binding_forward_u16: out is NULL",
+		ctx.ForwardUint16(BF16, q16, kv16, kv16, heads, mask, nil, nil, nil))
+	assertFails(t, StatusInvalidArgument, "alibi_binding_forward_f32: heads_q = 0, heads_kv = 2, head_dim = 16; each must be >= 1",
+		ctx.ForwardFloat32(q, kv, kv, Heads{0, hkv, dim}, mask, nil, out, lse))
+	assertFails(t, StatusInvalidArgument, "alibi_binding_forward_f32: heads_q = 4, heads_kv = 2, head_dim = 0; each must be >= 1",
+		ctx.ForwardFloat32(q, kv, kv, Heads{hq, hkv, 0}, mask, nil, out, lse))
+	assertFails(t, StatusDTypeMismatch, "alibi_binding_forward_u16: dtype = 0 is not ALIBI_DTYPE_F16 or ALIBI_DTYPE_BF16 (16-bit data)",
+		ctx.ForwardUint16(F32, q16, kv16, kv16, heads, mask, nil, q16, lse))
 }
 
 func TestClosingTwiceIsHarmless(t *testing.T) {

@@ -1,9 +1,6 @@
 package alibi
 
-import (
-	"fmt"
-	"unsafe"
-)
+import "unsafe"
 
 // Context is a device context: where calls run. Use it from one goroutine at a time.
 type Context struct{ h uintptr }
@@ -11,7 +8,7 @@ type Context struct{ h uintptr }
 // NewContext creates a context on a device (index 0 for the CPU).
 func NewContext(device Device, index int) (*Context, error) {
 	var h uintptr
-	if err := call(func() Status { return Alibi_context_create(device, index, &h) }); err != nil {
+	if err := Alibi_context_create(device, index, &h); err != nil {
 		return nil, err
 	}
 	return &Context{h}, nil
@@ -38,18 +35,18 @@ func (c *Context) handle() uintptr {
 // Device is DeviceCPU or DeviceCUDA (never DeviceAuto).
 func (c *Context) Device() (Device, error) {
 	var d int32
-	err := call(func() Status { return Alibi_context_get_device(c.handle(), &d) })
+	err := Alibi_context_get_device(c.handle(), &d)
 	return Device(d), err
 }
 
 // SetNumThreads sets the CPU worker threads of this context's calls; 0 = one per core.
 func (c *Context) SetNumThreads(n int) error {
-	return call(func() Status { return Alibi_context_set_num_threads(c.handle(), n) })
+	return Alibi_context_set_num_threads(c.handle(), n)
 }
 
 // Synchronize waits until the context's work is done.
 func (c *Context) Synchronize() error {
-	return call(func() Status { return Alibi_context_synchronize(c.handle()) })
+	return Alibi_context_synchronize(c.handle())
 }
 
 // Forward runs attention over tensors: q (totalQ, Hq, D), k and v (totalK, Hkv, D), out like q,
@@ -59,10 +56,8 @@ func (c *Context) Forward(q, k, v *Tensor, mask *Mask, params *AttentionParams, 
 		return newError(StatusNullPointer, "Forward: lse is closed")
 	}
 	return withNative(params, func(p Alibi_attention_params) error {
-		return call(func() Status {
-			return Alibi_attention_forward(c.handle(), q.handle(), k.handle(), v.handle(),
-				mask.handle(), p, out.handle(), lse.handle())
-		})
+		return Alibi_attention_forward(c.handle(), q.handle(), k.handle(), v.handle(), mask.handle(), p,
+			out.handle(), lse.handle())
 	})
 }
 
@@ -70,66 +65,23 @@ func (c *Context) Forward(q, k, v *Tensor, mask *Mask, params *AttentionParams, 
 type Heads struct{ Q, KV, Dim int }
 
 // ForwardFloat32 runs attention over f32 slices, used in place for the call (not copied);
-// lse is nil or (heads.Q, totalQ).
+// lse is nil or (heads.Q, totalQ). totalQ and totalK follow from the lengths, which the
+// library checks against each other and the mask.
 func (c *Context) ForwardFloat32(q, k, v []float32, heads Heads, mask *Mask, params *AttentionParams,
 	out, lse []float32) error {
-	return c.forwardSlices(F32, bytesOf(q), bytesOf(k), bytesOf(v), 4, heads, mask, params, bytesOf(out), lse)
+	return withNative(params, func(p Alibi_attention_params) error {
+		return Alibi_binding_forward_f32(c.handle(), heads.Q, heads.KV, heads.Dim, q, k, v, mask.handle(), p,
+			out, lse)
+	})
 }
 
 // ForwardUint16 is ForwardFloat32 for F16 or BF16 data given as 16-bit patterns.
 func (c *Context) ForwardUint16(dtype DType, q, k, v []uint16, heads Heads, mask *Mask,
 	params *AttentionParams, out []uint16, lse []float32) error {
-	if dtype != F16 && dtype != BF16 {
-		return newError(StatusDTypeMismatch, fmt.Sprintf("ForwardUint16: dtype %d is not F16 or BF16", dtype))
-	}
-	return c.forwardSlices(dtype, bytesOf(q), bytesOf(k), bytesOf(v), 2, heads, mask, params, bytesOf(out), lse)
-}
-
-func (c *Context) forwardSlices(dtype DType, q, k, v []byte, size int, heads Heads, mask *Mask,
-	params *AttentionParams, out []byte, lse []float32) error {
-	totalQ, err := rows("q", len(q)/size, heads.Q, heads.Dim)
-	if err != nil {
-		return err
-	}
-	totalK, err := rows("k", len(k)/size, heads.KV, heads.Dim)
-	if err != nil {
-		return err
-	}
-	if err := requireLength("v", len(v)/size, len(k)/size); err != nil {
-		return err
-	}
-	if err := requireLength("out", len(out)/size, len(q)/size); err != nil {
-		return err
-	}
-	if lse != nil {
-		if err := requireLength("lse", len(lse), int(totalQ)*heads.Q); err != nil {
-			return err
-		}
-	}
 	return withNative(params, func(p Alibi_attention_params) error {
-		return call(func() Status {
-			return Alibi_binding_forward(c.handle(), dtype, totalQ, totalK, heads.Q, heads.KV, heads.Dim,
-				q, k, v, mask.handle(), p, out, lse)
-		})
+		return Alibi_binding_forward_u16(c.handle(), dtype, heads.Q, heads.KV, heads.Dim, q, k, v,
+			mask.handle(), p, out, lse)
 	})
-}
-
-func rows(name string, length, heads, dim int) (int64, error) {
-	if heads <= 0 || dim <= 0 {
-		return 0, newError(StatusInvalidArgument, fmt.Sprintf("Forward: heads = %d, dim = %d (both must be > 0)", heads, dim))
-	}
-	if length%(heads*dim) != 0 {
-		return 0, newError(StatusShapeMismatch, fmt.Sprintf(
-			"Forward: %s has %d elements, not a multiple of heads * dim = %d", name, length, heads*dim))
-	}
-	return int64(length / (heads * dim)), nil
-}
-
-func requireLength(name string, length, expected int) error {
-	if length != expected {
-		return newError(StatusShapeMismatch, fmt.Sprintf("Forward: %s has %d elements, expected %d", name, length, expected))
-	}
-	return nil
 }
 
 // bytesOf views a slice's elements as bytes, without copying (nil for an empty slice).

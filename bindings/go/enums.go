@@ -1,6 +1,6 @@
 package alibi
 
-// Status is the result of a raw call; its values are the C ABI's and never change.
+// Status is the status of a failed call (Error.Status); its values are the C ABI's and never change.
 type Status int
 
 const (

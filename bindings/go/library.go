@@ -9,6 +9,6 @@ func Slopes(numHeads int, maxBias float32) ([]float32, error) {
 	if numHeads > 0 {
 		slopes = make([]float32, numHeads)
 	}
-	err := call(func() Status { return Alibi_compute_slopes(numHeads, maxBias, slopes) })
+	err := Alibi_compute_slopes(numHeads, maxBias, slopes)
 	return slopes, err
 }

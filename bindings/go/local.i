@@ -1,11 +1,46 @@
 /*
- * Go typemaps of the common layer. Raw calls are the package's Alibi_* functions (C names,
- * returning Status, never panicking); handles are uintptr, out-parameters Go pointers, host
- * arrays and data slices passed in place (cgo checks them; the library never keeps them past
- * the call). The enum types are the Go types of enums.go. Context, Tensor, Mask and
- * AttentionParams (the other .go files) are the idiomatic API over them.
+ * Go typemaps of the common layer. Raw calls are the package's Alibi_* functions (C names; a
+ * call returning alibi_status returns error, an *Error for a failed status, never panicking);
+ * handles are uintptr, out-parameters Go pointers, host arrays and data slices passed in place
+ * (cgo checks them; the library never keeps them past the call). The enum types are the Go types
+ * of enums.go. Context, Tensor, Mask and AttentionParams (the other .go files) are the idiomatic
+ * API over them.
  */
-%typemap(gotype) alibi_status "Status"
+
+/*
+ * A failed status leaves the C wrapper as a string of C memory: the status as its first byte,
+ * then the message, read there on the call's own OS thread (a goroutine may change threads
+ * between two cgo calls). Success is the empty string, with nothing to free.
+ */
+%fragment("alibi_go_failure", "header") %{
+static _gostring_ alibi_go_failure(alibi_status status) {
+  _gostring_ failure = {NULL, 0};
+  const char* message;
+  size_t length;
+  if (status == ALIBI_STATUS_SUCCESS) return failure;
+  message = alibi_binding_error_message();
+  length = strlen(message);
+  failure.p = (char*)malloc(length + 1);
+  if (!failure.p) abort();  /* out of C memory is fatal in Go, as for cgo's C.CString */
+  failure.p[0] = (char)status;
+  memcpy(failure.p + 1, message, length);
+  failure.n = (intgo)(length + 1);
+  return failure;
+}
+%}
+%typemap(gotype) alibi_status "error"
+%typemap(imtype) alibi_status "string"
+%typemap(out, fragment="alibi_go_failure") alibi_status %{ $result = alibi_go_failure($1); %}
+%typemap(goout, fragment="CopyString") alibi_status
+%{ if $1 != "" {
+    failure := swigCopyString($1)
+    $result = &Error{Status: Status(failure[0]), Message: failure[1:]}
+  } %}
+/* alibi_status_string's argument stays a Status. */
+%typemap(gotype) alibi_status status "Status"
+%typemap(imtype) alibi_status status "int"
+%typemap(in) alibi_status status %{ $1 = ($1_ltype)$input; %}
+
 %typemap(gotype) alibi_dtype "DType"
 %typemap(gotype) alibi_device "Device"
 %typemap(gotype) alibi_mask_type "MaskType"
@@ -38,6 +73,16 @@ ALIBI_GO_SLICE(int32_t, int32)
 ALIBI_GO_SLICE(int64_t, int64)
 ALIBI_GO_SLICE(float, float32)
 
+/* A slice as a pointer and its element count (NULL for a nil slice). */
+%define ALIBI_GO_COUNTED_SLICE(CTYPE, GOTYPE)
+%typemap(gotype) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT) "[]GOTYPE"
+%typemap(in) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT)
+%{ $1 = ($1_ltype)$input.array; $2 = (size_t)$input.len; %}
+%enddef
+
+ALIBI_GO_COUNTED_SLICE(float, float32)
+ALIBI_GO_COUNTED_SLICE(uint16_t, uint16)
+
 /* Byte copies take a byte slice; its length is the byte count. */
 %typemap(gotype) (const void* src, size_t bytes), (void* dst, size_t bytes) "[]byte"
 %typemap(in) (const void* src, size_t bytes), (void* dst, size_t bytes)
@@ -46,7 +91,3 @@ ALIBI_GO_SLICE(float, float32)
 /* Addresses of C memory (Go memory may not be kept by C past a call). */
 %typemap(gotype) void* data, void* cuda_stream "uintptr"
 %typemap(in) void* data, void* cuda_stream %{ $1 = (void*)$input; %}
-
-/* alibi_binding_forward: the data of each array in place, for the call only. */
-%typemap(gotype) const void* q, const void* k, const void* v, void* out "[]byte"
-%typemap(in) const void* q, const void* k, const void* v, void* out %{ $1 = $input.array; %}

@@ -17,10 +17,7 @@ func NewVarlenMask(ctx *Context, cuQ, cuK []int32, causal bool) (*Mask, error) {
 		return nil, err
 	}
 	var h uintptr
-	err = call(func() Status {
-		return Alibi_mask_create_varlen(ctx.handle(), batch, cuQ, cuK, boolInt(causal), &h)
-	})
-	if err != nil {
+	if err := Alibi_mask_create_varlen(ctx.handle(), batch, cuQ, cuK, boolInt(causal), &h); err != nil {
 		return nil, err
 	}
 	return &Mask{h, int64(cuQ[batch]), int64(cuK[batch])}, nil
@@ -40,9 +37,7 @@ func NewRangesMask(ctx *Context, qRanges, kRanges []int32, types []MaskType, tot
 		codes[s] = int32(t)
 	}
 	var h uintptr
-	err := call(func() Status {
-		return Alibi_mask_create_ranges(ctx.handle(), len(types), qRanges, kRanges, codes, totalQ, totalK, &h)
-	})
+	err := Alibi_mask_create_ranges(ctx.handle(), len(types), qRanges, kRanges, codes, totalQ, totalK, &h)
 	if err != nil {
 		return nil, err
 	}
@@ -57,10 +52,7 @@ func NewSlidingWindowMask(ctx *Context, cuQ, cuK []int32, left, right int) (*Mas
 		return nil, err
 	}
 	var h uintptr
-	err = call(func() Status {
-		return Alibi_mask_create_sliding_window(ctx.handle(), batch, cuQ, cuK, left, right, &h)
-	})
-	if err != nil {
+	if err := Alibi_mask_create_sliding_window(ctx.handle(), batch, cuQ, cuK, left, right, &h); err != nil {
 		return nil, err
 	}
 	return &Mask{h, int64(cuQ[batch]), int64(cuK[batch])}, nil
@@ -91,12 +83,12 @@ func (m *Mask) SetPositions(q, k []int32) error {
 			return err
 		}
 	}
-	return call(func() Status { return Alibi_mask_set_positions(m.handle(), q, k) })
+	return Alibi_mask_set_positions(m.handle(), q, k)
 }
 
 func (m *Mask) NumSlices() (int, error) {
 	var n int32
-	err := call(func() Status { return Alibi_mask_get_num_slices(m.handle(), &n) })
+	err := Alibi_mask_get_num_slices(m.handle(), &n)
 	return int(n), err
 }
 

@@ -1,7 +1,5 @@
 package alibi
 
-import "fmt"
-
 // AttentionParams are the parameters of a forward call, copied into each call.
 // NewAttentionParams gives the library's defaults; a nil *AttentionParams means the same.
 type AttentionParams struct {
@@ -50,8 +48,8 @@ func withNative(params *AttentionParams, body func(Alibi_attention_params) error
 	p.SetAttnBias(params.AttnBias.handle())
 	p.SetDeterministic(boolInt(params.Deterministic))
 	if params.Slopes != nil {
-		if s := p.SetSlopes(params.Slopes, len(params.Slopes)); s != StatusSuccess {
-			return newError(s, fmt.Sprintf("AttentionParams: cannot copy %d slopes", len(params.Slopes)))
+		if err := p.SetSlopes(params.Slopes, len(params.Slopes)); err != nil {
+			return err
 		}
 	}
 	return body(p)

@@ -10,8 +10,7 @@ type Tensor struct{ h uintptr }
 // NewTensor allocates an uninitialised, contiguous row-major tensor.
 func NewTensor(ctx *Context, dtype DType, shape ...int64) (*Tensor, error) {
 	var h uintptr
-	err := call(func() Status { return Alibi_tensor_create(ctx.handle(), dtype, len(shape), shape, &h) })
-	if err != nil {
+	if err := Alibi_tensor_create(ctx.handle(), dtype, len(shape), shape, &h); err != nil {
 		return nil, err
 	}
 	return &Tensor{h}, nil
@@ -54,14 +53,14 @@ func (t *Tensor) copyFrom(what string, src []byte, accepted ...DType) error {
 	if err := t.requireDType("CopyFrom: "+what, accepted); err != nil {
 		return err
 	}
-	return call(func() Status { return Alibi_tensor_copy_from_host(t.handle(), src) })
+	return Alibi_tensor_copy_from_host(t.handle(), src)
 }
 
 func (t *Tensor) copyTo(what string, dst []byte, accepted ...DType) error {
 	if err := t.requireDType("CopyTo: "+what, accepted); err != nil {
 		return err
 	}
-	return call(func() Status { return Alibi_tensor_copy_to_host(t.handle(), dst) })
+	return Alibi_tensor_copy_to_host(t.handle(), dst)
 }
 
 func (t *Tensor) requireDType(what string, accepted []DType) error {
@@ -79,16 +78,16 @@ func (t *Tensor) requireDType(what string, accepted []DType) error {
 
 func (t *Tensor) DType() (DType, error) {
 	var d int32
-	err := call(func() Status { return Alibi_tensor_get_dtype(t.handle(), &d) })
+	err := Alibi_tensor_get_dtype(t.handle(), &d)
 	return DType(d), err
 }
 
 func (t *Tensor) Shape() ([]int64, error) {
 	var ndim int32
-	if err := call(func() Status { return Alibi_tensor_get_ndim(t.handle(), &ndim) }); err != nil {
+	if err := Alibi_tensor_get_ndim(t.handle(), &ndim); err != nil {
 		return nil, err
 	}
 	shape := make([]int64, ndim)
-	err := call(func() Status { return Alibi_tensor_get_shape(t.handle(), len(shape), shape) })
+	err := Alibi_tensor_get_shape(t.handle(), len(shape), shape)
 	return shape, err
 }

@@ -1,11 +1,44 @@
 /*
- * Java typemaps of the common layer. Raw calls live in AlibiNative (static, C names, returning
- * Status); handles are longs, handle and scalar out-parameters one-element arrays, int32/int64/
- * float host arrays Java arrays, data pointers direct NIO buffers. The classes of org.alibi
- * (Context, Tensor, Mask, AttentionParams) are the idiomatic API over them.
+ * Java typemaps of the common layer. Raw calls live in AlibiNative (static, C names; a call
+ * returning alibi_status returns void and throws AlibiException for a failed status); handles are
+ * longs, handle and scalar out-parameters one-element arrays, int32/int64/float host arrays Java
+ * arrays, data pointers direct NIO buffers. The classes of org.alibi (Context, Tensor, Mask,
+ * AttentionParams) are the idiomatic API over them.
  */
 %include <enums.swg>
 %include <typemaps.i>
+
+%{
+/* Throws org.alibi.AlibiException(status, message); an exception already pending wins. */
+static void alibi_java_throw(JNIEnv* jenv, alibi_status status) {
+  jstring message;
+  jclass type;
+  jmethodID init;
+  jobject exception;
+  if ((*jenv)->ExceptionCheck(jenv)) return;
+  message = (*jenv)->NewStringUTF(jenv, alibi_binding_error_message());
+  type = message ? (*jenv)->FindClass(jenv, "org/alibi/AlibiException") : NULL;
+  init = type ? (*jenv)->GetMethodID(jenv, type, "<init>", "(ILjava/lang/String;)V") : NULL;
+  exception = init ? (*jenv)->NewObject(jenv, type, init, (jint)status, message) : NULL;
+  if (exception) (*jenv)->Throw(jenv, (jthrowable)exception);
+}
+%}
+
+/* Enum values and constants are the header's literals, not getters (which would return void). */
+%javaconst(1);
+
+/*
+ * The throw is in the ret typemap: after freearg has released the call's pinned arrays, since no
+ * other JNI call may run while they are pinned.
+ */
+%typemap(jni) alibi_status "void"
+%typemap(jtype) alibi_status "void"
+%typemap(jstype) alibi_status "void"
+%typemap(javaout) alibi_status { $jnicall; }
+%typemap(out) alibi_status ""
+%typemap(ret) alibi_status %{ if ($1 != ALIBI_STATUS_SUCCESS) alibi_java_throw(jenv, $1); %}
+/* alibi_status_string's argument stays a Status. */
+%apply enum SWIGTYPE { alibi_status status };
 
 %rename("%(regex:/^ALIBI_(STATUS|DTYPE|DEVICE|MASK)_(.*)$/\\2/)s", %$isenumitem) "";
 %rename("%(lowercamelcase)s", %$ismember) "";
@@ -81,40 +114,33 @@ ALIBI_JAVA_ARRAY(float, float, jfloat, jfloatArray, Float)
 %typemap(in) void* cuda_stream %{ $1 = (void*)(intptr_t)$input; %}
 
 /*
- * alibi_binding_forward: primitive arrays (float[] or short[]) pinned with
- * GetPrimitiveArrayCritical for the call, no copy. No other JNI call may run in between, so
- * these typemaps never throw; the caller (Context.forward) checks types and lengths first.
+ * A Java array as a pointer and its element count, pinned for the call with
+ * GetPrimitiveArrayCritical, not copied; null passes NULL and 0. No other JNI call may run while
+ * an array is pinned, so the lengths of all arrays are read first (in), then they are pinned
+ * (check).
  */
-%typemap(jni) const void* q, const void* k, const void* v, void* out, float* lse "jarray"
-%typemap(jtype) const void* q, const void* k, const void* v, void* out "Object"
-%typemap(jstype) const void* q, const void* k, const void* v, void* out "Object"
-%typemap(jtype) float* lse "float[]"
-%typemap(jstype) float* lse "float[]"
-%typemap(javain) const void* q, const void* k, const void* v, void* out, float* lse "$javainput"
-%typemap(in) const void* q, const void* k, const void* v, void* out, float* lse
-%{ $1 = $input ? ($1_ltype)(*jenv)->GetPrimitiveArrayCritical(jenv, $input, NULL) : NULL; %}
-%typemap(freearg) const void* q, const void* k, const void* v
-%{ if ($1) (*jenv)->ReleasePrimitiveArrayCritical(jenv, $input, (void*)$1, JNI_ABORT); %}
-%typemap(freearg) void* out, float* lse
-%{ if ($1) (*jenv)->ReleasePrimitiveArrayCritical(jenv, $input, (void*)$1, 0); %}
-
-/*
- * Copies between a tensor and a Java array (Tensor.copyFrom/copyTo), the array pinned for the
- * call; COUNT is the array's length, so the library checks it against the tensor.
- */
-%define ALIBI_JAVA_COPY(CTYPE, JTYPE, JARRAY, SUFFIX)
+%define ALIBI_JAVA_PINNED(CTYPE, JTYPE, JARRAY)
 %typemap(jni) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT) "JARRAY"
 %typemap(jtype) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT) "JTYPE[]"
 %typemap(jstype) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT) "JTYPE[]"
 %typemap(javain) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT) "$javainput"
-%typemap(in, numinputs=1) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT) %{
-  $2 = $input ? (size_t)(*jenv)->GetArrayLength(jenv, $input) : 0;
-  $1 = $input ? ($1_ltype)(*jenv)->GetPrimitiveArrayCritical(jenv, $input, NULL) : NULL;
-%}
+%typemap(in, numinputs=1) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT)
+%{ $2 = $input ? (size_t)(*jenv)->GetArrayLength(jenv, $input) : 0; %}
+%typemap(check) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT)
+%{ $1 = $input ? ($1_ltype)(*jenv)->GetPrimitiveArrayCritical(jenv, $input, NULL) : NULL; %}
 %typemap(freearg) (const CTYPE* ARRAY, size_t COUNT)
 %{ if ($1) (*jenv)->ReleasePrimitiveArrayCritical(jenv, $input, (void*)$1, JNI_ABORT); %}
 %typemap(freearg) (CTYPE* ARRAY, size_t COUNT)
 %{ if ($1) (*jenv)->ReleasePrimitiveArrayCritical(jenv, $input, (void*)$1, 0); %}
+%enddef
+
+ALIBI_JAVA_PINNED(float, float, jfloatArray)
+ALIBI_JAVA_PINNED(uint16_t, short, jshortArray)
+ALIBI_JAVA_PINNED(int32_t, int, jintArray)
+ALIBI_JAVA_PINNED(int64_t, long, jlongArray)
+
+/* Copies between a tensor and a Java array (Tensor.copyFrom/copyTo); the library checks the length. */
+%define ALIBI_JAVA_COPY(CTYPE, SUFFIX)
 %rename(alibi_binding_copy_from_array) alibi_binding_copy_from_##SUFFIX;
 %rename(alibi_binding_copy_to_array) alibi_binding_copy_to_##SUFFIX;
 %javamethodmodifiers alibi_binding_copy_from_##SUFFIX "";
@@ -129,12 +155,13 @@ alibi_status alibi_binding_copy_to_##SUFFIX(alibi_tensor_t t, CTYPE* ARRAY, size
 %}
 %enddef
 
-ALIBI_JAVA_COPY(float, float, jfloatArray, f32)
-ALIBI_JAVA_COPY(uint16_t, short, jshortArray, u16)
-ALIBI_JAVA_COPY(int32_t, int, jintArray, i32)
-ALIBI_JAVA_COPY(int64_t, long, jlongArray, i64)
+ALIBI_JAVA_COPY(float, f32)
+ALIBI_JAVA_COPY(uint16_t, u16)
+ALIBI_JAVA_COPY(int32_t, i32)
+ALIBI_JAVA_COPY(int64_t, i64)
 
-%javamethodmodifiers alibi_binding_forward "";
+%javamethodmodifiers alibi_binding_forward_f32 "";
+%javamethodmodifiers alibi_binding_forward_u16 "";
 
 /* The raw params struct closes like the handles (AttentionParams converts into it per call). */
 %typemap(javainterfaces) struct alibi_attention_params "AutoCloseable"

@@ -15,7 +15,8 @@ public static class AlibiTests {
     Action[] tests = {
       VarlenCausalForwardMatchesReference, ArrayWrappingTensorsMatchReference,
       RangesForwardMatchesReference, Bf16ForwardMatchesReference,
-      InvalidCallThrowsWithTheLibraryMessage, DisposingTwiceIsHarmless,
+      InvalidCallThrowsWithTheLibraryMessage, RawCallsThrowTheirStatusAndMessage,
+      ArrayForwardNamesTheArgumentThatDoesNotFit, DisposingTwiceIsHarmless,
       FinalizerReleasesUndisposedHandles, TenThousandCyclesKeepMemoryStable,
     };
     int failed = 0;
@@ -100,6 +101,73 @@ public static class AlibiTests {
         return;
       }
       throw new Exception("decreasing cu_seqlens_q accepted");
+    }
+  }
+
+  private static void AssertFails(Status status, string detail, Action call) {
+    try {
+      call();
+    } catch (AlibiException e) {
+      Check(e.Detail == detail, $"detail \"{e.Detail}\", expected \"{detail}\"");
+      Check(e.Status == status, $"status {e.Status}, expected {status}");
+      return;
+    }
+    throw new Exception("no AlibiException, expected " + detail);
+  }
+
+  private static void RawCallsThrowTheirStatusAndMessage() {
+    AlibiNative.alibi_context_create(Device.Cpu, 0, out IntPtr ctx);
+    try {
+      AssertFails(Status.InvalidArgument, "alibi_context_set_num_threads: num_threads = -1 is outside [0, 1024]",
+                  () => AlibiNative.alibi_context_set_num_threads(ctx, -1));
+    } finally {
+      AlibiNative.alibi_context_destroy(ctx);
+    }
+    using (var p = new alibi_attention_params()) {
+      AssertFails(Status.InvalidArgument, "alibi_attention_params_set_slopes: count = -1 is negative",
+                  () => p.SetSlopes(new float[1], -1));
+    }
+    // The binding's own message above is not read again for the library's next failure.
+    AssertFails(Status.NullPointer, "alibi_context_synchronize: ctx is NULL",
+                () => AlibiNative.alibi_context_synchronize(IntPtr.Zero));
+  }
+
+  private static void ArrayForwardNamesTheArgumentThatDoesNotFit() {
+    int tq = CuQ[3], tk = CuK[3];
+    float[] q = new float[tq * HQ * D], kv = new float[tk * HKV * D], output = new float[q.Length];
+    float[] lse = new float[HQ * tq], kvRowShort = new float[(tk - 1) * HKV * D];
+    float[] outputRowShort = new float[(tq - 1) * HQ * D], lseRowShort = new float[HQ * (tq - 1)];
+    using (var ctx = new Context())
+    using (var mask = Mask.Varlen(ctx, CuQ, CuK, true)) {
+      AssertFails(Status.ShapeMismatch, "alibi_attention_forward: k.shape[0] = 15, expected 16 (the mask's total_k)",
+                  () => ctx.Forward(q, kvRowShort, kv, HQ, HKV, D, mask, null, output, lse));
+      AssertFails(Status.ShapeMismatch,
+                  "alibi_binding_forward_f32: k has 511 elements, not a multiple of heads_kv * head_dim = 32",
+                  () => ctx.Forward(q, kv.Take(kv.Length - 1).ToArray(), kv, HQ, HKV, D, mask, null, output, lse));
+      AssertFails(Status.ShapeMismatch, "alibi_attention_forward: v.shape[0] = 15, expected 16 (k's shape)",
+                  () => ctx.Forward(q, kv, kvRowShort, HQ, HKV, D, mask, null, output, lse));
+      AssertFails(Status.ShapeMismatch, "alibi_attention_forward: out.shape[0] = 8, expected 9 (q's shape)",
+                  () => ctx.Forward(q, kv, kv, HQ, HKV, D, mask, null, outputRowShort, lse));
+      AssertFails(Status.ShapeMismatch, "alibi_attention_forward: lse.shape[1] = 8, expected 9 (total_q)",
+                  () => ctx.Forward(q, kv, kv, HQ, HKV, D, mask, null, output, lseRowShort));
+      AssertFails(Status.ShapeMismatch,
+                  "alibi_binding_forward_f32: lse has 35 elements, not a multiple of heads_q = 4",
+                  () => ctx.Forward(q, kv, kv, HQ, HKV, D, mask, null, output, new float[lse.Length - 1]));
+      AssertFails(Status.NullPointer, "alibi_binding_forward_f32: k is NULL",
+                  () => ctx.Forward(q, null, kv, HQ, HKV, D, mask, null, output, lse));
+      AssertFails(Status.NullPointer, "alibi_binding_forward_u16: out is NULL",
+                  () => ctx.Forward(DType.BF16, new ushort[q.Length], new ushort[kv.Length],
+                                    new ushort[kv.Length], HQ, HKV, D, mask, null, null, null));
+      AssertFails(Status.InvalidArgument,
+                  "alibi_binding_forward_f32: heads_q = 0, heads_kv = 2, head_dim = 16; each must be >= 1",
+                  () => ctx.Forward(q, kv, kv, 0, HKV, D, mask, null, output, lse));
+      AssertFails(Status.InvalidArgument,
+                  "alibi_binding_forward_f32: heads_q = 4, heads_kv = 2, head_dim = 0; each must be >= 1",
+                  () => ctx.Forward(q, kv, kv, HQ, HKV, 0, mask, null, output, lse));
+      AssertFails(Status.DTypeMismatch,
+                  "alibi_binding_forward_u16: dtype = 0 is not ALIBI_DTYPE_F16 or ALIBI_DTYPE_BF16 (16-bit data)",
+                  () => ctx.Forward(DType.F32, new ushort[q.Length], new ushort[kv.Length],
+                                    new ushort[kv.Length], HQ, HKV, D, mask, null, new ushort[q.Length], lse));
     }
   }
 

@@ -12,7 +12,7 @@ public final class Alibi {
   /** slope[h] for heads 0..numHeads-1 (max_bias 8 gives the paper's slopes). */
   public static float[] slopes(int numHeads, float maxBias) {
     float[] out = new float[Math.max(numHeads, 0)];
-    AlibiException.check(AlibiNative.alibi_compute_slopes(numHeads, maxBias, out));
+    AlibiNative.alibi_compute_slopes(numHeads, maxBias, out);
     return out;
   }
 }

@@ -13,6 +13,11 @@ public class AlibiException extends RuntimeException {
     this.detail = detail;
   }
 
+  /** Called by the JNI wrapper of a raw call whose status is not SUCCESS (bindings/java/local.i). */
+  private AlibiException(int status, String detail) {
+    this(Status.swigToEnum(status), detail);
+  }
+
   public Status getStatus() {
     return status;
   }
@@ -20,12 +25,5 @@ public class AlibiException extends RuntimeException {
   /** The library's message, e.g. "alibi_mask_create_varlen: cu_seqlens_q[2] = 3 ...". */
   public String getDetail() {
     return detail;
-  }
-
-  /** Throws for any status but SUCCESS, with this thread's last-error message. */
-  static void check(Status status) {
-    if (status != Status.SUCCESS) {
-      throw new AlibiException(status, AlibiNative.alibi_last_error_message());
-    }
   }
 }

@@ -96,10 +96,11 @@ public final class AttentionParams {
     p.setAttnBias(attnBias);
     p.setDeterministic(params.deterministic ? 1 : 0);
     if (params.slopes != null) {
-      Status s = p.setSlopes(params.slopes, params.slopes.length);
-      if (s != Status.SUCCESS) {
+      try {
+        p.setSlopes(params.slopes, params.slopes.length);
+      } catch (AlibiException e) {
         p.close();
-        throw new AlibiException(s, "AttentionParams: cannot copy " + params.slopes.length + " slopes");
+        throw e;
       }
     }
     return p;

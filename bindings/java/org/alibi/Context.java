@@ -13,7 +13,7 @@ public final class Context extends NativeHandle {
 
   private static long create(Device device, int deviceIndex) {
     long[] out = new long[1];
-    AlibiException.check(AlibiNative.alibi_context_create(device, deviceIndex, out));
+    AlibiNative.alibi_context_create(device, deviceIndex, out);
     return out[0];
   }
 
@@ -25,18 +25,18 @@ public final class Context extends NativeHandle {
   /** CPU or CUDA (never AUTO). */
   public Device device() {
     int[] out = new int[1];
-    AlibiException.check(AlibiNative.alibi_context_get_device(handle(), out));
+    AlibiNative.alibi_context_get_device(handle(), out);
     return Device.swigToEnum(out[0]);
   }
 
   /** CPU worker threads of this context's calls; 0 = one per core. */
   public Context setNumThreads(int numThreads) {
-    AlibiException.check(AlibiNative.alibi_context_set_num_threads(handle(), numThreads));
+    AlibiNative.alibi_context_set_num_threads(handle(), numThreads);
     return this;
   }
 
   public void synchronize() {
-    AlibiException.check(AlibiNative.alibi_context_synchronize(handle()));
+    AlibiNative.alibi_context_synchronize(handle());
   }
 
   /**
@@ -46,66 +46,33 @@ public final class Context extends NativeHandle {
   public void forward(Tensor q, Tensor k, Tensor v, Mask mask, AttentionParams params, Tensor out,
                       Tensor lse) {
     try (alibi_attention_params p = AttentionParams.toNative(params)) {
-      AlibiException.check(AlibiNative.alibi_attention_forward(handle(), handleOf(q),
-          handleOf(k), handleOf(v), handleOf(mask), p, handleOf(out),
-          optionalHandleOf(lse, "Context.forward: lse")));
+      AlibiNative.alibi_attention_forward(handle(), handleOf(q), handleOf(k), handleOf(v),
+          handleOf(mask), p, handleOf(out), optionalHandleOf(lse, "Context.forward: lse"));
     }
   }
 
   /**
    * Attention forward over f32 arrays, used in place (pinned for the call, not copied):
    * q and out hold (total_q, headsQ, headDim), k and v (total_k, headsKv, headDim), row-major;
-   * lse null or (headsQ, total_q). The JVM may hold garbage collection while the arrays are
-   * pinned; for long calls in allocation-heavy programs, tensors wrapping direct buffers avoid it.
+   * lse null or (headsQ, total_q). total_q and total_k follow from the lengths, which the
+   * library checks against each other and the mask. The JVM may hold garbage collection while
+   * the arrays are pinned; for long calls in allocation-heavy programs, tensors wrapping direct
+   * buffers avoid it.
    */
   public void forward(float[] q, float[] k, float[] v, int headsQ, int headsKv, int headDim,
                       Mask mask, AttentionParams params, float[] out, float[] lse) {
-    forwardArrays(DType.F32, q, q.length, k, k.length, v, v.length, headsQ, headsKv, headDim,
-                  mask, params, out, out.length, lse);
+    try (alibi_attention_params p = AttentionParams.toNative(params)) {
+      AlibiNative.alibi_binding_forward_f32(handle(), headsQ, headsKv, headDim, q, k, v,
+          handleOf(mask), p, out, lse);
+    }
   }
 
-  /** As the f32 form, for f16 or bf16 data given as their 16-bit patterns. */
+  /** As the f32 form, for F16 or BF16 data given as their 16-bit patterns. */
   public void forward(DType dtype, short[] q, short[] k, short[] v, int headsQ, int headsKv,
                       int headDim, Mask mask, AttentionParams params, short[] out, float[] lse) {
-    if (dtype != DType.F16 && dtype != DType.BF16) {
-      throw new AlibiException(Status.DTYPE_MISMATCH,
-          "Context.forward: short[] data is F16 or BF16, not " + dtype);
-    }
-    forwardArrays(dtype, q, q.length, k, k.length, v, v.length, headsQ, headsKv, headDim, mask,
-                  params, out, out.length, lse);
-  }
-
-  private void forwardArrays(DType dtype, Object q, int qLength, Object k, int kLength, Object v,
-                             int vLength, int headsQ, int headsKv, int headDim, Mask mask,
-                             AttentionParams params, Object out, int outLength, float[] lse) {
-    long totalQ = rows("q", qLength, headsQ, headDim);
-    long totalK = rows("k", kLength, headsKv, headDim);
-    requireLength("v", vLength, kLength);
-    requireLength("out", outLength, qLength);
-    if (lse != null) requireLength("lse", lse.length, totalQ * headsQ);
     try (alibi_attention_params p = AttentionParams.toNative(params)) {
-      AlibiException.check(AlibiNative.alibi_binding_forward(handle(), dtype, totalQ, totalK,
-          headsQ, headsKv, headDim, q, k, v, handleOf(mask), p, out, lse));
-    }
-  }
-
-  private static long rows(String name, int length, int heads, int headDim) {
-    if (heads <= 0 || headDim <= 0) {
-      throw new AlibiException(Status.INVALID_ARGUMENT, "Context.forward: heads = " + heads
-          + ", headDim = " + headDim + " (both must be > 0)");
-    }
-    long rowLength = (long) heads * headDim;
-    if (length % rowLength != 0) {
-      throw new AlibiException(Status.SHAPE_MISMATCH, "Context.forward: " + name + " has "
-          + length + " elements, not a multiple of heads * headDim = " + rowLength);
-    }
-    return length / rowLength;
-  }
-
-  private static void requireLength(String name, long length, long expected) {
-    if (length != expected) {
-      throw new AlibiException(Status.SHAPE_MISMATCH, "Context.forward: " + name + " has "
-          + length + " elements, expected " + expected);
+      AlibiNative.alibi_binding_forward_u16(handle(), dtype, headsQ, headsKv, headDim, q, k, v,
+          handleOf(mask), p, out, lse);
     }
   }
 }

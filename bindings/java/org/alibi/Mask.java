@@ -26,8 +26,8 @@ public final class Mask extends NativeHandle {
   public static Mask varlen(Context ctx, int[] cuSeqlensQ, int[] cuSeqlensK, boolean causal) {
     int batch = batchOf("Mask.varlen", cuSeqlensQ, cuSeqlensK);
     long[] out = new long[1];
-    AlibiException.check(AlibiNative.alibi_mask_create_varlen(NativeHandle.handleOf(ctx), batch,
-        cuSeqlensQ, cuSeqlensK, causal ? 1 : 0, out));
+    AlibiNative.alibi_mask_create_varlen(NativeHandle.handleOf(ctx), batch,
+        cuSeqlensQ, cuSeqlensK, causal ? 1 : 0, out);
     return new Mask(out[0], cuSeqlensQ[batch], cuSeqlensK[batch]);
   }
 
@@ -46,8 +46,8 @@ public final class Mask extends NativeHandle {
     int[] typeCodes = new int[types.length];
     for (int s = 0; s < types.length; ++s) typeCodes[s] = types[s].swigValue();
     long[] out = new long[1];
-    AlibiException.check(AlibiNative.alibi_mask_create_ranges(NativeHandle.handleOf(ctx),
-        types.length, qRanges, kRanges, typeCodes, totalQ, totalK, out));
+    AlibiNative.alibi_mask_create_ranges(NativeHandle.handleOf(ctx),
+        types.length, qRanges, kRanges, typeCodes, totalQ, totalK, out);
     return new Mask(out[0], totalQ, totalK);
   }
 
@@ -56,8 +56,8 @@ public final class Mask extends NativeHandle {
                                    int windowLeft, int windowRight) {
     int batch = batchOf("Mask.slidingWindow", cuSeqlensQ, cuSeqlensK);
     long[] out = new long[1];
-    AlibiException.check(AlibiNative.alibi_mask_create_sliding_window(NativeHandle.handleOf(ctx),
-        batch, cuSeqlensQ, cuSeqlensK, windowLeft, windowRight, out));
+    AlibiNative.alibi_mask_create_sliding_window(NativeHandle.handleOf(ctx),
+        batch, cuSeqlensQ, cuSeqlensK, windowLeft, windowRight, out);
     return new Mask(out[0], cuSeqlensQ[batch], cuSeqlensK[batch]);
   }
 
@@ -65,13 +65,13 @@ public final class Mask extends NativeHandle {
   public Mask setPositions(int[] qPositions, int[] kPositions) {
     requireLength("qPositions", qPositions, totalQ);
     requireLength("kPositions", kPositions, totalK);
-    AlibiException.check(AlibiNative.alibi_mask_set_positions(handle(), qPositions, kPositions));
+    AlibiNative.alibi_mask_set_positions(handle(), qPositions, kPositions);
     return this;
   }
 
   public int numSlices() {
     int[] out = new int[1];
-    AlibiException.check(AlibiNative.alibi_mask_get_num_slices(handle(), out));
+    AlibiNative.alibi_mask_get_num_slices(handle(), out);
     return out[0];
   }
 

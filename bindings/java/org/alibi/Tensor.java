@@ -26,8 +26,7 @@ public final class Tensor extends NativeHandle {
   /** An owned, uninitialised, contiguous row-major tensor. */
   public static Tensor create(Context ctx, DType dtype, long... shape) {
     long[] out = new long[1];
-    AlibiException.check(
-        AlibiNative.alibi_tensor_create(handleOf(ctx), dtype, shape.length, shape, out));
+    AlibiNative.alibi_tensor_create(handleOf(ctx), dtype, shape.length, shape, out);
     return new Tensor(out[0], null);
   }
 
@@ -50,33 +49,32 @@ public final class Tensor extends NativeHandle {
   private static Tensor wrapBuffer(Context ctx, DType dtype, Buffer data, long[] shape) {
     requireDirect("Tensor.wrap", data, numel(shape) * elementBytes(dtype));
     long[] out = new long[1];
-    AlibiException.check(AlibiNative.alibi_tensor_wrap(handleOf(ctx), dtype, shape.length, shape,
-                                                       null, data, out));
+    AlibiNative.alibi_tensor_wrap(handleOf(ctx), dtype, shape.length, shape, null, data, out);
     return new Tensor(out[0], data);
   }
 
   public Tensor copyFrom(float[] src) {
     requireDType("Tensor.copyFrom: float[]", dtype(), DType.F32);
-    AlibiException.check(AlibiNative.alibi_binding_copy_from_array(handle(), src));
+    AlibiNative.alibi_binding_copy_from_array(handle(), src);
     return this;
   }
 
   /** f16 or bf16 bit patterns. */
   public Tensor copyFrom(short[] src) {
     requireDType("Tensor.copyFrom: short[]", dtype(), DType.F16, DType.BF16);
-    AlibiException.check(AlibiNative.alibi_binding_copy_from_array(handle(), src));
+    AlibiNative.alibi_binding_copy_from_array(handle(), src);
     return this;
   }
 
   public Tensor copyFrom(int[] src) {
     requireDType("Tensor.copyFrom: int[]", dtype(), DType.I32);
-    AlibiException.check(AlibiNative.alibi_binding_copy_from_array(handle(), src));
+    AlibiNative.alibi_binding_copy_from_array(handle(), src);
     return this;
   }
 
   public Tensor copyFrom(long[] src) {
     requireDType("Tensor.copyFrom: long[]", dtype(), DType.I64);
-    AlibiException.check(AlibiNative.alibi_binding_copy_from_array(handle(), src));
+    AlibiNative.alibi_binding_copy_from_array(handle(), src);
     return this;
   }
 
@@ -84,48 +82,48 @@ public final class Tensor extends NativeHandle {
   public Tensor copyFrom(Buffer src) {
     long bytes = byteSize();
     requireDirect("Tensor.copyFrom", src, bytes);
-    AlibiException.check(AlibiNative.alibi_tensor_copy_from_host(handle(), src, bytes));
+    AlibiNative.alibi_tensor_copy_from_host(handle(), src, bytes);
     return this;
   }
 
   public void copyTo(float[] dst) {
     requireDType("Tensor.copyTo: float[]", dtype(), DType.F32);
-    AlibiException.check(AlibiNative.alibi_binding_copy_to_array(handle(), dst));
+    AlibiNative.alibi_binding_copy_to_array(handle(), dst);
   }
 
   public void copyTo(short[] dst) {
     requireDType("Tensor.copyTo: short[]", dtype(), DType.F16, DType.BF16);
-    AlibiException.check(AlibiNative.alibi_binding_copy_to_array(handle(), dst));
+    AlibiNative.alibi_binding_copy_to_array(handle(), dst);
   }
 
   public void copyTo(int[] dst) {
     requireDType("Tensor.copyTo: int[]", dtype(), DType.I32);
-    AlibiException.check(AlibiNative.alibi_binding_copy_to_array(handle(), dst));
+    AlibiNative.alibi_binding_copy_to_array(handle(), dst);
   }
 
   public void copyTo(long[] dst) {
     requireDType("Tensor.copyTo: long[]", dtype(), DType.I64);
-    AlibiException.check(AlibiNative.alibi_binding_copy_to_array(handle(), dst));
+    AlibiNative.alibi_binding_copy_to_array(handle(), dst);
   }
 
   /** Copies numel elements into a direct buffer. */
   public void copyTo(Buffer dst) {
     long bytes = byteSize();
     requireDirect("Tensor.copyTo", dst, bytes);
-    AlibiException.check(AlibiNative.alibi_tensor_copy_to_host(handle(), dst, bytes));
+    AlibiNative.alibi_tensor_copy_to_host(handle(), dst, bytes);
   }
 
   public DType dtype() {
     int[] out = new int[1];
-    AlibiException.check(AlibiNative.alibi_tensor_get_dtype(handle(), out));
+    AlibiNative.alibi_tensor_get_dtype(handle(), out);
     return DType.swigToEnum(out[0]);
   }
 
   public long[] shape() {
     int[] ndim = new int[1];
-    AlibiException.check(AlibiNative.alibi_tensor_get_ndim(handle(), ndim));
+    AlibiNative.alibi_tensor_get_ndim(handle(), ndim);
     long[] shape = new long[ndim[0]];
-    AlibiException.check(AlibiNative.alibi_tensor_get_shape(handle(), shape.length, shape));
+    AlibiNative.alibi_tensor_get_shape(handle(), shape.length, shape);
     return shape;
   }
 

@@ -2,6 +2,7 @@ package org.alibi;
 
 import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertSame;
+import static org.junit.Assert.assertThrows;
 import static org.junit.Assert.assertTrue;
 import static org.junit.Assert.fail;
 
@@ -11,8 +12,10 @@ import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
 import java.nio.file.Files;
 import java.nio.file.Paths;
+import java.util.Arrays;
 import java.util.Random;
 import org.junit.Test;
+import org.junit.function.ThrowingRunnable;
 
 public class AlibiTest {
   private static final int HQ = 4, HKV = 2, D = 16;
@@ -108,6 +111,69 @@ public class AlibiTest {
       assertEquals(Status.INVALID_ARGUMENT, e.getStatus());
       assertTrue(e.getDetail(), e.getDetail().startsWith("alibi_mask_create_varlen: "));
       assertTrue(e.getMessage(), e.getMessage().startsWith("invalid argument: alibi_mask_create_varlen"));
+    }
+  }
+
+  private static void assertFails(Status status, String detail, ThrowingRunnable call) {
+    AlibiException e = assertThrows(AlibiException.class, call);
+    assertEquals(detail, e.getDetail());
+    assertEquals(status, e.getStatus());
+  }
+
+  @Test
+  public void rawCallsThrowTheirStatusAndMessage() {
+    try (Context ctx = new Context(); alibi_attention_params p = new alibi_attention_params()) {
+      assertFails(Status.INVALID_ARGUMENT,
+          "alibi_context_set_num_threads: num_threads = -1 is outside [0, 1024]",
+          () -> AlibiNative.alibi_context_set_num_threads(ctx.handle(), -1));
+      assertFails(Status.INVALID_ARGUMENT, "alibi_attention_params_set_slopes: count = -1 is negative",
+          () -> p.setSlopes(new float[1], -1));
+      // The binding's own message above is not read again for the library's next failure.
+      assertFails(Status.NULL_POINTER, "alibi_context_synchronize: ctx is NULL",
+          () -> AlibiNative.alibi_context_synchronize(0));
+    }
+  }
+
+  @Test
+  public void arrayForwardNamesTheArgumentThatDoesNotFit() {
+    int tq = CU_Q[3], tk = CU_K[3];
+    float[] q = new float[tq * HQ * D], kv = new float[tk * HKV * D], out = new float[q.length];
+    float[] lse = new float[HQ * tq], kvRowShort = new float[(tk - 1) * HKV * D];
+    float[] outRowShort = new float[(tq - 1) * HQ * D], lseRowShort = new float[HQ * (tq - 1)];
+    try (Context ctx = new Context(); Mask mask = Mask.varlen(ctx, CU_Q, CU_K, true)) {
+      assertFails(Status.SHAPE_MISMATCH,
+          "alibi_attention_forward: k.shape[0] = 15, expected 16 (the mask's total_k)",
+          () -> ctx.forward(q, kvRowShort, kv, HQ, HKV, D, mask, null, out, lse));
+      assertFails(Status.SHAPE_MISMATCH, "alibi_binding_forward_f32: k has 511 elements, "
+          + "not a multiple of heads_kv * head_dim = 32",
+          () -> ctx.forward(q, Arrays.copyOf(kv, kv.length - 1), kv, HQ, HKV, D, mask, null, out, lse));
+      assertFails(Status.SHAPE_MISMATCH,
+          "alibi_attention_forward: v.shape[0] = 15, expected 16 (k's shape)",
+          () -> ctx.forward(q, kv, kvRowShort, HQ, HKV, D, mask, null, out, lse));
+      assertFails(Status.SHAPE_MISMATCH,
+          "alibi_attention_forward: out.shape[0] = 8, expected 9 (q's shape)",
+          () -> ctx.forward(q, kv, kv, HQ, HKV, D, mask, null, outRowShort, lse));
+      assertFails(Status.SHAPE_MISMATCH,
+          "alibi_attention_forward: lse.shape[1] = 8, expected 9 (total_q)",
+          () -> ctx.forward(q, kv, kv, HQ, HKV, D, mask, null, out, lseRowShort));
+      assertFails(Status.SHAPE_MISMATCH,
+          "alibi_binding_forward_f32: lse has 35 elements, not a multiple of heads_q = 4",
+          () -> ctx.forward(q, kv, kv, HQ, HKV, D, mask, null, out, new float[lse.length - 1]));
+      assertFails(Status.NULL_POINTER, "alibi_binding_forward_f32: k is NULL",
+          () -> ctx.forward(q, null, kv, HQ, HKV, D, mask, null, out, lse));
+      assertFails(Status.NULL_POINTER, "alibi_binding_forward_u16: out is NULL",
+          () -> ctx.forward(DType.BF16, new short[q.length], new short[kv.length],
+                            new short[kv.length], HQ, HKV, D, mask, null, null, null));
+      assertFails(Status.INVALID_ARGUMENT, "alibi_binding_forward_f32: heads_q = 0, heads_kv = 2, "
+          + "head_dim = 16; each must be >= 1",
+          () -> ctx.forward(q, kv, kv, 0, HKV, D, mask, null, out, lse));
+      assertFails(Status.INVALID_ARGUMENT, "alibi_binding_forward_f32: heads_q = 4, heads_kv = 2, "
+          + "head_dim = 0; each must be >= 1",
+          () -> ctx.forward(q, kv, kv, HQ, HKV, 0, mask, null, out, lse));
+      assertFails(Status.DTYPE_MISMATCH, "alibi_binding_forward_u16: dtype = 0 is not "
+          + "ALIBI_DTYPE_F16 or ALIBI_DTYPE_BF16 (16-bit data)",
+          () -> ctx.forward(DType.F32, new short[q.length], new short[kv.length],
+                            new short[kv.length], HQ, HKV, D, mask, null, new short[q.length], lse));
     }
   }
 
