@@ -72,7 +72,9 @@ void attention_forward(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tensor_s* 
   for (const Operand& op : operands) check_qkv_layout(op);
   check_dtypes(q->view, k->view, v->view, out->view);
   check_shapes(q->view, k->view, v->view, out->view, mask->plan);
-  if (lse) require_lse(*ctx, *lse, "lse", q->view.shape[1], q->view.shape[0], "(Hq, total_q)");
+  if (lse)
+    require_lse(*ctx, *lse, "lse",
+                {q->view.shape[1], q->view.shape[0], "(Hq, total_q)", "q's heads", "total_q"});
 
   const int num_heads = int(q->view.shape[1]);
   ResolvedParams resolved = resolve_params(params, num_heads, q->view.shape[2], mask->plan);

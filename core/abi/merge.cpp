@@ -35,10 +35,11 @@ void attention_merge(alibi_context_s* ctx, alibi_tensor_s* out_a, alibi_tensor_s
   require(lse_b, "lse_b");
   require(out, "out");
   check_outputs(*ctx, *out_a, *out_b, *out);
-  const int64_t tokens = out_a->view.shape[0], heads = out_a->view.shape[1];
-  require_lse(*ctx, *lse_a, "lse_a", heads, tokens, "(H, T)");
-  require_lse(*ctx, *lse_b, "lse_b", heads, tokens, "(H, T)");
-  if (lse) require_lse(*ctx, *lse, "lse", heads, tokens, "(H, T)");
+  const LseShape lse_shape{out_a->view.shape[1], out_a->view.shape[0], "(H, T)", "out_a's heads",
+                           "out_a's tokens"};
+  require_lse(*ctx, *lse_a, "lse_a", lse_shape);
+  require_lse(*ctx, *lse_b, "lse_b", lse_shape);
+  if (lse) require_lse(*ctx, *lse, "lse", lse_shape);
 
   MergeArgs args;
   args.out_a = out_a->view;

@@ -66,10 +66,16 @@ void require_ndim(const TensorView& t, int ndim, const char* name, const char* l
 void require_dim(const TensorView& t, int dim, int64_t expected, const char* name,
                  const char* expected_what);
 void require_float_dtype(const TensorView& t, const char* name);
-// An lse tensor: (heads, tokens) f32 on the context's device; layout names the dims, e.g.
-// "(Hq, total_q)".
+// An lse tensor: (heads, tokens) f32 on the context's device. The names say what fixes the
+// sizes, for the messages.
+struct LseShape {
+  int64_t heads, tokens;
+  const char* layout;  // e.g. "(Hq, total_q)"
+  const char* heads_are;
+  const char* tokens_are;
+};
 void require_lse(const alibi_context_s& ctx, const alibi_tensor_s& lse, const char* name,
-                 int64_t heads, int64_t tokens, const char* layout);
+                 const LseShape& shape);
 const char* dtype_name(alibi_dtype dtype);
 
 }  // namespace alibi

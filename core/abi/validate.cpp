@@ -44,13 +44,13 @@ void require_float_dtype(const TensorView& t, const char* name) {
 }
 
 void require_lse(const alibi_context_s& ctx, const alibi_tensor_s& lse, const char* name,
-                 int64_t heads, int64_t tokens, const char* layout) {
+                 const LseShape& shape) {
   require_same_device(ctx, lse.kind, lse.device_index, name);
-  require_ndim(lse.view, 2, name, layout);
+  require_ndim(lse.view, 2, name, shape.layout);
   if (lse.view.dtype != ALIBI_DTYPE_F32)
     fail(ALIBI_STATUS_DTYPE_MISMATCH, "%s has dtype %s, expected f32", name, dtype_name(lse.view.dtype));
-  require_dim(lse.view, 0, heads, name, "heads");
-  require_dim(lse.view, 1, tokens, name, "tokens");
+  require_dim(lse.view, 0, shape.heads, name, shape.heads_are);
+  require_dim(lse.view, 1, shape.tokens, name, shape.tokens_are);
 }
 
 }  // namespace alibi
