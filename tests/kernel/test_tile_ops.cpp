@@ -1,0 +1,278 @@
+// The CPU kernel's SIMD tile operations (cpu/tile_ops_avx2.cpp) cannot call the one-home math of
+// core/kernel/attention_math.h; here every table (generic, and avx2 where this CPU has it) is
+// held against it cell by cell: scores, the online-softmax step, the decode products, exp, the
+// GEMM and the f16/bf16 widening. The generic table calls that math, so it must match bitwise.
+// Built from the kernel sources themselves (alibi_tile_ops_tests), not through the C ABI.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/kernel/attention_math.h"
+#include "core/kernel/half.h"
+#include "cpu/tile_ops.h"
+
+namespace alibi::cpu {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+std::vector<const TileOps*> tables() {
+  std::vector<const TileOps*> all{&generic_tile_ops()};
+  if (avx2_tile_ops()) all.push_back(avx2_tile_ops());
+  return all;
+}
+
+class TileOpsTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    for (const TileOps* t : tables())
+      if (GetParam() == t->name) ops_ = t;
+    if (!ops_) GTEST_SKIP() << GetParam() << " tile operations: this CPU lacks AVX2, FMA or F16C";
+  }
+  bool exact() const { return GetParam() == "generic"; }
+  // A value the table computes through its own exp (and tanh) against the one-home math:
+  // relative error `relative` of max(|want|, scale); the generic table must match bitwise.
+  void expect_close(float got, float want, float relative, float scale, const std::string& where) const {
+    if (exact() || std::isinf(want)) {
+      EXPECT_EQ(got, want) << where;
+      return;
+    }
+    EXPECT_NEAR(got, want, relative * std::max(std::fabs(want), scale)) << where;
+  }
+  const TileOps* ops_ = nullptr;
+  std::mt19937 random_{1234};
+};
+
+float uniform(std::mt19937& random, float lo, float hi) {
+  return std::uniform_real_distribution<float>(lo, hi)(random);
+}
+
+// A key block of scores over `queries` queries, with what its cells' scores need.
+struct BlockCase {
+  int64_t keys, queries, ld;
+  bool needs_mask;
+  float slope, softcap;
+  std::vector<float> raw, attn_bias, row_max, row_sum;
+  std::vector<int32_t> key_pos, query_pos, visible_lo, visible_hi;
+  int32_t first_key;
+};
+
+BlockCase make_block(std::mt19937& random, int64_t keys, int64_t queries, bool masked,
+                     float softcap, bool with_attn_bias) {
+  BlockCase b;
+  b.keys = keys;
+  b.queries = queries;
+  b.ld = (queries + 7) / 8 * 8 + 8;
+  b.needs_mask = masked;
+  b.slope = uniform(random, 0.0f, 0.5f);
+  b.softcap = softcap;
+  b.first_key = 40;
+  const size_t padded = size_t((queries + 7) / 8 * 8);
+  b.raw.resize(size_t(keys * b.ld));
+  for (float& x : b.raw) x = uniform(random, -6.0f, 6.0f);
+  if (with_attn_bias) {
+    b.attn_bias.resize(b.raw.size());
+    for (float& x : b.attn_bias) x = uniform(random, -2.0f, 2.0f);
+    b.attn_bias[0] = kNegInf;  // a cell hidden through attn_bias
+  }
+  for (int64_t j = 0; j < keys; ++j) b.key_pos.push_back(int32_t(b.first_key + j));
+  b.query_pos.assign(padded, 0);
+  b.visible_lo.assign(padded, 0);
+  b.visible_hi.assign(padded, 0);
+  b.row_max.assign(padded, 0.0f);
+  b.row_sum.assign(padded, 0.0f);
+  for (int64_t c = 0; c < queries; ++c) {
+    b.query_pos[size_t(c)] = int32_t(70 + 3 * c);
+    const int32_t lo = int32_t(b.first_key + c);  // moves right with the query, as masks do
+    b.visible_lo[size_t(c)] = masked ? lo : 0;
+    b.visible_hi[size_t(c)] = masked ? lo + int32_t(c % 5 == 4 ? 0 : keys / 2) : int32_t(1 << 30);
+    const bool fresh = c % 3 == 0;  // a query that has seen nothing yet
+    b.row_max[size_t(c)] = fresh ? kNegInf : uniform(random, -3.0f, 8.0f);
+    b.row_sum[size_t(c)] = fresh ? 0.0f : uniform(random, 1.0f, 20.0f);
+  }
+  return b;
+}
+
+ScoreBlock score_block(BlockCase& b, std::vector<float>& scores, std::vector<float>& correction) {
+  scores = b.raw;
+  correction.assign(b.row_max.size(), 0.0f);
+  ScoreBlock s{};
+  s.scores = scores.data();
+  s.ld = b.ld;
+  s.keys = b.keys;
+  s.queries = b.queries;
+  s.attn_bias = b.attn_bias.empty() ? nullptr : b.attn_bias.data();
+  s.key_pos = b.key_pos.data();
+  s.query_pos = b.query_pos.data();
+  s.visible_lo = b.visible_lo.data();
+  s.visible_hi = b.visible_hi.data();
+  s.first_key = b.first_key;
+  s.needs_mask = b.needs_mask;
+  s.slope = b.slope;
+  s.softcap = b.softcap;
+  s.row_max = b.row_max.data();
+  s.row_sum = b.row_sum.data();
+  s.correction = correction.data();
+  return s;
+}
+
+// The cell's score as attention_math.h defines it.
+float expected_score(const BlockCase& b, int64_t j, int64_t c) {
+  const int64_t key = b.first_key + j;
+  if (b.needs_mask && !KeyInterval{b.visible_lo[size_t(c)], b.visible_hi[size_t(c)]}.contains(key))
+    return masked_score();
+  return cell_score(b.raw[size_t(j * b.ld + c)], b.softcap, b.slope, b.query_pos[size_t(c)],
+                    b.key_pos[size_t(j)], b.attn_bias.empty() ? 0.0f : b.attn_bias[size_t(j * b.ld + c)]);
+}
+
+TEST_P(TileOpsTest, SoftmaxBlockIsTheCellScoreAndTheSoftmaxStep) {
+  for (const bool masked : {false, true})
+    for (const float softcap : {0.0f, 5.0f})
+      for (const bool with_attn_bias : {false, true})
+        for (const int64_t queries : {1, 8, 13, 24}) {
+          const std::string where = "masked " + std::to_string(masked) + " softcap " +
+                                    std::to_string(softcap) + " attn_bias " +
+                                    std::to_string(with_attn_bias) + " queries " + std::to_string(queries);
+          BlockCase b = make_block(random_, 37, queries, masked, softcap, with_attn_bias);
+          const std::vector<float> old_max = b.row_max, old_sum = b.row_sum;
+          std::vector<float> scores, correction;
+          ops_->softmax_block(score_block(b, scores, correction));
+          // exp8 is within ~2 ulp; tanh8 adds a few ulp of softcap to a score and to the shift,
+          // which exp turns into that relative error of a probability.
+          const float relative = 5e-7f + 1e-6f * softcap;
+          for (int64_t c = 0; c < queries; ++c) {
+            float block_max = kNegInf;
+            for (int64_t j = 0; j < b.keys; ++j) block_max = std::max(block_max, expected_score(b, j, c));
+            const SoftmaxStep step = softmax_step(old_max[size_t(c)], block_max);
+            float sum = 0.0f;
+            for (int64_t j = 0; j < b.keys; ++j) {
+              const float p = std::exp(expected_score(b, j, c) - step.shift);
+              sum += p;
+              expect_close(scores[size_t(j * b.ld + c)], p, relative, 0.0f,
+                           where + " cell (" + std::to_string(j) + ", " + std::to_string(c) + ")");
+            }
+            const std::string row = where + " query " + std::to_string(c);
+            expect_close(b.row_max[size_t(c)], step.max, relative, 1.0f, row + " max");
+            expect_close(correction[size_t(c)], step.correction, relative, 0.0f, row + " correction");
+            expect_close(b.row_sum[size_t(c)], running_sum(old_sum[size_t(c)], step.correction, sum),
+                         relative, 1.0f, row + " sum");
+          }
+        }
+}
+
+TEST_P(TileOpsTest, ExpIsExpfAndZeroBelowItsRange) {
+  std::vector<float> x{kNegInf, -1e30f, -104.0f, -87.0f, -20.5f, -1.0f, -1e-7f, 0.0f, 1e-7f, 0.5f, 3.0f, 80.0f};
+  for (int i = 0; i < 37; ++i) x.push_back(uniform(random_, -30.0f, 10.0f));
+  std::vector<float> got = x;
+  ops_->exp_in_place(got.data(), int64_t(got.size()));
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float want = std::exp(x[i]);
+    if (want < std::numeric_limits<float>::min())  // the SIMD exp flushes what would be subnormal
+      EXPECT_LE(got[i], std::numeric_limits<float>::min()) << "exp(" << x[i] << ")";
+    else
+      expect_close(got[i], want, 3e-7f, 0.0f, "exp(" + std::to_string(x[i]) + ")");
+  }
+  EXPECT_EQ(got[0], 0.0f) << "exp(-inf) must be exactly 0";
+}
+
+TEST_P(TileOpsTest, GemmIsThePlainProduct) {
+  for (const bool scaled : {false, true})
+    for (const int64_t m : {1, 5, 6, 13})
+      for (const int64_t n : {3, 8, 16, 21}) {
+        const int64_t k = 19, ldb = n + 2, ldc = n + 3;
+        std::vector<float> a(size_t(m * k)), b(size_t(k * ldb)), c(size_t(m * ldc)), scale(static_cast<size_t>(m));
+        for (float& x : a) x = uniform(random_, -1.0f, 1.0f);
+        for (float& x : b) x = uniform(random_, -1.0f, 1.0f);
+        for (float& x : c) x = uniform(random_, -1.0f, 1.0f);
+        for (float& x : scale) x = uniform(random_, 0.0f, 1.0f);
+        const std::vector<float> before = c;
+        // A read transposed (a_row 1, a_col m), as the kernel reads its probabilities.
+        ops_->gemm(m, n, k, a.data(), 1, m, b.data(), ldb, c.data(), ldc, scaled ? scale.data() : nullptr);
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t j = 0; j < n; ++j) {
+            double want = scaled ? double(scale[size_t(i)]) * before[size_t(i * ldc + j)] : 0.0;
+            for (int64_t p = 0; p < k; ++p) want += double(a[size_t(p * m + i)]) * b[size_t(p * ldb + j)];
+            EXPECT_NEAR(c[size_t(i * ldc + j)], want, 1e-5) << "m " << m << " n " << n << " (" << i << ", " << j << ")";
+          }
+      }
+}
+
+TEST_P(TileOpsTest, WidenIsExact) {
+  for (const alibi_dtype dtype : {ALIBI_DTYPE_F16, ALIBI_DTYPE_BF16}) {
+    std::vector<uint16_t> bits(77);
+    for (size_t i = 0; i < bits.size(); ++i) bits[i] = uint16_t(random_());
+    bits[0] = dtype == ALIBI_DTYPE_F16 ? 0x7c00 : 0x7f80;  // +inf
+    bits[1] = 0x8001;                                      // smallest negative subnormal
+    std::vector<float> got(bits.size());
+    ops_->widen(dtype, bits.data(), int64_t(bits.size()), got.data());
+    for (size_t i = 0; i < bits.size(); ++i) {
+      const float want = load_element(dtype, bits.data(), int64_t(i));
+      if (std::isnan(want))
+        EXPECT_TRUE(std::isnan(got[i]));
+      else
+        EXPECT_EQ(got[i], want) << "bits " << bits[i];
+    }
+  }
+}
+
+// Decode: k and v tokens in place (f32, f16, bf16), strided, GQA.
+struct Tokens {
+  std::vector<uint8_t> bytes;
+  TokenRun run;
+  float at(int64_t token, int64_t head, int64_t d) const {
+    return load_element(run.dtype, run.data, token * run.token_stride + head * run.head_stride + d);
+  }
+};
+
+Tokens make_tokens(std::mt19937& random, alibi_dtype dtype, int64_t count, int64_t kv_heads, int64_t dim) {
+  Tokens t;
+  const int64_t head_stride = dim + 3, token_stride = kv_heads * head_stride + 5;
+  const size_t size = dtype == ALIBI_DTYPE_F32 ? 4 : 2;
+  t.bytes.resize(size_t(count * token_stride) * size);
+  for (int64_t i = 0; i < count * token_stride; ++i)
+    store_element(dtype, t.bytes.data(), i, uniform(random, -1.0f, 1.0f));
+  t.run = {t.bytes.data(), dtype, token_stride, head_stride, count};
+  return t;
+}
+
+TEST_P(TileOpsTest, DecodeProductsAreThePlainSums) {
+  for (const alibi_dtype dtype : {ALIBI_DTYPE_F32, ALIBI_DTYPE_F16, ALIBI_DTYPE_BF16})
+    for (const int64_t dim : {1, 7, 8, 40, 128})
+      for (const int64_t count : {1, 5, 8, 19}) {
+        const HeadLayout layout{6, 3, dim};  // 6 query heads over 2 kv heads
+        const Tokens k = make_tokens(random_, dtype, count, 2, dim);
+        const Tokens v = make_tokens(random_, dtype, count, 2, dim);
+        std::vector<float> q(size_t(layout.heads * dim)), scores(size_t(count * layout.heads));
+        for (float& x : q) x = uniform(random_, -1.0f, 1.0f);
+        ops_->score_tokens(q.data(), k.run, layout, scores.data());
+        std::vector<float> p(scores.size()), correction(size_t(layout.heads)), acc(q.size());
+        for (float& x : p) x = uniform(random_, 0.0f, 1.0f);
+        for (float& x : correction) x = uniform(random_, 0.0f, 1.0f);
+        for (float& x : acc) x = uniform(random_, -1.0f, 1.0f);
+        const std::vector<float> acc_before = acc;
+        ops_->accumulate_tokens(p.data(), v.run, layout, correction.data(), acc.data());
+        for (int64_t h = 0; h < layout.heads; ++h) {
+          for (int64_t j = 0; j < count; ++j) {
+            double dot = 0.0;
+            for (int64_t d = 0; d < dim; ++d) dot += double(q[size_t(h * dim + d)]) * k.at(j, h / layout.group, d);
+            EXPECT_NEAR(scores[size_t(j * layout.heads + h)], dot, 1e-5 * double(dim)) << "score " << j << " head " << h;
+          }
+          for (int64_t d = 0; d < dim; ++d) {
+            double want = double(correction[size_t(h)]) * acc_before[size_t(h * dim + d)];
+            for (int64_t j = 0; j < count; ++j) want += double(p[size_t(j * layout.heads + h)]) * v.at(j, h / layout.group, d);
+            EXPECT_NEAR(acc[size_t(h * dim + d)], want, 1e-5 * double(count)) << "acc head " << h << " dim " << d;
+          }
+        }
+      }
+}
+
+INSTANTIATE_TEST_SUITE_P(Tables, TileOpsTest, ::testing::Values("generic", "avx2"),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+}  // namespace
+}  // namespace alibi::cpu
