@@ -50,6 +50,13 @@ int default_threads() {
 
 class CpuContext {
  public:
+  static constexpr PlanShape kPlanShape = cpu::kPlanShape;
+  static int device_count() { return 1; }
+  static std::string unavailable_reason() { return "the CPU is always there"; }
+  static CpuContext* create(int) { return new CpuContext(); }
+  // Kernels read the host mask itself: there is no copy to make or release.
+  static void release_mask(void*) {}
+
   // The pool is (re)built on the next call that needs it, so setting a count costs nothing.
   void set_num_threads(int num_threads) {
     const int threads = num_threads > 0 ? num_threads : default_threads();
@@ -65,12 +72,14 @@ class CpuContext {
     *out = rounded >= bytes ? std::aligned_alloc(64, rounded) : nullptr;
     if (!*out) fail(ALIBI_STATUS_OUT_OF_MEMORY, "cannot allocate %zu bytes", bytes);
   }
+  void deallocate(void* data) { std::free(data); }
   void copy_from_host(const TensorView* dst, const void* src) {
     copy_strided(*dst, static_cast<char*>(const_cast<void*>(src)), false);
   }
   void copy_to_host(const TensorView* src, void* dst) {
     copy_strided(*src, static_cast<char*>(dst), true);
   }
+  void mask_upload(const MaskView*, void** device_mask) { *device_mask = nullptr; }
   void attention_forward(const ForwardArgs* args) { cpu::attention_forward(*args, pool()); }
   void attention_merge(const MergeArgs* args) { cpu::attention_merge(*args, pool()); }
   void build_bias(const BiasArgs* args) { cpu::build_bias(*args); }
@@ -88,37 +97,6 @@ class CpuContext {
   std::unique_ptr<ThreadPool> pool_;
 };
 
-BackendOps cpu_table() {
-  BackendOps ops{};
-  ops.abi_version = kBackendAbiVersion;
-  ops.plan_shape = kPlanShape;
-  ops.device_count = [] { return 1; };
-  ops.unavailable_reason = [](BackendError* why) { set_message(why, "the CPU is always there"); };
-  ops.context_create = [](int, void** context, BackendError* error) {
-    return guarded(error, [&] { *context = new CpuContext(); });
-  };
-  ops.context_destroy = [](void* context) { delete static_cast<CpuContext*>(context); };
-  ops.set_num_threads = BackendEntry<&CpuContext::set_num_threads>::call;
-  ops.set_stream = BackendEntry<&CpuContext::set_stream>::call;
-  ops.synchronize = BackendEntry<&CpuContext::synchronize>::call;
-  ops.allocate = BackendEntry<&CpuContext::allocate>::call;
-  ops.deallocate = [](void*, void* data) { std::free(data); };
-  ops.copy_from_host = BackendEntry<&CpuContext::copy_from_host>::call;
-  ops.copy_to_host = BackendEntry<&CpuContext::copy_to_host>::call;
-  // Kernels read the host mask itself.
-  ops.mask_upload = [](void*, const MaskView*, void** device_mask, BackendError*) {
-    *device_mask = nullptr;
-    return ALIBI_STATUS_SUCCESS;
-  };
-  ops.mask_release = [](void*) {};
-  ops.attention_forward = BackendEntry<&CpuContext::attention_forward>::call;
-  ops.attention_merge = BackendEntry<&CpuContext::attention_merge>::call;
-  ops.build_bias = BackendEntry<&CpuContext::build_bias>::call;
-  ops.build_dynamic_batching_mask = BackendEntry<&CpuContext::build_dynamic_batching_mask>::call;
-  ops.build_bloom_bias = BackendEntry<&CpuContext::build_bloom_bias>::call;
-  return ops;
-}
-
 }  // namespace
 
 }  // namespace alibi::cpu
@@ -126,7 +104,7 @@ BackendOps cpu_table() {
 namespace alibi {
 
 const BackendOps& cpu_backend() {
-  static const BackendOps table = cpu::cpu_table();
+  static const BackendOps table = backend_table<cpu::CpuContext>();
   return table;
 }
 

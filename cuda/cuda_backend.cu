@@ -197,8 +197,71 @@ class StagingPool {
   size_t next_ = 0;
 };
 
+// ------------------------------------------------------------------------------- devices
+
+std::string cuda_version(int version) {
+  return std::to_string(version / 1000) + "." + std::to_string(version % 1000 / 10);
+}
+
+// Why cudaGetDeviceCount failed, in words.
+std::string probe_failure(cudaError_t error) {
+  const std::string detail = std::string("cudaGetDeviceCount: ") + cudaGetErrorString(error) +
+                             " (" + cudaGetErrorName(error) + ")";
+  int driver = 0, runtime = 0;
+  clear_error(cudaDriverGetVersion(&driver));
+  clear_error(cudaRuntimeGetVersion(&runtime));
+  if (error == cudaErrorInsufficientDriver && driver == 0)
+    return "no CUDA driver: the NVIDIA driver (libcuda.so.1) is not installed or not loadable; " +
+           detail;
+  if (error == cudaErrorInsufficientDriver)
+    return "the CUDA driver supports CUDA " + cuda_version(driver) +
+           ", older than the CUDA runtime " + cuda_version(runtime) + " of this backend; " + detail;
+  if (error == cudaErrorNoDevice) return "no CUDA device: " + detail;
+  return "CUDA is not usable: " + detail;
+}
+
+void require_compute_capability(int device) {
+  int major = 0, minor = 0;
+  CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  if (major < 8)
+    fail(ALIBI_STATUS_BACKEND_UNAVAILABLE,
+         "CUDA device %d has compute capability %d.%d; the CUDA backend needs 8.0 (Ampere) or newer",
+         device, major, minor);
+}
+
+// The visible devices, probed once.
+struct Devices {
+  int count = 0;
+  std::string why_none;
+};
+
+const Devices& devices() {
+  static const Devices probed = [] {
+    Devices d;
+    const cudaError_t error = clear_error(cudaGetDeviceCount(&d.count));
+    if (error != cudaSuccess) {
+      d.count = 0;
+      d.why_none = probe_failure(error);
+    } else if (d.count == 0) {
+      d.why_none = "no CUDA device is visible (see CUDA_VISIBLE_DEVICES)";
+    }
+    return d;
+  }();
+  return probed;
+}
+
 class CudaContext {
  public:
+  static constexpr PlanShape kPlanShape = cuda::kPlanShape;
+  static int device_count() { return devices().count; }
+  static std::string unavailable_reason() { return devices().why_none; }
+  static CudaContext* create(int device) {
+    require_compute_capability(device);
+    return new CudaContext(device);
+  }
+  static void release_mask(void* device_mask) { delete static_cast<CudaMask*>(device_mask); }
+
   explicit CudaContext(int device) : device_(device) {}
 
   ~CudaContext() {
@@ -376,90 +439,6 @@ class CudaContext {
   std::unique_ptr<StagingPool> staging_;
 };
 
-// -------------------------------------------------------------------------------- backend
-
-std::string cuda_version(int version) {
-  return std::to_string(version / 1000) + "." + std::to_string(version % 1000 / 10);
-}
-
-// Why cudaGetDeviceCount failed, in words.
-std::string probe_failure(cudaError_t error) {
-  const std::string detail = std::string("cudaGetDeviceCount: ") + cudaGetErrorString(error) +
-                             " (" + cudaGetErrorName(error) + ")";
-  int driver = 0, runtime = 0;
-  clear_error(cudaDriverGetVersion(&driver));
-  clear_error(cudaRuntimeGetVersion(&runtime));
-  if (error == cudaErrorInsufficientDriver && driver == 0)
-    return "no CUDA driver: the NVIDIA driver (libcuda.so.1) is not installed or not loadable; " +
-           detail;
-  if (error == cudaErrorInsufficientDriver)
-    return "the CUDA driver supports CUDA " + cuda_version(driver) +
-           ", older than the CUDA runtime " + cuda_version(runtime) + " of this backend; " + detail;
-  if (error == cudaErrorNoDevice) return "no CUDA device: " + detail;
-  return "CUDA is not usable: " + detail;
-}
-
-void require_compute_capability(int device) {
-  int major = 0, minor = 0;
-  CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-  if (major < 8)
-    fail(ALIBI_STATUS_BACKEND_UNAVAILABLE,
-         "CUDA device %d has compute capability %d.%d; the CUDA backend needs 8.0 (Ampere) or newer",
-         device, major, minor);
-}
-
-// The visible devices, probed once.
-struct Devices {
-  int count = 0;
-  std::string why_none;
-};
-
-const Devices& devices() {
-  static const Devices probed = [] {
-    Devices d;
-    const cudaError_t error = clear_error(cudaGetDeviceCount(&d.count));
-    if (error != cudaSuccess) {
-      d.count = 0;
-      d.why_none = probe_failure(error);
-    } else if (d.count == 0) {
-      d.why_none = "no CUDA device is visible (see CUDA_VISIBLE_DEVICES)";
-    }
-    return d;
-  }();
-  return probed;
-}
-
-BackendOps cuda_table() {
-  BackendOps ops{};
-  ops.abi_version = kBackendAbiVersion;
-  ops.plan_shape = kPlanShape;
-  ops.device_count = [] { return devices().count; };
-  ops.unavailable_reason = [](BackendError* why) { set_message(why, devices().why_none.c_str()); };
-  ops.context_create = [](int device_index, void** context, BackendError* error) {
-    return guarded(error, [&] {
-      require_compute_capability(device_index);
-      *context = new CudaContext(device_index);
-    });
-  };
-  ops.context_destroy = [](void* context) { delete static_cast<CudaContext*>(context); };
-  ops.set_num_threads = BackendEntry<&CudaContext::set_num_threads>::call;
-  ops.set_stream = BackendEntry<&CudaContext::set_stream>::call;
-  ops.synchronize = BackendEntry<&CudaContext::synchronize>::call;
-  ops.allocate = BackendEntry<&CudaContext::allocate>::call;
-  ops.deallocate = [](void* context, void* data) { static_cast<CudaContext*>(context)->deallocate(data); };
-  ops.copy_from_host = BackendEntry<&CudaContext::copy_from_host>::call;
-  ops.copy_to_host = BackendEntry<&CudaContext::copy_to_host>::call;
-  ops.mask_upload = BackendEntry<&CudaContext::mask_upload>::call;
-  ops.mask_release = [](void* device_mask) { delete static_cast<CudaMask*>(device_mask); };
-  ops.attention_forward = BackendEntry<&CudaContext::attention_forward>::call;
-  ops.attention_merge = BackendEntry<&CudaContext::attention_merge>::call;
-  ops.build_bias = BackendEntry<&CudaContext::build_bias>::call;
-  ops.build_dynamic_batching_mask = BackendEntry<&CudaContext::build_dynamic_batching_mask>::call;
-  ops.build_bloom_bias = BackendEntry<&CudaContext::build_bloom_bias>::call;
-  return ops;
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------- masks
@@ -510,6 +489,6 @@ CudaMask::~CudaMask() {
 extern "C" __attribute__((visibility("default"))) const alibi::BackendOps* alibi_backend_entry(
     int abi_version) {
   if (abi_version != alibi::kBackendAbiVersion) return nullptr;
-  static const alibi::BackendOps table = alibi::cuda::cuda_table();
+  static const alibi::BackendOps table = alibi::backend_table<alibi::cuda::CudaContext>();
   return &table;
 }

@@ -4,12 +4,13 @@
 // alibi_backend_entry, returns its table (core/abi/backend_registry.cpp). Nothing that crosses
 // the table is a C++ library object: failures come back as an alibi_status plus a BackendError.
 //
-// A backend writes each operation as a method that throws alibi::Error (core/kernel/status.h)
-// and puts BackendEntry<&Method>::call in its table.
+// A backend writes each operation as a method of its context class that throws alibi::Error
+// (core/kernel/status.h); backend_table<Context>() makes the table of them.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "alibi/alibi.h"
 #include "core/kernel/host_device.h"
@@ -143,6 +144,40 @@ struct BackendEntry<Method> {
     return guarded(error, [&] { (static_cast<Context*>(context)->*Method)(args...); });
   }
 };
+
+// The table of a backend whose contexts are Context objects: Context has a method for each
+// operation (throwing alibi::Error on failure) and the static members kPlanShape,
+// device_count(), unavailable_reason() (a std::string), create(device_index) and
+// release_mask(device_mask).
+template <class Context>
+BackendOps backend_table() {
+  BackendOps ops{};
+  ops.abi_version = kBackendAbiVersion;
+  ops.plan_shape = Context::kPlanShape;
+  ops.device_count = &Context::device_count;
+  ops.unavailable_reason = [](BackendError* why) {
+    set_message(why, Context::unavailable_reason().c_str());
+  };
+  ops.context_create = [](int device_index, void** context, BackendError* error) {
+    return guarded(error, [&] { *context = Context::create(device_index); });
+  };
+  ops.context_destroy = [](void* context) { delete static_cast<Context*>(context); };
+  ops.set_num_threads = BackendEntry<&Context::set_num_threads>::call;
+  ops.set_stream = BackendEntry<&Context::set_stream>::call;
+  ops.synchronize = BackendEntry<&Context::synchronize>::call;
+  ops.allocate = BackendEntry<&Context::allocate>::call;
+  ops.deallocate = [](void* context, void* data) { static_cast<Context*>(context)->deallocate(data); };
+  ops.copy_from_host = BackendEntry<&Context::copy_from_host>::call;
+  ops.copy_to_host = BackendEntry<&Context::copy_to_host>::call;
+  ops.mask_upload = BackendEntry<&Context::mask_upload>::call;
+  ops.mask_release = &Context::release_mask;
+  ops.attention_forward = BackendEntry<&Context::attention_forward>::call;
+  ops.attention_merge = BackendEntry<&Context::attention_merge>::call;
+  ops.build_bias = BackendEntry<&Context::build_bias>::call;
+  ops.build_dynamic_batching_mask = BackendEntry<&Context::build_dynamic_batching_mask>::call;
+  ops.build_bloom_bias = BackendEntry<&Context::build_bloom_bias>::call;
+  return ops;
+}
 
 // The CPU backend, compiled into libalibi itself.
 const BackendOps& cpu_backend();
