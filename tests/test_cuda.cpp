@@ -436,6 +436,29 @@ TEST_F(CudaTest, CudaFailuresCarryTheCudaMessage) {
   expect_matches(forward_ok(ctx_.get(), p, mask.get()), reference(p), p.dtype, "after OOM");
 }
 
+// 65,536 query heads, the header's limit: one more than a launch grid's y axis holds, so the
+// kernels run in two launches of heads. Both paths, with GQA and MQA-like grouping.
+TEST_F(CudaTest, SixtyFiveThousandFiveHundredThirtySixHeads) {
+  for (const alibi_dtype dtype : {kF16, kF32}) {
+    Problem p;
+    p.dtype = dtype;
+    p.heads_q = 65536;
+    p.heads_kv = 4096;
+    p.head_dim = 8;
+    const std::vector<int32_t> cu_q{0, 3}, cu_k{0, 5};
+    alibi_mask_t raw = nullptr;
+    ASSERT_OK(alibi_mask_create_varlen(ctx_.get(), 1, cu_q.data(), cu_k.data(), 1, &raw));
+    Mask mask(raw);
+    p.total_q = 3;
+    p.total_k = 5;
+    p.visible = ref::from_slices(p.total_q, p.total_k, ref::varlen_slices(cu_q, cu_k, true));
+    p.positions = ref::varlen_positions(cu_q, cu_k);
+    fill_inputs(p, 11);
+    expect_matches(forward_ok(ctx_.get(), p, mask.get()), reference(p), dtype,
+                   dtype_name(dtype) + " 65536 heads");
+  }
+}
+
 // Every kernel, copy and cuBLAS call of a forward call goes to the context's stream: with that
 // stream held by a host function, the call still returns (nothing waited for the stream) and
 // its results appear once the stream is released.
