@@ -49,7 +49,8 @@ struct TileOps {
   // B and C are row-major with leading dims ldb and ldc.
   void (*gemm)(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col,
                const float* b, int64_t ldb, float* c, int64_t ldc, const float* c_scale);
-  // Softcap, ALiBi bias, extra, mask; then the online-softmax update of the block's queries.
+  // The cell scores (attention_math.h: softcap, ALiBi bias, attn_bias, mask), then the
+  // online-softmax step of the block's queries.
   void (*softmax_block)(const ScoreBlock& block);
   // count f16 or bf16 values to f32.
   void (*widen)(alibi_dtype dtype, const uint16_t* src, int64_t count, float* dst);
