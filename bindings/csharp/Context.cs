@@ -83,6 +83,44 @@ public sealed class Context : NativeHandle {
     GC.KeepAlive(mask);
     GC.KeepAlive(parameters);
   }
+
+  /// <summary>
+  /// Merges two partial results of the same queries over disjoint keys (split-K, prefix sharing):
+  /// outputA, outputB and output (tokens, heads, headDim) of one dtype, lseA, lseB and lse (heads,
+  /// tokens) f32 as Forward writes them; lse may be null. output may be outputA or outputB, lse
+  /// lseA or lseB (in place). A side whose lse is -inf contributes nothing.
+  /// </summary>
+  public void Merge(Tensor outputA, Tensor lseA, Tensor outputB, Tensor lseB, Tensor output,
+                    Tensor lse) {
+    AlibiNative.alibi_attention_merge(Handle, HandleOf(outputA), HandleOf(lseA), HandleOf(outputB),
+                                      HandleOf(lseB), HandleOf(output), OptionalHandleOf(lse, "Merge: lse"));
+    GC.KeepAlive(this);
+    GC.KeepAlive(outputA);
+    GC.KeepAlive(lseA);
+    GC.KeepAlive(outputB);
+    GC.KeepAlive(lseB);
+    GC.KeepAlive(output);
+    GC.KeepAlive(lse);
+  }
+
+  /// <summary>
+  /// Merge over f32 arrays, used in place as Forward's: outputA, outputB and output hold (tokens,
+  /// heads, headDim), lseA, lseB and lse (heads, tokens); lse may be null. Passing outputA (or
+  /// outputB) as output merges in place.
+  /// </summary>
+  public void Merge(float[] outputA, float[] lseA, float[] outputB, float[] lseB, int heads,
+                    int headDim, float[] output, float[] lse) {
+    AlibiNative.alibi_binding_merge_f32(Handle, heads, headDim, outputA, lseA, outputB, lseB, output, lse);
+    GC.KeepAlive(this);
+  }
+
+  /// <summary>As the f32 form, for F16 or BF16 outputs given as their 16-bit patterns (lse stays f32).</summary>
+  public void Merge(DType dtype, ushort[] outputA, float[] lseA, ushort[] outputB, float[] lseB,
+                    int heads, int headDim, ushort[] output, float[] lse) {
+    AlibiNative.alibi_binding_merge_u16(Handle, dtype, heads, headDim, outputA, lseA, outputB, lseB,
+                                        output, lse);
+    GC.KeepAlive(this);
+  }
 }
 
 }

@@ -18,6 +18,13 @@ const hq, hkv, dim = 4, 2, 16
 // prefill 5x5, chunked prefill 3 queries over 7 keys, decode 1 query over 4 keys
 var cuQ, cuK = []int32{0, 5, 8, 9}, []int32{0, 5, 12, 16}
 
+// Slices over `tokens` tokens: 0 and 1 hold keys [0, 4), slice 2 keys [4, 12), where queries 0..3
+// see no key.
+const tokens = 12
+
+var qRanges, kRanges = []int32{0, 4, 4, 12, 4, 12}, []int32{0, 4, 0, 4, 4, 12}
+var types = []MaskType{MaskCausal, MaskFull, MaskCausal}
+
 // reference is attention with ALiBi in plain double loops; positions and visibility are given.
 func reference(q, k, v []float32, tq, tk int, visible func(i, j int) bool, qpos, kpos []int) (out, lse []float64) {
 	out, lse = make([]float64, tq*hq*dim), make([]float64, hq*tq)
@@ -117,13 +124,20 @@ func must(t *testing.T, err error) {
 	}
 }
 
-// cpuVarlenMask opens a CPU context and the causal varlen mask of cuQ and cuK, closed when the
-// test ends.
-func cpuVarlenMask(t *testing.T) (*Context, *Mask) {
+// cpuContext opens a CPU context, closed when the test ends.
+func cpuContext(t *testing.T) *Context {
 	t.Helper()
 	ctx, err := NewCPUContext()
 	must(t, err)
 	t.Cleanup(ctx.Close)
+	return ctx
+}
+
+// cpuVarlenMask opens a CPU context and the causal varlen mask of cuQ and cuK, closed when the
+// test ends.
+func cpuVarlenMask(t *testing.T) (*Context, *Mask) {
+	t.Helper()
+	ctx := cpuContext(t)
 	mask, err := NewVarlenMask(ctx, cuQ, cuK, true)
 	must(t, err)
 	t.Cleanup(mask.Close)
@@ -145,16 +159,8 @@ func TestTensorForwardMatchesReference(t *testing.T) {
 	tq, tk := int64(cuQ[3]), int64(cuK[3])
 	q, k, v := random(int(tq)*hq*dim, 4), random(int(tk)*hkv*dim, 5), random(int(tk)*hkv*dim, 6)
 	ctx, mask := cpuVarlenMask(t)
-	tensor := func(data []float32, shape ...int64) *Tensor {
-		x, err := NewTensor(ctx, F32, shape...)
-		must(t, err)
-		if data != nil {
-			must(t, x.CopyFromFloat32(data))
-		}
-		return x
-	}
-	tq3, tk3, tv3, to3 := tensor(q, tq, hq, dim), tensor(k, tk, hkv, dim), tensor(v, tk, hkv, dim), tensor(nil, tq, hq, dim)
-	defer func() { tq3.Close(); tk3.Close(); tv3.Close(); to3.Close() }()
+	tq3, tk3, tv3 := f32Tensor(t, ctx, q, tq, hq, dim), f32Tensor(t, ctx, k, tk, hkv, dim), f32Tensor(t, ctx, v, tk, hkv, dim)
+	to3 := f32Tensor(t, ctx, nil, tq, hq, dim)
 	must(t, ctx.Forward(tq3, tk3, tv3, mask, NewAttentionParams(), to3, nil))
 	out := make([]float32, len(q))
 	must(t, to3.CopyToFloat32(out))
@@ -162,18 +168,34 @@ func TestTensorForwardMatchesReference(t *testing.T) {
 	assertClose(t, "out", refOut, out, 1e-4)
 }
 
+// f32Tensor creates an f32 tensor holding data (uninitialised for nil), closed when the test ends.
+func f32Tensor(t *testing.T, ctx *Context, data []float32, shape ...int64) *Tensor {
+	t.Helper()
+	x, err := NewTensor(ctx, F32, shape...)
+	must(t, err)
+	t.Cleanup(x.Close)
+	if data != nil {
+		must(t, x.CopyFromFloat32(data))
+	}
+	return x
+}
+
+// sliceMask opens the mask of slices [from, to), closed when the test ends: all keys (0, 3), keys
+// [0, 4) (0, 2) or keys [4, 12) (2, 3).
+func sliceMask(t *testing.T, ctx *Context, from, to int) *Mask {
+	t.Helper()
+	mask, err := NewRangesMask(ctx, qRanges[2*from:2*to], kRanges[2*from:2*to], types[from:to], tokens, tokens)
+	must(t, err)
+	t.Cleanup(mask.Close)
+	return mask
+}
+
 func TestRangesForwardMatchesReference(t *testing.T) {
-	const n = 12
-	qRanges, kRanges := []int32{0, 4, 4, 12, 4, 12}, []int32{0, 4, 0, 4, 4, 12}
-	types := []MaskType{MaskCausal, MaskFull, MaskCausal}
+	const n = tokens
 	q, k, v := random(n*hq*dim, 7), random(n*hkv*dim, 8), random(n*hkv*dim, 9)
 	out, lse := make([]float32, len(q)), make([]float32, hq*n)
-	ctx, err := NewCPUContext()
-	must(t, err)
-	defer ctx.Close()
-	mask, err := NewRangesMask(ctx, qRanges, kRanges, types, n, n)
-	must(t, err)
-	defer mask.Close()
+	ctx := cpuContext(t)
+	mask := sliceMask(t, ctx, 0, 3)
 	if slices, err := mask.NumSlices(); err != nil || slices != 3 {
 		t.Fatalf("NumSlices = %d, %v", slices, err)
 	}
@@ -260,6 +282,8 @@ func TestRawCallsReturnTheirStatusAndMessage(t *testing.T) {
 		p.SetSlopes(make([]float32, 1), -1))
 	// The binding's own message above is not read again for the library's next failure.
 	assertFails(t, StatusNullPointer, "alibi_context_synchronize: ctx is NULL", Alibi_context_synchronize(0))
+	assertFails(t, StatusNullPointer, "alibi_attention_merge: out_a is NULL",
+		Alibi_attention_merge(ctx.handle(), 0, 0, 0, 0, 0, 0))
 }
 
 func TestConcurrentFailuresKeepTheirOwnMessages(t *testing.T) {
@@ -317,6 +341,119 @@ func TestArrayForwardNamesTheArgumentThatDoesNotFit(t *testing.T) {
 		ctx.ForwardFloat32(q, kv, kv, Heads{hq, hkv, 0}, mask, nil, out, lse))
 	assertFails(t, StatusDTypeMismatch, "alibi_binding_forward_u16: dtype = 0 is not ALIBI_DTYPE_F16 or ALIBI_DTYPE_BF16 (16-bit data)",
 		ctx.ForwardUint16(F32, q16, kv16, kv16, heads, mask, nil, q16, lse))
+}
+
+var sq, sk, sv = random(tokens*hq*dim, 14), random(tokens*hkv*dim, 15), random(tokens*hkv*dim, 16)
+
+// partial is an attention result over `tokens` queries.
+type partial struct{ out, lse []float32 }
+
+func newPartial() partial {
+	return partial{make([]float32, tokens*hq*dim), make([]float32, hq*tokens)}
+}
+
+// forwardOver is the forward of sq, sk, sv over the keys of slices [from, to).
+func forwardOver(t *testing.T, ctx *Context, from, to int) partial {
+	t.Helper()
+	p := newPartial()
+	must(t, ctx.ForwardFloat32(sq, sk, sv, Heads{hq, hkv, dim}, sliceMask(t, ctx, from, to), nil, p.out, p.lse))
+	return p
+}
+
+func (p partial) assertCloseTo(t *testing.T, expected partial, tol float64) {
+	t.Helper()
+	assertClose(t, "out", widen(expected.out), p.out, tol)
+	assertClose(t, "lse", widen(expected.lse), p.lse, tol)
+}
+
+func widen(x []float32) []float64 {
+	y := make([]float64, len(x))
+	for i, f := range x {
+		y[i] = float64(f)
+	}
+	return y
+}
+
+func TestMergingTheTwoKeySidesEqualsOneForward(t *testing.T) {
+	ctx := cpuContext(t)
+	all, a, b, merged := forwardOver(t, ctx, 0, 3), forwardOver(t, ctx, 0, 2), forwardOver(t, ctx, 2, 3), newPartial()
+	must(t, ctx.MergeFloat32(a.out, a.lse, b.out, b.lse, hq, dim, merged.out, merged.lse))
+	merged.assertCloseTo(t, all, 1e-5)
+	must(t, ctx.MergeFloat32(a.out, a.lse, b.out, b.lse, hq, dim, a.out, a.lse))
+	a.assertCloseTo(t, all, 1e-5)
+}
+
+func TestTensorMergeEqualsOneForward(t *testing.T) {
+	ctx := cpuContext(t)
+	all, a, b, merged := forwardOver(t, ctx, 0, 3), forwardOver(t, ctx, 0, 2), forwardOver(t, ctx, 2, 3), newPartial()
+	outA, lseA := f32Tensor(t, ctx, a.out, tokens, hq, dim), f32Tensor(t, ctx, a.lse, hq, tokens)
+	outB, lseB := f32Tensor(t, ctx, b.out, tokens, hq, dim), f32Tensor(t, ctx, b.lse, hq, tokens)
+	out := f32Tensor(t, ctx, nil, tokens, hq, dim)
+	must(t, ctx.Merge(outA, lseA, outB, lseB, out, nil))
+	must(t, out.CopyToFloat32(merged.out))
+	assertClose(t, "out", widen(all.out), merged.out, 1e-5)
+	must(t, ctx.Merge(outA, lseA, outB, lseB, outA, lseA))
+	must(t, outA.CopyToFloat32(merged.out))
+	must(t, lseA.CopyToFloat32(merged.lse))
+	merged.assertCloseTo(t, all, 1e-5)
+}
+
+func TestBF16MergeOfTheTwoKeySidesEqualsOneForward(t *testing.T) {
+	q, k, v := bf16(sq), bf16(sk), bf16(sv)
+	ctx := cpuContext(t)
+	var outs [3][]uint16
+	var lses [3][]float32
+	for s, side := range [3][2]int{{0, 3}, {0, 2}, {2, 3}} {
+		outs[s], lses[s] = make([]uint16, len(q)), make([]float32, hq*tokens)
+		must(t, ctx.ForwardUint16(BF16, q, k, v, Heads{hq, hkv, dim}, sliceMask(t, ctx, side[0], side[1]), nil,
+			outs[s], lses[s]))
+	}
+	must(t, ctx.MergeUint16(BF16, outs[1], lses[1], outs[2], lses[2], hq, dim, outs[1], nil))
+	assertClose(t, "out", widen(floats(outs[0])), floats(outs[1]), 1e-2)
+}
+
+func TestASideWhoseLseIsMinusInfinityContributesNothing(t *testing.T) {
+	ctx := cpuContext(t)
+	a, none, merged := forwardOver(t, ctx, 0, 3), newPartial(), newPartial()
+	for i := range none.out {
+		none.out[i] = float32(math.NaN())
+	}
+	for i := range none.lse {
+		none.lse[i] = float32(math.Inf(-1))
+	}
+	must(t, ctx.MergeFloat32(none.out, none.lse, a.out, a.lse, hq, dim, merged.out, merged.lse))
+	merged.assertCloseTo(t, a, 0)
+}
+
+func TestArrayMergeNamesTheArgumentThatDoesNotFit(t *testing.T) {
+	a, b, out := newPartial(), newPartial(), newPartial()
+	out16 := make([]uint16, len(out.out))
+	ctx := cpuContext(t)
+	assertFails(t, StatusShapeMismatch, "alibi_attention_merge: lse_b.shape[1] = 11, expected 12 (out_a's tokens)",
+		ctx.MergeFloat32(a.out, a.lse, b.out, b.lse[:hq*(tokens-1)], hq, dim, out.out, out.lse))
+	assertFails(t, StatusShapeMismatch, "alibi_binding_merge_f32: lse_b has 47 elements, not a multiple of heads = 4",
+		ctx.MergeFloat32(a.out, a.lse, b.out, b.lse[1:], hq, dim, out.out, out.lse))
+	assertFails(t, StatusShapeMismatch, "alibi_attention_merge: out.shape[0] = 11, expected 12 (out_a's shape)",
+		ctx.MergeFloat32(a.out, a.lse, b.out, b.lse, hq, dim, out.out[:(tokens-1)*hq*dim], nil))
+	assertFails(t, StatusNullPointer, "alibi_binding_merge_f32: out_b is NULL",
+		ctx.MergeFloat32(a.out, a.lse, nil, b.lse, hq, dim, out.out, out.lse))
+	assertFails(t, StatusNullPointer, "alibi_binding_merge_u16: out is NULL",
+		ctx.MergeUint16(F16, out16, a.lse, out16, b.lse, hq, dim, nil, nil))
+	assertFails(t, StatusInvalidArgument, "alibi_binding_merge_f32: heads = 0, head_dim = 16; each must be >= 1",
+		ctx.MergeFloat32(a.out, a.lse, b.out, b.lse, 0, dim, out.out, out.lse))
+	assertFails(t, StatusDTypeMismatch, "alibi_binding_merge_u16: dtype = 0 is not ALIBI_DTYPE_F16 or ALIBI_DTYPE_BF16 (16-bit data)",
+		ctx.MergeUint16(F32, out16, a.lse, out16, b.lse, hq, dim, out16, nil))
+}
+
+func TestTensorMergeOfAClosedTensorNamesIt(t *testing.T) {
+	ctx := cpuContext(t)
+	outA, lseA := f32Tensor(t, ctx, nil, tokens, hq, dim), f32Tensor(t, ctx, nil, hq, tokens)
+	outB, lseB := f32Tensor(t, ctx, nil, tokens, hq, dim), f32Tensor(t, ctx, nil, hq, tokens)
+	closed := f32Tensor(t, ctx, nil, tokens, hq, dim)
+	closed.Close()
+	assertFails(t, StatusNullPointer, "alibi_attention_merge: out_b is NULL", ctx.Merge(outA, lseA, closed, lseB, outA, nil))
+	assertFails(t, StatusNullPointer, "alibi_attention_merge: lse_a is NULL", ctx.Merge(outA, nil, outB, lseB, outA, nil))
+	assertFails(t, StatusNullPointer, "Merge: lse is closed", ctx.Merge(outA, lseA, outB, lseB, outA, closed))
 }
 
 func TestClosingTwiceIsHarmless(t *testing.T) {

@@ -84,6 +84,31 @@ func (c *Context) ForwardUint16(dtype DType, q, k, v []uint16, heads Heads, mask
 	})
 }
 
+// Merge merges two partial results of the same queries over disjoint keys (split-K, prefix
+// sharing): outA, outB and out (tokens, heads, headDim) of one dtype, lseA, lseB and lse (heads,
+// tokens) f32 as Forward writes them; lse may be nil. out may be outA or outB, lse lseA or lseB
+// (in place). A side whose lse is -inf contributes nothing.
+func (c *Context) Merge(outA, lseA, outB, lseB, out, lse *Tensor) error {
+	if lse != nil && lse.h == 0 {
+		return newError(StatusNullPointer, "Merge: lse is closed")
+	}
+	return Alibi_attention_merge(c.handle(), outA.handle(), lseA.handle(), outB.handle(), lseB.handle(),
+		out.handle(), lse.handle())
+}
+
+// MergeFloat32 is Merge over f32 slices, used in place for the call as ForwardFloat32's: outA,
+// outB and out hold (tokens, heads, headDim), lseA, lseB and lse (heads, tokens); lse may be nil.
+// Passing outA (or outB) as out merges in place.
+func (c *Context) MergeFloat32(outA, lseA, outB, lseB []float32, heads, headDim int, out, lse []float32) error {
+	return Alibi_binding_merge_f32(c.handle(), heads, headDim, outA, lseA, outB, lseB, out, lse)
+}
+
+// MergeUint16 is MergeFloat32 for F16 or BF16 outputs given as 16-bit patterns (lse stays f32).
+func (c *Context) MergeUint16(dtype DType, outA []uint16, lseA []float32, outB []uint16, lseB []float32,
+	heads, headDim int, out []uint16, lse []float32) error {
+	return Alibi_binding_merge_u16(c.handle(), dtype, heads, headDim, outA, lseA, outB, lseB, out, lse)
+}
+
 // bytesOf views a slice's elements as bytes, without copying (nil for an empty slice).
 func bytesOf[T float32 | uint16 | int32 | int64](x []T) []byte {
 	if len(x) == 0 {

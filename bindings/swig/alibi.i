@@ -105,23 +105,26 @@ static const char* alibi_binding_error_message(void) {
 }
 
 /*
- * Attention forward over caller arrays, each passed with its element count (the pair typemaps
- * (const CTYPE* ARRAY, size_t COUNT) and (CTYPE* ARRAY, size_t COUNT) of each local.i) and wrapped,
- * not copied, for this call only: q and out (total_q, heads_q, head_dim), k and v (total_k,
- * heads_kv, head_dim), lse NULL or (heads_q, total_q) f32. Their lengths give total_q and total_k;
- * the helper checks what only it can (NULL arrays, lengths that are not whole rows), and
- * alibi_attention_forward reports the rest, naming the argument whose rows disagree.
+ * Attention forward and merge over caller arrays, each passed with its element count (the pair
+ * typemaps (const CTYPE* ARRAY, size_t COUNT) and (CTYPE* ARRAY, size_t COUNT) of each local.i)
+ * and wrapped, not copied, for this call only. Their lengths give the token counts; the helpers
+ * check what only they can (NULL arrays, lengths that are not whole rows), and the library
+ * reports the rest, naming the argument whose rows disagree.
  */
 %apply (const float* ARRAY, size_t COUNT) {
-  (const float* q, size_t q_count), (const float* k, size_t k_count), (const float* v, size_t v_count) };
+  (const float* q, size_t q_count), (const float* k, size_t k_count),
+  (const float* v, size_t v_count), (const float* out_a, size_t out_a_count),
+  (const float* lse_a, size_t lse_a_count), (const float* out_b, size_t out_b_count),
+  (const float* lse_b, size_t lse_b_count) };
 %apply (float* ARRAY, size_t COUNT) { (float* out, size_t out_count), (float* lse, size_t lse_count) };
 %apply (const uint16_t* ARRAY, size_t COUNT) {
   (const uint16_t* q, size_t q_count), (const uint16_t* k, size_t k_count),
-  (const uint16_t* v, size_t v_count) };
+  (const uint16_t* v, size_t v_count), (const uint16_t* out_a, size_t out_a_count),
+  (const uint16_t* out_b, size_t out_b_count) };
 %apply (uint16_t* ARRAY, size_t COUNT) { (uint16_t* out, size_t out_count) };
 
 %{
-/* An array argument of the forward helpers: its name in messages, its data and element count. */
+/* An array argument of the array helpers: its name in messages, its data and element count. */
 typedef struct {
   const char* name;
   const void* data;
@@ -129,58 +132,135 @@ typedef struct {
 } alibi_binding_array;
 
 /*
- * Wraps an array as a tensor of ndim <= 3 sizes, the one size -1 given by its length: a length
- * that is not a multiple of the other sizes' product (named by per) fails here.
+ * An array as the tensor it is wrapped as: ndim <= 3 sizes, the one size -1 given by its
+ * length (per names the product of the others, for messages). An optional array may be NULL.
  */
-static alibi_status alibi_binding_wrap(const char* function, alibi_context_t ctx, alibi_dtype dtype,
-                                       alibi_binding_array array, int ndim, const int64_t* sizes,
-                                       const char* per, alibi_tensor_t* out) {
+typedef struct {
+  alibi_binding_array array;
+  alibi_dtype dtype;
+  int ndim;
+  int64_t sizes[3];
+  const char* per;
+  int optional;
+} alibi_binding_operand;
+
+/* A length that is not a multiple of the other sizes' product fails here. */
+static alibi_status alibi_binding_wrap(const char* function, alibi_context_t ctx,
+                                       const alibi_binding_operand* op, alibi_tensor_t* out) {
   int64_t shape[3], product = 1;
   int d, unknown = 0;
-  if (!array.data)
-    return alibi_binding_fail(ALIBI_STATUS_NULL_POINTER, "%s: %s is NULL", function, array.name);
-  for (d = 0; d < ndim; ++d) {
-    shape[d] = sizes[d];
-    if (sizes[d] < 0) unknown = d;
-    else product *= sizes[d];
+  if (!op->array.data)
+    return alibi_binding_fail(ALIBI_STATUS_NULL_POINTER, "%s: %s is NULL", function,
+                              op->array.name);
+  for (d = 0; d < op->ndim; ++d) {
+    shape[d] = op->sizes[d];
+    if (op->sizes[d] < 0) unknown = d;
+    else product *= op->sizes[d];
   }
-  if (array.count % (uint64_t)product != 0)
+  if (op->array.count % (uint64_t)product != 0)
     return alibi_binding_fail(ALIBI_STATUS_SHAPE_MISMATCH,
                               "%s: %s has %zu elements, not a multiple of %s = %lld", function,
-                              array.name, array.count, per, (long long)product);
-  shape[unknown] = (int64_t)(array.count / (uint64_t)product);
-  return alibi_tensor_wrap(ctx, dtype, ndim, shape, NULL, (void*)array.data, out);
+                              op->array.name, op->array.count, op->per, (long long)product);
+  shape[unknown] = (int64_t)(op->array.count / (uint64_t)product);
+  return alibi_tensor_wrap(ctx, op->dtype, op->ndim, shape, NULL, (void*)op->array.data, out);
 }
 
+/* The earlier operand wrapped exactly as operand i (the same array passed twice), or -1. */
+static int alibi_binding_same_as_earlier(const alibi_binding_operand* ops, int i) {
+  int j;
+  for (j = 0; j < i; ++j)
+    if (ops[j].array.data && ops[j].array.data == ops[i].array.data &&
+        ops[j].array.count == ops[i].array.count && ops[j].dtype == ops[i].dtype &&
+        ops[j].ndim == ops[i].ndim && !memcmp(ops[j].sizes, ops[i].sizes, sizeof ops[i].sizes))
+      return j;
+  return -1;
+}
+
+/*
+ * Wraps the operands in order up to the first failure (tensors[i] NULL for an absent optional
+ * one). One array passed for two arguments is one tensor, so an in-place call passes the library
+ * the very same tensor, as its contract asks.
+ */
+static alibi_status alibi_binding_wrap_all(const char* function, alibi_context_t ctx,
+                                           const alibi_binding_operand* ops, int n,
+                                           alibi_tensor_t* tensors) {
+  alibi_status s = ALIBI_STATUS_SUCCESS;
+  int i;
+  for (i = 0; i < n && s == ALIBI_STATUS_SUCCESS; ++i) {
+    const int same = alibi_binding_same_as_earlier(ops, i);
+    if (same >= 0) tensors[i] = tensors[same];
+    else if (ops[i].array.data || !ops[i].optional)
+      s = alibi_binding_wrap(function, ctx, &ops[i], &tensors[i]);
+  }
+  return s;
+}
+
+/* Destroys each tensor of wrap_all once. */
+static void alibi_binding_destroy_all(const alibi_binding_operand* ops, int n,
+                                      alibi_tensor_t* tensors) {
+  int i;
+  for (i = 0; i < n; ++i)
+    if (alibi_binding_same_as_earlier(ops, i) < 0) alibi_tensor_destroy(tensors[i]);
+}
+
+static alibi_status alibi_binding_require_16_bit(const char* function, alibi_dtype dtype) {
+  if (dtype == ALIBI_DTYPE_F16 || dtype == ALIBI_DTYPE_BF16) return ALIBI_STATUS_SUCCESS;
+  return alibi_binding_fail(ALIBI_STATUS_DTYPE_MISMATCH,
+                            "%s: dtype = %d is not ALIBI_DTYPE_F16 or ALIBI_DTYPE_BF16 (16-bit data)",
+                            function, (int)dtype);
+}
+
+/* q and out (total_q, heads_q, head_dim), k and v (total_k, heads_kv, head_dim), lse NULL or
+ * (heads_q, total_q) f32. */
 static alibi_status alibi_binding_forward(const char* function, alibi_context_t ctx,
                                           alibi_dtype dtype, int heads_q, int heads_kv,
                                           int head_dim, alibi_binding_array q,
                                           alibi_binding_array k, alibi_binding_array v,
                                           alibi_mask_t mask, const alibi_attention_params* params,
                                           alibi_binding_array out, alibi_binding_array lse) {
-  const int64_t q_sizes[3] = {-1, heads_q, head_dim}, kv_sizes[3] = {-1, heads_kv, head_dim};
-  const int64_t lse_sizes[2] = {heads_q, -1};
-  alibi_tensor_t tq = NULL, tk = NULL, tv = NULL, tout = NULL, tlse = NULL;
+  const alibi_binding_operand ops[5] = {
+      {q, dtype, 3, {-1, heads_q, head_dim}, "heads_q * head_dim", 0},
+      {k, dtype, 3, {-1, heads_kv, head_dim}, "heads_kv * head_dim", 0},
+      {v, dtype, 3, {-1, heads_kv, head_dim}, "heads_kv * head_dim", 0},
+      {out, dtype, 3, {-1, heads_q, head_dim}, "heads_q * head_dim", 0},
+      {lse, ALIBI_DTYPE_F32, 2, {heads_q, -1}, "heads_q", 1}};
+  alibi_tensor_t t[5] = {NULL};
   alibi_status s;
   if (heads_q < 1 || heads_kv < 1 || head_dim < 1)
     return alibi_binding_fail(ALIBI_STATUS_INVALID_ARGUMENT,
                               "%s: heads_q = %d, heads_kv = %d, head_dim = %d; each must be >= 1",
                               function, heads_q, heads_kv, head_dim);
-  s = alibi_binding_wrap(function, ctx, dtype, q, 3, q_sizes, "heads_q * head_dim", &tq);
+  s = alibi_binding_wrap_all(function, ctx, ops, 5, t);
   if (s == ALIBI_STATUS_SUCCESS)
-    s = alibi_binding_wrap(function, ctx, dtype, k, 3, kv_sizes, "heads_kv * head_dim", &tk);
+    s = alibi_attention_forward(ctx, t[0], t[1], t[2], mask, params, t[3], t[4]);
+  alibi_binding_destroy_all(ops, 5, t);
+  return s;
+}
+
+/* out_a, out_b and out (tokens, heads, head_dim); lse_a, lse_b and lse (heads, tokens) f32, lse
+ * may be NULL. */
+static alibi_status alibi_binding_merge(const char* function, alibi_context_t ctx,
+                                        alibi_dtype dtype, int heads, int head_dim,
+                                        alibi_binding_array out_a, alibi_binding_array lse_a,
+                                        alibi_binding_array out_b, alibi_binding_array lse_b,
+                                        alibi_binding_array out, alibi_binding_array lse) {
+  const alibi_binding_operand ops[6] = {
+      {out_a, dtype, 3, {-1, heads, head_dim}, "heads * head_dim", 0},
+      {lse_a, ALIBI_DTYPE_F32, 2, {heads, -1}, "heads", 0},
+      {out_b, dtype, 3, {-1, heads, head_dim}, "heads * head_dim", 0},
+      {lse_b, ALIBI_DTYPE_F32, 2, {heads, -1}, "heads", 0},
+      {out, dtype, 3, {-1, heads, head_dim}, "heads * head_dim", 0},
+      {lse, ALIBI_DTYPE_F32, 2, {heads, -1}, "heads", 1}};
+  alibi_tensor_t t[6] = {NULL};
+  alibi_status s;
+  if (heads < 1 || head_dim < 1)
+    return alibi_binding_fail(ALIBI_STATUS_INVALID_ARGUMENT,
+                              "%s: heads = %d, head_dim = %d; each must be >= 1", function, heads,
+                              head_dim);
+  s = alibi_binding_wrap_all(function, ctx, ops, 6, t);
   if (s == ALIBI_STATUS_SUCCESS)
-    s = alibi_binding_wrap(function, ctx, dtype, v, 3, kv_sizes, "heads_kv * head_dim", &tv);
-  if (s == ALIBI_STATUS_SUCCESS)
-    s = alibi_binding_wrap(function, ctx, dtype, out, 3, q_sizes, "heads_q * head_dim", &tout);
-  if (s == ALIBI_STATUS_SUCCESS && lse.data)
-    s = alibi_binding_wrap(function, ctx, ALIBI_DTYPE_F32, lse, 2, lse_sizes, "heads_q", &tlse);
-  if (s == ALIBI_STATUS_SUCCESS) s = alibi_attention_forward(ctx, tq, tk, tv, mask, params, tout, tlse);
-  alibi_tensor_destroy(tq);
-  alibi_tensor_destroy(tk);
-  alibi_tensor_destroy(tv);
-  alibi_tensor_destroy(tout);
-  alibi_tensor_destroy(tlse);
+    s = alibi_attention_merge(ctx, t[0], t[1], t[2], t[3], t[4], t[5]);
+  alibi_binding_destroy_all(ops, 6, t);
   return s;
 }
 %}
@@ -207,11 +287,42 @@ alibi_status alibi_binding_forward_u16(alibi_context_t ctx, alibi_dtype dtype, i
                                        size_t out_count, float* lse, size_t lse_count) {
   const alibi_binding_array aq = {"q", q, q_count}, ak = {"k", k, k_count}, av = {"v", v, v_count};
   const alibi_binding_array aout = {"out", out, out_count}, alse = {"lse", lse, lse_count};
-  if (dtype != ALIBI_DTYPE_F16 && dtype != ALIBI_DTYPE_BF16)
-    return alibi_binding_fail(ALIBI_STATUS_DTYPE_MISMATCH,
-                              "%s: dtype = %d is not ALIBI_DTYPE_F16 or ALIBI_DTYPE_BF16 (16-bit data)",
-                              __func__, (int)dtype);
+  const alibi_status s = alibi_binding_require_16_bit(__func__, dtype);
+  if (s != ALIBI_STATUS_SUCCESS) return s;
   return alibi_binding_forward(__func__, ctx, dtype, heads_q, heads_kv, head_dim, aq, ak, av, mask,
                                params, aout, alse);
+}
+
+/* f32 out_a, out_b and out; out may be out_a or out_b, lse lse_a or lse_b (in place). */
+alibi_status alibi_binding_merge_f32(alibi_context_t ctx, int heads, int head_dim,
+                                     const float* out_a, size_t out_a_count, const float* lse_a,
+                                     size_t lse_a_count, const float* out_b, size_t out_b_count,
+                                     const float* lse_b, size_t lse_b_count, float* out,
+                                     size_t out_count, float* lse, size_t lse_count) {
+  const alibi_binding_array aout_a = {"out_a", out_a, out_a_count};
+  const alibi_binding_array alse_a = {"lse_a", lse_a, lse_a_count};
+  const alibi_binding_array aout_b = {"out_b", out_b, out_b_count};
+  const alibi_binding_array alse_b = {"lse_b", lse_b, lse_b_count};
+  const alibi_binding_array aout = {"out", out, out_count}, alse = {"lse", lse, lse_count};
+  return alibi_binding_merge(__func__, ctx, ALIBI_DTYPE_F32, heads, head_dim, aout_a, alse_a,
+                             aout_b, alse_b, aout, alse);
+}
+
+/* f16 or bf16 out_a, out_b and out, as their 16-bit patterns; lse_a, lse_b and lse f32. */
+alibi_status alibi_binding_merge_u16(alibi_context_t ctx, alibi_dtype dtype, int heads,
+                                     int head_dim, const uint16_t* out_a, size_t out_a_count,
+                                     const float* lse_a, size_t lse_a_count,
+                                     const uint16_t* out_b, size_t out_b_count,
+                                     const float* lse_b, size_t lse_b_count, uint16_t* out,
+                                     size_t out_count, float* lse, size_t lse_count) {
+  const alibi_binding_array aout_a = {"out_a", out_a, out_a_count};
+  const alibi_binding_array alse_a = {"lse_a", lse_a, lse_a_count};
+  const alibi_binding_array aout_b = {"out_b", out_b, out_b_count};
+  const alibi_binding_array alse_b = {"lse_b", lse_b, lse_b_count};
+  const alibi_binding_array aout = {"out", out, out_count}, alse = {"lse", lse, lse_count};
+  const alibi_status s = alibi_binding_require_16_bit(__func__, dtype);
+  if (s != ALIBI_STATUS_SUCCESS) return s;
+  return alibi_binding_merge(__func__, ctx, dtype, heads, head_dim, aout_a, alse_a, aout_b,
+                             alse_b, aout, alse);
 }
 %}

@@ -10,13 +10,22 @@ public static class AlibiTests {
   // prefill 5x5, chunked prefill 3 queries over 7 keys, decode 1 query over 4 keys
   private static readonly int[] CuQ = {0, 5, 8, 9};
   private static readonly int[] CuK = {0, 5, 12, 16};
+  // Slices over T tokens: 0 and 1 hold keys [0, 4), slice 2 keys [4, 12), where queries 0..3 see
+  // no key.
+  private const int T = 12;
+  private static readonly int[] QRanges = {0, 4, 4, 12, 4, 12};
+  private static readonly int[] KRanges = {0, 4, 0, 4, 4, 12};
+  private static readonly MaskType[] Types = {MaskType.Causal, MaskType.Full, MaskType.Causal};
 
   public static int Main() {
     Action[] tests = {
       VarlenCausalForwardMatchesReference, ArrayWrappingTensorsMatchReference,
       RangesForwardMatchesReference, Bf16ForwardMatchesReference,
       InvalidCallThrowsWithTheLibraryMessage, RawCallsThrowTheirStatusAndMessage,
-      ArrayForwardNamesTheArgumentThatDoesNotFit, DisposingTwiceIsHarmless,
+      ArrayForwardNamesTheArgumentThatDoesNotFit, MergingTheTwoKeySidesEqualsOneForward,
+      TensorMergeEqualsOneForward, Bf16MergeOfTheTwoKeySidesEqualsOneForward,
+      ASideWhoseLseIsMinusInfinityContributesNothing, ArrayMergeNamesTheArgumentThatDoesNotFit,
+      TensorMergeOfADisposedTensorNamesIt, DisposingTwiceIsHarmless,
       FinalizerReleasesUndisposedHandles, TenThousandCyclesKeepMemoryStable,
     };
     int failed = 0;
@@ -62,18 +71,14 @@ public static class AlibiTests {
   }
 
   private static void RangesForwardMatchesReference() {
-    const int t = 12;
-    int[] qRanges = {0, 4, 4, 12, 4, 12};
-    int[] kRanges = {0, 4, 0, 4, 4, 12};
-    MaskType[] types = {MaskType.Causal, MaskType.Full, MaskType.Causal};
-    float[] q = Random(t * HQ * D, 7), k = Random(t * HKV * D, 8), v = Random(t * HKV * D, 9);
-    float[] output = new float[q.Length], lse = new float[HQ * t];
+    float[] q = Random(T * HQ * D, 7), k = Random(T * HKV * D, 8), v = Random(T * HKV * D, 9);
+    float[] output = new float[q.Length], lse = new float[HQ * T];
     using (var ctx = new Context())
-    using (var mask = Mask.Ranges(ctx, qRanges, kRanges, types, t, t)) {
+    using (var mask = Slices(ctx, 0, 3)) {
       Check(mask.NumSlices == 3, "3 slices");
       ctx.Forward(q, k, v, HQ, HKV, D, mask, new AttentionParams { MaxBias = 8 }, output, lse);
     }
-    var reference = Reference.Ranges(q, k, v, qRanges, kRanges, types, t, t, HQ, HKV, D);
+    var reference = Reference.Ranges(q, k, v, QRanges, KRanges, Types, T, T, HQ, HKV, D);
     AssertClose("output", reference.Out, output, 1e-4);
     AssertClose("lse", reference.Lse, lse, 1e-4);
   }
@@ -120,6 +125,9 @@ public static class AlibiTests {
     try {
       AssertFails(Status.InvalidArgument, "alibi_context_set_num_threads: num_threads = -1 is outside [0, 1024]",
                   () => AlibiNative.alibi_context_set_num_threads(ctx, -1));
+      AssertFails(Status.NullPointer, "alibi_attention_merge: out_a is NULL",
+                  () => AlibiNative.alibi_attention_merge(ctx, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero,
+                                                          IntPtr.Zero, IntPtr.Zero, IntPtr.Zero));
     } finally {
       AlibiNative.alibi_context_destroy(ctx);
     }
@@ -168,6 +176,145 @@ public static class AlibiTests {
                   "alibi_binding_forward_u16: dtype = 0 is not ALIBI_DTYPE_F16 or ALIBI_DTYPE_BF16 (16-bit data)",
                   () => ctx.Forward(DType.F32, new ushort[q.Length], new ushort[kv.Length],
                                     new ushort[kv.Length], HQ, HKV, D, mask, null, new ushort[q.Length], lse));
+    }
+  }
+
+  /// <summary>The mask of slices [from, to): all keys (0, 3), keys [0, 4) (0, 2) or keys [4, 12) (2, 3).</summary>
+  private static Mask Slices(Context ctx, int from, int to) =>
+      Mask.Ranges(ctx, QRanges.Skip(2 * from).Take(2 * (to - from)).ToArray(),
+                  KRanges.Skip(2 * from).Take(2 * (to - from)).ToArray(),
+                  Types.Skip(from).Take(to - from).ToArray(), T, T);
+
+  private static readonly float[] SQ = Random(T * HQ * D, 14), SK = Random(T * HKV * D, 15);
+  private static readonly float[] SV = Random(T * HKV * D, 16);
+
+  /// <summary>An attention result (tokens T): zeros, or the forward of SQ, SK, SV over some slices.</summary>
+  private sealed class Partial {
+    public readonly float[] Output = new float[T * HQ * D], Lse = new float[HQ * T];
+
+    public Partial() {}
+
+    public Partial(Context ctx, int from, int to) {
+      using (var mask = Slices(ctx, from, to)) ctx.Forward(SQ, SK, SV, HQ, HKV, D, mask, null, Output, Lse);
+    }
+
+    public void AssertCloseTo(Partial expected, double tol) {
+      AssertClose("output", expected.Output, Output, tol);
+      AssertClose("lse", expected.Lse, Lse, tol);
+    }
+  }
+
+  /// <summary>The forward over all keys, and over the keys of each side: A [0, 4), B [4, 12).</summary>
+  private sealed class Split {
+    public readonly Partial All, A, B;
+
+    public Split(Context ctx) {
+      All = new Partial(ctx, 0, 3);
+      A = new Partial(ctx, 0, 2);
+      B = new Partial(ctx, 2, 3);
+    }
+  }
+
+  private static void MergingTheTwoKeySidesEqualsOneForward() {
+    using (var ctx = new Context()) {
+      var split = new Split(ctx);
+      var merged = new Partial();
+      Partial a = split.A, b = split.B;
+      ctx.Merge(a.Output, a.Lse, b.Output, b.Lse, HQ, D, merged.Output, merged.Lse);
+      merged.AssertCloseTo(split.All, 1e-5);
+      ctx.Merge(a.Output, a.Lse, b.Output, b.Lse, HQ, D, a.Output, a.Lse);
+      a.AssertCloseTo(split.All, 1e-5);
+    }
+  }
+
+  private static Tensor OutputTensor(Context ctx) => Tensor.Create(ctx, DType.F32, T, HQ, D);
+  private static Tensor LseTensor(Context ctx) => Tensor.Create(ctx, DType.F32, HQ, T);
+
+  private static void TensorMergeEqualsOneForward() {
+    using (var ctx = new Context()) {
+      var split = new Split(ctx);
+      var merged = new Partial();
+      using (var outputA = OutputTensor(ctx).CopyFrom(split.A.Output))
+      using (var lseA = LseTensor(ctx).CopyFrom(split.A.Lse))
+      using (var outputB = OutputTensor(ctx).CopyFrom(split.B.Output))
+      using (var lseB = LseTensor(ctx).CopyFrom(split.B.Lse))
+      using (var output = OutputTensor(ctx)) {
+        ctx.Merge(outputA, lseA, outputB, lseB, output, null);
+        output.CopyTo(merged.Output);
+        AssertClose("output", split.All.Output, merged.Output, 1e-5);
+        ctx.Merge(outputA, lseA, outputB, lseB, outputA, lseA);
+        outputA.CopyTo(merged.Output);
+        lseA.CopyTo(merged.Lse);
+        merged.AssertCloseTo(split.All, 1e-5);
+      }
+    }
+  }
+
+  private static void Bf16MergeOfTheTwoKeySidesEqualsOneForward() {
+    ushort[] q = Bf16(SQ), k = Bf16(SK), v = Bf16(SV);
+    var outputs = new ushort[3][];
+    var lses = new float[3][];
+    int[][] sides = {new[] {0, 3}, new[] {0, 2}, new[] {2, 3}};
+    using (var ctx = new Context()) {
+      for (int s = 0; s < 3; ++s) {
+        outputs[s] = new ushort[q.Length];
+        lses[s] = new float[HQ * T];
+        using (var mask = Slices(ctx, sides[s][0], sides[s][1]))
+          ctx.Forward(DType.BF16, q, k, v, HQ, HKV, D, mask, null, outputs[s], lses[s]);
+      }
+      ctx.Merge(DType.BF16, outputs[1], lses[1], outputs[2], lses[2], HQ, D, outputs[1], null);
+    }
+    AssertClose("output", Floats(outputs[0]), Floats(outputs[1]), 1e-2);
+  }
+
+  private static void ASideWhoseLseIsMinusInfinityContributesNothing() {
+    using (var ctx = new Context()) {
+      var a = new Partial(ctx, 0, 3);
+      var none = new Partial();
+      Array.Fill(none.Output, float.NaN);
+      Array.Fill(none.Lse, float.NegativeInfinity);
+      var merged = new Partial();
+      ctx.Merge(none.Output, none.Lse, a.Output, a.Lse, HQ, D, merged.Output, merged.Lse);
+      merged.AssertCloseTo(a, 0);
+    }
+  }
+
+  private static void ArrayMergeNamesTheArgumentThatDoesNotFit() {
+    Partial a = new Partial(), b = new Partial(), output = new Partial();
+    var output16 = new ushort[output.Output.Length];
+    using (var ctx = new Context()) {
+      AssertFails(Status.ShapeMismatch, "alibi_attention_merge: lse_b.shape[1] = 11, expected 12 (out_a's tokens)",
+                  () => ctx.Merge(a.Output, a.Lse, b.Output, new float[HQ * (T - 1)], HQ, D, output.Output, output.Lse));
+      AssertFails(Status.ShapeMismatch, "alibi_binding_merge_f32: lse_b has 47 elements, not a multiple of heads = 4",
+                  () => ctx.Merge(a.Output, a.Lse, b.Output, new float[HQ * T - 1], HQ, D, output.Output, output.Lse));
+      AssertFails(Status.ShapeMismatch, "alibi_attention_merge: out.shape[0] = 11, expected 12 (out_a's shape)",
+                  () => ctx.Merge(a.Output, a.Lse, b.Output, b.Lse, HQ, D, new float[(T - 1) * HQ * D], null));
+      AssertFails(Status.NullPointer, "alibi_binding_merge_f32: out_b is NULL",
+                  () => ctx.Merge(a.Output, a.Lse, null, b.Lse, HQ, D, output.Output, output.Lse));
+      AssertFails(Status.NullPointer, "alibi_binding_merge_u16: out is NULL",
+                  () => ctx.Merge(DType.F16, output16, a.Lse, output16, b.Lse, HQ, D, null, null));
+      AssertFails(Status.InvalidArgument, "alibi_binding_merge_f32: heads = 0, head_dim = 16; each must be >= 1",
+                  () => ctx.Merge(a.Output, a.Lse, b.Output, b.Lse, 0, D, output.Output, output.Lse));
+      AssertFails(Status.DTypeMismatch,
+                  "alibi_binding_merge_u16: dtype = 0 is not ALIBI_DTYPE_F16 or ALIBI_DTYPE_BF16 (16-bit data)",
+                  () => ctx.Merge(DType.F32, output16, a.Lse, output16, b.Lse, HQ, D, output16, null));
+    }
+  }
+
+  private static void TensorMergeOfADisposedTensorNamesIt() {
+    using (var ctx = new Context())
+    using (var outputA = OutputTensor(ctx))
+    using (var lseA = LseTensor(ctx))
+    using (var outputB = OutputTensor(ctx))
+    using (var lseB = LseTensor(ctx)) {
+      var disposed = OutputTensor(ctx);
+      disposed.Dispose();
+      AssertFails(Status.NullPointer, "alibi_attention_merge: out_b is NULL",
+                  () => ctx.Merge(outputA, lseA, disposed, lseB, outputA, null));
+      AssertFails(Status.NullPointer, "alibi_attention_merge: lse_a is NULL",
+                  () => ctx.Merge(outputA, null, outputB, lseB, outputA, null));
+      AssertFails(Status.NullPointer, "Merge: lse is disposed",
+                  () => ctx.Merge(outputA, lseA, outputB, lseB, outputA, disposed));
     }
   }
 
@@ -272,6 +419,9 @@ public static class AlibiTests {
       Check(ok, $"{what}[{i}] = {actual[i]}, expected {expected[i]}");
     }
   }
+
+  private static void AssertClose(string what, float[] expected, float[] actual, double tol) =>
+      AssertClose(what, expected.Select(x => (double)x).ToArray(), actual, tol);
 
   private static void Check(bool condition, string message) {
     if (!condition) throw new Exception(message);

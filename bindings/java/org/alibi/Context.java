@@ -75,4 +75,32 @@ public final class Context extends NativeHandle {
           handleOf(mask), p, out, lse);
     }
   }
+
+  /**
+   * Merges two partial results of the same queries over disjoint keys (split-K, prefix sharing):
+   * outA, outB and out (tokens, heads, headDim) of one dtype, lseA, lseB and lse (heads, tokens)
+   * f32 as forward writes them; lse may be null. out may be outA or outB, lse lseA or lseB (in
+   * place). A side whose lse is -inf contributes nothing.
+   */
+  public void merge(Tensor outA, Tensor lseA, Tensor outB, Tensor lseB, Tensor out, Tensor lse) {
+    AlibiNative.alibi_attention_merge(handle(), handleOf(outA), handleOf(lseA), handleOf(outB),
+        handleOf(lseB), handleOf(out), optionalHandleOf(lse, "Context.merge: lse"));
+  }
+
+  /**
+   * merge over f32 arrays, used in place as forward's: outA, outB and out hold (tokens, heads,
+   * headDim), lseA, lseB and lse (heads, tokens); lse may be null. Passing outA (or outB) as out
+   * merges in place.
+   */
+  public void merge(float[] outA, float[] lseA, float[] outB, float[] lseB, int heads, int headDim,
+                    float[] out, float[] lse) {
+    AlibiNative.alibi_binding_merge_f32(handle(), heads, headDim, outA, lseA, outB, lseB, out, lse);
+  }
+
+  /** As the f32 form, for F16 or BF16 outputs given as their 16-bit patterns (lse stays f32). */
+  public void merge(DType dtype, short[] outA, float[] lseA, short[] outB, float[] lseB, int heads,
+                    int headDim, short[] out, float[] lse) {
+    AlibiNative.alibi_binding_merge_u16(handle(), dtype, heads, headDim, outA, lseA, outB, lseB,
+        out, lse);
+  }
 }

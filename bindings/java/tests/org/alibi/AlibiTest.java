@@ -22,6 +22,12 @@ public class AlibiTest {
   // prefill 5x5, chunked prefill 3 queries over 7 keys, decode 1 query over 4 keys
   private static final int[] CU_Q = {0, 5, 8, 9};
   private static final int[] CU_K = {0, 5, 12, 16};
+  // Slices over T tokens: 0 and 1 hold keys [0, 4), slice 2 keys [4, 12), where queries 0..3 see
+  // no key.
+  private static final int T = 12;
+  private static final int[] Q_RANGES = {0, 4, 4, 12, 4, 12};
+  private static final int[] K_RANGES = {0, 4, 0, 4, 4, 12};
+  private static final MaskType[] TYPES = {MaskType.CAUSAL, MaskType.FULL, MaskType.CAUSAL};
 
   private static float[] random(int n, long seed) {
     Random rng = new Random(seed);
@@ -75,17 +81,13 @@ public class AlibiTest {
 
   @Test
   public void rangesForwardMatchesReference() {
-    int t = 12;
-    int[] qRanges = {0, 4, 4, 12, 4, 12};
-    int[] kRanges = {0, 4, 0, 4, 4, 12};
-    MaskType[] types = {MaskType.CAUSAL, MaskType.FULL, MaskType.CAUSAL};
-    float[] q = random(t * HQ * D, 7), k = random(t * HKV * D, 8), v = random(t * HKV * D, 9);
-    float[] out = new float[q.length], lse = new float[HQ * t];
-    try (Context ctx = new Context(); Mask mask = Mask.ranges(ctx, qRanges, kRanges, types, t, t)) {
+    float[] q = random(T * HQ * D, 7), k = random(T * HKV * D, 8), v = random(T * HKV * D, 9);
+    float[] out = new float[q.length], lse = new float[HQ * T];
+    try (Context ctx = new Context(); Mask mask = slices(ctx, 0, 3)) {
       assertEquals(3, mask.numSlices());
       ctx.forward(q, k, v, HQ, HKV, D, mask, new AttentionParams().maxBias(8), out, lse);
     }
-    Reference ref = Reference.ranges(q, k, v, qRanges, kRanges, types, t, t, HQ, HKV, D);
+    Reference ref = Reference.ranges(q, k, v, Q_RANGES, K_RANGES, TYPES, T, T, HQ, HKV, D);
     assertClose("out", ref.out, out, 1e-4);
     assertClose("lse", ref.lse, lse, 1e-4);
   }
@@ -114,6 +116,12 @@ public class AlibiTest {
     }
   }
 
+  private static void assertClose(String what, float[] expected, float[] actual, double tol) {
+    double[] widened = new double[expected.length];
+    for (int i = 0; i < expected.length; ++i) widened[i] = expected[i];
+    assertClose(what, widened, actual, tol);
+  }
+
   private static void assertFails(Status status, String detail, ThrowingRunnable call) {
     AlibiException e = assertThrows(AlibiException.class, call);
     assertEquals(detail, e.getDetail());
@@ -126,6 +134,8 @@ public class AlibiTest {
       assertFails(Status.INVALID_ARGUMENT,
           "alibi_context_set_num_threads: num_threads = -1 is outside [0, 1024]",
           () -> AlibiNative.alibi_context_set_num_threads(ctx.handle(), -1));
+      assertFails(Status.NULL_POINTER, "alibi_attention_merge: out_a is NULL",
+          () -> AlibiNative.alibi_attention_merge(ctx.handle(), 0, 0, 0, 0, 0, 0));
       assertFails(Status.INVALID_ARGUMENT, "alibi_attention_params_set_slopes: count = -1 is negative",
           () -> p.setSlopes(new float[1], -1));
       // The binding's own message above is not read again for the library's next failure.
@@ -174,6 +184,142 @@ public class AlibiTest {
           + "ALIBI_DTYPE_F16 or ALIBI_DTYPE_BF16 (16-bit data)",
           () -> ctx.forward(DType.F32, new short[q.length], new short[kv.length],
                             new short[kv.length], HQ, HKV, D, mask, null, new short[q.length], lse));
+    }
+  }
+
+  /** The mask of slices [from, to): all keys (0, 3), keys [0, 4) (0, 2) or keys [4, 12) (2, 3). */
+  private static Mask slices(Context ctx, int from, int to) {
+    return Mask.ranges(ctx, Arrays.copyOfRange(Q_RANGES, 2 * from, 2 * to),
+        Arrays.copyOfRange(K_RANGES, 2 * from, 2 * to), Arrays.copyOfRange(TYPES, from, to), T, T);
+  }
+
+  private static final float[] SQ = random(T * HQ * D, 14), SK = random(T * HKV * D, 15);
+  private static final float[] SV = random(T * HKV * D, 16);
+
+  /** An attention result (tokens T): zeros, or the forward of SQ, SK, SV over some slices. */
+  private static final class Partial {
+    final float[] out = new float[T * HQ * D], lse = new float[HQ * T];
+
+    Partial() {}
+
+    Partial(Context ctx, int from, int to) {
+      try (Mask mask = slices(ctx, from, to)) {
+        ctx.forward(SQ, SK, SV, HQ, HKV, D, mask, null, out, lse);
+      }
+    }
+
+    void assertCloseTo(Partial expected, double tol) {
+      assertClose("out", expected.out, out, tol);
+      assertClose("lse", expected.lse, lse, tol);
+    }
+  }
+
+  @Test
+  public void mergingTheTwoKeySidesEqualsOneForward() {
+    try (Context ctx = new Context()) {
+      Partial all = new Partial(ctx, 0, 3), a = new Partial(ctx, 0, 2), b = new Partial(ctx, 2, 3);
+      Partial merged = new Partial();
+      ctx.merge(a.out, a.lse, b.out, b.lse, HQ, D, merged.out, merged.lse);
+      merged.assertCloseTo(all, 1e-5);
+      ctx.merge(a.out, a.lse, b.out, b.lse, HQ, D, a.out, a.lse);
+      a.assertCloseTo(all, 1e-5);
+    }
+  }
+
+  @Test
+  public void tensorMergeEqualsOneForward() {
+    try (Context ctx = new Context()) {
+      Partial all = new Partial(ctx, 0, 3), a = new Partial(ctx, 0, 2), b = new Partial(ctx, 2, 3);
+      Partial merged = new Partial();
+      try (Tensor outA = outTensor(ctx).copyFrom(a.out); Tensor lseA = lseTensor(ctx).copyFrom(a.lse);
+           Tensor outB = outTensor(ctx).copyFrom(b.out); Tensor lseB = lseTensor(ctx).copyFrom(b.lse);
+           Tensor out = outTensor(ctx)) {
+        ctx.merge(outA, lseA, outB, lseB, out, null);
+        out.copyTo(merged.out);
+        assertClose("out", all.out, merged.out, 1e-5);
+        ctx.merge(outA, lseA, outB, lseB, outA, lseA);
+        outA.copyTo(merged.out);
+        lseA.copyTo(merged.lse);
+        merged.assertCloseTo(all, 1e-5);
+      }
+    }
+  }
+
+  private static Tensor outTensor(Context ctx) {
+    return Tensor.create(ctx, DType.F32, T, HQ, D);
+  }
+
+  private static Tensor lseTensor(Context ctx) {
+    return Tensor.create(ctx, DType.F32, HQ, T);
+  }
+
+  @Test
+  public void bf16MergeOfTheTwoKeySidesEqualsOneForward() {
+    short[] q = bf16(SQ), k = bf16(SK), v = bf16(SV);
+    short[][] outs = new short[3][q.length];
+    float[][] lses = new float[3][HQ * T];
+    int[][] sides = {{0, 3}, {0, 2}, {2, 3}};
+    try (Context ctx = new Context()) {
+      for (int s = 0; s < 3; ++s) {
+        try (Mask mask = slices(ctx, sides[s][0], sides[s][1])) {
+          ctx.forward(DType.BF16, q, k, v, HQ, HKV, D, mask, null, outs[s], lses[s]);
+        }
+      }
+      ctx.merge(DType.BF16, outs[1], lses[1], outs[2], lses[2], HQ, D, outs[1], null);
+    }
+    assertClose("out", floats(outs[0]), floats(outs[1]), 1e-2);
+  }
+
+  @Test
+  public void aSideWhoseLseIsMinusInfinityContributesNothing() {
+    try (Context ctx = new Context()) {
+      Partial a = new Partial(ctx, 0, 3), none = new Partial(), merged = new Partial();
+      Arrays.fill(none.out, Float.NaN);
+      Arrays.fill(none.lse, Float.NEGATIVE_INFINITY);
+      ctx.merge(none.out, none.lse, a.out, a.lse, HQ, D, merged.out, merged.lse);
+      merged.assertCloseTo(a, 0);
+    }
+  }
+
+  @Test
+  public void arrayMergeNamesTheArgumentThatDoesNotFit() {
+    Partial a = new Partial(), b = new Partial(), out = new Partial();
+    short[] out16 = new short[out.out.length];
+    try (Context ctx = new Context()) {
+      assertFails(Status.SHAPE_MISMATCH,
+          "alibi_attention_merge: lse_b.shape[1] = 11, expected 12 (out_a's tokens)",
+          () -> ctx.merge(a.out, a.lse, b.out, new float[HQ * (T - 1)], HQ, D, out.out, out.lse));
+      assertFails(Status.SHAPE_MISMATCH,
+          "alibi_binding_merge_f32: lse_b has 47 elements, not a multiple of heads = 4",
+          () -> ctx.merge(a.out, a.lse, b.out, new float[HQ * T - 1], HQ, D, out.out, out.lse));
+      assertFails(Status.SHAPE_MISMATCH,
+          "alibi_attention_merge: out.shape[0] = 11, expected 12 (out_a's shape)",
+          () -> ctx.merge(a.out, a.lse, b.out, b.lse, HQ, D, new float[(T - 1) * HQ * D], null));
+      assertFails(Status.NULL_POINTER, "alibi_binding_merge_f32: out_b is NULL",
+          () -> ctx.merge(a.out, a.lse, null, b.lse, HQ, D, out.out, out.lse));
+      assertFails(Status.NULL_POINTER, "alibi_binding_merge_u16: out is NULL",
+          () -> ctx.merge(DType.F16, out16, a.lse, out16, b.lse, HQ, D, null, null));
+      assertFails(Status.INVALID_ARGUMENT,
+          "alibi_binding_merge_f32: heads = 0, head_dim = 16; each must be >= 1",
+          () -> ctx.merge(a.out, a.lse, b.out, b.lse, 0, D, out.out, out.lse));
+      assertFails(Status.DTYPE_MISMATCH, "alibi_binding_merge_u16: dtype = 0 is not "
+          + "ALIBI_DTYPE_F16 or ALIBI_DTYPE_BF16 (16-bit data)",
+          () -> ctx.merge(DType.F32, out16, a.lse, out16, b.lse, HQ, D, out16, null));
+    }
+  }
+
+  @Test
+  public void tensorMergeOfAClosedTensorNamesIt() {
+    try (Context ctx = new Context(); Tensor outA = outTensor(ctx); Tensor lseA = lseTensor(ctx);
+         Tensor outB = outTensor(ctx); Tensor lseB = lseTensor(ctx)) {
+      Tensor closed = outTensor(ctx);
+      closed.close();
+      assertFails(Status.NULL_POINTER, "alibi_attention_merge: out_b is NULL",
+          () -> ctx.merge(outA, lseA, closed, lseB, outA, null));
+      assertFails(Status.NULL_POINTER, "alibi_attention_merge: lse_a is NULL",
+          () -> ctx.merge(outA, null, outB, lseB, outA, null));
+      assertFails(Status.NULL_POINTER, "Context.merge: lse is closed",
+          () -> ctx.merge(outA, lseA, outB, lseB, outA, closed));
     }
   }
 
