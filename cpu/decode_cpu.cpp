@@ -125,13 +125,18 @@ class Decode {
     const int32_t qpos = mask_.q_positions[row];
     const TokenRun keys = tokens(args_.k, slice.k_begin + first, count);
     ops_.score_tokens(buffers.queries.data(), keys, layout_, buffers.scores.data());
+    const float softcap = args_.softcap;  // a local: stores to scores cannot change it
     for (int64_t j = 0; j < count; ++j) {
       const int64_t key = slice.k_begin + first + j;
       const int32_t kpos = mask_.k_positions[key];
       float* scores = &buffers.scores[size_t(j * heads_)];
-      for (int64_t h = 0; h < heads_; ++h)
-        scores[h] = cell_score(scores[h], args_.softcap, buffers.slopes[size_t(h)], qpos, kpos,
-                               args_.attn_bias ? attn_bias(h, row, key) : 0.0f);
+      const float* slopes = buffers.slopes.data();
+      if (args_.attn_bias)
+        for (int64_t h = 0; h < heads_; ++h)
+          scores[h] = cell_score(scores[h], softcap, slopes[h], qpos, kpos, attn_bias(h, row, key));
+      else
+        for (int64_t h = 0; h < heads_; ++h)
+          scores[h] = cell_score(scores[h], softcap, slopes[h], qpos, kpos, 0.0f);
     }
   }
 
