@@ -9,9 +9,9 @@
 //
 // Checked: the status the header documents, with a message starting "alibi_attention_merge: ";
 // on failure no byte of any buffer changed; on success no byte outside out's and lse's elements
-// changed, and per row, unless an lse is NaN or +inf (which the header leaves unspecified): both
-// lse -inf gives out +0 and lse -inf; otherwise out and lse equal the float64 merge (a side of lse
-// -inf weighs 0, whatever its out holds) wherever the sides that weigh are finite.
+// changed, and per row: an lse of NaN or +inf gives NaN out and lse; both lse -inf give out +0
+// and lse -inf; otherwise out and lse equal the float64 merge (a side of lse -inf weighs 0,
+// whatever its out holds) wherever the sides that weigh are finite.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -147,9 +147,22 @@ struct Operands {
   Operand out_a, lse_a, out_b, lse_b, out, lse;
 };
 
+// A row with an lse of NaN or +inf: NaN out and lse, as the header says.
+void check_not_a_number(const Problem& p, const Operand& out, const Operand* lse, int64_t t, int64_t h) {
+  if (lse)
+    FUZZ_REQUIRE(std::isnan(lse->get(h, t)), "lse[%lld, %lld] = %.9g from a NaN or +inf lse, not NaN",
+                 (long long)h, (long long)t, lse->get(h, t));
+  for (int64_t d = 0; d < p.dim; ++d)
+    FUZZ_REQUIRE(std::isnan(out.get(t, h, d)), "out[%lld, %lld, %lld] = %g from a NaN or +inf lse, not NaN",
+                 (long long)t, (long long)h, (long long)d, out.get(t, h, d));
+}
+
 void check_row(const Problem& p, const Operands& in, const Operand& out, const Operand* lse, int64_t t, int64_t h) {
   const float lse_a = in.lse_a.input(h, t), lse_b = in.lse_b.input(h, t);
-  if (std::isnan(lse_a) || std::isnan(lse_b) || lse_a == kInf || lse_b == kInf) return;
+  if (std::isnan(lse_a) || std::isnan(lse_b) || lse_a == kInf || lse_b == kInf) {
+    check_not_a_number(p, out, lse, t, h);
+    return;
+  }
   const Merged m = merged(lse_a, lse_b);
   if (lse)
     FUZZ_REQUIRE(std::isinf(m.lse) ? lse->get(h, t) == -kInf

@@ -375,6 +375,21 @@ TEST_P(MergeTest, RowsWhereNeitherSideSawAKeyGetZeroAndNegInf) {
   check(random_partials({5, 4, 9}, dtype(), 20, kNeitherSaw));
 }
 
+// An lse the forward never writes (NaN, +inf) on either side: NaN out and lse, on every device.
+TEST_P(MergeTest, NanOrInfiniteLseGivesNan) {
+  const Dims dims{4, 2, 6};
+  for (const float bad : {kNaN, std::numeric_limits<float>::infinity()})
+    for (const bool on_a : {true, false}) {
+      SCOPED_TRACE(std::string(std::isnan(bad) ? "NaN" : "+inf") + (on_a ? " lse_a" : " lse_b"));
+      Partials p = random_partials(dims, dtype(), 30, kBothSaw);
+      (on_a ? p.lse_a : p.lse_b)[1] = bad;
+      const Result got = merge(ctx_.get(), dtype(), p, row_major_layouts(dims), Into::kOwn, Into::kOwn);
+      EXPECT_TRUE(std::isnan(got.lse[1]));
+      const size_t first = dims.first_element(1);
+      for (size_t e = first; e < first + size_t(dims.dim); ++e) EXPECT_TRUE(std::isnan(got.out[e])) << e;
+    }
+}
+
 // Gaps of 100 (the smaller weight, e^-100, is an f32 subnormal) and 1000 (exactly 0), around
 // lse 0 and 1e4.
 TEST_P(MergeTest, LargeGapsLeaveTheLargerSide) {

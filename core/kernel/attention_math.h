@@ -58,7 +58,7 @@ ALIBI_HD float running_sum(float sum, float correction, float block_sum) {
 }
 
 // A finished row: out = accumulated output * out_scale; lse. A row that saw no key (sum 0) gets
-// out 0 and lse -inf.
+// out 0 and lse -inf; a NaN (from NaN inputs) stays NaN in both.
 struct RowFinish {
   float out_scale;
   float lse;
@@ -66,13 +66,14 @@ struct RowFinish {
 
 ALIBI_HD RowFinish finish_row(float max, float sum) {
   if (sum > 0.0f) return {1.0f / sum, max + logf(sum)};
-  return {0.0f, -INFINITY};
+  if (sum == 0.0f) return {0.0f, -INFINITY};
+  return {NAN, NAN};
 }
 
 // An output element of a finished row: acc * out_scale, and exactly +0 for a row that saw no
 // key (whatever sign the zeros of a tensor-core accumulator carry).
 ALIBI_HD float finished_output(float acc, float out_scale) {
-  return out_scale > 0.0f ? acc * out_scale : 0.0f;
+  return out_scale == 0.0f ? 0.0f : acc * out_scale;
 }
 
 // The head of an attn_bias of shape (bias_heads, Tq, Tk) that query head `head` reads: a bias

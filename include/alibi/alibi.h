@@ -348,6 +348,7 @@ ALIBI_API alibi_status alibi_attention_forward(alibi_context_t ctx, alibi_tensor
  *   lse = logaddexp(lse_a, lse_b),  out = e^(lse_a - lse) out_a + e^(lse_b - lse) out_b.
  * A side whose lse is -inf contributes nothing (whatever its out holds); a row whose two lse
  * are -inf gets out 0 and lse -inf, as alibi_attention_forward gives a row that sees no key.
+ * An lse of NaN or +inf (which the forward never writes) gives that row NaN out and lse.
  * This is what the backends do internally when they split a row's keys or merge slices.
  * @param out_a, out_b  (T, H, D) f32, f16 or bf16, both of out's dtype; any strides.
  * @param lse_a, lse_b  (H, T) f32 (as alibi_attention_forward writes them); any strides.
@@ -355,7 +356,8 @@ ALIBI_API alibi_status alibi_attention_forward(alibi_context_t ctx, alibi_tensor
  *             overlap them.
  * @param lse  NULL, or (H, T) f32; may be lse_a or lse_b.
  * @return NULL_POINTER for a missing input or out; SHAPE_MISMATCH / DTYPE_MISMATCH as for
- *         alibi_attention_forward. Nothing is written on failure.
+ *         alibi_attention_forward; INVALID_ARGUMENT for a tensor of another device. Nothing is
+ *         written on failure.
  */
 ALIBI_API alibi_status alibi_attention_merge(alibi_context_t ctx, alibi_tensor_t out_a,
                                             alibi_tensor_t lse_a, alibi_tensor_t out_b,
