@@ -93,14 +93,14 @@ class Attention {
   void write(const RowTile& tile, int64_t head, const BlockAccumulator& block) const {
     for (int64_t r = tile.row_begin; r < tile.row_end; ++r) {
       const size_t local = size_t(r - tile.row_begin);
-      write_row(r, head, &block.acc[local * size_t(dim_)],
-                finish_row(block.row_max[local], block.row_sum[local]));
+      write_row(r, head, &block.acc[local * size_t(dim_)], {block.row_max[local], block.row_sum[local]});
     }
   }
 
-  void write_row(int64_t row, int64_t head, const float* acc, const RowFinish& finish) const {
-    store_row(args_.out, offset3(args_.out, row, head, 0), acc, dim_, finish.out_scale);
-    if (args_.lse) store_float(*args_.lse, offset2(*args_.lse, head, row), finish.lse);
+  void write_row(int64_t row, int64_t head, const float* acc, const RowTotals& totals) const {
+    store_row(args_.out, offset3(args_.out, row, head, 0), acc, dim_, output_scale(totals.sum));
+    if (args_.lse)
+      store_float(*args_.lse, offset2(*args_.lse, head, row), row_lse(totals.max, totals.sum));
   }
 
   int64_t head_dim() const { return dim_; }
@@ -251,8 +251,7 @@ void write_merged(const Attention& attention, const RowTile& tile, int64_t head,
     const size_t local = size_t(r - tile.row_begin);
     for (size_t p = 0; p < splits.size(); ++p)
       parts[p] = {splits[p].row_max[local], splits[p].row_sum[local], &splits[p].acc[local * size_t(dim)]};
-    const RowFinish finish = merge_rows(parts.data(), int64_t(parts.size()), dim, acc.data());
-    attention.write_row(r, head, acc.data(), finish);
+    attention.write_row(r, head, acc.data(), merge_rows(parts.data(), int64_t(parts.size()), dim, acc.data()));
   }
 }
 

@@ -92,9 +92,10 @@ class Decode {
       }
   }
 
-  void write_row(int64_t row, int64_t head, const float* acc, const RowFinish& finish) const {
-    store_row(args_.out, offset3(args_.out, row, head, 0), acc, dim_, finish.out_scale);
-    if (args_.lse) store_float(*args_.lse, offset2(*args_.lse, head, row), finish.lse);
+  void write_row(int64_t row, int64_t head, const float* acc, const RowTotals& totals) const {
+    store_row(args_.out, offset3(args_.out, row, head, 0), acc, dim_, output_scale(totals.sum));
+    if (args_.lse)
+      store_float(*args_.lse, offset2(*args_.lse, head, row), row_lse(totals.max, totals.sum));
   }
 
  private:
@@ -183,7 +184,7 @@ class Decode {
 // Rows that see no key get out = 0 and lse = -inf.
 void write_uncovered_rows(const Decode& decode, const MaskView& mask) {
   const std::vector<float> zeros(size_t(decode.dim()), 0.0f);
-  const RowFinish nothing = finish_row(kNegInf, 0.0f);
+  const RowTotals nothing{kNegInf, 0.0f};
   for (int64_t u = 0; u < mask.num_uncovered; ++u)
     for (int32_t r = mask.uncovered[u].begin; r < mask.uncovered[u].end; ++r)
       for (int64_t h = 0; h < decode.heads(); ++h) decode.write_row(r, h, zeros.data(), nothing);

@@ -18,7 +18,7 @@ struct PartialRow {
 };
 
 // Merges parts in their order (so the result is deterministic) into acc (dim values) and
-// returns what finishes the row. Parts of weight 0 are skipped, whatever their acc holds.
-RowFinish merge_rows(const PartialRow* parts, int64_t count, int64_t dim, float* acc);
+// returns the merged row's totals. Parts of weight 0 are skipped, whatever their acc holds.
+RowTotals merge_rows(const PartialRow* parts, int64_t count, int64_t dim, float* acc);
 
 }  // namespace alibi::cpu

@@ -19,7 +19,7 @@ void load_row(const TensorView& t, int64_t token, int64_t head, float* dst) {
 
 }  // namespace
 
-RowFinish merge_rows(const PartialRow* parts, int64_t count, int64_t dim, float* acc) {
+RowTotals merge_rows(const PartialRow* parts, int64_t count, int64_t dim, float* acc) {
   float max = -INFINITY;
   for (int64_t p = 0; p < count; ++p) max = std::max(max, parts[p].max);
   std::fill(acc, acc + dim, 0.0f);
@@ -30,7 +30,7 @@ RowFinish merge_rows(const PartialRow* parts, int64_t count, int64_t dim, float*
     sum += parts[p].sum * weight;
     for (int64_t d = 0; d < dim; ++d) acc[d] += weight * parts[p].acc[d];
   }
-  return finish_row(max, sum);
+  return {max, sum};
 }
 
 void attention_merge(const MergeArgs& args, ThreadPool& pool) {
@@ -44,10 +44,11 @@ void attention_merge(const MergeArgs& args, ThreadPool& pool) {
         load_row(args.out_b, t, h, b.data());
         const PartialRow parts[] = {{load_float(args.lse_a, offset2(args.lse_a, h, t)), 1.0f, a.data()},
                                     {load_float(args.lse_b, offset2(args.lse_b, h, t)), 1.0f, b.data()}};
-        const RowFinish row = merge_rows(parts, 2, dim, acc.data());
+        const RowTotals row = merge_rows(parts, 2, dim, acc.data());
+        const float scale = output_scale(row.sum);
         for (int64_t d = 0; d < dim; ++d)
-          store_float(args.out, offset3(args.out, t, h, d), acc[size_t(d)] * row.out_scale);
-        if (args.lse) store_float(*args.lse, offset2(*args.lse, h, t), row.lse);
+          store_float(args.out, offset3(args.out, t, h, d), acc[size_t(d)] * scale);
+        if (args.lse) store_float(*args.lse, offset2(*args.lse, h, t), row_lse(row.max, row.sum));
       }
   });
 }

@@ -146,11 +146,12 @@ struct FinishParams {
 __global__ void finish_kernel(const __grid_constant__ FinishParams p) {
   const int r = int(blockIdx.x), head = p.first_head + int(blockIdx.y);
   const int64_t state_index = int64_t(head) * p.rows + r, row = p.row_begin + r;
-  const RowFinish finish = finish_row(p.state.max[state_index], p.state.sum[state_index]);
+  const float max = p.state.max[state_index], sum = p.state.sum[state_index];
+  const float scale = output_scale(sum);
   const float* acc = p.state.acc + state_index * p.head_dim;
   for (int d = threadIdx.x; d < p.head_dim; d += blockDim.x)
-    p.out.store(p.out.offset(row, head, d), finished_output(acc[d], finish.out_scale));
-  if (p.has_lse && threadIdx.x == 0) p.lse.store(p.lse.offset(head, row, 0), finish.lse);
+    p.out.store(p.out.offset(row, head, d), finished_output(acc[d], scale));
+  if (p.has_lse && threadIdx.x == 0) p.lse.store(p.lse.offset(head, row, 0), row_lse(max, sum));
 }
 
 class CublasAttention {

@@ -359,8 +359,7 @@ class FusedCta {
       sum += __shfl_xor_sync(0xffffffffu, sum, 2);
       if (local_row(j) >= rows_) continue;
       const int64_t row = tile_.row_begin + local_row(j);
-      const RowFinish finish = finish_row(row_max_[j], sum);
-      const float scale = finish.out_scale / kProbabilityScale;  // exact: a power of two
+      const float scale = output_scale(sum) / kProbabilityScale;  // exact: a power of two
       uint16_t* out = p_.out.at(row, head_);
 #pragma unroll
       for (int n = 0; n < kDim / 8; ++n) {
@@ -370,7 +369,7 @@ class FusedCta {
           out[column + 1] = T::store(finished_output(acc_[n][2 * j + 1], scale));
       }
       if (p_.lse && lane_ % 4 == 0)
-        p_.lse[head_ * p_.lse_head_stride + row * p_.lse_row_stride] = finish.lse;
+        p_.lse[head_ * p_.lse_head_stride + row * p_.lse_row_stride] = row_lse(row_max_[j], sum);
     }
   }
 

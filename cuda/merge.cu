@@ -24,14 +24,14 @@ __global__ void merge_kernel(const __grid_constant__ MergeParams p) {
     const float max = lse_a < lse_b ? lse_b : lse_a;
     // A side of weight 0 (lse -inf) is never read: its out may hold anything.
     const float weight_a = merge_weight(lse_a, max), weight_b = merge_weight(lse_b, max);
-    const RowFinish finish = finish_row(max, weight_a + weight_b);
+    const float sum = weight_a + weight_b, scale = output_scale(sum);
     for (int64_t d = 0; d < p.dim; ++d) {
       float acc = 0.0f;
       if (weight_a != 0.0f) acc += weight_a * p.out_a.load(p.out_a.offset(t, h, d));
       if (weight_b != 0.0f) acc += weight_b * p.out_b.load(p.out_b.offset(t, h, d));
-      p.out.store(p.out.offset(t, h, d), finished_output(acc, finish.out_scale));
+      p.out.store(p.out.offset(t, h, d), finished_output(acc, scale));
     }
-    if (p.has_lse) p.lse.store(p.lse.offset(h, t, 0), finish.lse);
+    if (p.has_lse) p.lse.store(p.lse.offset(h, t, 0), row_lse(max, sum));
   }
 }
 

@@ -57,23 +57,29 @@ ALIBI_HD float running_sum(float sum, float correction, float block_sum) {
   return sum * correction + block_sum;
 }
 
-// A finished row: out = accumulated output * out_scale; lse. A row that saw no key (sum 0) gets
-// out 0 and lse -inf; a NaN (from NaN inputs) stays NaN in both.
-struct RowFinish {
-  float out_scale;
-  float lse;
-};
-
-ALIBI_HD RowFinish finish_row(float max, float sum) {
-  if (sum > 0.0f) return {1.0f / sum, max + logf(sum)};
-  if (sum == 0.0f) return {0.0f, -INFINITY};
-  return {NAN, NAN};
+// Finishing a row from its running max and sum: out = accumulated output * output_scale(sum)
+// and lse = row_lse(max, sum) (only where an lse is wanted: a log per row). A row that saw no
+// key (sum 0) gets out 0 and lse -inf; a NaN (from NaN inputs) stays NaN in both.
+ALIBI_HD float output_scale(float sum) {
+  if (sum > 0.0f) return 1.0f / sum;
+  return sum == 0.0f ? 0.0f : NAN;
 }
 
-// An output element of a finished row: acc * out_scale, and exactly +0 for a row that saw no
-// key (whatever sign the zeros of a tensor-core accumulator carry).
-ALIBI_HD float finished_output(float acc, float out_scale) {
-  return out_scale == 0.0f ? 0.0f : acc * out_scale;
+ALIBI_HD float row_lse(float max, float sum) {
+  if (sum > 0.0f) return max + logf(sum);
+  return sum == 0.0f ? -INFINITY : NAN;
+}
+
+// What a row accumulated: its running max and its sum of exp(s - softmax_shift(max)).
+struct RowTotals {
+  float max;
+  float sum;
+};
+
+// An output element of a finished row: acc * scale (output_scale's), and exactly +0 for a row
+// that saw no key (whatever sign the zeros of a tensor-core accumulator carry).
+ALIBI_HD float finished_output(float acc, float scale) {
+  return scale == 0.0f ? 0.0f : acc * scale;
 }
 
 // The head of an attn_bias of shape (bias_heads, Tq, Tk) that query head `head` reads: a bias
