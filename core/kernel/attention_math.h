@@ -1,7 +1,7 @@
 // The attention math of every backend, each step written once and callable from host and
 // device code: the score of a cell, the online-softmax step, the finish of a row, the merge of
 // partial results and the attn_bias broadcast. SIMD code that cannot call these functions
-// (cpu/tile_ops_avx2.cpp) is tested against them cell by cell (tests/test_tile_ops.cpp).
+// (cpu/tile_ops_avx2.cpp) is tested against them cell by cell (tests/kernel/test_tile_ops.cpp).
 //
 // Scale: a cell's raw score is x = scale * (q . k). The CPU kernels fold scale into q once per
 // tile row (one multiply per query element instead of one per cell); CUDA multiplies after the
