@@ -151,15 +151,18 @@ static void check_served(const Library* lib, const alibi_attention_params* param
         params->struct_size, lib->last_error_message());
 }
 
+/* This caller's params, as lib's init fills them, served by lib. */
+static void served_by(const Library* lib, float* out) {
+  alibi_attention_params* params = caller_params(lib);
+  check_served(lib, params, out);
+  free(params);
+}
+
 #ifndef ALIBI_NEWER_HEADER
 static void older_caller(const Library* today, const Library* newer) {
   float mine[ELEMENTS], served_by_newer[ELEMENTS], defaults[ELEMENTS];
-  alibi_attention_params* params = caller_params(today);
-  check_served(today, params, mine);
-  free(params);
-  params = caller_params(newer);
-  check_served(newer, params, served_by_newer);
-  free(params);
+  served_by(today, mine);
+  served_by(newer, served_by_newer);
   CHECK(memcmp(mine, served_by_newer, sizeof mine) == 0,
         "the newer library read this caller's params differently");
   check_served(today, NULL, defaults);
@@ -185,9 +188,7 @@ static void newer_caller(const Library* today, const Library* newer) {
   params->struct_size = older_size;  /* what an older header's struct holds */
   check_served(today, params, as_older);
   free(params);
-  params = caller_params(newer);
-  check_served(newer, params, mine);
-  free(params);
+  served_by(newer, mine);
   CHECK(memcmp(mine, as_older, sizeof mine) == 0,
         "the newer library's result differs from the older one's on the shared fields");
   printf("newer caller (struct of %zu bytes): refused by the older library, served by its own\n",
