@@ -3,14 +3,11 @@
 // minute to minute, separate runs cannot tell a 5% change from noise; paired calls can.
 // Prints each build's best and median GFLOP/s (decode: GB/s of k and v), the ratio of medians
 // and in how many rounds B was faster, and checks that both builds give the same output.
-#include <dlfcn.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -18,6 +15,8 @@
 #include "common/attention_shape.h"
 #include "common/bf16.h"
 #include "common/command_line.h"
+#include "common/library.h"
+#include "common/random_values.h"
 
 namespace {
 
@@ -28,91 +27,62 @@ const char kUsage[] =
     "  unless --full, H = HKV = 16 heads of D = 128, f32 unless --bf16, T = 2 threads, R = 16\n"
     "  rounds of one call to each build, alternating which goes first.\n";
 
-// The entry points used, resolved in one namespace.
-struct Library {
-  void* handle = nullptr;
+// One build's entry points and its context, mask and tensors.
+struct Build {
+  explicit Build(const char* path) : library("alibi-ab", path) {}
+  bench_common::Library library;
   decltype(&alibi_context_create) context_create;
   decltype(&alibi_context_set_num_threads) set_num_threads;
   decltype(&alibi_mask_create_varlen) mask_create_varlen;
   decltype(&alibi_tensor_wrap) tensor_wrap;
   decltype(&alibi_attention_forward) attention_forward;
-  decltype(&alibi_last_error_message) last_error_message;
   alibi_context_t context = nullptr;
   alibi_mask_t mask = nullptr;
   alibi_tensor_t q = nullptr, k = nullptr, v = nullptr, out = nullptr;
 };
-
-template <typename F>
-void resolve(void* handle, const char* name, F& function) {
-  function = reinterpret_cast<F>(dlsym(handle, name));
-  if (function == nullptr) {
-    std::fprintf(stderr, "alibi-ab: %s not found: %s\n", name, dlerror());
-    std::exit(1);
-  }
-}
-
-void check(const Library& lib, alibi_status status, const char* what) {
-  if (status == ALIBI_STATUS_SUCCESS) return;
-  std::fprintf(stderr, "alibi-ab: %s failed: %s\n", what, lib.last_error_message());
-  std::exit(1);
-}
 
 struct Inputs {
   bench_common::AttentionShape shape;
   alibi_dtype dtype;
   int threads, rounds;
   std::vector<unsigned char> q, k, v;
-  size_t element_bytes() const { return dtype == ALIBI_DTYPE_F32 ? 4 : 2; }
+  size_t element_bytes() const { return bench_common::element_bytes(dtype); }
 };
 
-void open_library(const char* path, const Inputs& in, std::vector<unsigned char>& out, Library& lib) {
-  lib.handle = dlmopen(LM_ID_NEWLM, path, RTLD_NOW | RTLD_LOCAL);
-  if (lib.handle == nullptr) {
-    std::fprintf(stderr, "alibi-ab: cannot load %s: %s\n", path, dlerror());
-    std::exit(1);
-  }
-  resolve(lib.handle, "alibi_context_create", lib.context_create);
-  resolve(lib.handle, "alibi_context_set_num_threads", lib.set_num_threads);
-  resolve(lib.handle, "alibi_mask_create_varlen", lib.mask_create_varlen);
-  resolve(lib.handle, "alibi_tensor_wrap", lib.tensor_wrap);
-  resolve(lib.handle, "alibi_attention_forward", lib.attention_forward);
-  resolve(lib.handle, "alibi_last_error_message", lib.last_error_message);
-  check(lib, lib.context_create(ALIBI_DEVICE_CPU, 0, &lib.context), "alibi_context_create");
-  check(lib, lib.set_num_threads(lib.context, in.threads), "alibi_context_set_num_threads");
+Build open_build(const char* path, const Inputs& in, std::vector<unsigned char>& out) {
+  Build build(path);
+  const bench_common::Library& library = build.library;
+  library.resolve("alibi_context_create", build.context_create);
+  library.resolve("alibi_context_set_num_threads", build.set_num_threads);
+  library.resolve("alibi_mask_create_varlen", build.mask_create_varlen);
+  library.resolve("alibi_tensor_wrap", build.tensor_wrap);
+  library.resolve("alibi_attention_forward", build.attention_forward);
+  library.check(build.context_create(ALIBI_DEVICE_CPU, 0, &build.context), "alibi_context_create");
+  library.check(build.set_num_threads(build.context, in.threads), "alibi_context_set_num_threads");
   const std::vector<int32_t> cu_q = in.shape.cu_seqlens_q(), cu_k = in.shape.cu_seqlens_k();
-  check(lib, lib.mask_create_varlen(lib.context, 1, cu_q.data(), cu_k.data(), in.shape.causal, &lib.mask),
-        "alibi_mask_create_varlen");
+  library.check(build.mask_create_varlen(build.context, 1, cu_q.data(), cu_k.data(), in.shape.causal,
+                                         &build.mask),
+                "alibi_mask_create_varlen");
   const int64_t q_shape[3] = {in.shape.total_q(), in.shape.heads, in.shape.head_dim};
   const int64_t kv_shape[3] = {in.shape.total_k(), in.shape.kv_heads, in.shape.head_dim};
   auto wrap = [&](const int64_t* shape, const void* data, alibi_tensor_t* tensor) {
-    check(lib, lib.tensor_wrap(lib.context, in.dtype, 3, shape, nullptr, const_cast<void*>(data), tensor),
-          "alibi_tensor_wrap");
+    library.check(
+        build.tensor_wrap(build.context, in.dtype, 3, shape, nullptr, const_cast<void*>(data), tensor),
+        "alibi_tensor_wrap");
   };
-  wrap(q_shape, in.q.data(), &lib.q);
-  wrap(kv_shape, in.k.data(), &lib.k);
-  wrap(kv_shape, in.v.data(), &lib.v);
-  wrap(q_shape, out.data(), &lib.out);
+  wrap(q_shape, in.q.data(), &build.q);
+  wrap(kv_shape, in.k.data(), &build.k);
+  wrap(kv_shape, in.v.data(), &build.v);
+  wrap(q_shape, out.data(), &build.out);
+  return build;
 }
 
-double seconds_of_call(const Library& lib) {
+double seconds_of_call(const Build& build) {
   const auto start = std::chrono::steady_clock::now();
-  check(lib, lib.attention_forward(lib.context, lib.q, lib.k, lib.v, lib.mask, nullptr, lib.out, nullptr),
-        "alibi_attention_forward");
+  const alibi_status status = build.attention_forward(build.context, build.q, build.k, build.v,
+                                                      build.mask, nullptr, build.out, nullptr);
+  build.library.check(status, "alibi_attention_forward");
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-// Uniform in [-1, 1), stored as f32 or bf16.
-std::vector<unsigned char> random_values(int64_t count, alibi_dtype dtype, uint32_t seed) {
-  std::mt19937 engine(seed);
-  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
-  const size_t width = dtype == ALIBI_DTYPE_F32 ? 4 : 2;
-  std::vector<unsigned char> bytes(size_t(count) * width);
-  for (int64_t i = 0; i < count; ++i) {
-    const float value = uniform(engine);
-    const uint16_t half = bench_common::to_bf16(value);
-    std::memcpy(&bytes[size_t(i) * width], width == 4 ? static_cast<const void*>(&value) : &half, width);
-  }
-  return bytes;
 }
 
 // The options after LIB_A LIB_B (CommandLine skips its first argument, here LIB_B).
@@ -139,9 +109,9 @@ Inputs read_options(int argc, char** argv) {
   in.shape.lengths_k = {tokens};
   const int64_t q_count = in.shape.total_q() * in.shape.heads * in.shape.head_dim;
   const int64_t kv_count = in.shape.total_k() * in.shape.kv_heads * in.shape.head_dim;
-  in.q = random_values(q_count, in.dtype, 1);
-  in.k = random_values(kv_count, in.dtype, 2);
-  in.v = random_values(kv_count, in.dtype, 3);
+  in.q = bench_common::random_values(q_count, in.dtype, 1);
+  in.k = bench_common::random_values(kv_count, in.dtype, 2);
+  in.v = bench_common::random_values(kv_count, in.dtype, 3);
   return in;
 }
 
@@ -165,13 +135,13 @@ double max_difference(const std::vector<unsigned char>* out, const Inputs& in) {
 }
 
 // Per round both builds run once, which goes first alternating; seconds[which] per round.
-int time_rounds(const Library* libs, int rounds, std::vector<double>* seconds) {
+int time_rounds(const Build* builds, int rounds, std::vector<double>* seconds) {
   int b_faster = 0;
   for (int round = 0; round < rounds; ++round) {
     double taken[2];
     for (int turn = 0; turn < 2; ++turn) {
       const int which = (round + turn) % 2;
-      taken[which] = seconds_of_call(libs[which]);
+      taken[which] = seconds_of_call(builds[which]);
     }
     for (int which = 0; which < 2; ++which) seconds[which].push_back(taken[which]);
     b_faster += taken[1] < taken[0];
@@ -190,11 +160,9 @@ int main(int argc, char** argv) {
   const Inputs in = read_options(argc, argv);
   std::vector<unsigned char> out[2] = {std::vector<unsigned char>(in.q.size()),
                                        std::vector<unsigned char>(in.q.size())};
-  Library libs[2];
-  open_library(argv[1], in, out[0], libs[0]);
-  open_library(argv[2], in, out[1], libs[1]);
+  const Build builds[2] = {open_build(argv[1], in, out[0]), open_build(argv[2], in, out[1])};
   std::vector<double> seconds[2];
-  const int b_faster = time_rounds(libs, in.rounds, seconds);
+  const int b_faster = time_rounds(builds, in.rounds, seconds);
 
   // Decode reads k and v once: GB/s; otherwise GFLOP/s as alibi-bench counts them.
   const bool decode = in.shape.total_q() == 1;
