@@ -36,7 +36,11 @@ foreach(_alibi_caller older newer)
   target_include_directories(alibi_params_abi_${_alibi_caller} PRIVATE ${PROJECT_BINARY_DIR}/include)
   add_test(NAME packaging.params_abi_${_alibi_caller}_caller
            COMMAND alibi_params_abi_${_alibi_caller} $<TARGET_FILE:alibi> $<TARGET_FILE:alibi_newer_header>)
-  set_tests_properties(packaging.params_abi_${_alibi_caller}_caller PROPERTIES LABELS packaging TIMEOUT 60)
+  # In the ASan job: bounds checks, no leak check. gcc 12's LeakSanitizer dies at exit ("Tracer
+  # caught signal 11") in this program for some lengths of the library paths it dlopens (seen:
+  # the same build passing under /tmp/ci and failing under /tmp/tmp.FINUfe1akG); nothing leaks.
+  set_tests_properties(packaging.params_abi_${_alibi_caller}_caller PROPERTIES LABELS packaging TIMEOUT 60
+    ENVIRONMENT_MODIFICATION "ASAN_OPTIONS=string_append::detect_leaks=0")
 endforeach()
 target_include_directories(alibi_params_abi_older PRIVATE ${PROJECT_SOURCE_DIR}/include)
 target_include_directories(alibi_params_abi_newer BEFORE PRIVATE ${_alibi_newer_include})
