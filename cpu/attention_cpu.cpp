@@ -266,7 +266,7 @@ int choose_splits(const MaskView& mask, int64_t heads) {
 
 }  // namespace
 
-void attention_forward(const ForwardArgs& args, ThreadPool& pool) {
+void attention_forward(const ForwardArgs& args, const ThreadPool& pool) {
   const MaskView& mask = *args.mask;
   // The SIMD bias takes |qpos - kpos| as int32.
   const bool int32_distances = mask.position_span <= std::numeric_limits<int32_t>::max();

@@ -1,7 +1,7 @@
-// The CPU backend's table: host memory, a per-context thread pool, and the kernels of cpu/.
+// The CPU backend's table: host memory, each context's share of the process's worker threads,
+// and the kernels of cpu/.
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <thread>
 
 #include "cpu/kernels.h"
@@ -57,11 +57,8 @@ class CpuContext {
   // Kernels read the host mask itself: there is no copy to make or release.
   static void release_mask(void*) {}
 
-  // The pool is (re)built on the next call that needs it, so setting a count costs nothing.
   void set_num_threads(int num_threads) {
-    const int threads = num_threads > 0 ? num_threads : default_threads();
-    if (pool_ && pool_->size() != threads) pool_.reset();
-    threads_ = threads;
+    pool_ = ThreadPool(num_threads > 0 ? num_threads : default_threads());
   }
   void set_stream(void* stream) {
     if (stream) fail(ALIBI_STATUS_UNSUPPORTED, "cuda_stream is not NULL but this is a CPU context");
@@ -80,8 +77,8 @@ class CpuContext {
     copy_strided(*src, static_cast<char*>(dst), true);
   }
   void mask_upload(const MaskView*, void** device_mask) { *device_mask = nullptr; }
-  void attention_forward(const ForwardArgs* args) { cpu::attention_forward(*args, pool()); }
-  void attention_merge(const MergeArgs* args) { cpu::attention_merge(*args, pool()); }
+  void attention_forward(const ForwardArgs* args) { cpu::attention_forward(*args, pool_); }
+  void attention_merge(const MergeArgs* args) { cpu::attention_merge(*args, pool_); }
   void build_bias(const BiasArgs* args) { cpu::build_bias(*args); }
   void build_dynamic_batching_mask(const DynamicBatchingArgs* args) {
     cpu::build_dynamic_batching_mask(*args);
@@ -89,12 +86,7 @@ class CpuContext {
   void build_bloom_bias(const BloomArgs* args) { cpu::build_bloom_bias(*args); }
 
  private:
-  ThreadPool& pool() {
-    if (!pool_) pool_ = std::make_unique<ThreadPool>(threads_);
-    return *pool_;
-  }
-  int threads_ = default_threads();
-  std::unique_ptr<ThreadPool> pool_;
+  ThreadPool pool_{default_threads()};
 };
 
 }  // namespace

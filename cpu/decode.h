@@ -9,6 +9,6 @@ namespace alibi::cpu {
 
 // True when every slice has at most a few rows and no two slices share a row.
 bool decode_applies(const MaskView& mask);
-void decode_forward(const ForwardArgs& args, const TileOps& ops, ThreadPool& pool);
+void decode_forward(const ForwardArgs& args, const TileOps& ops, const ThreadPool& pool);
 
 }  // namespace alibi::cpu

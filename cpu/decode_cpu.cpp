@@ -196,7 +196,7 @@ bool decode_applies(const MaskView& mask) {
   return mask.max_slice_rows <= kMaxRows && !mask.slices_share_rows;
 }
 
-void decode_forward(const ForwardArgs& args, const TileOps& ops, ThreadPool& pool) {
+void decode_forward(const ForwardArgs& args, const TileOps& ops, const ThreadPool& pool) {
   const Decode decode(args, ops);
   const MaskView& mask = *args.mask;
   const int64_t num_chunks = mask.first_chunk[mask.num_slices];

@@ -12,8 +12,8 @@ namespace alibi::cpu {
 // count, so results are too).
 constexpr PlanShape kPlanShape{256, false, 256, 32};
 
-void attention_forward(const ForwardArgs& args, ThreadPool& pool);
-void attention_merge(const MergeArgs& args, ThreadPool& pool);
+void attention_forward(const ForwardArgs& args, const ThreadPool& pool);
+void attention_merge(const MergeArgs& args, const ThreadPool& pool);
 void build_bias(const BiasArgs& args);
 void build_dynamic_batching_mask(const DynamicBatchingArgs& args);
 void build_bloom_bias(const BloomArgs& args);

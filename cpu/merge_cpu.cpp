@@ -33,7 +33,7 @@ RowTotals merge_rows(const PartialRow* parts, int64_t count, int64_t dim, float*
   return {max, sum};
 }
 
-void attention_merge(const MergeArgs& args, ThreadPool& pool) {
+void attention_merge(const MergeArgs& args, const ThreadPool& pool) {
   const int64_t tokens = args.out.shape[0], heads = args.out.shape[1], dim = args.out.shape[2];
   pool.parallel_for((tokens + kTokensPerItem - 1) / kTokensPerItem, [&](int64_t item, int) {
     std::vector<float> a(static_cast<size_t>(dim)), b(a), acc(a);

@@ -1,67 +1,106 @@
 #include "cpu/thread_pool.h"
 
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
 namespace alibi::cpu {
 
-ThreadPool::ThreadPool(int num_threads) {
-  for (int w = 1; w < num_threads; ++w) workers_.emplace_back([this, w] { worker_loop(w); });
-}
+namespace {
 
-ThreadPool::~ThreadPool() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
+// One parallel_for in progress, on its caller's stack: its items and the workers that joined it.
+struct Job {
+  const ThreadPool::Task* task;
+  int64_t count;
+  int helper_slots;  // workers that may join (worker ids 1..helper_slots)
+  std::atomic<int64_t> next{0};
+  int helpers_joined = 0;
+  int helpers_running = 0;
+  std::exception_ptr error;
+  std::condition_variable helpers_done;
+};
+
+class SharedWorkers {
+ public:
+  // Never destroyed: at exit, workers may still be waiting, and a call may still be running on
+  // another thread (a JVM's, say).
+  static SharedWorkers& instance() {
+    static SharedWorkers* workers = new SharedWorkers();
+    return *workers;
   }
-  wake_.notify_all();
-  for (std::thread& t : workers_) t.join();
-}
 
-void ThreadPool::run_items(int worker) {
-  for (int64_t item = next_++; item < count_; item = next_++) {
-    try {
-      (*task_)(item, worker);
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (!error_) error_ = std::current_exception();
-    }
-  }
-}
-
-void ThreadPool::worker_loop(int worker) {
-  uint64_t seen = 0;
-  for (;;) {
+  void run(Job& job) {
     {
-      std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-      if (stopping_) return;
-      seen = generation_;
+      std::lock_guard<std::mutex> lock(mutex_);
+      start_workers(job.helper_slots);
+      open_.push_back(&job);
     }
-    run_items(worker);
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (--running_ == 0) done_.notify_one();
+    for (int w = 0; w < job.helper_slots; ++w) wake_.notify_one();
+    run_items(job, 0);
+    std::unique_lock<std::mutex> lock(mutex_);
+    close(job);
+    job.helpers_done.wait(lock, [&] { return job.helpers_running == 0; });
+    if (job.error) std::rethrow_exception(job.error);
   }
-}
 
-void ThreadPool::parallel_for(int64_t count, const Task& task) {
+ private:
+  void start_workers(int count) {
+    for (; started_ < count; ++started_) std::thread([this] { work(); }).detach();
+  }
+
+  void close(Job& job) { open_.erase(std::remove(open_.begin(), open_.end(), &job), open_.end()); }
+
+  void work() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [&] { return !open_.empty(); });
+      Job& job = *open_.front();
+      const int worker = ++job.helpers_joined;
+      if (worker == job.helper_slots || job.next.load() >= job.count) close(job);
+      ++job.helpers_running;
+      lock.unlock();
+      run_items(job, worker);
+      lock.lock();
+      // The caller may return (and its job vanish) as soon as this lock is released.
+      if (--job.helpers_running == 0) job.helpers_done.notify_one();
+    }
+  }
+
+  void run_items(Job& job, int worker) {
+    for (int64_t item = job.next++; item < job.count; item = job.next++) {
+      try {
+        (*job.task)(item, worker);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!job.error) job.error = std::current_exception();
+      }
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::vector<Job*> open_;  // jobs that workers may still join, oldest first
+  int started_ = 0;
+};
+
+}  // namespace
+
+void ThreadPool::parallel_for(int64_t count, const Task& task) const {
   if (count <= 0) return;
-  if (workers_.empty() || count == 1) {
+  const int helpers = int(std::min<int64_t>(num_threads_, count)) - 1;
+  if (helpers <= 0) {
     for (int64_t item = 0; item < count; ++item) task(item, 0);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    task_ = &task;
-    count_ = count;
-    next_ = 0;
-    error_ = nullptr;
-    running_ = int(workers_.size());
-    ++generation_;
-  }
-  wake_.notify_all();
-  run_items(0);
-  std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [&] { return running_ == 0; });
-  task_ = nullptr;
-  if (error_) std::rethrow_exception(error_);
+  Job job;
+  job.task = &task;
+  job.count = count;
+  job.helper_slots = helpers;
+  SharedWorkers::instance().run(job);
 }
 
 }  // namespace alibi::cpu

@@ -1,14 +1,11 @@
-// A fixed set of worker threads that share the items of one parallel_for at a time.
+// The CPU backend's parallelism: one set of worker threads for the whole process, shared by every
+// context. A context holds only its thread count, so creating one starts no thread; the workers
+// start on the first parallel call that needs them (as many as the largest count asked for, less
+// one, since each caller works on its own call) and live as long as the process.
 #pragma once
 
-#include <atomic>
-#include <condition_variable>
 #include <cstdint>
-#include <exception>
 #include <functional>
-#include <mutex>
-#include <thread>
-#include <vector>
 
 namespace alibi::cpu {
 
@@ -16,33 +13,19 @@ class ThreadPool {
  public:
   using Task = std::function<void(int64_t item, int worker)>;
 
-  // num_threads participants in every parallel_for: the caller plus num_threads - 1 workers.
-  explicit ThreadPool(int num_threads);
-  ~ThreadPool();
-  ThreadPool(const ThreadPool&) = delete;
-  ThreadPool& operator=(const ThreadPool&) = delete;
+  // num_threads participants in every parallel_for: the caller plus up to num_threads - 1
+  // shared workers (fewer while other contexts' calls keep them busy).
+  explicit ThreadPool(int num_threads) : num_threads_(num_threads) {}
 
-  int size() const { return int(workers_.size()) + 1; }
+  int size() const { return num_threads_; }
 
   // Runs task(item, worker) for every item in [0, count), items handed out dynamically;
-  // worker is in [0, size()). Rethrows the first exception a task threw.
-  void parallel_for(int64_t count, const Task& task);
+  // worker is in [0, size()) and no two participants of one call share it. Rethrows the first
+  // exception a task threw. Calls from several threads (several contexts) may overlap.
+  void parallel_for(int64_t count, const Task& task) const;
 
  private:
-  void worker_loop(int worker);
-  void run_items(int worker);
-
-  std::vector<std::thread> workers_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::condition_variable done_;
-  const Task* task_ = nullptr;
-  int64_t count_ = 0;
-  std::atomic<int64_t> next_{0};
-  uint64_t generation_ = 0;
-  int running_ = 0;
-  bool stopping_ = false;
-  std::exception_ptr error_;
+  int num_threads_;
 };
 
 }  // namespace alibi::cpu

@@ -1,12 +1,14 @@
-// Concurrency (issue 6): 8 threads, each with its own context (and so its own worker pool),
-// share read-only masks and input tensors made by another context and run forward and the bias
-// builders at once; every result must be bitwise identical to a single-threaded run. Part of
-// alibi_tests, and built alone as alibi_concurrency_tests for ThreadSanitizer (.ci/sanitize).
+// Concurrency (issue 6): 8 threads, each with its own context (their calls sharing the process's
+// CPU workers), share read-only masks and input tensors made by another context and run forward
+// and the bias builders at once; every result must be bitwise identical to a single-threaded run.
+// Contexts start no thread of their own (issue 13). Part of alibi_tests, and built alone as
+// alibi_concurrency_tests for ThreadSanitizer (.ci/sanitize).
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -208,6 +210,35 @@ TEST(Concurrency, ContextsCreatedAndDestroyedConcurrently) {
     });
   for (std::thread& thread : threads) thread.join();
   EXPECT_EQ(failures.load(), 0);
+}
+
+// The threads of this process, from /proc/self/status (-1 where it cannot be read).
+int process_threads() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+  return -1;
+}
+
+// Contexts never destroyed while others are made (a binding's forgotten close): creating one starts
+// no thread, and their calls share the process's workers, at most the largest count asked less one.
+TEST(Concurrency, ContextsStartNoThreadsAndShareTheProcessWorkers) {
+  const Shared shared;
+  const int before = process_threads();
+  if (before < 0) GTEST_SKIP() << "/proc/self/status is not readable here";
+  constexpr int kContexts = 64, kNumThreads = 3;
+  std::vector<Context> idle, used;
+  for (int c = 0; c < kContexts; ++c) idle.push_back(test::make_cpu_context());
+  EXPECT_EQ(process_threads(), before) << kContexts << " contexts were created";
+  for (int c = 0; c < kContexts; ++c) {
+    used.push_back(test::make_cpu_context());
+    ASSERT_OK(alibi_context_set_num_threads(used.back().get(), kNumThreads));
+    Tensor out = upload(used.back().get(), ALIBI_DTYPE_F32, {kTotalQ, kHeads, kDim}, {});
+    ASSERT_OK(alibi_attention_forward(used.back().get(), shared.q[0].get(), shared.k[0].get(),
+                                      shared.v[0].get(), shared.masks[0].get(), nullptr, out.get(), nullptr));
+  }
+  EXPECT_LE(process_threads(), before + kNumThreads - 1)
+      << kContexts << " contexts of " << kNumThreads << " threads each ran a forward";
 }
 
 }  // namespace
