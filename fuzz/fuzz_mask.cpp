@@ -177,6 +177,16 @@ bool make_ranges_mask(Bytes& in, Built& built) {
   return true;
 }
 
+// The token counts the mask reports are those it was made for; NULL skips one.
+void check_totals(const Built& built) {
+  int64_t total_q = -7, total_k = -7;
+  fuzz::check_status_ok(alibi_mask_get_totals(built.mask, &total_q, &total_k), "alibi_mask_get_totals");
+  FUZZ_REQUIRE(total_q == built.total_q && total_k == built.total_k,
+               "alibi_mask_get_totals gave (%lld, %lld), expected (%lld, %lld)", (long long)total_q,
+               (long long)total_k, (long long)built.total_q, (long long)built.total_k);
+  fuzz::check_status_ok(alibi_mask_get_totals(built.mask, nullptr, nullptr), "alibi_mask_get_totals");
+}
+
 // The slices the mask reports: as created (varlen, ranges), or (windows) at most three per
 // sequence inside its block, not overlapping, and together exactly the window's cells.
 void check_slices(const Built& built) {
@@ -292,6 +302,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!made) return 0;
   fuzz::MaskHandle owner{built.mask};
   check_slices(built);
+  check_totals(built);
   set_positions(in, built);
   check_bias(in, built);
   return 0;

@@ -426,6 +426,28 @@ TEST(ApiMask, GetSlicesSkipsNullArrays) {
   ASSERT_OK(alibi_mask_get_slices(mask.get(), nullptr, nullptr, nullptr));
 }
 
+TEST(ApiMask, GetTotalsGivesTheTokenCountsOfEveryKind) {
+  Context ctx = make_cpu_context();
+  const std::vector<int32_t> cu_q{0, 2, 5}, cu_k{0, 3, 9};
+  Mask varlen = make_varlen(ctx.get(), cu_q, cu_k, 1);
+  Mask window = make_sliding_window(ctx.get(), cu_q, cu_k, 1, 0);
+  alibi_mask_t raw = nullptr;
+  const int32_t q_ranges[2] = {1, 4}, k_ranges[2] = {0, 6}, types[1] = {ALIBI_MASK_FULL};
+  ASSERT_OK(alibi_mask_create_ranges(ctx.get(), 1, q_ranges, k_ranges, types, 11, 13, &raw));
+  Mask ranges(raw);
+  const std::pair<alibi_mask_t, std::pair<int64_t, int64_t>> expected[] = {
+      {varlen.get(), {5, 9}}, {window.get(), {5, 9}}, {ranges.get(), {11, 13}}};
+  for (const auto& [mask, totals] : expected) {
+    int64_t total_q = -1, total_k = -1;
+    ASSERT_OK(alibi_mask_get_totals(mask, &total_q, &total_k));
+    EXPECT_EQ(total_q, totals.first);
+    EXPECT_EQ(total_k, totals.second);
+    total_k = -1;
+    ASSERT_OK(alibi_mask_get_totals(mask, nullptr, &total_k));
+    EXPECT_EQ(total_k, totals.second);
+  }
+}
+
 TEST(ApiMask, EmptyRangesMaskHasNoSlices) {
   Context ctx = make_cpu_context();
   alibi_mask_t raw = nullptr;

@@ -622,6 +622,10 @@ TEST(ErrorMask, QueriesAndPositionsRejectNullPointers) {
                "alibi_mask_get_num_slices", "out", "null");
   EXPECT_FAILS(alibi_mask_get_slices(nullptr, ranges, ranges, nullptr), ALIBI_STATUS_NULL_POINTER,
                "alibi_mask_get_slices", "mask", "null");
+  int64_t total = -1;
+  EXPECT_FAILS(alibi_mask_get_totals(nullptr, &total, &total), ALIBI_STATUS_NULL_POINTER,
+               "alibi_mask_get_totals", "mask", "null");
+  EXPECT_EQ(total, -1);
 }
 
 // ------------------------------------------------------------------------------------------

@@ -132,36 +132,63 @@ typedef struct {
 } alibi_binding_array;
 
 /*
- * An array as the tensor it is wrapped as: ndim <= 3 sizes, the one size -1 given by its
- * length (per names the product of the others, for messages). An optional array may be NULL.
+ * An array as the tensor it is wrapped as: ndim <= 3 sizes, named in messages; at most one size
+ * is -1, given by the array's length. An optional array may be NULL.
  */
 typedef struct {
   alibi_binding_array array;
   alibi_dtype dtype;
   int ndim;
   int64_t sizes[3];
-  const char* per;
+  const char* names[3];
   int optional;
 } alibi_binding_operand;
 
-/* A length that is not a multiple of the other sizes' product fails here. */
+/* The product of the known sizes, e.g. "the mask's total_k 14 x heads_kv 2 x head_dim 32" in
+ * text; 0 when it overflows. */
+static uint64_t alibi_binding_known_product(const alibi_binding_operand* op, char* text,
+                                            size_t capacity) {
+  uint64_t product = 1;
+  size_t used = 0;
+  int d;
+  text[0] = '\0';
+  for (d = 0; d < op->ndim; ++d) {
+    if (op->sizes[d] < 0) continue;
+    if (op->sizes[d] > 0 && product > UINT64_MAX / (uint64_t)op->sizes[d]) return 0;
+    product *= (uint64_t)op->sizes[d];
+    if (used < capacity)
+      used += (size_t)snprintf(text + used, capacity - used, "%s%s %lld", used ? " x " : "",
+                               op->names[d], (long long)op->sizes[d]);
+  }
+  return product;
+}
+
+/* The array's length must be the sizes' product, or (one size -1) a multiple of the others'. */
 static alibi_status alibi_binding_wrap(const char* function, alibi_context_t ctx,
                                        const alibi_binding_operand* op, alibi_tensor_t* out) {
-  int64_t shape[3], product = 1;
-  int d, unknown = 0;
+  char sizes_text[160];
+  int64_t shape[3];
+  int d, unknown = -1;
+  uint64_t product;
   if (!op->array.data)
     return alibi_binding_fail(ALIBI_STATUS_NULL_POINTER, "%s: %s is NULL", function,
                               op->array.name);
+  product = alibi_binding_known_product(op, sizes_text, sizeof sizes_text);
   for (d = 0; d < op->ndim; ++d) {
     shape[d] = op->sizes[d];
     if (op->sizes[d] < 0) unknown = d;
-    else product *= op->sizes[d];
   }
-  if (op->array.count % (uint64_t)product != 0)
+  if (unknown < 0 && op->array.count != product)
     return alibi_binding_fail(ALIBI_STATUS_SHAPE_MISMATCH,
-                              "%s: %s has %zu elements, not a multiple of %s = %lld", function,
-                              op->array.name, op->array.count, op->per, (long long)product);
-  shape[unknown] = (int64_t)(op->array.count / (uint64_t)product);
+                              "%s: %s has %zu elements, expected %llu = %s", function,
+                              op->array.name, op->array.count, (unsigned long long)product,
+                              sizes_text);
+  if (unknown >= 0 && (product == 0 || op->array.count % product != 0))
+    return alibi_binding_fail(ALIBI_STATUS_SHAPE_MISMATCH,
+                              "%s: %s has %zu elements, not a multiple of %llu = %s", function,
+                              op->array.name, op->array.count, (unsigned long long)product,
+                              sizes_text);
+  if (unknown >= 0) shape[unknown] = (int64_t)(op->array.count / product);
   return alibi_tensor_wrap(ctx, op->dtype, op->ndim, shape, NULL, (void*)op->array.data, out);
 }
 
@@ -211,29 +238,35 @@ static alibi_status alibi_binding_require_16_bit(const char* function, alibi_dty
 }
 
 /* q and out (total_q, heads_q, head_dim), k and v (total_k, heads_kv, head_dim), lse NULL or
- * (heads_q, total_q) f32. */
+ * (heads_q, total_q) f32, where total_q and total_k are the mask's: each array's length is checked
+ * against them, so a message names the array that is wrong. */
 static alibi_status alibi_binding_forward(const char* function, alibi_context_t ctx,
                                           alibi_dtype dtype, int heads_q, int heads_kv,
                                           int head_dim, alibi_binding_array q,
                                           alibi_binding_array k, alibi_binding_array v,
                                           alibi_mask_t mask, const alibi_attention_params* params,
                                           alibi_binding_array out, alibi_binding_array lse) {
-  const alibi_binding_operand ops[5] = {
-      {q, dtype, 3, {-1, heads_q, head_dim}, "heads_q * head_dim", 0},
-      {k, dtype, 3, {-1, heads_kv, head_dim}, "heads_kv * head_dim", 0},
-      {v, dtype, 3, {-1, heads_kv, head_dim}, "heads_kv * head_dim", 0},
-      {out, dtype, 3, {-1, heads_q, head_dim}, "heads_q * head_dim", 0},
-      {lse, ALIBI_DTYPE_F32, 2, {heads_q, -1}, "heads_q", 1}};
+  int64_t tq = 0, tk = 0;
   alibi_tensor_t t[5] = {NULL};
   alibi_status s;
   if (heads_q < 1 || heads_kv < 1 || head_dim < 1)
     return alibi_binding_fail(ALIBI_STATUS_INVALID_ARGUMENT,
                               "%s: heads_q = %d, heads_kv = %d, head_dim = %d; each must be >= 1",
                               function, heads_q, heads_kv, head_dim);
-  s = alibi_binding_wrap_all(function, ctx, ops, 5, t);
-  if (s == ALIBI_STATUS_SUCCESS)
-    s = alibi_attention_forward(ctx, t[0], t[1], t[2], mask, params, t[3], t[4]);
-  alibi_binding_destroy_all(ops, 5, t);
+  if (!mask) return alibi_binding_fail(ALIBI_STATUS_NULL_POINTER, "%s: mask is NULL", function);
+  s = alibi_mask_get_totals(mask, &tq, &tk);
+  if (s == ALIBI_STATUS_SUCCESS) {
+    const alibi_binding_operand ops[5] = {
+        {q, dtype, 3, {tq, heads_q, head_dim}, {"the mask's total_q", "heads_q", "head_dim"}, 0},
+        {k, dtype, 3, {tk, heads_kv, head_dim}, {"the mask's total_k", "heads_kv", "head_dim"}, 0},
+        {v, dtype, 3, {tk, heads_kv, head_dim}, {"the mask's total_k", "heads_kv", "head_dim"}, 0},
+        {out, dtype, 3, {tq, heads_q, head_dim}, {"the mask's total_q", "heads_q", "head_dim"}, 0},
+        {lse, ALIBI_DTYPE_F32, 2, {heads_q, tq}, {"heads_q", "the mask's total_q"}, 1}};
+    s = alibi_binding_wrap_all(function, ctx, ops, 5, t);
+    if (s == ALIBI_STATUS_SUCCESS)
+      s = alibi_attention_forward(ctx, t[0], t[1], t[2], mask, params, t[3], t[4]);
+    alibi_binding_destroy_all(ops, 5, t);
+  }
   return s;
 }
 
@@ -245,12 +278,12 @@ static alibi_status alibi_binding_merge(const char* function, alibi_context_t ct
                                         alibi_binding_array out_b, alibi_binding_array lse_b,
                                         alibi_binding_array out, alibi_binding_array lse) {
   const alibi_binding_operand ops[6] = {
-      {out_a, dtype, 3, {-1, heads, head_dim}, "heads * head_dim", 0},
-      {lse_a, ALIBI_DTYPE_F32, 2, {heads, -1}, "heads", 0},
-      {out_b, dtype, 3, {-1, heads, head_dim}, "heads * head_dim", 0},
-      {lse_b, ALIBI_DTYPE_F32, 2, {heads, -1}, "heads", 0},
-      {out, dtype, 3, {-1, heads, head_dim}, "heads * head_dim", 0},
-      {lse, ALIBI_DTYPE_F32, 2, {heads, -1}, "heads", 1}};
+      {out_a, dtype, 3, {-1, heads, head_dim}, {"tokens", "heads", "head_dim"}, 0},
+      {lse_a, ALIBI_DTYPE_F32, 2, {heads, -1}, {"heads", "tokens"}, 0},
+      {out_b, dtype, 3, {-1, heads, head_dim}, {"tokens", "heads", "head_dim"}, 0},
+      {lse_b, ALIBI_DTYPE_F32, 2, {heads, -1}, {"heads", "tokens"}, 0},
+      {out, dtype, 3, {-1, heads, head_dim}, {"tokens", "heads", "head_dim"}, 0},
+      {lse, ALIBI_DTYPE_F32, 2, {heads, -1}, {"heads", "tokens"}, 1}};
   alibi_tensor_t t[6] = {NULL};
   alibi_status s;
   if (heads < 1 || head_dim < 1)

@@ -229,6 +229,14 @@ alibi_status alibi_mask_get_num_slices(alibi_mask_t mask, int* out) {
   });
 }
 
+alibi_status alibi_mask_get_totals(alibi_mask_t mask, int64_t* total_q, int64_t* total_k) {
+  return guarded(__func__, [&] {
+    const alibi::MaskPlan& plan = require(mask, "mask")->plan;
+    if (total_q) *total_q = plan.total_q;
+    if (total_k) *total_k = plan.total_k;
+  });
+}
+
 alibi_status alibi_mask_get_slices(alibi_mask_t mask, int32_t* q_ranges, int32_t* k_ranges,
                                    int32_t* types) {
   return guarded(__func__, [&] { alibi::mask_get_slices(mask, q_ranges, k_ranges, types); });

@@ -263,6 +263,11 @@ ALIBI_API alibi_status alibi_mask_get_num_slices(alibi_mask_t mask, int* out);
  */
 ALIBI_API alibi_status alibi_mask_get_slices(alibi_mask_t mask, int32_t* q_ranges,
                                             int32_t* k_ranges, int32_t* types);
+/**
+ * The token counts the mask was made for: the rows q and out must have (total_q) and the rows k
+ * and v must have (total_k). Either pointer may be NULL to skip it.
+ */
+ALIBI_API alibi_status alibi_mask_get_totals(alibi_mask_t mask, int64_t* total_q, int64_t* total_k);
 /** Destroys a mask. NULL is a no-op. */
 ALIBI_API void alibi_mask_destroy(alibi_mask_t mask);
 

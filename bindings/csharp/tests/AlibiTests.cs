@@ -147,19 +147,19 @@ public static class AlibiTests {
     float[] outputRowShort = new float[(tq - 1) * HQ * D], lseRowShort = new float[HQ * (tq - 1)];
     using (var ctx = new Context())
     using (var mask = Mask.Varlen(ctx, CuQ, CuK, true)) {
-      AssertFails(Status.ShapeMismatch, "alibi_attention_forward: k.shape[0] = 15, expected 16 (the mask's total_k)",
+      AssertFails(Status.ShapeMismatch, "alibi_binding_forward_f32: k has 480 elements, expected 512 = the mask's total_k 16 x heads_kv 2 x head_dim 16",
                   () => ctx.Forward(q, kvRowShort, kv, HQ, HKV, D, mask, null, output, lse));
       AssertFails(Status.ShapeMismatch,
-                  "alibi_binding_forward_f32: k has 511 elements, not a multiple of heads_kv * head_dim = 32",
+                  "alibi_binding_forward_f32: k has 511 elements, expected 512 = the mask's total_k 16 x heads_kv 2 x head_dim 16",
                   () => ctx.Forward(q, kv.Take(kv.Length - 1).ToArray(), kv, HQ, HKV, D, mask, null, output, lse));
-      AssertFails(Status.ShapeMismatch, "alibi_attention_forward: v.shape[0] = 15, expected 16 (k's shape)",
+      AssertFails(Status.ShapeMismatch, "alibi_binding_forward_f32: v has 480 elements, expected 512 = the mask's total_k 16 x heads_kv 2 x head_dim 16",
                   () => ctx.Forward(q, kv, kvRowShort, HQ, HKV, D, mask, null, output, lse));
-      AssertFails(Status.ShapeMismatch, "alibi_attention_forward: out.shape[0] = 8, expected 9 (q's shape)",
+      AssertFails(Status.ShapeMismatch, "alibi_binding_forward_f32: out has 512 elements, expected 576 = the mask's total_q 9 x heads_q 4 x head_dim 16",
                   () => ctx.Forward(q, kv, kv, HQ, HKV, D, mask, null, outputRowShort, lse));
-      AssertFails(Status.ShapeMismatch, "alibi_attention_forward: lse.shape[1] = 8, expected 9 (total_q)",
+      AssertFails(Status.ShapeMismatch, "alibi_binding_forward_f32: lse has 32 elements, expected 36 = heads_q 4 x the mask's total_q 9",
                   () => ctx.Forward(q, kv, kv, HQ, HKV, D, mask, null, output, lseRowShort));
       AssertFails(Status.ShapeMismatch,
-                  "alibi_binding_forward_f32: lse has 35 elements, not a multiple of heads_q = 4",
+                  "alibi_binding_forward_f32: lse has 35 elements, expected 36 = heads_q 4 x the mask's total_q 9",
                   () => ctx.Forward(q, kv, kv, HQ, HKV, D, mask, null, output, new float[lse.Length - 1]));
       AssertFails(Status.NullPointer, "alibi_binding_forward_f32: k is NULL",
                   () => ctx.Forward(q, null, kv, HQ, HKV, D, mask, null, output, lse));
@@ -285,7 +285,7 @@ public static class AlibiTests {
     using (var ctx = new Context()) {
       AssertFails(Status.ShapeMismatch, "alibi_attention_merge: lse_b.shape[1] = 11, expected 12 (out_a's tokens)",
                   () => ctx.Merge(a.Output, a.Lse, b.Output, new float[HQ * (T - 1)], HQ, D, output.Output, output.Lse));
-      AssertFails(Status.ShapeMismatch, "alibi_binding_merge_f32: lse_b has 47 elements, not a multiple of heads = 4",
+      AssertFails(Status.ShapeMismatch, "alibi_binding_merge_f32: lse_b has 47 elements, not a multiple of 4 = heads 4",
                   () => ctx.Merge(a.Output, a.Lse, b.Output, new float[HQ * T - 1], HQ, D, output.Output, output.Lse));
       AssertFails(Status.ShapeMismatch, "alibi_attention_merge: out.shape[0] = 11, expected 12 (out_a's shape)",
                   () => ctx.Merge(a.Output, a.Lse, b.Output, b.Lse, HQ, D, new float[(T - 1) * HQ * D], null));

@@ -152,22 +152,22 @@ public class AlibiTest {
     float[] outRowShort = new float[(tq - 1) * HQ * D], lseRowShort = new float[HQ * (tq - 1)];
     try (Context ctx = new Context(); Mask mask = Mask.varlen(ctx, CU_Q, CU_K, true)) {
       assertFails(Status.SHAPE_MISMATCH,
-          "alibi_attention_forward: k.shape[0] = 15, expected 16 (the mask's total_k)",
+          "alibi_binding_forward_f32: k has 480 elements, expected 512 = the mask's total_k 16 x heads_kv 2 x head_dim 16",
           () -> ctx.forward(q, kvRowShort, kv, HQ, HKV, D, mask, null, out, lse));
       assertFails(Status.SHAPE_MISMATCH, "alibi_binding_forward_f32: k has 511 elements, "
-          + "not a multiple of heads_kv * head_dim = 32",
+          + "expected 512 = the mask's total_k 16 x heads_kv 2 x head_dim 16",
           () -> ctx.forward(q, Arrays.copyOf(kv, kv.length - 1), kv, HQ, HKV, D, mask, null, out, lse));
       assertFails(Status.SHAPE_MISMATCH,
-          "alibi_attention_forward: v.shape[0] = 15, expected 16 (k's shape)",
+          "alibi_binding_forward_f32: v has 480 elements, expected 512 = the mask's total_k 16 x heads_kv 2 x head_dim 16",
           () -> ctx.forward(q, kv, kvRowShort, HQ, HKV, D, mask, null, out, lse));
       assertFails(Status.SHAPE_MISMATCH,
-          "alibi_attention_forward: out.shape[0] = 8, expected 9 (q's shape)",
+          "alibi_binding_forward_f32: out has 512 elements, expected 576 = the mask's total_q 9 x heads_q 4 x head_dim 16",
           () -> ctx.forward(q, kv, kv, HQ, HKV, D, mask, null, outRowShort, lse));
       assertFails(Status.SHAPE_MISMATCH,
-          "alibi_attention_forward: lse.shape[1] = 8, expected 9 (total_q)",
+          "alibi_binding_forward_f32: lse has 32 elements, expected 36 = heads_q 4 x the mask's total_q 9",
           () -> ctx.forward(q, kv, kv, HQ, HKV, D, mask, null, out, lseRowShort));
       assertFails(Status.SHAPE_MISMATCH,
-          "alibi_binding_forward_f32: lse has 35 elements, not a multiple of heads_q = 4",
+          "alibi_binding_forward_f32: lse has 35 elements, expected 36 = heads_q 4 x the mask's total_q 9",
           () -> ctx.forward(q, kv, kv, HQ, HKV, D, mask, null, out, new float[lse.length - 1]));
       assertFails(Status.NULL_POINTER, "alibi_binding_forward_f32: k is NULL",
           () -> ctx.forward(q, null, kv, HQ, HKV, D, mask, null, out, lse));
@@ -290,7 +290,7 @@ public class AlibiTest {
           "alibi_attention_merge: lse_b.shape[1] = 11, expected 12 (out_a's tokens)",
           () -> ctx.merge(a.out, a.lse, b.out, new float[HQ * (T - 1)], HQ, D, out.out, out.lse));
       assertFails(Status.SHAPE_MISMATCH,
-          "alibi_binding_merge_f32: lse_b has 47 elements, not a multiple of heads = 4",
+          "alibi_binding_merge_f32: lse_b has 47 elements, not a multiple of 4 = heads 4",
           () -> ctx.merge(a.out, a.lse, b.out, new float[HQ * T - 1], HQ, D, out.out, out.lse));
       assertFails(Status.SHAPE_MISMATCH,
           "alibi_attention_merge: out.shape[0] = 11, expected 12 (out_a's shape)",
