@@ -151,8 +151,12 @@ ALIBI_API void alibi_context_destroy(alibi_context_t ctx);
 /** @param out receives CPU or CUDA (never AUTO). */
 ALIBI_API alibi_status alibi_context_get_device(alibi_context_t ctx, alibi_device* out);
 /**
- * CPU: the number of worker threads of this context's calls; 0 = one per core (the default).
- * Values above the core count are allowed (up to 1024). CUDA contexts accept and ignore it.
+ * CPU: the number of threads that work on each of this context's calls, the calling thread
+ * included; 0 = one per core (the default). Values above the core count are allowed (up to
+ * 1024). The other threads come from one set of workers that all CPU contexts of the process
+ * share: a context starts no thread of its own, the workers start on the first call that needs
+ * them (as many as the largest count asked for, less one) and stay for the life of the process.
+ * CUDA contexts accept and ignore it.
  * @return INVALID_ARGUMENT for a negative value or one above 1024.
  */
 ALIBI_API alibi_status alibi_context_set_num_threads(alibi_context_t ctx, int num_threads);
