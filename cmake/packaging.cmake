@@ -80,10 +80,18 @@ foreach(lib IN LISTS CMAKE_DL_LIBS)
   string(APPEND ALIBI_PC_LIBS_PRIVATE " -l${lib}")
 endforeach()
 
-# The prefix is the one of the actual installation, so `cmake --install build --prefix DIR` gives
-# a .pc file that points into DIR: the file is configured in two steps, everything but the prefix
-# now, the prefix at install time (CMAKE_INSTALL_PREFIX there is the --prefix value).
-set(ALIBI_PC_PREFIX "@CMAKE_INSTALL_PREFIX@")
+# The prefix: with a relative libdir, found from the .pc file's own folder (${pcfiledir}), so an
+# installation still works after it is moved; otherwise the one of the actual installation, set
+# at install time (CMAKE_INSTALL_PREFIX there is the --prefix value): the file is configured in
+# two steps, everything but the prefix now, the prefix then.
+if(IS_ABSOLUTE "${CMAKE_INSTALL_LIBDIR}")
+  set(ALIBI_PC_PREFIX "@CMAKE_INSTALL_PREFIX@")
+else()
+  file(RELATIVE_PATH _alibi_pc_up "/prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/prefix")
+  string(REGEX REPLACE "/$" "" _alibi_pc_up "${_alibi_pc_up}")
+  set(ALIBI_PC_PREFIX "\${pcfiledir}/${_alibi_pc_up}")
+  unset(_alibi_pc_up)
+endif()
 configure_file(${PROJECT_SOURCE_DIR}/pkgconfig/alibi.pc.in
                ${PROJECT_BINARY_DIR}/pkgconfig/alibi.pc.configured @ONLY)
 unset(ALIBI_PC_PREFIX)

@@ -2,7 +2,7 @@
 # packaging.install: installs the build tree into a temporary prefix and builds two out-of-tree C
 # consumers against the installed files only: one through pkg-config, one through
 # find_package(alibi). Also checks the installed layout, the SONAME and that the CMake package
-# does not ask for Eigen.
+# does not ask for Eigen; then moves the prefix and builds the pkg-config consumer again.
 #
 # usage: install_test.sh CMAKE BUILD_DIR WORK_DIR CONSUMER_SRC C_COMPILER LIBDIR INCLUDEDIR VERSION SOVERSION
 #   WORK_DIR is deleted and recreated (so the test can run any number of times).
@@ -89,8 +89,10 @@ pc_includedir=$(pkg-config --variable=includedir alibi)
 echo "    version $pc_version, libdir $pc_libdir, includedir $pc_includedir"
 echo "    cflags: $(pkg-config --cflags alibi)  libs: $(pkg-config --libs alibi)  static: $(pkg-config --libs --static alibi)"
 [ "$pc_version" = "$version" ] || fail "pkg-config version $pc_version, expected $version"
-[ "$pc_libdir" = "$libdir" ] || fail "pkg-config libdir $pc_libdir, expected $libdir"
-[ "$pc_includedir" = "$includedir" ] || fail "pkg-config includedir $pc_includedir, expected $includedir"
+# The .pc file finds its prefix from its own folder: compare the directories it names.
+[ "$(realpath -m "$pc_libdir")" = "$(realpath -m "$libdir")" ] || fail "pkg-config libdir $pc_libdir, expected $libdir"
+[ "$(realpath -m "$pc_includedir")" = "$(realpath -m "$includedir")" ] \
+  || fail "pkg-config includedir $pc_includedir, expected $includedir"
 pkg-config --libs --static alibi | grep -q -- -lstdc++ || fail "Libs.private lacks the C++ runtime"
 mkdir -p "$work/pc"
 # shellcheck disable=SC2046
@@ -112,5 +114,16 @@ found_dir=$(sed -n 's/^alibi_DIR:PATH=//p' "$work/cmake/CMakeCache.txt")
   || { cat "$work/cmake-build.log"; fail "building the find_package consumer failed"; }
 check_resolves_to_prefix "$work/cmake/consumer" ""   # through the rpath CMake sets
 "$work/cmake/consumer" || fail "the find_package consumer failed"
+
+step "a moved installation: the pkg-config consumer again"
+moved=$work/moved
+mv "$prefix" "$moved"
+prefix=$moved libdir=$moved/$libdir_rel
+export PKG_CONFIG_PATH=$libdir/pkgconfig
+# shellcheck disable=SC2046
+"$cc" -std=c99 -Wall -Wextra -pedantic -o "$work/pc/consumer-moved" "$consumer_src/consumer.c" \
+  $(pkg-config --cflags --libs alibi) -lm || fail "building against the moved installation failed"
+check_resolves_to_prefix "$work/pc/consumer-moved" "$libdir"
+LD_LIBRARY_PATH=$libdir "$work/pc/consumer-moved" || fail "the consumer of the moved installation failed"
 
 echo "install test: PASS (prefix $prefix)"
