@@ -251,14 +251,12 @@ public class AlibiTest {
     float[] outRowShort = new float[(tq - 1) * HQ * D], lseRowShort = new float[HQ * (tq - 1)];
     try (Context ctx = new Context(); Mask mask = Mask.varlen(ctx, CU_Q, CU_K, true)) {
       assertBlames("k", () -> ctx.forward(q, kvRowShort, kv, HQ, HKV, D, mask, null, out, lse));
-      assertFails(Status.SHAPE_MISMATCH, "alibi_binding_forward_f32: k has 511 elements, "
-          + "not a multiple of heads_kv * head_dim = 32",
-          () -> ctx.forward(q, Arrays.copyOf(kv, kv.length - 1), kv, HQ, HKV, D, mask, null, out, lse));
+      assertBlames("k", () -> ctx.forward(q, Arrays.copyOf(kv, kv.length - 1), kv, HQ, HKV, D,
+                                          mask, null, out, lse));
       assertBlames("v", () -> ctx.forward(q, kv, kvRowShort, HQ, HKV, D, mask, null, out, lse));
       assertBlames("out", () -> ctx.forward(q, kv, kv, HQ, HKV, D, mask, null, outRowShort, lse));
       assertBlames("lse", () -> ctx.forward(q, kv, kv, HQ, HKV, D, mask, null, out, lseRowShort));
-      assertFails(Status.SHAPE_MISMATCH,
-          "alibi_binding_forward_f32: lse has 35 elements, not a multiple of heads_q = 4",
+      assertBlames("lse",
           () -> ctx.forward(q, kv, kv, HQ, HKV, D, mask, null, out, new float[lse.length - 1]));
       assertNullNamed("k", () -> ctx.forward(q, null, kv, HQ, HKV, D, mask, null, out, lse));
       assertNullNamed("out", () -> ctx.forward(DType.BF16, new short[q.length],
