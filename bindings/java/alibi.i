@@ -1,2 +1,40 @@
 /* Java entry file: the common layer, with this folder's local.i (package org.alibi). */
 %include "../swig/alibi.i"
+
+/*
+ * The FloatBuffer forms of Context.forward and merge: the common f32 helpers over direct
+ * buffers (local.i's BUFFER typemaps), so their checks and messages are the array forms'.
+ */
+%apply (const float* BUFFER, size_t COUNT) {
+  (const float* q_buffer, size_t q_count), (const float* k_buffer, size_t k_count),
+  (const float* v_buffer, size_t v_count), (const float* out_a_buffer, size_t out_a_count),
+  (const float* lse_a_buffer, size_t lse_a_count), (const float* out_b_buffer, size_t out_b_count),
+  (const float* lse_b_buffer, size_t lse_b_count) };
+%apply (float* BUFFER, size_t COUNT) {
+  (float* out_buffer, size_t out_count), (float* lse_buffer, size_t lse_count) };
+
+%inline %{
+alibi_status alibi_java_forward_f32_buffers(alibi_context_t ctx, int heads_q, int heads_kv,
+                                            int head_dim, const float* q_buffer, size_t q_count,
+                                            const float* k_buffer, size_t k_count,
+                                            const float* v_buffer, size_t v_count,
+                                            alibi_mask_t mask, const alibi_attention_params* params,
+                                            float* out_buffer, size_t out_count,
+                                            float* lse_buffer, size_t lse_count) {
+  return alibi_binding_forward_f32(ctx, heads_q, heads_kv, head_dim, q_buffer, q_count, k_buffer,
+                                   k_count, v_buffer, v_count, mask, params, out_buffer, out_count,
+                                   lse_buffer, lse_count);
+}
+
+alibi_status alibi_java_merge_f32_buffers(alibi_context_t ctx, int heads, int head_dim,
+                                          const float* out_a_buffer, size_t out_a_count,
+                                          const float* lse_a_buffer, size_t lse_a_count,
+                                          const float* out_b_buffer, size_t out_b_count,
+                                          const float* lse_b_buffer, size_t lse_b_count,
+                                          float* out_buffer, size_t out_count, float* lse_buffer,
+                                          size_t lse_count) {
+  return alibi_binding_merge_f32(ctx, heads, head_dim, out_a_buffer, out_a_count, lse_a_buffer,
+                                 lse_a_count, out_b_buffer, out_b_count, lse_b_buffer, lse_b_count,
+                                 out_buffer, out_count, lse_buffer, lse_count);
+}
+%}

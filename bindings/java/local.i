@@ -43,11 +43,48 @@ static void alibi_java_throw(JNIEnv* jenv, alibi_status status) {
 %rename("%(regex:/^ALIBI_(STATUS|DTYPE|DEVICE|MASK)_(.*)$/\\2/)s", %$isenumitem) "";
 %rename("%(lowercamelcase)s", %$ismember) "";
 
+/*
+ * The raw layer is package-private: users see org.alibi's classes and the four public enums.
+ * NativeLibrary.load finds libalibi_java (alibi.library.path, beside the jar, java.library.path).
+ */
+%pragma(java) moduleclassmodifiers="final class"
+%pragma(java) jniclassclassmodifiers="final class"
 %pragma(java) jniclasscode=%{
   static {
-    System.loadLibrary("alibi_java");
+    NativeLibrary.load();
   }
 %}
+/* SWIG writes constants to a public interface; the one constant, the rank limit, is not needed. */
+%ignore ALIBI_MAX_DIMS;
+%typemap(javaclassmodifiers) struct alibi_attention_params "final class"
+
+/* The public enums keep their C values behind package-private accessors. */
+%typemap(javabody) enum SWIGTYPE %{
+  final int swigValue() {
+    return swigValue;
+  }
+
+  static $javaclassname swigToEnum(int swigValue) {
+    for ($javaclassname value : $javaclassname.class.getEnumConstants())
+      if (value.swigValue == swigValue)
+        return value;
+    throw new IllegalArgumentException("No enum " + $javaclassname.class + " with value " + swigValue);
+  }
+
+  private $javaclassname(int swigValue) {
+    this.swigValue = swigValue;
+  }
+
+  private final int swigValue;
+%}
+%typemap(javaclassmodifiers) alibi_status %{/** The status of a failed call, carried by {@link AlibiException#getStatus()}. */
+public enum%}
+%typemap(javaclassmodifiers) alibi_dtype %{/** Element types of tensors; F16 and BF16 elements are given as their 16-bit patterns. */
+public enum%}
+%typemap(javaclassmodifiers) alibi_device %{/** Where a {@link Context} runs: CPU or CUDA (AUTO: CUDA when available, else CPU). */
+public enum%}
+%typemap(javaclassmodifiers) alibi_mask_type %{/** The visibility rule of one slice of a {@link Mask#ranges ranges} mask. */
+public enum%}
 
 /* The params struct is freed by close() (try-with-resources around each call): no finalizer. */
 %typemap(javafinalize) SWIGTYPE ""
@@ -138,6 +175,23 @@ ALIBI_JAVA_PINNED(float, float, jfloatArray)
 ALIBI_JAVA_PINNED(uint16_t, short, jshortArray)
 ALIBI_JAVA_PINNED(int32_t, int, jintArray)
 ALIBI_JAVA_PINNED(int64_t, long, jlongArray)
+
+/*
+ * A direct NIO buffer as a pointer and its element count (the Java side passes a slice: its
+ * position..limit), used in place; null passes NULL and 0. The Java side checks directness.
+ */
+%define ALIBI_JAVA_DIRECT(CTYPE, JBUFFER)
+%typemap(jni) (const CTYPE* BUFFER, size_t COUNT), (CTYPE* BUFFER, size_t COUNT) "jobject"
+%typemap(jtype) (const CTYPE* BUFFER, size_t COUNT), (CTYPE* BUFFER, size_t COUNT) "java.nio.JBUFFER"
+%typemap(jstype) (const CTYPE* BUFFER, size_t COUNT), (CTYPE* BUFFER, size_t COUNT) "java.nio.JBUFFER"
+%typemap(javain) (const CTYPE* BUFFER, size_t COUNT), (CTYPE* BUFFER, size_t COUNT) "$javainput"
+%typemap(in, numinputs=1) (const CTYPE* BUFFER, size_t COUNT), (CTYPE* BUFFER, size_t COUNT) %{
+  $1 = $input ? ($1_ltype)(*jenv)->GetDirectBufferAddress(jenv, $input) : NULL;
+  $2 = $1 ? (size_t)(*jenv)->GetDirectBufferCapacity(jenv, $input) : 0;
+%}
+%enddef
+
+ALIBI_JAVA_DIRECT(float, FloatBuffer)
 
 /* Copies between a tensor and a Java array (Tensor.copyFrom/copyTo); the library checks the length. */
 %define ALIBI_JAVA_COPY(CTYPE, SUFFIX)

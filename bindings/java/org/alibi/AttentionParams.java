@@ -1,7 +1,8 @@
 package org.alibi;
 
 /**
- * Parameters of Context.forward; a plain value, copied into the call. A new instance holds the
+ * Parameters of {@link Context#forward(Tensor, Tensor, Tensor, Mask, AttentionParams, Tensor,
+ * Tensor) Context.forward}; a plain value, copied into each call. A new instance holds the
  * library's defaults (scale 1/sqrt(D), no softcap, max_bias 8, the slope formula).
  */
 public final class AttentionParams {
@@ -15,6 +16,7 @@ public final class AttentionParams {
   private Tensor attnBias;
   private boolean deterministic;
 
+  /** The library's defaults. */
   public AttentionParams() {
     try (alibi_attention_params defaults = new alibi_attention_params()) {
       softmaxScale = defaults.getSoftmaxScale();
@@ -27,57 +29,110 @@ public final class AttentionParams {
     }
   }
 
-  /** <= 0: 1/sqrt(head_dim). */
+  /**
+   * Sets the scale of q.k.
+   *
+   * @param value the scale; &lt;= 0 for 1/sqrt(head_dim)
+   * @return this
+   */
   public AttentionParams softmaxScale(float value) {
     softmaxScale = value;
     return this;
   }
 
-  /** 0: off; > 0: s = softcap * tanh(s / softcap). */
+  /**
+   * Sets the logit soft cap.
+   *
+   * @param value 0 for none; &gt; 0: s = softcap * tanh(s / softcap)
+   * @return this
+   */
   public AttentionParams softcap(float value) {
     softcap = value;
     return this;
   }
 
-  /** The slope formula's parameter (8 by default; 0 without slopes: no ALiBi). */
+  /**
+   * Sets the slope formula's parameter.
+   *
+   * @param value 8 by default; 0 without slopes: no ALiBi
+   * @return this
+   */
   public AttentionParams maxBias(float value) {
     maxBias = value;
     return this;
   }
 
-  /** Slopes replacing the formula: Hq of them, or batch * Hq with perBatch. null: the formula. */
+  /**
+   * Sets slopes replacing the formula (copied).
+   *
+   * @param values Hq slopes, or batch * Hq with perBatch; null for the formula
+   * @param perBatch whether values holds one set per sequence
+   * @return this
+   */
   public AttentionParams slopes(float[] values, boolean perBatch) {
     slopes = values == null ? null : values.clone();
     slopesPerBatch = perBatch;
     return this;
   }
 
-  /** Tensor parallelism: this shard holds heads [headOffset, headOffset + Hq) of totalHeads. */
+  /**
+   * Tensor parallelism: this shard holds heads [headOffset, headOffset + Hq) of totalHeads.
+   *
+   * @param totalHeads the heads of the whole model (0: this call's Hq)
+   * @param headOffset the first head of this shard
+   * @return this
+   */
   public AttentionParams heads(int totalHeads, int headOffset) {
     this.totalHeads = totalHeads;
     this.headOffset = headOffset;
     return this;
   }
 
-  /** An additive bias (H or 1, total_q, total_k); it must stay open while used. */
+  /**
+   * Sets an additive bias; it must stay open while these parameters are used.
+   *
+   * @param value (H or 1, total_q, total_k), or null for none
+   * @return this
+   */
   public AttentionParams attnBias(Tensor value) {
     attnBias = value;
     return this;
   }
 
+  /**
+   * Asks for bitwise reproducible results across runs.
+   *
+   * @param value whether to
+   * @return this
+   */
   public AttentionParams deterministic(boolean value) {
     deterministic = value;
     return this;
   }
 
+  /**
+   * The scale of q.k.
+   *
+   * @return the value set, &lt;= 0 for 1/sqrt(head_dim)
+   */
   public float softmaxScale() {
     return softmaxScale;
   }
 
+  /**
+   * The logit soft cap.
+   *
+   * @return 0 for none
+   */
   public float softcap() {
     return softcap;
   }
 
+  /**
+   * The slope formula's parameter.
+   *
+   * @return the value set
+   */
   public float maxBias() {
     return maxBias;
   }

@@ -1,9 +1,24 @@
 package org.alibi;
 
-/** A device context: where calls run. Use it from one thread at a time. */
+import java.nio.ByteOrder;
+import java.nio.FloatBuffer;
+import java.util.Objects;
+
+/**
+ * A device context: where calls run. Use it from one thread at a time. Close it (try-with-resources)
+ * to release it at once; an unclosed context is released by the garbage collector. Masks and
+ * tensors made with a context stay valid after it is closed.
+ */
 public final class Context extends NativeHandle {
+  /**
+   * A context on a device.
+   *
+   * @param device CPU, CUDA, or AUTO (CUDA when available, else CPU)
+   * @param deviceIndex the CUDA device ordinal (0 for the CPU)
+   * @throws AlibiException BACKEND_UNAVAILABLE when the device is not available
+   */
   public Context(Device device, int deviceIndex) {
-    super(create(device, deviceIndex));
+    super(create(device, deviceIndex), AlibiNative::alibi_context_destroy, null);
   }
 
   /** A CPU context. */
@@ -12,95 +27,289 @@ public final class Context extends NativeHandle {
   }
 
   private static long create(Device device, int deviceIndex) {
+    Objects.requireNonNull(device, "device");
     long[] out = new long[1];
     AlibiNative.alibi_context_create(device, deviceIndex, out);
     return out[0];
   }
 
-  @Override
-  void destroy(long handle) {
-    AlibiNative.alibi_context_destroy(handle);
-  }
-
-  /** CPU or CUDA (never AUTO). */
+  /**
+   * The device calls run on.
+   *
+   * @return CPU or CUDA (never AUTO)
+   */
   public Device device() {
     int[] out = new int[1];
-    AlibiNative.alibi_context_get_device(handle(), out);
+    try {
+      AlibiNative.alibi_context_get_device(handle(), out);
+    } finally {
+      keepAlive(this);
+    }
     return Device.swigToEnum(out[0]);
   }
 
-  /** CPU worker threads of this context's calls; 0 = one per core. */
+  /**
+   * Sets how many CPU worker threads this context's calls use.
+   *
+   * @param numThreads 0 for one per core, else 1 to 1024
+   * @return this context
+   */
   public Context setNumThreads(int numThreads) {
-    AlibiNative.alibi_context_set_num_threads(handle(), numThreads);
+    try {
+      AlibiNative.alibi_context_set_num_threads(handle(), numThreads);
+    } finally {
+      keepAlive(this);
+    }
     return this;
   }
 
+  /** Waits until the calls issued on this context have completed (a no-op on the CPU). */
   public void synchronize() {
-    AlibiNative.alibi_context_synchronize(handle());
+    try {
+      AlibiNative.alibi_context_synchronize(handle());
+    } finally {
+      keepAlive(this);
+    }
   }
 
   /**
-   * Attention forward over tensors: q (total_q, Hq, D), k and v (total_k, Hkv, D), out like q,
-   * lse null or (Hq, total_q) f32. params null: the defaults.
+   * Attention forward over tensors.
+   *
+   * @param q queries (total_q, Hq, D)
+   * @param k keys (total_k, Hkv, D)
+   * @param v values, like k
+   * @param mask the visible (query, key) cells and the ALiBi positions
+   * @param params null for the defaults
+   * @param out written, like q
+   * @param lse null, or written with the log-sum-exp, (Hq, total_q) f32
    */
   public void forward(Tensor q, Tensor k, Tensor v, Mask mask, AttentionParams params, Tensor out,
                       Tensor lse) {
     try (alibi_attention_params p = AttentionParams.toNative(params)) {
-      AlibiNative.alibi_attention_forward(handle(), handleOf(q), handleOf(k), handleOf(v),
-          handleOf(mask), p, handleOf(out), optionalHandleOf(lse, "Context.forward: lse"));
+      AlibiNative.alibi_attention_forward(handle(), handleOf(q, "q"), handleOf(k, "k"),
+          handleOf(v, "v"), handleOf(mask, "mask"), p, handleOf(out, "out"),
+          optionalHandleOf(lse, "lse"));
+    } finally {
+      keepAlive(this, q, k, v, mask, params, out, lse);
     }
   }
 
   /**
-   * Attention forward over f32 arrays, used in place (pinned for the call, not copied):
-   * q and out hold (total_q, headsQ, headDim), k and v (total_k, headsKv, headDim), row-major;
-   * lse null or (headsQ, total_q). total_q and total_k follow from the lengths, which the
-   * library checks against each other and the mask. The JVM may hold garbage collection while
-   * the arrays are pinned; for long calls in allocation-heavy programs, tensors wrapping direct
-   * buffers avoid it.
+   * Attention forward over f32 arrays, used in place (pinned for the call, not copied). total_q
+   * and total_k follow from the lengths, which are checked against the mask's totals: a wrong
+   * length throws AlibiException naming the array. The JVM may hold garbage collection while the
+   * arrays are pinned; for long calls in allocation-heavy programs, prefer direct buffers.
+   *
+   * @param q queries (total_q, headsQ, headDim), row-major
+   * @param k keys (total_k, headsKv, headDim)
+   * @param v values, like k
+   * @param headsQ query heads
+   * @param headsKv key/value heads (headsQ a multiple of it: grouped-query attention)
+   * @param headDim the head dimension
+   * @param mask the visible (query, key) cells and the ALiBi positions
+   * @param params null for the defaults
+   * @param out written, like q
+   * @param lse null, or written with the log-sum-exp, (headsQ, total_q)
    */
   public void forward(float[] q, float[] k, float[] v, int headsQ, int headsKv, int headDim,
                       Mask mask, AttentionParams params, float[] out, float[] lse) {
+    requireArrays(q, k, v, out);
     try (alibi_attention_params p = AttentionParams.toNative(params)) {
       AlibiNative.alibi_binding_forward_f32(handle(), headsQ, headsKv, headDim, q, k, v,
-          handleOf(mask), p, out, lse);
+          handleOf(mask, "mask"), p, out, lse);
+    } finally {
+      keepAlive(this, mask, params);
     }
   }
 
-  /** As the f32 form, for F16 or BF16 data given as their 16-bit patterns. */
+  /**
+   * As {@link #forward(float[], float[], float[], int, int, int, Mask, AttentionParams, float[],
+   * float[]) the f32 array form}, over direct buffers in native byte order, used in place: each
+   * buffer's elements from its position to its limit (positions are left unchanged).
+   *
+   * @param q queries (total_q, headsQ, headDim), row-major
+   * @param k keys (total_k, headsKv, headDim)
+   * @param v values, like k
+   * @param headsQ query heads
+   * @param headsKv key/value heads
+   * @param headDim the head dimension
+   * @param mask the visible (query, key) cells and the ALiBi positions
+   * @param params null for the defaults
+   * @param out written, like q
+   * @param lse null, or written with the log-sum-exp, (headsQ, total_q)
+   * @throws IllegalArgumentException for a heap, read-only (out, lse) or non-native-order buffer
+   */
+  public void forward(FloatBuffer q, FloatBuffer k, FloatBuffer v, int headsQ, int headsKv,
+                      int headDim, Mask mask, AttentionParams params, FloatBuffer out,
+                      FloatBuffer lse) {
+    FloatBuffer q1 = input(q, "q"), k1 = input(k, "k"), v1 = input(v, "v");
+    FloatBuffer out1 = output(out, "out"), lse1 = lse == null ? null : output(lse, "lse");
+    try (alibi_attention_params p = AttentionParams.toNative(params)) {
+      AlibiNative.alibi_java_forward_f32_buffers(handle(), headsQ, headsKv, headDim, q1, k1, v1,
+          handleOf(mask, "mask"), p, out1, lse1);
+    } finally {
+      keepAlive(this, mask, params, q, k, v, out, lse);
+    }
+  }
+
+  /**
+   * As the f32 array form, for F16 or BF16 data given as their 16-bit patterns.
+   *
+   * @param dtype F16 or BF16
+   * @param q queries (total_q, headsQ, headDim)
+   * @param k keys (total_k, headsKv, headDim)
+   * @param v values, like k
+   * @param headsQ query heads
+   * @param headsKv key/value heads
+   * @param headDim the head dimension
+   * @param mask the visible (query, key) cells and the ALiBi positions
+   * @param params null for the defaults
+   * @param out written, like q
+   * @param lse null, or written with the log-sum-exp, (headsQ, total_q) f32
+   */
   public void forward(DType dtype, short[] q, short[] k, short[] v, int headsQ, int headsKv,
                       int headDim, Mask mask, AttentionParams params, short[] out, float[] lse) {
+    Objects.requireNonNull(dtype, "dtype");
+    requireArrays(q, k, v, out);
     try (alibi_attention_params p = AttentionParams.toNative(params)) {
       AlibiNative.alibi_binding_forward_u16(handle(), dtype, headsQ, headsKv, headDim, q, k, v,
-          handleOf(mask), p, out, lse);
+          handleOf(mask, "mask"), p, out, lse);
+    } finally {
+      keepAlive(this, mask, params);
     }
   }
 
   /**
-   * Merges two partial results of the same queries over disjoint keys (split-K, prefix sharing):
-   * outA, outB and out (tokens, heads, headDim) of one dtype, lseA, lseB and lse (heads, tokens)
-   * f32 as forward writes them; lse may be null. out may be outA or outB, lse lseA or lseB (in
-   * place). A side whose lse is -inf contributes nothing.
+   * Merges two partial results of the same queries over disjoint keys (split-K, prefix sharing).
+   * out may be outA or outB, lse lseA or lseB (in place). A side whose lse is -inf contributes
+   * nothing.
+   *
+   * @param outA the first side's output (tokens, heads, headDim)
+   * @param lseA its log-sum-exp (heads, tokens) f32
+   * @param outB the second side's output, like outA
+   * @param lseB its log-sum-exp, like lseA
+   * @param out written, like outA
+   * @param lse null, or written like lseA
    */
   public void merge(Tensor outA, Tensor lseA, Tensor outB, Tensor lseB, Tensor out, Tensor lse) {
-    AlibiNative.alibi_attention_merge(handle(), handleOf(outA), handleOf(lseA), handleOf(outB),
-        handleOf(lseB), handleOf(out), optionalHandleOf(lse, "Context.merge: lse"));
+    try {
+      AlibiNative.alibi_attention_merge(handle(), handleOf(outA, "outA"), handleOf(lseA, "lseA"),
+          handleOf(outB, "outB"), handleOf(lseB, "lseB"), handleOf(out, "out"),
+          optionalHandleOf(lse, "lse"));
+    } finally {
+      keepAlive(this, outA, lseA, outB, lseB, out, lse);
+    }
   }
 
   /**
-   * merge over f32 arrays, used in place as forward's: outA, outB and out hold (tokens, heads,
-   * headDim), lseA, lseB and lse (heads, tokens); lse may be null. Passing outA (or outB) as out
-   * merges in place.
+   * merge over f32 arrays, used in place; passing outA (or outB) as out merges in place.
+   *
+   * @param outA the first side's output (tokens, heads, headDim)
+   * @param lseA its log-sum-exp (heads, tokens)
+   * @param outB the second side's output, like outA
+   * @param lseB its log-sum-exp, like lseA
+   * @param heads heads
+   * @param headDim the head dimension
+   * @param out written, like outA
+   * @param lse null, or written like lseA
    */
   public void merge(float[] outA, float[] lseA, float[] outB, float[] lseB, int heads, int headDim,
                     float[] out, float[] lse) {
-    AlibiNative.alibi_binding_merge_f32(handle(), heads, headDim, outA, lseA, outB, lseB, out, lse);
+    requireMergeArrays(outA, lseA, outB, lseB, out);
+    try {
+      AlibiNative.alibi_binding_merge_f32(handle(), heads, headDim, outA, lseA, outB, lseB, out,
+          lse);
+    } finally {
+      keepAlive(this);
+    }
   }
 
-  /** As the f32 form, for F16 or BF16 outputs given as their 16-bit patterns (lse stays f32). */
+  /**
+   * merge over direct buffers in native byte order, used in place from position to limit (as
+   * the FloatBuffer form of forward); the same buffer region as outA (or outB) and out merges in
+   * place.
+   *
+   * @param outA the first side's output (tokens, heads, headDim)
+   * @param lseA its log-sum-exp (heads, tokens)
+   * @param outB the second side's output, like outA
+   * @param lseB its log-sum-exp, like lseA
+   * @param heads heads
+   * @param headDim the head dimension
+   * @param out written, like outA
+   * @param lse null, or written like lseA
+   * @throws IllegalArgumentException for a heap, read-only (out, lse) or non-native-order buffer
+   */
+  public void merge(FloatBuffer outA, FloatBuffer lseA, FloatBuffer outB, FloatBuffer lseB,
+                    int heads, int headDim, FloatBuffer out, FloatBuffer lse) {
+    FloatBuffer outA1 = input(outA, "outA"), lseA1 = input(lseA, "lseA");
+    FloatBuffer outB1 = input(outB, "outB"), lseB1 = input(lseB, "lseB");
+    FloatBuffer out1 = output(out, "out"), lse1 = lse == null ? null : output(lse, "lse");
+    try {
+      AlibiNative.alibi_java_merge_f32_buffers(handle(), heads, headDim, outA1, lseA1, outB1,
+          lseB1, out1, lse1);
+    } finally {
+      keepAlive(this, outA, lseA, outB, lseB, out, lse);
+    }
+  }
+
+  /**
+   * As the f32 array form, for F16 or BF16 outputs given as their 16-bit patterns (lse stays f32).
+   *
+   * @param dtype F16 or BF16
+   * @param outA the first side's output (tokens, heads, headDim)
+   * @param lseA its log-sum-exp (heads, tokens)
+   * @param outB the second side's output, like outA
+   * @param lseB its log-sum-exp, like lseA
+   * @param heads heads
+   * @param headDim the head dimension
+   * @param out written, like outA
+   * @param lse null, or written like lseA
+   */
   public void merge(DType dtype, short[] outA, float[] lseA, short[] outB, float[] lseB, int heads,
                     int headDim, short[] out, float[] lse) {
-    AlibiNative.alibi_binding_merge_u16(handle(), dtype, heads, headDim, outA, lseA, outB, lseB,
-        out, lse);
+    Objects.requireNonNull(dtype, "dtype");
+    requireMergeArrays(outA, lseA, outB, lseB, out);
+    try {
+      AlibiNative.alibi_binding_merge_u16(handle(), dtype, heads, headDim, outA, lseA, outB, lseB,
+          out, lse);
+    } finally {
+      keepAlive(this);
+    }
+  }
+
+  private static void requireArrays(Object q, Object k, Object v, Object out) {
+    Objects.requireNonNull(q, "q");
+    Objects.requireNonNull(k, "k");
+    Objects.requireNonNull(v, "v");
+    Objects.requireNonNull(out, "out");
+  }
+
+  private static void requireMergeArrays(Object outA, Object lseA, Object outB, Object lseB,
+                                         Object out) {
+    Objects.requireNonNull(outA, "outA");
+    Objects.requireNonNull(lseA, "lseA");
+    Objects.requireNonNull(outB, "outB");
+    Objects.requireNonNull(lseB, "lseB");
+    Objects.requireNonNull(out, "out");
+  }
+
+  /** The position..limit region of a direct, native-order buffer, as a buffer of its own. */
+  private static FloatBuffer input(FloatBuffer buffer, String argument) {
+    Objects.requireNonNull(buffer, argument);
+    if (!buffer.isDirect()) {
+      throw new IllegalArgumentException(argument + " is a heap buffer; a direct one is needed "
+          + "(ByteBuffer.allocateDirect(n).order(ByteOrder.nativeOrder()).asFloatBuffer())");
+    }
+    if (buffer.order() != ByteOrder.nativeOrder()) {
+      throw new IllegalArgumentException(argument + " is in " + buffer.order()
+          + " byte order, not the native " + ByteOrder.nativeOrder());
+    }
+    return buffer.slice();
+  }
+
+  private static FloatBuffer output(FloatBuffer buffer, String argument) {
+    FloatBuffer region = input(buffer, argument);
+    if (buffer.isReadOnly()) throw new IllegalArgumentException(argument + " is read-only");
+    return region;
   }
 }

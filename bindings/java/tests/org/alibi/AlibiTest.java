@@ -79,6 +79,87 @@ public class AlibiTest {
     assertClose("out", Reference.varlenCausal(q, k, v, CU_Q, CU_K, HQ, HKV, D).out, out, 1e-4);
   }
 
+  /** A direct native-order buffer holding x after `offset` padding elements, positioned at x. */
+  private static FloatBuffer atOffset(float[] x, int offset) {
+    FloatBuffer b = direct(offset + x.length);
+    b.put(offset, x);
+    b.position(offset);
+    return b;
+  }
+
+  @Test
+  public void floatBufferForwardAndMergeMatchTheArrayForms() {
+    float[] out = new float[SQ.length], lse = new float[HQ * T];
+    FloatBuffer outBuffer = atOffset(new float[SQ.length], 3), lseBuffer = atOffset(lse, 5);
+    try (Context ctx = new Context(); Mask mask = slices(ctx, 0, 3)) {
+      ctx.forward(SQ, SK, SV, HQ, HKV, D, mask, null, out, lse);
+      ctx.forward(atOffset(SQ, 1), atOffset(SK, 2), atOffset(SV, 0), HQ, HKV, D, mask, null,
+                  outBuffer, lseBuffer);
+      assertEquals("positions are left alone", 3, outBuffer.position());
+      assertClose("out", out, contents(outBuffer), 0);
+      assertClose("lse", lse, contents(lseBuffer), 0);
+
+      Partial a = new Partial(ctx, 0, 2), b = new Partial(ctx, 2, 3);
+      FloatBuffer outA = atOffset(a.out, 7), lseA = atOffset(a.lse, 1);
+      ctx.merge(outA, lseA, atOffset(b.out, 0), atOffset(b.lse, 2), HQ, D, outA, lseA);
+      assertClose("merged out", out, contents(outA), 1e-5);
+      assertClose("merged lse", lse, contents(lseA), 1e-5);
+    }
+  }
+
+  private static float[] contents(FloatBuffer b) {
+    float[] x = new float[b.remaining()];
+    b.get(b.position(), x);
+    return x;
+  }
+
+  @Test
+  public void floatBufferFormsRejectBuffersTheyCannotUseInPlace() {
+    float[] lse = new float[HQ * T];
+    FloatBuffer q = atOffset(SQ, 0), k = atOffset(SK, 0), v = atOffset(SV, 0);
+    FloatBuffer out = direct(SQ.length);
+    FloatBuffer bigEndian = ByteBuffer.allocateDirect(4 * SK.length).asFloatBuffer();
+    try (Context ctx = new Context(); Mask mask = slices(ctx, 0, 3)) {
+      assertIllegal("k is a heap buffer", () -> ctx.forward(q, FloatBuffer.wrap(SK), v, HQ, HKV, D,
+          mask, null, out, null));
+      assertIllegal("v is in BIG_ENDIAN byte order", () -> ctx.forward(q, k, bigEndian, HQ, HKV,
+          D, mask, null, out, null));
+      assertIllegal("out is read-only", () -> ctx.forward(q, k, v, HQ, HKV, D, mask, null,
+          out.asReadOnlyBuffer(), null));
+      assertNullNamed("q", () -> ctx.forward(null, k, v, HQ, HKV, D, mask, null, out, null));
+      assertBlames("k", () -> ctx.forward(q, k.slice(HKV * D, k.capacity() - HKV * D), v, HQ,
+          HKV, D, mask, null, out, null));
+      assertBlames("lse_b", () -> ctx.merge(out, direct(lse), out, direct(lse.length - HQ), HQ,
+          D, out, null));
+    }
+  }
+
+  private static void assertIllegal(String start, ThrowingRunnable call) {
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, call);
+    assertTrue(e.getMessage(), e.getMessage().startsWith(start));
+  }
+
+  @Test
+  public void everyNullArgumentIsNamed() {
+    int[] cu = {0, 2};
+    float[] x = new float[2 * HQ * D];
+    try (Context ctx = new Context(); Mask mask = Mask.varlen(ctx, cu, cu, true);
+         Tensor t = Tensor.create(ctx, DType.F32, 2, HQ, D)) {
+      assertNullNamed("device", () -> new Context(null, 0));
+      assertNullNamed("ctx", () -> Mask.varlen(null, cu, cu, true));
+      assertNullNamed("cuSeqlensK", () -> Mask.slidingWindow(ctx, cu, null, -1, 0));
+      assertNullNamed("types[1]", () -> Mask.ranges(ctx, Q_RANGES, K_RANGES,
+          new MaskType[] {MaskType.FULL, null, MaskType.FULL}, T, T));
+      assertNullNamed("dtype", () -> Tensor.create(ctx, null, 2));
+      assertNullNamed("data", () -> Tensor.wrap(ctx, (FloatBuffer) null, 2));
+      assertNullNamed("src", () -> t.copyFrom((float[]) null));
+      assertNullNamed("dst", () -> t.copyTo((FloatBuffer) null));
+      assertNullNamed("mask", () -> ctx.forward(x, x, x, HQ, HQ, D, null, null, x, null));
+      assertNullNamed("v", () -> ctx.forward(t, t, null, mask, null, t, null));
+      assertNullNamed("lseB", () -> ctx.merge(t, t, t, null, t, null));
+    }
+  }
+
   @Test
   public void rangesForwardMatchesReference() {
     float[] q = random(T * HQ * D, 7), k = random(T * HKV * D, 8), v = random(T * HKV * D, 9);
@@ -128,6 +209,24 @@ public class AlibiTest {
     assertEquals(status, e.getStatus());
   }
 
+  /** A shape error whose message, after the function's name, starts with the argument's. */
+  private static void assertBlames(String argument, ThrowingRunnable call) {
+    AlibiException e = assertThrows(AlibiException.class, call);
+    assertEquals(e.getMessage(), Status.SHAPE_MISMATCH, e.getStatus());
+    assertTrue("does not blame " + argument + ": " + e.getDetail(),
+               e.getDetail().matches("\\w+: " + argument + "[ .].*"));
+  }
+
+  private static void assertNullNamed(String argument, ThrowingRunnable call) {
+    NullPointerException e = assertThrows(NullPointerException.class, call);
+    assertEquals(argument, e.getMessage());
+  }
+
+  private static void assertClosed(String message, ThrowingRunnable call) {
+    IllegalStateException e = assertThrows(IllegalStateException.class, call);
+    assertEquals(message, e.getMessage());
+  }
+
   @Test
   public void rawCallsThrowTheirStatusAndMessage() {
     try (Context ctx = new Context(); alibi_attention_params p = new alibi_attention_params()) {
@@ -151,29 +250,17 @@ public class AlibiTest {
     float[] lse = new float[HQ * tq], kvRowShort = new float[(tk - 1) * HKV * D];
     float[] outRowShort = new float[(tq - 1) * HQ * D], lseRowShort = new float[HQ * (tq - 1)];
     try (Context ctx = new Context(); Mask mask = Mask.varlen(ctx, CU_Q, CU_K, true)) {
-      assertFails(Status.SHAPE_MISMATCH,
-          "alibi_binding_forward_f32: k has 480 elements, expected 512 = the mask's total_k 16 x heads_kv 2 x head_dim 16",
-          () -> ctx.forward(q, kvRowShort, kv, HQ, HKV, D, mask, null, out, lse));
-      assertFails(Status.SHAPE_MISMATCH, "alibi_binding_forward_f32: k has 511 elements, "
-          + "expected 512 = the mask's total_k 16 x heads_kv 2 x head_dim 16",
-          () -> ctx.forward(q, Arrays.copyOf(kv, kv.length - 1), kv, HQ, HKV, D, mask, null, out, lse));
-      assertFails(Status.SHAPE_MISMATCH,
-          "alibi_binding_forward_f32: v has 480 elements, expected 512 = the mask's total_k 16 x heads_kv 2 x head_dim 16",
-          () -> ctx.forward(q, kv, kvRowShort, HQ, HKV, D, mask, null, out, lse));
-      assertFails(Status.SHAPE_MISMATCH,
-          "alibi_binding_forward_f32: out has 512 elements, expected 576 = the mask's total_q 9 x heads_q 4 x head_dim 16",
-          () -> ctx.forward(q, kv, kv, HQ, HKV, D, mask, null, outRowShort, lse));
-      assertFails(Status.SHAPE_MISMATCH,
-          "alibi_binding_forward_f32: lse has 32 elements, expected 36 = heads_q 4 x the mask's total_q 9",
-          () -> ctx.forward(q, kv, kv, HQ, HKV, D, mask, null, out, lseRowShort));
-      assertFails(Status.SHAPE_MISMATCH,
-          "alibi_binding_forward_f32: lse has 35 elements, expected 36 = heads_q 4 x the mask's total_q 9",
+      assertBlames("k", () -> ctx.forward(q, kvRowShort, kv, HQ, HKV, D, mask, null, out, lse));
+      assertBlames("k", () -> ctx.forward(q, Arrays.copyOf(kv, kv.length - 1), kv, HQ, HKV, D,
+                                          mask, null, out, lse));
+      assertBlames("v", () -> ctx.forward(q, kv, kvRowShort, HQ, HKV, D, mask, null, out, lse));
+      assertBlames("out", () -> ctx.forward(q, kv, kv, HQ, HKV, D, mask, null, outRowShort, lse));
+      assertBlames("lse", () -> ctx.forward(q, kv, kv, HQ, HKV, D, mask, null, out, lseRowShort));
+      assertBlames("lse",
           () -> ctx.forward(q, kv, kv, HQ, HKV, D, mask, null, out, new float[lse.length - 1]));
-      assertFails(Status.NULL_POINTER, "alibi_binding_forward_f32: k is NULL",
-          () -> ctx.forward(q, null, kv, HQ, HKV, D, mask, null, out, lse));
-      assertFails(Status.NULL_POINTER, "alibi_binding_forward_u16: out is NULL",
-          () -> ctx.forward(DType.BF16, new short[q.length], new short[kv.length],
-                            new short[kv.length], HQ, HKV, D, mask, null, null, null));
+      assertNullNamed("k", () -> ctx.forward(q, null, kv, HQ, HKV, D, mask, null, out, lse));
+      assertNullNamed("out", () -> ctx.forward(DType.BF16, new short[q.length],
+          new short[kv.length], new short[kv.length], HQ, HKV, D, mask, null, null, null));
       assertFails(Status.INVALID_ARGUMENT, "alibi_binding_forward_f32: heads_q = 0, heads_kv = 2, "
           + "head_dim = 16; each must be >= 1",
           () -> ctx.forward(q, kv, kv, 0, HKV, D, mask, null, out, lse));
@@ -286,18 +373,15 @@ public class AlibiTest {
     Partial a = new Partial(), b = new Partial(), out = new Partial();
     short[] out16 = new short[out.out.length];
     try (Context ctx = new Context()) {
-      assertFails(Status.SHAPE_MISMATCH,
-          "alibi_attention_merge: lse_b.shape[1] = 11, expected 12 (out_a's tokens)",
+      assertBlames("lse_b",
           () -> ctx.merge(a.out, a.lse, b.out, new float[HQ * (T - 1)], HQ, D, out.out, out.lse));
       assertFails(Status.SHAPE_MISMATCH,
           "alibi_binding_merge_f32: lse_b has 47 elements, not a multiple of 4 = heads 4",
           () -> ctx.merge(a.out, a.lse, b.out, new float[HQ * T - 1], HQ, D, out.out, out.lse));
-      assertFails(Status.SHAPE_MISMATCH,
-          "alibi_attention_merge: out.shape[0] = 11, expected 12 (out_a's shape)",
+      assertBlames("out",
           () -> ctx.merge(a.out, a.lse, b.out, b.lse, HQ, D, new float[(T - 1) * HQ * D], null));
-      assertFails(Status.NULL_POINTER, "alibi_binding_merge_f32: out_b is NULL",
-          () -> ctx.merge(a.out, a.lse, null, b.lse, HQ, D, out.out, out.lse));
-      assertFails(Status.NULL_POINTER, "alibi_binding_merge_u16: out is NULL",
+      assertNullNamed("outB", () -> ctx.merge(a.out, a.lse, null, b.lse, HQ, D, out.out, out.lse));
+      assertNullNamed("out",
           () -> ctx.merge(DType.F16, out16, a.lse, out16, b.lse, HQ, D, null, null));
       assertFails(Status.INVALID_ARGUMENT,
           "alibi_binding_merge_f32: heads = 0, head_dim = 16; each must be >= 1",
@@ -309,36 +393,44 @@ public class AlibiTest {
   }
 
   @Test
-  public void tensorMergeOfAClosedTensorNamesIt() {
+  public void tensorMergeOfAClosedOrNullTensorNamesIt() {
     try (Context ctx = new Context(); Tensor outA = outTensor(ctx); Tensor lseA = lseTensor(ctx);
          Tensor outB = outTensor(ctx); Tensor lseB = lseTensor(ctx)) {
       Tensor closed = outTensor(ctx);
       closed.close();
-      assertFails(Status.NULL_POINTER, "alibi_attention_merge: out_b is NULL",
+      assertClosed("Tensor is closed (argument outB)",
           () -> ctx.merge(outA, lseA, closed, lseB, outA, null));
-      assertFails(Status.NULL_POINTER, "alibi_attention_merge: lse_a is NULL",
-          () -> ctx.merge(outA, null, outB, lseB, outA, null));
-      assertFails(Status.NULL_POINTER, "Context.merge: lse is closed",
+      assertNullNamed("lseA", () -> ctx.merge(outA, null, outB, lseB, outA, null));
+      assertClosed("Tensor is closed (argument lse)",
           () -> ctx.merge(outA, lseA, outB, lseB, outA, closed));
     }
   }
 
   @Test
-  public void closingTwiceIsHarmlessAndAClosedHandleIsAnError() {
+  public void closingTwiceIsHarmlessAndAClosedObjectNamesItself() {
     Context ctx = new Context();
     Tensor t = Tensor.create(ctx, DType.F32, 2, 3);
     Mask mask = Mask.varlen(ctx, new int[] {0, 2}, new int[] {0, 2}, false);
     ctx.close();
+    assertTrue(ctx.isClosed());
+    assertEquals(DType.F32, t.dtype());  // a tensor outlives its context
     t.close();
     t.close();
     mask.close();
     mask.close();
     ctx.close();
-    try {
-      t.dtype();
-      fail("closed tensor used");
-    } catch (AlibiException e) {
-      assertEquals(Status.NULL_POINTER, e.getStatus());
+    assertClosed("Tensor is closed", t::dtype);
+    assertClosed("Mask is closed", mask::numSlices);
+    assertClosed("Context is closed", ctx::device);
+    float[] x = new float[2 * 4 * 16];
+    assertClosed("Context is closed", () -> ctx.forward(x, x, x, 4, 4, 16, mask, null, x, null));
+    try (Context open = new Context()) {
+      assertClosed("Mask is closed (argument mask)",
+          () -> open.forward(x, x, x, 4, 4, 16, mask, null, x, null));
+      assertClosed("Context is closed (argument ctx)", () -> Tensor.create(ctx, DType.F32, 2));
+      assertClosed("Tensor is closed (argument AttentionParams.attnBias)",
+          () -> open.forward(x, x, x, 4, 4, 16, Mask.varlen(open, new int[] {0, 2},
+              new int[] {0, 2}, false), new AttentionParams().attnBias(t), x, null));
     }
   }
 
