@@ -335,14 +335,12 @@ func TestArrayForwardNamesTheArgumentThatDoesNotFit(t *testing.T) {
 	heads := Heads{hq, hkv, dim}
 	ctx, mask := cpuVarlenMask(t)
 	assertNames(t, "k", ctx.ForwardFloat32(q, kvRowShort, kv, heads, mask, nil, out, lse))
-	assertFails(t, StatusShapeMismatch, "alibi_binding_forward_f32: k has 511 elements, not a multiple of heads_kv * head_dim = 32",
-		ctx.ForwardFloat32(q, kv[1:], kv, heads, mask, nil, out, lse))
+	assertNames(t, "k", ctx.ForwardFloat32(q, kv[1:], kv, heads, mask, nil, out, lse))
 	assertNames(t, "v", ctx.ForwardFloat32(q, kv, kvRowShort, heads, mask, nil, out, lse))
 	assertNames(t, "q", ctx.ForwardFloat32(q[:(tq-1)*hq*dim], kv, kv, heads, mask, nil, outRowShort, lse))
 	assertNames(t, "out", ctx.ForwardFloat32(q, kv, kv, heads, mask, nil, outRowShort, lse))
 	assertNames(t, "lse", ctx.ForwardFloat32(q, kv, kv, heads, mask, nil, out, lseRowShort))
-	assertFails(t, StatusShapeMismatch, "alibi_binding_forward_f32: lse has 35 elements, not a multiple of heads_q = 4",
-		ctx.ForwardFloat32(q, kv, kv, heads, mask, nil, out, lse[1:]))
+	assertNames(t, "lse", ctx.ForwardFloat32(q, kv, kv, heads, mask, nil, out, lse[1:]))
 	assertFails(t, StatusNullPointer, "Context.ForwardFloat32: k is nil",
 		ctx.ForwardFloat32(q, nil, kv, heads, mask, nil, out, lse))
 	assertFails(t, StatusNullPointer, "Context.ForwardUint16: out is nil",
