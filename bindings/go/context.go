@@ -1,63 +1,88 @@
 package alibi
 
-import "unsafe"
+import (
+	"runtime"
 
-// Context is a device context: where calls run. Use it from one goroutine at a time.
+	"alibi.dev/go/alibi/internal/capi"
+)
+
+// Context is a device context: where calls run. Use it from one goroutine at a time. Close it
+// when done; one that is not closed is destroyed by the garbage collector (a finalizer).
 type Context struct{ h uintptr }
 
 // NewContext creates a context on a device (index 0 for the CPU).
 func NewContext(device Device, index int) (*Context, error) {
 	var h uintptr
-	if err := Alibi_context_create(device, index, &h); err != nil {
-		return nil, err
+	if err := capi.Alibi_context_create(int(device), index, &h); err != nil {
+		return nil, fromC(err)
 	}
-	return &Context{h}, nil
+	c := &Context{h}
+	runtime.SetFinalizer(c, (*Context).Close)
+	return c, nil
 }
 
 // NewCPUContext creates a CPU context.
 func NewCPUContext() (*Context, error) { return NewContext(DeviceCPU, 0) }
 
-// Close destroys the context; closing again is a no-op.
+// Close destroys the context; closing again, or a nil Context, is a no-op. Tensors and masks
+// made with it stay usable: they keep its device alive.
 func (c *Context) Close() {
-	if c != nil && c.h != 0 {
-		Alibi_context_destroy(c.h)
-		c.h = 0
+	if c == nil || c.h == 0 {
+		return
 	}
-}
-
-func (c *Context) handle() uintptr {
-	if c == nil {
-		return 0
-	}
-	return c.h
+	h := c.h
+	c.h = 0
+	runtime.SetFinalizer(c, nil)
+	capi.Alibi_context_destroy(h)
 }
 
 // Device is DeviceCPU or DeviceCUDA (never DeviceAuto).
 func (c *Context) Device() (Device, error) {
+	a := handles{call: "Context.Device"}
+	h := a.context(c, "")
+	if a.err != nil {
+		return 0, a.err
+	}
+	defer runtime.KeepAlive(c)
 	var d int32
-	err := Alibi_context_get_device(c.handle(), &d)
-	return Device(d), err
+	err := capi.Alibi_context_get_device(h, &d)
+	return Device(d), fromC(err)
 }
 
 // SetNumThreads sets the CPU worker threads of this context's calls; 0 = one per core.
 func (c *Context) SetNumThreads(n int) error {
-	return Alibi_context_set_num_threads(c.handle(), n)
+	a := handles{call: "Context.SetNumThreads"}
+	h := a.context(c, "")
+	if a.err != nil {
+		return a.err
+	}
+	defer runtime.KeepAlive(c)
+	return fromC(capi.Alibi_context_set_num_threads(h, n))
 }
 
 // Synchronize waits until the context's work is done.
 func (c *Context) Synchronize() error {
-	return Alibi_context_synchronize(c.handle())
+	a := handles{call: "Context.Synchronize"}
+	h := a.context(c, "")
+	if a.err != nil {
+		return a.err
+	}
+	defer runtime.KeepAlive(c)
+	return fromC(capi.Alibi_context_synchronize(h))
 }
 
 // Forward runs attention over tensors: q (totalQ, Hq, D), k and v (totalK, Hkv, D), out like q,
 // lse nil or (Hq, totalQ) f32. params nil: the defaults.
 func (c *Context) Forward(q, k, v *Tensor, mask *Mask, params *AttentionParams, out, lse *Tensor) error {
-	if lse != nil && lse.h == 0 {
-		return newError(StatusNullPointer, "Forward: lse is closed")
+	a := handles{call: "Context.Forward"}
+	hc, hq, hk, hv := a.context(c, ""), a.tensor(q, "q"), a.tensor(k, "k"), a.tensor(v, "v")
+	hm, hout, hlse := a.mask(mask, "mask"), a.tensor(out, "out"), a.optionalTensor(lse, "lse")
+	if a.err != nil {
+		return a.err
 	}
-	return withNative(params, func(p Alibi_attention_params) error {
-		return Alibi_attention_forward(c.handle(), q.handle(), k.handle(), v.handle(), mask.handle(), p,
-			out.handle(), lse.handle())
+	defer keepAlive(c, q, k, v, mask, out, lse)
+	return withNative(a.call, params, func(p capi.Alibi_attention_params) error {
+		return capi.Alibi_attention_forward(hc, hq, hk, hv, hm, p, hout, hlse)
 	})
 }
 
@@ -65,22 +90,38 @@ func (c *Context) Forward(q, k, v *Tensor, mask *Mask, params *AttentionParams, 
 type Heads struct{ Q, KV, Dim int }
 
 // ForwardFloat32 runs attention over f32 slices, used in place for the call (not copied);
-// lse is nil or (heads.Q, totalQ). totalQ and totalK follow from the lengths, which the
-// library checks against each other and the mask.
+// lse is nil or (heads.Q, totalQ). totalQ and totalK are the mask's: each length is checked
+// against them, and an error names the slice that does not fit.
 func (c *Context) ForwardFloat32(q, k, v []float32, heads Heads, mask *Mask, params *AttentionParams,
 	out, lse []float32) error {
-	return withNative(params, func(p Alibi_attention_params) error {
-		return Alibi_binding_forward_f32(c.handle(), heads.Q, heads.KV, heads.Dim, q, k, v, mask.handle(), p,
-			out, lse)
+	a := handles{call: "Context.ForwardFloat32"}
+	hc, hm := a.context(c, ""), a.mask(mask, "mask")
+	if a.err != nil {
+		return a.err
+	}
+	if err := requireSlices(a.call, []string{"q", "k", "v", "out"}, q, k, v, out); err != nil {
+		return err
+	}
+	defer keepAlive(c, mask)
+	return withNative(a.call, params, func(p capi.Alibi_attention_params) error {
+		return capi.Alibi_binding_forward_f32(hc, heads.Q, heads.KV, heads.Dim, q, k, v, hm, p, out, lse)
 	})
 }
 
 // ForwardUint16 is ForwardFloat32 for F16 or BF16 data given as 16-bit patterns.
 func (c *Context) ForwardUint16(dtype DType, q, k, v []uint16, heads Heads, mask *Mask,
 	params *AttentionParams, out []uint16, lse []float32) error {
-	return withNative(params, func(p Alibi_attention_params) error {
-		return Alibi_binding_forward_u16(c.handle(), dtype, heads.Q, heads.KV, heads.Dim, q, k, v,
-			mask.handle(), p, out, lse)
+	a := handles{call: "Context.ForwardUint16"}
+	hc, hm := a.context(c, ""), a.mask(mask, "mask")
+	if a.err != nil {
+		return a.err
+	}
+	if err := requireSlices(a.call, []string{"q", "k", "v", "out"}, q, k, v, out); err != nil {
+		return err
+	}
+	defer keepAlive(c, mask)
+	return withNative(a.call, params, func(p capi.Alibi_attention_params) error {
+		return capi.Alibi_binding_forward_u16(hc, int(dtype), heads.Q, heads.KV, heads.Dim, q, k, v, hm, p, out, lse)
 	})
 }
 
@@ -89,30 +130,48 @@ func (c *Context) ForwardUint16(dtype DType, q, k, v []uint16, heads Heads, mask
 // tokens) f32 as Forward writes them; lse may be nil. out may be outA or outB, lse lseA or lseB
 // (in place). A side whose lse is -inf contributes nothing.
 func (c *Context) Merge(outA, lseA, outB, lseB, out, lse *Tensor) error {
-	if lse != nil && lse.h == 0 {
-		return newError(StatusNullPointer, "Merge: lse is closed")
+	a := handles{call: "Context.Merge"}
+	hc, hOutA, hLseA := a.context(c, ""), a.tensor(outA, "outA"), a.tensor(lseA, "lseA")
+	hOutB, hLseB := a.tensor(outB, "outB"), a.tensor(lseB, "lseB")
+	hOut, hLse := a.tensor(out, "out"), a.optionalTensor(lse, "lse")
+	if a.err != nil {
+		return a.err
 	}
-	return Alibi_attention_merge(c.handle(), outA.handle(), lseA.handle(), outB.handle(), lseB.handle(),
-		out.handle(), lse.handle())
+	defer keepAlive(c, outA, lseA, outB, lseB, out, lse)
+	return fromC(capi.Alibi_attention_merge(hc, hOutA, hLseA, hOutB, hLseB, hOut, hLse))
 }
 
 // MergeFloat32 is Merge over f32 slices, used in place for the call as ForwardFloat32's: outA,
 // outB and out hold (tokens, heads, headDim), lseA, lseB and lse (heads, tokens); lse may be nil.
 // Passing outA (or outB) as out merges in place.
 func (c *Context) MergeFloat32(outA, lseA, outB, lseB []float32, heads, headDim int, out, lse []float32) error {
-	return Alibi_binding_merge_f32(c.handle(), heads, headDim, outA, lseA, outB, lseB, out, lse)
+	a := handles{call: "Context.MergeFloat32"}
+	hc := a.context(c, "")
+	if a.err != nil {
+		return a.err
+	}
+	err := requireSlices(a.call, []string{"outA", "lseA", "outB", "lseB", "out"}, outA, lseA, outB, lseB, out)
+	if err != nil {
+		return err
+	}
+	defer runtime.KeepAlive(c)
+	return fromC(capi.Alibi_binding_merge_f32(hc, heads, headDim, outA, lseA, outB, lseB, out, lse))
 }
 
 // MergeUint16 is MergeFloat32 for F16 or BF16 outputs given as 16-bit patterns (lse stays f32).
 func (c *Context) MergeUint16(dtype DType, outA []uint16, lseA []float32, outB []uint16, lseB []float32,
 	heads, headDim int, out []uint16, lse []float32) error {
-	return Alibi_binding_merge_u16(c.handle(), dtype, heads, headDim, outA, lseA, outB, lseB, out, lse)
-}
-
-// bytesOf views a slice's elements as bytes, without copying (nil for an empty slice).
-func bytesOf[T float32 | uint16 | int32 | int64](x []T) []byte {
-	if len(x) == 0 {
-		return nil
+	a := handles{call: "Context.MergeUint16"}
+	hc := a.context(c, "")
+	if a.err != nil {
+		return a.err
 	}
-	return unsafe.Slice((*byte)(unsafe.Pointer(&x[0])), len(x)*int(unsafe.Sizeof(x[0])))
+	if err := requireSlices(a.call, []string{"outA", "outB", "out"}, outA, outB, out); err != nil {
+		return err
+	}
+	if err := requireSlices(a.call, []string{"lseA", "lseB"}, lseA, lseB); err != nil {
+		return err
+	}
+	defer runtime.KeepAlive(c)
+	return fromC(capi.Alibi_binding_merge_u16(hc, int(dtype), heads, headDim, outA, lseA, outB, lseB, out, lse))
 }

@@ -1,8 +1,11 @@
 package alibi
 
+import "alibi.dev/go/alibi/internal/capi"
+
 // Status is the status of a failed call (Error.Status); its values are the C ABI's and never change.
 type Status int
 
+// The statuses of the C ABI.
 const (
 	StatusSuccess            Status = 0
 	StatusInvalidArgument    Status = 1
@@ -19,6 +22,7 @@ const (
 // DType is an element type; f16 and bf16 elements are 16-bit patterns (uint16).
 type DType int
 
+// The element types.
 const (
 	F32  DType = 0
 	F16  DType = 1
@@ -30,6 +34,7 @@ const (
 // Device is where a context runs; DeviceAuto picks CUDA when available, else the CPU.
 type Device int
 
+// The devices.
 const (
 	DeviceAuto Device = 0
 	DeviceCPU  Device = 1
@@ -39,6 +44,7 @@ const (
 // MaskType is the rule of a mask slice of Sq x Sk cells, local row r and column c.
 type MaskType int
 
+// The mask types.
 const (
 	MaskFull          MaskType = 0 // always visible
 	MaskCausal        MaskType = 1 // c <= r + (Sk - Sq): bottom-right aligned
@@ -46,4 +52,5 @@ const (
 	MaskBiCausal      MaskType = 3 // both
 )
 
-func (s Status) String() string { return Alibi_status_string(s) }
+// String is the library's name of the status, e.g. "shape mismatch".
+func (s Status) String() string { return capi.Alibi_status_string(int(s)) }

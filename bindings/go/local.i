@@ -1,11 +1,18 @@
 /*
- * Go typemaps of the common layer. Raw calls are the package's Alibi_* functions (C names; a
- * call returning alibi_status returns error, an *Error for a failed status, never panicking);
- * handles are uintptr, out-parameters Go pointers, host arrays and data slices passed in place
- * (cgo checks them; the library never keeps them past the call). The enum types are the Go types
- * of enums.go. Context, Tensor, Mask and AttentionParams (the other .go files) are the idiomatic
- * API over them.
+ * Go typemaps of the common layer, generating the internal package capi (SWIG -package capi):
+ * raw calls are its Alibi_* functions (C names; a call returning alibi_status returns error, a
+ * *capi.Error for a failed status, never panicking); handles are uintptr, enums int,
+ * out-parameters Go pointers, host arrays and data slices passed in place (cgo checks them; the
+ * library never keeps them past the call). The public package alibi (the .go files of this
+ * folder) is the idiomatic API over them.
+ *
+ * cgo builds SWIG's C wrapper (alibi_wrap.c, beside the generated Go file) from source and links
+ * libalibi through pkg-config: a plain `go build` with PKG_CONFIG_PATH finding alibi.pc.
  */
+%insert(cgo_comment_typedefs) %{
+#cgo pkg-config: alibi
+#cgo CFLAGS: -fno-strict-aliasing
+%}
 
 /*
  * A failed status leaves the C wrapper as a string of C memory: the status as its first byte,
@@ -34,16 +41,14 @@ static _gostring_ alibi_go_failure(alibi_status status) {
 %typemap(goout, fragment="CopyString") alibi_status
 %{ if $1 != "" {
     failure := swigCopyString($1)
-    $result = &Error{Status: Status(failure[0]), Message: failure[1:]}
+    $result = &Error{Status: int(failure[0]), Message: failure[1:]}
   } %}
-/* alibi_status_string's argument stays a Status. */
-%typemap(gotype) alibi_status status "Status"
+/* alibi_status_string's argument stays a status code. */
+%typemap(gotype) alibi_status status "int"
 %typemap(imtype) alibi_status status "int"
 %typemap(in) alibi_status status %{ $1 = ($1_ltype)$input; %}
 
-%typemap(gotype) alibi_dtype "DType"
-%typemap(gotype) alibi_device "Device"
-%typemap(gotype) alibi_mask_type "MaskType"
+%typemap(gotype) alibi_dtype, alibi_device, alibi_mask_type "int"
 %rename("$ignore", %$isenumitem) "";
 %rename("%(camelcase)s", %$ismember) "";
 

@@ -1,5 +1,7 @@
 package alibi
 
+import "alibi.dev/go/alibi/internal/capi"
+
 // AttentionParams are the parameters of a forward call, copied into each call.
 // NewAttentionParams gives the library's defaults; a nil *AttentionParams means the same.
 type AttentionParams struct {
@@ -16,8 +18,8 @@ type AttentionParams struct {
 
 // NewAttentionParams returns the defaults: scale 1/sqrt(D), no softcap, MaxBias 8, the formula.
 func NewAttentionParams() *AttentionParams {
-	p := NewAlibi_attention_params()
-	defer DeleteAlibi_attention_params(p)
+	p := capi.NewAlibi_attention_params()
+	defer capi.DeleteAlibi_attention_params(p)
 	return &AttentionParams{
 		SoftmaxScale:   p.GetSoftmaxScale(),
 		Softcap:        p.GetSoftcap(),
@@ -29,30 +31,34 @@ func NewAttentionParams() *AttentionParams {
 	}
 }
 
-// withNative runs body with a native copy of params (nil for nil: the library's defaults).
-func withNative(params *AttentionParams, body func(Alibi_attention_params) error) error {
+// withNative runs the raw call body with a native copy of params (nil for nil: the library's
+// defaults) and returns its error as this package's. params.AttnBias stays alive meanwhile.
+func withNative(call string, params *AttentionParams, body func(capi.Alibi_attention_params) error) error {
 	if params == nil {
-		return body(nil)
+		return fromC(body(nil))
 	}
-	if params.AttnBias != nil && params.AttnBias.h == 0 {
-		return newError(StatusNullPointer, "AttentionParams.AttnBias is closed")
+	a := handles{call: call}
+	bias := a.optionalTensor(params.AttnBias, "params.AttnBias")
+	if a.err != nil {
+		return a.err
 	}
-	p := NewAlibi_attention_params()
-	defer DeleteAlibi_attention_params(p)
+	defer keepAlive(params.AttnBias)
+	p := capi.NewAlibi_attention_params()
+	defer capi.DeleteAlibi_attention_params(p)
 	p.SetSoftmaxScale(params.SoftmaxScale)
 	p.SetSoftcap(params.Softcap)
 	p.SetMaxBias(params.MaxBias)
 	p.SetSlopesPerBatch(boolInt(params.SlopesPerBatch))
 	p.SetTotalHeads(params.TotalHeads)
 	p.SetHeadOffset(params.HeadOffset)
-	p.SetAttnBias(params.AttnBias.handle())
+	p.SetAttnBias(bias)
 	p.SetDeterministic(boolInt(params.Deterministic))
 	if params.Slopes != nil {
 		if err := p.SetSlopes(params.Slopes, len(params.Slopes)); err != nil {
-			return err
+			return fromC(err)
 		}
 	}
-	return body(p)
+	return fromC(body(p))
 }
 
 func boolInt(b bool) int {

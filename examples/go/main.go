@@ -5,7 +5,7 @@
 package main
 
 import (
-	"alibi"
+	"alibi.dev/go/alibi"
 	"fmt"
 	"math"
 	"math/rand"

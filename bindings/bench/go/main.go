@@ -3,7 +3,7 @@
 package main
 
 import (
-	"alibi"
+	"alibi.dev/go/alibi"
 	"fmt"
 	"os"
 	"runtime"

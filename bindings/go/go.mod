@@ -1,0 +1,3 @@
+module alibi.dev/go/alibi
+
+go 1.19
