@@ -76,9 +76,6 @@ readme_block() {
     | sed "s|/opt/alibi/lib|$libdir|g; s|/opt/alibi|$prefix|g"
 }
 
-# alibi.pc names the prefix it was installed to: the README's step for a moved installation.
-sed -i "s|^prefix=.*|prefix=$prefix|" "$libdir/pkgconfig/alibi.pc"
-
 # A clean environment: only what the README says (PKG_CONFIG_PATH), offline, caches in the work dir.
 go_env=(env -i "PATH=$PATH" "HOME=$work" "GOCACHE=$work/go-cache" "GOPATH=$work/go-path" GOPROXY=off
         "PKG_CONFIG_PATH=$libdir/pkgconfig")
