@@ -200,6 +200,7 @@ public static class AlibiTests {
                   () => ctx.Forward(DType.F32, new ushort[q.Length], new ushort[kv.Length],
                                     new ushort[kv.Length], HQ, HKV, D, mask, null, new ushort[q.Length], lse));
     }
+    Check(output.All(x => x == 0) && lse.All(x => x == 0), "a failed forward wrote its outputs");
   }
 
   /// <summary>The mask of slices [from, to): all keys (0, 3), keys [0, 4) (0, 2) or keys [4, 12) (2, 3).</summary>
