@@ -13,14 +13,18 @@ public sealed class AttentionParams {
   public float MaxBias { get; set; }
   /// <summary>Slopes replacing the formula: Hq of them, or batch * Hq with SlopesPerBatch.</summary>
   public float[] Slopes { get; set; }
+  /// <summary>Slopes holds batch * Hq slopes (index b * Hq + h): varlen and sliding-window masks only.</summary>
   public bool SlopesPerBatch { get; set; }
   /// <summary>Tensor parallelism: this shard holds heads [HeadOffset, HeadOffset + Hq) of TotalHeads.</summary>
   public int TotalHeads { get; set; }
+  /// <summary>Tensor parallelism: the first head of this shard (see TotalHeads).</summary>
   public int HeadOffset { get; set; }
   /// <summary>An additive bias (H or 1, total_q, total_k); it must stay undisposed while used.</summary>
   public Tensor AttnBias { get; set; }
+  /// <summary>Bitwise-reproducible results run to run (the CPU always is).</summary>
   public bool Deterministic { get; set; }
 
+  /// <summary>The library's defaults.</summary>
   public AttentionParams() {
     using (alibi_attention_params defaults = new alibi_attention_params()) {
       SoftmaxScale = defaults.SoftmaxScale;
@@ -36,7 +40,7 @@ public sealed class AttentionParams {
   /// <summary>A native copy to dispose after the call; null for null (the library's defaults).</summary>
   internal static alibi_attention_params ToNative(AttentionParams parameters) {
     if (parameters == null) return null;
-    var attnBias = NativeHandle.OptionalHandleOf(parameters.AttnBias, "AttentionParams.AttnBias");
+    var attnBias = Args.Optional(parameters.AttnBias, "AttentionParams.AttnBias");
     var p = new alibi_attention_params {
       SoftmaxScale = parameters.SoftmaxScale,
       Softcap = parameters.Softcap,

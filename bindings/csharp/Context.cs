@@ -1,17 +1,28 @@
 using System;
+using System.Runtime.InteropServices;
 
 namespace Alibi {
 
-/// <summary>A device context: where calls run. Use it from one thread at a time.</summary>
-public sealed class Context : NativeHandle {
-  public Context(Device device = Device.Cpu, int deviceIndex = 0) : base(Create(device, deviceIndex)) {}
+/// <summary>
+/// A device context: where calls run. Use it from one thread at a time. Dispose it when done
+/// (a context never disposed is released by the runtime once unreachable); Dispose is idempotent,
+/// and tensors and masks created from it stay usable after it is disposed.
+/// </summary>
+public sealed class Context : IDisposable, IHandleOwner {
+  private readonly ContextHandle handle;
 
-  private static IntPtr Create(Device device, int deviceIndex) {
-    AlibiNative.alibi_context_create(device, deviceIndex, out IntPtr ctx);
-    return ctx;
+  /// <summary>A context on device (Cpu by default; Auto picks CUDA when available).</summary>
+  /// <exception cref="AlibiException">The device is not available (Status.BackendUnavailable).</exception>
+  public Context(Device device = Device.Cpu, int deviceIndex = 0) {
+    AlibiNative.alibi_context_create(device, deviceIndex, out handle);
   }
 
-  protected override void Destroy(IntPtr handle) => AlibiNative.alibi_context_destroy(handle);
+  AlibiHandle IHandleOwner.NativeHandle => handle;
+
+  internal IntPtr Handle => handle.Get(null);
+
+  /// <summary>Releases the native context; later calls on it throw ObjectDisposedException.</summary>
+  public void Dispose() => handle.Dispose();
 
   /// <summary>Cpu or Cuda (never Auto).</summary>
   public Device Device {
@@ -22,13 +33,14 @@ public sealed class Context : NativeHandle {
     }
   }
 
-  /// <summary>CPU worker threads of this context's calls; 0 = one per core.</summary>
+  /// <summary>CPU threads of this context's calls (0, the default: one per core); returns this context.</summary>
   public Context SetNumThreads(int numThreads) {
     AlibiNative.alibi_context_set_num_threads(Handle, numThreads);
     GC.KeepAlive(this);
     return this;
   }
 
+  /// <summary>Waits until the work this context queued on its device is done.</summary>
   public void Synchronize() {
     AlibiNative.alibi_context_synchronize(Handle);
     GC.KeepAlive(this);
@@ -38,11 +50,16 @@ public sealed class Context : NativeHandle {
   /// Attention forward over tensors: q (total_q, Hq, D), k and v (total_k, Hkv, D), output like q,
   /// lse null or (Hq, total_q) f32. parameters null: the defaults.
   /// </summary>
+  /// <exception cref="ArgumentNullException">q, k, v, mask or output is null.</exception>
+  /// <exception cref="ObjectDisposedException">This context or an argument is disposed.</exception>
+  /// <exception cref="AlibiException">The library rejected the call; the message names the argument.</exception>
   public void Forward(Tensor q, Tensor k, Tensor v, Mask mask, AttentionParams parameters,
                       Tensor output, Tensor lse) {
+    IntPtr ctx = Handle, hq = Args.Required(q, nameof(q)), hk = Args.Required(k, nameof(k));
+    IntPtr hv = Args.Required(v, nameof(v)), hmask = Args.Required(mask, nameof(mask));
+    IntPtr hout = Args.Required(output, nameof(output)), hlse = Args.Optional(lse, nameof(lse));
     using (alibi_attention_params p = AttentionParams.ToNative(parameters)) {
-      AlibiNative.alibi_attention_forward(Handle, HandleOf(q), HandleOf(k), HandleOf(v),
-          HandleOf(mask), p, HandleOf(output), OptionalHandleOf(lse, "Forward: lse"));
+      AlibiNative.alibi_attention_forward(ctx, hq, hk, hv, hmask, p, hout, hlse);
     }
     GC.KeepAlive(this);
     GC.KeepAlive(q);
@@ -58,26 +75,76 @@ public sealed class Context : NativeHandle {
   /// Attention forward over f32 arrays, used in place (pinned for the call, not copied): q and
   /// output hold (total_q, headsQ, headDim), k and v (total_k, headsKv, headDim), row-major;
   /// lse null or (headsQ, total_q). total_q and total_k follow from the lengths, which the
-  /// library checks against each other and the mask.
+  /// library checks against the mask. parameters null: the defaults.
   /// </summary>
+  /// <exception cref="ArgumentNullException">q, k, v, mask or output is null.</exception>
+  /// <exception cref="ObjectDisposedException">This context or the mask is disposed.</exception>
+  /// <exception cref="AlibiException">A length or size does not fit; the message names the argument.</exception>
   public void Forward(float[] q, float[] k, float[] v, int headsQ, int headsKv, int headDim,
                       Mask mask, AttentionParams parameters, float[] output, float[] lse) {
-    using (alibi_attention_params p = AttentionParams.ToNative(parameters)) {
-      AlibiNative.alibi_binding_forward_f32(Handle, headsQ, headsKv, headDim, q, k, v,
-                                            HandleOf(mask), p, output, lse);
+    Args.NotNull(q, nameof(q));
+    Args.NotNull(k, nameof(k));
+    Args.NotNull(v, nameof(v));
+    Args.NotNull(output, nameof(output));
+    Forward(new ReadOnlySpan<float>(q), k, v, headsQ, headsKv, headDim, mask, parameters,
+            new Span<float>(output), new Span<float>(lse));
+  }
+
+  /// <summary>
+  /// The f32 array form over spans (slices of arrays, stack or native memory), used in place;
+  /// an empty lse means none.
+  /// </summary>
+  /// <exception cref="ArgumentNullException">mask is null.</exception>
+  /// <exception cref="ObjectDisposedException">This context or the mask is disposed.</exception>
+  /// <exception cref="AlibiException">A length or size does not fit; the message names the argument.</exception>
+  public unsafe void Forward(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v,
+                             int headsQ, int headsKv, int headDim, Mask mask,
+                             AttentionParams parameters, Span<float> output, Span<float> lse) {
+    IntPtr ctx = Handle, hmask = Args.Required(mask, nameof(mask));
+    using (alibi_attention_params p = AttentionParams.ToNative(parameters))
+    fixed (float* pq = &MemoryMarshal.GetReference(q), pk = &MemoryMarshal.GetReference(k),
+           pv = &MemoryMarshal.GetReference(v), pout = &MemoryMarshal.GetReference(output),
+           plse = &MemoryMarshal.GetReference(lse)) {
+      AlibiNative.alibi_binding_forward_f32(ctx, headsQ, headsKv, headDim,
+          new NativeArray(pq, q.Length), new NativeArray(pk, k.Length), new NativeArray(pv, v.Length),
+          hmask, p, new NativeArray(pout, output.Length), NativeArray.Optional(plse, lse.Length));
     }
     GC.KeepAlive(this);
     GC.KeepAlive(mask);
     GC.KeepAlive(parameters);
   }
 
-  /// <summary>As the f32 form, for F16 or BF16 data given as their 16-bit patterns.</summary>
+  /// <summary>As the f32 array form, for F16 or BF16 data given as their 16-bit patterns.</summary>
+  /// <exception cref="ArgumentNullException">q, k, v, mask or output is null.</exception>
+  /// <exception cref="ObjectDisposedException">This context or the mask is disposed.</exception>
+  /// <exception cref="AlibiException">dtype is not 16-bit, or a length does not fit; the message names the argument.</exception>
   public void Forward(DType dtype, ushort[] q, ushort[] k, ushort[] v, int headsQ, int headsKv,
                       int headDim, Mask mask, AttentionParams parameters, ushort[] output,
                       float[] lse) {
-    using (alibi_attention_params p = AttentionParams.ToNative(parameters)) {
-      AlibiNative.alibi_binding_forward_u16(Handle, dtype, headsQ, headsKv, headDim, q, k, v,
-                                            HandleOf(mask), p, output, lse);
+    Args.NotNull(q, nameof(q));
+    Args.NotNull(k, nameof(k));
+    Args.NotNull(v, nameof(v));
+    Args.NotNull(output, nameof(output));
+    Forward(dtype, new ReadOnlySpan<ushort>(q), k, v, headsQ, headsKv, headDim, mask, parameters,
+            new Span<ushort>(output), new Span<float>(lse));
+  }
+
+  /// <summary>The F16/BF16 array form over spans, used in place; an empty lse means none.</summary>
+  /// <exception cref="ArgumentNullException">mask is null.</exception>
+  /// <exception cref="ObjectDisposedException">This context or the mask is disposed.</exception>
+  /// <exception cref="AlibiException">dtype is not 16-bit, or a length does not fit; the message names the argument.</exception>
+  public unsafe void Forward(DType dtype, ReadOnlySpan<ushort> q, ReadOnlySpan<ushort> k,
+                             ReadOnlySpan<ushort> v, int headsQ, int headsKv, int headDim,
+                             Mask mask, AttentionParams parameters, Span<ushort> output,
+                             Span<float> lse) {
+    IntPtr ctx = Handle, hmask = Args.Required(mask, nameof(mask));
+    using (alibi_attention_params p = AttentionParams.ToNative(parameters))
+    fixed (ushort* pq = &MemoryMarshal.GetReference(q), pk = &MemoryMarshal.GetReference(k),
+           pv = &MemoryMarshal.GetReference(v), pout = &MemoryMarshal.GetReference(output))
+    fixed (float* plse = &MemoryMarshal.GetReference(lse)) {
+      AlibiNative.alibi_binding_forward_u16(ctx, dtype, headsQ, headsKv, headDim,
+          new NativeArray(pq, q.Length), new NativeArray(pk, k.Length), new NativeArray(pv, v.Length),
+          hmask, p, new NativeArray(pout, output.Length), NativeArray.Optional(plse, lse.Length));
     }
     GC.KeepAlive(this);
     GC.KeepAlive(mask);
@@ -90,10 +157,15 @@ public sealed class Context : NativeHandle {
   /// tokens) f32 as Forward writes them; lse may be null. output may be outputA or outputB, lse
   /// lseA or lseB (in place). A side whose lse is -inf contributes nothing.
   /// </summary>
+  /// <exception cref="ArgumentNullException">outputA, lseA, outputB, lseB or output is null.</exception>
+  /// <exception cref="ObjectDisposedException">This context or an argument is disposed.</exception>
+  /// <exception cref="AlibiException">The library rejected the call; the message names the argument.</exception>
   public void Merge(Tensor outputA, Tensor lseA, Tensor outputB, Tensor lseB, Tensor output,
                     Tensor lse) {
-    AlibiNative.alibi_attention_merge(Handle, HandleOf(outputA), HandleOf(lseA), HandleOf(outputB),
-                                      HandleOf(lseB), HandleOf(output), OptionalHandleOf(lse, "Merge: lse"));
+    IntPtr ctx = Handle, hOutA = Args.Required(outputA, nameof(outputA));
+    IntPtr hLseA = Args.Required(lseA, nameof(lseA)), hOutB = Args.Required(outputB, nameof(outputB));
+    IntPtr hLseB = Args.Required(lseB, nameof(lseB)), hOut = Args.Required(output, nameof(output));
+    AlibiNative.alibi_attention_merge(ctx, hOutA, hLseA, hOutB, hLseB, hOut, Args.Optional(lse, nameof(lse)));
     GC.KeepAlive(this);
     GC.KeepAlive(outputA);
     GC.KeepAlive(lseA);
@@ -108,17 +180,69 @@ public sealed class Context : NativeHandle {
   /// heads, headDim), lseA, lseB and lse (heads, tokens); lse may be null. Passing outputA (or
   /// outputB) as output merges in place.
   /// </summary>
+  /// <exception cref="ArgumentNullException">outputA, lseA, outputB, lseB or output is null.</exception>
+  /// <exception cref="ObjectDisposedException">This context is disposed.</exception>
+  /// <exception cref="AlibiException">A length or size does not fit; the message names the argument.</exception>
   public void Merge(float[] outputA, float[] lseA, float[] outputB, float[] lseB, int heads,
                     int headDim, float[] output, float[] lse) {
-    AlibiNative.alibi_binding_merge_f32(Handle, heads, headDim, outputA, lseA, outputB, lseB, output, lse);
+    Args.NotNull(outputA, nameof(outputA));
+    Args.NotNull(lseA, nameof(lseA));
+    Args.NotNull(outputB, nameof(outputB));
+    Args.NotNull(lseB, nameof(lseB));
+    Args.NotNull(output, nameof(output));
+    Merge(new ReadOnlySpan<float>(outputA), lseA, outputB, lseB, heads, headDim,
+          new Span<float>(output), new Span<float>(lse));
+  }
+
+  /// <summary>The f32 array form of Merge over spans, used in place; an empty lse means none.</summary>
+  /// <exception cref="ObjectDisposedException">This context is disposed.</exception>
+  /// <exception cref="AlibiException">A length or size does not fit; the message names the argument.</exception>
+  public unsafe void Merge(ReadOnlySpan<float> outputA, ReadOnlySpan<float> lseA,
+                           ReadOnlySpan<float> outputB, ReadOnlySpan<float> lseB, int heads,
+                           int headDim, Span<float> output, Span<float> lse) {
+    IntPtr ctx = Handle;
+    fixed (float* pOutA = &MemoryMarshal.GetReference(outputA), pLseA = &MemoryMarshal.GetReference(lseA),
+           pOutB = &MemoryMarshal.GetReference(outputB), pLseB = &MemoryMarshal.GetReference(lseB),
+           pOut = &MemoryMarshal.GetReference(output), pLse = &MemoryMarshal.GetReference(lse)) {
+      AlibiNative.alibi_binding_merge_f32(ctx, heads, headDim,
+          new NativeArray(pOutA, outputA.Length), new NativeArray(pLseA, lseA.Length),
+          new NativeArray(pOutB, outputB.Length), new NativeArray(pLseB, lseB.Length),
+          new NativeArray(pOut, output.Length), NativeArray.Optional(pLse, lse.Length));
+    }
     GC.KeepAlive(this);
   }
 
-  /// <summary>As the f32 form, for F16 or BF16 outputs given as their 16-bit patterns (lse stays f32).</summary>
+  /// <summary>As the f32 array form, for F16 or BF16 outputs given as their 16-bit patterns (lse stays f32).</summary>
+  /// <exception cref="ArgumentNullException">outputA, lseA, outputB, lseB or output is null.</exception>
+  /// <exception cref="ObjectDisposedException">This context is disposed.</exception>
+  /// <exception cref="AlibiException">dtype is not 16-bit, or a length does not fit; the message names the argument.</exception>
   public void Merge(DType dtype, ushort[] outputA, float[] lseA, ushort[] outputB, float[] lseB,
                     int heads, int headDim, ushort[] output, float[] lse) {
-    AlibiNative.alibi_binding_merge_u16(Handle, dtype, heads, headDim, outputA, lseA, outputB, lseB,
-                                        output, lse);
+    Args.NotNull(outputA, nameof(outputA));
+    Args.NotNull(lseA, nameof(lseA));
+    Args.NotNull(outputB, nameof(outputB));
+    Args.NotNull(lseB, nameof(lseB));
+    Args.NotNull(output, nameof(output));
+    Merge(dtype, new ReadOnlySpan<ushort>(outputA), lseA, outputB, lseB, heads, headDim,
+          new Span<ushort>(output), new Span<float>(lse));
+  }
+
+  /// <summary>The F16/BF16 form of Merge over spans, used in place; an empty lse means none.</summary>
+  /// <exception cref="ObjectDisposedException">This context is disposed.</exception>
+  /// <exception cref="AlibiException">dtype is not 16-bit, or a length does not fit; the message names the argument.</exception>
+  public unsafe void Merge(DType dtype, ReadOnlySpan<ushort> outputA, ReadOnlySpan<float> lseA,
+                           ReadOnlySpan<ushort> outputB, ReadOnlySpan<float> lseB, int heads,
+                           int headDim, Span<ushort> output, Span<float> lse) {
+    IntPtr ctx = Handle;
+    fixed (ushort* pOutA = &MemoryMarshal.GetReference(outputA), pOutB = &MemoryMarshal.GetReference(outputB),
+           pOut = &MemoryMarshal.GetReference(output))
+    fixed (float* pLseA = &MemoryMarshal.GetReference(lseA), pLseB = &MemoryMarshal.GetReference(lseB),
+           pLse = &MemoryMarshal.GetReference(lse)) {
+      AlibiNative.alibi_binding_merge_u16(ctx, dtype, heads, headDim,
+          new NativeArray(pOutA, outputA.Length), new NativeArray(pLseA, lseA.Length),
+          new NativeArray(pOutB, outputB.Length), new NativeArray(pLseB, lseB.Length),
+          new NativeArray(pOut, output.Length), NativeArray.Optional(pLse, lse.Length));
+    }
     GC.KeepAlive(this);
   }
 }

@@ -1,11 +1,16 @@
 /*
  * C# typemaps of the common layer. Raw calls live in AlibiNative (static, C names; a call
  * returning alibi_status returns void and throws AlibiException for a failed status); handles
- * and data pointers are IntPtr, out-parameters C# out parameters, int32/int64/float host arrays
- * C# arrays (pinned by the marshaller, not copied). The classes of namespace Alibi (Context,
- * Tensor, Mask, AttentionParams) are the idiomatic API over them.
+ * and data pointers are IntPtr, except a created handle, which arrives as its SafeHandle
+ * (ContextHandle, TensorHandle, MaskHandle: no moment where it is owned by nobody);
+ * out-parameters are C# out parameters, int32/int64/float host arrays C# arrays (pinned by the
+ * marshaller, not copied). All of it is internal: the classes of namespace Alibi (Context,
+ * Tensor, Mask, AttentionParams) and the enums are the public API.
  */
 %include <typemaps.i>
+
+%pragma(csharp) moduleclassmodifiers="internal class"
+%typemap(csclassmodifiers) struct alibi_attention_params "internal class"
 
 /*
  * A failed status: the C wrapper hands it with its message to a C# callback, which leaves an
@@ -48,6 +53,37 @@ SWIGEXPORT void SWIGSTDCALL alibi_csharp_register_throw(alibi_csharp_throw_callb
 /* alibi_status_string's argument stays a Status. */
 %apply enum SWIGTYPE { alibi_status status };
 
+/*
+ * XML docs of the public enums (C# -doc): SWIG writes %csattributes text before an enum value and
+ * the csclassmodifiers text in front of "enum".
+ */
+%typemap(csclassmodifiers) enum alibi_status "/// <summary>The outcome of a libalibi call; a failed one is thrown as an AlibiException carrying it.</summary>\npublic enum"
+%csattributes ALIBI_STATUS_SUCCESS "/// <summary>The call succeeded.</summary>";
+%csattributes ALIBI_STATUS_INVALID_ARGUMENT "/// <summary>A value outside its domain.</summary>";
+%csattributes ALIBI_STATUS_NULL_POINTER "/// <summary>A required argument was missing (NULL).</summary>";
+%csattributes ALIBI_STATUS_SHAPE_MISMATCH "/// <summary>Tensor or array sizes disagree with each other or the mask.</summary>";
+%csattributes ALIBI_STATUS_DTYPE_MISMATCH "/// <summary>Element types disagree or are not accepted.</summary>";
+%csattributes ALIBI_STATUS_UNSUPPORTED "/// <summary>Valid, but not supported by this backend.</summary>";
+%csattributes ALIBI_STATUS_BACKEND_UNAVAILABLE "/// <summary>The requested device is not available.</summary>";
+%csattributes ALIBI_STATUS_OUT_OF_MEMORY "/// <summary>An allocation failed.</summary>";
+%csattributes ALIBI_STATUS_DEVICE_ERROR "/// <summary>The device reported an error.</summary>";
+%csattributes ALIBI_STATUS_INTERNAL "/// <summary>An unexpected failure inside the library.</summary>";
+%typemap(csclassmodifiers) enum alibi_dtype "/// <summary>Element types; F16 (IEEE binary16) and BF16 (bfloat16) elements are 16-bit patterns (ushort).</summary>\npublic enum"
+%csattributes ALIBI_DTYPE_F32 "/// <summary>32-bit float.</summary>";
+%csattributes ALIBI_DTYPE_F16 "/// <summary>IEEE binary16, as its 16-bit pattern.</summary>";
+%csattributes ALIBI_DTYPE_BF16 "/// <summary>bfloat16, as its 16-bit pattern.</summary>";
+%csattributes ALIBI_DTYPE_I32 "/// <summary>32-bit integer.</summary>";
+%csattributes ALIBI_DTYPE_I64 "/// <summary>64-bit integer.</summary>";
+%typemap(csclassmodifiers) enum alibi_device "/// <summary>Where a context runs its calls.</summary>\npublic enum"
+%csattributes ALIBI_DEVICE_AUTO "/// <summary>CUDA when a GPU and the CUDA backend are available, else the CPU.</summary>";
+%csattributes ALIBI_DEVICE_CPU "/// <summary>The CPU.</summary>";
+%csattributes ALIBI_DEVICE_CUDA "/// <summary>A CUDA GPU.</summary>";
+%typemap(csclassmodifiers) enum alibi_mask_type "/// <summary>Slice types of Mask.Ranges; local row r, column c of a slice of size Sq x Sk.</summary>\npublic enum"
+%csattributes ALIBI_MASK_FULL "/// <summary>Every cell visible.</summary>";
+%csattributes ALIBI_MASK_CAUSAL "/// <summary>c &lt;= r + (Sk - Sq): causal, bottom-right aligned.</summary>";
+%csattributes ALIBI_MASK_INV_CAUSAL "/// <summary>c &gt;= r: inverse causal, top-left aligned.</summary>";
+%csattributes ALIBI_MASK_BI_CAUSAL "/// <summary>Both causal and inverse causal.</summary>";
+
 %rename(Success) ALIBI_STATUS_SUCCESS;
 %rename(InvalidArgument) ALIBI_STATUS_INVALID_ARGUMENT;
 %rename(NullPointer) ALIBI_STATUS_NULL_POINTER;
@@ -72,19 +108,20 @@ SWIGEXPORT void SWIGSTDCALL alibi_csharp_register_throw(alibi_csharp_throw_callb
 %rename(BiCausal) ALIBI_MASK_BI_CAUSAL;
 %rename("%(camelcase)s", %$ismember) "";
 
-%define ALIBI_CS_HANDLE(TYPE)
+/* A handle argument is an IntPtr; the handle a create call returns, its OWNER type. */
+%define ALIBI_CS_HANDLE(TYPE, OWNER)
 %apply void* VOID_INT_PTR { TYPE };
 %typemap(ctype) TYPE* out "void**"
-%typemap(imtype) TYPE* out "out global::System.IntPtr"
-%typemap(cstype) TYPE* out "out global::System.IntPtr"
+%typemap(imtype) TYPE* out "out OWNER"
+%typemap(cstype) TYPE* out "out OWNER"
 %typemap(csin) TYPE* out "out $csinput"
 %typemap(in) TYPE* out %{ $1 = ($1_ltype)$input; %}
 %enddef
 
-ALIBI_CS_HANDLE(alibi_context_t)
-ALIBI_CS_HANDLE(alibi_tensor_t)
-ALIBI_CS_HANDLE(alibi_mask_t)
-ALIBI_CS_HANDLE(void*)   /* void** out: the data address of alibi_tensor_get_data */
+ALIBI_CS_HANDLE(alibi_context_t, ContextHandle)
+ALIBI_CS_HANDLE(alibi_tensor_t, TensorHandle)
+ALIBI_CS_HANDLE(alibi_mask_t, MaskHandle)
+ALIBI_CS_HANDLE(void*, global::System.IntPtr)  /* void** out: the data address of alibi_tensor_get_data */
 
 %apply int* OUTPUT { int* out, alibi_dtype* out, alibi_device* out };
 
@@ -109,23 +146,21 @@ ALIBI_CS_ARRAY(float, float)
 %apply void* VOID_INT_PTR { void* data, const void* src, void* dst, void* cuda_stream };
 
 /*
- * A C# array as a pointer and its element count: two P/Invoke parameters, the count from the
- * array's Length (0 for null), then the array, pinned by the marshaller. SWIG appends each
- * parameter's name to its type, so the count's own name is part of these types.
+ * Memory the caller pinned (a fixed span or array) as a NativeArray: two P/Invoke parameters,
+ * its element count, then its address. SWIG appends each parameter's name to its type, so the
+ * count's own name is part of these types.
  */
-%define ALIBI_CS_COUNTED_ARRAY(CTYPE, CSTYPE)
+%define ALIBI_CS_COUNTED_ARRAY(CTYPE)
 %typemap(ctype) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT)
   "int64_t count$argnum, CTYPE*"
-%typemap(imtype) (const CTYPE* ARRAY, size_t COUNT)
-  "long count$argnum, [global::System.Runtime.InteropServices.In] CSTYPE[]"
-%typemap(imtype) (CTYPE* ARRAY, size_t COUNT)
-  "long count$argnum, [global::System.Runtime.InteropServices.In, global::System.Runtime.InteropServices.Out] CSTYPE[]"
-%typemap(cstype) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT) "CSTYPE[]"
+%typemap(imtype) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT)
+  "long count$argnum, global::System.IntPtr"
+%typemap(cstype) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT) "NativeArray"
 %typemap(csin) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT)
-  "$csinput?.Length ?? 0, $csinput"
+  "$csinput.Count, $csinput.Address"
 %typemap(in) (const CTYPE* ARRAY, size_t COUNT), (CTYPE* ARRAY, size_t COUNT)
 %{ $1 = ($1_ltype)$input; $2 = (size_t)count$argnum; %}
 %enddef
 
-ALIBI_CS_COUNTED_ARRAY(float, float)
-ALIBI_CS_COUNTED_ARRAY(uint16_t, ushort)
+ALIBI_CS_COUNTED_ARRAY(float)
+ALIBI_CS_COUNTED_ARRAY(uint16_t)

@@ -1,6 +1,8 @@
 using System;
 using System.IO;
 using System.Linq;
+using System.Reflection;
+using System.Text.RegularExpressions;
 
 namespace Alibi.Tests {
 
@@ -25,8 +27,12 @@ public static class AlibiTests {
       ArrayForwardNamesTheArgumentThatDoesNotFit, MergingTheTwoKeySidesEqualsOneForward,
       TensorMergeEqualsOneForward, Bf16MergeOfTheTwoKeySidesEqualsOneForward,
       ASideWhoseLseIsMinusInfinityContributesNothing, ArrayMergeNamesTheArgumentThatDoesNotFit,
-      TensorMergeOfADisposedTensorNamesIt, DisposingTwiceIsHarmless,
+      SpanFormsMatchTheArrayForms, Bf16SpanFormsMatchTheArrayForms,
+      TensorMergeOfADisposedTensorNamesIt, DisposedObjectsThrowObjectDisposedException,
+      NullArgumentsThrowArgumentNullException, DisposingTwiceIsHarmless,
+      OnlyTheIdiomaticApiIsPublic, AssemblyVersionIsTheLibraryVersion,
       FinalizerReleasesUndisposedHandles, TenThousandCyclesKeepMemoryStable,
+      UndisposedCyclesStayBoundedInThreadsAndMemory,
     };
     int failed = 0;
     foreach (Action test in tests) {
@@ -121,7 +127,8 @@ public static class AlibiTests {
   }
 
   private static void RawCallsThrowTheirStatusAndMessage() {
-    AlibiNative.alibi_context_create(Device.Cpu, 0, out IntPtr ctx);
+    AlibiNative.alibi_context_create(Device.Cpu, 0, out ContextHandle owner);
+    IntPtr ctx = owner.DangerousGetHandle();
     try {
       AssertFails(Status.InvalidArgument, "alibi_context_set_num_threads: num_threads = -1 is outside [0, 1024]",
                   () => AlibiNative.alibi_context_set_num_threads(ctx, -1));
@@ -129,7 +136,7 @@ public static class AlibiTests {
                   () => AlibiNative.alibi_attention_merge(ctx, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero,
                                                           IntPtr.Zero, IntPtr.Zero, IntPtr.Zero));
     } finally {
-      AlibiNative.alibi_context_destroy(ctx);
+      owner.Dispose();
     }
     using (var p = new alibi_attention_params()) {
       AssertFails(Status.InvalidArgument, "alibi_attention_params_set_slopes: count = -1 is negative",
@@ -140,32 +147,48 @@ public static class AlibiTests {
                 () => AlibiNative.alibi_context_synchronize(IntPtr.Zero));
   }
 
+  /// <summary>
+  /// The library's message names the argument whose length does not fit: ": k has ..." or
+  /// ": k.shape[0] = ...", whichever check finds it (asserted by name, not by whole text).
+  /// </summary>
+  private static void AssertBlames(string argument, Action call) {
+    try {
+      call();
+    } catch (AlibiException e) {
+      Check(e.Status == Status.ShapeMismatch, $"status {e.Status}: {e.Detail}");
+      Match blamed = Regex.Match(e.Detail, @": (\w+)(\.shape\[\d\]| has )");
+      Check(blamed.Success && blamed.Groups[1].Value == argument,
+            $"\"{e.Detail}\" names {(blamed.Success ? blamed.Groups[1].Value : "no argument")}, expected {argument}");
+      return;
+    }
+    throw new Exception("no AlibiException, expected one naming " + argument);
+  }
+
+  private static void AssertNullArgument(string paramName, Action call) {
+    try {
+      call();
+    } catch (ArgumentNullException e) {
+      Check(e.ParamName == paramName, $"ParamName {e.ParamName}, expected {paramName}");
+      return;
+    }
+    throw new Exception("no ArgumentNullException, expected one for " + paramName);
+  }
+
   private static void ArrayForwardNamesTheArgumentThatDoesNotFit() {
     int tq = CuQ[3], tk = CuK[3];
     float[] q = new float[tq * HQ * D], kv = new float[tk * HKV * D], output = new float[q.Length];
     float[] lse = new float[HQ * tq], kvRowShort = new float[(tk - 1) * HKV * D];
     float[] outputRowShort = new float[(tq - 1) * HQ * D], lseRowShort = new float[HQ * (tq - 1)];
+    float[] kvElementShort = kv.Take(kv.Length - 1).ToArray();
     using (var ctx = new Context())
     using (var mask = Mask.Varlen(ctx, CuQ, CuK, true)) {
-      AssertFails(Status.ShapeMismatch, "alibi_binding_forward_f32: k has 480 elements, expected 512 = the mask's total_k 16 x heads_kv 2 x head_dim 16",
-                  () => ctx.Forward(q, kvRowShort, kv, HQ, HKV, D, mask, null, output, lse));
-      AssertFails(Status.ShapeMismatch,
-                  "alibi_binding_forward_f32: k has 511 elements, expected 512 = the mask's total_k 16 x heads_kv 2 x head_dim 16",
-                  () => ctx.Forward(q, kv.Take(kv.Length - 1).ToArray(), kv, HQ, HKV, D, mask, null, output, lse));
-      AssertFails(Status.ShapeMismatch, "alibi_binding_forward_f32: v has 480 elements, expected 512 = the mask's total_k 16 x heads_kv 2 x head_dim 16",
-                  () => ctx.Forward(q, kv, kvRowShort, HQ, HKV, D, mask, null, output, lse));
-      AssertFails(Status.ShapeMismatch, "alibi_binding_forward_f32: out has 512 elements, expected 576 = the mask's total_q 9 x heads_q 4 x head_dim 16",
-                  () => ctx.Forward(q, kv, kv, HQ, HKV, D, mask, null, outputRowShort, lse));
-      AssertFails(Status.ShapeMismatch, "alibi_binding_forward_f32: lse has 32 elements, expected 36 = heads_q 4 x the mask's total_q 9",
-                  () => ctx.Forward(q, kv, kv, HQ, HKV, D, mask, null, output, lseRowShort));
-      AssertFails(Status.ShapeMismatch,
-                  "alibi_binding_forward_f32: lse has 35 elements, expected 36 = heads_q 4 x the mask's total_q 9",
-                  () => ctx.Forward(q, kv, kv, HQ, HKV, D, mask, null, output, new float[lse.Length - 1]));
-      AssertFails(Status.NullPointer, "alibi_binding_forward_f32: k is NULL",
-                  () => ctx.Forward(q, null, kv, HQ, HKV, D, mask, null, output, lse));
-      AssertFails(Status.NullPointer, "alibi_binding_forward_u16: out is NULL",
-                  () => ctx.Forward(DType.BF16, new ushort[q.Length], new ushort[kv.Length],
-                                    new ushort[kv.Length], HQ, HKV, D, mask, null, null, null));
+      AssertBlames("k", () => ctx.Forward(q, kvRowShort, kv, HQ, HKV, D, mask, null, output, lse));
+      AssertBlames("k", () => ctx.Forward(q, kvElementShort, kv, HQ, HKV, D, mask, null, output, lse));
+      AssertBlames("v", () => ctx.Forward(q, kv, kvRowShort, HQ, HKV, D, mask, null, output, lse));
+      AssertBlames("q", () => ctx.Forward(outputRowShort, kv, kv, HQ, HKV, D, mask, null, output, lse));
+      AssertBlames("out", () => ctx.Forward(q, kv, kv, HQ, HKV, D, mask, null, outputRowShort, lse));
+      AssertBlames("lse", () => ctx.Forward(q, kv, kv, HQ, HKV, D, mask, null, output, lseRowShort));
+      AssertBlames("lse", () => ctx.Forward(q, kv, kv, HQ, HKV, D, mask, null, output, new float[lse.Length - 1]));
       AssertFails(Status.InvalidArgument,
                   "alibi_binding_forward_f32: heads_q = 0, heads_kv = 2, head_dim = 16; each must be >= 1",
                   () => ctx.Forward(q, kv, kv, 0, HKV, D, mask, null, output, lse));
@@ -177,6 +200,7 @@ public static class AlibiTests {
                   () => ctx.Forward(DType.F32, new ushort[q.Length], new ushort[kv.Length],
                                     new ushort[kv.Length], HQ, HKV, D, mask, null, new ushort[q.Length], lse));
     }
+    Check(output.All(x => x == 0) && lse.All(x => x == 0), "a failed forward wrote its outputs");
   }
 
   /// <summary>The mask of slices [from, to): all keys (0, 3), keys [0, 4) (0, 2) or keys [4, 12) (2, 3).</summary>
@@ -283,22 +307,69 @@ public static class AlibiTests {
     Partial a = new Partial(), b = new Partial(), output = new Partial();
     var output16 = new ushort[output.Output.Length];
     using (var ctx = new Context()) {
-      AssertFails(Status.ShapeMismatch, "alibi_attention_merge: lse_b.shape[1] = 11, expected 12 (out_a's tokens)",
-                  () => ctx.Merge(a.Output, a.Lse, b.Output, new float[HQ * (T - 1)], HQ, D, output.Output, output.Lse));
-      AssertFails(Status.ShapeMismatch, "alibi_binding_merge_f32: lse_b has 47 elements, not a multiple of 4 = heads 4",
-                  () => ctx.Merge(a.Output, a.Lse, b.Output, new float[HQ * T - 1], HQ, D, output.Output, output.Lse));
-      AssertFails(Status.ShapeMismatch, "alibi_attention_merge: out.shape[0] = 11, expected 12 (out_a's shape)",
-                  () => ctx.Merge(a.Output, a.Lse, b.Output, b.Lse, HQ, D, new float[(T - 1) * HQ * D], null));
-      AssertFails(Status.NullPointer, "alibi_binding_merge_f32: out_b is NULL",
-                  () => ctx.Merge(a.Output, a.Lse, null, b.Lse, HQ, D, output.Output, output.Lse));
-      AssertFails(Status.NullPointer, "alibi_binding_merge_u16: out is NULL",
-                  () => ctx.Merge(DType.F16, output16, a.Lse, output16, b.Lse, HQ, D, null, null));
+      AssertBlames("lse_b", () => ctx.Merge(a.Output, a.Lse, b.Output, new float[HQ * (T - 1)], HQ, D,
+                                            output.Output, output.Lse));
+      AssertBlames("lse_b", () => ctx.Merge(a.Output, a.Lse, b.Output, new float[HQ * T - 1], HQ, D,
+                                            output.Output, output.Lse));
+      AssertBlames("out", () => ctx.Merge(a.Output, a.Lse, b.Output, b.Lse, HQ, D,
+                                          new float[(T - 1) * HQ * D], null));
       AssertFails(Status.InvalidArgument, "alibi_binding_merge_f32: heads = 0, head_dim = 16; each must be >= 1",
                   () => ctx.Merge(a.Output, a.Lse, b.Output, b.Lse, 0, D, output.Output, output.Lse));
       AssertFails(Status.DTypeMismatch,
                   "alibi_binding_merge_u16: dtype = 0 is not ALIBI_DTYPE_F16 or ALIBI_DTYPE_BF16 (16-bit data)",
                   () => ctx.Merge(DType.F32, output16, a.Lse, output16, b.Lse, HQ, D, output16, null));
     }
+  }
+
+  /// <summary>Forward and merge over spans: slices of larger arrays, in place, as the array forms.</summary>
+  private static void SpanFormsMatchTheArrayForms() {
+    const int pad = 3;
+    float[] q = Padded(SQ, pad), k = Padded(SK, pad), v = Padded(SV, pad);
+    float[] lse = new float[HQ * T + pad], output = new float[T * HQ * D + pad];
+    using (var ctx = new Context())
+    using (var mask = Slices(ctx, 0, 3)) {
+      var split = new Split(ctx);
+      ctx.Forward(q.AsSpan(pad), k.AsSpan(pad), v.AsSpan(pad), HQ, HKV, D, mask, null,
+                  output.AsSpan(pad), lse.AsSpan(pad));
+      AssertClose("output", split.All.Output, output.Skip(pad).ToArray(), 0);
+      AssertClose("lse", split.All.Lse, lse.Skip(pad).ToArray(), 0);
+      Check(output.Take(pad).All(x => x == 0), "the span form wrote before its slice");
+      var merged = new Partial();
+      ctx.Merge(split.A.Output.AsSpan(), split.A.Lse, split.B.Output, split.B.Lse, HQ, D,
+                merged.Output.AsSpan(), Span<float>.Empty);
+      AssertClose("merged output", split.All.Output, merged.Output, 1e-5);
+      Check(merged.Lse.All(x => x == 0), "an empty lse span was written");
+      AssertBlames("k", () => ctx.Forward(q.AsSpan(pad), k.AsSpan(pad + HKV * D), v.AsSpan(pad), HQ, HKV, D,
+                                          mask, null, output.AsSpan(pad), lse.AsSpan(pad)));
+    }
+  }
+
+  private static void Bf16SpanFormsMatchTheArrayForms() {
+    ushort[] q = Bf16(SQ), k = Bf16(SK), v = Bf16(SV), expected = new ushort[q.Length];
+    var actual = new ushort[q.Length + 1];
+    using (var ctx = new Context())
+    using (var mask = Slices(ctx, 0, 3)) {
+      ctx.Forward(DType.BF16, q, k, v, HQ, HKV, D, mask, null, expected, null);
+      ctx.Forward(DType.BF16, q.AsSpan(), k, v, HQ, HKV, D, mask, null, actual.AsSpan(1), default(Span<float>));
+      Check(expected.SequenceEqual(actual.Skip(1)), "bf16 span forward differs from the array form");
+      ctx.Merge(DType.BF16, expected.AsSpan(), new float[HQ * T], expected, new float[HQ * T], HQ, D,
+                actual.AsSpan(1), default(Span<float>));
+      Check(actual[0] == 0, "the span merge wrote before its slice");
+    }
+  }
+
+  private static float[] Padded(float[] x, int pad) => new float[pad].Concat(x).ToArray();
+
+  private static void AssertDisposed(string objectName, string role, Action call) {
+    try {
+      call();
+    } catch (ObjectDisposedException e) {
+      Check(e.ObjectName == objectName, $"ObjectName {e.ObjectName}, expected {objectName}");
+      Check(role == null || e.Message.StartsWith(role + " is a disposed " + objectName, StringComparison.Ordinal),
+            $"message \"{e.Message}\" does not name {role}");
+      return;
+    }
+    throw new Exception($"no ObjectDisposedException for a disposed {objectName}");
   }
 
   private static void TensorMergeOfADisposedTensorNamesIt() {
@@ -309,18 +380,66 @@ public static class AlibiTests {
     using (var lseB = LseTensor(ctx)) {
       var disposed = OutputTensor(ctx);
       disposed.Dispose();
-      AssertFails(Status.NullPointer, "alibi_attention_merge: out_b is NULL",
-                  () => ctx.Merge(outputA, lseA, disposed, lseB, outputA, null));
-      AssertFails(Status.NullPointer, "alibi_attention_merge: lse_a is NULL",
-                  () => ctx.Merge(outputA, null, outputB, lseB, outputA, null));
-      AssertFails(Status.NullPointer, "Merge: lse is disposed",
-                  () => ctx.Merge(outputA, lseA, outputB, lseB, outputA, disposed));
+      AssertDisposed("Tensor", "outputB", () => ctx.Merge(outputA, lseA, disposed, lseB, outputA, null));
+      AssertDisposed("Tensor", "lse", () => ctx.Merge(outputA, lseA, outputB, lseB, outputA, disposed));
+      AssertNullArgument("lseA", () => ctx.Merge(outputA, null, outputB, lseB, outputA, null));
+    }
+  }
+
+  /// <summary>Each disposed object throws before any native call, named by ObjectName.</summary>
+  private static void DisposedObjectsThrowObjectDisposedException() {
+    var ctx = new Context();
+    var tensor = Tensor.Create(ctx, DType.F32, 2, 3);
+    var mask = Mask.Varlen(ctx, new[] {0, 2}, new[] {0, 2}, false);
+    var data = new float[2 * 1 * 4];
+    ctx.Dispose();
+    AssertDisposed("Context", null, () => ctx.SetNumThreads(1));
+    AssertDisposed("Context", null, () => ctx.Forward(data, data, data, 1, 1, 4, mask, null, data, null));
+    AssertDisposed("Context", "ctx", () => Tensor.Create(ctx, DType.F32, 1));
+    AssertDisposed("Context", "ctx", () => Mask.Varlen(ctx, new[] {0, 1}, new[] {0, 1}, true));
+    Check(tensor.Shape.SequenceEqual(new long[] {2, 3}), "a tensor outlives its disposed context");
+    Check(mask.NumSlices == 1, "a mask outlives its disposed context");
+    tensor.Dispose();
+    mask.Dispose();
+    AssertDisposed("Tensor", null, () => { var unused = tensor.DType; });
+    AssertDisposed("Tensor", null, () => tensor.CopyFrom(new float[6]));
+    AssertDisposed("Mask", null, () => { var unused = mask.NumSlices; });
+    using (var live = new Context()) {
+      AssertDisposed("Mask", "mask", () => live.Forward(data, data, data, 1, 1, 4, mask, null, data, null));
+      AssertDisposed("Tensor", "AttentionParams.AttnBias", () => live.Forward(
+          data, data, data, 1, 1, 4, Mask.Varlen(live, new[] {0, 2}, new[] {0, 2}, false),
+          new AttentionParams { AttnBias = tensor }, data, null));
+    }
+  }
+
+  private static void NullArgumentsThrowArgumentNullException() {
+    float[] q = new float[CuQ[3] * HQ * D], kv = new float[CuK[3] * HKV * D], output = new float[q.Length];
+    ushort[] q16 = new ushort[q.Length], kv16 = new ushort[kv.Length];
+    using (var ctx = new Context())
+    using (var mask = Mask.Varlen(ctx, CuQ, CuK, true))
+    using (var t = Tensor.Create(ctx, DType.F32, 1)) {
+      AssertNullArgument("q", () => ctx.Forward(null, kv, kv, HQ, HKV, D, mask, null, output, null));
+      AssertNullArgument("k", () => ctx.Forward(q, null, kv, HQ, HKV, D, mask, null, output, null));
+      AssertNullArgument("v", () => ctx.Forward(q, kv, null, HQ, HKV, D, mask, null, output, null));
+      AssertNullArgument("mask", () => ctx.Forward(q, kv, kv, HQ, HKV, D, null, null, output, null));
+      AssertNullArgument("output", () => ctx.Forward(q, kv, kv, HQ, HKV, D, mask, null, null, null));
+      AssertNullArgument("output", () => ctx.Forward(DType.BF16, q16, kv16, kv16, HQ, HKV, D, mask, null, null, null));
+      AssertNullArgument("k", () => ctx.Forward(t, null, t, mask, null, t, null));
+      AssertNullArgument("outputB", () => ctx.Merge(q, q, null, q, HQ, D, q, null));
+      AssertNullArgument("output", () => ctx.Merge(DType.F16, q16, q, q16, q, HQ, D, null, null));
+      AssertNullArgument("ctx", () => Tensor.Create(null, DType.F32, 1));
+      AssertNullArgument("shape", () => Tensor.Create(ctx, DType.F32, null));
+      AssertNullArgument("data", () => Tensor.Wrap(ctx, (float[])null, 1));
+      AssertNullArgument("src", () => t.CopyFrom((float[])null));
+      AssertNullArgument("dst", () => t.CopyTo((float[])null));
+      AssertNullArgument("cuSeqlensK", () => Mask.Varlen(ctx, CuQ, null, true));
+      AssertNullArgument("types", () => Mask.Ranges(ctx, QRanges, KRanges, null, T, T));
     }
   }
 
   private static void DisposingTwiceIsHarmless() {
     var ctx = new Context();
-    var t = Tensor.Create(ctx, DType.F32, 2, 3);
+    var t = Tensor.Wrap(ctx, new float[6], 2, 3);
     var mask = Mask.Varlen(ctx, new[] {0, 2}, new[] {0, 2}, false);
     ctx.Dispose();
     t.Dispose();
@@ -328,13 +447,24 @@ public static class AlibiTests {
     mask.Dispose();
     mask.Dispose();
     ctx.Dispose();
-    try {
-      var unused = t.DType;
-    } catch (AlibiException e) {
-      Check(e.Status == Status.NullPointer, "status " + e.Status);
-      return;
-    }
-    throw new Exception("disposed tensor used");
+  }
+
+  /// <summary>Users see the idiomatic classes and the enums; the SWIG layer is internal.</summary>
+  private static void OnlyTheIdiomaticApiIsPublic() {
+    string[] expected = {"AlibiException", "AttentionParams", "Context", "DType", "Device", "Library",
+                         "Mask", "MaskType", "Status", "Tensor"};
+    string[] actual = typeof(Context).Assembly.GetExportedTypes().Select(type => type.FullName)
+        .OrderBy(name => name, StringComparer.Ordinal).ToArray();
+    Check(actual.SequenceEqual(expected.Select(name => "Alibi." + name)),
+          "public types: " + string.Join(", ", actual));
+  }
+
+  private static void AssemblyVersionIsTheLibraryVersion() {
+    Assembly assembly = typeof(Context).Assembly;
+    string informational = assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>().InformationalVersion;
+    Check(informational == Library.Version, $"Alibi.dll {informational}, libalibi {Library.Version}");
+    Check(assembly.GetName().Version == new Version(Library.Version + ".0"),
+          $"AssemblyVersion {assembly.GetName().Version}, libalibi {Library.Version}");
   }
 
   private static void FinalizerReleasesUndisposedHandles() {
@@ -369,6 +499,45 @@ public static class AlibiTests {
     Check(grown < 16 * 1024, $"resident memory grew by {grown} KiB");
   }
 
+  /// <summary>
+  /// Contexts (default threads), masks and forwards never disposed: the runtime's finalization
+  /// alone must keep the process's threads and memory bounded, collecting every Interval cycles.
+  /// </summary>
+  private static void UndisposedCyclesStayBoundedInThreadsAndMemory() {
+    const int cycles = 20000, interval = 200, t = 16, h = 2, d = 16;
+    float[] qkv = Random(t * h * d, 17), output = new float[qkv.Length], lse = new float[h * t];
+    int[] cu = {0, t};
+    Action leak = () => {
+      var ctx = new Context();
+      ctx.Forward(qkv, qkv, qkv, h, h, d, Mask.Varlen(ctx, cu, cu, true), null, output, lse);
+    };
+    for (int i = 0; i < interval; ++i) leak();
+    CollectGarbage();
+    long threadsBefore = ProcStatus("Threads:"), residentBefore = ResidentKiB(), peakThreads = 0;
+    var watch = System.Diagnostics.Stopwatch.StartNew();
+    for (int i = 1; i <= cycles; ++i) {
+      leak();
+      if (i % interval == 0) {
+        peakThreads = Math.Max(peakThreads, ProcStatus("Threads:"));
+        CollectGarbage();
+      }
+    }
+    long threadsAfter = ProcStatus("Threads:"), grownKiB = ResidentKiB() - residentBefore;
+    Console.WriteLine($"  {cycles} undisposed cycles in {watch.ElapsedMilliseconds} ms: threads {threadsBefore} " +
+                      $"before, peak {peakThreads} (before a collection), {threadsAfter} after; " +
+                      $"resident memory grew {grownKiB} KiB");
+    Check(threadsAfter <= threadsBefore + 4, $"threads {threadsBefore} -> {threadsAfter}");
+    // Without finalization a context that ran a forward could keep its workers: never more than
+    // one interval's worth.
+    Check(peakThreads <= threadsBefore + interval * Environment.ProcessorCount, $"peak threads {peakThreads}");
+    Check(grownKiB < 32 * 1024, $"resident memory grew by {grownKiB} KiB");
+  }
+
+  private static void CollectGarbage() {
+    GC.Collect();
+    GC.WaitForPendingFinalizers();
+  }
+
   private static void Cycles(int n, float[] qkv, float[] output, float[] lse, int[] cu, int h, int d) {
     long t = cu[1];
     for (int i = 0; i < n; ++i) {
@@ -382,8 +551,11 @@ public static class AlibiTests {
     }
   }
 
-  private static long ResidentKiB() {
-    string line = File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
+  private static long ResidentKiB() => ProcStatus("VmRSS:");
+
+  /// <summary>A number of /proc/self/status: "VmRSS:" in KiB, "Threads:" a count.</summary>
+  private static long ProcStatus(string field) {
+    string line = File.ReadLines("/proc/self/status").First(l => l.StartsWith(field, StringComparison.Ordinal));
     return long.Parse(new string(line.Where(char.IsDigit).ToArray()));
   }
 

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# packaging.install_csharp: installs the build tree into a temporary prefix, checks the C# files
+# (Alibi.dll with the project version, Alibi.xml, the wrapper with an $ORIGIN-only RUNPATH, the
+# .nupkg), moves the prefix elsewhere and looks for build-tree paths in it, then builds and runs
+# Hello.cs outside the source tree as bindings/csharp/README.md says: against the moved prefix
+# (MONO_PATH), and, the prefix deleted, against the contents of the .nupkg alone.
+#
+# usage: install_csharp_test.sh CMAKE BUILD_DIR WORK_DIR CONSUMER_SRC LIBDIR DATADIR VERSION MCS MONO READELF
+#   WORK_DIR is deleted and recreated (so the test can run any number of times).
+set -euo pipefail
+
+if [ "$#" -ne 10 ]; then
+  echo "usage: $0 CMAKE BUILD_DIR WORK_DIR CONSUMER_SRC LIBDIR DATADIR VERSION MCS MONO READELF" >&2
+  exit 2
+fi
+cmake_exe=$1 build_dir=$2 work=$3 consumer_src=$4 libdir_rel=$5 datadir_rel=$6 version=$7
+mcs=$8 mono=$9 readelf=${10}
+
+fail() { echo "install_csharp test: FAIL: $*" >&2; exit 1; }
+step() { echo "--- $*"; }
+
+for d in "$libdir_rel" "$datadir_rel"; do
+  case "$d" in
+    /*) echo "install_csharp test: SKIP: an absolute CMAKE_INSTALL_LIBDIR/DATADIR ($d) lies outside any prefix"
+        exit 77 ;;
+  esac
+done
+case "$work" in
+  ""|/) fail "refusing to use work dir '$work'" ;;
+esac
+
+rm -rf "$work"
+mkdir -p "$work"
+prefix=$work/prefix
+binding_rel=$libdir_rel/cli/alibi
+nupkg_rel=$datadir_rel/nuget/Alibi.$version.nupkg
+
+step "cmake --install $build_dir --prefix $prefix"
+"$cmake_exe" --install "$build_dir" --prefix "$prefix" > "$work/install.log" \
+  || { cat "$work/install.log"; fail "cmake --install failed"; }
+grep -E 'cli/alibi|nuget' "$work/install.log" | sed 's/^/    /'
+
+step "installed layout"
+for f in "$binding_rel/Alibi.dll" "$binding_rel/Alibi.xml" "$binding_rel/libalibi_csharp.so" "$nupkg_rel"; do
+  [ -f "$prefix/$f" ] || fail "missing $prefix/$f"
+done
+grep -q '<member name="T:Alibi.Context">' "$prefix/$binding_rel/Alibi.xml" || fail "Alibi.xml documents no Alibi.Context"
+
+step "RUNPATH of libalibi_csharp.so"
+runpath=$("$readelf" -d "$prefix/$binding_rel/libalibi_csharp.so" | sed -n 's/.*(\(RUNPATH\|RPATH\)).*\[\(.*\)\].*/\2/p')
+echo "    $runpath"
+[ -n "$runpath" ] || fail "libalibi_csharp.so has no RUNPATH"
+IFS=: read -r -a entries <<< "$runpath"
+for entry in "${entries[@]}"; do
+  case "$entry" in
+    '$ORIGIN'|'$ORIGIN/'*) ;;
+    *) fail "RUNPATH entry '$entry' is not \$ORIGIN-relative" ;;
+  esac
+done
+
+step "relocated: $prefix -> $work/moved, no build-tree path in the C# files"
+mv "$prefix" "$work/moved"
+prefix=$work/moved
+mkdir -p "$work/nupkg"
+(cd "$work/nupkg" && "$cmake_exe" -E tar xf "$prefix/$nupkg_rel") || fail "cannot unpack the .nupkg"
+if grep -r -l -F "$build_dir" "$prefix/$binding_rel" "$prefix/$datadir_rel/nuget" "$work/nupkg"; then
+  fail "the files above name the build tree $build_dir"
+fi
+
+step "the .nupkg"
+(cd "$work/nupkg" && find . -type f | sort | sed 's|^\./|    |')
+for f in Alibi.nuspec "[Content_Types].xml" _rels/.rels lib/net45/Alibi.dll lib/net45/Alibi.xml \
+         runtimes/linux-x64/native/libalibi_csharp.so runtimes/linux-x64/native/libalibi.so.0; do
+  [ -f "$work/nupkg/$f" ] || fail "the .nupkg lacks $f"
+done
+grep -q "<version>$version</version>" "$work/nupkg/Alibi.nuspec" || fail "Alibi.nuspec does not say $version"
+
+# Only the installed files may be found at run time.
+unset LD_LIBRARY_PATH MONO_PATH
+
+step "consumer of the installed prefix (mcs -r:, MONO_PATH)"
+mkdir -p "$work/app"
+"$mcs" -nologo -warnaserror -r:"$prefix/$binding_rel/Alibi.dll" -out:"$work/app/Hello.exe" \
+  "$consumer_src/Hello.cs" || fail "building Hello.exe against the prefix failed"
+wrapper_needs=$(ldd "$prefix/$binding_rel/libalibi_csharp.so" | awk '$1 ~ /^libalibi\.so/ {print $3}')
+wrapper_needs=$(realpath -s -m "$wrapper_needs")
+echo "    libalibi_csharp.so: libalibi -> $wrapper_needs"
+case "$wrapper_needs" in
+  "$(realpath -s "$prefix/$libdir_rel")"/libalibi.so.*) ;;
+  *) fail "libalibi_csharp.so loads libalibi from '$wrapper_needs', not from $prefix/$libdir_rel" ;;
+esac
+run_hello() {  # folder, MONO_PATH
+  local said
+  said=$(cd "$1" && MONO_PATH=$2 "$mono" Hello.exe) || { echo "$said"; return 1; }
+  echo "    $said"
+  case "$said" in
+    "Alibi.dll $version.0, libalibi $version:"*) ;;
+    *) echo "    expected Alibi.dll $version.0 and libalibi $version"; return 1 ;;
+  esac
+}
+run_hello "$work/app" "$prefix/$binding_rel" || fail "Hello.exe failed against the prefix"
+rm -rf "$prefix"
+
+step "consumer of the .nupkg alone (lib/net45 and runtimes/linux-x64/native beside the program)"
+mkdir -p "$work/nupkg-app"
+cp "$work/nupkg/lib/net45/"* "$work/nupkg/runtimes/linux-x64/native/"* "$work/nupkg-app/"
+"$mcs" -nologo -warnaserror -r:"$work/nupkg-app/Alibi.dll" -out:"$work/nupkg-app/Hello.exe" \
+  "$consumer_src/Hello.cs" || fail "building Hello.exe against the .nupkg failed"
+run_hello "$work/nupkg-app" "" || fail "Hello.exe failed against the .nupkg"
+
+echo "install_csharp test: PASS"
