@@ -69,6 +69,14 @@ for f in "$libdir"/cmake/alibi/*.cmake "$libdir/pkgconfig/alibi.pc"; do
   fi
 done
 
+step "no build-tree or source-tree path in any installed file (libraries included)"
+source_dir=$(cd "$consumer_src/../../.." && pwd)   # consumer_src is tests/packaging/consumer
+for tree in "$build_dir" "$source_dir"; do
+  if found=$(grep -rlF "$tree" "$prefix"); then
+    fail "installed files name $tree: $found"
+  fi
+done
+
 # Only the installed library may be found at run time.
 unset LD_LIBRARY_PATH CPATH C_INCLUDE_PATH LIBRARY_PATH PKG_CONFIG_LIBDIR PKG_CONFIG_SYSROOT_DIR
 check_resolves_to_prefix() {  # binary, LD_LIBRARY_PATH to use
