@@ -10,8 +10,8 @@ import (
 )
 
 // Each cycle creates a context and a mask, runs a slice forward and a tensor copy, and closes
-// nothing: only the finalizers free them. 20,000 cycles held at once would be 20,000 contexts
-// (each keeping the threads of its forward) and as many masks and tensors.
+// nothing: only the finalizers free them. 20,000 cycles held at once would be 20,000 contexts and
+// as many masks and tensors. A context starts no thread (calls share the process's workers).
 func TestUnclosedObjectsAreFreedByTheGarbageCollector(t *testing.T) {
 	const cycles, gcEvery, n, h, d = 20000, 200, 16, 2, 32
 	qkv, out := random(n*h*d, 17), make([]float32, n*h*d)
@@ -40,14 +40,14 @@ func TestUnclosedObjectsAreFreedByTheGarbageCollector(t *testing.T) {
 			collect()
 		}
 	}
-	settled := settledThreads(t, threads0+64)
+	settled := settledThreads(t, threads0+8)
 	t.Logf("%d unclosed cycles in %v, GC every %d: threads %d, at most %d, %d once settled; RSS %d KiB, at most %d KiB",
 		cycles, time.Since(start).Round(time.Millisecond), gcEvery, threads0, maxThreads, settled, rss0, maxRSS)
-	// Between two collections up to gcEvery contexts live, each with its forward's threads.
-	if maxThreads > threads0+4*gcEvery {
+	// The warm-up started the shared workers; the Go runtime may add a few threads of its own.
+	if maxThreads > threads0+8 {
 		t.Errorf("threads grew from %d to %d: unclosed contexts are not freed", threads0, maxThreads)
 	}
-	if settled > threads0+64 {
+	if settled > threads0+8 {
 		t.Errorf("%d threads once collected, %d before: unclosed contexts are not freed", settled, threads0)
 	}
 	if maxRSS > rss0+32*1024 {
