@@ -16,28 +16,16 @@ fi
 cmake_exe=$1 build_dir=$2 work=$3 consumer_src=$4 libdir_rel=$5 datadir_rel=$6 version=$7
 mcs=$8 mono=$9 readelf=${10}
 
-fail() { echo "install_csharp test: FAIL: $*" >&2; exit 1; }
-step() { echo "--- $*"; }
+test_name=install_csharp
+# shellcheck source=../install_common.sh
+. "$(dirname "$0")/../install_common.sh"
 
-for d in "$libdir_rel" "$datadir_rel"; do
-  case "$d" in
-    /*) echo "install_csharp test: SKIP: an absolute CMAKE_INSTALL_LIBDIR/DATADIR ($d) lies outside any prefix"
-        exit 77 ;;
-  esac
-done
-case "$work" in
-  ""|/) fail "refusing to use work dir '$work'" ;;
-esac
-
-rm -rf "$work"
-mkdir -p "$work"
+start_work "$work" "$libdir_rel" "$datadir_rel"
 prefix=$work/prefix
 binding_rel=$libdir_rel/cli/alibi
 nupkg_rel=$datadir_rel/nuget/Alibi.$version.nupkg
 
-step "cmake --install $build_dir --prefix $prefix"
-"$cmake_exe" --install "$build_dir" --prefix "$prefix" > "$work/install.log" \
-  || { cat "$work/install.log"; fail "cmake --install failed"; }
+install_into "$cmake_exe" "$build_dir" "$prefix" "$work/install.log"
 grep -E 'cli/alibi|nuget' "$work/install.log" | sed 's/^/    /'
 
 step "installed layout"
@@ -47,25 +35,16 @@ done
 grep -q '<member name="T:Alibi.Context">' "$prefix/$binding_rel/Alibi.xml" || fail "Alibi.xml documents no Alibi.Context"
 
 step "RUNPATH of libalibi_csharp.so"
-runpath=$("$readelf" -d "$prefix/$binding_rel/libalibi_csharp.so" | sed -n 's/.*(\(RUNPATH\|RPATH\)).*\[\(.*\)\].*/\2/p')
-echo "    $runpath"
-[ -n "$runpath" ] || fail "libalibi_csharp.so has no RUNPATH"
-IFS=: read -r -a entries <<< "$runpath"
-for entry in "${entries[@]}"; do
-  case "$entry" in
-    '$ORIGIN'|'$ORIGIN/'*) ;;
-    *) fail "RUNPATH entry '$entry' is not \$ORIGIN-relative" ;;
-  esac
-done
+"$readelf" -d "$prefix/$binding_rel/libalibi_csharp.so" | grep -q 'R\(UN\)\{0,1\}PATH' \
+  || fail "libalibi_csharp.so has no RUNPATH"
+require_relative_runpaths "$prefix/$binding_rel/libalibi_csharp.so"
 
-step "relocated: $prefix -> $work/moved, no build-tree path in the C# files"
+step "relocated: $prefix -> $work/moved, no build or source tree path in it or in the .nupkg"
 mv "$prefix" "$work/moved"
 prefix=$work/moved
 mkdir -p "$work/nupkg"
 (cd "$work/nupkg" && "$cmake_exe" -E tar xf "$prefix/$nupkg_rel") || fail "cannot unpack the .nupkg"
-if grep -r -l -F "$build_dir" "$prefix/$binding_rel" "$prefix/$datadir_rel/nuget" "$work/nupkg"; then
-  fail "the files above name the build tree $build_dir"
-fi
+require_no_tree_paths "$build_dir" "$(cd "$(dirname "$0")/../../.." && pwd)" -- "$prefix" "$work/nupkg"
 
 step "the .nupkg"
 (cd "$work/nupkg" && find . -type f | sort | sed 's|^\./|    |')

@@ -18,25 +18,12 @@ cmake_exe=$1 build_dir=$2 work=$3 go_exe=$4 libdir_rel=$5 module_rel=$6 version=
 example=$9
 source_dir=$(cd "$(dirname "$0")/../../.." && pwd)
 
-fail() { echo "install_go test: FAIL: $*" >&2; exit 1; }
-step() { echo "--- $*"; }
+test_name=install_go
+# shellcheck source=../install_common.sh
+. "$(dirname "$0")/../install_common.sh"
 
-for d in "$libdir_rel" "$module_rel"; do
-  case "$d" in
-    /*) echo "install_go test: SKIP: an absolute install directory ($d) lies outside any prefix"
-        exit 77 ;;
-  esac
-done
-case "$work" in
-  ""|/) fail "refusing to use work dir '$work'" ;;
-esac
-
-rm -rf "$work"
-mkdir -p "$work"
-
-step "cmake --install $build_dir --prefix $work/installed"
-"$cmake_exe" --install "$build_dir" --prefix "$work/installed" > "$work/install.log" \
-  || { cat "$work/install.log"; fail "cmake --install failed"; }
+start_work "$work" "$libdir_rel" "$module_rel"
+install_into "$cmake_exe" "$build_dir" "$work/installed" "$work/install.log"
 grep -F "/$module_rel/" "$work/install.log" | sed 's/^/    /'
 
 step "installed module"
@@ -48,22 +35,11 @@ done
 grep -qx "module alibi.dev/go/alibi" "$module/go.mod" || fail "$module/go.mod is not alibi.dev/go/alibi"
 grep -q "^#cgo pkg-config: alibi" "$module/internal/capi/alibi.go" || fail "capi does not link through pkg-config"
 
-step "no build or source tree path in the installed module"
-for tree in "$build_dir" "$source_dir"; do
-  if grep -rlF "$tree" "$module"; then fail "the files above name $tree"; fi
-done
+step "no build or source tree path in the installed files"
+require_no_tree_paths "$build_dir" "$source_dir" -- "$work/installed"
 
 step "RUNPATHs: \$ORIGIN-relative only"
-for lib in "$work/installed/$libdir_rel"/*.so.*; do
-  runpath=$(readelf -d "$lib" | sed -n 's/.*(R\(UN\)\{0,1\}PATH).*\[\(.*\)\].*/\2/p')
-  echo "    $(basename "$lib"): ${runpath:-none}"
-  for entry in ${runpath//:/ }; do
-    case "$entry" in
-      '$ORIGIN'*) ;;
-      *) fail "$lib has the RUNPATH entry $entry" ;;
-    esac
-  done
-done
+require_relative_runpaths "$work/installed/$libdir_rel"/*.so.*
 
 step "move the prefix: $work/installed -> $work/moved"
 mv "$work/installed" "$work/moved"

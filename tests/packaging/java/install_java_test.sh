@@ -16,26 +16,13 @@ fi
 cmake_exe=$1 build_dir=$2 work=$3 test_src=$4 example=$5 java_bin=$6 libdir_rel=$7
 datadir_rel=$8 version=$9
 
-fail() { echo "install_java test: FAIL: $*" >&2; exit 1; }
-step() { echo "--- $*"; }
+test_name=install_java
+# shellcheck source=../install_common.sh
+. "$(dirname "$0")/../install_common.sh"
 
-for d in "$libdir_rel" "$datadir_rel"; do
-  case "$d" in
-    /*) echo "install_java test: SKIP: an absolute install dir ($d) lies outside any prefix"; exit 77 ;;
-  esac
-done
-case "$work" in
-  ""|/) fail "refusing to use work dir '$work'" ;;
-esac
-rm -rf "$work"
-mkdir -p "$work"
+start_work "$work" "$libdir_rel" "$datadir_rel"
 prefix=$work/prefix
-
-step "cmake --install $build_dir --prefix $prefix (components runtime, java)"
-for component in runtime java; do
-  "$cmake_exe" --install "$build_dir" --prefix "$prefix" --component "$component" \
-    >> "$work/install.log" || { cat "$work/install.log"; fail "cmake --install failed"; }
-done
+install_into "$cmake_exe" "$build_dir" "$prefix" "$work/install.log" runtime java
 sed 's/^/    /' "$work/install.log"
 
 jardir=$prefix/$datadir_rel/java
@@ -59,28 +46,13 @@ grep -q "<artifactId>alibi</artifactId>" "$jardir/alibi-$version.pom" || fail "t
 [ ! -e "$work/javadoc/org/alibi/AlibiNative.html" ] || fail "the javadoc documents the raw layer"
 
 step "RUNPATH of the installed libraries: \$ORIGIN-relative only"
-for lib in "$libdir"/*.so*; do
-  [ -L "$lib" ] && continue
-  runpath=$(readelf -d "$lib" | sed -n 's/.*(R\(UN\)\{0,1\}PATH).*\[\(.*\)\].*/\2/p')
-  echo "    $(basename "$lib"): ${runpath:-(none)}"
-  IFS=: read -ra entries <<< "$runpath"
-  for entry in "${entries[@]}"; do
-    case "$entry" in
-      '$ORIGIN'|'$ORIGIN/'*) ;;
-      *) fail "$lib has RUNPATH entry '$entry'" ;;
-    esac
-  done
-done
+require_relative_runpaths "$libdir"/*.so*
 [ "$(readelf -d "$libdir/libalibi_java.so" | grep -c 'RUNPATH.*\[\$ORIGIN\]')" = 1 ] \
   || fail "libalibi_java.so does not have RUNPATH \$ORIGIN"
 
-step "no installed file names the build tree"
-# The prefix lies inside the build tree: search the files' text with the prefix removed.
-found=0
-while IFS= read -r f; do
-  if sed "s|$prefix||g" "$f" | grep -q -F "$build_dir"; then echo "    $f"; found=1; fi
-done < <(grep -rl -F "$build_dir" "$prefix" "$work/jar" "$work/javadoc" || true)
-[ "$found" = 0 ] || fail "the files above name the build tree $build_dir"
+step "no installed file names the build or source tree (the jars unpacked too)"
+require_no_tree_paths "$build_dir" "$(cd "$(dirname "$0")/../../.." && pwd)" \
+  -- "$prefix" "$work/jar" "$work/javadoc"
 
 # Only the installed files may be found: nothing from the environment.
 unset LD_LIBRARY_PATH CLASSPATH JAVA_TOOL_OPTIONS _JAVA_OPTIONS JDK_JAVA_OPTIONS
