@@ -3,18 +3,20 @@
 # (Alibi.dll with the project version, Alibi.xml, the wrapper with an $ORIGIN-only RUNPATH, the
 # .nupkg), moves the prefix elsewhere and looks for build-tree paths in it, then builds and runs
 # Hello.cs outside the source tree as bindings/csharp/README.md says: against the moved prefix
-# (MONO_PATH), and, the prefix deleted, against the contents of the .nupkg alone.
+# (MONO_PATH), and, the prefix deleted, against the contents of the .nupkg alone: as a NuGet
+# client restores it from a folder feed when NUGET is one (Debian's nuget), else unzipped.
 #
-# usage: install_csharp_test.sh CMAKE BUILD_DIR WORK_DIR CONSUMER_SRC LIBDIR DATADIR VERSION MCS MONO READELF
-#   WORK_DIR is deleted and recreated (so the test can run any number of times).
+# usage: install_csharp_test.sh CMAKE BUILD_DIR WORK_DIR CONSUMER_SRC LIBDIR DATADIR VERSION MCS MONO READELF NUGET
+#   WORK_DIR is deleted and recreated (so the test can run any number of times); NUGET may be
+#   anything that is not an executable (e.g. ALIBI_NUGET-NOTFOUND) when there is no NuGet client.
 set -euo pipefail
 
-if [ "$#" -ne 10 ]; then
-  echo "usage: $0 CMAKE BUILD_DIR WORK_DIR CONSUMER_SRC LIBDIR DATADIR VERSION MCS MONO READELF" >&2
+if [ "$#" -ne 11 ]; then
+  echo "usage: $0 CMAKE BUILD_DIR WORK_DIR CONSUMER_SRC LIBDIR DATADIR VERSION MCS MONO READELF NUGET" >&2
   exit 2
 fi
 cmake_exe=$1 build_dir=$2 work=$3 consumer_src=$4 libdir_rel=$5 datadir_rel=$6 version=$7
-mcs=$8 mono=$9 readelf=${10}
+mcs=$8 mono=$9 readelf=${10} nuget=${11}
 
 test_name=install_csharp
 # shellcheck source=../install_common.sh
@@ -42,7 +44,8 @@ require_relative_runpaths "$prefix/$binding_rel/libalibi_csharp.so"
 step "relocated: $prefix -> $work/moved, no build or source tree path in it or in the .nupkg"
 mv "$prefix" "$work/moved"
 prefix=$work/moved
-mkdir -p "$work/nupkg"
+mkdir -p "$work/nupkg" "$work/feed"
+cp "$prefix/$nupkg_rel" "$work/feed/"
 (cd "$work/nupkg" && "$cmake_exe" -E tar xf "$prefix/$nupkg_rel") || fail "cannot unpack the .nupkg"
 require_no_tree_paths "$build_dir" "$(cd "$(dirname "$0")/../../.." && pwd)" -- "$prefix" "$work/nupkg"
 
@@ -80,9 +83,20 @@ run_hello() {  # folder, MONO_PATH
 run_hello "$work/app" "$prefix/$binding_rel" || fail "Hello.exe failed against the prefix"
 rm -rf "$prefix"
 
+package=$work/nupkg
+if [ -x "$nuget" ]; then
+  step "a NuGet client restores it: nuget install Alibi -Version $version -Source <folder feed>"
+  (cd "$work" && HOME=$work/home "$nuget" install Alibi -Version "$version" -Source "$work/feed" \
+     -OutputDirectory "$work/restored" -NonInteractive) | sed 's/^/    /' \
+    || fail "nuget install failed"
+  package=$work/restored/Alibi.$version
+else
+  step "no NuGet client (Debian: nuget): the .nupkg unzipped instead"
+fi
+
 step "consumer of the .nupkg alone (lib/net45 and runtimes/linux-x64/native beside the program)"
 mkdir -p "$work/nupkg-app"
-cp "$work/nupkg/lib/net45/"* "$work/nupkg/runtimes/linux-x64/native/"* "$work/nupkg-app/"
+cp "$package/lib/net45/"* "$package/runtimes/linux-x64/native/"* "$work/nupkg-app/"
 "$mcs" -nologo -warnaserror -r:"$work/nupkg-app/Alibi.dll" -out:"$work/nupkg-app/Hello.exe" \
   "$consumer_src/Hello.cs" || fail "building Hello.exe against the .nupkg failed"
 run_hello "$work/nupkg-app" "" || fail "Hello.exe failed against the .nupkg"
