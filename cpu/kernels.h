@@ -14,6 +14,8 @@ constexpr PlanShape kPlanShape{256, false, 256, 32};
 
 void attention_forward(const ForwardArgs& args, const ThreadPool& pool);
 void attention_merge(const MergeArgs& args, const ThreadPool& pool);
+// Gradients of a forward call (backward_cpu.cpp).
+void attention_backward(const BackwardArgs& args, const ThreadPool& pool);
 void build_bias(const BiasArgs& args);
 void build_dynamic_batching_mask(const DynamicBatchingArgs& args);
 void build_bloom_bias(const BloomArgs& args);

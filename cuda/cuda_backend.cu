@@ -338,6 +338,10 @@ class CudaContext {
       cublas_attention(*args, slopes, stream_, pool(), cublas());
   }
 
+  void attention_backward(const BackwardArgs*) {
+    fail(ALIBI_STATUS_UNSUPPORTED, "the CUDA backend has no backward yet: use a CPU context");
+  }
+
   void attention_merge(const MergeArgs* args) {
     const OnDevice on_device(device_);
     cuda::attention_merge(*args, stream_);

@@ -1,5 +1,4 @@
 #include "core/abi/ops.h"
-#include "core/abi/params.h"
 
 namespace alibi {
 
@@ -59,10 +58,10 @@ void check_shapes(const TensorView& q, const TensorView& k, const TensorView& v,
 
 }  // namespace
 
-void attention_forward(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tensor_s* k,
-                       alibi_tensor_s* v, alibi_mask_s* mask,
-                       const alibi_attention_params* params, alibi_tensor_s* out,
-                       alibi_tensor_s* lse) {
+ForwardCall validate_forward(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tensor_s* k,
+                             alibi_tensor_s* v, alibi_mask_s* mask,
+                             const alibi_attention_params* params, alibi_tensor_s* out,
+                             alibi_tensor_s* lse) {
   require(ctx, "ctx");
   const Operand operands[] = {{require(q, "q"), "q"}, {require(k, "k"), "k"},
                               {require(v, "v"), "v"}, {require(out, "out"), "out"}};
@@ -77,10 +76,12 @@ void attention_forward(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tensor_s* 
                 {q->view.shape[1], q->view.shape[0], "(Hq, total_q)", "q's heads", "total_q"});
 
   const int num_heads = int(q->view.shape[1]);
-  ResolvedParams resolved = resolve_params(params, num_heads, q->view.shape[2], mask->plan);
+  ForwardCall call;
+  call.resolved = resolve_params(params, num_heads, q->view.shape[2], mask->plan);
+  const ResolvedParams& resolved = call.resolved;
   if (resolved.attn_bias) check_attn_bias(*ctx, *resolved.attn_bias, num_heads, mask->plan);
 
-  ForwardArgs args;
+  ForwardArgs& args = call.args;
   args.q = q->view;
   args.k = k->view;
   args.v = v->view;
@@ -93,7 +94,15 @@ void attention_forward(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tensor_s* 
   args.softcap = resolved.softcap;
   args.slopes = resolved.slope_table(num_heads);
   args.deterministic = resolved.deterministic;
-  ctx->device->call(&BackendOps::attention_forward, &args);
+  return call;
+}
+
+void attention_forward(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tensor_s* k,
+                       alibi_tensor_s* v, alibi_mask_s* mask,
+                       const alibi_attention_params* params, alibi_tensor_s* out,
+                       alibi_tensor_s* lse) {
+  const ForwardCall call = validate_forward(ctx, q, k, v, mask, params, out, lse);
+  ctx->device->call(&BackendOps::attention_forward, &call.args);
 }
 
 }  // namespace alibi

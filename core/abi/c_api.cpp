@@ -267,6 +267,17 @@ alibi_status alibi_attention_forward(alibi_context_t ctx, alibi_tensor_t q, alib
   });
 }
 
+alibi_status alibi_attention_backward(alibi_context_t ctx, alibi_tensor_t q, alibi_tensor_t k,
+                                      alibi_tensor_t v, alibi_mask_t mask,
+                                      const alibi_attention_params* params, alibi_tensor_t out,
+                                      alibi_tensor_t lse, alibi_tensor_t dout, alibi_tensor_t dq,
+                                      alibi_tensor_t dk, alibi_tensor_t dv,
+                                      alibi_tensor_t dslopes) {
+  return guarded(__func__, [&] {
+    alibi::attention_backward(ctx, q, k, v, mask, params, out, lse, dout, dq, dk, dv, dslopes);
+  });
+}
+
 alibi_status alibi_attention_merge(alibi_context_t ctx, alibi_tensor_t out_a, alibi_tensor_t lse_a,
                                    alibi_tensor_t out_b, alibi_tensor_t lse_b, alibi_tensor_t out,
                                    alibi_tensor_t lse) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "core/abi/objects.h"
+#include "core/abi/params.h"
 
 namespace alibi {
 
@@ -38,11 +39,28 @@ void mask_get_slices(const alibi_mask_s* mask, int32_t* q_ranges, int32_t* k_ran
 // Slopes (params.cpp)
 void compute_slopes(int total_heads, int head_offset, int num_heads, float max_bias, float* out);
 
-// Attention and builders (attention.cpp, merge.cpp, builders.cpp)
+// Attention and builders (attention.cpp, backward.cpp, merge.cpp, builders.cpp)
+
+// A forward call's arguments, validated and resolved: what the backend gets. args.slopes points
+// into resolved, the tensors' views into the caller's objects.
+struct ForwardCall {
+  ResolvedParams resolved;
+  ForwardArgs args;
+};
+// Every check of alibi_attention_forward (lse optional), nothing run.
+ForwardCall validate_forward(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tensor_s* k,
+                             alibi_tensor_s* v, alibi_mask_s* mask,
+                             const alibi_attention_params* params, alibi_tensor_s* out,
+                             alibi_tensor_s* lse);
 void attention_forward(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tensor_s* k,
                        alibi_tensor_s* v, alibi_mask_s* mask,
                        const alibi_attention_params* params, alibi_tensor_s* out,
                        alibi_tensor_s* lse);
+void attention_backward(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tensor_s* k,
+                        alibi_tensor_s* v, alibi_mask_s* mask,
+                        const alibi_attention_params* params, alibi_tensor_s* out,
+                        alibi_tensor_s* lse, alibi_tensor_s* dout, alibi_tensor_s* dq,
+                        alibi_tensor_s* dk, alibi_tensor_s* dv, alibi_tensor_s* dslopes);
 void attention_merge(alibi_context_s* ctx, alibi_tensor_s* out_a, alibi_tensor_s* lse_a,
                      alibi_tensor_s* out_b, alibi_tensor_s* lse_b, alibi_tensor_s* out,
                      alibi_tensor_s* lse);

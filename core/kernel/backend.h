@@ -20,7 +20,7 @@
 namespace alibi {
 
 // Bumped whenever this file changes in a way a separately built backend would notice.
-constexpr int kBackendAbiVersion = 3;
+constexpr int kBackendAbiVersion = 4;
 
 ALIBI_HD size_t dtype_size(alibi_dtype dtype) {
   switch (dtype) {
@@ -69,6 +69,17 @@ struct ForwardArgs {
   float softcap = 0.0f;
   SlopeTable slopes;
   bool deterministic = false;
+};
+
+// The gradients of one forward call (alibi_attention_backward). forward.lse is required; each
+// gradient is optional (null: not computed) and overwritten.
+struct BackwardArgs {
+  ForwardArgs forward;                   // the forward call's arguments, out and lse included
+  TensorView dout;                       // (Tq, Hq, D), q's dtype
+  const TensorView* dq = nullptr;        // (Tq, Hq, D), q's dtype or f32
+  const TensorView* dk = nullptr;        // (Tk, Hkv, D), q's dtype or f32
+  const TensorView* dv = nullptr;        // (Tk, Hkv, D), q's dtype or f32
+  const TensorView* dslopes = nullptr;   // (Hq) or, per sequence, (num_sequences, Hq) f32
 };
 
 // out = merge of (out_a, lse_a) and (out_b, lse_b); out may be out_a or out_b, lse lse_a or lse_b.
@@ -132,6 +143,7 @@ struct BackendOps {
   alibi_status (*build_dynamic_batching_mask)(void* context, const DynamicBatchingArgs* args,
                                               BackendError* error);
   alibi_status (*build_bloom_bias)(void* context, const BloomArgs* args, BackendError* error);
+  alibi_status (*attention_backward)(void* context, const BackwardArgs* args, BackendError* error);
 };
 
 // The table entry of a context method: calls it on the context, exceptions become the status.
@@ -176,6 +188,7 @@ BackendOps backend_table() {
   ops.build_bias = BackendEntry<&Context::build_bias>::call;
   ops.build_dynamic_batching_mask = BackendEntry<&Context::build_dynamic_batching_mask>::call;
   ops.build_bloom_bias = BackendEntry<&Context::build_bloom_bias>::call;
+  ops.attention_backward = BackendEntry<&Context::attention_backward>::call;
   return ops;
 }
 

@@ -352,6 +352,43 @@ ALIBI_API alibi_status alibi_attention_forward(alibi_context_t ctx, alibi_tensor
                                               alibi_tensor_t out, alibi_tensor_t lse);
 
 /**
+ * Attention backward: the gradients of one alibi_attention_forward call's inputs, given the
+ * gradient dout of its out (training; with trainable slopes).
+ * @param q,k,v,mask,params  exactly those of the forward call (its attn_bias is an input here:
+ *             it takes part in the scores and gets no gradient).
+ * @param out  (total_q, Hq, D) in q's dtype: the forward's out.
+ * @param lse  (Hq, total_q) f32: the forward's lse. Required.
+ * @param dout (total_q, Hq, D) in q's dtype: the gradient of the loss with respect to out.
+ * @param dq   NULL (not computed), or (total_q, Hq, D) in q's dtype or f32.
+ * @param dk,dv NULL, or (total_k, Hkv, D) in q's dtype or f32 (each its own choice). GQA: a kv
+ *             head's gradient sums over the query heads that read it.
+ * @param dslopes NULL, or f32 (Hq) ((num_sequences, Hq) with params->slopes_per_batch): the
+ *             gradient with respect to each slope the forward used (formula, tensor-parallel slice
+ *             or params->slopes), dslopes[h] = -sum over head h's visible cells of dS * |qpos -
+ *             kpos|. Any strides.
+ * With s the scores, P = exp(s - lse) on visible cells (0 elsewhere), Di = sum_d dout_id out_id,
+ * dP = dout v^T and dS = P (dP - Di): dv = P^T dout; with softcap, dx = dS (1 - tanh^2(x /
+ * softcap)) for x = scale q.k (else dx = dS); dq = scale dx k, dk = scale dx^T q. A row whose lse
+ * is -inf contributes nothing; rows shared by several slices use the merged lse, so the gradient
+ * is that of the union. Gradients are overwritten, never accumulated into; accumulation is in
+ * f32. q, k, v, out, dout and the gradients may be strided like the forward's tensors (last dim
+ * contiguous); the gradients must not overlap each other or the inputs. Never materializes a
+ * total_q x total_k matrix. The CPU gives bitwise the same results whatever the thread count.
+ * @return as alibi_attention_forward for the forward's arguments; NULL_POINTER for a missing
+ *         lse or dout; SHAPE_MISMATCH / DTYPE_MISMATCH naming a gradient of the wrong shape or
+ *         dtype; UNSUPPORTED on a CUDA context (not yet implemented there). Nothing is written
+ *         on failure.
+ */
+ALIBI_API alibi_status alibi_attention_backward(alibi_context_t ctx, alibi_tensor_t q,
+                                               alibi_tensor_t k, alibi_tensor_t v,
+                                               alibi_mask_t mask,
+                                               const alibi_attention_params* params,
+                                               alibi_tensor_t out, alibi_tensor_t lse,
+                                               alibi_tensor_t dout, alibi_tensor_t dq,
+                                               alibi_tensor_t dk, alibi_tensor_t dv,
+                                               alibi_tensor_t dslopes);
+
+/**
  * Merges two partial attention results over disjoint key sets of the same queries (split-K,
  * prefix sharing, a ring of devices): per row and head, computed in f32,
  *   lse = logaddexp(lse_a, lse_b),  out = e^(lse_a - lse) out_a + e^(lse_b - lse) out_b.
