@@ -1,3 +1,6 @@
+#include <cstdint>
+#include <vector>
+
 #include "core/abi/ops.h"
 
 namespace alibi {
@@ -47,6 +50,50 @@ const TensorView* slope_gradient(const alibi_context_s& ctx, const alibi_tensor_
   return &t->view;
 }
 
+// The bytes a view may touch: [begin, end); empty for a tensor without elements.
+struct ByteSpan {
+  uintptr_t begin = 0, end = 0;
+};
+
+ByteSpan bytes_of(const TensorView& t) {
+  if (t.numel() == 0) return {};
+  int64_t low = 0, high = 0;
+  for (int d = 0; d < t.ndim; ++d) {
+    const int64_t reach = (t.shape[d] - 1) * t.strides[d];
+    (reach < 0 ? low : high) += reach;
+  }
+  const int64_t size = int64_t(dtype_size(t.dtype));
+  const uintptr_t base = reinterpret_cast<uintptr_t>(t.data);
+  return {base + uintptr_t(low * size), base + uintptr_t((high + 1) * size)};
+}
+
+struct Named {
+  const TensorView* view;
+  const char* name;
+};
+
+// Each gradient is written while every input is read: no gradient may share a byte with an
+// input or another gradient.
+void check_no_overlap(const std::vector<Named>& gradients, const std::vector<Named>& inputs) {
+  for (size_t g = 0; g < gradients.size(); ++g) {
+    if (!gradients[g].view) continue;
+    const ByteSpan written = bytes_of(*gradients[g].view);
+    auto overlaps = [&](const Named& other) {
+      if (!other.view) return false;
+      const ByteSpan read = bytes_of(*other.view);
+      return written.begin < read.end && read.begin < written.end;
+    };
+    for (const Named& input : inputs)
+      if (overlaps(input))
+        fail(ALIBI_STATUS_INVALID_ARGUMENT, "%s overlaps %s in memory", gradients[g].name,
+             input.name);
+    for (size_t h = g + 1; h < gradients.size(); ++h)
+      if (overlaps(gradients[h]))
+        fail(ALIBI_STATUS_INVALID_ARGUMENT, "%s overlaps %s in memory", gradients[g].name,
+             gradients[h].name);
+  }
+}
+
 }  // namespace
 
 void attention_backward(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tensor_s* k,
@@ -69,6 +116,10 @@ void attention_backward(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tensor_s*
   args.dk = gradient(*ctx, dk, "dk", k->view, "k's shape", input);
   args.dv = gradient(*ctx, dv, "dv", k->view, "k's shape", input);
   args.dslopes = slope_gradient(*ctx, dslopes, q->view.shape[1], call.args.slopes, mask->plan);
+  const ForwardArgs& f = args.forward;
+  check_no_overlap({{args.dq, "dq"}, {args.dk, "dk"}, {args.dv, "dv"}, {args.dslopes, "dslopes"}},
+                   {{&f.q, "q"}, {&f.k, "k"}, {&f.v, "v"}, {&f.out, "out"}, {f.lse, "lse"},
+                    {&args.dout, "dout"}, {f.attn_bias, "params->attn_bias"}});
   ctx->device->call(&BackendOps::attention_backward, &args);
 }
 

@@ -372,12 +372,13 @@ ALIBI_API alibi_status alibi_attention_forward(alibi_context_t ctx, alibi_tensor
  * is -inf contributes nothing; rows shared by several slices use the merged lse, so the gradient
  * is that of the union. Gradients are overwritten, never accumulated into; accumulation is in
  * f32. q, k, v, out, dout and the gradients may be strided like the forward's tensors (last dim
- * contiguous); the gradients must not overlap each other or the inputs. Never materializes a
- * total_q x total_k matrix. The CPU gives bitwise the same results whatever the thread count.
+ * contiguous). Never materializes a total_q x total_k matrix. The CPU gives bitwise the same
+ * results whatever the thread count.
  * @return as alibi_attention_forward for the forward's arguments; NULL_POINTER for a missing
  *         lse or dout; SHAPE_MISMATCH / DTYPE_MISMATCH naming a gradient of the wrong shape or
- *         dtype; UNSUPPORTED on a CUDA context (not yet implemented there). Nothing is written
- *         on failure.
+ *         dtype; INVALID_ARGUMENT for a gradient that shares memory with an input or another
+ *         gradient (e.g. q passed as dq); UNSUPPORTED on a CUDA context (not yet implemented
+ *         there). Nothing is written on failure.
  */
 ALIBI_API alibi_status alibi_attention_backward(alibi_context_t ctx, alibi_tensor_t q,
                                                alibi_tensor_t k, alibi_tensor_t v,
