@@ -371,7 +371,7 @@ ALIBI_AVX2 __m256 gradient8(const GradientBlock& b, int64_t c0) {
     }
     const __m256 distance = _mm256_cvtepi32_ps(
         _mm256_abs_epi32(_mm256_sub_epi32(qpos, _mm256_set1_epi32(b.key_pos[j]))));
-    s = _mm256_sub_ps(s, _mm256_mul_ps(slope, distance));
+    s = _mm256_add_ps(s, _mm256_xor_ps(sign, _mm256_mul_ps(slope, distance)));  // as the forward: no FMA
     if (b.attn_bias) s = _mm256_add_ps(s, _mm256_loadu_ps(b.attn_bias + j * b.ld + c0));
     __m256 keep = lanes;
     if (b.needs_mask) {
