@@ -39,7 +39,6 @@ constexpr int64_t kKeyChunk = 4 * kKeyBlock;
 constexpr int64_t kQueryBlock = 64;
 constexpr int64_t kLanes = 8;
 constexpr int64_t kTileWidth = kQueryBlock + kLanes;  // query columns incl. SIMD padding
-constexpr int64_t kRowTile = kPlanShape.tile_rows;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -59,7 +58,7 @@ struct Workspace {
   std::vector<float> queries_t, dout_t;            // head_dim x kTileWidth (queries scaled)
   std::vector<float> queries, dout;                // kQueryBlock x head_dim, row-major
   std::vector<float> scores, dscores, attn_bias;   // kKeyBlock x kTileWidth
-  std::vector<float> keys, values;                 // kKeyChunk x head_dim
+  std::vector<float> keys, values;                 // kKeyChunk (fused: total_k) x head_dim
   std::vector<float> lse, row_dot;                 // kTileWidth
   std::vector<int32_t> query_pos, visible_lo, visible_hi;
   std::vector<float> out_row, ones;
@@ -110,7 +109,6 @@ class Backward {
         group_(fwd_.q.shape[1] / fwd_.k.shape[1]), dim_(fwd_.q.shape[2]) {}
 
   int64_t head_dim() const { return dim_; }
-  int64_t group() const { return group_; }
 
   // Fused schedule: every gradient of a kv head and of its query heads; span_slopes as
   // query_tile's, for every head ([head * num_spans + span]).
@@ -374,7 +372,7 @@ void write_slope_gradient(const BackwardArgs& args, const std::vector<double>& t
     }
 }
 
-// The two-pass dslopes totals: each head's span slots summed in plan order.
+// The dslopes totals: each head's span slots summed in plan order.
 std::vector<double> slope_totals(const BackwardArgs& args, const std::vector<double>& span_slopes, int64_t heads) {
   const MaskView& mask = *args.forward.mask;
   const int64_t groups = slope_groups(args);
