@@ -70,8 +70,8 @@ Sequences sequences(const std::vector<std::pair<int32_t, int32_t>>& lengths) {
   return seqs;
 }
 
-// The gradients of L = sum(dout * out), as the library gets them: out rounded to q's dtype and lse
-// to f32 (what a forward call hands over), so that Di and P are those of the given tensors.
+// A forward call's results as the backward gets them: out rounded to q's dtype, lse to f32. The
+// reference gradients use the same values, so that Di and P are those of the given tensors.
 struct ForwardResults {
   std::vector<float> out, lse;
 };
