@@ -16,6 +16,10 @@ struct Gradients {
   std::vector<double> dq;       // (total_q, heads_q, head_dim)
   std::vector<double> dk, dv;   // (total_k, heads_kv, head_dim)
   std::vector<double> dslopes;  // (heads_q), or (num_sequences, heads_q) per sequence
+  // The same sums over the magnitudes of their terms, P taken as P (1 + |lse| + the magnitude of
+  // the score's terms) and dS as that times |dout|.|v| + |dout|.|out|: the scale of the rounding
+  // error of any float evaluation of the sums (for tolerances).
+  std::vector<double> dq_abs, dk_abs, dv_abs, dslopes_abs;
 };
 
 // Which dslopes entry the slope of head h in row i belongs to: h, or b * heads_q + h for the
@@ -29,11 +33,12 @@ inline int64_t slope_index(const Problem& p, const std::vector<int32_t>& sequenc
   return -1;
 }
 
-// d score / dx for x = scale * q.k: the softcap's derivative, 1 without softcap.
-inline double softcap_derivative(const Problem& p, double x) {
+// d score / dx for x = scale * q.k: the softcap's derivative 1 - tanh^2(x / softcap), 1 without
+// softcap. magnitude: the sum of the magnitudes of its terms, 1 + tanh^2.
+inline double softcap_derivative(const Problem& p, double x, bool magnitude = false) {
   if (p.softcap <= 0) return 1.0;
   const double t = std::tanh(x / p.softcap);
-  return 1.0 - t * t;
+  return magnitude ? 1.0 + t * t : 1.0 - t * t;
 }
 
 // The gradients of L = sum(dout * out) for the forward `forward` of p (its out and lse, as given to
@@ -47,28 +52,48 @@ inline Gradients backward(const Problem& p, const Result& forward, const std::ve
   g.dk.assign(size_t(p.total_k * p.heads_kv * dim), 0.0);
   g.dv.assign(g.dk.size(), 0.0);
   g.dslopes.assign(sequences * size_t(p.heads_q), 0.0);
+  g.dq_abs.assign(g.dq.size(), 0.0);
+  g.dk_abs.assign(g.dk.size(), 0.0);
+  g.dv_abs.assign(g.dv.size(), 0.0);
+  g.dslopes_abs.assign(g.dslopes.size(), 0.0);
   for (int h = 0; h < p.heads_q; ++h) {
     const int kv_head = kv_head_of(p, h);
     for (int64_t i = 0; i < p.total_q; ++i) {
       const double lse = forward.lse[size_t(h * p.total_q + i)];
       if (lse == -std::numeric_limits<double>::infinity()) continue;  // contributes nothing
       const size_t qi = size_t((i * p.heads_q + h) * dim);
-      double di = 0.0;
-      for (int d = 0; d < dim; ++d) di += dout[qi + size_t(d)] * forward.out[qi + size_t(d)];
+      double di = 0.0, di_abs = 0.0;
+      for (int d = 0; d < dim; ++d) {
+        di += dout[qi + size_t(d)] * forward.out[qi + size_t(d)];
+        di_abs += std::fabs(dout[qi + size_t(d)] * forward.out[qi + size_t(d)]);
+      }
       for (int64_t j = 0; j < p.total_k; ++j) {
         if (!p.visible.at(i, j)) continue;
         const size_t kj = size_t((j * p.heads_kv + kv_head) * dim);
-        const double prob = std::exp(score(p, h, i, j) - lse);
-        double dprob = 0.0;
-        for (int d = 0; d < dim; ++d) dprob += dout[qi + size_t(d)] * p.v[kj + size_t(d)];
-        const double ds = prob * (dprob - di);
-        const double dx = ds * softcap_derivative(p, scaled_dot(p, h, i, j));
+        double score_abs = 0.0;
+        const double prob = std::exp(score(p, h, i, j, &score_abs) - lse);
+        if (prob == 0.0) continue;  // e.g. an attn_bias of -inf: contributes nothing
+        const double prob_abs = prob * (1.0 + std::fabs(lse) + score_abs);
+        double dprob = 0.0, dprob_abs = 0.0;
+        for (int d = 0; d < dim; ++d) {
+          dprob += dout[qi + size_t(d)] * p.v[kj + size_t(d)];
+          dprob_abs += std::fabs(dout[qi + size_t(d)] * p.v[kj + size_t(d)]);
+        }
+        const double ds = prob * (dprob - di), ds_abs = prob_abs * (dprob_abs + di_abs);
+        const double x = scaled_dot(p, h, i, j);
+        const double dx = ds * softcap_derivative(p, x);
+        const double dx_abs = ds_abs * softcap_derivative(p, x, true);
         for (int d = 0; d < dim; ++d) {
           g.dv[kj + size_t(d)] += prob * dout[qi + size_t(d)];
           g.dq[qi + size_t(d)] += p.scale * dx * p.k[kj + size_t(d)];
           g.dk[kj + size_t(d)] += p.scale * dx * p.q[qi + size_t(d)];
+          g.dv_abs[kj + size_t(d)] += prob_abs * std::fabs(dout[qi + size_t(d)]);
+          g.dq_abs[qi + size_t(d)] += p.scale * dx_abs * std::fabs(p.k[kj + size_t(d)]);
+          g.dk_abs[kj + size_t(d)] += p.scale * dx_abs * std::fabs(p.q[qi + size_t(d)]);
         }
-        g.dslopes[size_t(slope_index(p, sequence_cu_q, h, i))] -= ds * double(distance(p, i, j));
+        const size_t slope = size_t(slope_index(p, sequence_cu_q, h, i));
+        g.dslopes[slope] -= ds * double(distance(p, i, j));
+        g.dslopes_abs[slope] += ds_abs * double(distance(p, i, j));
       }
     }
   }

@@ -179,18 +179,20 @@ inline int64_t distance(const Problem& p, int64_t i, int64_t j) {
   return std::llabs(int64_t(p.positions.q[size_t(i)]) - p.positions.k[size_t(j)]);
 }
 
-// SPEC's score of a visible cell.
-inline double score(const Problem& p, int h, int64_t i, int64_t j) {
+// SPEC's score of a visible cell. magnitude, if given, receives the sum of the magnitudes of its
+// terms (the scale of its rounding error in any float evaluation).
+inline double score(const Problem& p, int h, int64_t i, int64_t j, double* magnitude = nullptr) {
   double s = scaled_dot(p, h, i, j);
   if (p.softcap > 0) s = p.softcap * std::tanh(s / p.softcap);
   // SPEC: in float32.
   const float bias = -(p.slopes[size_t(h * p.total_q + i)] * float(distance(p, i, j)));
-  s += bias;
+  double attn_bias = 0.0;
   if (p.bias_heads > 0) {
     const int64_t bias_head = p.bias_heads == 1 ? 0 : h;
-    s += p.attn_bias[size_t((bias_head * p.total_q + i) * p.total_k + j)];
+    attn_bias = p.attn_bias[size_t((bias_head * p.total_q + i) * p.total_k + j)];
   }
-  return s;
+  if (magnitude) *magnitude = std::fabs(s) + std::fabs(bias) + std::fabs(attn_bias);
+  return s + bias + attn_bias;
 }
 
 // Softmax over row i of head h; a row without a finite score keeps out 0 and gets lse -inf.
