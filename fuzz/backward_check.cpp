@@ -1,0 +1,104 @@
+#include "backward_check.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+
+namespace fuzz {
+
+namespace {
+
+constexpr double kEps = 4e-7;      // a few f32 roundings of one operation chain
+constexpr double kUnit = 1.2e-7;   // per f32 addition of an accumulation (2 ulps: any order)
+
+// Sums of terms with their propagated errors and magnitudes, per element.
+struct Accumulator {
+  std::vector<double> value, error, magnitude;
+  int64_t terms = 0;  // the most terms any element sums
+  explicit Accumulator(size_t n) : value(n, 0.0), error(n, 0.0), magnitude(n, 0.0) {}
+  void add(size_t at, double term, double term_error) {
+    value[at] += term;
+    error[at] += term_error;
+    magnitude[at] += std::fabs(term);
+  }
+  Gradient finish() const {
+    Gradient g{value, error};
+    for (size_t n = 0; n < value.size(); ++n) g.bound[n] += kUnit * double(terms + 4) * magnitude[n];
+    return g;
+  }
+};
+
+double dot(const double* a, const double* b, int n, double* magnitude) {
+  double sum = 0.0;
+  *magnitude = 0.0;
+  for (int d = 0; d < n; ++d) sum += a[d] * b[d], *magnitude += std::fabs(a[d] * b[d]);
+  return sum;
+}
+
+// How far the library's P of a cell may be from P = exp(s - lse): its f32 score error e moves it
+// by a factor e^e; past e = 30 only P, P' <= ~1 is known.
+double probability_error(double p, double score_error) {
+  return score_error >= 30 ? 2.0 : p * std::expm1(score_error);
+}
+
+}  // namespace
+
+BackwardResult backward_with_bounds(const ref::Problem& p, const BackwardInputs& in) {
+  const int dim = p.head_dim, group = p.heads_q / p.heads_kv;
+  Accumulator dq(size_t(p.total_q * p.heads_q * dim)), dk(size_t(p.total_k * p.heads_kv * dim)),
+      dv(size_t(p.total_k * p.heads_kv * dim)), dslopes(size_t(in.slope_slots));
+  dq.terms = p.total_k;
+  dk.terms = dv.terms = group * p.total_q;
+  dslopes.terms = p.total_q * p.total_k;
+  for (int h = 0; h < p.heads_q; ++h)
+    for (int64_t i = 0; i < p.total_q; ++i) {
+      const double lse = in.lse[size_t(h * p.total_q + i)];
+      if (std::isinf(lse)) continue;
+      const int kv = h / group;
+      const size_t qi = size_t((i * p.heads_q + h) * dim);
+      const double* q = &p.q[qi];
+      const double* dout = &in.dout[qi];
+      double di_magnitude;
+      const double di = dot(dout, &in.out[qi], dim, &di_magnitude);
+      const double di_error = kEps * (dim + 2) * di_magnitude;
+      const int slot = in.slope_slot[size_t(h * p.total_q + i)];
+      for (int64_t j = 0; j < p.total_k; ++j) {
+        if (!p.visible.at(i, j)) continue;
+        const double s = ref::score(p, h, i, j);
+        if (std::isinf(s)) continue;  // an attn_bias -inf cell
+        const size_t kj = size_t((j * p.heads_kv + kv) * dim);
+        const double *k = &p.k[kj], *v = &p.v[kj];
+        double qk_magnitude, dp_magnitude;
+        const double x = p.scale * dot(q, k, dim, &qk_magnitude);
+        const double dp = dot(dout, v, dim, &dp_magnitude);
+        const double distance = double(std::llabs(int64_t(p.positions.q[size_t(i)]) - p.positions.k[size_t(j)]));
+        const double bias = double(p.slopes[size_t(h * p.total_q + i)]) * distance;
+        const double x_error = kEps * (dim + 4) * std::fabs(p.scale) * qk_magnitude;
+        const double score_error = x_error + kEps * (2 * bias + 2 * std::fabs(s - x) + 2 * std::fabs(lse) +
+                                                     (p.softcap > 0 ? 8 * p.softcap : 0.0));
+        const double prob = std::exp(s - lse);
+        const double prob_error = probability_error(prob, score_error);
+        const double ds = prob * (dp - di);
+        const double ds_error = prob_error * std::fabs(dp - di) +
+                                (prob + prob_error) * (kEps * (dim + 2) * dp_magnitude + di_error) +
+                                kEps * std::fabs(ds);
+        double dx = ds, dx_error = ds_error;
+        if (p.softcap > 0) {
+          const double t = std::tanh(x / p.softcap), slope = 1 - t * t;
+          // d(1 - tanh^2 u)/du is at most 0.77 in magnitude; 1 - t^2 loses ~3 ulps absolute.
+          const double slope_error = 0.77 * x_error / p.softcap + 4 * kUnit;
+          dx = ds * slope;
+          dx_error = ds_error * slope + (std::fabs(ds) + ds_error) * slope_error;
+        }
+        for (int d = 0; d < dim; ++d) {
+          dq.add(qi + size_t(d), p.scale * dx * k[d], std::fabs(p.scale) * dx_error * std::fabs(k[d]));
+          dk.add(kj + size_t(d), p.scale * dx * q[d], std::fabs(p.scale) * dx_error * std::fabs(q[d]));
+          dv.add(kj + size_t(d), prob * dout[d], prob_error * std::fabs(dout[d]));
+        }
+        if (slot >= 0) dslopes.add(size_t(slot), -ds * distance, ds_error * distance * (1 + kEps));
+      }
+    }
+  return {dq.finish(), dk.finish(), dv.finish(), dslopes.finish()};
+}
+
+}  // namespace fuzz
