@@ -35,10 +35,44 @@ double dot(const double* a, const double* b, int n, double* magnitude) {
   return sum;
 }
 
-// How far the library's P of a cell may be from P = exp(s - lse): its f32 score error e moves it
-// by a factor e^e; past e = 30 only P, P' <= ~1 is known.
-double probability_error(double p, double score_error) {
-  return score_error >= 30 ? 2.0 : p * std::expm1(score_error);
+// A visible cell with a finite score: x = scale q.k, the score s, and the largest error of the
+// library's f32 x and s.
+struct Cell {
+  int64_t key;
+  double x, score, x_error, score_error;
+};
+
+// Row i of query head h: its cells and the float64 lse (-inf when no cell is finite).
+std::vector<Cell> row_cells(const ref::Problem& p, int h, int64_t i, double* lse) {
+  const int kv = h / (p.heads_q / p.heads_kv);
+  const double* q = &p.q[size_t((i * p.heads_q + h) * p.head_dim)];
+  std::vector<Cell> cells;
+  double max_score = -INFINITY;
+  for (int64_t j = 0; j < p.total_k; ++j) {
+    if (!p.visible.at(i, j)) continue;
+    const double s = ref::score(p, h, i, j);
+    if (std::isinf(s)) continue;  // an attn_bias -inf cell
+    double qk_magnitude;
+    const double x = p.scale * dot(q, &p.k[size_t((j * p.heads_kv + kv) * p.head_dim)], p.head_dim, &qk_magnitude);
+    const double distance = double(std::llabs(int64_t(p.positions.q[size_t(i)]) - p.positions.k[size_t(j)]));
+    const double bias = double(p.slopes[size_t(h * p.total_q + i)]) * distance;
+    const double x_error = kEps * (p.head_dim + 4) * std::fabs(p.scale) * qk_magnitude;
+    const double score_error =
+        x_error + kEps * (2 * bias + 2 * std::fabs(s - x) + 2 * std::fabs(s) + (p.softcap > 0 ? 8 * p.softcap : 0.0));
+    cells.push_back({j, x, s, x_error, score_error});
+    max_score = std::max(max_score, s);
+  }
+  double sum = 0.0;
+  for (const Cell& c : cells) sum += std::exp(c.score - max_score);
+  *lse = cells.empty() ? -INFINITY : max_score + std::log(sum);
+  return cells;
+}
+
+// How far the library's P of a cell may be from P = exp(s - lse) when its exponent s' - lse'
+// is off by at most `error`: P' <= exp(s - lse + error) (this form holds where P underflows).
+// Capped so that products with the other (bounded) factors stay finite.
+double probability_error(double s_minus_lse, double error) {
+  return std::min(std::exp(s_minus_lse + error) - std::exp(s_minus_lse), 1e200);
 }
 
 }  // namespace
@@ -52,8 +86,11 @@ BackwardResult backward_with_bounds(const ref::Problem& p, const BackwardInputs&
   dslopes.terms = p.total_q * p.total_k;
   for (int h = 0; h < p.heads_q; ++h)
     for (int64_t i = 0; i < p.total_q; ++i) {
-      const double lse = in.lse[size_t(h * p.total_q + i)];
-      if (std::isinf(lse)) continue;
+      double lse;
+      const std::vector<Cell> cells = row_cells(p, h, i, &lse);
+      // The forward's lse (which the library reads) is off by its scores' errors and its sum's.
+      double lse_error = kEps * std::fabs(lse) + kUnit * double(cells.size() + 4);
+      for (const Cell& c : cells) lse_error = std::max(lse_error, c.score_error + kEps * std::fabs(lse));
       const int kv = h / group;
       const size_t qi = size_t((i * p.heads_q + h) * dim);
       const double* q = &p.q[qi];
@@ -62,31 +99,23 @@ BackwardResult backward_with_bounds(const ref::Problem& p, const BackwardInputs&
       const double di = dot(dout, &in.out[qi], dim, &di_magnitude);
       const double di_error = kEps * (dim + 2) * di_magnitude;
       const int slot = in.slope_slot[size_t(h * p.total_q + i)];
-      for (int64_t j = 0; j < p.total_k; ++j) {
-        if (!p.visible.at(i, j)) continue;
-        const double s = ref::score(p, h, i, j);
-        if (std::isinf(s)) continue;  // an attn_bias -inf cell
-        const size_t kj = size_t((j * p.heads_kv + kv) * dim);
+      for (const Cell& c : cells) {
+        const size_t kj = size_t((c.key * p.heads_kv + kv) * dim);
         const double *k = &p.k[kj], *v = &p.v[kj];
-        double qk_magnitude, dp_magnitude;
-        const double x = p.scale * dot(q, k, dim, &qk_magnitude);
+        double dp_magnitude;
         const double dp = dot(dout, v, dim, &dp_magnitude);
-        const double distance = double(std::llabs(int64_t(p.positions.q[size_t(i)]) - p.positions.k[size_t(j)]));
-        const double bias = double(p.slopes[size_t(h * p.total_q + i)]) * distance;
-        const double x_error = kEps * (dim + 4) * std::fabs(p.scale) * qk_magnitude;
-        const double score_error = x_error + kEps * (2 * bias + 2 * std::fabs(s - x) + 2 * std::fabs(lse) +
-                                                     (p.softcap > 0 ? 8 * p.softcap : 0.0));
-        const double prob = std::exp(s - lse);
-        const double prob_error = probability_error(prob, score_error);
+        const double distance = double(std::llabs(int64_t(p.positions.q[size_t(i)]) - p.positions.k[size_t(c.key)]));
+        const double prob = std::exp(c.score - lse);
+        const double prob_error = probability_error(c.score - lse, c.score_error + lse_error);
         const double ds = prob * (dp - di);
         const double ds_error = prob_error * std::fabs(dp - di) +
                                 (prob + prob_error) * (kEps * (dim + 2) * dp_magnitude + di_error) +
                                 kEps * std::fabs(ds);
         double dx = ds, dx_error = ds_error;
         if (p.softcap > 0) {
-          const double t = std::tanh(x / p.softcap), slope = 1 - t * t;
+          const double t = std::tanh(c.x / p.softcap), slope = 1 - t * t;
           // d(1 - tanh^2 u)/du is at most 0.77 in magnitude; 1 - t^2 loses ~3 ulps absolute.
-          const double slope_error = 0.77 * x_error / p.softcap + 4 * kUnit;
+          const double slope_error = 0.77 * c.x_error / p.softcap + 4 * kUnit;
           dx = ds * slope;
           dx_error = ds_error * slope + (std::fabs(ds) + ds_error) * slope_error;
         }

@@ -12,10 +12,9 @@
 namespace fuzz {
 
 // What the backward call reads beyond the forward's problem, as the library holds it (the values
-// stored in out's and dout's dtype, the f32 lse).
+// stored in out's and dout's dtype). Its lse is the forward's, within the forward's error.
 struct BackwardInputs {
   std::vector<double> out, dout;  // (total_q, heads_q, head_dim)
-  std::vector<double> lse;        // (heads_q, total_q)
   // The dslopes element row i of query head h contributes to ([h * total_q + i]; -1: none).
   std::vector<int> slope_slot;
   int slope_slots = 0;
@@ -33,7 +32,7 @@ struct BackwardResult {
   Gradient dslopes;  // (slope_slots)
 };
 
-// P = exp(s - lse) with the given lse (rows whose lse is -inf contribute nothing), dS = P (dP -
+// P = exp(s - lse) (rows whose lse is -inf contribute nothing), dS = P (dP -
 // Di), dx = dS (1 - tanh^2(x / softcap)) or dS; dq = scale dx k, dk = scale dx^T q, dv = P^T dout,
 // dslopes = -sum dS |qpos - kpos|.
 BackwardResult backward_with_bounds(const ref::Problem& p, const BackwardInputs& in);

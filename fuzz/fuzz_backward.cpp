@@ -541,7 +541,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   bi.slope_slots = params.slopes_per_batch ? m.batch * heads : heads;
   for (int h = 0; h < heads; ++h)
     for (int64_t i = 0; i < m.total_q; ++i) {
-      bi.lse.push_back(lse_storage[size_t(lse_transposed ? i * heads + h : h * m.total_q + i)]);
       const int b = params.slopes_per_batch ? sequence_of(m, i) : 0;
       bi.slope_slot.push_back(b < 0 ? -1 : b * heads + h);
     }
