@@ -4,12 +4,16 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "backward_reference.h"
+
 namespace fuzz {
 
 namespace {
 
 constexpr double kEps = 4e-7;      // a few f32 roundings of one operation chain
 constexpr double kUnit = 1.2e-7;   // per f32 addition of an accumulation (2 ulps: any order)
+// What an f32 operation may lose absolutely where its result is tiny (flushed below FLT_MIN).
+constexpr double kTiny = 2.4e-38;
 
 // Sums of terms with their propagated errors and magnitudes, per element.
 struct Accumulator {
@@ -18,7 +22,7 @@ struct Accumulator {
   explicit Accumulator(size_t n) : value(n, 0.0), error(n, 0.0), magnitude(n, 0.0) {}
   void add(size_t at, double term, double term_error) {
     value[at] += term;
-    error[at] += term_error;
+    error[at] += term_error + kTiny;
     magnitude[at] += std::fabs(term);
   }
   Gradient finish() const {
@@ -44,7 +48,7 @@ struct Cell {
 
 // Row i of query head h: its cells and the float64 lse (-inf when no cell is finite).
 std::vector<Cell> row_cells(const ref::Problem& p, int h, int64_t i, double* lse) {
-  const int kv = h / (p.heads_q / p.heads_kv);
+  const int kv = ref::kv_head_of(p, h);
   const double* q = &p.q[size_t((i * p.heads_q + h) * p.head_dim)];
   std::vector<Cell> cells;
   double max_score = -INFINITY;
@@ -54,8 +58,7 @@ std::vector<Cell> row_cells(const ref::Problem& p, int h, int64_t i, double* lse
     if (std::isinf(s)) continue;  // an attn_bias -inf cell
     double qk_magnitude;
     const double x = p.scale * dot(q, &p.k[size_t((j * p.heads_kv + kv) * p.head_dim)], p.head_dim, &qk_magnitude);
-    const double distance = double(std::llabs(int64_t(p.positions.q[size_t(i)]) - p.positions.k[size_t(j)]));
-    const double bias = double(p.slopes[size_t(h * p.total_q + i)]) * distance;
+    const double bias = double(p.slopes[size_t(h * p.total_q + i)]) * double(ref::distance(p, i, j));
     const double x_error = kEps * (p.head_dim + 4) * std::fabs(p.scale) * qk_magnitude;
     const double score_error =
         x_error + kEps * (2 * bias + 2 * std::fabs(s - x) + 2 * std::fabs(s) + (p.softcap > 0 ? 8 * p.softcap : 0.0));
@@ -72,7 +75,7 @@ std::vector<Cell> row_cells(const ref::Problem& p, int h, int64_t i, double* lse
 // is off by at most `error`: P' <= exp(s - lse + error) (this form holds where P underflows).
 // Capped so that products with the other (bounded) factors stay finite.
 double probability_error(double s_minus_lse, double error) {
-  return std::min(std::exp(s_minus_lse + error) - std::exp(s_minus_lse), 1e200);
+  return std::min(std::exp(s_minus_lse + error) - std::exp(s_minus_lse) + kTiny, 1e200);
 }
 
 }  // namespace
@@ -91,7 +94,7 @@ BackwardResult backward_with_bounds(const ref::Problem& p, const BackwardInputs&
       // The forward's lse (which the library reads) is off by its scores' errors and its sum's.
       double lse_error = kEps * std::fabs(lse) + kUnit * double(cells.size() + 4);
       for (const Cell& c : cells) lse_error = std::max(lse_error, c.score_error + kEps * std::fabs(lse));
-      const int kv = h / group;
+      const int kv = ref::kv_head_of(p, h);
       const size_t qi = size_t((i * p.heads_q + h) * dim);
       const double* q = &p.q[qi];
       const double* dout = &in.dout[qi];
@@ -104,20 +107,20 @@ BackwardResult backward_with_bounds(const ref::Problem& p, const BackwardInputs&
         const double *k = &p.k[kj], *v = &p.v[kj];
         double dp_magnitude;
         const double dp = dot(dout, v, dim, &dp_magnitude);
-        const double distance = double(std::llabs(int64_t(p.positions.q[size_t(i)]) - p.positions.k[size_t(c.key)]));
+        const double distance = double(ref::distance(p, i, c.key));
         const double prob = std::exp(c.score - lse);
         const double prob_error = probability_error(c.score - lse, c.score_error + lse_error);
         const double ds = prob * (dp - di);
         const double ds_error = prob_error * std::fabs(dp - di) +
                                 (prob + prob_error) * (kEps * (dim + 2) * dp_magnitude + di_error) +
-                                kEps * std::fabs(ds);
+                                kEps * std::fabs(ds) + kTiny;
         double dx = ds, dx_error = ds_error;
         if (p.softcap > 0) {
-          const double t = std::tanh(c.x / p.softcap), slope = 1 - t * t;
+          const double slope = ref::softcap_derivative(p, c.x);
           // d(1 - tanh^2 u)/du is at most 0.77 in magnitude; 1 - t^2 loses ~3 ulps absolute.
           const double slope_error = 0.77 * c.x_error / p.softcap + 4 * kUnit;
           dx = ds * slope;
-          dx_error = ds_error * slope + (std::fabs(ds) + ds_error) * slope_error;
+          dx_error = ds_error * slope + (std::fabs(ds) + ds_error) * slope_error + kTiny;
         }
         for (int d = 0; d < dim; ++d) {
           dq.add(qi + size_t(d), p.scale * dx * k[d], std::fabs(p.scale) * dx_error * std::fabs(k[d]));

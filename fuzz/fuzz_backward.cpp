@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "backward_check.h"
+#include "backward_reference.h"
 #include "fuzz_common.h"
 #include "reference.h"
 
@@ -197,13 +198,6 @@ const char* dtype_label(alibi_dtype dtype) {
   return dtype == ALIBI_DTYPE_F32 ? "f32" : dtype == ALIBI_DTYPE_F16 ? "f16" : "bf16";
 }
 
-// The sequence of a query row of a sequence mask (-1 outside every sequence).
-int sequence_of(const MaskCase& m, int64_t row) {
-  for (int b = 0; b < m.batch; ++b)
-    if (row >= m.cu_q[size_t(b)] && row < m.cu_q[size_t(b) + 1]) return b;
-  return -1;
-}
-
 // The forward's params (always valid) and the slopes each row uses.
 struct ParamsCase {
   alibi_attention_params params;
@@ -259,25 +253,14 @@ void make_params(Bytes& in, alibi_context_t ctx, const MaskCase& m, int heads, P
 // ref::Problem::slopes: the slope query head h uses in row i.
 std::vector<float> row_slopes(const MaskCase& m, const ParamsCase& c, int heads) {
   const alibi_attention_params& params = c.params;
-  std::vector<float> head_slopes(size_t(heads), 0.0f), rows(size_t(heads * m.total_q), 0.0f);
-  if (!params.slopes) {
-    const int total_heads = params.total_heads ? params.total_heads : heads;
-    fuzz::check_status_ok(alibi_compute_slopes_tp(total_heads, params.head_offset, heads, params.max_bias,
-                                                  head_slopes.data()),
-                          "alibi_compute_slopes_tp");
-  }
-  for (int h = 0; h < heads; ++h)
-    for (int64_t i = 0; i < m.total_q; ++i) {
-      float slope = head_slopes[size_t(h)];
-      if (params.slopes_per_batch) {
-        const int b = sequence_of(m, i);
-        slope = b < 0 ? 0.0f : c.user_slopes[size_t(b * heads + h)];
-      } else if (params.slopes) {
-        slope = c.user_slopes[size_t(h)];
-      }
-      rows[size_t(h * m.total_q + i)] = slope;
-    }
-  return rows;
+  if (params.slopes_per_batch) return ref::slopes_of_sequences(c.user_slopes, heads, m.cu_q);
+  if (params.slopes) return ref::slopes_of_rows(c.user_slopes, m.total_q);
+  std::vector<float> head_slopes(size_t(heads), 0.0f);
+  const int total_heads = params.total_heads ? params.total_heads : heads;
+  fuzz::check_status_ok(alibi_compute_slopes_tp(total_heads, params.head_offset, heads, params.max_bias,
+                                                head_slopes.data()),
+                        "alibi_compute_slopes_tp");
+  return ref::slopes_of_rows(head_slopes, m.total_q);
 }
 
 // dslopes: f32 (Hq) or (num_sequences, Hq) with any strides, in a poisoned buffer.
@@ -539,11 +522,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::BackwardInputs bi;
   bi.out = out.values(), bi.dout = dout.values();
   bi.slope_slots = params.slopes_per_batch ? m.batch * heads : heads;
+  const std::vector<int32_t> no_sequences;
   for (int h = 0; h < heads; ++h)
-    for (int64_t i = 0; i < m.total_q; ++i) {
-      const int b = params.slopes_per_batch ? sequence_of(m, i) : 0;
-      bi.slope_slot.push_back(b < 0 ? -1 : b * heads + h);
-    }
+    for (int64_t i = 0; i < m.total_q; ++i)
+      bi.slope_slot.push_back(int(ref::slope_index(p, params.slopes_per_batch ? m.cu_q : no_sequences, h, i)));
   const fuzz::BackwardResult want = fuzz::backward_with_bounds(p, bi);
   if (g.want_dq) check_gradient("dq", g.dq, want.dq, dq_poisoned);
   if (g.want_dk) check_gradient("dk", g.dk, want.dk, dk_poisoned);
