@@ -13,7 +13,8 @@
  *   dslopes = alibi_attention_backward(..., dout, ...)         (the projections are frozen, so
  *                                                               dq, dk and dv are not asked for)
  *
- * Each slope is trained as theta = log(slope) (slopes stay positive) with Adam. Every step
+ * First dslopes is checked against central differences of the loss. Then each slope is trained
+ * as theta = log(slope) (slopes stay positive) with Adam. Every step
  * prints the loss and max_h |slope_h - true_h| / true_h; the program exits 0 once that relative
  * error is below 1e-3, and 1 if it is not within kMaxSteps steps.
  *
@@ -39,6 +40,10 @@
 static const int32_t kLength[B] = {16, 11, 23};
 static const int kMaxSteps = 400;
 static const double kTolerance = 1e-3; /* relative slope error (see above) */
+/* Central differences with a step of 1% of each slope are exact up to O(step^2) ~ 1e-4 relative
+   terms and the f32 noise of the loss (5e-5 here): 1e-3 leaves a margin and catches any wrongly
+   scaled or signed gradient. */
+static const double kGradientTolerance = 1e-3;
 
 /* Adam: the usual betas; a step size that halves every 60 steps so the iterates settle. */
 static const double kLearningRate = 0.08, kHalfLife = 60.0, kBeta1 = 0.9, kBeta2 = 0.999;
@@ -158,6 +163,36 @@ static double layer_loss_and_slope_gradient(struct Layer* layer, const float* ta
   return loss / (T * DM);
 }
 
+/* The loss alone (the layer's forward at the current slopes). */
+static double layer_loss(struct Layer* layer, const float* target) {
+  double loss = 0.0;
+  int n;
+  layer_forward(layer);
+  for (n = 0; n < T * DM; ++n) loss += ((double)layer->y[n] - target[n]) * ((double)layer->y[n] - target[n]);
+  return loss / (T * DM);
+}
+
+/* dslopes against central differences of the loss (Adam would hide a wrongly scaled gradient):
+   the largest difference relative to max |dslopes|. Leaves the layer at the current slopes. */
+static double finite_difference_mismatch(struct Layer* layer, const float* target) {
+  double worst = 0.0, largest = 0.0;
+  int h;
+  layer_forward(layer);
+  layer_loss_and_slope_gradient(layer, target);
+  for (h = 0; h < H; ++h) largest = fmax(largest, fabs(layer->dslopes[h]));
+  for (h = 0; h < H; ++h) {
+    const float slope = layer->slopes[h], step = 1e-2f * slope;
+    double plus, minus;
+    layer->slopes[h] = slope + step;
+    plus = layer_loss(layer, target);
+    layer->slopes[h] = slope - step;
+    minus = layer_loss(layer, target);
+    layer->slopes[h] = slope;
+    worst = fmax(worst, fabs((plus - minus) / (2.0 * step) - layer->dslopes[h]) / largest);
+  }
+  return worst;
+}
+
 static double relative_slope_error(const float* slopes, const float* truth) {
   double worst = 0.0;
   int h;
@@ -169,7 +204,7 @@ int main(void) {
   static struct Layer layer;
   static float target[T * DM];
   float truth[H];
-  double theta[H], m[H] = {0}, s[H] = {0}, error = INFINITY;
+  double theta[H], m[H] = {0}, s[H] = {0}, error = INFINITY, mismatch;
   int step, h;
 
   layer_init(&layer);
@@ -186,6 +221,14 @@ int main(void) {
   printf("true slopes  %.6f %.6f %.6f %.6f\n", truth[0], truth[1], truth[2], truth[3]);
   printf("start slopes %.6f %.6f %.6f %.6f\n", layer.slopes[0], layer.slopes[1], layer.slopes[2],
          layer.slopes[3]);
+  mismatch = finite_difference_mismatch(&layer, target);
+  printf("dslopes vs central differences of the loss: max difference %.1e of max |dslopes|\n",
+         mismatch);
+  if (!(mismatch < kGradientTolerance)) {
+    printf("FAIL: the slope gradient disagrees with the loss (tolerance %.0e)\n", kGradientTolerance);
+    layer_destroy(&layer);
+    return 1;
+  }
 
   for (step = 1; step <= kMaxSteps; ++step) {
     const double rate = kLearningRate * pow(0.5, (step - 1) / kHalfLife);
