@@ -146,7 +146,7 @@ void make_mask(Bytes& in, alibi_context_t ctx, MaskCase& m) {
 
 // A (tokens, heads, dim) tensor in a poisoned buffer with padded row and head strides.
 struct Operand {
-  std::vector<uint8_t> storage;
+  std::vector<uint8_t> storage, poisoned;  // the buffer, and as it was before any call
   int64_t shape[3] = {}, strides[3] = {};
   alibi_dtype dtype = ALIBI_DTYPE_F32;
   fuzz::TensorHandle tensor;
@@ -162,6 +162,7 @@ struct Operand {
     storage.assign(elements * fuzz::element_size(type), 0);
     for (size_t e = 0; e < elements; ++e)
       fuzz::store(storage.data(), int64_t(e), type, type == ALIBI_DTYPE_F32 ? kPoison : 1024.0f);
+    poisoned = storage;
   }
   int64_t offset(int64_t t, int64_t h, int64_t d) const { return t * strides[0] + h * strides[1] + d * strides[2]; }
   float get(int64_t t, int64_t h, int64_t d) const { return fuzz::load(storage.data(), offset(t, h, d), dtype); }
@@ -198,7 +199,7 @@ const char* dtype_label(alibi_dtype dtype) {
   return dtype == ALIBI_DTYPE_F32 ? "f32" : dtype == ALIBI_DTYPE_F16 ? "f16" : "bf16";
 }
 
-// The forward's params (always valid) and the slopes each row uses.
+// The forward's params (always valid) with what they point to.
 struct ParamsCase {
   alibi_attention_params params;
   std::vector<float> user_slopes;
@@ -265,7 +266,7 @@ std::vector<float> row_slopes(const MaskCase& m, const ParamsCase& c, int heads)
 
 // dslopes: f32 (Hq) or (num_sequences, Hq) with any strides, in a poisoned buffer.
 struct SlopeGradient {
-  std::vector<float> storage;
+  std::vector<float> storage, poisoned;
   int64_t shape[2] = {}, strides[2] = {};
   int ndim = 1;
   fuzz::TensorHandle tensor;
@@ -281,6 +282,7 @@ struct SlopeGradient {
       shape[0] = heads, strides[0] = 1 + pick;
     }
     storage.assign(size_t((std::max(sequences, 1) + 2) * (heads + 2) * 3), kPoison);
+    poisoned = storage;
   }
   float& at(int slot, int heads) {
     return ndim == 1 ? storage[size_t(slot * strides[0])]
@@ -366,9 +368,8 @@ void check_element(float got, double want, double bound, alibi_dtype dtype, cons
 
 // Every element of a (tokens, heads, dim) gradient against the reference; the bytes around the
 // elements as poisoned.
-void check_gradient(const char* name, const Operand& got, const fuzz::Gradient& want,
-                    const std::vector<uint8_t>& poisoned) {
-  std::vector<uint8_t> expected = poisoned;
+void check_gradient(const char* name, const Operand& got, const fuzz::Gradient& want) {
+  std::vector<uint8_t> expected = got.poisoned;
   const size_t esize = fuzz::element_size(got.dtype);
   size_t n = 0;
   for (int64_t t = 0; t < got.shape[0]; ++t)
@@ -384,6 +385,173 @@ void check_gradient(const char* name, const Operand& got, const fuzz::Gradient& 
   FUZZ_REQUIRE(expected == got.storage, "the backward wrote outside %s's elements", name);
 }
 
+// dslopes (slot b * Hq + h) against the reference; the floats around the elements as poisoned.
+void check_slope_gradient(SlopeGradient& got, const fuzz::Gradient& want, int heads) {
+  std::vector<float> expected = got.poisoned;
+  for (size_t slot = 0; slot < want.value.size(); ++slot) {
+    char what[64];
+    std::snprintf(what, sizeof what, "dslopes[%zu] (slot b * Hq + h)", slot);
+    const float& element = got.at(int(slot), heads);
+    check_element(element, want.value[slot], want.bound[slot], ALIBI_DTYPE_F32, what);
+    expected[size_t(&element - got.storage.data())] = element;
+  }
+  FUZZ_REQUIRE(std::memcmp(expected.data(), got.storage.data(), expected.size() * sizeof(float)) == 0,
+               "the backward wrote outside dslopes' elements");
+}
+
+// One problem: the mask, q/k/v/dout, params, and the forward's out and lse.
+struct Case {
+  MaskCase m;
+  alibi_dtype dtype = ALIBI_DTYPE_F32;
+  int heads = 1, heads_kv = 1, dim = 1;
+  ParamsCase pc;
+  Operand q, k, v, out, dout;
+  std::vector<float> lse_storage;
+  bool lse_transposed = false;
+  fuzz::TensorHandle lse;
+
+  // Every byte the backward reads (it must write none of them).
+  std::vector<uint8_t> inputs() const {
+    std::vector<uint8_t> all;
+    for (const Operand* o : {&q, &k, &v, &out, &dout}) all.insert(all.end(), o->storage.begin(), o->storage.end());
+    const auto* lse_bytes = reinterpret_cast<const uint8_t*>(lse_storage.data());
+    all.insert(all.end(), lse_bytes, lse_bytes + lse_storage.size() * sizeof(float));
+    return all;
+  }
+};
+
+// Builds a valid problem and runs the forward on it.
+void run_forward(Bytes& in, alibi_context_t ctx, Case& c) {
+  make_mask(in, ctx, c.m);
+  c.dtype = float_dtype(in);
+  c.heads_kv = int(in.in(1, 2));
+  c.heads = c.heads_kv * int(in.in(1, 3));
+  c.dim = in.u8() < 224 ? int(in.in(1, 8)) : int(in.in(1, 24));
+  const int q_shift = int(in.in(-4, 4)), k_shift = int(in.in(-4, 4)), v_shift = int(in.in(-2, 4));
+  const int dout_shift = int(in.in(-4, 4));
+  const bool packed = in.flag();
+  const int64_t head_pad = packed ? in.in(0, 3) : 0, row_pad = packed ? in.in(0, 5) : 0;
+  make_params(in, ctx, c.m, c.heads, c.pc);
+  c.q.layout(c.dtype, c.m.total_q, c.heads, c.dim, head_pad, row_pad);
+  c.k.layout(c.dtype, c.m.total_k, c.heads_kv, c.dim, head_pad, row_pad);
+  c.v.layout(c.dtype, c.m.total_k, c.heads_kv, c.dim, head_pad, row_pad);
+  c.out.layout(c.dtype, c.m.total_q, c.heads, c.dim, head_pad, row_pad);
+  c.dout.layout(c.dtype, c.m.total_q, c.heads, c.dim, head_pad, row_pad);
+  c.q.fill(in, q_shift);
+  c.k.fill(in, k_shift);
+  c.v.fill(in, v_shift);
+  c.dout.fill(in, dout_shift);
+  c.lse_transposed = in.flag();
+  c.lse_storage.assign(size_t(c.heads * c.m.total_q) + 1, kPoison);
+  const int64_t lse_shape[2] = {c.heads, c.m.total_q}, lse_strides[2] = {1, c.heads};
+  fuzz::check_status_ok(alibi_tensor_wrap(ctx, ALIBI_DTYPE_F32, 2, lse_shape, c.lse_transposed ? lse_strides : nullptr,
+                                          c.lse_storage.data(), &c.lse.t),
+                        "alibi_tensor_wrap");
+  for (Operand* o : {&c.q, &c.k, &c.v, &c.out}) o->wrap(ctx);
+  fuzz::check_status_ok(alibi_attention_forward(ctx, c.q.tensor.t, c.k.tensor.t, c.v.tensor.t, c.m.handle.m,
+                                                &c.pc.params, c.out.tensor.t, c.lse.t),
+                        "alibi_attention_forward");
+}
+
+// The gradients asked for (a corrupted one always), each with its dtype and padding.
+void choose_gradients(Bytes& in, const uint8_t choice[4], Corruption corruption, const Case& c, Gradients& g) {
+  g.want_dq = choice[0] % 4 != 0 || corruption == kDqDtype || corruption == kDqNdim || corruption == kDqStride;
+  g.want_dk = choice[1] % 4 != 0 || corruption == kDkHeads;
+  g.want_dv = choice[2] % 4 != 0 || corruption == kDvTokens;
+  g.want_dslopes = choice[3] % 4 != 0 || corruption == kDslopesDtype || corruption == kDslopesLength ||
+                   corruption == kDslopesNdim;
+  const int64_t head_pad = (choice[0] >> 4) % 3, row_pad = (choice[1] >> 4) % 4;
+  g.dq.layout(gradient_dtype(choice[0], c.dtype), c.m.total_q, c.heads, c.dim, head_pad, row_pad);
+  g.dk.layout(gradient_dtype(choice[1], c.dtype), c.m.total_k, c.heads_kv, c.dim, row_pad, head_pad);
+  g.dv.layout(gradient_dtype(choice[2], c.dtype), c.m.total_k, c.heads_kv, c.dim, 0, row_pad);
+  g.dslopes.layout(in, c.pc.params.slopes_per_batch != 0, c.m.batch, c.heads);
+}
+
+// The backward's arguments, one of them broken for `corruption`.
+struct BackwardCall {
+  Corruption corruption = kNone;
+  alibi_attention_params params;
+  fuzz::TensorHandle bad_lse, bad_k;
+
+  BackwardCall(alibi_context_t ctx, Corruption broken_argument, Case& c, Gradients& g)
+      : corruption(broken_argument), params(c.pc.params) {
+    if (corruption == kScale) params.softmax_scale = NAN;
+    if (corruption == kStructSize) params.struct_size -= 8;
+    if (corruption == kLseShape || corruption == kLseDtype) {
+      const bool square = c.heads == c.m.total_q;  // then (heads + 1, total_q) rather than transposed
+      const int64_t shape[2] = {corruption == kLseDtype ? c.heads : square ? c.heads + 1 : c.m.total_q,
+                                corruption == kLseDtype || square ? c.m.total_q : c.heads};
+      fuzz::check_status_ok(alibi_tensor_wrap(ctx, corruption == kLseDtype ? ALIBI_DTYPE_F16 : ALIBI_DTYPE_F32, 2,
+                                              shape, nullptr, c.lse_storage.data(), &bad_lse.t),
+                            "alibi_tensor_wrap");
+    }
+    if (corruption == kKDtype) {
+      const int64_t strides[3] = {c.k.strides[0], c.k.strides[1], 1};
+      fuzz::check_status_ok(
+          alibi_tensor_wrap(ctx, other_dtype(c.dtype), 3, c.k.shape, strides, c.k.storage.data(), &bad_k.t),
+          "alibi_tensor_wrap");
+    }
+    c.dout.wrap_as(ctx, corruption == kDoutDtype ? other_dtype(c.dtype) : c.dtype, 3,
+                   corruption == kDoutShape ? 2 : -1, corruption == kDoutStride);
+    if (g.want_dq)
+      g.dq.wrap_as(ctx, corruption == kDqDtype ? other_dtype(c.dtype) : g.dq.dtype, corruption == kDqNdim ? 2 : 3, -1,
+                   corruption == kDqStride);
+    if (g.want_dk) g.dk.wrap_as(ctx, g.dk.dtype, 3, corruption == kDkHeads ? 1 : -1);
+    if (g.want_dv) g.dv.wrap_as(ctx, g.dv.dtype, 3, corruption == kDvTokens ? 0 : -1);
+    if (g.want_dslopes)
+      g.dslopes.wrap(ctx, corruption == kDslopesDtype ? ALIBI_DTYPE_F16 : ALIBI_DTYPE_F32,
+                     corruption == kDslopesLength ? 1 : 0, corruption == kDslopesNdim);
+  }
+
+  alibi_status run(alibi_context_t ctx, const Case& c, const Gradients& g) const {
+    auto unless = [&](Corruption broken_here, auto* argument) { return corruption == broken_here ? nullptr : argument; };
+    return alibi_attention_backward(
+        unless(kNullCtx, ctx), unless(kNullQ, c.q.tensor.t), bad_k.t ? bad_k.t : c.k.tensor.t, c.v.tensor.t,
+        unless(kNullMask, c.m.handle.m), &params, unless(kNullOut, c.out.tensor.t),
+        unless(kNullLse, bad_lse.t ? bad_lse.t : c.lse.t), unless(kNullDout, c.dout.tensor.t),
+        g.want_dq ? g.dq.tensor.t : nullptr, g.want_dk ? g.dk.tensor.t : nullptr,
+        g.want_dv ? g.dv.tensor.t : nullptr, g.want_dslopes ? g.dslopes.tensor.t : nullptr);
+  }
+};
+
+// The float64 backward of the same (exactly representable) inputs and the library's out.
+fuzz::BackwardResult reference_backward(const Case& c) {
+  const alibi_attention_params& params = c.pc.params;
+  ref::Problem p;
+  p.total_q = c.m.total_q, p.total_k = c.m.total_k;
+  p.heads_q = c.heads, p.heads_kv = c.heads_kv, p.head_dim = c.dim;
+  p.q = c.q.values(), p.k = c.k.values(), p.v = c.v.values();
+  p.visible = c.m.visible;
+  p.positions = c.m.positions;
+  p.scale = params.softmax_scale > 0 ? params.softmax_scale : float(1.0 / std::sqrt(double(c.dim)));
+  p.softcap = params.softcap;
+  p.bias_heads = c.pc.bias_heads;
+  p.attn_bias = c.pc.bias_values;
+  p.slopes = row_slopes(c.m, c.pc, c.heads);
+  fuzz::BackwardInputs bi;
+  bi.out = c.out.values(), bi.dout = c.dout.values();
+  bi.slope_slots = params.slopes_per_batch ? c.m.batch * c.heads : c.heads;
+  const std::vector<int32_t> no_sequences;
+  for (int h = 0; h < c.heads; ++h)
+    for (int64_t i = 0; i < c.m.total_q; ++i)
+      bi.slope_slot.push_back(int(ref::slope_index(p, params.slopes_per_batch ? c.m.cu_q : no_sequences, h, i)));
+  return fuzz::backward_with_bounds(p, bi);
+}
+
+// Every byte of the gradients' buffers.
+std::vector<uint8_t> gradient_bytes(const Gradients& g) {
+  std::vector<uint8_t> all;
+  for (const Operand* o : {&g.dq, &g.dk, &g.dv}) all.insert(all.end(), o->storage.begin(), o->storage.end());
+  const auto* slopes = reinterpret_cast<const uint8_t*>(g.dslopes.storage.data());
+  all.insert(all.end(), slopes, slopes + g.dslopes.storage.size() * sizeof(float));
+  return all;
+}
+
+bool gradients_poisoned(const Gradients& g) {
+  return g.dq.storage == g.dq.poisoned && g.dk.storage == g.dk.poisoned && g.dv.storage == g.dv.poisoned &&
+         std::memcmp(g.dslopes.storage.data(), g.dslopes.poisoned.data(), g.dslopes.storage.size() * sizeof(float)) == 0;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -396,161 +564,40 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint8_t thread_choice = in.u8();
   const int threads = thread_choice % 16 == 15 ? 2 : 1;
   const bool rerun = thread_choice / 16 == 0;
-  const uint8_t grad_choice[4] = {in.u8(), in.u8(), in.u8(), in.u8()};  // dq, dk, dv, dslopes
+  const uint8_t gradient_choice[4] = {in.u8(), in.u8(), in.u8(), in.u8()};  // dq, dk, dv, dslopes
   alibi_context_t ctx = fuzz::cpu_context(threads);
 
-  MaskCase m;
-  make_mask(in, ctx, m);
-  const alibi_dtype dtype = float_dtype(in);
-  const int heads_kv = int(in.in(1, 2)), group = int(in.in(1, 3)), heads = heads_kv * group;
-  const int dim = in.u8() < 224 ? int(in.in(1, 8)) : int(in.in(1, 24));
-  const int q_shift = int(in.in(-4, 4)), k_shift = int(in.in(-4, 4)), v_shift = int(in.in(-2, 4));
-  const int dout_shift = int(in.in(-4, 4));
-  const bool packed = in.flag();
-  const int64_t head_pad = packed ? in.in(0, 3) : 0, row_pad = packed ? in.in(0, 5) : 0;
-  ParamsCase pc;
-  make_params(in, ctx, m, heads, pc);
-  alibi_attention_params& params = pc.params;
-
-  Operand q, k, v, out, dout;
-  q.layout(dtype, m.total_q, heads, dim, head_pad, row_pad);
-  k.layout(dtype, m.total_k, heads_kv, dim, head_pad, row_pad);
-  v.layout(dtype, m.total_k, heads_kv, dim, head_pad, row_pad);
-  out.layout(dtype, m.total_q, heads, dim, head_pad, row_pad);
-  dout.layout(dtype, m.total_q, heads, dim, head_pad, row_pad);
-  q.fill(in, q_shift);
-  k.fill(in, k_shift);
-  v.fill(in, v_shift);
-  dout.fill(in, dout_shift);
-  const bool lse_transposed = in.flag();
-  std::vector<float> lse_storage(size_t(heads * m.total_q) + 1, kPoison);
-  const int64_t lse_shape[2] = {heads, m.total_q}, lse_strides[2] = {1, heads};
-  fuzz::TensorHandle lse;
-  fuzz::check_status_ok(alibi_tensor_wrap(ctx, ALIBI_DTYPE_F32, 2, lse_shape, lse_transposed ? lse_strides : nullptr,
-                                          lse_storage.data(), &lse.t),
-                        "alibi_tensor_wrap");
-  for (Operand* o : {&q, &k, &v, &out}) o->wrap(ctx);
-  fuzz::check_status_ok(alibi_attention_forward(ctx, q.tensor.t, k.tensor.t, v.tensor.t, m.handle.m, &params,
-                                                out.tensor.t, lse.t),
-                        "alibi_attention_forward");
-
-  // The gradients asked for (a corrupted one always), each with its dtype and padding.
+  Case c;
+  run_forward(in, ctx, c);
   Gradients g;
-  g.want_dq = grad_choice[0] % 4 != 0 || corruption == kDqDtype || corruption == kDqNdim || corruption == kDqStride;
-  g.want_dk = grad_choice[1] % 4 != 0 || corruption == kDkHeads;
-  g.want_dv = grad_choice[2] % 4 != 0 || corruption == kDvTokens;
-  g.want_dslopes = grad_choice[3] % 4 != 0 || corruption == kDslopesDtype || corruption == kDslopesLength ||
-                   corruption == kDslopesNdim;
-  const int64_t grad_head_pad = (grad_choice[0] >> 4) % 3, grad_row_pad = (grad_choice[1] >> 4) % 4;
-  g.dq.layout(gradient_dtype(grad_choice[0], dtype), m.total_q, heads, dim, grad_head_pad, grad_row_pad);
-  g.dk.layout(gradient_dtype(grad_choice[1], dtype), m.total_k, heads_kv, dim, grad_row_pad, grad_head_pad);
-  g.dv.layout(gradient_dtype(grad_choice[2], dtype), m.total_k, heads_kv, dim, 0, grad_row_pad);
-  g.dslopes.layout(in, params.slopes_per_batch != 0, m.batch, heads);
-
-  // The backward's arguments, one of them broken now and then.
-  if ((corruption == kDoutStride || corruption == kDqStride) && dim < 2) corruption = kNone;
+  choose_gradients(in, gradient_choice, corruption, c, g);
+  if ((corruption == kDoutStride || corruption == kDqStride) && c.dim < 2) corruption = kNone;  // valid then
+  const BackwardCall call(ctx, corruption, c, g);
   Expect expect;
   const Broken problem = broken(corruption);
   if (corruption != kNone) expect.add(problem.status, problem.argument);
-  alibi_attention_params backward_params = params;
-  if (corruption == kScale) backward_params.softmax_scale = NAN;
-  if (corruption == kStructSize) backward_params.struct_size -= 8;
-  fuzz::TensorHandle bad_lse, bad_k;
-  if (corruption == kLseShape || corruption == kLseDtype) {
-    const int64_t swapped[2] = {heads == m.total_q ? heads + 1 : m.total_q, heads == m.total_q ? m.total_q : heads};
-    fuzz::check_status_ok(alibi_tensor_wrap(ctx, corruption == kLseDtype ? ALIBI_DTYPE_F16 : ALIBI_DTYPE_F32, 2,
-                                            corruption == kLseDtype ? lse_shape : swapped, nullptr, lse_storage.data(),
-                                            &bad_lse.t),
-                          "alibi_tensor_wrap");
-  }
-  if (corruption == kKDtype) {
-    const int64_t strides[3] = {k.strides[0], k.strides[1], 1};
-    fuzz::check_status_ok(alibi_tensor_wrap(ctx, other_dtype(dtype), 3, k.shape, strides, k.storage.data(), &bad_k.t),
-                          "alibi_tensor_wrap");
-  }
-  dout.wrap_as(ctx, corruption == kDoutDtype ? other_dtype(dtype) : dtype, 3, corruption == kDoutShape ? 2 : -1,
-               corruption == kDoutStride);
-  if (g.want_dq)
-    g.dq.wrap_as(ctx, corruption == kDqDtype ? other_dtype(dtype) : g.dq.dtype, corruption == kDqNdim ? 2 : 3, -1,
-                 corruption == kDqStride);
-  if (g.want_dk) g.dk.wrap_as(ctx, g.dk.dtype, 3, corruption == kDkHeads ? 1 : -1);
-  if (g.want_dv) g.dv.wrap_as(ctx, g.dv.dtype, 3, corruption == kDvTokens ? 0 : -1);
-  if (g.want_dslopes)
-    g.dslopes.wrap(ctx, corruption == kDslopesDtype ? ALIBI_DTYPE_F16 : ALIBI_DTYPE_F32,
-                   corruption == kDslopesLength ? 1 : 0, corruption == kDslopesNdim);
 
-  const std::vector<uint8_t> inputs_before[] = {q.storage, k.storage, v.storage, out.storage, dout.storage};
-  const std::vector<float> lse_before = lse_storage;
-  const std::vector<uint8_t> dq_poisoned = g.dq.storage, dk_poisoned = g.dk.storage, dv_poisoned = g.dv.storage;
-  const std::vector<float> dslopes_poisoned = g.dslopes.storage;
-  auto backward = [&](alibi_context_t context) {
-    return alibi_attention_backward(
-        corruption == kNullCtx ? nullptr : context, corruption == kNullQ ? nullptr : q.tensor.t,
-        bad_k.t ? bad_k.t : k.tensor.t, v.tensor.t, corruption == kNullMask ? nullptr : m.handle.m, &backward_params,
-        corruption == kNullOut ? nullptr : out.tensor.t, corruption == kNullLse ? nullptr : bad_lse.t ? bad_lse.t : lse.t,
-        corruption == kNullDout ? nullptr : dout.tensor.t, g.want_dq ? g.dq.tensor.t : nullptr,
-        g.want_dk ? g.dk.tensor.t : nullptr, g.want_dv ? g.dv.tensor.t : nullptr,
-        g.want_dslopes ? g.dslopes.tensor.t : nullptr);
-  };
-  const alibi_status status = backward(ctx);
-  expect.check(status, "alibi_attention_backward");
-  const std::vector<uint8_t>* inputs_after[] = {&q.storage, &k.storage, &v.storage, &out.storage, &dout.storage};
-  for (int i = 0; i < 5; ++i) FUZZ_REQUIRE(inputs_before[i] == *inputs_after[i], "the backward wrote to an input (%d)", i);
-  FUZZ_REQUIRE(std::memcmp(lse_before.data(), lse_storage.data(), lse_storage.size() * 4) == 0,
-               "the backward wrote to lse");
+  const std::vector<uint8_t> inputs = c.inputs();
+  expect.check(call.run(ctx, c, g), "alibi_attention_backward");
+  FUZZ_REQUIRE(inputs == c.inputs(), "the backward wrote to one of its inputs");
   if (!expect.ok()) {
-    FUZZ_REQUIRE(std::strstr(alibi_last_error_message(), problem.argument) != nullptr,
-                 "the message does not name %s", problem.argument);
-    FUZZ_REQUIRE(g.dq.storage == dq_poisoned && g.dk.storage == dk_poisoned && g.dv.storage == dv_poisoned &&
-                     std::memcmp(g.dslopes.storage.data(), dslopes_poisoned.data(), dslopes_poisoned.size() * 4) == 0,
-                 "a failed backward wrote to a gradient");
+    FUZZ_REQUIRE(std::strstr(alibi_last_error_message(), problem.argument) != nullptr, "the message does not name %s",
+                 problem.argument);
+    FUZZ_REQUIRE(gradients_poisoned(g), "a failed backward wrote to a gradient");
     return 0;
   }
 
-  // The float64 backward of the same (exactly representable) inputs and the library's out/lse.
-  ref::Problem p;
-  p.total_q = m.total_q, p.total_k = m.total_k;
-  p.heads_q = heads, p.heads_kv = heads_kv, p.head_dim = dim;
-  p.q = q.values(), p.k = k.values(), p.v = v.values();
-  p.visible = m.visible;
-  p.positions = m.positions;
-  p.scale = params.softmax_scale > 0 ? params.softmax_scale : float(1.0 / std::sqrt(double(dim)));
-  p.softcap = params.softcap;
-  p.bias_heads = pc.bias_heads;
-  p.attn_bias = pc.bias_values;
-  p.slopes = row_slopes(m, pc, heads);
-  fuzz::BackwardInputs bi;
-  bi.out = out.values(), bi.dout = dout.values();
-  bi.slope_slots = params.slopes_per_batch ? m.batch * heads : heads;
-  const std::vector<int32_t> no_sequences;
-  for (int h = 0; h < heads; ++h)
-    for (int64_t i = 0; i < m.total_q; ++i)
-      bi.slope_slot.push_back(int(ref::slope_index(p, params.slopes_per_batch ? m.cu_q : no_sequences, h, i)));
-  const fuzz::BackwardResult want = fuzz::backward_with_bounds(p, bi);
-  if (g.want_dq) check_gradient("dq", g.dq, want.dq, dq_poisoned);
-  if (g.want_dk) check_gradient("dk", g.dk, want.dk, dk_poisoned);
-  if (g.want_dv) check_gradient("dv", g.dv, want.dv, dv_poisoned);
-  if (g.want_dslopes) {
-    std::vector<float> expected = dslopes_poisoned;
-    for (int slot = 0; slot < bi.slope_slots; ++slot) {
-      char what[64];
-      std::snprintf(what, sizeof what, "dslopes[%d] (slot b * Hq + h)", slot);
-      float& got = g.dslopes.at(slot, heads);
-      check_element(got, want.dslopes.value[size_t(slot)], want.dslopes.bound[size_t(slot)], ALIBI_DTYPE_F32, what);
-      expected[size_t(&got - g.dslopes.storage.data())] = got;
-    }
-    FUZZ_REQUIRE(std::memcmp(expected.data(), g.dslopes.storage.data(), expected.size() * 4) == 0,
-                 "the backward wrote outside dslopes' elements");
-  }
+  const fuzz::BackwardResult want = reference_backward(c);
+  if (g.want_dq) check_gradient("dq", g.dq, want.dq);
+  if (g.want_dk) check_gradient("dk", g.dk, want.dk);
+  if (g.want_dv) check_gradient("dv", g.dv, want.dv);
+  if (g.want_dslopes) check_slope_gradient(g.dslopes, want.dslopes, c.heads);
 
   // The same call on the other thread count gives the same bits.
   if (rerun) {
-    const std::vector<uint8_t> dq = g.dq.storage, dk = g.dk.storage, dv = g.dv.storage;
-    const std::vector<float> dslopes = g.dslopes.storage;
-    fuzz::check_status_ok(backward(fuzz::cpu_context(3 - threads)), "alibi_attention_backward");
-    FUZZ_REQUIRE(dq == g.dq.storage && dk == g.dk.storage && dv == g.dv.storage &&
-                     std::memcmp(dslopes.data(), g.dslopes.storage.data(), dslopes.size() * 4) == 0,
-                 "1 and 2 threads give different gradient bits");
+    const std::vector<uint8_t> first = gradient_bytes(g);
+    fuzz::check_status_ok(call.run(fuzz::cpu_context(3 - threads), c, g), "alibi_attention_backward");
+    FUZZ_REQUIRE(first == gradient_bytes(g), "1 and 2 threads give different gradient bits");
   }
   return 0;
 }
