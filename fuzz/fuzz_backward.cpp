@@ -3,7 +3,8 @@
 //
 // Every input runs alibi_attention_forward on a valid problem (varlen, sliding-window or ranges
 // masks, the latter with rows shared by several slices; default or fuzzed positions; f32/f16/bf16
-// q/k/v of exactly representable values; GQA; padded strides; scale, softcap, max_bias, user,
+// q/k/v of exactly representable values; GQA/MQA with 1-2 or (now and then) 8-10 kv heads, up to
+// 3 query heads each; <= 64 queries, <= 72 keys, head_dim <= 24; padded strides; scale, softcap, max_bias, user,
 // per-sequence or tensor-parallel slopes; attn_bias with -inf cells; lse in either layout), then
 // the backward with any subset of dq/dk/dv (each NULL, q's dtype or f32, its own padding) and
 // dslopes (NULL or f32 with any strides). Now and then one argument of the backward is made
@@ -421,10 +422,10 @@ struct Case {
 };
 
 // Builds a valid problem and runs the forward on it.
-void run_forward(Bytes& in, alibi_context_t ctx, Case& c) {
+void run_forward(Bytes& in, alibi_context_t ctx, int heads_kv, Case& c) {
   make_mask(in, ctx, c.m);
   c.dtype = float_dtype(in);
-  c.heads_kv = int(in.in(1, 2));
+  c.heads_kv = heads_kv;
   c.heads = c.heads_kv * int(in.in(1, 3));
   c.dim = in.u8() < 224 ? int(in.in(1, 8)) : int(in.in(1, 24));
   const int q_shift = int(in.in(-4, 4)), k_shift = int(in.in(-4, 4)), v_shift = int(in.in(-2, 4));
@@ -565,10 +566,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const int threads = thread_choice % 16 == 15 ? 2 : 1;
   const bool rerun = thread_choice / 16 == 0;
   const uint8_t gradient_choice[4] = {in.u8(), in.u8(), in.u8(), in.u8()};  // dq, dk, dv, dslopes
+  // Mostly 1 or 2 kv heads; now and then 8 to 10 (the CPU's schedule for many kv heads).
+  const uint8_t kv_choice = in.u8();
+  const int heads_kv = kv_choice < 224 ? 1 + kv_choice % 2 : 8 + kv_choice % 3;
   alibi_context_t ctx = fuzz::cpu_context(threads);
 
   Case c;
-  run_forward(in, ctx, c);
+  run_forward(in, ctx, heads_kv, c);
   Gradients g;
   choose_gradients(in, gradient_choice, corruption, c, g);
   if ((corruption == kDoutStride || corruption == kDqStride) && c.dim < 2) corruption = kNone;  // valid then
