@@ -105,7 +105,7 @@ static const char* alibi_binding_error_message(void) {
 }
 
 /*
- * Attention forward and merge over caller arrays, each passed with its element count (the pair
+ * Attention forward, backward and merge over caller arrays, each passed with its element count (the pair
  * typemaps (const CTYPE* ARRAY, size_t COUNT) and (CTYPE* ARRAY, size_t COUNT) of each local.i)
  * and wrapped, not copied, for this call only. Their lengths give the token counts; the helpers
  * check what only they can (NULL arrays, lengths that are not whole rows), and the library
@@ -122,6 +122,18 @@ static const char* alibi_binding_error_message(void) {
   (const uint16_t* v, size_t v_count), (const uint16_t* out_a, size_t out_a_count),
   (const uint16_t* out_b, size_t out_b_count) };
 %apply (uint16_t* ARRAY, size_t COUNT) { (uint16_t* out, size_t out_count) };
+/* The backward's inputs out, lse and dout, and its gradients. */
+%apply (const float* ARRAY, size_t COUNT) {
+  (const float* out, size_t out_count), (const float* lse, size_t lse_count),
+  (const float* dout, size_t dout_count) };
+%apply (float* ARRAY, size_t COUNT) {
+  (float* dq, size_t dq_count), (float* dk, size_t dk_count), (float* dv, size_t dv_count),
+  (float* dslopes, size_t dslopes_count) };
+%apply (const uint16_t* ARRAY, size_t COUNT) {
+  (const uint16_t* out, size_t out_count), (const uint16_t* dout, size_t dout_count) };
+%apply (uint16_t* ARRAY, size_t COUNT) {
+  (uint16_t* dq, size_t dq_count), (uint16_t* dk, size_t dk_count),
+  (uint16_t* dv, size_t dv_count) };
 
 %{
 /* An array argument of the array helpers: its name in messages, its data and element count. */
@@ -270,6 +282,62 @@ static alibi_status alibi_binding_forward(const char* function, alibi_context_t 
   return s;
 }
 
+/* The forward's arrays and the gradients of a backward call (all but lse, dout: optional). */
+typedef struct {
+  alibi_binding_array q, k, v, out, lse, dout, dq, dk, dv, dslopes;
+} alibi_binding_backward_arrays;
+
+/* dslopes (optional, f32): (heads_q), or (sequences, heads_q) with per-sequence slopes. */
+static alibi_binding_operand alibi_binding_slope_gradient(alibi_binding_array dslopes, int heads_q,
+                                                          int per_sequence) {
+  const alibi_binding_operand per_head = {dslopes, ALIBI_DTYPE_F32, 1, {heads_q}, {"heads_q"}, 1};
+  const alibi_binding_operand per_sequence_and_head = {
+      dslopes, ALIBI_DTYPE_F32, 2, {-1, heads_q}, {"sequences", "heads_q"}, 1};
+  return per_sequence ? per_sequence_and_head : per_head;
+}
+
+/*
+ * As alibi_binding_forward, plus dout (like out) and the optional gradients: dq like q, dk and dv
+ * like k, all in dtype; dslopes f32 (heads_q), or (sequences, heads_q) with per-sequence slopes,
+ * whose count the library checks against the mask's sequences. lse is required.
+ */
+static alibi_status alibi_binding_backward(const char* function, alibi_context_t ctx,
+                                           alibi_dtype dtype, int heads_q, int heads_kv,
+                                           int head_dim, alibi_mask_t mask,
+                                           const alibi_attention_params* params,
+                                           alibi_binding_backward_arrays a) {
+  int64_t tq = 0, tk = 0;
+  alibi_tensor_t t[10] = {NULL};
+  alibi_status s;
+  if (heads_q < 1 || heads_kv < 1 || head_dim < 1)
+    return alibi_binding_fail(ALIBI_STATUS_INVALID_ARGUMENT,
+                              "%s: heads_q = %d, heads_kv = %d, head_dim = %d; each must be >= 1",
+                              function, heads_q, heads_kv, head_dim);
+  if (!mask) return alibi_binding_fail(ALIBI_STATUS_NULL_POINTER, "%s: mask is NULL", function);
+  s = alibi_mask_get_totals(mask, &tq, &tk);
+  if (s == ALIBI_STATUS_SUCCESS) {
+    const char* const q_names[3] = {"the mask's total_q", "heads_q", "head_dim"};
+    const char* const k_names[3] = {"the mask's total_k", "heads_kv", "head_dim"};
+    const alibi_binding_operand ops[10] = {
+        {a.q, dtype, 3, {tq, heads_q, head_dim}, {q_names[0], q_names[1], q_names[2]}, 0},
+        {a.k, dtype, 3, {tk, heads_kv, head_dim}, {k_names[0], k_names[1], k_names[2]}, 0},
+        {a.v, dtype, 3, {tk, heads_kv, head_dim}, {k_names[0], k_names[1], k_names[2]}, 0},
+        {a.out, dtype, 3, {tq, heads_q, head_dim}, {q_names[0], q_names[1], q_names[2]}, 0},
+        {a.lse, ALIBI_DTYPE_F32, 2, {heads_q, tq}, {"heads_q", "the mask's total_q"}, 0},
+        {a.dout, dtype, 3, {tq, heads_q, head_dim}, {q_names[0], q_names[1], q_names[2]}, 0},
+        {a.dq, dtype, 3, {tq, heads_q, head_dim}, {q_names[0], q_names[1], q_names[2]}, 1},
+        {a.dk, dtype, 3, {tk, heads_kv, head_dim}, {k_names[0], k_names[1], k_names[2]}, 1},
+        {a.dv, dtype, 3, {tk, heads_kv, head_dim}, {k_names[0], k_names[1], k_names[2]}, 1},
+        alibi_binding_slope_gradient(a.dslopes, heads_q, params && params->slopes_per_batch)};
+    s = alibi_binding_wrap_all(function, ctx, ops, 10, t);
+    if (s == ALIBI_STATUS_SUCCESS)
+      s = alibi_attention_backward(ctx, t[0], t[1], t[2], mask, params, t[3], t[4], t[5], t[6],
+                                   t[7], t[8], t[9]);
+    alibi_binding_destroy_all(ops, 10, t);
+  }
+  return s;
+}
+
 /* out_a, out_b and out (tokens, heads, head_dim); lse_a, lse_b and lse (heads, tokens) f32, lse
  * may be NULL. */
 static alibi_status alibi_binding_merge(const char* function, alibi_context_t ctx,
@@ -357,5 +425,51 @@ alibi_status alibi_binding_merge_u16(alibi_context_t ctx, alibi_dtype dtype, int
   if (s != ALIBI_STATUS_SUCCESS) return s;
   return alibi_binding_merge(__func__, ctx, dtype, heads, head_dim, aout_a, alse_a, aout_b,
                              alse_b, aout, alse);
+}
+
+/*
+ * Backward over f32 arrays: q, k, v, mask and params those of the forward, out and lse (required)
+ * its results, dout the gradient of out; dq, dk, dv (f32) and dslopes NULL (count 0) when not
+ * wanted. Each length is checked against the mask's totals.
+ */
+alibi_status alibi_binding_backward_f32(alibi_context_t ctx, int heads_q, int heads_kv,
+                                        int head_dim, const float* q, size_t q_count,
+                                        const float* k, size_t k_count, const float* v,
+                                        size_t v_count, alibi_mask_t mask,
+                                        const alibi_attention_params* params, const float* out,
+                                        size_t out_count, const float* lse, size_t lse_count,
+                                        const float* dout, size_t dout_count, float* dq,
+                                        size_t dq_count, float* dk, size_t dk_count, float* dv,
+                                        size_t dv_count, float* dslopes, size_t dslopes_count) {
+  const alibi_binding_backward_arrays a = {
+      {"q", q, q_count},       {"k", k, k_count},          {"v", v, v_count},
+      {"out", out, out_count}, {"lse", lse, lse_count},    {"dout", dout, dout_count},
+      {"dq", dq, dq_count},    {"dk", dk, dk_count},       {"dv", dv, dv_count},
+      {"dslopes", dslopes, dslopes_count}};
+  return alibi_binding_backward(__func__, ctx, ALIBI_DTYPE_F32, heads_q, heads_kv, head_dim, mask,
+                                params, a);
+}
+
+/* As alibi_binding_backward_f32, for f16 or bf16 q, k, v, out, dout and dq, dk, dv (as their
+ * 16-bit patterns); lse and dslopes f32. */
+alibi_status alibi_binding_backward_u16(alibi_context_t ctx, alibi_dtype dtype, int heads_q,
+                                        int heads_kv, int head_dim, const uint16_t* q,
+                                        size_t q_count, const uint16_t* k, size_t k_count,
+                                        const uint16_t* v, size_t v_count, alibi_mask_t mask,
+                                        const alibi_attention_params* params,
+                                        const uint16_t* out, size_t out_count, const float* lse,
+                                        size_t lse_count, const uint16_t* dout, size_t dout_count,
+                                        uint16_t* dq, size_t dq_count, uint16_t* dk,
+                                        size_t dk_count, uint16_t* dv, size_t dv_count,
+                                        float* dslopes, size_t dslopes_count) {
+  const alibi_binding_backward_arrays a = {
+      {"q", q, q_count},       {"k", k, k_count},          {"v", v, v_count},
+      {"out", out, out_count}, {"lse", lse, lse_count},    {"dout", dout, dout_count},
+      {"dq", dq, dq_count},    {"dk", dk, dk_count},       {"dv", dv, dv_count},
+      {"dslopes", dslopes, dslopes_count}};
+  const alibi_status s = alibi_binding_require_16_bit(__func__, dtype);
+  if (s != ALIBI_STATUS_SUCCESS) return s;
+  return alibi_binding_backward(__func__, ctx, dtype, heads_q, heads_kv, head_dim, mask, params,
+                                a);
 }
 %}
