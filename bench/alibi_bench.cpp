@@ -11,13 +11,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "baselines.h"
-#include "common/command_line.h"
 #include "cases.h"
+#include "common/command_line.h"
+#include "library_calls.h"
 #include "measure.h"
 #include "report.h"
 
@@ -30,6 +33,8 @@ constexpr size_t kCopyBytes = size_t(1) << 30;  // far beyond the 32 MiB L3
 constexpr double kTolerance = 1e-3;
 constexpr double kBf16Ulp = 1.0 / 128;  // of a value in [1, 2): output rounding of bf16 cases
 constexpr int kCeilingReps = 3;  // before and after each case
+constexpr int kTilesPerThread = 8;  // the memory bound's allowance (backward_memory_bound_mib)
+constexpr int kTileRows = 256;      // the CPU kernel's query rows per block
 
 const char* const kUsage =
     "usage: alibi-bench [--quick] [--case SUBSTRING]... [--threads N] [--reps N]\n"
@@ -76,104 +81,6 @@ Options parse_options(int argc, char** argv) {
     if (bench_common::selected(c.name, c.quick, quick, filters)) options.cases.push_back(c);
   if (options.cases.empty()) args.fail("no case matches");
   return options;
-}
-
-void check(alibi_status status, const char* call) {
-  if (status == ALIBI_STATUS_SUCCESS) return;
-  std::fprintf(stderr, "alibi-bench: %s failed: %s\n  %s\n", call, alibi_status_string(status),
-               alibi_last_error_message());
-  std::exit(1);
-}
-
-struct ContextDeleter {
-  void operator()(alibi_context_t ctx) const { alibi_context_destroy(ctx); }
-};
-struct TensorDeleter {
-  void operator()(alibi_tensor_t t) const { alibi_tensor_destroy(t); }
-};
-struct MaskDeleter {
-  void operator()(alibi_mask_t m) const { alibi_mask_destroy(m); }
-};
-using Context = std::unique_ptr<alibi_context_s, ContextDeleter>;
-using Tensor = std::unique_ptr<alibi_tensor_s, TensorDeleter>;
-using Mask = std::unique_ptr<alibi_mask_s, MaskDeleter>;
-
-Context make_context(int threads) {
-  alibi_context_t ctx = nullptr;
-  check(alibi_context_create(ALIBI_DEVICE_CPU, 0, &ctx), "alibi_context_create");
-  Context owned(ctx);
-  check(alibi_context_set_num_threads(ctx, threads), "alibi_context_set_num_threads");
-  return owned;
-}
-
-Tensor wrap(alibi_context_t ctx, const Case& c, int64_t tokens, int heads, void* data) {
-  const int64_t shape[3] = {tokens, heads, c.head_dim};
-  alibi_tensor_t tensor = nullptr;
-  check(alibi_tensor_wrap(ctx, c.dtype, 3, shape, nullptr, data, &tensor), "alibi_tensor_wrap");
-  return Tensor(tensor);
-}
-
-// alibi_attention_forward of a case through the public C API, default parameters, no LSE.
-class AlibiForward {
- public:
-  AlibiForward(alibi_context_t ctx, const Case& c, Inputs& inputs)
-      : ctx_(ctx),
-        dtype_(c.dtype),
-        out_bytes_(size_t(c.total_q() * c.heads * c.head_dim) * c.element_size()),
-        q_(wrap(ctx, c, c.total_q(), c.heads, inputs.q.data())),
-        k_(wrap(ctx, c, c.total_k(), c.kv_heads, inputs.k.data())),
-        v_(wrap(ctx, c, c.total_k(), c.kv_heads, inputs.v.data())),
-        out_(wrap(ctx, c, c.total_q(), c.heads, out_bytes_.data())) {
-    const std::vector<int32_t> cu_q = c.cu_seqlens_q(), cu_k = c.cu_seqlens_k();
-    alibi_mask_t mask = nullptr;
-    check(alibi_mask_create_varlen(ctx, int(c.lengths_q.size()), cu_q.data(), cu_k.data(),
-                                   c.causal ? 1 : 0, &mask),
-          "alibi_mask_create_varlen");
-    mask_.reset(mask);
-  }
-
-  void run() {
-    check(alibi_attention_forward(ctx_, q_.get(), k_.get(), v_.get(), mask_.get(), nullptr,
-                                  out_.get(), nullptr),
-          "alibi_attention_forward");
-  }
-
-  float output(size_t i) const {
-    if (dtype_ == ALIBI_DTYPE_F32) {
-      float value;
-      std::memcpy(&value, out_bytes_.data() + 4 * i, 4);
-      return value;
-    }
-    uint16_t half;
-    std::memcpy(&half, out_bytes_.data() + 2 * i, 2);
-    return from_bf16(half);
-  }
-
- private:
-  alibi_context_t ctx_;
-  alibi_dtype dtype_;
-  std::vector<unsigned char> out_bytes_;  // allocated and touched before any measurement
-  Tensor q_, k_, v_, out_;
-  Mask mask_;
-};
-
-// Max |libalibi - unfused| over the output, and whether every element is within tolerance:
-// 1e-3, plus the bf16 rounding of libalibi's output (at most 2^-8 |value|) for bf16 cases.
-struct Agreement {
-  double max_abs_diff;
-  bool ok;
-};
-
-Agreement compare(const AlibiForward& library, const std::vector<float>& reference,
-                  alibi_dtype dtype) {
-  Agreement agreement{0.0, true};
-  const double relative = dtype == ALIBI_DTYPE_BF16 ? kBf16Ulp / 2 : 0.0;
-  for (size_t i = 0; i < reference.size(); ++i) {
-    const double diff = std::fabs(double(library.output(i)) - reference[i]);
-    agreement.max_abs_diff = std::max(agreement.max_abs_diff, diff);
-    if (!(diff <= kTolerance + relative * std::fabs(reference[i]))) agreement.ok = false;
-  }
-  return agreement;
 }
 
 // The ceilings, kept ready: each case times its own ceiling just before and just after its
@@ -238,7 +145,7 @@ void report_ceilings(Ceilings& ceilings, const Options& options, Report& report)
 Row case_row(const Case& c, const std::string& implementation, int reps, double median_seconds) {
   Row row;
   row.case_name = c.name;
-  row.kind = kind_name(c.kind);
+  row.kind = c.backward ? "backward" : kind_name(c.kind);
   row.dtype = dtype_name(c.dtype);
   row.heads = std::to_string(c.heads);
   row.kv_heads = std::to_string(c.kv_heads);
@@ -248,7 +155,7 @@ Row case_row(const Case& c, const std::string& implementation, int reps, double 
   row.implementation = implementation;
   row.reps = reps;
   row.median_seconds = median_seconds;
-  row.gflop_per_s = c.flops() / median_seconds * 1e-9;
+  row.gflop_per_s = c.counted_flops() / median_seconds * 1e-9;
   if (c.kind == Kind::decode) row.gb_per_s = c.decode_bytes() / median_seconds * 1e-9;
   return row;
 }
@@ -264,8 +171,114 @@ void add_case_row(Row row, const Row& ceiling, Report& report) {
   if (!std::isnan(row.frac_of_gemm)) std::fprintf(stderr, " = %.2f of GEMM", row.frac_of_gemm);
   if (!std::isnan(row.gb_per_s))
     std::fprintf(stderr, ", %.1f GB/s = %.2f of copy", row.gb_per_s, row.frac_of_copy);
-  std::fprintf(stderr, ", peak +%.1f MiB\n", row.peak_extra_mib);
+  std::fprintf(stderr, ", peak +%.1f MiB", row.peak_extra_mib);
+  if (!std::isnan(row.memory_bound_mib))
+    std::fprintf(stderr, " (bound %.1f MiB)", row.memory_bound_mib);
+  std::fprintf(stderr, "\n");
   report.add(row);
+}
+
+// The memory a backward may add beyond its inputs and gradients, O(tiles x threads + Tk x Hkv x D
+// f32), made a figure: one f32 copy of k's size plus kTilesPerThread tiles of kTileRows x D f32 per
+// thread.
+double backward_memory_bound_mib(const Case& c, int threads) {
+  const double tiles = double(threads) * kTilesPerThread * kTileRows * c.head_dim;
+  return (double(c.kv_elements()) + tiles) * sizeof(float) / (1024.0 * 1024.0);
+}
+
+// Whether libalibi's `result` matches the baseline's `reference` (printing the largest
+// difference): within kTolerance times the larger of 1 and the reference's largest magnitude
+// (gradients are sums of many terms), plus half a bf16 ulp of the value where libalibi rounds
+// its result to bf16.
+bool agree(const char* what, const std::vector<float>& result, const std::vector<float>& reference,
+           bool bf16_rounded) {
+  double largest = 1.0;
+  for (float value : reference) largest = std::max(largest, double(std::fabs(value)));
+  const double absolute = kTolerance * largest, relative = bf16_rounded ? kBf16Ulp / 2 : 0.0;
+  double max_abs_diff = 0.0;
+  bool ok = result.size() == reference.size();
+  for (size_t i = 0; ok && i < reference.size(); ++i) {
+    const double diff = std::fabs(double(result[i]) - reference[i]);
+    if (!(diff <= max_abs_diff)) max_abs_diff = diff;  // NaN (an unwritten element) sticks
+    if (!(diff <= absolute + relative * std::fabs(reference[i]))) ok = false;
+  }
+  std::fprintf(stderr, "  max |libalibi - unfused| %-7s = %.3g (tolerance %.3g%s)\n", what,
+               max_abs_diff, absolute, bf16_rounded ? " + 2^-8 |value|" : "");
+  return ok;
+}
+
+bool all_finite(const std::vector<float>& values) {
+  return std::all_of(values.begin(), values.end(),
+                     [](float value) { return std::isfinite(value); });
+}
+
+// The measurements of libalibi's call and the baseline's.
+struct Timings {
+  FirstCall library_first, baseline_first;
+  int reps;
+  std::vector<double> medians;  // libalibi's, then the baseline's where there is one
+};
+
+// One measured call of libalibi and of the baseline (an empty Run where the case has none), then
+// `check` (false: the results disagree, and nothing is timed), then their calls alternating.
+std::optional<Timings> time_calls(const Run& library, const Run& baseline,
+                                  const std::function<bool()>& check, const Options& options) {
+  Timings timings{};
+  timings.library_first = measured_call(library);
+  std::vector<Run> runs{library};
+  double round_seconds = timings.library_first.seconds;
+  if (baseline) {
+    timings.baseline_first = measured_call(baseline);
+    runs.push_back(baseline);
+    round_seconds += timings.baseline_first.seconds;
+  }
+  if (!check()) return std::nullopt;
+  timings.reps = repetitions(round_seconds, options.reps);
+  timings.medians = alternating_median_seconds(runs, timings.reps);
+  return timings;
+}
+
+std::optional<Timings> time_forward(const Case& c, alibi_context_t ctx, Inputs& inputs,
+                                    const Options& options) {
+  AlibiForward library(ctx, c, inputs);
+  std::vector<float> reference;
+  if (c.with_baseline) reference.assign(size_t(c.q_elements()), 0.0f);
+  const Run baseline = [&] { unfused_attention(c, inputs, reference.data()); };
+  const auto check = [&] {
+    return !c.with_baseline ||
+           agree("out", library.output(), reference, c.dtype == ALIBI_DTYPE_BF16);
+  };
+  return time_calls([&] { library.run(); }, c.with_baseline ? baseline : Run(), check, options);
+}
+
+// Backward cases check dq, dk, dv and dslopes against the baseline's, or without a baseline that
+// the call wrote every element (poisoned with NaN before it).
+std::optional<Timings> time_backward(const Case& c, alibi_context_t ctx, Inputs& inputs,
+                                     const Options& options) {
+  AlibiBackward library(ctx, c, inputs);
+  Gradients reference;
+  if (c.with_baseline)
+    reference = {std::vector<float>(size_t(c.q_elements())),
+                 std::vector<float>(size_t(c.kv_elements())),
+                 std::vector<float>(size_t(c.kv_elements())), std::vector<float>(size_t(c.heads))};
+  const Run baseline = [&] { unfused_attention_backward(c, inputs, library.forward(), reference); };
+  const auto check = [&] {
+    const Gradients result = library.gradients();
+    if (!c.with_baseline) {
+      const bool written = all_finite(result.dq) && all_finite(result.dk) &&
+                           all_finite(result.dv) && all_finite(result.dslopes);
+      std::fprintf(stderr, "  gradients %s\n",
+                   written ? "all written (finite)" : "NOT all written");
+      return written;
+    }
+    const bool bf16 = c.dtype == ALIBI_DTYPE_BF16;
+    const bool dq = agree("dq", result.dq, reference.dq, bf16),
+               dk = agree("dk", result.dk, reference.dk, bf16),
+               dv = agree("dv", result.dv, reference.dv, bf16),
+               dslopes = agree("dslopes", result.dslopes, reference.dslopes, false);
+    return dq && dk && dv && dslopes;
+  };
+  return time_calls([&] { library.run(); }, c.with_baseline ? baseline : Run(), check, options);
 }
 
 // Measures libalibi and the unfused baseline where the case has it, their calls alternating, and
@@ -281,45 +294,27 @@ bool run_case(const Case& c, alibi_context_t ctx, Ceilings& ceilings, const Opti
   if (decode) read_seconds = call_seconds(read_run, kCeilingReps);
 
   Inputs inputs = make_inputs(c);
-  AlibiForward library(ctx, c, inputs);
-  const Run library_run = [&] { library.run(); };
-  const FirstCall library_first = measured_call(library_run);
-  std::vector<Run> runs{library_run};
-  double round_seconds = library_first.seconds;
-  std::vector<float> reference;
-  FirstCall baseline_first{};
-  if (c.with_baseline) {
-    reference.assign(size_t(c.total_q() * c.heads * c.head_dim), 0.0f);
-    const Run baseline_run = [&] { unfused_attention(c, inputs, reference.data()); };
-    baseline_first = measured_call(baseline_run);
-    const Agreement agreement = compare(library, reference, c.dtype);
-    std::fprintf(stderr, "  max |libalibi - unfused| = %.3g%s\n", agreement.max_abs_diff,
-                 c.dtype == ALIBI_DTYPE_BF16 ? " (bf16 output; tolerance 1e-3 + 2^-8 |value|)"
-                                             : " (tolerance 1e-3)");
-    if (!agreement.ok) {
-      std::fprintf(stderr, "alibi-bench: %s: libalibi and the unfused baseline disagree\n",
-                   c.name.c_str());
-      return false;
-    }
-    runs.push_back(baseline_run);
-    round_seconds += baseline_first.seconds;
+  const std::optional<Timings> timings =
+      c.backward ? time_backward(c, ctx, inputs, options) : time_forward(c, ctx, inputs, options);
+  if (!timings) {
+    std::fprintf(stderr, "alibi-bench: %s: libalibi and the unfused baseline disagree\n",
+                 c.name.c_str());
+    return false;
   }
-
-  const int reps = repetitions(round_seconds, options.reps);
-  const std::vector<double> medians = alternating_median_seconds(runs, reps);
-  Row library_row = case_row(c, "libalibi", reps, medians[0]);
-  library_row.peak_extra_mib = library_first.peak_extra_mib;
+  Row library_row = case_row(c, "libalibi", timings->reps, timings->medians[0]);
+  library_row.peak_extra_mib = timings->library_first.peak_extra_mib;
+  if (c.backward) library_row.memory_bound_mib = backward_memory_bound_mib(c, options.threads);
   Row baseline_row;
   if (c.with_baseline) {
-    baseline_row = case_row(c, "unfused", reps, medians[1]);
-    baseline_row.peak_extra_mib = baseline_first.peak_extra_mib;
+    baseline_row = case_row(c, "unfused", timings->reps, timings->medians[1]);
+    baseline_row.peak_extra_mib = timings->baseline_first.peak_extra_mib;
     library_row.speedup_vs_unfused = baseline_row.median_seconds / library_row.median_seconds;
   }
 
   for (double seconds : call_seconds(ceiling_run, kCeilingReps)) ceiling_seconds.push_back(seconds);
   if (decode)
     for (double seconds : call_seconds(read_run, kCeilingReps)) read_seconds.push_back(seconds);
-  const std::string kind = kind_name(c.kind);
+  const std::string kind = library_row.kind;
   const int ceiling_reps = int(ceiling_seconds.size());
   const Row ceiling = decode ? copy_row(c.name, kind, ceilings.copy, ceiling_reps, median(ceiling_seconds))
                              : gemm_row(c.name, kind, ceilings.gemm, ceiling_reps, median(ceiling_seconds));
@@ -350,7 +345,7 @@ int run(const Options& options) {
   for (size_t i = 0; i < cases.size(); ++i) {
     const Case& c = cases[i];
     std::fprintf(stderr, "[%zu/%zu] %s: %.3g GFLOP%s\n", i + 1, cases.size(), c.name.c_str(),
-                 c.flops() * 1e-9, c.with_baseline ? "" : ", libalibi only");
+                 c.counted_flops() * 1e-9, c.with_baseline ? "" : ", libalibi only");
     if (!run_case(c, ctx.get(), ceilings, options, report)) return 1;
   }
   if (!options.plot.empty()) report.plot(options.plot);

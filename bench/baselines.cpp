@@ -108,6 +108,129 @@ const float* as_f32(const std::vector<unsigned char>& bytes) {
   return reinterpret_cast<const float*>(bytes.data());
 }
 
+// One thread's Lq x Lk buffers for the backward: P, the bias, dP (then dS in place).
+struct BackwardWorkspace {
+  RowMatrix probabilities, bias, dscores;
+  Eigen::VectorXf row_dot;  // rowsum(dO * O)
+};
+
+// P = exp(S - lse) row by row, in place over S (bias included, -inf where masked): 0 where
+// masked, and on a whole row whose lse is -inf (it sees no key).
+void exponentiate_rows(const float* lse, RowMatrix& scores) {
+  for (Eigen::Index row = 0; row < scores.rows(); ++row) {
+    auto values = scores.row(row);
+    if (lse[row] == kNegInf)
+      values.setZero();
+    else
+      values = (values.array() - lse[row]).exp();
+  }
+}
+
+// sum over the cells of dS * |qpos - kpos| (bottom-right aligned positions); masked cells hold 0.
+double distance_weighted_sum(const RowMatrix& dscores, int64_t lq, int64_t lk) {
+  double total = 0.0;
+  for (int64_t row = 0; row < lq; ++row) {
+    const int64_t qpos = row + lk - lq;
+    const float* values = &dscores(row, 0);
+    float sum = 0.0f;
+    for (int64_t col = 0; col < lk; ++col) sum += values[col] * float(std::abs(qpos - col));
+    total += sum;
+  }
+  return total;
+}
+
+// One query head's part of the backward; a view's out is the forward's out, dout its gradient,
+// dq, dk, dv the head's gradients (dk and dv accumulated into: a kv head serves its group).
+struct BackwardHeadView {
+  const float *q, *k, *v, *out, *dout, *lse;
+  float *dq, *dk, *dv;
+  int64_t lq, lk, q_stride, kv_stride, head_dim;
+};
+
+// Returns the head's contribution to its slope's gradient.
+double backward_head(const BackwardHeadView& view, float slope, float scale, bool causal,
+                     BackwardWorkspace& ws) {
+  const Eigen::OuterStride<> q_stride(view.q_stride), kv_stride(view.kv_stride);
+  const ConstHeadMap q(view.q, view.lq, view.head_dim, q_stride),
+      out(view.out, view.lq, view.head_dim, q_stride),
+      dout(view.dout, view.lq, view.head_dim, q_stride);
+  const ConstHeadMap k(view.k, view.lk, view.head_dim, kv_stride),
+      v(view.v, view.lk, view.head_dim, kv_stride);
+  HeadMap dq(view.dq, view.lq, view.head_dim, q_stride);
+  HeadMap dk(view.dk, view.lk, view.head_dim, kv_stride),
+      dv(view.dv, view.lk, view.head_dim, kv_stride);
+
+  build_bias(slope, view.lq, view.lk, causal, ws.bias);
+  ws.probabilities.noalias() = (scale * q) * k.transpose();
+  ws.probabilities += ws.bias;
+  exponentiate_rows(view.lse, ws.probabilities);
+  dv.noalias() += ws.probabilities.transpose() * dout;
+  ws.dscores.noalias() = dout * v.transpose();
+  ws.row_dot = dout.cwiseProduct(out).rowwise().sum();
+  ws.dscores.array() =
+      ws.probabilities.array() * (ws.dscores.array().colwise() - ws.row_dot.array());
+  dq.noalias() = (scale * ws.dscores) * k;
+  dk.noalias() += (scale * ws.dscores.transpose()) * q;
+  return -distance_weighted_sum(ws.dscores, view.lq, view.lk);
+}
+
+// The f32 tensors of a backward: q, k, v, out, dout.
+struct BackwardTensors {
+  const float *q, *k, *v, *out, *dout;
+};
+
+void backward_all(const Case& c, const BackwardTensors& t, const float* lse, Gradients& grads) {
+  std::vector<float> slopes(size_t(c.heads));
+  alibi_compute_slopes(c.heads, kMaxBias, slopes.data());
+  const float scale = 1.0f / std::sqrt(float(c.head_dim));
+  const std::vector<int32_t> cu_q = c.cu_seqlens_q(), cu_k = c.cu_seqlens_k();
+  const int64_t q_stride = int64_t(c.heads) * c.head_dim,
+                kv_stride = int64_t(c.kv_heads) * c.head_dim;
+  const int group = c.heads / c.kv_heads;
+  const int sequences = int(c.lengths_q.size());
+  const int items = sequences * c.kv_heads;
+  std::vector<double> dslope_parts(size_t(sequences) * c.heads);  // per (sequence, head)
+#pragma omp parallel
+  {
+    BackwardWorkspace ws;
+#pragma omp for schedule(dynamic)
+    for (int item = 0; item < items; ++item) {
+      const int b = item / c.kv_heads, kv_head = item % c.kv_heads;
+      const int64_t kv_offset = cu_k[b] * kv_stride + int64_t(kv_head) * c.head_dim;
+      HeadMap(grads.dk.data() + kv_offset, c.lengths_k[b], c.head_dim,
+              Eigen::OuterStride<>(kv_stride))
+          .setZero();
+      HeadMap(grads.dv.data() + kv_offset, c.lengths_k[b], c.head_dim,
+              Eigen::OuterStride<>(kv_stride))
+          .setZero();
+      for (int head = kv_head * group; head < (kv_head + 1) * group; ++head) {
+        const int64_t q_offset = cu_q[b] * q_stride + int64_t(head) * c.head_dim;
+        const BackwardHeadView view{t.q + q_offset,
+                                    t.k + kv_offset,
+                                    t.v + kv_offset,
+                                    t.out + q_offset,
+                                    t.dout + q_offset,
+                                    lse + int64_t(head) * c.total_q() + cu_q[b],
+                                    grads.dq.data() + q_offset,
+                                    grads.dk.data() + kv_offset,
+                                    grads.dv.data() + kv_offset,
+                                    c.lengths_q[b],
+                                    c.lengths_k[b],
+                                    q_stride,
+                                    kv_stride,
+                                    c.head_dim};
+        dslope_parts[size_t(b) * c.heads + head] =
+            backward_head(view, slopes[size_t(head)], scale, c.causal, ws);
+      }
+    }
+  }
+  for (int head = 0; head < c.heads; ++head) {
+    double total = 0.0;
+    for (int b = 0; b < sequences; ++b) total += dslope_parts[size_t(b) * c.heads + head];
+    grads.dslopes[size_t(head)] = float(total);
+  }
+}
+
 }  // namespace
 
 void unfused_attention(const Case& c, const Inputs& inputs, float* out) {
@@ -118,6 +241,21 @@ void unfused_attention(const Case& c, const Inputs& inputs, float* out) {
   const std::vector<float> q = widen_bf16(inputs.q), k = widen_bf16(inputs.k),
                            v = widen_bf16(inputs.v);
   attend_all(c, q.data(), k.data(), v.data(), out);
+}
+
+void unfused_attention_backward(const Case& c, const Inputs& inputs, const ForwardResult& forward,
+                                Gradients& grads) {
+  if (c.dtype != ALIBI_DTYPE_BF16) {
+    const BackwardTensors tensors{as_f32(inputs.q), as_f32(inputs.k), as_f32(inputs.v),
+                                  as_f32(forward.out), as_f32(inputs.dout)};
+    backward_all(c, tensors, forward.lse.data(), grads);
+    return;
+  }
+  const std::vector<float> q = widen_bf16(inputs.q), k = widen_bf16(inputs.k),
+                           v = widen_bf16(inputs.v), out = widen_bf16(forward.out),
+                           dout = widen_bf16(inputs.dout);
+  backward_all(c, {q.data(), k.data(), v.data(), out.data(), dout.data()}, forward.lse.data(),
+               grads);
 }
 
 Gemm::Gemm(int n) : a_(Matrix::Random(n, n)), b_(Matrix::Random(n, n)), c_(Matrix::Zero(n, n)) {}

@@ -17,6 +17,27 @@ namespace bench {
 // f32.
 void unfused_attention(const Case& c, const Inputs& inputs, float* out);
 
+// What a forward call gave, as a backward call takes it: out in the case's dtype, lse
+// (heads, total_q) f32.
+struct ForwardResult {
+  std::vector<unsigned char> out;
+  std::vector<float> lse;
+};
+
+// Gradients in f32: dq (total_q, heads, head_dim), dk and dv (total_k, kv_heads, head_dim),
+// dslopes (heads).
+struct Gradients {
+  std::vector<float> dq, dk, dv, dslopes;
+};
+
+// Unfused attention backward, per (sequence, kv head) in parallel, for each of its query heads:
+// materialize P = exp(scale Q K^T + bias - lse) (0 where masked) as an Lq x Lk matrix, then
+// dV += P^T dO, dP = dO V^T, dS = P (dP - rowsum(dO O)), dslopes = -sum dS |qpos - kpos|,
+// dQ = scale dS K, dK += scale dS^T Q (Eigen GEMMs). bf16 inputs are converted to f32 first.
+// grads must have the sizes above; every element is overwritten.
+void unfused_attention_backward(const Case& c, const Inputs& inputs, const ForwardResult& forward,
+                                Gradients& grads);
+
 // C = A B with square f32 matrices: the GEMM ceiling.
 class Gemm {
  public:

@@ -23,6 +23,7 @@ Case make_case(std::string name, Kind kind, alibi_dtype dtype, int heads, int he
   c.lengths_q = std::move(lengths_q);
   c.lengths_k = std::move(lengths_k);
   c.causal = causal;
+  c.backward = false;
   c.with_baseline = true;
   for (size_t b = 0; b < c.lengths_q.size(); ++b)
     if (int64_t(c.lengths_q[b]) * c.lengths_k[b] > kMaxBaselineCells) c.with_baseline = false;
@@ -50,6 +51,16 @@ Case varlen(int heads, int head_dim, const std::vector<int32_t>& lengths) {
                    lengths, true);
 }
 
+// The backward of a forward case: "prefill_X" becomes "backward_X", "varlen_X" "backward_varlen_X".
+Case backward(Case c) {
+  const std::string prefill_prefix = "prefill_";
+  if (c.name.compare(0, prefill_prefix.size(), prefill_prefix) == 0)
+    c.name.erase(0, prefill_prefix.size());
+  c.name = "backward_" + c.name;
+  c.backward = true;
+  return c;
+}
+
 }  // namespace
 
 size_t Case::element_size() const { return dtype == ALIBI_DTYPE_BF16 ? 2 : 4; }
@@ -73,10 +84,22 @@ std::vector<Case> default_cases() {
   memory.name = "memory_" + memory.name.substr(std::strlen("prefill_"));
   cases.push_back(memory);
 
+  cases.push_back(backward(prefill(16, 64, 512, true, ALIBI_DTYPE_F32)));
+  for (bool causal : {true, false})
+    for (alibi_dtype dtype : dtypes)
+      cases.push_back(backward(prefill(16, 128, 2048, causal, dtype)));
+  cases.push_back(backward(varlen(16, 128, {37, 512, 1999, 64})));
+  // Few heads, long: a Tq x Tk buffer would be 1 GiB, the O(Tk x Hkv x D) term is 16 MiB.
+  Case backward_memory = backward(prefill(2, 128, 16384, true, ALIBI_DTYPE_F32));
+  backward_memory.name = "backward_memory_" + backward_memory.name.substr(std::strlen("backward_"));
+  cases.push_back(backward_memory);
+
   const std::string quick[] = {"prefill_h16_d64_n512_causal_f32",
                                "prefill_h16_d64_n512_causal_bf16",
-                               "prefill_h16_d128_n2048_causal_f32", "decode_h32_d128_tk4096_f32",
-                               "varlen_h16_d128_l37-512-1999-64_causal_f32"};
+                               "prefill_h16_d128_n2048_causal_f32",
+                               "decode_h32_d128_tk4096_f32",
+                               "varlen_h16_d128_l37-512-1999-64_causal_f32",
+                               "backward_h16_d64_n512_causal_f32"};
   for (Case& c : cases)
     c.quick = std::find(std::begin(quick), std::end(quick), c.name) != std::end(quick);
   return cases;
@@ -129,10 +152,12 @@ std::vector<unsigned char> random_buffer(int64_t count, alibi_dtype dtype, uint6
 }  // namespace
 
 Inputs make_inputs(const Case& c) {
-  const int64_t q_count = c.total_q() * c.heads * c.head_dim;
-  const int64_t kv_count = c.total_k() * c.kv_heads * c.head_dim;
-  return {random_buffer(q_count, c.dtype, 1), random_buffer(kv_count, c.dtype, 2),
-          random_buffer(kv_count, c.dtype, 3)};
+  Inputs inputs{random_buffer(c.q_elements(), c.dtype, 1),
+                random_buffer(c.kv_elements(), c.dtype, 2),
+                random_buffer(c.kv_elements(), c.dtype, 3),
+                {}};
+  if (c.backward) inputs.dout = random_buffer(c.q_elements(), c.dtype, 4);
+  return inputs;
 }
 
 }  // namespace bench

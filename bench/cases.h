@@ -20,11 +20,17 @@ struct Case : bench_common::AttentionShape {
   std::string name;
   Kind kind;
   alibi_dtype dtype;   // f32 or bf16
+  bool backward;       // times alibi_attention_backward (of a forward made once, untimed)
   bool with_baseline;  // false where the unfused per-head Lq x Lk buffers get unreasonable
   bool quick;          // part of the --quick subset
 
   size_t element_size() const;
   double decode_bytes() const { return io_bytes(element_size()); }
+  // The forward's FLOPs; a backward counts 2.5 times them: five GEMMs of the forward's size
+  // (S = Q K^T, dP = dO V^T, dV = P^T dO, dQ = dS K, dK = dS^T Q) against its two.
+  double counted_flops() const { return (backward ? 2.5 : 1.0) * flops(); }
+  int64_t q_elements() const { return total_q() * heads * head_dim; }
+  int64_t kv_elements() const { return total_k() * kv_heads * head_dim; }
 };
 
 std::vector<Case> default_cases();
@@ -35,9 +41,10 @@ const char* dtype_name(alibi_dtype dtype);
 using bench_common::from_bf16;
 using bench_common::to_bf16;
 
-// Host inputs of a case in its dtype, filled with fixed-seed uniform values in [-1, 1).
+// Host inputs of a case in its dtype, filled with fixed-seed uniform values in [-1, 1); dout
+// (the gradient of out, q's shape) for backward cases only.
 struct Inputs {
-  std::vector<unsigned char> q, k, v;
+  std::vector<unsigned char> q, k, v, dout;
 };
 Inputs make_inputs(const Case& c);
 

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Draws GFLOP/s by case (prefill, varlen and memory cases; decode is memory-bound and left out)
+# Draws GFLOP/s by case (prefill, varlen, memory and backward cases; decode is memory-bound and
+# left out)
 # for libalibi, the unfused baseline and the f32 GEMM ceiling timed with the case, from the CSV
 # alibi-bench prints.  Usage: plot.sh RESULTS.csv OUT.png   (alibi-bench --plot runs it.)
 set -eu
@@ -28,14 +29,14 @@ awk -F, '
   }' "$csv" > "$data"
 
 if [ "$(wc -l < "$data")" -lt 1 ]; then
-  echo "$0: no prefill or varlen rows in $csv" >&2
+  echo "$0: no prefill, varlen or backward rows in $csv" >&2
   exit 1
 fi
 
 gnuplot <<GNUPLOT
 set terminal pngcairo noenhanced size 1600,800 font "sans,11"
 set output "$png"
-set title "libalibi CPU attention, prefill and varlen cases: GFLOP/s = 4·D·(visible cells)·H / s"
+set title "libalibi CPU attention: GFLOP/s = 4·D·(visible cells)·H / s (backward cases: 2.5 times that)"
 set ylabel "GFLOP/s"
 set yrange [0:*]
 set offsets 0, 0, graph 0.15, 0

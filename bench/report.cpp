@@ -16,11 +16,11 @@ namespace {
 
 const char* const kCsvHeader =
     "case,kind,dtype,H,Hkv,D,N_or_Tk,mask,implementation,reps,median_s,gflop_per_s,frac_of_gemm,"
-    "speedup_vs_unfused,gb_per_s,frac_of_copy,peak_extra_mib";
+    "speedup_vs_unfused,gb_per_s,frac_of_copy,peak_extra_mib,memory_bound_mib";
 const char* const kMarkdownHeader =
     "| case | implementation | reps | median s | GFLOP/s | of GEMM | vs unfused | GB/s | of copy "
-    "| peak extra MiB |\n"
-    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|";
+    "| peak extra MiB | bound MiB |\n"
+    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|";
 
 std::string number(double value, const char* format) {
   if (std::isnan(value)) return "";
@@ -30,21 +30,23 @@ std::string number(double value, const char* format) {
 }
 
 void print_csv(const Row& r, FILE* file) {
-  std::fprintf(file, "%s,%s,%s,%s,%s,%s,%s,%s,%s,%d,%s,%s,%s,%s,%s,%s,%s\n", r.case_name.c_str(),
+  std::fprintf(file, "%s,%s,%s,%s,%s,%s,%s,%s,%s,%d,%s,%s,%s,%s,%s,%s,%s,%s\n", r.case_name.c_str(),
                r.kind.c_str(), r.dtype.c_str(), r.heads.c_str(), r.kv_heads.c_str(),
                r.head_dim.c_str(), r.length.c_str(), r.mask.c_str(), r.implementation.c_str(),
                r.reps, number(r.median_seconds, "%.6g").c_str(),
                number(r.gflop_per_s, "%.2f").c_str(), number(r.frac_of_gemm, "%.3f").c_str(),
                number(r.speedup_vs_unfused, "%.2f").c_str(), number(r.gb_per_s, "%.2f").c_str(),
-               number(r.frac_of_copy, "%.3f").c_str(), number(r.peak_extra_mib, "%.1f").c_str());
+               number(r.frac_of_copy, "%.3f").c_str(), number(r.peak_extra_mib, "%.1f").c_str(),
+               number(r.memory_bound_mib, "%.1f").c_str());
 }
 
 void print_markdown(const Row& r, FILE* file) {
-  std::fprintf(file, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", r.case_name.c_str(),
+  std::fprintf(file, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.case_name.c_str(),
                r.implementation.c_str(), r.reps, number(r.median_seconds, "%.4g").c_str(),
                number(r.gflop_per_s, "%.1f").c_str(), number(r.frac_of_gemm, "%.2f").c_str(),
                number(r.speedup_vs_unfused, "%.2f").c_str(), number(r.gb_per_s, "%.1f").c_str(),
-               number(r.frac_of_copy, "%.2f").c_str(), number(r.peak_extra_mib, "%.1f").c_str());
+               number(r.frac_of_copy, "%.2f").c_str(), number(r.peak_extra_mib, "%.1f").c_str(),
+               number(r.memory_bound_mib, "%.1f").c_str());
 }
 
 // A temporary CSV file holding the rows; removed when destroyed.

@@ -16,7 +16,8 @@ struct Row {
   std::string case_name, kind, dtype, heads, kv_heads, head_dim, length, mask, implementation;
   int reps = 0;
   double median_seconds = NAN, gflop_per_s = NAN, frac_of_gemm = NAN, speedup_vs_unfused = NAN,
-         gb_per_s = NAN, frac_of_copy = NAN, peak_extra_mib = NAN;
+         gb_per_s = NAN, frac_of_copy = NAN, peak_extra_mib = NAN,
+         memory_bound_mib = NAN;  // backward: what peak_extra_mib should stay within
 };
 
 class Report {

@@ -1,10 +1,348 @@
-// BRANCH SCAFFOLDING ONLY (b14): replaced by the real kernel before this branch is merged.
+// Attention backward on the CPU, flash-attention-2 style: scores and P are recomputed per tile
+// from q, k and the forward's lse, never stored. Two passes, each work item owning what it
+// writes, so that results do not depend on the thread count:
+//  - keys: an item is (kv head, block of kKeyBlock keys). It visits, query head by query head
+//    of its group, slice by slice in mask order, the rows that see its keys (ascending) and
+//    accumulates dK and dV of its keys in f32.
+//  - queries: an item is (query head, row tile of the mask's plan). It accumulates dQ of its
+//    rows in f32 and each span's part of dslopes into that span's own slot; the slots are
+//    summed in a fixed order at the end.
+// Tiles are transposed as in the forward (keys x queries) so that the cell math runs across
+// queries in SIMD lanes (TileOps::gradient_block). Working memory: a few tiles per thread.
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "core/kernel/attention_math.h"
+#include "cpu/host_tensor.h"
 #include "cpu/kernels.h"
+#include "cpu/tile_ops.h"
 
 namespace alibi::cpu {
 
-void attention_backward(const BackwardArgs&, const ThreadPool&) {
-  fail(ALIBI_STATUS_UNSUPPORTED, "backward: not implemented yet");
+namespace {
+
+constexpr int64_t kKeyBlock = 64;
+constexpr int64_t kQueryBlock = 64;
+constexpr int64_t kLanes = 8;
+constexpr int64_t kTileWidth = kQueryBlock + kLanes;  // query columns incl. SIMD padding
+constexpr int64_t kRowTile = kPlanShape.tile_rows;
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// At most kQueryBlock consecutive rows of one slice (global row indices).
+struct QueryPiece {
+  const Slice* slice;
+  int64_t row_begin, row_end;
+};
+
+// One thread's tiles.
+struct Workspace {
+  std::vector<float> queries_t, dout_t;            // head_dim x kTileWidth (queries scaled)
+  std::vector<float> queries, dout;                // kQueryBlock x head_dim, row-major
+  std::vector<float> scores, dscores, attn_bias;   // kKeyBlock x kTileWidth
+  std::vector<float> keys, values;                 // kKeyBlock x head_dim
+  std::vector<float> lse, row_dot;                 // kTileWidth
+  std::vector<int32_t> query_pos, visible_lo, visible_hi;
+  std::vector<float> out_row, ones;
+  std::vector<float> gradient_a, gradient_b;       // the item's f32 gradient accumulators
+
+  explicit Workspace(int64_t dim)
+      : queries_t(size_t(dim * kTileWidth)), dout_t(size_t(dim * kTileWidth)),
+        queries(size_t(kQueryBlock * dim)), dout(size_t(kQueryBlock * dim)),
+        scores(size_t(kKeyBlock * kTileWidth)), dscores(size_t(kKeyBlock * kTileWidth)),
+        keys(size_t(kKeyBlock * dim)), values(size_t(kKeyBlock * dim)), lse(kTileWidth),
+        row_dot(kTileWidth), query_pos(kTileWidth), visible_lo(kTileWidth), visible_hi(kTileWidth),
+        out_row(size_t(dim)), ones(size_t(std::max(kKeyBlock, kQueryBlock)), 1.0f) {}
+};
+
+// The first x in [lo, hi) with pred(x), or hi; pred is false then true along the range.
+template <class Pred>
+int64_t first_where(int64_t lo, int64_t hi, Pred pred) {
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (pred(mid))
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return lo;
+}
+
+KeyInterval keys_of_row(const Slice& slice, int64_t row) {
+  return visible_keys(slice.type, row - slice.q_begin, slice.q_end - slice.q_begin,
+                      slice.k_end - slice.k_begin);
+}
+
+// The slice's rows whose visible keys meet the slice-local keys [k0, k1): a contiguous run,
+// since a row's visible interval never moves left from one row to the next.
+std::pair<int64_t, int64_t> rows_seeing(const Slice& slice, int64_t k0, int64_t k1) {
+  const int64_t begin = first_where(slice.q_begin, slice.q_end,
+                                    [&](int64_t r) { return keys_of_row(slice, r).hi > k0; });
+  const int64_t end = first_where(begin, slice.q_end,
+                                  [&](int64_t r) { return keys_of_row(slice, r).lo >= k1; });
+  return {begin, end};
+}
+
+class Backward {
+ public:
+  Backward(const BackwardArgs& args, const TileOps& ops)
+      : args_(args), fwd_(args.forward), mask_(*args.forward.mask), ops_(ops),
+        group_(fwd_.q.shape[1] / fwd_.k.shape[1]), dim_(fwd_.q.shape[2]) {}
+
+  int64_t head_dim() const { return dim_; }
+  int64_t group() const { return group_; }
+
+  // dK and dV of keys [kb, ke) of a kv head, from every query row that sees them.
+  void key_block(int64_t kv_head, int64_t kb, int64_t ke, const std::vector<int32_t>& slices,
+                 Workspace& w) const {
+    const int64_t count = ke - kb;
+    load_rows(fwd_.k, kb, count, kv_head, w.keys.data());
+    load_rows(fwd_.v, kb, count, kv_head, w.values.data());
+    w.gradient_a.assign(size_t(count * dim_), 0.0f);  // dK
+    w.gradient_b.assign(size_t(count * dim_), 0.0f);  // dV
+    for (int64_t head = kv_head * group_; head < (kv_head + 1) * group_; ++head)
+      for (const int32_t s : slices) key_block_slice(mask_.slices[s], head, kb, ke, w);
+    for (int64_t j = 0; j < count; ++j) {
+      if (args_.dk) store_gradient(*args_.dk, kb + j, kv_head, &w.gradient_a[size_t(j * dim_)], 1.0f);
+      if (args_.dv) store_gradient(*args_.dv, kb + j, kv_head, &w.gradient_b[size_t(j * dim_)], 1.0f);
+    }
+  }
+
+  // dQ of a row tile's rows for one head (if wanted); span_slopes[i] gets the dslopes part of
+  // the tile's span i.
+  void query_tile(const RowTile& tile, int64_t head, double* span_slopes, Workspace& w) const {
+    const int64_t rows = tile.row_end - tile.row_begin;
+    if (args_.dq) w.gradient_a.assign(size_t(rows * dim_), 0.0f);
+    for (int64_t i = 0; i < tile.num_spans; ++i) {
+      const SliceRows& span = mask_.spans[tile.first_span + i];
+      const Slice& slice = mask_.slices[span.slice];
+      span_slopes[i] = 0.0;
+      for (int64_t r = span.row_begin; r < span.row_end; r += kQueryBlock) {
+        const QueryPiece piece{&slice, r, std::min<int64_t>(span.row_end, r + kQueryBlock)};
+        float* dq = args_.dq ? &w.gradient_a[size_t((r - tile.row_begin) * dim_)] : nullptr;
+        span_slopes[i] += query_piece(piece, head, dq, w);
+      }
+    }
+    if (args_.dq)
+      for (int64_t r = tile.row_begin; r < tile.row_end; ++r)
+        store_gradient(*args_.dq, r, head, &w.gradient_a[size_t((r - tile.row_begin) * dim_)], fwd_.scale);
+  }
+
+ private:
+  // The rows of a slice that see keys [kb, ke) (global), piece by piece.
+  void key_block_slice(const Slice& slice, int64_t head, int64_t kb, int64_t ke, Workspace& w) const {
+    const int64_t gk0 = std::max<int64_t>(kb, slice.k_begin), gk1 = std::min<int64_t>(ke, slice.k_end);
+    if (gk0 >= gk1) return;
+    const int64_t k0 = gk0 - slice.k_begin, k1 = gk1 - slice.k_begin, count = k1 - k0;
+    const size_t first = size_t((gk0 - kb) * dim_);
+    const auto [rb, re] = rows_seeing(slice, k0, k1);
+    for (int64_t r = rb; r < re; r += kQueryBlock) {
+      const QueryPiece piece{&slice, r, std::min(re, r + kQueryBlock)};
+      const int64_t n = piece.row_end - piece.row_begin;
+      load_piece(piece, head, w);
+      gradient_step(piece, head, k0, k1, &w.keys[first], &w.values[first], w);
+      // dV += P^T dout, dK += dX^T (scale q): scores and dscores are (keys x queries).
+      if (args_.dv)
+        ops_.gemm(count, dim_, n, w.scores.data(), kTileWidth, 1, w.dout.data(), dim_,
+                  &w.gradient_b[first], dim_, w.ones.data());
+      if (args_.dk)
+        ops_.gemm(count, dim_, n, w.dscores.data(), kTileWidth, 1, w.queries.data(), dim_,
+                  &w.gradient_a[first], dim_, w.ones.data());
+    }
+  }
+
+  // A piece of rows against all its keys, block by block: dQ (unscaled) into dq if given;
+  // returns the piece's part of dslopes.
+  double query_piece(const QueryPiece& piece, int64_t head, float* dq, Workspace& w) const {
+    const int64_t n = piece.row_end - piece.row_begin;
+    load_piece(piece, head, w);
+    const int64_t lo = w.visible_lo[0], hi = w.visible_hi[size_t(n - 1)];
+    const int64_t kv_head = head / group_;
+    double slope_sum = 0.0;
+    // Blocks are aligned to the end so that a causal diagonal cuts only the last one.
+    for (int64_t end = hi; end > lo; end -= kKeyBlock) {
+      const int64_t k0 = std::max(lo, end - kKeyBlock), count = end - k0;
+      load_rows(fwd_.k, piece.slice->k_begin + k0, count, kv_head, w.keys.data());
+      load_rows(fwd_.v, piece.slice->k_begin + k0, count, kv_head, w.values.data());
+      slope_sum += gradient_step(piece, head, k0, end, w.keys.data(), w.values.data(), w);
+      // dQ += dX k: dscores read transposed.
+      if (dq) ops_.gemm(n, dim_, count, w.dscores.data(), 1, kTileWidth, w.keys.data(), dim_, dq, dim_, w.ones.data());
+    }
+    return slope_sum;
+  }
+
+  // P into w.scores and the gradient of x into w.dscores for the piece's rows against the
+  // slice-local keys [k0, k1), whose rows (f32) are at keys and values; returns the block's
+  // part of dslopes.
+  float gradient_step(const QueryPiece& piece, int64_t head, int64_t k0, int64_t k1, const float* keys,
+                      const float* values, Workspace& w) const {
+    const int64_t n = piece.row_end - piece.row_begin, count = k1 - k0, columns = round_up(n, kLanes);
+    ops_.gemm(count, columns, dim_, keys, dim_, 1, w.queries_t.data(), kTileWidth, w.scores.data(), kTileWidth, nullptr);
+    ops_.gemm(count, columns, dim_, values, dim_, 1, w.dout_t.data(), kTileWidth, w.dscores.data(), kTileWidth, nullptr);
+    const Slice& slice = *piece.slice;
+    if (fwd_.attn_bias) load_attn_bias(piece, slice.k_begin + k0, count, head, w);
+    GradientBlock block{};
+    block.scores = w.scores.data();
+    block.dscores = w.dscores.data();
+    block.ld = kTileWidth;
+    block.keys = count;
+    block.queries = n;
+    block.attn_bias = fwd_.attn_bias ? w.attn_bias.data() : nullptr;
+    block.key_pos = &mask_.k_positions[slice.k_begin + k0];
+    block.query_pos = w.query_pos.data();
+    block.visible_lo = w.visible_lo.data();
+    block.visible_hi = w.visible_hi.data();
+    block.first_key = int32_t(k0);
+    block.needs_mask = k0 < w.visible_lo[size_t(n - 1)] || k1 > w.visible_hi[0];
+    block.slope = fwd_.slopes.at(slice.sequence, int(head));
+    block.softcap = fwd_.softcap;
+    block.lse = w.lse.data();
+    block.row_dot = w.row_dot.data();
+    return ops_.gradient_block(block);
+  }
+
+  // The piece's queries (scaled) and dout, row-major and transposed, with each row's lse, Di,
+  // position and visible keys; padding columns see nothing.
+  void load_piece(const QueryPiece& piece, int64_t head, Workspace& w) const {
+    const Slice& slice = *piece.slice;
+    const int64_t n = piece.row_end - piece.row_begin;
+    for (int64_t c = 0; c < n; ++c) {
+      const int64_t r = piece.row_begin + c;
+      float* q = &w.queries[size_t(c * dim_)];
+      float* dout = &w.dout[size_t(c * dim_)];
+      load_row(fwd_.q, offset3(fwd_.q, r, head, 0), q);
+      load_row(args_.dout, offset3(args_.dout, r, head, 0), dout);
+      load_row(fwd_.out, offset3(fwd_.out, r, head, 0), w.out_row.data());
+      float row_dot = 0.0f;
+      for (int64_t d = 0; d < dim_; ++d) {
+        q[d] *= fwd_.scale;
+        row_dot += dout[d] * w.out_row[size_t(d)];
+        w.queries_t[size_t(d * kTileWidth + c)] = q[d];
+        w.dout_t[size_t(d * kTileWidth + c)] = dout[d];
+      }
+      const KeyInterval keys = keys_of_row(slice, r);
+      w.row_dot[size_t(c)] = row_dot;
+      w.lse[size_t(c)] = load_float(*fwd_.lse, offset2(*fwd_.lse, head, r));
+      w.query_pos[size_t(c)] = mask_.q_positions[r];
+      w.visible_lo[size_t(c)] = int32_t(keys.lo);
+      w.visible_hi[size_t(c)] = int32_t(keys.hi);
+    }
+    for (int64_t c = n; c < round_up(n, kLanes); ++c) {
+      w.row_dot[size_t(c)] = 0.0f;
+      w.lse[size_t(c)] = kNegInf;
+      w.query_pos[size_t(c)] = w.visible_lo[size_t(c)] = w.visible_hi[size_t(c)] = 0;
+    }
+  }
+
+  void load_attn_bias(const QueryPiece& piece, int64_t first_key, int64_t count, int64_t head,
+                      Workspace& w) const {
+    const TensorView& bias = *fwd_.attn_bias;
+    const int64_t bias_head = attn_bias_head(bias.shape[0], head);
+    w.attn_bias.resize(w.scores.size());
+    for (int64_t j = 0; j < count; ++j)
+      for (int64_t r = piece.row_begin; r < piece.row_end; ++r)
+        w.attn_bias[size_t(j * kTileWidth + (r - piece.row_begin))] =
+            load_float(bias, offset3(bias, bias_head, r, first_key + j));
+  }
+
+  // One head_dim row of a float tensor as f32.
+  void load_row(const TensorView& t, int64_t offset, float* dst) const {
+    if (t.dtype == ALIBI_DTYPE_F32)
+      std::memcpy(dst, static_cast<const float*>(t.data) + offset, size_t(dim_) * sizeof(float));
+    else
+      ops_.widen(t.dtype, static_cast<const uint16_t*>(t.data) + offset, dim_, dst);
+  }
+
+  // Rows [first, first + count) of a kv head, packed as f32.
+  void load_rows(const TensorView& t, int64_t first, int64_t count, int64_t kv_head, float* dst) const {
+    for (int64_t i = 0; i < count; ++i) load_row(t, offset3(t, first + i, kv_head, 0), dst + i * dim_);
+  }
+
+  // A gradient row, rounded once to the gradient's dtype.
+  void store_gradient(const TensorView& t, int64_t token, int64_t head, const float* acc, float scale) const {
+    store_row(t, offset3(t, token, head, 0), acc, dim_, scale);
+  }
+
+  const BackwardArgs& args_;
+  const ForwardArgs& fwd_;
+  const MaskView& mask_;
+  const TileOps& ops_;
+  const int64_t group_, dim_;
+};
+
+// n objects built in place for head_dim.
+std::vector<Workspace> workspaces(int n, int64_t head_dim) {
+  std::vector<Workspace> all;
+  all.reserve(size_t(n));
+  for (int i = 0; i < n; ++i) all.emplace_back(head_dim);
+  return all;
+}
+
+// For each block of kKeyBlock keys, the slices (in mask order) with rows and keys in it.
+std::vector<std::vector<int32_t>> slices_by_key_block(const MaskView& mask, int64_t blocks) {
+  std::vector<std::vector<int32_t>> by_block(static_cast<size_t>(blocks));
+  for (int64_t s = 0; s < mask.num_slices; ++s) {
+    const Slice& slice = mask.slices[s];
+    if (slice.q_begin >= slice.q_end || slice.k_begin >= slice.k_end) continue;
+    for (int64_t b = slice.k_begin / kKeyBlock; b <= (slice.k_end - 1) / kKeyBlock; ++b)
+      by_block[size_t(b)].push_back(int32_t(s));
+  }
+  return by_block;
+}
+
+void key_pass(const Backward& backward, const MaskView& mask, int64_t kv_heads, std::vector<Workspace>& w,
+              const ThreadPool& pool) {
+  const int64_t blocks = (mask.total_k + kKeyBlock - 1) / kKeyBlock;
+  const std::vector<std::vector<int32_t>> slices = slices_by_key_block(mask, blocks);
+  pool.parallel_for(kv_heads * blocks, [&](int64_t item, int worker) {
+    const int64_t block = item % blocks, kb = block * kKeyBlock;
+    backward.key_block(item / blocks, kb, std::min(mask.total_k, kb + kKeyBlock), slices[size_t(block)],
+                       w[size_t(worker)]);
+  });
+}
+
+// dslopes[(sequence,) head]: the span slots summed head by head, spans in plan order.
+void write_slope_gradient(const BackwardArgs& args, const std::vector<double>& span_slopes, int64_t heads) {
+  const MaskView& mask = *args.forward.mask;
+  const TensorView& dslopes = *args.dslopes;
+  const bool per_sequence = args.forward.slopes.per_sequence;
+  const int64_t groups = per_sequence ? mask.num_sequences : 1;
+  std::vector<double> totals(size_t(groups * heads), 0.0);
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t i = 0; i < mask.num_spans; ++i) {
+      const int64_t group = per_sequence ? mask.slices[mask.spans[i].slice].sequence : 0;
+      totals[size_t(group * heads + h)] += span_slopes[size_t(h * mask.num_spans + i)];
+    }
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t h = 0; h < heads; ++h) {
+      const int64_t offset = per_sequence ? offset2(dslopes, g, h) : h * dslopes.strides[0];
+      store_float(dslopes, offset, float(totals[size_t(g * heads + h)]));
+    }
+}
+
+}  // namespace
+
+void attention_backward(const BackwardArgs& args, const ThreadPool& pool) {
+  const ForwardArgs& fwd = args.forward;
+  const MaskView& mask = *fwd.mask;
+  // The SIMD bias takes |qpos - kpos| as int32.
+  const bool int32_distances = mask.position_span <= std::numeric_limits<int32_t>::max();
+  const Backward backward(args, int32_distances ? tile_ops() : generic_tile_ops());
+  const int64_t heads = fwd.q.shape[1], kv_heads = fwd.k.shape[1];
+  std::vector<Workspace> w = workspaces(pool.size(), backward.head_dim());
+  if (args.dk || args.dv) key_pass(backward, mask, kv_heads, w, pool);
+  if (!args.dq && !args.dslopes) return;
+  std::vector<double> span_slopes(size_t(heads * mask.num_spans), 0.0);
+  pool.parallel_for(mask.num_tiles * heads, [&](int64_t item, int worker) {
+    const RowTile& tile = mask.tiles[mask.tiles_by_work[item % mask.num_tiles]];
+    const int64_t head = item / mask.num_tiles;
+    backward.query_tile(tile, head, &span_slopes[size_t(head * mask.num_spans + tile.first_span)],
+                        w[size_t(worker)]);
+  });
+  if (args.dslopes) write_slope_gradient(args, span_slopes, heads);
 }
 
 }  // namespace alibi::cpu

@@ -29,6 +29,27 @@ struct ScoreBlock {
   float* correction;          // out: factor each query's accumulator must be scaled by
 };
 
+// One key block of the backward, laid out as a ScoreBlock (row j a key, column c a query). On
+// entry scores holds the raw products x = scale q.k and dscores dP = dout . v; on exit scores
+// holds P (saved_probability of the cell score; 0 where masked) and dscores the gradient of x
+// (score_gradient, then raw_score_gradient: core/kernel/attention_math.h).
+struct GradientBlock {
+  float* scores;
+  float* dscores;
+  int64_t ld;                 // row stride of scores, dscores (and attn_bias)
+  int64_t keys, queries;      // queries <= ld; arrays indexed by query are padded to 8
+  const float* attn_bias;     // optional, as in ScoreBlock
+  const int32_t* key_pos;
+  const int32_t* query_pos;
+  const int32_t* visible_lo;  // per query, slice-relative visible keys [lo, hi)
+  const int32_t* visible_hi;
+  int32_t first_key;          // slice-relative index of key row 0
+  bool needs_mask;
+  float slope, softcap;
+  const float* lse;           // per query: the forward's (merged) lse
+  const float* row_dot;       // per query: Di = dout . out
+};
+
 // Consecutive key or value tokens, f32, f16 or bf16 as stored (decode widens in registers):
 // head g of token j starts at element j * token_stride + g * head_stride of data.
 struct TokenRun {
@@ -63,6 +84,10 @@ struct TileOps {
                             const float* correction, float* acc);
   // x[i] = e^x[i] for i < count; e^-inf = 0.
   void (*exp_in_place)(float* x, int64_t count);
+
+  // Backward: P and the gradient of x for a key block (GradientBlock); returns the block's sum
+  // of slope_gradient_term (this block's part of dslopes).
+  float (*gradient_block)(const GradientBlock& block);
 };
 
 const TileOps& generic_tile_ops();

@@ -341,6 +341,64 @@ ALIBI_AVX2 void exp_in_place(float* x, int64_t count) {
   _mm256_maskstore_ps(x + i, mask, exp8(_mm256_maskload_ps(x + i, mask)));
 }
 
+// Lanes of 8 queries whose cells take part: real queries whose lse is not -inf (rows that
+// saw no key contribute nothing).
+ALIBI_AVX2 inline __m256 contributing_lanes(const GradientBlock& b, int64_t c0) {
+  const __m256 lse = _mm256_loadu_ps(b.lse + c0);
+  const __m256 finite = _mm256_cmp_ps(lse, _mm256_set1_ps(-std::numeric_limits<float>::infinity()), _CMP_NEQ_UQ);
+  return _mm256_and_ps(finite, _mm256_castsi256_ps(lane_mask(b.queries - c0)));
+}
+
+// gradient_block for 8 queries: returns their per-lane sums of slope terms.
+ALIBI_AVX2 __m256 gradient8(const GradientBlock& b, int64_t c0) {
+  const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+  const __m256 slope = _mm256_set1_ps(b.slope);
+  const __m256 cap = _mm256_set1_ps(b.softcap), inverse_cap = _mm256_set1_ps(1.0f / b.softcap);
+  const __m256i qpos = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.query_pos + c0));
+  const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.visible_lo + c0));
+  const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.visible_hi + c0));
+  const __m256 lse = _mm256_loadu_ps(b.lse + c0), row_dot = _mm256_loadu_ps(b.row_dot + c0);
+  const __m256 lanes = contributing_lanes(b, c0);
+  __m256 slope_sum = _mm256_setzero_ps();
+  for (int64_t j = 0; j < b.keys; ++j) {
+    float* p_row = b.scores + j * b.ld + c0;
+    float* d_row = b.dscores + j * b.ld + c0;
+    const __m256 x = _mm256_loadu_ps(p_row);
+    __m256 s = x, tanh_x = x;
+    if (b.softcap > 0) {
+      tanh_x = tanh8(_mm256_mul_ps(x, inverse_cap));
+      s = _mm256_mul_ps(cap, tanh_x);
+    }
+    const __m256 distance = _mm256_cvtepi32_ps(
+        _mm256_abs_epi32(_mm256_sub_epi32(qpos, _mm256_set1_epi32(b.key_pos[j]))));
+    s = _mm256_add_ps(s, _mm256_xor_ps(sign, _mm256_mul_ps(slope, distance)));  // as the forward: no FMA
+    if (b.attn_bias) s = _mm256_add_ps(s, _mm256_loadu_ps(b.attn_bias + j * b.ld + c0));
+    __m256 keep = lanes;
+    if (b.needs_mask) {
+      const __m256i key = _mm256_set1_epi32(b.first_key + int32_t(j));
+      const __m256i visible = _mm256_andnot_si256(_mm256_cmpgt_epi32(lo, key), _mm256_cmpgt_epi32(hi, key));
+      keep = _mm256_and_ps(keep, _mm256_castsi256_ps(visible));
+    }
+    const __m256 p = _mm256_and_ps(keep, exp8(_mm256_sub_ps(s, lse)));
+    const __m256 ds = _mm256_and_ps(keep, _mm256_mul_ps(p, _mm256_sub_ps(_mm256_loadu_ps(d_row), row_dot)));
+    const __m256 dx = b.softcap > 0 ? _mm256_mul_ps(ds, _mm256_fnmadd_ps(tanh_x, tanh_x, one)) : ds;
+    _mm256_storeu_ps(p_row, p);
+    _mm256_storeu_ps(d_row, dx);
+    slope_sum = _mm256_add_ps(slope_sum, _mm256_mul_ps(ds, _mm256_xor_ps(sign, distance)));
+  }
+  return slope_sum;
+}
+
+ALIBI_AVX2 float gradient_block(const GradientBlock& b) {
+  __m256 slope_sum = _mm256_setzero_ps();
+  for (int64_t c0 = 0; c0 < b.queries; c0 += 8) slope_sum = _mm256_add_ps(slope_sum, gradient8(b, c0));
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, slope_sum);
+  float total = 0.0f;
+  for (float lane : lanes) total += lane;
+  return total;
+}
+
 // F16C from CPUID leaf 1 (ECX bit 29): clang's __builtin_cpu_supports does not know "f16c".
 bool cpu_has_f16c() {
   unsigned eax, ebx, ecx, edx;
@@ -351,7 +409,7 @@ bool cpu_has_f16c() {
 
 const TileOps* avx2_tile_ops() {
   static const TileOps ops{"avx2", gemm, softmax_block, widen, score_tokens, accumulate_tokens,
-                           exp_in_place};
+                           exp_in_place, gradient_block};
   const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                          cpu_has_f16c();
   return supported ? &ops : nullptr;

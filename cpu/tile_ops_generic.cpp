@@ -95,11 +95,32 @@ void exp_in_place(float* x, int64_t count) {
   for (int64_t i = 0; i < count; ++i) x[i] = std::exp(x[i]);
 }
 
+float gradient_block(const GradientBlock& b) {
+  float slope_sum = 0.0f;
+  for (int64_t j = 0; j < b.keys; ++j)
+    for (int64_t c = 0; c < b.queries; ++c) {
+      float& p = b.scores[j * b.ld + c];
+      float& gradient = b.dscores[j * b.ld + c];
+      if (b.needs_mask && !KeyInterval{b.visible_lo[c], b.visible_hi[c]}.contains(b.first_key + j)) {
+        p = gradient = 0.0f;
+        continue;
+      }
+      const float x = p;
+      const float s = cell_score(x, b.softcap, b.slope, b.query_pos[c], b.key_pos[j],
+                                 b.attn_bias ? b.attn_bias[j * b.ld + c] : 0.0f);
+      p = saved_probability(s, b.lse[c]);
+      const float ds = score_gradient(p, gradient, b.row_dot[c]);
+      gradient = raw_score_gradient(ds, x, b.softcap);
+      slope_sum += slope_gradient_term(ds, b.query_pos[c], b.key_pos[j]);
+    }
+  return slope_sum;
+}
+
 }  // namespace
 
 const TileOps& generic_tile_ops() {
   static const TileOps ops{"generic", gemm, softmax_block, widen, score_tokens, accumulate_tokens,
-                           exp_in_place};
+                           exp_in_place, gradient_block};
   return ops;
 }
 

@@ -82,6 +82,30 @@ ALIBI_HD float finished_output(float acc, float scale) {
   return scale == 0.0f ? 0.0f : acc * scale;
 }
 
+// Backward (the gradients of a forward call, SPEC section 4), cell by cell.
+
+// P of a visible cell from its recomputed score and its row's saved (merged) lse; a row whose
+// lse is -inf saw no key and contributes nothing.
+ALIBI_HD float saved_probability(float score, float lse) {
+  return lse == -INFINITY ? 0.0f : expf(score - lse);
+}
+
+// dS = P (dP - Di): the gradient of a score, with dP = dout . v and Di = dout . out of its row.
+ALIBI_HD float score_gradient(float p, float dp, float row_dot) { return p * (dp - row_dot); }
+
+// The gradient of x = scale q.k given dS: the softcap's derivative 1 - tanh^2(x / softcap).
+ALIBI_HD float raw_score_gradient(float ds, float x, float softcap) {
+  if (!(softcap > 0.0f)) return ds;
+  const float t = tanhf(x / softcap);
+  return ds * (1.0f - t * t);
+}
+
+// A cell's term of dslopes: dS times the derivative of its bias with respect to the slope
+// (the bias is linear in the slope: -|qpos - kpos|).
+ALIBI_HD float slope_gradient_term(float ds, int32_t qpos, int32_t kpos) {
+  return ds * alibi_bias(1.0f, qpos, kpos);
+}
+
 // The head of an attn_bias of shape (bias_heads, Tq, Tk) that query head `head` reads: a bias
 // with one head is broadcast over all.
 ALIBI_HD int64_t attn_bias_head(int64_t bias_heads, int64_t head) {

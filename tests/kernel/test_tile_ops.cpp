@@ -1,7 +1,7 @@
 // The CPU kernel's SIMD tile operations (cpu/tile_ops_avx2.cpp) cannot call the one-home math of
 // core/kernel/attention_math.h; here every table (generic, and avx2 where this CPU has it) is
-// held against it cell by cell: scores, the online-softmax step, the decode products, exp, the
-// GEMM and the f16/bf16 widening. The generic table calls that math, so it must match bitwise.
+// held against it cell by cell: scores, the online-softmax step, the backward's gradient block,
+// the decode products, exp, the GEMM and the f16/bf16 widening. The generic table calls that math, so it must match bitwise.
 // Built from the kernel sources themselves (alibi_tile_ops_tests), not through the C ABI.
 #include <gtest/gtest.h>
 
@@ -162,6 +162,64 @@ TEST_P(TileOpsTest, SoftmaxBlockIsTheCellScoreAndTheSoftmaxStep) {
             expect_close(b.row_sum[size_t(c)], running_sum(old_sum[size_t(c)], step.correction, sum),
                          relative, 1.0f, row + " sum");
           }
+        }
+}
+
+// Backward: P and the gradient of x of every cell, and the block's slope-gradient sum, from
+// the one-home backward functions; queries whose lse is -inf contribute nothing.
+TEST_P(TileOpsTest, GradientBlockIsTheOneHomeBackwardMath) {
+  for (const bool masked : {false, true})
+    for (const float softcap : {0.0f, 5.0f})
+      for (const bool with_attn_bias : {false, true})
+        for (const int64_t queries : {1, 8, 13, 24}) {
+          const std::string where = "masked " + std::to_string(masked) + " softcap " +
+                                    std::to_string(softcap) + " attn_bias " +
+                                    std::to_string(with_attn_bias) + " queries " + std::to_string(queries);
+          BlockCase b = make_block(random_, 37, queries, masked, softcap, with_attn_bias);
+          const size_t padded = b.row_max.size();
+          std::vector<float> lse(padded, 0.0f), row_dot(padded, 0.0f), dp(b.raw.size());
+          for (int64_t c = 0; c < queries; ++c) {
+            // Scores reach about 6 + 2 here: lse at or above the largest keeps P <= 1, as a forward's does.
+            lse[size_t(c)] = c % 4 == 1 ? kNegInf : uniform(random_, 8.0f, 12.0f);
+            row_dot[size_t(c)] = uniform(random_, -1.0f, 1.0f);
+          }
+          for (float& x : dp) x = uniform(random_, -2.0f, 2.0f);
+          std::vector<float> scores = b.raw, dscores = dp;
+          GradientBlock g{};
+          g.scores = scores.data();
+          g.dscores = dscores.data();
+          g.ld = b.ld;
+          g.keys = b.keys;
+          g.queries = b.queries;
+          g.attn_bias = b.attn_bias.empty() ? nullptr : b.attn_bias.data();
+          g.key_pos = b.key_pos.data();
+          g.query_pos = b.query_pos.data();
+          g.visible_lo = b.visible_lo.data();
+          g.visible_hi = b.visible_hi.data();
+          g.first_key = b.first_key;
+          g.needs_mask = b.needs_mask;
+          g.slope = b.slope;
+          g.softcap = b.softcap;
+          g.lse = lse.data();
+          g.row_dot = row_dot.data();
+          const float slope_sum = ops_->gradient_block(g);
+          // exp8 and tanh8 are within a few ulp; the products after them add a few more.
+          const float relative = 2e-6f + 2e-6f * softcap;
+          double want_slope_sum = 0.0, magnitude = 0.0;
+          for (int64_t j = 0; j < b.keys; ++j)
+            for (int64_t c = 0; c < queries; ++c) {
+              const size_t cell = size_t(j * b.ld + c);
+              const std::string at = where + " cell (" + std::to_string(j) + ", " + std::to_string(c) + ")";
+              const float s = expected_score(b, j, c);
+              const float p = s == masked_score() ? 0.0f : saved_probability(s, lse[size_t(c)]);
+              const float ds = score_gradient(p, dp[cell], row_dot[size_t(c)]);
+              expect_close(scores[cell], p, relative, 1e-30f, at + " P");
+              expect_close(dscores[cell], raw_score_gradient(ds, b.raw[cell], b.softcap), relative, 1e-6f, at + " dx");
+              const float term = slope_gradient_term(ds, b.query_pos[size_t(c)], b.key_pos[size_t(j)]);
+              want_slope_sum += term;
+              magnitude += std::fabs(term);
+            }
+          EXPECT_NEAR(slope_sum, want_slope_sum, 1e-5 * magnitude + 1e-6) << where << " slope sum";
         }
 }
 

@@ -1,0 +1,141 @@
+#include "library_calls.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+namespace bench {
+
+namespace {
+
+Tensor wrap(alibi_context_t ctx, alibi_dtype dtype, std::vector<int64_t> shape, void* data) {
+  alibi_tensor_t tensor = nullptr;
+  check(alibi_tensor_wrap(ctx, dtype, int(shape.size()), shape.data(), nullptr, data, &tensor),
+        "alibi_tensor_wrap");
+  return Tensor(tensor);
+}
+
+// q, out and their gradients: (total_q, heads, head_dim) in the case's dtype.
+Tensor wrap_q(alibi_context_t ctx, const Case& c, void* data) {
+  return wrap(ctx, c.dtype, {c.total_q(), c.heads, c.head_dim}, data);
+}
+
+// k, v and their gradients: (total_k, kv_heads, head_dim) in the case's dtype.
+Tensor wrap_kv(alibi_context_t ctx, const Case& c, void* data) {
+  return wrap(ctx, c.dtype, {c.total_k(), c.kv_heads, c.head_dim}, data);
+}
+
+Mask make_mask(alibi_context_t ctx, const Case& c) {
+  const std::vector<int32_t> cu_q = c.cu_seqlens_q(), cu_k = c.cu_seqlens_k();
+  alibi_mask_t mask = nullptr;
+  check(alibi_mask_create_varlen(ctx, int(c.lengths_q.size()), cu_q.data(), cu_k.data(),
+                                 c.causal ? 1 : 0, &mask),
+        "alibi_mask_create_varlen");
+  return Mask(mask);
+}
+
+std::vector<unsigned char> buffer(int64_t elements, const Case& c) {
+  return std::vector<unsigned char>(size_t(elements) * c.element_size());
+}
+
+}  // namespace
+
+void check(alibi_status status, const char* call) {
+  if (status == ALIBI_STATUS_SUCCESS) return;
+  std::fprintf(stderr, "alibi-bench: %s failed: %s\n  %s\n", call, alibi_status_string(status),
+               alibi_last_error_message());
+  std::exit(1);
+}
+
+Context make_context(int threads) {
+  alibi_context_t ctx = nullptr;
+  check(alibi_context_create(ALIBI_DEVICE_CPU, 0, &ctx), "alibi_context_create");
+  Context owned(ctx);
+  check(alibi_context_set_num_threads(ctx, threads), "alibi_context_set_num_threads");
+  return owned;
+}
+
+std::vector<float> widen(const std::vector<unsigned char>& bytes, alibi_dtype dtype) {
+  if (dtype == ALIBI_DTYPE_F32) {
+    std::vector<float> values(bytes.size() / 4);
+    std::memcpy(values.data(), bytes.data(), bytes.size());
+    return values;
+  }
+  std::vector<float> values(bytes.size() / 2);
+  for (size_t i = 0; i < values.size(); ++i) {
+    uint16_t half;
+    std::memcpy(&half, bytes.data() + 2 * i, 2);
+    values[i] = from_bf16(half);
+  }
+  return values;
+}
+
+AlibiForward::AlibiForward(alibi_context_t ctx, const Case& c, Inputs& inputs)
+    : ctx_(ctx),
+      dtype_(c.dtype),
+      out_bytes_(buffer(c.q_elements(), c)),
+      q_(wrap_q(ctx, c, inputs.q.data())),
+      k_(wrap_kv(ctx, c, inputs.k.data())),
+      v_(wrap_kv(ctx, c, inputs.v.data())),
+      out_(wrap_q(ctx, c, out_bytes_.data())),
+      mask_(make_mask(ctx, c)) {}
+
+void AlibiForward::run() {
+  check(alibi_attention_forward(ctx_, q_.get(), k_.get(), v_.get(), mask_.get(), nullptr,
+                                out_.get(), nullptr),
+        "alibi_attention_forward");
+}
+
+AlibiBackward::AlibiBackward(alibi_context_t ctx, const Case& c, Inputs& inputs)
+    : ctx_(ctx),
+      dtype_(c.dtype),
+      forward_{buffer(c.q_elements(), c), std::vector<float>(size_t(c.heads * c.total_q()))},
+      dq_(buffer(c.q_elements(), c)),
+      dk_(buffer(c.kv_elements(), c)),
+      dv_(buffer(c.kv_elements(), c)),
+      dslopes_(size_t(c.heads)),
+      q_(wrap_q(ctx, c, inputs.q.data())),
+      k_(wrap_kv(ctx, c, inputs.k.data())),
+      v_(wrap_kv(ctx, c, inputs.v.data())),
+      out_(wrap_q(ctx, c, forward_.out.data())),
+      lse_(wrap(ctx, ALIBI_DTYPE_F32, {c.heads, c.total_q()}, forward_.lse.data())),
+      dout_(wrap_q(ctx, c, inputs.dout.data())),
+      dq_tensor_(wrap_q(ctx, c, dq_.data())),
+      dk_tensor_(wrap_kv(ctx, c, dk_.data())),
+      dv_tensor_(wrap_kv(ctx, c, dv_.data())),
+      dslopes_tensor_(wrap(ctx, ALIBI_DTYPE_F32, {c.heads}, dslopes_.data())),
+      mask_(make_mask(ctx, c)) {
+  check(alibi_attention_forward(ctx, q_.get(), k_.get(), v_.get(), mask_.get(), nullptr, out_.get(),
+                                lse_.get()),
+        "alibi_attention_forward");
+  poison();
+}
+
+void AlibiBackward::run() {
+  check(alibi_attention_backward(ctx_, q_.get(), k_.get(), v_.get(), mask_.get(), nullptr,
+                                 out_.get(), lse_.get(), dout_.get(), dq_tensor_.get(),
+                                 dk_tensor_.get(), dv_tensor_.get(), dslopes_tensor_.get()),
+        "alibi_attention_backward");
+}
+
+void AlibiBackward::poison() {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const uint16_t nan_bf16 = to_bf16(nan);
+  for (std::vector<unsigned char>* gradient : {&dq_, &dk_, &dv_}) {
+    if (dtype_ == ALIBI_DTYPE_F32)
+      for (size_t i = 0; i < gradient->size(); i += 4) std::memcpy(gradient->data() + i, &nan, 4);
+    else
+      for (size_t i = 0; i < gradient->size(); i += 2)
+        std::memcpy(gradient->data() + i, &nan_bf16, 2);
+  }
+  std::fill(dslopes_.begin(), dslopes_.end(), nan);
+}
+
+Gradients AlibiBackward::gradients() const {
+  return {widen(dq_, dtype_), widen(dk_, dtype_), widen(dv_, dtype_), dslopes_};
+}
+
+}  // namespace bench

@@ -1,0 +1,74 @@
+// libalibi's calls as alibi-bench times them, through the public C API: the forward and the
+// backward of a case, with their outputs read back as f32.
+#pragma once
+
+#include <alibi/alibi.h>
+
+#include <memory>
+#include <vector>
+
+#include "baselines.h"
+#include "cases.h"
+
+namespace bench {
+
+// Exits with status 1, printing the call and libalibi's message, unless status is SUCCESS.
+void check(alibi_status status, const char* call);
+
+struct ContextDeleter {
+  void operator()(alibi_context_t ctx) const { alibi_context_destroy(ctx); }
+};
+struct TensorDeleter {
+  void operator()(alibi_tensor_t t) const { alibi_tensor_destroy(t); }
+};
+struct MaskDeleter {
+  void operator()(alibi_mask_t m) const { alibi_mask_destroy(m); }
+};
+using Context = std::unique_ptr<alibi_context_s, ContextDeleter>;
+using Tensor = std::unique_ptr<alibi_tensor_s, TensorDeleter>;
+using Mask = std::unique_ptr<alibi_mask_s, MaskDeleter>;
+
+// A CPU context with `threads` threads.
+Context make_context(int threads);
+
+// Host values of a dtype (f32 or bf16) as f32.
+std::vector<float> widen(const std::vector<unsigned char>& bytes, alibi_dtype dtype);
+
+// alibi_attention_forward of a case, default parameters, no LSE.
+class AlibiForward {
+ public:
+  AlibiForward(alibi_context_t ctx, const Case& c, Inputs& inputs);
+  void run();
+  std::vector<float> output() const { return widen(out_bytes_, dtype_); }
+
+ private:
+  alibi_context_t ctx_;
+  alibi_dtype dtype_;
+  std::vector<unsigned char> out_bytes_;  // allocated and touched before any measurement
+  Tensor q_, k_, v_, out_;
+  Mask mask_;
+};
+
+// alibi_attention_backward of a case, default parameters: the forward (with LSE) runs once,
+// untimed, at construction; each run() writes dq, dk, dv (in the case's dtype) and dslopes.
+// Every buffer is allocated and touched at construction, before any measurement.
+class AlibiBackward {
+ public:
+  AlibiBackward(alibi_context_t ctx, const Case& c, Inputs& inputs);
+  void run();
+  const ForwardResult& forward() const { return forward_; }
+  // Fills every gradient with NaN, so that an element the call leaves unwritten shows.
+  void poison();
+  Gradients gradients() const;
+
+ private:
+  alibi_context_t ctx_;
+  alibi_dtype dtype_;
+  ForwardResult forward_;
+  std::vector<unsigned char> dq_, dk_, dv_;
+  std::vector<float> dslopes_;
+  Tensor q_, k_, v_, out_, lse_, dout_, dq_tensor_, dk_tensor_, dv_tensor_, dslopes_tensor_;
+  Mask mask_;
+};
+
+}  // namespace bench
