@@ -1,8 +1,9 @@
 // Attention backward on the CPU, flash-attention-2 style: scores and P are recomputed per tile
 // from q, k and the forward's lse, never stored. Two passes, each work item owning what it
 // writes, so that results do not depend on the thread count:
-//  - keys: an item is (kv head, block of kKeyBlock keys). It visits, query head by query head
-//    of its group, slice by slice in mask order, the rows that see its keys (ascending) and
+//  - keys: an item is (kv head, chunk of kKeyChunk keys). It visits, query head by query head
+//    of its group, slice by slice in mask order, the rows that see its keys (ascending, in
+//    pieces of kQueryBlock rows, each piece loaded once for all its key blocks) and
 //    accumulates dK and dV of its keys in f32.
 //  - queries: an item is (query head, row tile of the mask's plan). It accumulates dQ of its
 //    rows in f32 and each span's part of dslopes into that span's own slot; the slots are
@@ -24,6 +25,10 @@ namespace alibi::cpu {
 namespace {
 
 constexpr int64_t kKeyBlock = 64;
+// Keys per item of the key pass: a query row is loaded once per chunk (rows are strided in q,
+// dout and out, a page or more apart), so larger chunks read q less often; 256 keys' f32 dK and
+// dV stay in L2 for head_dim 128.
+constexpr int64_t kKeyChunk = 4 * kKeyBlock;
 constexpr int64_t kQueryBlock = 64;
 constexpr int64_t kLanes = 8;
 constexpr int64_t kTileWidth = kQueryBlock + kLanes;  // query columns incl. SIMD padding
@@ -43,7 +48,7 @@ struct Workspace {
   std::vector<float> queries_t, dout_t;            // head_dim x kTileWidth (queries scaled)
   std::vector<float> queries, dout;                // kQueryBlock x head_dim, row-major
   std::vector<float> scores, dscores, attn_bias;   // kKeyBlock x kTileWidth
-  std::vector<float> keys, values;                 // kKeyBlock x head_dim
+  std::vector<float> keys, values;                 // kKeyChunk x head_dim
   std::vector<float> lse, row_dot;                 // kTileWidth
   std::vector<int32_t> query_pos, visible_lo, visible_hi;
   std::vector<float> out_row, ones;
@@ -53,7 +58,7 @@ struct Workspace {
       : queries_t(size_t(dim * kTileWidth)), dout_t(size_t(dim * kTileWidth)),
         queries(size_t(kQueryBlock * dim)), dout(size_t(kQueryBlock * dim)),
         scores(size_t(kKeyBlock * kTileWidth)), dscores(size_t(kKeyBlock * kTileWidth)),
-        keys(size_t(kKeyBlock * dim)), values(size_t(kKeyBlock * dim)), lse(kTileWidth),
+        keys(size_t(kKeyChunk * dim)), values(size_t(kKeyChunk * dim)), lse(kTileWidth),
         row_dot(kTileWidth), query_pos(kTileWidth), visible_lo(kTileWidth), visible_hi(kTileWidth),
         out_row(size_t(dim)), ones(size_t(std::max(kKeyBlock, kQueryBlock)), 1.0f) {}
 };
@@ -96,7 +101,7 @@ class Backward {
   int64_t group() const { return group_; }
 
   // dK and dV of keys [kb, ke) of a kv head, from every query row that sees them.
-  void key_block(int64_t kv_head, int64_t kb, int64_t ke, const std::vector<int32_t>& slices,
+  void key_chunk(int64_t kv_head, int64_t kb, int64_t ke, const std::vector<int32_t>& slices,
                  Workspace& w) const {
     const int64_t count = ke - kb;
     load_rows(fwd_.k, kb, count, kv_head, w.keys.data());
@@ -104,7 +109,7 @@ class Backward {
     w.gradient_a.assign(size_t(count * dim_), 0.0f);  // dK
     w.gradient_b.assign(size_t(count * dim_), 0.0f);  // dV
     for (int64_t head = kv_head * group_; head < (kv_head + 1) * group_; ++head)
-      for (const int32_t s : slices) key_block_slice(mask_.slices[s], head, kb, ke, w);
+      for (const int32_t s : slices) key_chunk_slice(mask_.slices[s], head, kb, ke, w);
     for (int64_t j = 0; j < count; ++j) {
       if (args_.dk) store_gradient(*args_.dk, kb + j, kv_head, &w.gradient_a[size_t(j * dim_)], 1.0f);
       if (args_.dv) store_gradient(*args_.dv, kb + j, kv_head, &w.gradient_b[size_t(j * dim_)], 1.0f);
@@ -132,26 +137,34 @@ class Backward {
   }
 
  private:
-  // The rows of a slice that see keys [kb, ke) (global), piece by piece.
-  void key_block_slice(const Slice& slice, int64_t head, int64_t kb, int64_t ke, Workspace& w) const {
+  // The rows of a slice that see keys [kb, ke) (global), piece by piece, each piece against
+  // the key blocks it sees.
+  void key_chunk_slice(const Slice& slice, int64_t head, int64_t kb, int64_t ke, Workspace& w) const {
     const int64_t gk0 = std::max<int64_t>(kb, slice.k_begin), gk1 = std::min<int64_t>(ke, slice.k_end);
     if (gk0 >= gk1) return;
-    const int64_t k0 = gk0 - slice.k_begin, k1 = gk1 - slice.k_begin, count = k1 - k0;
-    const size_t first = size_t((gk0 - kb) * dim_);
-    const auto [rb, re] = rows_seeing(slice, k0, k1);
+    const auto [rb, re] = rows_seeing(slice, gk0 - slice.k_begin, gk1 - slice.k_begin);
     for (int64_t r = rb; r < re; r += kQueryBlock) {
       const QueryPiece piece{&slice, r, std::min(re, r + kQueryBlock)};
-      const int64_t n = piece.row_end - piece.row_begin;
       load_piece(piece, head, w);
-      gradient_step(piece, head, k0, k1, &w.keys[first], &w.values[first], w);
-      // dV += P^T dout, dK += dX^T (scale q): scores and dscores are (keys x queries).
-      if (args_.dv)
-        ops_.gemm(count, dim_, n, w.scores.data(), kTileWidth, 1, w.dout.data(), dim_,
-                  &w.gradient_b[first], dim_, w.ones.data());
-      if (args_.dk)
-        ops_.gemm(count, dim_, n, w.dscores.data(), kTileWidth, 1, w.queries.data(), dim_,
-                  &w.gradient_a[first], dim_, w.ones.data());
+      for (int64_t k = gk0; k < gk1; k += kKeyBlock)
+        key_block(piece, head, k - slice.k_begin, std::min(gk1, k + kKeyBlock) - slice.k_begin,
+                  size_t((k - kb) * dim_), w);
     }
+  }
+
+  // dV += P^T dout and dK += dX^T (scale q) of the slice-local keys [k0, k1) (at `first` in
+  // the chunk's rows and accumulators) from a loaded piece; nothing if no row sees them.
+  void key_block(const QueryPiece& piece, int64_t head, int64_t k0, int64_t k1, size_t first, Workspace& w) const {
+    const int64_t n = piece.row_end - piece.row_begin, count = k1 - k0;
+    if (w.visible_hi[size_t(n - 1)] <= k0 || w.visible_lo[0] >= k1) return;
+    gradient_step(piece, head, k0, k1, &w.keys[first], &w.values[first], w);
+    // scores and dscores are (keys x queries).
+    if (args_.dv)
+      ops_.gemm(count, dim_, n, w.scores.data(), kTileWidth, 1, w.dout.data(), dim_, &w.gradient_b[first], dim_,
+                w.ones.data());
+    if (args_.dk)
+      ops_.gemm(count, dim_, n, w.dscores.data(), kTileWidth, 1, w.queries.data(), dim_, &w.gradient_a[first], dim_,
+                w.ones.data());
   }
 
   // A piece of rows against all its keys, block by block: dQ (unscaled) into dq if given;
@@ -216,15 +229,15 @@ class Backward {
       load_row(fwd_.q, offset3(fwd_.q, r, head, 0), q);
       load_row(args_.dout, offset3(args_.dout, r, head, 0), dout);
       load_row(fwd_.out, offset3(fwd_.out, r, head, 0), w.out_row.data());
-      float row_dot = 0.0f;
+      double row_dot = 0.0;
       for (int64_t d = 0; d < dim_; ++d) {
         q[d] *= fwd_.scale;
-        row_dot += dout[d] * w.out_row[size_t(d)];
+        row_dot += double(dout[d]) * w.out_row[size_t(d)];
         w.queries_t[size_t(d * kTileWidth + c)] = q[d];
         w.dout_t[size_t(d * kTileWidth + c)] = dout[d];
       }
       const KeyInterval keys = keys_of_row(slice, r);
-      w.row_dot[size_t(c)] = row_dot;
+      w.row_dot[size_t(c)] = float(row_dot);
       w.lse[size_t(c)] = load_float(*fwd_.lse, offset2(*fwd_.lse, head, r));
       w.query_pos[size_t(c)] = mask_.q_positions[r];
       w.visible_lo[size_t(c)] = int32_t(keys.lo);
@@ -281,25 +294,25 @@ std::vector<Workspace> workspaces(int n, int64_t head_dim) {
   return all;
 }
 
-// For each block of kKeyBlock keys, the slices (in mask order) with rows and keys in it.
-std::vector<std::vector<int32_t>> slices_by_key_block(const MaskView& mask, int64_t blocks) {
-  std::vector<std::vector<int32_t>> by_block(static_cast<size_t>(blocks));
+// For each chunk of kKeyChunk keys, the slices (in mask order) with rows and keys in it.
+std::vector<std::vector<int32_t>> slices_by_key_chunk(const MaskView& mask, int64_t chunks) {
+  std::vector<std::vector<int32_t>> by_chunk(static_cast<size_t>(chunks));
   for (int64_t s = 0; s < mask.num_slices; ++s) {
     const Slice& slice = mask.slices[s];
     if (slice.q_begin >= slice.q_end || slice.k_begin >= slice.k_end) continue;
-    for (int64_t b = slice.k_begin / kKeyBlock; b <= (slice.k_end - 1) / kKeyBlock; ++b)
-      by_block[size_t(b)].push_back(int32_t(s));
+    for (int64_t b = slice.k_begin / kKeyChunk; b <= (slice.k_end - 1) / kKeyChunk; ++b)
+      by_chunk[size_t(b)].push_back(int32_t(s));
   }
-  return by_block;
+  return by_chunk;
 }
 
 void key_pass(const Backward& backward, const MaskView& mask, int64_t kv_heads, std::vector<Workspace>& w,
               const ThreadPool& pool) {
-  const int64_t blocks = (mask.total_k + kKeyBlock - 1) / kKeyBlock;
-  const std::vector<std::vector<int32_t>> slices = slices_by_key_block(mask, blocks);
-  pool.parallel_for(kv_heads * blocks, [&](int64_t item, int worker) {
-    const int64_t block = item % blocks, kb = block * kKeyBlock;
-    backward.key_block(item / blocks, kb, std::min(mask.total_k, kb + kKeyBlock), slices[size_t(block)],
+  const int64_t chunks = (mask.total_k + kKeyChunk - 1) / kKeyChunk;
+  const std::vector<std::vector<int32_t>> slices = slices_by_key_chunk(mask, chunks);
+  pool.parallel_for(kv_heads * chunks, [&](int64_t item, int worker) {
+    const int64_t chunk = item % chunks, kb = chunk * kKeyChunk;
+    backward.key_chunk(item / chunks, kb, std::min(mask.total_k, kb + kKeyChunk), slices[size_t(chunk)],
                        w[size_t(worker)]);
   });
 }
