@@ -152,6 +152,153 @@ public sealed class Context : IDisposable, IHandleOwner {
   }
 
   /// <summary>
+  /// Attention backward over tensors: the gradients of one Forward call's inputs (training, with
+  /// trainable slopes). q, k, v, mask and parameters are the forward's, output and lse (required,
+  /// (Hq, total_q) f32) its results, dOutput (like q) the gradient of the loss with respect to
+  /// output. dq (like q), dk and dv (like k), each in q's dtype or F32, and dSlopes (F32 (Hq), or
+  /// (sequences, Hq) with per-sequence slopes) are overwritten, never accumulated into; a null one
+  /// is not computed. With GQA a kv head's dk and dv sum over the query heads that read it; an
+  /// AttnBias takes part in the scores and gets no gradient.
+  /// </summary>
+  /// <exception cref="ArgumentNullException">q, k, v, mask, output, lse or dOutput is null.</exception>
+  /// <exception cref="ObjectDisposedException">This context or an argument is disposed.</exception>
+  /// <exception cref="AlibiException">The library rejected the call (nothing is written); the message names the argument.</exception>
+  public void Backward(Tensor q, Tensor k, Tensor v, Mask mask, AttentionParams parameters,
+                       Tensor output, Tensor lse, Tensor dOutput, Tensor dq, Tensor dk, Tensor dv,
+                       Tensor dSlopes) {
+    IntPtr ctx = Handle, hq = Args.Required(q, nameof(q)), hk = Args.Required(k, nameof(k));
+    IntPtr hv = Args.Required(v, nameof(v)), hmask = Args.Required(mask, nameof(mask));
+    IntPtr hout = Args.Required(output, nameof(output)), hlse = Args.Required(lse, nameof(lse));
+    IntPtr hdout = Args.Required(dOutput, nameof(dOutput)), hdq = Args.Optional(dq, nameof(dq));
+    IntPtr hdk = Args.Optional(dk, nameof(dk)), hdv = Args.Optional(dv, nameof(dv));
+    IntPtr hdslopes = Args.Optional(dSlopes, nameof(dSlopes));
+    using (alibi_attention_params p = AttentionParams.ToNative(parameters)) {
+      AlibiNative.alibi_attention_backward(ctx, hq, hk, hv, hmask, p, hout, hlse, hdout, hdq, hdk,
+                                           hdv, hdslopes);
+    }
+    GC.KeepAlive(this);
+    GC.KeepAlive(q);
+    GC.KeepAlive(k);
+    GC.KeepAlive(v);
+    GC.KeepAlive(mask);
+    GC.KeepAlive(output);
+    GC.KeepAlive(lse);
+    GC.KeepAlive(dOutput);
+    GC.KeepAlive(dq);
+    GC.KeepAlive(dk);
+    GC.KeepAlive(dv);
+    GC.KeepAlive(dSlopes);
+    GC.KeepAlive(parameters);
+  }
+
+  /// <summary>
+  /// Attention backward over f32 arrays, used in place as Forward's: q, k, v, mask and parameters
+  /// the forward's, output and lse (required) its results, dOutput (like q) the gradient of the
+  /// loss with respect to output. dq (like q), dk and dv (like k) and dSlopes ((headsQ), or
+  /// (sequences, headsQ) with per-sequence slopes) are overwritten; a null one is not computed.
+  /// Every length is checked against the mask's totals.
+  /// </summary>
+  /// <exception cref="ArgumentNullException">q, k, v, mask, output, lse or dOutput is null.</exception>
+  /// <exception cref="ObjectDisposedException">This context or the mask is disposed.</exception>
+  /// <exception cref="AlibiException">A length or size does not fit (nothing is written); the message names the argument.</exception>
+  public void Backward(float[] q, float[] k, float[] v, int headsQ, int headsKv, int headDim,
+                       Mask mask, AttentionParams parameters, float[] output, float[] lse,
+                       float[] dOutput, float[] dq, float[] dk, float[] dv, float[] dSlopes) {
+    Args.NotNull(q, nameof(q));
+    Args.NotNull(k, nameof(k));
+    Args.NotNull(v, nameof(v));
+    Args.NotNull(output, nameof(output));
+    Args.NotNull(lse, nameof(lse));
+    Args.NotNull(dOutput, nameof(dOutput));
+    Backward(new ReadOnlySpan<float>(q), k, v, headsQ, headsKv, headDim, mask, parameters, output,
+             lse, dOutput, new Span<float>(dq), new Span<float>(dk), new Span<float>(dv),
+             new Span<float>(dSlopes));
+  }
+
+  /// <summary>
+  /// The f32 array form of Backward over spans, used in place; an empty gradient span is not
+  /// computed.
+  /// </summary>
+  /// <exception cref="ArgumentNullException">mask is null.</exception>
+  /// <exception cref="ObjectDisposedException">This context or the mask is disposed.</exception>
+  /// <exception cref="AlibiException">A length or size does not fit (nothing is written); the message names the argument.</exception>
+  public unsafe void Backward(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v,
+                              int headsQ, int headsKv, int headDim, Mask mask,
+                              AttentionParams parameters, ReadOnlySpan<float> output,
+                              ReadOnlySpan<float> lse, ReadOnlySpan<float> dOutput, Span<float> dq,
+                              Span<float> dk, Span<float> dv, Span<float> dSlopes) {
+    IntPtr ctx = Handle, hmask = Args.Required(mask, nameof(mask));
+    using (alibi_attention_params p = AttentionParams.ToNative(parameters))
+    fixed (float* pq = &MemoryMarshal.GetReference(q), pk = &MemoryMarshal.GetReference(k),
+           pv = &MemoryMarshal.GetReference(v), pout = &MemoryMarshal.GetReference(output),
+           plse = &MemoryMarshal.GetReference(lse), pdout = &MemoryMarshal.GetReference(dOutput),
+           pdq = &MemoryMarshal.GetReference(dq), pdk = &MemoryMarshal.GetReference(dk),
+           pdv = &MemoryMarshal.GetReference(dv), pds = &MemoryMarshal.GetReference(dSlopes)) {
+      AlibiNative.alibi_binding_backward_f32(ctx, headsQ, headsKv, headDim,
+          new NativeArray(pq, q.Length), new NativeArray(pk, k.Length), new NativeArray(pv, v.Length),
+          hmask, p, new NativeArray(pout, output.Length), new NativeArray(plse, lse.Length),
+          new NativeArray(pdout, dOutput.Length), NativeArray.Optional(pdq, dq.Length),
+          NativeArray.Optional(pdk, dk.Length), NativeArray.Optional(pdv, dv.Length),
+          NativeArray.Optional(pds, dSlopes.Length));
+    }
+    GC.KeepAlive(this);
+    GC.KeepAlive(mask);
+    GC.KeepAlive(parameters);
+  }
+
+  /// <summary>
+  /// As the f32 array form of Backward, for F16 or BF16 data given as their 16-bit patterns: q,
+  /// k, v, output, dOutput and the gradients dq, dk, dv (in q's dtype; tensors also take F32
+  /// gradients); lse and dSlopes are f32.
+  /// </summary>
+  /// <exception cref="ArgumentNullException">q, k, v, mask, output, lse or dOutput is null.</exception>
+  /// <exception cref="ObjectDisposedException">This context or the mask is disposed.</exception>
+  /// <exception cref="AlibiException">dtype is not 16-bit, or a length does not fit (nothing is written); the message names the argument.</exception>
+  public void Backward(DType dtype, ushort[] q, ushort[] k, ushort[] v, int headsQ, int headsKv,
+                       int headDim, Mask mask, AttentionParams parameters, ushort[] output,
+                       float[] lse, ushort[] dOutput, ushort[] dq, ushort[] dk, ushort[] dv,
+                       float[] dSlopes) {
+    Args.NotNull(q, nameof(q));
+    Args.NotNull(k, nameof(k));
+    Args.NotNull(v, nameof(v));
+    Args.NotNull(output, nameof(output));
+    Args.NotNull(lse, nameof(lse));
+    Args.NotNull(dOutput, nameof(dOutput));
+    Backward(dtype, new ReadOnlySpan<ushort>(q), k, v, headsQ, headsKv, headDim, mask, parameters,
+             output, lse, dOutput, new Span<ushort>(dq), new Span<ushort>(dk),
+             new Span<ushort>(dv), new Span<float>(dSlopes));
+  }
+
+  /// <summary>The F16/BF16 form of Backward over spans, used in place; an empty gradient span is not computed.</summary>
+  /// <exception cref="ArgumentNullException">mask is null.</exception>
+  /// <exception cref="ObjectDisposedException">This context or the mask is disposed.</exception>
+  /// <exception cref="AlibiException">dtype is not 16-bit, or a length does not fit (nothing is written); the message names the argument.</exception>
+  public unsafe void Backward(DType dtype, ReadOnlySpan<ushort> q, ReadOnlySpan<ushort> k,
+                              ReadOnlySpan<ushort> v, int headsQ, int headsKv, int headDim,
+                              Mask mask, AttentionParams parameters, ReadOnlySpan<ushort> output,
+                              ReadOnlySpan<float> lse, ReadOnlySpan<ushort> dOutput,
+                              Span<ushort> dq, Span<ushort> dk, Span<ushort> dv,
+                              Span<float> dSlopes) {
+    IntPtr ctx = Handle, hmask = Args.Required(mask, nameof(mask));
+    using (alibi_attention_params p = AttentionParams.ToNative(parameters))
+    fixed (ushort* pq = &MemoryMarshal.GetReference(q), pk = &MemoryMarshal.GetReference(k),
+           pv = &MemoryMarshal.GetReference(v), pout = &MemoryMarshal.GetReference(output),
+           pdout = &MemoryMarshal.GetReference(dOutput), pdq = &MemoryMarshal.GetReference(dq),
+           pdk = &MemoryMarshal.GetReference(dk), pdv = &MemoryMarshal.GetReference(dv))
+    fixed (float* plse = &MemoryMarshal.GetReference(lse), pds = &MemoryMarshal.GetReference(dSlopes)) {
+      AlibiNative.alibi_binding_backward_u16(ctx, dtype, headsQ, headsKv, headDim,
+          new NativeArray(pq, q.Length), new NativeArray(pk, k.Length), new NativeArray(pv, v.Length),
+          hmask, p, new NativeArray(pout, output.Length), new NativeArray(plse, lse.Length),
+          new NativeArray(pdout, dOutput.Length), NativeArray.Optional(pdq, dq.Length),
+          NativeArray.Optional(pdk, dk.Length), NativeArray.Optional(pdv, dv.Length),
+          NativeArray.Optional(pds, dSlopes.Length));
+    }
+    GC.KeepAlive(this);
+    GC.KeepAlive(mask);
+    GC.KeepAlive(parameters);
+  }
+
+  /// <summary>
   /// Merges two partial results of the same queries over disjoint keys (split-K, prefix sharing):
   /// outputA, outputB and output (tokens, heads, headDim) of one dtype, lseA, lseB and lse (heads,
   /// tokens) f32 as Forward writes them; lse may be null. output may be outputA or outputB, lse

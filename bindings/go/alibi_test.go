@@ -27,12 +27,20 @@ var types = []MaskType{MaskCausal, MaskFull, MaskCausal}
 
 // reference is attention with ALiBi in plain double loops; positions and visibility are given.
 func reference(q, k, v []float32, tq, tk int, visible func(i, j int) bool, qpos, kpos []int) (out, lse []float64) {
+	formula := func(i, h int) float64 { return slopeOf(h, hq) }
+	return referenceWithSlopes(q, k, v, tq, tk, visible, qpos, kpos, formula)
+}
+
+// referenceWithSlopes is reference with the slope of query i, head h given by slope.
+func referenceWithSlopes(q, k, v []float32, tq, tk int, visible func(i, j int) bool, qpos, kpos []int,
+	slopeOfQuery func(i, h int) float64) (out, lse []float64) {
 	out, lse = make([]float64, tq*hq*dim), make([]float64, hq*tq)
 	scale := 1 / math.Sqrt(dim)
 	score := make([]float64, tk)
 	for h := 0; h < hq; h++ {
-		kh, slope := h/(hq/hkv), slopeOf(h, hq)
+		kh := h / (hq / hkv)
 		for i := 0; i < tq; i++ {
+			slope := slopeOfQuery(i, h)
 			max := math.Inf(-1)
 			for j := 0; j < tk; j++ {
 				score[j] = math.Inf(-1)
@@ -111,7 +119,7 @@ func assertClose(t *testing.T, what string, expected []float64, actual []float32
 	}
 	for i, e := range expected {
 		a := float64(actual[i])
-		if math.IsInf(e, 0) && a != e || !math.IsInf(e, 0) && math.Abs(e-a) > tol*(1+math.Abs(e)) {
+		if math.IsInf(e, 0) && a != e || !math.IsInf(e, 0) && !(math.Abs(e-a) <= tol*(1+math.Abs(e))) {
 			t.Fatalf("%s[%d] = %g, expected %g", what, i, a, e)
 		}
 	}
@@ -267,7 +275,7 @@ func assertFails(t *testing.T, status Status, message string, err error) {
 }
 
 // arrayArguments are the arguments a message of the array forms may name.
-var arrayArguments = []string{"q", "k", "v", "out", "lse"}
+var arrayArguments = []string{"q", "k", "v", "out", "lse", "dout", "dq", "dk", "dv", "dslopes"}
 
 // assertNames asserts a shape mismatch whose message names argument and no other array ("k has
 // 480 elements" or "k.shape[0] = 15": the library's wording may change, its subject may not).

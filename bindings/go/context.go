@@ -125,6 +125,78 @@ func (c *Context) ForwardUint16(dtype DType, q, k, v []uint16, heads Heads, mask
 	})
 }
 
+// Backward computes the gradients of one Forward call's inputs (training, with trainable
+// slopes). q, k, v, mask and params are the forward's, out and lse (required, (Hq, totalQ) f32) its
+// results, dout (like q) the gradient of the loss with respect to out. dq (like q), dk and dv (like
+// k), each in q's dtype or F32, and dslopes (F32 (Hq), or (sequences, Hq) with per-sequence
+// slopes) are overwritten, never accumulated into; a nil one is not computed. With GQA a kv head's
+// dk and dv sum over the query heads that read it; params.AttnBias takes part in the scores and
+// gets no gradient. A failed call writes nothing.
+func (c *Context) Backward(q, k, v *Tensor, mask *Mask, params *AttentionParams, out, lse, dout, dq, dk, dv,
+	dslopes *Tensor) error {
+	a := handles{call: "Context.Backward"}
+	hc, hq, hk, hv := a.context(c, ""), a.tensor(q, "q"), a.tensor(k, "k"), a.tensor(v, "v")
+	hm, hout, hlse, hdout := a.mask(mask, "mask"), a.tensor(out, "out"), a.tensor(lse, "lse"), a.tensor(dout, "dout")
+	hdq, hdk, hdv := a.optionalTensor(dq, "dq"), a.optionalTensor(dk, "dk"), a.optionalTensor(dv, "dv")
+	hds := a.optionalTensor(dslopes, "dslopes")
+	if a.err != nil {
+		return a.err
+	}
+	defer keepAlive(c, q, k, v, mask, out, lse, dout, dq, dk, dv, dslopes)
+	return withNative(a.call, params, func(p capi.Alibi_attention_params) error {
+		return capi.Alibi_attention_backward(hc, hq, hk, hv, hm, p, hout, hlse, hdout, hdq, hdk, hdv, hds)
+	})
+}
+
+// BackwardFloat32 is Backward over f32 slices, used in place for the call as ForwardFloat32's:
+// q, k, v, heads, mask and params the forward's, out and lse (required) its results, dout the
+// gradient of out. dq (like q), dk and dv (like k) and dslopes ((heads.Q), or (sequences, heads.Q)
+// with per-sequence slopes) are overwritten; a nil one is not computed. Each length is checked
+// against the mask's totals, and an error names the slice that does not fit.
+func (c *Context) BackwardFloat32(q, k, v []float32, heads Heads, mask *Mask, params *AttentionParams,
+	out, lse, dout, dq, dk, dv, dslopes []float32) error {
+	a := handles{call: "Context.BackwardFloat32"}
+	hc, hm := a.context(c, ""), a.mask(mask, "mask")
+	if a.err != nil {
+		return a.err
+	}
+	err := requireSlices(a.call, []string{"q", "k", "v", "out", "lse", "dout"}, q, k, v, out, lse, dout)
+	if err != nil {
+		return err
+	}
+	defer keepAlive(c, mask)
+	return withNative(a.call, params, func(p capi.Alibi_attention_params) error {
+		return capi.Alibi_binding_backward_f32(hc, heads.Q, heads.KV, heads.Dim, q, k, v, hm, p, out, lse, dout,
+			dq, dk, dv, dslopes)
+	})
+}
+
+// BackwardUint16 is BackwardFloat32 for F16 or BF16 data given as 16-bit patterns: q, k, v, out,
+// dout and the gradients dq, dk, dv (in q's dtype; Backward over tensors also takes F32
+// gradients); lse and dslopes are f32.
+func (c *Context) BackwardUint16(dtype DType, q, k, v []uint16, heads Heads, mask *Mask, params *AttentionParams,
+	out []uint16, lse []float32, dout, dq, dk, dv []uint16, dslopes []float32) error {
+	a := handles{call: "Context.BackwardUint16"}
+	hc, hm := a.context(c, ""), a.mask(mask, "mask")
+	if a.err != nil {
+		return a.err
+	}
+	if err := requireSlices(a.call, []string{"q", "k", "v", "out"}, q, k, v, out); err != nil {
+		return err
+	}
+	if err := requireSlices(a.call, []string{"lse"}, lse); err != nil {
+		return err
+	}
+	if err := requireSlices(a.call, []string{"dout"}, dout); err != nil {
+		return err
+	}
+	defer keepAlive(c, mask)
+	return withNative(a.call, params, func(p capi.Alibi_attention_params) error {
+		return capi.Alibi_binding_backward_u16(hc, int(dtype), heads.Q, heads.KV, heads.Dim, q, k, v, hm, p, out,
+			lse, dout, dq, dk, dv, dslopes)
+	})
+}
+
 // Merge merges two partial results of the same queries over disjoint keys (split-K, prefix
 // sharing): outA, outB and out (tokens, heads, headDim) of one dtype, lseA, lseB and lse (heads,
 // tokens) f32 as Forward writes them; lse may be nil. out may be outA or outB, lse lseA or lseB

@@ -3,7 +3,9 @@
 //
 // A Context says where calls run; a Mask says which (query, key) cells are visible and where each
 // token sits; Context.ForwardFloat32 runs attention over []float32 slices (ForwardUint16 over
-// f16/bf16 bit patterns), and Context.Forward over library-owned Tensors.
+// f16/bf16 bit patterns), and Context.Forward over library-owned Tensors. For training,
+// Context.BackwardFloat32, BackwardUint16 and Backward give the gradients of q, k, v and the
+// ALiBi slopes (nil gradients are not computed).
 //
 // # Building
 //

@@ -105,11 +105,11 @@ static const char* alibi_binding_error_message(void) {
 }
 
 /*
- * Attention forward and merge over caller arrays, each passed with its element count (the pair
- * typemaps (const CTYPE* ARRAY, size_t COUNT) and (CTYPE* ARRAY, size_t COUNT) of each local.i)
- * and wrapped, not copied, for this call only. Their lengths give the token counts; the helpers
- * check what only they can (NULL arrays, lengths that are not whole rows), and the library
- * reports the rest, naming the argument whose rows disagree.
+ * Attention forward, backward and merge over caller arrays, each passed with its element count
+ * (the pair typemaps (const CTYPE* ARRAY, size_t COUNT) and (CTYPE* ARRAY, size_t COUNT) of each
+ * local.i) and wrapped, not copied, for this call only. Their lengths give the token counts; the
+ * helpers check what only they can (NULL arrays, lengths that are not whole rows), and the
+ * library reports the rest, naming the argument whose rows disagree.
  */
 %apply (const float* ARRAY, size_t COUNT) {
   (const float* q, size_t q_count), (const float* k, size_t k_count),
@@ -122,6 +122,18 @@ static const char* alibi_binding_error_message(void) {
   (const uint16_t* v, size_t v_count), (const uint16_t* out_a, size_t out_a_count),
   (const uint16_t* out_b, size_t out_b_count) };
 %apply (uint16_t* ARRAY, size_t COUNT) { (uint16_t* out, size_t out_count) };
+/* The backward's inputs out, lse and dout, and its gradients. */
+%apply (const float* ARRAY, size_t COUNT) {
+  (const float* out, size_t out_count), (const float* lse, size_t lse_count),
+  (const float* dout, size_t dout_count) };
+%apply (float* ARRAY, size_t COUNT) {
+  (float* dq, size_t dq_count), (float* dk, size_t dk_count), (float* dv, size_t dv_count),
+  (float* dslopes, size_t dslopes_count) };
+%apply (const uint16_t* ARRAY, size_t COUNT) {
+  (const uint16_t* out, size_t out_count), (const uint16_t* dout, size_t dout_count) };
+%apply (uint16_t* ARRAY, size_t COUNT) {
+  (uint16_t* dq, size_t dq_count), (uint16_t* dk, size_t dk_count),
+  (uint16_t* dv, size_t dv_count) };
 
 %{
 /* An array argument of the array helpers: its name in messages, its data and element count. */
@@ -237,6 +249,63 @@ static alibi_status alibi_binding_require_16_bit(const char* function, alibi_dty
                             function, (int)dtype);
 }
 
+/* What the forward and backward helpers check array lengths against: the mask's totals and the
+ * caller's heads and head_dim. */
+typedef struct {
+  int64_t total_q, total_k;
+  int heads_q, heads_kv, head_dim;
+} alibi_binding_layout;
+
+/* heads_q, heads_kv and head_dim >= 1 and a mask, whose totals complete the layout. */
+static alibi_status alibi_binding_get_layout(const char* function, int heads_q, int heads_kv,
+                                             int head_dim, alibi_mask_t mask,
+                                             alibi_binding_layout* layout) {
+  if (heads_q < 1 || heads_kv < 1 || head_dim < 1)
+    return alibi_binding_fail(ALIBI_STATUS_INVALID_ARGUMENT,
+                              "%s: heads_q = %d, heads_kv = %d, head_dim = %d; each must be >= 1",
+                              function, heads_q, heads_kv, head_dim);
+  if (!mask) return alibi_binding_fail(ALIBI_STATUS_NULL_POINTER, "%s: mask is NULL", function);
+  layout->heads_q = heads_q;
+  layout->heads_kv = heads_kv;
+  layout->head_dim = head_dim;
+  return alibi_mask_get_totals(mask, &layout->total_q, &layout->total_k);
+}
+
+/* An array shaped like q: (the mask's total_q, heads_q, head_dim) of dtype. */
+static alibi_binding_operand alibi_binding_like_q(alibi_binding_array array, alibi_dtype dtype,
+                                                  const alibi_binding_layout* l, int optional) {
+  const alibi_binding_operand op = {array, dtype, 3, {l->total_q, l->heads_q, l->head_dim},
+                                    {"the mask's total_q", "heads_q", "head_dim"}, optional};
+  return op;
+}
+
+/* An array shaped like k: (the mask's total_k, heads_kv, head_dim) of dtype. */
+static alibi_binding_operand alibi_binding_like_k(alibi_binding_array array, alibi_dtype dtype,
+                                                  const alibi_binding_layout* l, int optional) {
+  const alibi_binding_operand op = {array, dtype, 3, {l->total_k, l->heads_kv, l->head_dim},
+                                    {"the mask's total_k", "heads_kv", "head_dim"}, optional};
+  return op;
+}
+
+/* A log-sum-exp array: (heads_q, the mask's total_q) f32. */
+static alibi_binding_operand alibi_binding_like_lse(alibi_binding_array array,
+                                                    const alibi_binding_layout* l, int optional) {
+  const alibi_binding_operand op = {array, ALIBI_DTYPE_F32, 2, {l->heads_q, l->total_q},
+                                    {"heads_q", "the mask's total_q"}, optional};
+  return op;
+}
+
+/* dslopes (optional, f32): (heads_q), or (sequences, heads_q) with per-sequence slopes, whose
+ * count the library checks against the mask's sequences. */
+static alibi_binding_operand alibi_binding_like_dslopes(alibi_binding_array array,
+                                                        const alibi_binding_layout* l,
+                                                        int per_sequence) {
+  const alibi_binding_operand per_head = {array, ALIBI_DTYPE_F32, 1, {l->heads_q}, {"heads_q"}, 1};
+  const alibi_binding_operand per_sequence_and_head = {
+      array, ALIBI_DTYPE_F32, 2, {-1, l->heads_q}, {"sequences", "heads_q"}, 1};
+  return per_sequence ? per_sequence_and_head : per_head;
+}
+
 /* q and out (total_q, heads_q, head_dim), k and v (total_k, heads_kv, head_dim), lse NULL or
  * (heads_q, total_q) f32, where total_q and total_k are the mask's: each array's length is checked
  * against them, so a message names the array that is wrong. */
@@ -246,26 +315,50 @@ static alibi_status alibi_binding_forward(const char* function, alibi_context_t 
                                           alibi_binding_array k, alibi_binding_array v,
                                           alibi_mask_t mask, const alibi_attention_params* params,
                                           alibi_binding_array out, alibi_binding_array lse) {
-  int64_t tq = 0, tk = 0;
+  alibi_binding_layout l;
   alibi_tensor_t t[5] = {NULL};
-  alibi_status s;
-  if (heads_q < 1 || heads_kv < 1 || head_dim < 1)
-    return alibi_binding_fail(ALIBI_STATUS_INVALID_ARGUMENT,
-                              "%s: heads_q = %d, heads_kv = %d, head_dim = %d; each must be >= 1",
-                              function, heads_q, heads_kv, head_dim);
-  if (!mask) return alibi_binding_fail(ALIBI_STATUS_NULL_POINTER, "%s: mask is NULL", function);
-  s = alibi_mask_get_totals(mask, &tq, &tk);
+  alibi_status s = alibi_binding_get_layout(function, heads_q, heads_kv, head_dim, mask, &l);
   if (s == ALIBI_STATUS_SUCCESS) {
     const alibi_binding_operand ops[5] = {
-        {q, dtype, 3, {tq, heads_q, head_dim}, {"the mask's total_q", "heads_q", "head_dim"}, 0},
-        {k, dtype, 3, {tk, heads_kv, head_dim}, {"the mask's total_k", "heads_kv", "head_dim"}, 0},
-        {v, dtype, 3, {tk, heads_kv, head_dim}, {"the mask's total_k", "heads_kv", "head_dim"}, 0},
-        {out, dtype, 3, {tq, heads_q, head_dim}, {"the mask's total_q", "heads_q", "head_dim"}, 0},
-        {lse, ALIBI_DTYPE_F32, 2, {heads_q, tq}, {"heads_q", "the mask's total_q"}, 1}};
+        alibi_binding_like_q(q, dtype, &l, 0), alibi_binding_like_k(k, dtype, &l, 0),
+        alibi_binding_like_k(v, dtype, &l, 0), alibi_binding_like_q(out, dtype, &l, 0),
+        alibi_binding_like_lse(lse, &l, 1)};
     s = alibi_binding_wrap_all(function, ctx, ops, 5, t);
     if (s == ALIBI_STATUS_SUCCESS)
       s = alibi_attention_forward(ctx, t[0], t[1], t[2], mask, params, t[3], t[4]);
     alibi_binding_destroy_all(ops, 5, t);
+  }
+  return s;
+}
+
+/* The forward's arrays and the gradients of a backward call (all but lse, dout: optional). */
+typedef struct {
+  alibi_binding_array q, k, v, out, lse, dout, dq, dk, dv, dslopes;
+} alibi_binding_backward_arrays;
+
+/* As alibi_binding_forward, with lse required, plus dout (like out) and the optional gradients:
+ * dq like q, dk and dv like k, all in dtype, and dslopes. */
+static alibi_status alibi_binding_backward(const char* function, alibi_context_t ctx,
+                                           alibi_dtype dtype, int heads_q, int heads_kv,
+                                           int head_dim, alibi_mask_t mask,
+                                           const alibi_attention_params* params,
+                                           alibi_binding_backward_arrays a) {
+  alibi_binding_layout l;
+  alibi_tensor_t t[10] = {NULL};
+  alibi_status s = alibi_binding_get_layout(function, heads_q, heads_kv, head_dim, mask, &l);
+  if (s == ALIBI_STATUS_SUCCESS) {
+    const alibi_binding_operand ops[10] = {
+        alibi_binding_like_q(a.q, dtype, &l, 0),    alibi_binding_like_k(a.k, dtype, &l, 0),
+        alibi_binding_like_k(a.v, dtype, &l, 0),    alibi_binding_like_q(a.out, dtype, &l, 0),
+        alibi_binding_like_lse(a.lse, &l, 0),       alibi_binding_like_q(a.dout, dtype, &l, 0),
+        alibi_binding_like_q(a.dq, dtype, &l, 1),   alibi_binding_like_k(a.dk, dtype, &l, 1),
+        alibi_binding_like_k(a.dv, dtype, &l, 1),
+        alibi_binding_like_dslopes(a.dslopes, &l, params && params->slopes_per_batch)};
+    s = alibi_binding_wrap_all(function, ctx, ops, 10, t);
+    if (s == ALIBI_STATUS_SUCCESS)
+      s = alibi_attention_backward(ctx, t[0], t[1], t[2], mask, params, t[3], t[4], t[5], t[6],
+                                   t[7], t[8], t[9]);
+    alibi_binding_destroy_all(ops, 10, t);
   }
   return s;
 }
@@ -357,5 +450,51 @@ alibi_status alibi_binding_merge_u16(alibi_context_t ctx, alibi_dtype dtype, int
   if (s != ALIBI_STATUS_SUCCESS) return s;
   return alibi_binding_merge(__func__, ctx, dtype, heads, head_dim, aout_a, alse_a, aout_b,
                              alse_b, aout, alse);
+}
+
+/*
+ * Backward over f32 arrays: q, k, v, mask and params those of the forward, out and lse (required)
+ * its results, dout the gradient of out; dq, dk, dv (f32) and dslopes NULL (count 0) when not
+ * wanted. Each length is checked against the mask's totals.
+ */
+alibi_status alibi_binding_backward_f32(alibi_context_t ctx, int heads_q, int heads_kv,
+                                        int head_dim, const float* q, size_t q_count,
+                                        const float* k, size_t k_count, const float* v,
+                                        size_t v_count, alibi_mask_t mask,
+                                        const alibi_attention_params* params, const float* out,
+                                        size_t out_count, const float* lse, size_t lse_count,
+                                        const float* dout, size_t dout_count, float* dq,
+                                        size_t dq_count, float* dk, size_t dk_count, float* dv,
+                                        size_t dv_count, float* dslopes, size_t dslopes_count) {
+  const alibi_binding_backward_arrays a = {
+      {"q", q, q_count},       {"k", k, k_count},          {"v", v, v_count},
+      {"out", out, out_count}, {"lse", lse, lse_count},    {"dout", dout, dout_count},
+      {"dq", dq, dq_count},    {"dk", dk, dk_count},       {"dv", dv, dv_count},
+      {"dslopes", dslopes, dslopes_count}};
+  return alibi_binding_backward(__func__, ctx, ALIBI_DTYPE_F32, heads_q, heads_kv, head_dim, mask,
+                                params, a);
+}
+
+/* As alibi_binding_backward_f32, for f16 or bf16 q, k, v, out, dout and dq, dk, dv (as their
+ * 16-bit patterns); lse and dslopes f32. */
+alibi_status alibi_binding_backward_u16(alibi_context_t ctx, alibi_dtype dtype, int heads_q,
+                                        int heads_kv, int head_dim, const uint16_t* q,
+                                        size_t q_count, const uint16_t* k, size_t k_count,
+                                        const uint16_t* v, size_t v_count, alibi_mask_t mask,
+                                        const alibi_attention_params* params,
+                                        const uint16_t* out, size_t out_count, const float* lse,
+                                        size_t lse_count, const uint16_t* dout, size_t dout_count,
+                                        uint16_t* dq, size_t dq_count, uint16_t* dk,
+                                        size_t dk_count, uint16_t* dv, size_t dv_count,
+                                        float* dslopes, size_t dslopes_count) {
+  const alibi_binding_backward_arrays a = {
+      {"q", q, q_count},       {"k", k, k_count},          {"v", v, v_count},
+      {"out", out, out_count}, {"lse", lse, lse_count},    {"dout", dout, dout_count},
+      {"dq", dq, dq_count},    {"dk", dk, dk_count},       {"dv", dv, dv_count},
+      {"dslopes", dslopes, dslopes_count}};
+  const alibi_status s = alibi_binding_require_16_bit(__func__, dtype);
+  if (s != ALIBI_STATUS_SUCCESS) return s;
+  return alibi_binding_backward(__func__, ctx, dtype, heads_q, heads_kv, head_dim, mask, params,
+                                a);
 }
 %}

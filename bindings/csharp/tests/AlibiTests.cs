@@ -7,7 +7,7 @@ using System.Text.RegularExpressions;
 namespace Alibi.Tests {
 
 /// <summary>A console harness: runs every test, prints each result, exits non-zero on a failure.</summary>
-public static class AlibiTests {
+public static partial class AlibiTests {
   private const int HQ = 4, HKV = 2, D = 16;
   // prefill 5x5, chunked prefill 3 queries over 7 keys, decode 1 query over 4 keys
   private static readonly int[] CuQ = {0, 5, 8, 9};
@@ -33,6 +33,10 @@ public static class AlibiTests {
       OnlyTheIdiomaticApiIsPublic, AssemblyVersionIsTheLibraryVersion,
       FinalizerReleasesUndisposedHandles, TenThousandCyclesKeepMemoryStable,
       UndisposedCyclesStayBoundedInThreadsAndMemory,
+      VarlenCausalGqaBackwardMatchesTheDoubleReference, PerSequenceSlopesHaveOneGradientPerSequenceAndHead,
+      TensorBackwardEqualsTheArrayFormBitwise, SpanBackwardEqualsTheArrayFormAndSkipsEmptyGradients,
+      Bf16BackwardMatchesTheDoubleReference, FailedBackwardNamesTheArgumentAndWritesNothing,
+      BackwardWithADisposedOrNullObjectNamesIt,
     };
     int failed = 0;
     foreach (Action test in tests) {

@@ -143,7 +143,7 @@ public final class Context extends NativeHandle {
                       int headDim, Mask mask, AttentionParams params, FloatBuffer out,
                       FloatBuffer lse) {
     FloatBuffer q1 = input(q, "q"), k1 = input(k, "k"), v1 = input(v, "v");
-    FloatBuffer out1 = output(out, "out"), lse1 = lse == null ? null : output(lse, "lse");
+    FloatBuffer out1 = output(out, "out"), lse1 = optionalOutput(lse, "lse");
     try (alibi_attention_params p = AttentionParams.toNative(params)) {
       AlibiNative.alibi_java_forward_f32_buffers(handle(), headsQ, headsKv, headDim, q1, k1, v1,
           handleOf(mask, "mask"), p, out1, lse1);
@@ -174,6 +174,154 @@ public final class Context extends NativeHandle {
     try (alibi_attention_params p = AttentionParams.toNative(params)) {
       AlibiNative.alibi_binding_forward_u16(handle(), dtype, headsQ, headsKv, headDim, q, k, v,
           handleOf(mask, "mask"), p, out, lse);
+    } finally {
+      keepAlive(this, mask, params);
+    }
+  }
+
+  /**
+   * Attention backward over tensors: the gradients of one {@link #forward(Tensor, Tensor, Tensor,
+   * Mask, AttentionParams, Tensor, Tensor) forward} call's inputs (training, with trainable
+   * slopes). Each gradient is overwritten, never accumulated into; null ones are not computed.
+   * With GQA, a kv head's dk and dv sum over the query heads that read it. attnBias in params
+   * takes part in the scores and gets no gradient.
+   *
+   * @param q queries (total_q, Hq, D): the forward's
+   * @param k keys (total_k, Hkv, D): the forward's
+   * @param v values, like k: the forward's
+   * @param mask the forward's mask
+   * @param params the forward's parameters (null: the defaults)
+   * @param out the forward's out, like q
+   * @param lse the forward's log-sum-exp, (Hq, total_q) f32; required
+   * @param dout the gradient of the loss with respect to out, like q
+   * @param dq null, or written with the gradient of q: like q, in q's dtype or f32
+   * @param dk null, or written with the gradient of k: like k, in q's dtype or f32
+   * @param dv null, or written with the gradient of v: like k, in q's dtype or f32
+   * @param dslopes null, or written with the gradient of each slope the forward used: f32 (Hq),
+   *     or (sequences, Hq) with per-sequence slopes
+   * @throws AlibiException when the library rejects the call (the message names the argument);
+   *     nothing is written then
+   */
+  public void backward(Tensor q, Tensor k, Tensor v, Mask mask, AttentionParams params, Tensor out,
+                       Tensor lse, Tensor dout, Tensor dq, Tensor dk, Tensor dv, Tensor dslopes) {
+    try (alibi_attention_params p = AttentionParams.toNative(params)) {
+      AlibiNative.alibi_attention_backward(handle(), handleOf(q, "q"), handleOf(k, "k"),
+          handleOf(v, "v"), handleOf(mask, "mask"), p, handleOf(out, "out"), handleOf(lse, "lse"),
+          handleOf(dout, "dout"), optionalHandleOf(dq, "dq"), optionalHandleOf(dk, "dk"),
+          optionalHandleOf(dv, "dv"), optionalHandleOf(dslopes, "dslopes"));
+    } finally {
+      keepAlive(this, q, k, v, mask, params, out, lse, dout, dq, dk, dv, dslopes);
+    }
+  }
+
+  /**
+   * Attention backward over f32 arrays, used in place as the {@link #forward(float[], float[],
+   * float[], int, int, int, Mask, AttentionParams, float[], float[]) array forward}'s: every
+   * length is checked against the mask's totals, and a wrong one throws AlibiException naming the
+   * array. Gradients are overwritten; null ones are not computed.
+   *
+   * @param q queries (total_q, headsQ, headDim): the forward's
+   * @param k keys (total_k, headsKv, headDim): the forward's
+   * @param v values, like k: the forward's
+   * @param headsQ query heads
+   * @param headsKv key/value heads
+   * @param headDim the head dimension
+   * @param mask the forward's mask
+   * @param params the forward's parameters (null: the defaults)
+   * @param out the forward's out, like q
+   * @param lse the forward's log-sum-exp, (headsQ, total_q); required
+   * @param dout the gradient of the loss with respect to out, like q
+   * @param dq null, or written with the gradient of q, like q
+   * @param dk null, or written with the gradient of k, like k
+   * @param dv null, or written with the gradient of v, like k
+   * @param dslopes null, or written with the gradient of each slope: (headsQ), or (sequences,
+   *     headsQ) with per-sequence slopes
+   */
+  public void backward(float[] q, float[] k, float[] v, int headsQ, int headsKv, int headDim,
+                       Mask mask, AttentionParams params, float[] out, float[] lse, float[] dout,
+                       float[] dq, float[] dk, float[] dv, float[] dslopes) {
+    requireArrays(q, k, v, out);
+    requireBackwardArrays(lse, dout);
+    try (alibi_attention_params p = AttentionParams.toNative(params)) {
+      AlibiNative.alibi_binding_backward_f32(handle(), headsQ, headsKv, headDim, q, k, v,
+          handleOf(mask, "mask"), p, out, lse, dout, dq, dk, dv, dslopes);
+    } finally {
+      keepAlive(this, mask, params);
+    }
+  }
+
+  /**
+   * As {@link #backward(float[], float[], float[], int, int, int, Mask, AttentionParams, float[],
+   * float[], float[], float[], float[], float[], float[]) the f32 array form}, over direct buffers
+   * in native byte order, used in place from position to limit (positions are left unchanged).
+   *
+   * @param q queries (total_q, headsQ, headDim): the forward's
+   * @param k keys (total_k, headsKv, headDim): the forward's
+   * @param v values, like k: the forward's
+   * @param headsQ query heads
+   * @param headsKv key/value heads
+   * @param headDim the head dimension
+   * @param mask the forward's mask
+   * @param params the forward's parameters (null: the defaults)
+   * @param out the forward's out, like q
+   * @param lse the forward's log-sum-exp, (headsQ, total_q); required
+   * @param dout the gradient of the loss with respect to out, like q
+   * @param dq null, or written with the gradient of q, like q
+   * @param dk null, or written with the gradient of k, like k
+   * @param dv null, or written with the gradient of v, like k
+   * @param dslopes null, or written with the gradient of each slope: (headsQ), or (sequences,
+   *     headsQ) with per-sequence slopes
+   * @throws IllegalArgumentException for a heap, read-only (gradients) or non-native-order buffer
+   */
+  public void backward(FloatBuffer q, FloatBuffer k, FloatBuffer v, int headsQ, int headsKv,
+                       int headDim, Mask mask, AttentionParams params, FloatBuffer out,
+                       FloatBuffer lse, FloatBuffer dout, FloatBuffer dq, FloatBuffer dk,
+                       FloatBuffer dv, FloatBuffer dslopes) {
+    FloatBuffer q1 = input(q, "q"), k1 = input(k, "k"), v1 = input(v, "v");
+    FloatBuffer out1 = input(out, "out"), lse1 = input(lse, "lse"), dout1 = input(dout, "dout");
+    FloatBuffer dq1 = optionalOutput(dq, "dq"), dk1 = optionalOutput(dk, "dk");
+    FloatBuffer dv1 = optionalOutput(dv, "dv"), dslopes1 = optionalOutput(dslopes, "dslopes");
+    try (alibi_attention_params p = AttentionParams.toNative(params)) {
+      AlibiNative.alibi_java_backward_f32_buffers(handle(), headsQ, headsKv, headDim, q1, k1, v1,
+          handleOf(mask, "mask"), p, out1, lse1, dout1, dq1, dk1, dv1, dslopes1);
+    } finally {
+      keepAlive(this, mask, params, q, k, v, out, lse, dout, dq, dk, dv, dslopes);
+    }
+  }
+
+  /**
+   * As the f32 array form, for F16 or BF16 data given as their 16-bit patterns: q, k, v, out,
+   * dout and the gradients dq, dk, dv (in q's dtype; {@link #backward(Tensor, Tensor, Tensor,
+   * Mask, AttentionParams, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor) tensors} also
+   * take f32 gradients); lse and dslopes are f32.
+   *
+   * @param dtype F16 or BF16
+   * @param q queries (total_q, headsQ, headDim): the forward's
+   * @param k keys (total_k, headsKv, headDim): the forward's
+   * @param v values, like k: the forward's
+   * @param headsQ query heads
+   * @param headsKv key/value heads
+   * @param headDim the head dimension
+   * @param mask the forward's mask
+   * @param params the forward's parameters (null: the defaults)
+   * @param out the forward's out, like q
+   * @param lse the forward's log-sum-exp, (headsQ, total_q) f32; required
+   * @param dout the gradient of the loss with respect to out, like q
+   * @param dq null, or written with the gradient of q, like q
+   * @param dk null, or written with the gradient of k, like k
+   * @param dv null, or written with the gradient of v, like k
+   * @param dslopes null, or written with the gradient of each slope, f32: (headsQ), or
+   *     (sequences, headsQ) with per-sequence slopes
+   */
+  public void backward(DType dtype, short[] q, short[] k, short[] v, int headsQ, int headsKv,
+                       int headDim, Mask mask, AttentionParams params, short[] out, float[] lse,
+                       short[] dout, short[] dq, short[] dk, short[] dv, float[] dslopes) {
+    Objects.requireNonNull(dtype, "dtype");
+    requireArrays(q, k, v, out);
+    requireBackwardArrays(lse, dout);
+    try (alibi_attention_params p = AttentionParams.toNative(params)) {
+      AlibiNative.alibi_binding_backward_u16(handle(), dtype, headsQ, headsKv, headDim, q, k, v,
+          handleOf(mask, "mask"), p, out, lse, dout, dq, dk, dv, dslopes);
     } finally {
       keepAlive(this, mask, params);
     }
@@ -243,7 +391,7 @@ public final class Context extends NativeHandle {
                     int heads, int headDim, FloatBuffer out, FloatBuffer lse) {
     FloatBuffer outA1 = input(outA, "outA"), lseA1 = input(lseA, "lseA");
     FloatBuffer outB1 = input(outB, "outB"), lseB1 = input(lseB, "lseB");
-    FloatBuffer out1 = output(out, "out"), lse1 = lse == null ? null : output(lse, "lse");
+    FloatBuffer out1 = output(out, "out"), lse1 = optionalOutput(lse, "lse");
     try {
       AlibiNative.alibi_java_merge_f32_buffers(handle(), heads, headDim, outA1, lseA1, outB1,
           lseB1, out1, lse1);
@@ -284,6 +432,11 @@ public final class Context extends NativeHandle {
     Objects.requireNonNull(out, "out");
   }
 
+  private static void requireBackwardArrays(Object lse, Object dout) {
+    Objects.requireNonNull(lse, "lse");
+    Objects.requireNonNull(dout, "dout");
+  }
+
   private static void requireMergeArrays(Object outA, Object lseA, Object outB, Object lseB,
                                          Object out) {
     Objects.requireNonNull(outA, "outA");
@@ -311,5 +464,9 @@ public final class Context extends NativeHandle {
     FloatBuffer region = input(buffer, argument);
     if (buffer.isReadOnly()) throw new IllegalArgumentException(argument + " is read-only");
     return region;
+  }
+
+  private static FloatBuffer optionalOutput(FloatBuffer buffer, String argument) {
+    return buffer == null ? null : output(buffer, argument);
   }
 }

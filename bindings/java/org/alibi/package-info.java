@@ -1,8 +1,10 @@
 /**
  * ALiBi attention (libalibi) for Java: {@link org.alibi.Context} runs calls, {@link
  * org.alibi.Mask} says which (query, key) cells are visible, {@link org.alibi.Tensor} holds data
- * (or {@code float[]} and direct {@code FloatBuffer} forms of forward and merge use yours in
- * place).
+ * (or {@code float[]} and direct {@code FloatBuffer} forms of forward, backward and merge use
+ * yours in place). {@link org.alibi.Context#backward(float[], float[], float[], int, int, int,
+ * Mask, AttentionParams, float[], float[], float[], float[], float[], float[], float[]) backward}
+ * gives the gradients of q, k, v and the ALiBi slopes, for training.
  *
  * <p>The JNI library libalibi_java is loaded on first use from (1) the file named by the system
  * property {@code alibi.library.path}, else (2) the installed lib folder, relative to the folder

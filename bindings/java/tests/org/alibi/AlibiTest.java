@@ -18,10 +18,10 @@ import org.junit.Test;
 import org.junit.function.ThrowingRunnable;
 
 public class AlibiTest {
-  private static final int HQ = 4, HKV = 2, D = 16;
+  static final int HQ = 4, HKV = 2, D = 16;
   // prefill 5x5, chunked prefill 3 queries over 7 keys, decode 1 query over 4 keys
-  private static final int[] CU_Q = {0, 5, 8, 9};
-  private static final int[] CU_K = {0, 5, 12, 16};
+  static final int[] CU_Q = {0, 5, 8, 9};
+  static final int[] CU_K = {0, 5, 12, 16};
   // Slices over T tokens: 0 and 1 hold keys [0, 4), slice 2 keys [4, 12), where queries 0..3 see
   // no key.
   private static final int T = 12;
@@ -29,19 +29,19 @@ public class AlibiTest {
   private static final int[] K_RANGES = {0, 4, 0, 4, 4, 12};
   private static final MaskType[] TYPES = {MaskType.CAUSAL, MaskType.FULL, MaskType.CAUSAL};
 
-  private static float[] random(int n, long seed) {
+  static float[] random(int n, long seed) {
     Random rng = new Random(seed);
     float[] x = new float[n];
     for (int i = 0; i < n; ++i) x[i] = rng.nextFloat() * 2 - 1;
     return x;
   }
 
-  private static void assertClose(String what, double[] expected, float[] actual, double tol) {
+  static void assertClose(String what, double[] expected, float[] actual, double tol) {
     assertEquals(what + " length", expected.length, actual.length);
     for (int i = 0; i < expected.length; ++i) {
       if (Double.isInfinite(expected[i])) {
         assertEquals(what + "[" + i + "]", expected[i], actual[i], 0);
-      } else if (Math.abs(expected[i] - actual[i]) > tol * (1 + Math.abs(expected[i]))) {
+      } else if (!(Math.abs(expected[i] - actual[i]) <= tol * (1 + Math.abs(expected[i])))) {
         fail(what + "[" + i + "] = " + actual[i] + ", expected " + expected[i]);
       }
     }
@@ -80,7 +80,7 @@ public class AlibiTest {
   }
 
   /** A direct native-order buffer holding x after `offset` padding elements, positioned at x. */
-  private static FloatBuffer atOffset(float[] x, int offset) {
+  static FloatBuffer atOffset(float[] x, int offset) {
     FloatBuffer b = direct(offset + x.length);
     b.put(offset, x);
     b.position(offset);
@@ -107,7 +107,7 @@ public class AlibiTest {
     }
   }
 
-  private static float[] contents(FloatBuffer b) {
+  static float[] contents(FloatBuffer b) {
     float[] x = new float[b.remaining()];
     b.get(b.position(), x);
     return x;
@@ -134,7 +134,7 @@ public class AlibiTest {
     }
   }
 
-  private static void assertIllegal(String start, ThrowingRunnable call) {
+  static void assertIllegal(String start, ThrowingRunnable call) {
     IllegalArgumentException e = assertThrows(IllegalArgumentException.class, call);
     assertTrue(e.getMessage(), e.getMessage().startsWith(start));
   }
@@ -197,32 +197,32 @@ public class AlibiTest {
     }
   }
 
-  private static void assertClose(String what, float[] expected, float[] actual, double tol) {
+  static void assertClose(String what, float[] expected, float[] actual, double tol) {
     double[] widened = new double[expected.length];
     for (int i = 0; i < expected.length; ++i) widened[i] = expected[i];
     assertClose(what, widened, actual, tol);
   }
 
-  private static void assertFails(Status status, String detail, ThrowingRunnable call) {
+  static void assertFails(Status status, String detail, ThrowingRunnable call) {
     AlibiException e = assertThrows(AlibiException.class, call);
     assertEquals(detail, e.getDetail());
     assertEquals(status, e.getStatus());
   }
 
   /** A shape error whose message, after the function's name, starts with the argument's. */
-  private static void assertBlames(String argument, ThrowingRunnable call) {
+  static void assertBlames(String argument, ThrowingRunnable call) {
     AlibiException e = assertThrows(AlibiException.class, call);
     assertEquals(e.getMessage(), Status.SHAPE_MISMATCH, e.getStatus());
     assertTrue("does not blame " + argument + ": " + e.getDetail(),
                e.getDetail().matches("\\w+: " + argument + "[ .].*"));
   }
 
-  private static void assertNullNamed(String argument, ThrowingRunnable call) {
+  static void assertNullNamed(String argument, ThrowingRunnable call) {
     NullPointerException e = assertThrows(NullPointerException.class, call);
     assertEquals(argument, e.getMessage());
   }
 
-  private static void assertClosed(String message, ThrowingRunnable call) {
+  static void assertClosed(String message, ThrowingRunnable call) {
     IllegalStateException e = assertThrows(IllegalStateException.class, call);
     assertEquals(message, e.getMessage());
   }
@@ -466,18 +466,18 @@ public class AlibiTest {
     throw new IOException("no VmRSS in /proc/self/status");
   }
 
-  private static FloatBuffer direct(int n) {
+  static FloatBuffer direct(int n) {
     return ByteBuffer.allocateDirect(4 * n).order(ByteOrder.nativeOrder()).asFloatBuffer();
   }
 
-  private static FloatBuffer direct(float[] x) {
+  static FloatBuffer direct(float[] x) {
     FloatBuffer b = direct(x.length);
     b.put(0, x);
     return b;
   }
 
   /** Round to nearest even bfloat16 (finite inputs). */
-  private static short[] bf16(float[] x) {
+  static short[] bf16(float[] x) {
     short[] y = new short[x.length];
     for (int i = 0; i < x.length; ++i) {
       int bits = Float.floatToRawIntBits(x[i]);
@@ -486,7 +486,7 @@ public class AlibiTest {
     return y;
   }
 
-  private static float[] floats(short[] bf16) {
+  static float[] floats(short[] bf16) {
     float[] x = new float[bf16.length];
     for (int i = 0; i < x.length; ++i) x[i] = Float.intBitsToFloat((bf16[i] & 0xFFFF) << 16);
     return x;
