@@ -1,14 +1,21 @@
 // Attention backward on the CPU, flash-attention-2 style: scores and P are recomputed per tile
-// from q, k and the forward's lse, never stored. Two passes, each work item owning what it
-// writes, so that results do not depend on the thread count:
-//  - keys: an item is (kv head, block of kKeyBlock keys). It visits, query head by query head
-//    of its group, slice by slice in mask order, the rows that see its keys (ascending) and
+// from q, k and the forward's lse, never stored. Every work item owns what it writes and sums
+// in a fixed order, so results do not depend on the thread count. Two schedules, chosen by the
+// shape (kFusedMinKvHeads), never by the thread count:
+//  - two passes (few kv heads, so that there are enough items):
+//    keys: an item is (kv head, chunk of kKeyChunk keys). It visits, query head by query head
+//    of its group, slice by slice in mask order, the rows that see its keys (ascending, in
+//    pieces of kQueryBlock rows, each piece loaded once for all its key blocks) and
 //    accumulates dK and dV of its keys in f32.
-//  - queries: an item is (query head, row tile of the mask's plan). It accumulates dQ of its
+//    queries: an item is (query head, row tile of the mask's plan). It accumulates dQ of its
 //    rows in f32 and each span's part of dslopes into that span's own slot; the slots are
 //    summed in a fixed order at the end.
+//  - fused (many kv heads): an item is a kv head; it runs the key pass over its chunks in
+//    order and adds dQ (an f32 total_q x group x head_dim buffer) and dslopes as it goes: five
+//    products per cell instead of seven.
 // Tiles are transposed as in the forward (keys x queries) so that the cell math runs across
-// queries in SIMD lanes (TileOps::gradient_block). Working memory: a few tiles per thread.
+// queries in SIMD lanes (TileOps::gradient_block). Working memory: a few tiles per thread, and
+// in the fused schedule one dQ buffer per thread.
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -24,6 +31,10 @@ namespace alibi::cpu {
 namespace {
 
 constexpr int64_t kKeyBlock = 64;
+// Keys per item of the key pass: a query row is loaded once per chunk (rows are strided in q,
+// dout and out, a page or more apart), so larger chunks read q less often; 256 keys' f32 dK and
+// dV stay in L2 for head_dim 128.
+constexpr int64_t kKeyChunk = 4 * kKeyBlock;
 constexpr int64_t kQueryBlock = 64;
 constexpr int64_t kLanes = 8;
 constexpr int64_t kTileWidth = kQueryBlock + kLanes;  // query columns incl. SIMD padding
@@ -31,6 +42,12 @@ constexpr int64_t kRowTile = kPlanShape.tile_rows;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Below this many kv heads the backward runs in two passes (each item owns its keys, then each
+// item owns its rows); from it on, in one fused pass with an item per kv head, which adds dQ as
+// it goes, keys in order (two fewer products per cell: no second computation of scores and dP).
+// It depends on the shape only, never on the thread count.
+constexpr int64_t kFusedMinKvHeads = 8;
 
 // At most kQueryBlock consecutive rows of one slice (global row indices).
 struct QueryPiece {
@@ -43,17 +60,18 @@ struct Workspace {
   std::vector<float> queries_t, dout_t;            // head_dim x kTileWidth (queries scaled)
   std::vector<float> queries, dout;                // kQueryBlock x head_dim, row-major
   std::vector<float> scores, dscores, attn_bias;   // kKeyBlock x kTileWidth
-  std::vector<float> keys, values;                 // kKeyBlock x head_dim
+  std::vector<float> keys, values;                 // kKeyChunk x head_dim
   std::vector<float> lse, row_dot;                 // kTileWidth
   std::vector<int32_t> query_pos, visible_lo, visible_hi;
   std::vector<float> out_row, ones;
   std::vector<float> gradient_a, gradient_b;       // the item's f32 gradient accumulators
+  std::vector<float> query_gradient;               // fused pass: dQ of a kv head's query heads
 
   explicit Workspace(int64_t dim)
       : queries_t(size_t(dim * kTileWidth)), dout_t(size_t(dim * kTileWidth)),
         queries(size_t(kQueryBlock * dim)), dout(size_t(kQueryBlock * dim)),
         scores(size_t(kKeyBlock * kTileWidth)), dscores(size_t(kKeyBlock * kTileWidth)),
-        keys(size_t(kKeyBlock * dim)), values(size_t(kKeyBlock * dim)), lse(kTileWidth),
+        keys(size_t(kKeyChunk * dim)), values(size_t(kKeyChunk * dim)), lse(kTileWidth),
         row_dot(kTileWidth), query_pos(kTileWidth), visible_lo(kTileWidth), visible_hi(kTileWidth),
         out_row(size_t(dim)), ones(size_t(std::max(kKeyBlock, kQueryBlock)), 1.0f) {}
 };
@@ -86,6 +104,15 @@ std::pair<int64_t, int64_t> rows_seeing(const Slice& slice, int64_t k0, int64_t 
   return {begin, end};
 }
 
+// What the fused pass accumulates besides dK and dV, for the query heads of one kv head: dQ
+// (rows (token, head of the group), f32, unscaled) and dslopes slots (head of the group, slope
+// group: a sequence with per-sequence slopes, else 0). Either may be null.
+struct FusedTargets {
+  float* dq;
+  double* slopes;
+  int64_t slope_groups;
+};
+
 class Backward {
  public:
   Backward(const BackwardArgs& args, const TileOps& ops)
@@ -95,16 +122,36 @@ class Backward {
   int64_t head_dim() const { return dim_; }
   int64_t group() const { return group_; }
 
-  // dK and dV of keys [kb, ke) of a kv head, from every query row that sees them.
-  void key_block(int64_t kv_head, int64_t kb, int64_t ke, const std::vector<int32_t>& slices,
-                 Workspace& w) const {
+  // Fused pass: every gradient of a kv head and its query heads, key chunks in order; slopes
+  // gets (head of the group, slope group) slots.
+  void kv_head(int64_t kv_head, const std::vector<std::vector<int32_t>>& slices_by_chunk, double* slopes,
+               int64_t slope_groups, Workspace& w) const {
+    FusedTargets fused{nullptr, slopes, slope_groups};
+    if (args_.dq) {
+      w.query_gradient.assign(size_t(mask_.total_q * group_ * dim_), 0.0f);
+      fused.dq = w.query_gradient.data();
+    }
+    for (size_t c = 0; c < slices_by_chunk.size(); ++c) {
+      const int64_t kb = int64_t(c) * kKeyChunk;
+      key_chunk(kv_head, kb, std::min(mask_.total_k, kb + kKeyChunk), slices_by_chunk[c], w, &fused);
+    }
+    if (args_.dq)
+      for (int64_t r = 0; r < mask_.total_q; ++r)
+        for (int64_t g = 0; g < group_; ++g)
+          store_gradient(*args_.dq, r, kv_head * group_ + g, &fused.dq[size_t((r * group_ + g) * dim_)], fwd_.scale);
+  }
+
+  // dK and dV of keys [kb, ke) of a kv head, from every query row that sees them (and, fused,
+  // what those rows' dQ and dslopes get from these keys).
+  void key_chunk(int64_t kv_head, int64_t kb, int64_t ke, const std::vector<int32_t>& slices,
+                 Workspace& w, const FusedTargets* fused = nullptr) const {
     const int64_t count = ke - kb;
     load_rows(fwd_.k, kb, count, kv_head, w.keys.data());
     load_rows(fwd_.v, kb, count, kv_head, w.values.data());
     w.gradient_a.assign(size_t(count * dim_), 0.0f);  // dK
     w.gradient_b.assign(size_t(count * dim_), 0.0f);  // dV
     for (int64_t head = kv_head * group_; head < (kv_head + 1) * group_; ++head)
-      for (const int32_t s : slices) key_block_slice(mask_.slices[s], head, kb, ke, w);
+      for (const int32_t s : slices) key_chunk_slice(mask_.slices[s], head, kb, ke, w, fused);
     for (int64_t j = 0; j < count; ++j) {
       if (args_.dk) store_gradient(*args_.dk, kb + j, kv_head, &w.gradient_a[size_t(j * dim_)], 1.0f);
       if (args_.dv) store_gradient(*args_.dv, kb + j, kv_head, &w.gradient_b[size_t(j * dim_)], 1.0f);
@@ -132,26 +179,50 @@ class Backward {
   }
 
  private:
-  // The rows of a slice that see keys [kb, ke) (global), piece by piece.
-  void key_block_slice(const Slice& slice, int64_t head, int64_t kb, int64_t ke, Workspace& w) const {
+  // The rows of a slice that see keys [kb, ke) (global), piece by piece, each piece against
+  // the key blocks it sees.
+  void key_chunk_slice(const Slice& slice, int64_t head, int64_t kb, int64_t ke, Workspace& w,
+                       const FusedTargets* fused) const {
     const int64_t gk0 = std::max<int64_t>(kb, slice.k_begin), gk1 = std::min<int64_t>(ke, slice.k_end);
     if (gk0 >= gk1) return;
-    const int64_t k0 = gk0 - slice.k_begin, k1 = gk1 - slice.k_begin, count = k1 - k0;
-    const size_t first = size_t((gk0 - kb) * dim_);
-    const auto [rb, re] = rows_seeing(slice, k0, k1);
+    const auto [rb, re] = rows_seeing(slice, gk0 - slice.k_begin, gk1 - slice.k_begin);
     for (int64_t r = rb; r < re; r += kQueryBlock) {
       const QueryPiece piece{&slice, r, std::min(re, r + kQueryBlock)};
-      const int64_t n = piece.row_end - piece.row_begin;
       load_piece(piece, head, w);
-      gradient_step(piece, head, k0, k1, &w.keys[first], &w.values[first], w);
-      // dV += P^T dout, dK += dX^T (scale q): scores and dscores are (keys x queries).
-      if (args_.dv)
-        ops_.gemm(count, dim_, n, w.scores.data(), kTileWidth, 1, w.dout.data(), dim_,
-                  &w.gradient_b[first], dim_, w.ones.data());
-      if (args_.dk)
-        ops_.gemm(count, dim_, n, w.dscores.data(), kTileWidth, 1, w.queries.data(), dim_,
-                  &w.gradient_a[first], dim_, w.ones.data());
+      for (int64_t k = gk0; k < gk1; k += kKeyBlock)
+        key_block(piece, head, k - slice.k_begin, std::min(gk1, k + kKeyBlock) - slice.k_begin,
+                  size_t((k - kb) * dim_), w, fused);
     }
+  }
+
+  // dV += P^T dout and dK += dX^T (scale q) of the slice-local keys [k0, k1) (at `first` in
+  // the chunk's rows and accumulators) from a loaded piece, and fused, dQ += dX k and the
+  // slope slot; nothing if no row sees them.
+  void key_block(const QueryPiece& piece, int64_t head, int64_t k0, int64_t k1, size_t first, Workspace& w,
+                 const FusedTargets* fused) const {
+    const int64_t n = piece.row_end - piece.row_begin, count = k1 - k0;
+    if (w.visible_hi[size_t(n - 1)] <= k0 || w.visible_lo[0] >= k1) return;
+    const float slope_sum = gradient_step(piece, head, k0, k1, &w.keys[first], &w.values[first], w);
+    if (fused) add_fused(*fused, piece, head, slope_sum, count, &w.keys[first], w);
+    // scores and dscores are (keys x queries).
+    if (args_.dv)
+      ops_.gemm(count, dim_, n, w.scores.data(), kTileWidth, 1, w.dout.data(), dim_, &w.gradient_b[first], dim_,
+                w.ones.data());
+    if (args_.dk)
+      ops_.gemm(count, dim_, n, w.dscores.data(), kTileWidth, 1, w.queries.data(), dim_, &w.gradient_a[first], dim_,
+                w.ones.data());
+  }
+
+  void add_fused(const FusedTargets& fused, const QueryPiece& piece, int64_t head, float slope_sum, int64_t count,
+                 const float* keys, Workspace& w) const {
+    const int64_t in_group = head % group_, n = piece.row_end - piece.row_begin;
+    if (fused.slopes) {
+      const int64_t slope_group = fwd_.slopes.per_sequence ? piece.slice->sequence : 0;
+      fused.slopes[in_group * fused.slope_groups + slope_group] += slope_sum;
+    }
+    if (fused.dq)
+      ops_.gemm(n, dim_, count, w.dscores.data(), 1, kTileWidth, keys, dim_,
+                &fused.dq[size_t((piece.row_begin * group_ + in_group) * dim_)], group_ * dim_, w.ones.data());
   }
 
   // A piece of rows against all its keys, block by block: dQ (unscaled) into dq if given;
@@ -216,15 +287,15 @@ class Backward {
       load_row(fwd_.q, offset3(fwd_.q, r, head, 0), q);
       load_row(args_.dout, offset3(args_.dout, r, head, 0), dout);
       load_row(fwd_.out, offset3(fwd_.out, r, head, 0), w.out_row.data());
-      float row_dot = 0.0f;
+      double row_dot = 0.0;
       for (int64_t d = 0; d < dim_; ++d) {
         q[d] *= fwd_.scale;
-        row_dot += dout[d] * w.out_row[size_t(d)];
+        row_dot += double(dout[d]) * w.out_row[size_t(d)];
         w.queries_t[size_t(d * kTileWidth + c)] = q[d];
         w.dout_t[size_t(d * kTileWidth + c)] = dout[d];
       }
       const KeyInterval keys = keys_of_row(slice, r);
-      w.row_dot[size_t(c)] = row_dot;
+      w.row_dot[size_t(c)] = float(row_dot);
       w.lse[size_t(c)] = load_float(*fwd_.lse, offset2(*fwd_.lse, head, r));
       w.query_pos[size_t(c)] = mask_.q_positions[r];
       w.visible_lo[size_t(c)] = int32_t(keys.lo);
@@ -281,46 +352,71 @@ std::vector<Workspace> workspaces(int n, int64_t head_dim) {
   return all;
 }
 
-// For each block of kKeyBlock keys, the slices (in mask order) with rows and keys in it.
-std::vector<std::vector<int32_t>> slices_by_key_block(const MaskView& mask, int64_t blocks) {
-  std::vector<std::vector<int32_t>> by_block(static_cast<size_t>(blocks));
+// For each chunk of kKeyChunk keys, the slices (in mask order) with rows and keys in it.
+std::vector<std::vector<int32_t>> slices_by_key_chunk(const MaskView& mask, int64_t chunks) {
+  std::vector<std::vector<int32_t>> by_chunk(static_cast<size_t>(chunks));
   for (int64_t s = 0; s < mask.num_slices; ++s) {
     const Slice& slice = mask.slices[s];
     if (slice.q_begin >= slice.q_end || slice.k_begin >= slice.k_end) continue;
-    for (int64_t b = slice.k_begin / kKeyBlock; b <= (slice.k_end - 1) / kKeyBlock; ++b)
-      by_block[size_t(b)].push_back(int32_t(s));
+    for (int64_t b = slice.k_begin / kKeyChunk; b <= (slice.k_end - 1) / kKeyChunk; ++b)
+      by_chunk[size_t(b)].push_back(int32_t(s));
   }
-  return by_block;
+  return by_chunk;
 }
 
 void key_pass(const Backward& backward, const MaskView& mask, int64_t kv_heads, std::vector<Workspace>& w,
               const ThreadPool& pool) {
-  const int64_t blocks = (mask.total_k + kKeyBlock - 1) / kKeyBlock;
-  const std::vector<std::vector<int32_t>> slices = slices_by_key_block(mask, blocks);
-  pool.parallel_for(kv_heads * blocks, [&](int64_t item, int worker) {
-    const int64_t block = item % blocks, kb = block * kKeyBlock;
-    backward.key_block(item / blocks, kb, std::min(mask.total_k, kb + kKeyBlock), slices[size_t(block)],
+  const int64_t chunks = (mask.total_k + kKeyChunk - 1) / kKeyChunk;
+  const std::vector<std::vector<int32_t>> slices = slices_by_key_chunk(mask, chunks);
+  pool.parallel_for(kv_heads * chunks, [&](int64_t item, int worker) {
+    const int64_t chunk = item % chunks, kb = chunk * kKeyChunk;
+    backward.key_chunk(item / chunks, kb, std::min(mask.total_k, kb + kKeyChunk), slices[size_t(chunk)],
                        w[size_t(worker)]);
   });
 }
 
-// dslopes[(sequence,) head]: the span slots summed head by head, spans in plan order.
-void write_slope_gradient(const BackwardArgs& args, const std::vector<double>& span_slopes, int64_t heads) {
-  const MaskView& mask = *args.forward.mask;
+// The number of dslopes rows: sequences with per-sequence slopes, else 1.
+int64_t slope_groups(const BackwardArgs& args) {
+  return args.forward.slopes.per_sequence ? args.forward.mask->num_sequences : 1;
+}
+
+// dslopes from its f32-rounded totals, totals[head * slope_groups + group].
+void write_slope_gradient(const BackwardArgs& args, const std::vector<double>& totals, int64_t heads) {
   const TensorView& dslopes = *args.dslopes;
-  const bool per_sequence = args.forward.slopes.per_sequence;
-  const int64_t groups = per_sequence ? mask.num_sequences : 1;
+  const int64_t groups = slope_groups(args);
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t h = 0; h < heads; ++h) {
+      const int64_t offset = args.forward.slopes.per_sequence ? offset2(dslopes, g, h) : h * dslopes.strides[0];
+      store_float(dslopes, offset, float(totals[size_t(h * groups + g)]));
+    }
+}
+
+// The two-pass dslopes totals: each head's span slots summed in plan order.
+std::vector<double> slope_totals(const BackwardArgs& args, const std::vector<double>& span_slopes, int64_t heads) {
+  const MaskView& mask = *args.forward.mask;
+  const int64_t groups = slope_groups(args);
   std::vector<double> totals(size_t(groups * heads), 0.0);
   for (int64_t h = 0; h < heads; ++h)
     for (int64_t i = 0; i < mask.num_spans; ++i) {
-      const int64_t group = per_sequence ? mask.slices[mask.spans[i].slice].sequence : 0;
-      totals[size_t(group * heads + h)] += span_slopes[size_t(h * mask.num_spans + i)];
+      const int64_t group = args.forward.slopes.per_sequence ? mask.slices[mask.spans[i].slice].sequence : 0;
+      totals[size_t(h * groups + group)] += span_slopes[size_t(h * mask.num_spans + i)];
     }
-  for (int64_t g = 0; g < groups; ++g)
-    for (int64_t h = 0; h < heads; ++h) {
-      const int64_t offset = per_sequence ? offset2(dslopes, g, h) : h * dslopes.strides[0];
-      store_float(dslopes, offset, float(totals[size_t(g * heads + h)]));
-    }
+  return totals;
+}
+
+void fused_pass(const Backward& backward, const BackwardArgs& args, std::vector<Workspace>& w,
+                const ThreadPool& pool) {
+  const MaskView& mask = *args.forward.mask;
+  const int64_t heads = args.forward.q.shape[1], kv_heads = args.forward.k.shape[1];
+  const int64_t groups = slope_groups(args);
+  const std::vector<std::vector<int32_t>> slices =
+      slices_by_key_chunk(mask, (mask.total_k + kKeyChunk - 1) / kKeyChunk);
+  std::vector<double> totals(size_t(heads * groups), 0.0);
+  pool.parallel_for(kv_heads, [&](int64_t kv_head, int worker) {
+    backward.kv_head(kv_head, slices, args.dslopes ? &totals[size_t(kv_head * backward.group() * groups)] : nullptr,
+                     groups, w[size_t(worker)]);
+  });
+  if (args.dslopes) write_slope_gradient(args, totals, heads);
 }
 
 }  // namespace
@@ -333,6 +429,7 @@ void attention_backward(const BackwardArgs& args, const ThreadPool& pool) {
   const Backward backward(args, int32_distances ? tile_ops() : generic_tile_ops());
   const int64_t heads = fwd.q.shape[1], kv_heads = fwd.k.shape[1];
   std::vector<Workspace> w = workspaces(pool.size(), backward.head_dim());
+  if (kv_heads >= kFusedMinKvHeads) return fused_pass(backward, args, w, pool);
   if (args.dk || args.dv) key_pass(backward, mask, kv_heads, w, pool);
   if (!args.dq && !args.dslopes) return;
   std::vector<double> span_slopes(size_t(heads * mask.num_spans), 0.0);
@@ -342,7 +439,7 @@ void attention_backward(const BackwardArgs& args, const ThreadPool& pool) {
     backward.query_tile(tile, head, &span_slopes[size_t(head * mask.num_spans + tile.first_span)],
                         w[size_t(worker)]);
   });
-  if (args.dslopes) write_slope_gradient(args, span_slopes, heads);
+  if (args.dslopes) write_slope_gradient(args, slope_totals(args, span_slopes, heads), heads);
 }
 
 }  // namespace alibi::cpu

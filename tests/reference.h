@@ -161,17 +161,30 @@ struct Result {
   std::vector<double> lse;  // (heads_q, total_q)
 };
 
-// SPEC's score of a visible cell.
-inline double score(const Problem& p, int h, int64_t i, int64_t j) {
-  const int kv_head = h / (p.heads_q / p.heads_kv);
+// The kv head query head h reads (GQA/MQA).
+inline int kv_head_of(const Problem& p, int h) { return h / (p.heads_q / p.heads_kv); }
+
+// x = scale * (q_i . k_j): the score before softcap and biases.
+inline double scaled_dot(const Problem& p, int h, int64_t i, int64_t j) {
+  const int kv_head = kv_head_of(p, h);
   double dot = 0.0;
   for (int d = 0; d < p.head_dim; ++d)
     dot += p.q[size_t((i * p.heads_q + h) * p.head_dim + d)] *
            p.k[size_t((j * p.heads_kv + kv_head) * p.head_dim + d)];
-  double s = p.scale * dot;
+  return p.scale * dot;
+}
+
+// |qpos[i] - kpos[j]|, an exact integer.
+inline int64_t distance(const Problem& p, int64_t i, int64_t j) {
+  return std::llabs(int64_t(p.positions.q[size_t(i)]) - p.positions.k[size_t(j)]);
+}
+
+// SPEC's score of a visible cell.
+inline double score(const Problem& p, int h, int64_t i, int64_t j) {
+  double s = scaled_dot(p, h, i, j);
   if (p.softcap > 0) s = p.softcap * std::tanh(s / p.softcap);
-  const int64_t distance = std::llabs(int64_t(p.positions.q[size_t(i)]) - p.positions.k[size_t(j)]);
-  const float bias = -(p.slopes[size_t(h * p.total_q + i)] * float(distance));  // SPEC: in float32
+  // SPEC: in float32.
+  const float bias = -(p.slopes[size_t(h * p.total_q + i)] * float(distance(p, i, j)));
   s += bias;
   if (p.bias_heads > 0) {
     const int64_t bias_head = p.bias_heads == 1 ? 0 : h;
@@ -196,7 +209,7 @@ inline void attend_row(const Problem& p, int h, int64_t i, Result& res) {
   double sum = 0.0;
   for (double x : s) sum += std::exp(x - max_score);
   lse = max_score + std::log(sum);
-  const int kv_head = h / (p.heads_q / p.heads_kv);
+  const int kv_head = kv_head_of(p, h);
   double* out = &res.out[size_t((i * p.heads_q + h) * p.head_dim)];
   for (int64_t j = 0; j < p.total_k; ++j) {
     const double weight = std::exp(s[size_t(j)] - lse);

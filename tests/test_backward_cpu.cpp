@@ -1,6 +1,6 @@
-// The CPU backward kernel (cpu/backward_cpu.cpp): gradients bitwise identical whatever the thread
-// count (1..4) and from run to run, over varlen, ranges (rows shared by slices), sliding-window
-// masks, per-sequence slopes, softcap, attn_bias, GQA/MQA, f32/f16/bf16 inputs and gradients in
+// The CPU backward kernel (cpu/backward_cpu.cpp), its two-pass and its fused (8+ kv heads)
+// paths: gradients bitwise identical whatever the thread count (1..4) and from run to run, over
+// varlen, ranges (rows shared by slices), sliding-window masks, per-sequence slopes, softcap, attn_bias, GQA/MQA, f32/f16/bf16 inputs and gradients in
 // the input dtype or f32; NULL gradients skip work without changing the others; and every case
 // close to a plain float64 backward written below. ctest runs this file again with the portable
 // tile operations (prefix generic_isa.), so the AVX2 and generic builds are both held to the
@@ -315,7 +315,17 @@ std::vector<Case> cases() {
   // queries without keys, an empty sequence.
   Case mqa{"mqa_full_positions", kBF16, kF32, 4, 1, 16, MaskKind::kVarlen, {0, 10, 10, 310, 330},
            {0, 0, 0, 280, 300}, false, 0, 0, {}, 330, 300, false, false, true, 0.0f};
-  all.insert(all.end(), {ranges, window, mqa});
+  // Eight kv heads or more take the fused pass (one item per kv head, dQ added key block by key
+  // block): GQA with per-sequence slopes, and the ranges case with eight heads.
+  Case fused_gqa{"fused_gqa_window_per_sequence_slopes_bf16", kBF16, kF32, 16, 8, 24, MaskKind::kWindow,
+                 {0, 70, 70, 300}, {0, 90, 95, 300}, false, 40, 3, {}, 300, 300, true, false, false, 0.0f};
+  Case fused_ranges = ranges;
+  fused_ranges.name = "fused_ranges_shared_rows_softcap_attn_bias";
+  fused_ranges.heads_q = fused_ranges.heads_kv = 8;
+  Case fused_varlen = varlen_case("fused_varlen_causal_f32", kF32, kF32);
+  fused_varlen.heads_q = 16;
+  fused_varlen.heads_kv = 8;
+  all.insert(all.end(), {ranges, window, mqa, fused_gqa, fused_ranges, fused_varlen});
   return all;
 }
 
