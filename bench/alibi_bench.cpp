@@ -35,7 +35,7 @@ constexpr double kTolerance = 1e-3;
 constexpr double kBf16Ulp = 1.0 / 128;  // of a value in [1, 2): output rounding of bf16 cases
 constexpr int kCeilingReps = 3;  // before and after each case
 constexpr int kTilesPerThread = 8;  // the memory bound's allowance (backward_memory_bound_mib)
-constexpr int kTileRows = 256;      // the CPU kernel's query rows per block
+constexpr int kTileRows = 256;      // the CPU kernels' row tile (the mask plan's tile_rows)
 
 const char* const kUsage =
     "usage: alibi-bench [--quick] [--case SUBSTRING]... [--threads N] [--reps N]\n"
