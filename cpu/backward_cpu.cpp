@@ -10,12 +10,13 @@
 //    queries: an item is (query head, row tile of the mask's plan). It accumulates dQ of its
 //    rows in f32 and each span's part of dslopes into that span's own slot; the slots are
 //    summed in a fixed order at the end.
-//  - fused (many kv heads): an item is a kv head; it runs the key pass over its chunks in
-//    order and adds dQ (an f32 total_q x group x head_dim buffer) and dslopes as it goes: five
-//    products per cell instead of seven.
+//  - fused (many kv heads): an item is a kv head. Its keys and values are packed (f32) once,
+//    its dK and dV accumulate over all its keys while the query pass runs head by head of its
+//    group, tile by tile in plan order: five products per cell instead of seven, and each
+//    query row is read once.
 // Tiles are transposed as in the forward (keys x queries) so that the cell math runs across
-// queries in SIMD lanes (TileOps::gradient_block). Working memory: a few tiles per thread, and
-// in the fused schedule one dQ buffer per thread.
+// queries in SIMD lanes (TileOps::gradient_block). Working memory: a few tiles per thread; in
+// the fused schedule also keys, values, dK and dV of one kv head (f32) per thread.
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -38,15 +39,12 @@ constexpr int64_t kKeyChunk = 4 * kKeyBlock;
 constexpr int64_t kQueryBlock = 64;
 constexpr int64_t kLanes = 8;
 constexpr int64_t kTileWidth = kQueryBlock + kLanes;  // query columns incl. SIMD padding
-constexpr int64_t kRowTile = kPlanShape.tile_rows;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// Below this many kv heads the backward runs in two passes (each item owns its keys, then each
-// item owns its rows); from it on, in one fused pass with an item per kv head, which adds dQ as
-// it goes, keys in order (two fewer products per cell: no second computation of scores and dP).
-// It depends on the shape only, never on the thread count.
+// Below this many kv heads (items of the fused schedule) the backward runs in two passes. It
+// depends on the shape only, never on the thread count.
 constexpr int64_t kFusedMinKvHeads = 8;
 
 // At most kQueryBlock consecutive rows of one slice (global row indices).
@@ -60,12 +58,12 @@ struct Workspace {
   std::vector<float> queries_t, dout_t;            // head_dim x kTileWidth (queries scaled)
   std::vector<float> queries, dout;                // kQueryBlock x head_dim, row-major
   std::vector<float> scores, dscores, attn_bias;   // kKeyBlock x kTileWidth
-  std::vector<float> keys, values;                 // kKeyChunk x head_dim
+  std::vector<float> keys, values;                 // kKeyChunk (fused: total_k) x head_dim
   std::vector<float> lse, row_dot;                 // kTileWidth
   std::vector<int32_t> query_pos, visible_lo, visible_hi;
   std::vector<float> out_row, ones;
   std::vector<float> gradient_a, gradient_b;       // the item's f32 gradient accumulators
-  std::vector<float> query_gradient;               // fused pass: dQ of a kv head's query heads
+  std::vector<float> query_gradient;               // dQ of a row tile (f32, unscaled)
 
   explicit Workspace(int64_t dim)
       : queries_t(size_t(dim * kTileWidth)), dout_t(size_t(dim * kTileWidth)),
@@ -104,15 +102,6 @@ std::pair<int64_t, int64_t> rows_seeing(const Slice& slice, int64_t k0, int64_t 
   return {begin, end};
 }
 
-// What the fused pass accumulates besides dK and dV, for the query heads of one kv head: dQ
-// (rows (token, head of the group), f32, unscaled) and dslopes slots (head of the group, slope
-// group: a sequence with per-sequence slopes, else 0). Either may be null.
-struct FusedTargets {
-  float* dq;
-  double* slopes;
-  int64_t slope_groups;
-};
-
 class Backward {
  public:
   Backward(const BackwardArgs& args, const TileOps& ops)
@@ -120,38 +109,36 @@ class Backward {
         group_(fwd_.q.shape[1] / fwd_.k.shape[1]), dim_(fwd_.q.shape[2]) {}
 
   int64_t head_dim() const { return dim_; }
-  int64_t group() const { return group_; }
 
-  // Fused pass: every gradient of a kv head and its query heads, key chunks in order; slopes
-  // gets (head of the group, slope group) slots.
-  void kv_head(int64_t kv_head, const std::vector<std::vector<int32_t>>& slices_by_chunk, double* slopes,
-               int64_t slope_groups, Workspace& w) const {
-    FusedTargets fused{nullptr, slopes, slope_groups};
-    if (args_.dq) {
-      w.query_gradient.assign(size_t(mask_.total_q * group_ * dim_), 0.0f);
-      fused.dq = w.query_gradient.data();
+  // Fused schedule: every gradient of a kv head and of its query heads; span_slopes as
+  // query_tile's, for every head ([head * num_spans + span]).
+  void kv_head(int64_t kv_head, double* span_slopes, Workspace& w) const {
+    const int64_t keys = mask_.total_k;
+    w.keys.resize(std::max(w.keys.size(), size_t(keys * dim_)));
+    w.values.resize(std::max(w.values.size(), size_t(keys * dim_)));
+    load_rows(fwd_.k, 0, keys, kv_head, w.keys.data());
+    load_rows(fwd_.v, 0, keys, kv_head, w.values.data());
+    w.gradient_a.assign(args_.dk ? size_t(keys * dim_) : 0, 0.0f);
+    w.gradient_b.assign(args_.dv ? size_t(keys * dim_) : 0, 0.0f);
+    for (int64_t head = kv_head * group_; head < (kv_head + 1) * group_; ++head)
+      for (int64_t t = 0; t < mask_.num_tiles; ++t)
+        query_tile(mask_.tiles[t], head, span_slopes + head * mask_.num_spans + mask_.tiles[t].first_span, w, true);
+    for (int64_t j = 0; j < keys; ++j) {
+      if (args_.dk) store_gradient(*args_.dk, j, kv_head, &w.gradient_a[size_t(j * dim_)], 1.0f);
+      if (args_.dv) store_gradient(*args_.dv, j, kv_head, &w.gradient_b[size_t(j * dim_)], 1.0f);
     }
-    for (size_t c = 0; c < slices_by_chunk.size(); ++c) {
-      const int64_t kb = int64_t(c) * kKeyChunk;
-      key_chunk(kv_head, kb, std::min(mask_.total_k, kb + kKeyChunk), slices_by_chunk[c], w, &fused);
-    }
-    if (args_.dq)
-      for (int64_t r = 0; r < mask_.total_q; ++r)
-        for (int64_t g = 0; g < group_; ++g)
-          store_gradient(*args_.dq, r, kv_head * group_ + g, &fused.dq[size_t((r * group_ + g) * dim_)], fwd_.scale);
   }
 
-  // dK and dV of keys [kb, ke) of a kv head, from every query row that sees them (and, fused,
-  // what those rows' dQ and dslopes get from these keys).
+  // dK and dV of keys [kb, ke) of a kv head, from every query row that sees them.
   void key_chunk(int64_t kv_head, int64_t kb, int64_t ke, const std::vector<int32_t>& slices,
-                 Workspace& w, const FusedTargets* fused = nullptr) const {
+                 Workspace& w) const {
     const int64_t count = ke - kb;
     load_rows(fwd_.k, kb, count, kv_head, w.keys.data());
     load_rows(fwd_.v, kb, count, kv_head, w.values.data());
     w.gradient_a.assign(size_t(count * dim_), 0.0f);  // dK
     w.gradient_b.assign(size_t(count * dim_), 0.0f);  // dV
     for (int64_t head = kv_head * group_; head < (kv_head + 1) * group_; ++head)
-      for (const int32_t s : slices) key_chunk_slice(mask_.slices[s], head, kb, ke, w, fused);
+      for (const int32_t s : slices) key_chunk_slice(mask_.slices[s], head, kb, ke, w);
     for (int64_t j = 0; j < count; ++j) {
       if (args_.dk) store_gradient(*args_.dk, kb + j, kv_head, &w.gradient_a[size_t(j * dim_)], 1.0f);
       if (args_.dv) store_gradient(*args_.dv, kb + j, kv_head, &w.gradient_b[size_t(j * dim_)], 1.0f);
@@ -159,30 +146,30 @@ class Backward {
   }
 
   // dQ of a row tile's rows for one head (if wanted); span_slopes[i] gets the dslopes part of
-  // the tile's span i.
-  void query_tile(const RowTile& tile, int64_t head, double* span_slopes, Workspace& w) const {
+  // the tile's span i. Fused: keys and values are the kv head's packed ones, and dK and dV
+  // (w.gradient_a, w.gradient_b) get the tile's part.
+  void query_tile(const RowTile& tile, int64_t head, double* span_slopes, Workspace& w, bool fused) const {
     const int64_t rows = tile.row_end - tile.row_begin;
-    if (args_.dq) w.gradient_a.assign(size_t(rows * dim_), 0.0f);
+    if (args_.dq) w.query_gradient.assign(size_t(rows * dim_), 0.0f);
     for (int64_t i = 0; i < tile.num_spans; ++i) {
       const SliceRows& span = mask_.spans[tile.first_span + i];
       const Slice& slice = mask_.slices[span.slice];
       span_slopes[i] = 0.0;
       for (int64_t r = span.row_begin; r < span.row_end; r += kQueryBlock) {
         const QueryPiece piece{&slice, r, std::min<int64_t>(span.row_end, r + kQueryBlock)};
-        float* dq = args_.dq ? &w.gradient_a[size_t((r - tile.row_begin) * dim_)] : nullptr;
-        span_slopes[i] += query_piece(piece, head, dq, w);
+        float* dq = args_.dq ? &w.query_gradient[size_t((r - tile.row_begin) * dim_)] : nullptr;
+        span_slopes[i] += query_piece(piece, head, dq, w, fused);
       }
     }
     if (args_.dq)
       for (int64_t r = tile.row_begin; r < tile.row_end; ++r)
-        store_gradient(*args_.dq, r, head, &w.gradient_a[size_t((r - tile.row_begin) * dim_)], fwd_.scale);
+        store_gradient(*args_.dq, r, head, &w.query_gradient[size_t((r - tile.row_begin) * dim_)], fwd_.scale);
   }
 
  private:
   // The rows of a slice that see keys [kb, ke) (global), piece by piece, each piece against
   // the key blocks it sees.
-  void key_chunk_slice(const Slice& slice, int64_t head, int64_t kb, int64_t ke, Workspace& w,
-                       const FusedTargets* fused) const {
+  void key_chunk_slice(const Slice& slice, int64_t head, int64_t kb, int64_t ke, Workspace& w) const {
     const int64_t gk0 = std::max<int64_t>(kb, slice.k_begin), gk1 = std::min<int64_t>(ke, slice.k_end);
     if (gk0 >= gk1) return;
     const auto [rb, re] = rows_seeing(slice, gk0 - slice.k_begin, gk1 - slice.k_begin);
@@ -191,20 +178,22 @@ class Backward {
       load_piece(piece, head, w);
       for (int64_t k = gk0; k < gk1; k += kKeyBlock)
         key_block(piece, head, k - slice.k_begin, std::min(gk1, k + kKeyBlock) - slice.k_begin,
-                  size_t((k - kb) * dim_), w, fused);
+                  size_t((k - kb) * dim_), w);
     }
   }
 
-  // dV += P^T dout and dK += dX^T (scale q) of the slice-local keys [k0, k1) (at `first` in
-  // the chunk's rows and accumulators) from a loaded piece, and fused, dQ += dX k and the
-  // slope slot; nothing if no row sees them.
-  void key_block(const QueryPiece& piece, int64_t head, int64_t k0, int64_t k1, size_t first, Workspace& w,
-                 const FusedTargets* fused) const {
-    const int64_t n = piece.row_end - piece.row_begin, count = k1 - k0;
+  // The slice-local keys [k0, k1) (at `first` in the packed rows and the accumulators) against
+  // a loaded piece: dK and dV; nothing if no row sees them.
+  void key_block(const QueryPiece& piece, int64_t head, int64_t k0, int64_t k1, size_t first, Workspace& w) const {
+    const int64_t n = piece.row_end - piece.row_begin;
     if (w.visible_hi[size_t(n - 1)] <= k0 || w.visible_lo[0] >= k1) return;
-    const float slope_sum = gradient_step(piece, head, k0, k1, &w.keys[first], &w.values[first], w);
-    if (fused) add_fused(*fused, piece, head, slope_sum, count, &w.keys[first], w);
-    // scores and dscores are (keys x queries).
+    gradient_step(piece, head, k0, k1, &w.keys[first], &w.values[first], w);
+    add_key_gradients(n, k1 - k0, first, w);
+  }
+
+  // dV += P^T dout and dK += dX^T (scale q) for `count` keys at `first` in the accumulators,
+  // from the piece's n rows: scores and dscores are (keys x queries).
+  void add_key_gradients(int64_t n, int64_t count, size_t first, Workspace& w) const {
     if (args_.dv)
       ops_.gemm(count, dim_, n, w.scores.data(), kTileWidth, 1, w.dout.data(), dim_, &w.gradient_b[first], dim_,
                 w.ones.data());
@@ -213,21 +202,9 @@ class Backward {
                 w.ones.data());
   }
 
-  void add_fused(const FusedTargets& fused, const QueryPiece& piece, int64_t head, float slope_sum, int64_t count,
-                 const float* keys, Workspace& w) const {
-    const int64_t in_group = head % group_, n = piece.row_end - piece.row_begin;
-    if (fused.slopes) {
-      const int64_t slope_group = fwd_.slopes.per_sequence ? piece.slice->sequence : 0;
-      fused.slopes[in_group * fused.slope_groups + slope_group] += slope_sum;
-    }
-    if (fused.dq)
-      ops_.gemm(n, dim_, count, w.dscores.data(), 1, kTileWidth, keys, dim_,
-                &fused.dq[size_t((piece.row_begin * group_ + in_group) * dim_)], group_ * dim_, w.ones.data());
-  }
-
-  // A piece of rows against all its keys, block by block: dQ (unscaled) into dq if given;
-  // returns the piece's part of dslopes.
-  double query_piece(const QueryPiece& piece, int64_t head, float* dq, Workspace& w) const {
+  // A piece of rows against all its keys, block by block: dQ (unscaled) into dq if given, and
+  // fused, dK and dV; returns the piece's part of dslopes.
+  double query_piece(const QueryPiece& piece, int64_t head, float* dq, Workspace& w, bool fused) const {
     const int64_t n = piece.row_end - piece.row_begin;
     load_piece(piece, head, w);
     const int64_t lo = w.visible_lo[0], hi = w.visible_hi[size_t(n - 1)];
@@ -236,11 +213,15 @@ class Backward {
     // Blocks are aligned to the end so that a causal diagonal cuts only the last one.
     for (int64_t end = hi; end > lo; end -= kKeyBlock) {
       const int64_t k0 = std::max(lo, end - kKeyBlock), count = end - k0;
-      load_rows(fwd_.k, piece.slice->k_begin + k0, count, kv_head, w.keys.data());
-      load_rows(fwd_.v, piece.slice->k_begin + k0, count, kv_head, w.values.data());
-      slope_sum += gradient_step(piece, head, k0, end, w.keys.data(), w.values.data(), w);
+      const size_t first = fused ? size_t((piece.slice->k_begin + k0) * dim_) : 0;
+      if (!fused) {
+        load_rows(fwd_.k, piece.slice->k_begin + k0, count, kv_head, w.keys.data());
+        load_rows(fwd_.v, piece.slice->k_begin + k0, count, kv_head, w.values.data());
+      }
+      slope_sum += gradient_step(piece, head, k0, end, &w.keys[first], &w.values[first], w);
       // dQ += dX k: dscores read transposed.
-      if (dq) ops_.gemm(n, dim_, count, w.dscores.data(), 1, kTileWidth, w.keys.data(), dim_, dq, dim_, w.ones.data());
+      if (dq) ops_.gemm(n, dim_, count, w.dscores.data(), 1, kTileWidth, &w.keys[first], dim_, dq, dim_, w.ones.data());
+      if (fused) add_key_gradients(n, count, first, w);
     }
     return slope_sum;
   }
@@ -391,7 +372,7 @@ void write_slope_gradient(const BackwardArgs& args, const std::vector<double>& t
     }
 }
 
-// The two-pass dslopes totals: each head's span slots summed in plan order.
+// The dslopes totals: each head's span slots summed in plan order.
 std::vector<double> slope_totals(const BackwardArgs& args, const std::vector<double>& span_slopes, int64_t heads) {
   const MaskView& mask = *args.forward.mask;
   const int64_t groups = slope_groups(args);
@@ -404,41 +385,32 @@ std::vector<double> slope_totals(const BackwardArgs& args, const std::vector<dou
   return totals;
 }
 
-void fused_pass(const Backward& backward, const BackwardArgs& args, std::vector<Workspace>& w,
-                const ThreadPool& pool) {
-  const MaskView& mask = *args.forward.mask;
-  const int64_t heads = args.forward.q.shape[1], kv_heads = args.forward.k.shape[1];
-  const int64_t groups = slope_groups(args);
-  const std::vector<std::vector<int32_t>> slices =
-      slices_by_key_chunk(mask, (mask.total_k + kKeyChunk - 1) / kKeyChunk);
-  std::vector<double> totals(size_t(heads * groups), 0.0);
-  pool.parallel_for(kv_heads, [&](int64_t kv_head, int worker) {
-    backward.kv_head(kv_head, slices, args.dslopes ? &totals[size_t(kv_head * backward.group() * groups)] : nullptr,
-                     groups, w[size_t(worker)]);
-  });
-  if (args.dslopes) write_slope_gradient(args, totals, heads);
-}
-
 }  // namespace
 
 void attention_backward(const BackwardArgs& args, const ThreadPool& pool) {
   const ForwardArgs& fwd = args.forward;
   const MaskView& mask = *fwd.mask;
+  if (!args.dq && !args.dk && !args.dv && !args.dslopes) return;
   // The SIMD bias takes |qpos - kpos| as int32.
   const bool int32_distances = mask.position_span <= std::numeric_limits<int32_t>::max();
   const Backward backward(args, int32_distances ? tile_ops() : generic_tile_ops());
   const int64_t heads = fwd.q.shape[1], kv_heads = fwd.k.shape[1];
   std::vector<Workspace> w = workspaces(pool.size(), backward.head_dim());
-  if (kv_heads >= kFusedMinKvHeads) return fused_pass(backward, args, w, pool);
-  if (args.dk || args.dv) key_pass(backward, mask, kv_heads, w, pool);
-  if (!args.dq && !args.dslopes) return;
   std::vector<double> span_slopes(size_t(heads * mask.num_spans), 0.0);
-  pool.parallel_for(mask.num_tiles * heads, [&](int64_t item, int worker) {
-    const RowTile& tile = mask.tiles[mask.tiles_by_work[item % mask.num_tiles]];
-    const int64_t head = item / mask.num_tiles;
-    backward.query_tile(tile, head, &span_slopes[size_t(head * mask.num_spans + tile.first_span)],
-                        w[size_t(worker)]);
-  });
+  if (kv_heads >= kFusedMinKvHeads) {
+    pool.parallel_for(kv_heads, [&](int64_t kv_head, int worker) {
+      backward.kv_head(kv_head, span_slopes.data(), w[size_t(worker)]);
+    });
+  } else {
+    if (args.dk || args.dv) key_pass(backward, mask, kv_heads, w, pool);
+    if (args.dq || args.dslopes)
+      pool.parallel_for(mask.num_tiles * heads, [&](int64_t item, int worker) {
+        const RowTile& tile = mask.tiles[mask.tiles_by_work[item % mask.num_tiles]];
+        const int64_t head = item / mask.num_tiles;
+        backward.query_tile(tile, head, &span_slopes[size_t(head * mask.num_spans + tile.first_span)],
+                            w[size_t(worker)], false);
+      });
+  }
   if (args.dslopes) write_slope_gradient(args, slope_totals(args, span_slopes, heads), heads);
 }
 

@@ -315,8 +315,8 @@ std::vector<Case> cases() {
   // queries without keys, an empty sequence.
   Case mqa{"mqa_full_positions", kBF16, kF32, 4, 1, 16, MaskKind::kVarlen, {0, 10, 10, 310, 330},
            {0, 0, 0, 280, 300}, false, 0, 0, {}, 330, 300, false, false, true, 0.0f};
-  // Eight kv heads or more take the fused pass (one item per kv head, dQ added key block by key
-  // block): GQA with per-sequence slopes, and the ranges case with eight heads.
+  // Eight kv heads or more take the fused schedule (one item per kv head, dK and dV over all
+  // its keys): GQA with per-sequence slopes, ranges with shared rows, varlen.
   Case fused_gqa{"fused_gqa_window_per_sequence_slopes_bf16", kBF16, kF32, 16, 8, 24, MaskKind::kWindow,
                  {0, 70, 70, 300}, {0, 90, 95, 300}, false, 40, 3, {}, 300, 300, true, false, false, 0.0f};
   Case fused_ranges = ranges;
