@@ -1,6 +1,7 @@
-// alibi-bench: libalibi's CPU attention against an unfused Eigen baseline, the f32 GEMM ceiling
-// and the memory copy bandwidth. Progress on stderr, one table row per (case, implementation)
-// on stdout (CSV, or markdown with --markdown). Run with --help for the options.
+// alibi-bench: libalibi's CPU attention (forward and backward) against an unfused Eigen
+// baseline, the f32 GEMM ceiling and the memory copy bandwidth. Progress on stderr, one table
+// row per (case, implementation) on stdout (CSV, or markdown with --markdown). Run with --help
+// for the options.
 #include <alibi/alibi.h>
 #include <omp.h>
 #include <unistd.h>
@@ -34,13 +35,14 @@ constexpr double kTolerance = 1e-3;
 constexpr double kBf16Ulp = 1.0 / 128;  // of a value in [1, 2): output rounding of bf16 cases
 constexpr int kCeilingReps = 3;  // before and after each case
 constexpr int kTilesPerThread = 8;  // the memory bound's allowance (backward_memory_bound_mib)
-constexpr int kTileRows = 256;      // the CPU kernel's query rows per block
+constexpr int kTileRows = 256;      // the CPU kernels' row tile (the mask plan's tile_rows)
 
 const char* const kUsage =
     "usage: alibi-bench [--quick] [--case SUBSTRING]... [--threads N] [--reps N]\n"
     "                   [--plot FILE.png] [--markdown] [--list]\n"
     "  --quick       a short subset of the cases\n"
-    "  --case S      only cases whose name contains S (repeatable: any of them)\n"
+    "  --case S      only cases whose name contains S (repeatable: any of them);\n"
+    "                --case backward: the alibi_attention_backward cases\n"
     "  --threads N   threads of libalibi, Eigen and the baselines (default 2)\n"
     "  --reps N      timed calls per measurement (default: enough for >= 1 s, at least 3)\n"
     "  --plot F      write a PNG chart of GFLOP/s by case to F (needs gnuplot)\n"

@@ -48,7 +48,7 @@ set style histogram clustered gap 1
 set style fill solid 0.85 border -1
 set boxwidth 0.9
 set xtics rotate by 90 right font ",9" nomirror
-set bmargin 19
+set bmargin 24
 set rmargin 6
 plot "$data" using 2:xtic(1) title "libalibi" linecolor rgb "#1f77b4", \
      "" using 3 title "unfused Eigen baseline" linecolor rgb "#ff7f0e", \

@@ -73,15 +73,15 @@ forward_targets() {
   report "N 16384 H8 D128 causal: peak extra MiB" "< 64" $(column memory_h8_d128_n16384_causal_f32 libalibi 17)
 }
 
-backward_targets() {
-  for name in h16_d128_n2048_causal_f32 h16_d128_n2048_causal_bf16 h16_d128_n2048_full_f32 \
+backward_targets() {  # report() sets $name, hence $shape here
+  for shape in h16_d128_n2048_causal_f32 h16_d128_n2048_causal_bf16 h16_d128_n2048_full_f32 \
     h16_d128_n2048_full_bf16 varlen_h16_d128_l37-512-1999-64_causal_f32; do
-    report "backward $name: of GEMM" ">= 0.5" $(column "backward_$name" libalibi 13)
-    report "backward $name: vs unfused" ">= 2" $(column "backward_$name" libalibi 14)
+    report "backward $shape: of GEMM" ">= 0.5" $(column "backward_$shape" libalibi 13)
+    report "backward $shape: vs unfused" ">= 2" $(column "backward_$shape" libalibi 14)
   done
-  for name in h16_d128_n2048_causal_f32 memory_h2_d128_n16384_causal_f32; do
-    report "backward $name: peak extra MiB" "<= $(column "backward_$name" libalibi 18 | head -1)" \
-      $(column "backward_$name" libalibi 17)
+  for shape in h16_d128_n2048_causal_f32 memory_h2_d128_n16384_causal_f32; do
+    report "backward $shape: peak extra MiB" "<= $(column "backward_$shape" libalibi 18 | head -1)" \
+      $(column "backward_$shape" libalibi 17)
   done
 }
 
