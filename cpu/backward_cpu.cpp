@@ -407,8 +407,9 @@ void attention_backward(const BackwardArgs& args, const ThreadPool& pool) {
       pool.parallel_for(mask.num_tiles * heads, [&](int64_t item, int worker) {
         const RowTile& tile = mask.tiles[mask.tiles_by_work[item % mask.num_tiles]];
         const int64_t head = item / mask.num_tiles;
-        backward.query_tile(tile, head, &span_slopes[size_t(head * mask.num_spans + tile.first_span)],
-                            w[size_t(worker)], false);
+        // data() + index: the mask may have no spans (an empty vector has no element to name).
+        double* slopes_of_tile = span_slopes.data() + size_t(head * mask.num_spans + tile.first_span);
+        backward.query_tile(tile, head, slopes_of_tile, w[size_t(worker)], false);
       });
   }
   if (args.dslopes) write_slope_gradient(args, slope_totals(args, span_slopes, heads), heads);

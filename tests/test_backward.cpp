@@ -1595,6 +1595,24 @@ TEST_F(BackwardErrors, GradientWithAStridedLastDim) {
   EXPECT_EQ(memory, before);
 }
 
+// A gradient may share no memory with an input or another gradient.
+TEST_F(BackwardErrors, GradientsSharingMemoryWithInputsOrEachOther) {
+  expect_fails(with(&Args::dq, q_.get()), ALIBI_STATUS_INVALID_ARGUMENT, "dq", {"overlaps q"});
+  expect_fails(with(&Args::dk, v_.get()), ALIBI_STATUS_INVALID_ARGUMENT, "dk", {"overlaps v"});
+  Args both = args_;
+  both.dv = both.dk;
+  expect_fails(both, ALIBI_STATUS_INVALID_ARGUMENT, "dk", {"overlaps dv"});
+  void* lse_memory = nullptr;
+  ASSERT_OK(alibi_tensor_get_data(lse_.get(), &lse_memory));
+  const int64_t four[1] = {4};
+  alibi_tensor_t t = nullptr;
+  ASSERT_OK(alibi_tensor_wrap(ctx_.get(), kF32, 1, four, nullptr,
+                              static_cast<float*>(lse_memory) + 16, &t));
+  Tensor inside_lse(t);
+  expect_fails(with(&Args::dslopes, inside_lse.get()), ALIBI_STATUS_INVALID_ARGUMENT, "dslopes",
+               {"overlaps lse"});
+}
+
 TEST_F(BackwardErrors, DslopesOfTheWrongShapeOrDtype) {
   expect_fails(with(&Args::dslopes, poisoned(kF32, {5})), ALIBI_STATUS_SHAPE_MISMATCH, "dslopes",
                {"5"});
