@@ -42,21 +42,10 @@ using test::decode;
 using test::encode;
 using test::round_to;
 
-// Uniform random values, each exactly representable in dtype.
-std::vector<float> random_values(size_t n, alibi_dtype dtype, uint32_t seed, float lo = -1.f,
-                                 float hi = 1.f) {
-  std::vector<float> values = test::random_floats(n, seed, lo, hi);
-  for (float& x : values) x = round_to(x, dtype);
-  return values;
-}
-
-std::vector<int32_t> random_positions(size_t n, uint32_t seed, int32_t lo, int32_t hi) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int32_t> dist(lo, hi);
-  std::vector<int32_t> positions(n);
-  for (int32_t& p : positions) p = dist(rng);
-  return positions;
-}
+using test::random_positions;
+using test::random_values;
+using test::Sequences;
+using test::sequences;
 
 std::vector<double> to_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
 
@@ -155,24 +144,6 @@ Mask ranges_mask(alibi_context_t ctx, const std::vector<ref::Slice>& slices, int
   SUCCEEDED(alibi_mask_create_ranges(ctx, int(slices.size()), q_ranges.data(), k_ranges.data(),
                                      types.data(), total_q, total_k, &mask));
   return Mask(mask);
-}
-
-// cu_seqlens of a packed batch.
-struct Sequences {
-  std::vector<int32_t> cu_q{0}, cu_k{0};
-  int batch() const { return int(cu_q.size()) - 1; }
-  int64_t total_q() const { return cu_q.back(); }
-  int64_t total_k() const { return cu_k.back(); }
-};
-
-// From (Lq, Lk) per sequence.
-Sequences sequences(const std::vector<std::pair<int32_t, int32_t>>& lengths) {
-  Sequences seqs;
-  for (const auto& [lq, lk] : lengths) {
-    seqs.cu_q.push_back(seqs.cu_q.back() + lq);
-    seqs.cu_k.push_back(seqs.cu_k.back() + lk);
-  }
-  return seqs;
 }
 
 Mask varlen_mask(alibi_context_t ctx, const Sequences& seqs, bool causal) {

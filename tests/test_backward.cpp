@@ -24,6 +24,10 @@ namespace {
 
 using test::Context;
 using test::Mask;
+using test::random_positions;
+using test::random_values;
+using test::Sequences;
+using test::sequences;
 using test::Tensor;
 
 constexpr alibi_dtype kF32 = ALIBI_DTYPE_F32;
@@ -35,40 +39,7 @@ std::string dtype_name(alibi_dtype dtype) {
   return dtype == kF32 ? "f32" : dtype == kF16 ? "f16" : "bf16";
 }
 
-// Uniform random values, each exactly representable in dtype.
-std::vector<float> random_values(size_t n, alibi_dtype dtype, uint32_t seed, float lo = -1.f,
-                                 float hi = 1.f) {
-  std::vector<float> values = test::random_floats(n, seed, lo, hi);
-  for (float& x : values) x = test::round_to(x, dtype);
-  return values;
-}
-
-std::vector<int32_t> random_positions(size_t n, uint32_t seed, int32_t lo, int32_t hi) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int32_t> dist(lo, hi);
-  std::vector<int32_t> positions(n);
-  for (int32_t& p : positions) p = dist(rng);
-  return positions;
-}
-
 std::vector<double> to_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
-
-// cu_seqlens of a packed batch, from (Lq, Lk) per sequence.
-struct Sequences {
-  std::vector<int32_t> cu_q{0}, cu_k{0};
-  int batch() const { return int(cu_q.size()) - 1; }
-  int64_t total_q() const { return cu_q.back(); }
-  int64_t total_k() const { return cu_k.back(); }
-};
-
-Sequences sequences(const std::vector<std::pair<int32_t, int32_t>>& lengths) {
-  Sequences seqs;
-  for (const auto& [lq, lk] : lengths) {
-    seqs.cu_q.push_back(seqs.cu_q.back() + lq);
-    seqs.cu_k.push_back(seqs.cu_k.back() + lk);
-  }
-  return seqs;
-}
 
 // A forward call's results as the backward gets them: out rounded to q's dtype, lse to f32. The
 // reference gradients use the same values, so that Di and P are those of the given tensors.
@@ -1407,30 +1378,7 @@ TEST_P(BackwardRandom, PositionsFarApart) {
 // Bad arguments: the status, a message naming alibi_attention_backward, the argument and its value,
 // and nothing written (every gradient keeps its poison bytes).
 
-// An output over host memory filled with a byte pattern.
-class PoisonedOutput {
- public:
-  static constexpr uint8_t kPattern = 0x7f;
-  PoisonedOutput(alibi_context_t ctx, alibi_dtype dtype, const std::vector<int64_t>& shape) {
-    size_t count = dtype == kF16 || dtype == kBF16 ? 2 : 4;  // bytes: f32 and i32 take 4
-    for (int64_t s : shape) count *= size_t(s);
-    bytes_.assign(count, kPattern);
-    alibi_tensor_t t = nullptr;
-    EXPECT_EQ(
-        alibi_tensor_wrap(ctx, dtype, int(shape.size()), shape.data(), nullptr, bytes_.data(), &t),
-        ALIBI_STATUS_SUCCESS)
-        << alibi_last_error_message();
-    tensor_.reset(t);
-  }
-  alibi_tensor_t get() const { return tensor_.get(); }
-  bool untouched() const {
-    return std::all_of(bytes_.begin(), bytes_.end(), [](uint8_t b) { return b == kPattern; });
-  }
-
- private:
-  std::vector<uint8_t> bytes_;
-  Tensor tensor_;
-};
+using test::PoisonedOutput;
 
 // q (5, 4, 8), k and v (7, 2, 8) f32, a causal varlen mask of two sequences; out, lse and dout
 // valid; dq, dk, dv, dslopes poisoned.

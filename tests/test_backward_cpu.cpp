@@ -53,11 +53,7 @@ struct Wanted {
   bool dq = true, dk = true, dv = true, dslopes = true;
 };
 
-std::vector<float> random_values(size_t n, alibi_dtype dtype, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::vector<float> values = test::random_floats(n, seed, lo, hi);
-  for (float& x : values) x = test::round_to(x, dtype);
-  return values;
-}
+using test::random_values;
 
 Tensor upload(alibi_context_t ctx, alibi_dtype dtype, const std::vector<int64_t>& shape,
               const std::vector<float>& values) {

@@ -87,48 +87,15 @@ void expect_error(alibi_status got, alibi_status want, const std::string& functi
     expect_error(got_, status, function, argument, {__VA_ARGS__}); \
   } while (0)
 
-size_t element_size(alibi_dtype dtype) {
-  switch (dtype) {
-    case ALIBI_DTYPE_F16:
-    case ALIBI_DTYPE_BF16: return 2;
-    case ALIBI_DTYPE_I64: return 8;
-    default: return 4;
-  }
-}
-
-size_t byte_count(alibi_dtype dtype, const std::vector<int64_t>& shape) {
-  size_t count = element_size(dtype);
-  for (int64_t s : shape) count *= size_t(s);
-  return count;
-}
+using test::byte_count;
+using test::element_size;
 
 template <typename Handle>
 Handle garbage_handle() {
   return reinterpret_cast<Handle>(uintptr_t(0xdeadbeef));
 }
 
-// An output tensor over host memory filled with a byte pattern, to prove a call wrote nothing.
-class PoisonedOutput {
- public:
-  static constexpr uint8_t kPattern = 0x7f;
-  PoisonedOutput(alibi_context_t ctx, alibi_dtype dtype, const std::vector<int64_t>& shape) {
-    bytes_.assign(byte_count(dtype, shape), kPattern);
-    alibi_tensor_t t = nullptr;
-    EXPECT_EQ(
-        alibi_tensor_wrap(ctx, dtype, int(shape.size()), shape.data(), nullptr, bytes_.data(), &t),
-        ALIBI_STATUS_SUCCESS)
-        << alibi_last_error_message();
-    tensor_.reset(t);
-  }
-  alibi_tensor_t get() const { return tensor_.get(); }
-  bool untouched() const {
-    return std::all_of(bytes_.begin(), bytes_.end(), [](uint8_t b) { return b == kPattern; });
-  }
-
- private:
-  std::vector<uint8_t> bytes_;
-  Tensor tensor_;
-};
+using test::PoisonedOutput;
 
 // Fixture of the tensor-writing calls: every poisoned output it made must stay untouched.
 class OutputFixture : public ::testing::Test {

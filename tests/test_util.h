@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "alibi/alibi.h"
@@ -250,6 +252,78 @@ inline std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.f
   std::vector<float> v(n);
   for (auto& x : v) x = dist(rng);
   return v;
+}
+
+inline size_t element_size(alibi_dtype dtype) {
+  switch (dtype) {
+    case ALIBI_DTYPE_F16:
+    case ALIBI_DTYPE_BF16: return 2;
+    case ALIBI_DTYPE_I64: return 8;
+    default: return 4;
+  }
+}
+
+inline size_t byte_count(alibi_dtype dtype, const std::vector<int64_t>& shape) {
+  size_t count = element_size(dtype);
+  for (int64_t s : shape) count *= size_t(s);
+  return count;
+}
+
+// An output tensor over host memory filled with a byte pattern, to prove a call wrote nothing.
+class PoisonedOutput {
+ public:
+  static constexpr uint8_t kPattern = 0x7f;
+  PoisonedOutput(alibi_context_t ctx, alibi_dtype dtype, const std::vector<int64_t>& shape) {
+    bytes_.assign(byte_count(dtype, shape), kPattern);
+    alibi_tensor_t t = nullptr;
+    EXPECT_EQ(
+        alibi_tensor_wrap(ctx, dtype, int(shape.size()), shape.data(), nullptr, bytes_.data(), &t),
+        ALIBI_STATUS_SUCCESS)
+        << alibi_last_error_message();
+    tensor_.reset(t);
+  }
+  alibi_tensor_t get() const { return tensor_.get(); }
+  bool untouched() const {
+    return std::all_of(bytes_.begin(), bytes_.end(), [](uint8_t b) { return b == kPattern; });
+  }
+
+ private:
+  std::vector<uint8_t> bytes_;
+  Tensor tensor_;
+};
+
+// Uniform random values, each exactly representable in dtype.
+inline std::vector<float> random_values(size_t n, alibi_dtype dtype, uint32_t seed, float lo = -1.f,
+                                        float hi = 1.f) {
+  std::vector<float> values = random_floats(n, seed, lo, hi);
+  for (float& x : values) x = round_to(x, dtype);
+  return values;
+}
+
+inline std::vector<int32_t> random_positions(size_t n, uint32_t seed, int32_t lo, int32_t hi) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int32_t> dist(lo, hi);
+  std::vector<int32_t> positions(n);
+  for (int32_t& p : positions) p = dist(rng);
+  return positions;
+}
+
+// cu_seqlens of a packed batch.
+struct Sequences {
+  std::vector<int32_t> cu_q{0}, cu_k{0};
+  int batch() const { return int(cu_q.size()) - 1; }
+  int64_t total_q() const { return cu_q.back(); }
+  int64_t total_k() const { return cu_k.back(); }
+};
+
+// From (Lq, Lk) per sequence.
+inline Sequences sequences(const std::vector<std::pair<int32_t, int32_t>>& lengths) {
+  Sequences seqs;
+  for (const auto& [lq, lk] : lengths) {
+    seqs.cu_q.push_back(seqs.cu_q.back() + lq);
+    seqs.cu_k.push_back(seqs.cu_k.back() + lk);
+  }
+  return seqs;
 }
 
 }  // namespace test
