@@ -29,65 +29,23 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 size_t dtype_size(alibi_dtype dtype) { return test::element_bytes(dtype); }
 
-std::string dtype_name(alibi_dtype dtype) {
-  return dtype == kF32 ? "f32" : dtype == kF16 ? "f16" : "bf16";
-}
-
-std::string mask_type_name(int type) {
-  static const char* const kNames[] = {"full", "causal", "invcausal", "bicausal"};
-  return kNames[type];
-}
-
 using test::decode;
+using test::download;
+using test::dtype_name;
 using test::encode;
-using test::round_to;
-
+using test::HeadCounts;
+using test::mask_type_name;
+using test::numel;
+using test::poisoned;
 using test::random_positions;
 using test::random_values;
+using test::round_to;
 using test::Sequences;
 using test::sequences;
-
-std::vector<double> to_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
+using test::to_double;
+using test::upload;
 
 // ------------------------------------------------------------------------------------- handles
-
-bool succeeded(alibi_status status, const char* call) {
-  if (status == ALIBI_STATUS_SUCCESS) return true;
-  ADD_FAILURE() << call << ": " << alibi_status_string(status) << ": "
-                << alibi_last_error_message();
-  return false;
-}
-#define SUCCEEDED(call) succeeded((call), #call)
-
-int64_t numel(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (int64_t s : shape) n *= s;
-  return n;
-}
-
-Tensor create_tensor(alibi_context_t ctx, alibi_dtype dtype, const std::vector<int64_t>& shape) {
-  alibi_tensor_t t = nullptr;
-  SUCCEEDED(alibi_tensor_create(ctx, dtype, int(shape.size()), shape.data(), &t));
-  return Tensor(t);
-}
-
-Tensor upload(alibi_context_t ctx, alibi_dtype dtype, const std::vector<int64_t>& shape,
-              const std::vector<float>& values) {
-  Tensor t = create_tensor(ctx, dtype, shape);
-  const std::vector<uint8_t> bytes = encode(values, dtype);
-  if (!bytes.empty()) SUCCEEDED(alibi_tensor_copy_from_host(t.get(), bytes.data(), bytes.size()));
-  return t;
-}
-
-Tensor poisoned(alibi_context_t ctx, alibi_dtype dtype, const std::vector<int64_t>& shape) {
-  return upload(ctx, dtype, shape, std::vector<float>(size_t(numel(shape)), test::kPoison));
-}
-
-std::vector<float> download(alibi_tensor_t t, alibi_dtype dtype, int64_t n) {
-  std::vector<uint8_t> bytes(size_t(n) * dtype_size(dtype));
-  if (!bytes.empty()) SUCCEEDED(alibi_tensor_copy_to_host(t, bytes.data(), bytes.size()));
-  return decode(bytes, dtype);
-}
 
 // A strided view into a buffer on the context's device (test::DeviceBuffer): element
 // (i0, i1, ...) at base + sum(i_d * strides[d]).
@@ -343,12 +301,8 @@ ref::Result as_result(const Outputs& o) { return {to_double(o.out), to_double(o.
 void expect_bitwise_equal(const Outputs& got, const Outputs& want) {
   ASSERT_EQ(got.out.size(), want.out.size());
   ASSERT_EQ(got.lse.size(), want.lse.size());
-  int differing = 0;
-  for (size_t i = 0; i < want.out.size(); ++i)
-    differing += test::float_to_bits(got.out[i]) != test::float_to_bits(want.out[i]);
-  for (size_t i = 0; i < want.lse.size(); ++i)
-    differing += test::float_to_bits(got.lse[i]) != test::float_to_bits(want.lse[i]);
-  EXPECT_EQ(differing, 0) << "elements not bitwise identical";
+  EXPECT_EQ(test::bitwise_differences(got.out, want.out), 0) << "out: elements not bitwise identical";
+  EXPECT_EQ(test::bitwise_differences(got.lse, want.lse), 0) << "lse: elements not bitwise identical";
 }
 
 alibi_attention_params default_params() {
@@ -603,8 +557,6 @@ TEST_P(AttentionPositions, NullKeepsThatSide) {
 }
 
 // ----------------------------------------------------------------------------------------- GQA
-
-using HeadCounts = std::pair<int, int>;  // (Hq, Hkv)
 
 class AttentionGqaTest : public AttentionParamFixture<std::tuple<HeadCounts, alibi_dtype>> {};
 

@@ -23,23 +23,23 @@
 namespace {
 
 using test::Context;
+using test::dtype_name;
+using test::HeadCounts;
+using test::heads_name;
 using test::Mask;
+using test::mask_type_name;
 using test::random_positions;
 using test::random_values;
 using test::Sequences;
 using test::sequences;
 using test::Tensor;
+using test::to_double;
+using test::upload;
 
 constexpr alibi_dtype kF32 = ALIBI_DTYPE_F32;
 constexpr alibi_dtype kF16 = ALIBI_DTYPE_F16;
 constexpr alibi_dtype kBF16 = ALIBI_DTYPE_BF16;
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
-
-std::string dtype_name(alibi_dtype dtype) {
-  return dtype == kF32 ? "f32" : dtype == kF16 ? "f16" : "bf16";
-}
-
-std::vector<double> to_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
 
 // A forward call's results as the backward gets them: out rounded to q's dtype, lse to f32. The
 // reference gradients use the same values, so that Di and P are those of the given tensors.
@@ -282,14 +282,6 @@ struct MaskCase {
   std::vector<int32_t> cu_q;  // empty for ranges masks
 };
 
-bool succeeded(alibi_status status, const char* call) {
-  if (status == ALIBI_STATUS_SUCCESS) return true;
-  ADD_FAILURE() << call << ": " << alibi_status_string(status) << ": "
-                << alibi_last_error_message();
-  return false;
-}
-#define SUCCEEDED(call) succeeded((call), #call)
-
 MaskCase ranges_case(alibi_context_t ctx, const std::vector<ref::Slice>& slices, int64_t total_q,
                      int64_t total_k) {
   std::vector<int32_t> q_ranges, k_ranges, types;
@@ -420,15 +412,6 @@ void set_shard(Case& c, int total_heads, int offset) {
   const std::vector<float> all = ref::formula_slopes(total_heads, 8.0f);
   c.reference.slopes = ref::slopes_of_rows(
       std::vector<float>(all.begin() + offset, all.begin() + offset + c.heads_q), c.total_q);
-}
-
-Tensor upload(alibi_context_t ctx, alibi_dtype dtype, const std::vector<int64_t>& shape,
-              const std::vector<float>& values) {
-  alibi_tensor_t t = nullptr;
-  SUCCEEDED(alibi_tensor_create(ctx, dtype, int(shape.size()), shape.data(), &t));
-  const std::vector<uint8_t> bytes = test::encode(values, dtype);
-  if (t && !bytes.empty()) SUCCEEDED(alibi_tensor_copy_from_host(t, bytes.data(), bytes.size()));
-  return Tensor(t);
 }
 
 // An additive bias (heads, total_q, total_k) exact in bias_dtype, with -inf on every 7th cell and
@@ -685,10 +668,7 @@ void check_backward(alibi_context_t ctx, const Case& c) {
 void expect_bitwise_equal(const Gradients& got, const Gradients& want) {
   auto same = [](const std::vector<float>& a, const std::vector<float>& b, const char* name) {
     ASSERT_EQ(a.size(), b.size()) << name;
-    int differing = 0;
-    for (size_t n = 0; n < a.size(); ++n)
-      differing += test::float_to_bits(a[n]) != test::float_to_bits(b[n]);
-    EXPECT_EQ(differing, 0) << name << ": elements not bitwise identical";
+    EXPECT_EQ(test::bitwise_differences(a, b), 0) << name << ": elements not bitwise identical";
   };
   same(got.dq, want.dq, "dq");
   same(got.dk, want.dk, "dk");
@@ -712,16 +692,6 @@ class BackwardParamFixture : public test::DeviceTest<std::tuple<alibi_device, Pa
   const Param& param() const { return std::get<1>(this->GetParam()); }
 };
 
-std::string mask_type_name(int type) {
-  static const char* const kNames[] = {"full", "causal", "invcausal", "bicausal"};
-  return kNames[type];
-}
-
-using HeadCounts = std::pair<int, int>;  // (Hq, Hkv)
-
-std::string heads_name(const HeadCounts& heads) {
-  return "hq" + std::to_string(heads.first) + "_hkv" + std::to_string(heads.second);
-}
 
 // Few kv heads and 8 or more (the CPU kernel's two schedules).
 const auto kScheduleHeads = ::testing::Values(HeadCounts{4, 2}, HeadCounts{16, 8});

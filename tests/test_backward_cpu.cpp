@@ -53,32 +53,11 @@ struct Wanted {
   bool dq = true, dk = true, dv = true, dslopes = true;
 };
 
+using test::download;
+using test::numel;
+using test::poisoned;
 using test::random_values;
-
-Tensor upload(alibi_context_t ctx, alibi_dtype dtype, const std::vector<int64_t>& shape,
-              const std::vector<float>& values) {
-  alibi_tensor_t t = nullptr;
-  EXPECT_EQ(alibi_tensor_create(ctx, dtype, int(shape.size()), shape.data(), &t), ALIBI_STATUS_SUCCESS);
-  const std::vector<uint8_t> bytes = test::encode(values, dtype);
-  if (!bytes.empty()) EXPECT_EQ(alibi_tensor_copy_from_host(t, bytes.data(), bytes.size()), ALIBI_STATUS_SUCCESS);
-  return Tensor(t);
-}
-
-int64_t numel(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (int64_t s : shape) n *= s;
-  return n;
-}
-
-Tensor poisoned(alibi_context_t ctx, alibi_dtype dtype, const std::vector<int64_t>& shape) {
-  return upload(ctx, dtype, shape, std::vector<float>(size_t(numel(shape)), test::kPoison));
-}
-
-std::vector<float> download(alibi_tensor_t t, alibi_dtype dtype, int64_t n) {
-  std::vector<uint8_t> bytes(size_t(n) * test::element_bytes(dtype));
-  if (!bytes.empty()) EXPECT_EQ(alibi_tensor_copy_to_host(t, bytes.data(), bytes.size()), ALIBI_STATUS_SUCCESS);
-  return test::decode(bytes, dtype);
-}
+using test::upload;
 
 int num_sequences(const Case& c) { return int(c.cu_q.size()) - 1; }
 

@@ -24,25 +24,8 @@ struct Case {
   bool causal = true;
 };
 
-std::vector<float> representable(size_t n, alibi_dtype dtype, uint32_t seed) {
-  std::vector<float> v = test::random_floats(n, seed, -1.f, 1.f);
-  for (float& x : v) x = test::round_to(x, dtype);
-  return v;
-}
-
-Tensor upload(alibi_context_t ctx, alibi_dtype dtype, std::vector<int64_t> shape, const std::vector<float>& values) {
-  alibi_tensor_t t = nullptr;
-  EXPECT_EQ(alibi_tensor_create(ctx, dtype, int(shape.size()), shape.data(), &t), ALIBI_STATUS_SUCCESS);
-  const std::vector<uint8_t> bytes = test::encode(values, dtype);
-  EXPECT_EQ(alibi_tensor_copy_from_host(t, bytes.data(), bytes.size()), ALIBI_STATUS_SUCCESS);
-  return Tensor(t);
-}
-
-std::vector<float> download(alibi_tensor_t t, alibi_dtype dtype, size_t n) {
-  std::vector<uint8_t> bytes(n * test::element_bytes(dtype));
-  EXPECT_EQ(alibi_tensor_copy_to_host(t, bytes.data(), bytes.size()), ALIBI_STATUS_SUCCESS);
-  return test::decode(bytes, dtype);
-}
+using test::download;
+using test::upload;
 
 struct Run {
   std::vector<float> out, lse;
@@ -72,8 +55,8 @@ Run forward(const Case& c, const std::vector<float>& q, const std::vector<float>
   const alibi_status status =
       alibi_attention_forward(ctx.get(), tq_t.get(), tk_t.get(), tv_t.get(), m, params, out.get(), lse.get());
   EXPECT_EQ(status, ALIBI_STATUS_SUCCESS) << alibi_last_error_message();
-  return {download(out.get(), c.dtype, size_t(tq * c.heads_q * c.head_dim)),
-          download(lse.get(), ALIBI_DTYPE_F32, size_t(tq * c.heads_q))};
+  return {download(out.get(), c.dtype, tq * c.heads_q * c.head_dim),
+          download(lse.get(), ALIBI_DTYPE_F32, tq * c.heads_q)};
 }
 
 ref::Problem problem(const Case& c, const std::vector<float>& q, const std::vector<float>& k,
@@ -126,8 +109,8 @@ void check_case(const Case& c, const alibi_attention_params* params = nullptr,
                 const std::vector<float>* slopes = nullptr, uint32_t seed = 7) {
   const size_t nq = size_t(c.cu_q.back()) * c.heads_q * c.head_dim;
   const size_t nk = size_t(c.cu_k.back()) * c.heads_kv * c.head_dim;
-  const auto q = representable(nq, c.dtype, seed), k = representable(nk, c.dtype, seed + 1),
-             v = representable(nk, c.dtype, seed + 2);
+  const auto q = test::random_values(nq, c.dtype, seed), k = test::random_values(nk, c.dtype, seed + 1),
+             v = test::random_values(nk, c.dtype, seed + 2);
   const ref::Result want = ref::attention(problem(c, q, k, v, slopes ? *slopes : ref::formula_slopes(c.heads_q, 8.0f)));
   const Run first = forward(c, q, k, v, 1, params);
   expect_matches(first, want, c.dtype);
@@ -188,7 +171,7 @@ TEST(KernelDecode, AttnBiasWithMaskedCellsAndRows) {
   alibi_attention_params_init(&params);
   params.attn_bias = bias_tensor.get();
   const size_t nq = size_t(tq) * c.heads_q * c.head_dim, nk = size_t(tk) * c.heads_kv * c.head_dim;
-  const auto q = representable(nq, c.dtype, 12), k = representable(nk, c.dtype, 13), v = representable(nk, c.dtype, 14);
+  const auto q = test::random_values(nq, c.dtype, 12), k = test::random_values(nk, c.dtype, 13), v = test::random_values(nk, c.dtype, 14);
   ref::Problem p = problem(c, q, k, v, ref::formula_slopes(c.heads_q, 8.0f));
   p.bias_heads = c.heads_q;
   p.attn_bias.assign(bias.begin(), bias.end());
@@ -209,7 +192,7 @@ TEST(KernelDecode, SoftcapAndPerSequenceSlopes) {
   params.slopes = per_sequence.data();
   params.slopes_per_batch = 1;
   const size_t nq = 4 * 4 * 64, nk = 1333 * 4 * 64;
-  const auto q = representable(nq, c.dtype, 3), k = representable(nk, c.dtype, 4), v = representable(nk, c.dtype, 5);
+  const auto q = test::random_values(nq, c.dtype, 3), k = test::random_values(nk, c.dtype, 4), v = test::random_values(nk, c.dtype, 5);
   ref::Problem p = problem(c, q, k, v, {0, 0, 0, 0});
   p.slopes = ref::slopes_of_sequences(per_sequence, 4, c.cu_q);
   p.softcap = 3.0;
@@ -240,8 +223,8 @@ TEST(KernelPositions, DistancesBeyondInt32UseTheExactPath) {
   alibi_attention_params params;
   alibi_attention_params_init(&params);
   params.slopes = slopes.data();
-  const auto q = representable(40 * 32, c.dtype, 9), k = representable(70 * 32, c.dtype, 10),
-             v = representable(70 * 32, c.dtype, 11);
+  const auto q = test::random_values(40 * 32, c.dtype, 9), k = test::random_values(70 * 32, c.dtype, 10),
+             v = test::random_values(70 * 32, c.dtype, 11);
   ref::Problem p = problem(c, q, k, v, slopes);
   p.positions.q = qpos;
   p.positions.k = kpos;

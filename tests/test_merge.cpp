@@ -26,9 +26,7 @@ constexpr alibi_dtype kBF16 = ALIBI_DTYPE_BF16;
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-std::string dtype_name(alibi_dtype dtype) {
-  return dtype == kF32 ? "f32" : dtype == kF16 ? "f16" : "bf16";
-}
+using test::dtype_name;
 
 // ------------------------------------------------------------------------------------ operands
 

@@ -326,4 +326,74 @@ inline Sequences sequences(const std::vector<std::pair<int32_t, int32_t>>& lengt
   return seqs;
 }
 
+// ------------------------------------------------------------------------- names of test cases
+
+inline std::string dtype_name(alibi_dtype dtype) {
+  return dtype == ALIBI_DTYPE_F32 ? "f32" : dtype == ALIBI_DTYPE_F16 ? "f16" : "bf16";
+}
+
+inline std::string mask_type_name(int type) {
+  static const char* const kNames[] = {"full", "causal", "invcausal", "bicausal"};
+  return kNames[type];
+}
+
+using HeadCounts = std::pair<int, int>;  // (Hq, Hkv)
+
+inline std::string heads_name(const HeadCounts& heads) {
+  return "hq" + std::to_string(heads.first) + "_hkv" + std::to_string(heads.second);
+}
+
+// ------------------------------------------------------------------------ tensors through the ABI
+
+// Whether a call succeeded; a failure is reported with the call's text and the library's message.
+inline bool succeeded(alibi_status status, const char* call) {
+  if (status == ALIBI_STATUS_SUCCESS) return true;
+  ADD_FAILURE() << call << ": " << alibi_status_string(status) << ": "
+                << alibi_last_error_message();
+  return false;
+}
+#define SUCCEEDED(call) ::test::succeeded((call), #call)
+
+inline int64_t numel(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  return n;
+}
+
+inline Tensor create_tensor(alibi_context_t ctx, alibi_dtype dtype,
+                            const std::vector<int64_t>& shape) {
+  alibi_tensor_t t = nullptr;
+  SUCCEEDED(alibi_tensor_create(ctx, dtype, int(shape.size()), shape.data(), &t));
+  return Tensor(t);
+}
+
+inline Tensor upload(alibi_context_t ctx, alibi_dtype dtype, const std::vector<int64_t>& shape,
+                     const std::vector<float>& values) {
+  Tensor t = create_tensor(ctx, dtype, shape);
+  const std::vector<uint8_t> bytes = encode(values, dtype);
+  if (t && !bytes.empty())
+    SUCCEEDED(alibi_tensor_copy_from_host(t.get(), bytes.data(), bytes.size()));
+  return t;
+}
+
+// A tensor whose every element is kPoison.
+inline Tensor poisoned(alibi_context_t ctx, alibi_dtype dtype, const std::vector<int64_t>& shape) {
+  return upload(ctx, dtype, shape, std::vector<float>(size_t(numel(shape)), kPoison));
+}
+
+inline std::vector<float> download(alibi_tensor_t t, alibi_dtype dtype, int64_t n) {
+  std::vector<uint8_t> bytes(size_t(n) * element_bytes(dtype));
+  if (!bytes.empty()) SUCCEEDED(alibi_tensor_copy_to_host(t, bytes.data(), bytes.size()));
+  return decode(bytes, dtype);
+}
+
+inline std::vector<double> to_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
+
+// How many elements of two equally long arrays differ in their bits.
+inline int bitwise_differences(const std::vector<float>& a, const std::vector<float>& b) {
+  int differing = 0;
+  for (size_t i = 0; i < a.size(); ++i) differing += float_to_bits(a[i]) != float_to_bits(b[i]);
+  return differing;
+}
+
 }  // namespace test
