@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "fuzz_common.h"
+#include "fuzz_masks.h"
 #include "reference.h"
 #include "reference_check.h"
 
@@ -22,98 +23,10 @@ namespace {
 
 using fuzz::Bytes;
 using fuzz::Expect;
+using fuzz::MaskCase;
 
 constexpr float kPoison = 1234567.0f;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-
-// Most lengths small (fast inputs, the decode kernel); some long enough for the tiled kernel
-// (> 8 rows) or for key splits (> 64 keys).
-int32_t length(Bytes& in, int32_t long_max) {
-  const uint8_t pick = in.u8();
-  return pick < 224 ? int32_t(in.in(0, 9)) : pick < 250 ? int32_t(in.in(0, long_max / 2)) : int32_t(in.in(0, long_max));
-}
-
-struct MaskCase {
-  fuzz::MaskHandle handle;
-  int64_t total_q = 0, total_k = 0;
-  bool sequences = false;
-  int batch = 0;
-  std::vector<int32_t> cu_q, cu_k;
-  ref::Visibility visible;
-  ref::Positions positions;
-};
-
-void make_mask(Bytes& in, alibi_context_t ctx, MaskCase& m) {
-  const uint8_t kind = in.u8() % 3;
-  alibi_mask_t mask = nullptr;
-  if (kind == 0 || kind == 1) {
-    m.sequences = true;
-    m.batch = int(in.in(0, 3));
-    m.cu_q.push_back(int32_t(in.in(0, 2)));
-    m.cu_k.push_back(int32_t(in.in(0, 2)));
-    for (int b = 0; b < m.batch; ++b) {
-      m.cu_q.push_back(std::min<int32_t>(m.cu_q.back() + length(in, 40), 64));
-      m.cu_k.push_back(std::min<int32_t>(m.cu_k.back() + length(in, 72), 72));
-    }
-    if (kind == 0) {
-      const bool causal = in.flag();
-      fuzz::check_status_ok(alibi_mask_create_varlen(ctx, m.batch, m.cu_q.data(), m.cu_k.data(), causal, &mask),
-                            "alibi_mask_create_varlen");
-      m.visible = ref::from_slices(m.cu_q.back(), m.cu_k.back(), ref::varlen_slices(m.cu_q, m.cu_k, causal));
-    } else {
-      const int left = int(in.in(-1, 12)), right = int(in.in(-1, 12));
-      fuzz::check_status_ok(alibi_mask_create_sliding_window(ctx, m.batch, m.cu_q.data(), m.cu_k.data(),
-                                                             left, right, &mask),
-                            "alibi_mask_create_sliding_window");
-      m.visible = ref::sliding_window(m.cu_q, m.cu_k, left, right);
-    }
-    m.total_q = m.cu_q.back();
-    m.total_k = m.cu_k.back();
-    m.positions = ref::varlen_positions(m.cu_q, m.cu_k);
-  } else {
-    m.total_q = length(in, 64);
-    m.total_k = length(in, 72);
-    const int wanted = int(in.in(0, 4));
-    std::vector<ref::Slice> slices;
-    for (int s = 0; s < wanted; ++s) {
-      ref::Slice slice;
-      slice.q_begin = in.in(0, m.total_q);
-      slice.q_end = in.in(slice.q_begin, m.total_q);
-      slice.k_begin = in.in(0, m.total_k);
-      slice.k_end = in.in(slice.k_begin, m.total_k);
-      slice.type = int(in.in(0, 3));
-      bool overlaps = false;
-      for (const ref::Slice& o : slices)
-        overlaps |= slice.q_begin < o.q_end && o.q_begin < slice.q_end && slice.k_begin < o.k_end &&
-                    o.k_begin < slice.k_end;
-      if (!overlaps) slices.push_back(slice);
-    }
-    std::vector<int32_t> q_ranges, k_ranges, types;
-    for (const ref::Slice& s : slices) {
-      q_ranges.insert(q_ranges.end(), {int32_t(s.q_begin), int32_t(s.q_end)});
-      k_ranges.insert(k_ranges.end(), {int32_t(s.k_begin), int32_t(s.k_end)});
-      types.push_back(s.type);
-    }
-    fuzz::check_status_ok(alibi_mask_create_ranges(ctx, int(slices.size()), q_ranges.data(), k_ranges.data(),
-                                                   types.data(), m.total_q, m.total_k, &mask),
-                          "alibi_mask_create_ranges");
-    m.visible = ref::from_slices(m.total_q, m.total_k, slices);
-    m.positions = ref::stream_positions(m.total_q, m.total_k);
-  }
-  m.handle.m = mask;
-  // Positions: as made, shifted far apart (ALiBi distances up to 2^16 and more), or anything.
-  const uint8_t positions = in.u8() % 4;
-  if (positions == 1 || positions == 2) {
-    std::vector<int32_t> q(size_t(m.total_q) + 1), k(size_t(m.total_k) + 1);
-    for (size_t i = 0; i < q.size(); ++i)
-      q[i] = positions == 1 ? int32_t(in.in(0, 70000)) : int32_t(in.u32());
-    for (size_t j = 0; j < k.size(); ++j)
-      k[j] = positions == 1 ? int32_t(in.in(0, 70000)) : int32_t(in.u32());
-    fuzz::check_status_ok(alibi_mask_set_positions(mask, q.data(), k.data()), "alibi_mask_set_positions");
-    m.positions.q.assign(q.begin(), q.end() - 1);
-    m.positions.k.assign(k.begin(), k.end() - 1);
-  }
-}
 
 // A (tokens, heads, dim) operand in a buffer with padded row and head strides.
 struct Operand {
@@ -157,7 +70,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const int threads = in.u8() % 16 == 15 ? 2 : 1;
   alibi_context_t ctx = fuzz::cpu_context(threads);
   MaskCase m;
-  make_mask(in, ctx, m);
+  fuzz::make_mask(in, ctx, m, fuzz::MaskKinds::kWithoutSharedRows);
 
   const alibi_dtype dtype = float_dtype(in);
   const int heads_kv = int(in.in(1, 2)), group = int(in.in(1, 3)), heads = heads_kv * group;
