@@ -86,6 +86,22 @@ func (c *Context) Forward(q, k, v *Tensor, mask *Mask, params *AttentionParams, 
 	})
 }
 
+// overSlices is the frame of the calls over slices (ForwardFloat32 ... BackwardUint16): the
+// context's and the mask's handles, the required slices present, then native with the params.
+func (c *Context) overSlices(call string, mask *Mask, params *AttentionParams, required []slice,
+	native func(hc, hm uintptr, p capi.Alibi_attention_params) error) error {
+	a := handles{call: call}
+	hc, hm := a.context(c, ""), a.mask(mask, "mask")
+	if a.err != nil {
+		return a.err
+	}
+	if err := requireSlices(call, required...); err != nil {
+		return err
+	}
+	defer keepAlive(c, mask)
+	return withNative(call, params, func(p capi.Alibi_attention_params) error { return native(hc, hm, p) })
+}
+
 // Heads gives the layout of packed arrays: q and out (totalQ, Q, Dim), k and v (totalK, KV, Dim).
 type Heads struct{ Q, KV, Dim int }
 
@@ -94,16 +110,8 @@ type Heads struct{ Q, KV, Dim int }
 // against them, and an error names the slice that does not fit.
 func (c *Context) ForwardFloat32(q, k, v []float32, heads Heads, mask *Mask, params *AttentionParams,
 	out, lse []float32) error {
-	a := handles{call: "Context.ForwardFloat32"}
-	hc, hm := a.context(c, ""), a.mask(mask, "mask")
-	if a.err != nil {
-		return a.err
-	}
-	if err := requireSlices(a.call, []string{"q", "k", "v", "out"}, q, k, v, out); err != nil {
-		return err
-	}
-	defer keepAlive(c, mask)
-	return withNative(a.call, params, func(p capi.Alibi_attention_params) error {
+	required := []slice{f32("q", q), f32("k", k), f32("v", v), f32("out", out)}
+	return c.overSlices("Context.ForwardFloat32", mask, params, required, func(hc, hm uintptr, p capi.Alibi_attention_params) error {
 		return capi.Alibi_binding_forward_f32(hc, heads.Q, heads.KV, heads.Dim, q, k, v, hm, p, out, lse)
 	})
 }
@@ -111,16 +119,8 @@ func (c *Context) ForwardFloat32(q, k, v []float32, heads Heads, mask *Mask, par
 // ForwardUint16 is ForwardFloat32 for F16 or BF16 data given as 16-bit patterns.
 func (c *Context) ForwardUint16(dtype DType, q, k, v []uint16, heads Heads, mask *Mask,
 	params *AttentionParams, out []uint16, lse []float32) error {
-	a := handles{call: "Context.ForwardUint16"}
-	hc, hm := a.context(c, ""), a.mask(mask, "mask")
-	if a.err != nil {
-		return a.err
-	}
-	if err := requireSlices(a.call, []string{"q", "k", "v", "out"}, q, k, v, out); err != nil {
-		return err
-	}
-	defer keepAlive(c, mask)
-	return withNative(a.call, params, func(p capi.Alibi_attention_params) error {
+	required := []slice{u16("q", q), u16("k", k), u16("v", v), u16("out", out)}
+	return c.overSlices("Context.ForwardUint16", mask, params, required, func(hc, hm uintptr, p capi.Alibi_attention_params) error {
 		return capi.Alibi_binding_forward_u16(hc, int(dtype), heads.Q, heads.KV, heads.Dim, q, k, v, hm, p, out, lse)
 	})
 }
@@ -155,17 +155,8 @@ func (c *Context) Backward(q, k, v *Tensor, mask *Mask, params *AttentionParams,
 // against the mask's totals, and an error names the slice that does not fit.
 func (c *Context) BackwardFloat32(q, k, v []float32, heads Heads, mask *Mask, params *AttentionParams,
 	out, lse, dout, dq, dk, dv, dslopes []float32) error {
-	a := handles{call: "Context.BackwardFloat32"}
-	hc, hm := a.context(c, ""), a.mask(mask, "mask")
-	if a.err != nil {
-		return a.err
-	}
-	err := requireSlices(a.call, []string{"q", "k", "v", "out", "lse", "dout"}, q, k, v, out, lse, dout)
-	if err != nil {
-		return err
-	}
-	defer keepAlive(c, mask)
-	return withNative(a.call, params, func(p capi.Alibi_attention_params) error {
+	required := []slice{f32("q", q), f32("k", k), f32("v", v), f32("out", out), f32("lse", lse), f32("dout", dout)}
+	return c.overSlices("Context.BackwardFloat32", mask, params, required, func(hc, hm uintptr, p capi.Alibi_attention_params) error {
 		return capi.Alibi_binding_backward_f32(hc, heads.Q, heads.KV, heads.Dim, q, k, v, hm, p, out, lse, dout,
 			dq, dk, dv, dslopes)
 	})
@@ -176,22 +167,8 @@ func (c *Context) BackwardFloat32(q, k, v []float32, heads Heads, mask *Mask, pa
 // gradients); lse and dslopes are f32.
 func (c *Context) BackwardUint16(dtype DType, q, k, v []uint16, heads Heads, mask *Mask, params *AttentionParams,
 	out []uint16, lse []float32, dout, dq, dk, dv []uint16, dslopes []float32) error {
-	a := handles{call: "Context.BackwardUint16"}
-	hc, hm := a.context(c, ""), a.mask(mask, "mask")
-	if a.err != nil {
-		return a.err
-	}
-	if err := requireSlices(a.call, []string{"q", "k", "v", "out"}, q, k, v, out); err != nil {
-		return err
-	}
-	if err := requireSlices(a.call, []string{"lse"}, lse); err != nil {
-		return err
-	}
-	if err := requireSlices(a.call, []string{"dout"}, dout); err != nil {
-		return err
-	}
-	defer keepAlive(c, mask)
-	return withNative(a.call, params, func(p capi.Alibi_attention_params) error {
+	required := []slice{u16("q", q), u16("k", k), u16("v", v), u16("out", out), f32("lse", lse), u16("dout", dout)}
+	return c.overSlices("Context.BackwardUint16", mask, params, required, func(hc, hm uintptr, p capi.Alibi_attention_params) error {
 		return capi.Alibi_binding_backward_u16(hc, int(dtype), heads.Q, heads.KV, heads.Dim, q, k, v, hm, p, out,
 			lse, dout, dq, dk, dv, dslopes)
 	})
@@ -222,8 +199,8 @@ func (c *Context) MergeFloat32(outA, lseA, outB, lseB []float32, heads, headDim 
 	if a.err != nil {
 		return a.err
 	}
-	err := requireSlices(a.call, []string{"outA", "lseA", "outB", "lseB", "out"}, outA, lseA, outB, lseB, out)
-	if err != nil {
+	if err := requireSlices(a.call, f32("outA", outA), f32("lseA", lseA), f32("outB", outB), f32("lseB", lseB),
+		f32("out", out)); err != nil {
 		return err
 	}
 	defer runtime.KeepAlive(c)
@@ -238,10 +215,8 @@ func (c *Context) MergeUint16(dtype DType, outA []uint16, lseA []float32, outB [
 	if a.err != nil {
 		return a.err
 	}
-	if err := requireSlices(a.call, []string{"outA", "outB", "out"}, outA, outB, out); err != nil {
-		return err
-	}
-	if err := requireSlices(a.call, []string{"lseA", "lseB"}, lseA, lseB); err != nil {
+	if err := requireSlices(a.call, u16("outA", outA), f32("lseA", lseA), u16("outB", outB), f32("lseB", lseB),
+		u16("out", out)); err != nil {
 		return err
 	}
 	defer runtime.KeepAlive(c)

@@ -57,11 +57,20 @@ func keepAlive(objects ...any) {
 	}
 }
 
-// requireSlices returns an error naming the first nil slice of slices (named by names, in order).
-func requireSlices[T float32 | uint16](call string, names []string, slices ...[]T) error {
-	for i, s := range slices {
-		if s == nil {
-			return nilError(call, names[i])
+// slice is one required slice argument of a call over slices: []float32 or []uint16.
+type slice struct {
+	name   string
+	absent bool
+}
+
+func f32(name string, s []float32) slice { return slice{name, s == nil} }
+func u16(name string, s []uint16) slice  { return slice{name, s == nil} }
+
+// requireSlices returns an error naming the first absent (nil) slice.
+func requireSlices(call string, slices ...slice) error {
+	for _, s := range slices {
+		if s.absent {
+			return nilError(call, s.name)
 		}
 	}
 	return nil
