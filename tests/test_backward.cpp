@@ -2,7 +2,6 @@
 // itself checked here by central finite differences of the float64 forward (reference.h). Gradients
 // are poisoned before every call, so every element checked was written by it.
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -18,6 +17,7 @@
 #include <vector>
 
 #include "backward_reference.h"
+#include "error_check.h"
 #include "test_util.h"
 
 namespace {
@@ -1400,33 +1400,14 @@ class BackwardErrors : public ::testing::Test {
                                     a.dq, a.dk, a.dv, a.dslopes);
   }
 
-  // The call fails with `want`; the message names the function, the argument and each value.
+  // The call fails with `want`; the message names the function, the argument and each value;
+  // nothing was written.
   void expect_fails(const Args& a, alibi_status want, const std::string& argument,
                     const std::vector<std::string>& values = {}) {
     SCOPED_TRACE("argument " + argument);
-    const alibi_status got = backward(a);
-    const std::string message = alibi_last_error_message();
-    EXPECT_EQ(got, want) << "got " << alibi_status_string(got) << "; message: " << message;
-    EXPECT_NE(message.find("alibi_attention_backward"), std::string::npos) << message;
-    EXPECT_TRUE(names(message, argument)) << "no argument " << argument << " in: " << message;
-    for (const std::string& value : values)
-      EXPECT_NE(message.find(value), std::string::npos)
-          << "no value " << value << " in: " << message;
+    test::expect_error(backward(a), want, "alibi_attention_backward", argument, values);
     for (size_t n = 0; n < outputs_.size(); ++n)
       EXPECT_TRUE(outputs_[n]->untouched()) << "output " << n << " was written";
-  }
-
-  // `word` occurs in `text` as a whole identifier (e.g. "dq" in "dq.shape[0]", not in "dqx").
-  static bool names(const std::string& text, const std::string& word) {
-    auto identifier = [](char ch) {
-      return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_';
-    };
-    for (size_t at = text.find(word); at != std::string::npos; at = text.find(word, at + 1)) {
-      const size_t end = at + word.size();
-      if ((at == 0 || !identifier(text[at - 1])) && (end == text.size() || !identifier(text[end])))
-        return true;
-    }
-    return false;
   }
 
   template <typename Value>
