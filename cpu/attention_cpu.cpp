@@ -168,13 +168,9 @@ class Attention {
 
   void load_attn_bias(const SliceRows& span, int64_t first_key, int64_t count, int64_t head,
                       TileBuffers& s) const {
-    const TensorView& bias = *args_.attn_bias;
-    const int64_t bias_head = attn_bias_head(bias.shape[0], head);
     s.attn_bias.resize(s.scores.size());
-    for (int64_t j = 0; j < count; ++j)
-      for (int64_t r = span.row_begin; r < span.row_end; ++r)
-        s.attn_bias[size_t(j * kTileWidth + (r - span.row_begin))] =
-            load_float(bias, offset3(bias, bias_head, r, first_key + j));
+    load_attn_bias_block(*args_.attn_bias, head, span.row_begin, span.row_end, first_key, count,
+                         kTileWidth, s.attn_bias.data());
   }
 
   // The run of the span's rows (columns of the tile) whose visible keys meet [kb, ke): visible

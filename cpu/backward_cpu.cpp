@@ -291,13 +291,9 @@ class Backward {
 
   void load_attn_bias(const QueryPiece& piece, int64_t first_key, int64_t count, int64_t head,
                       Workspace& w) const {
-    const TensorView& bias = *fwd_.attn_bias;
-    const int64_t bias_head = attn_bias_head(bias.shape[0], head);
     w.attn_bias.resize(w.scores.size());
-    for (int64_t j = 0; j < count; ++j)
-      for (int64_t r = piece.row_begin; r < piece.row_end; ++r)
-        w.attn_bias[size_t(j * kTileWidth + (r - piece.row_begin))] =
-            load_float(bias, offset3(bias, bias_head, r, first_key + j));
+    load_attn_bias_block(*fwd_.attn_bias, head, piece.row_begin, piece.row_end, first_key, count,
+                         kTileWidth, w.attn_bias.data());
   }
 
   // One head_dim row of a float tensor as f32.

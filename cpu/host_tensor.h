@@ -3,6 +3,7 @@
 
 #include <cstdint>
 
+#include "core/kernel/attention_math.h"
 #include "core/kernel/backend.h"
 #include "core/kernel/half.h"
 
@@ -45,6 +46,18 @@ inline void store_row(const TensorView& t, int64_t offset, const float* src, int
       for (int64_t i = 0; i < count; ++i) static_cast<float*>(t.data)[offset + i] = src[i] * scale;
       break;
   }
+}
+
+// The attn_bias cells of query head `head` for rows [row_begin, row_end) and keys [first_key,
+// first_key + count), transposed as the kernels' tiles are: key j, row r at dst[j * ld + r -
+// row_begin].
+inline void load_attn_bias_block(const TensorView& bias, int64_t head, int64_t row_begin,
+                                 int64_t row_end, int64_t first_key, int64_t count, int64_t ld,
+                                 float* dst) {
+  const int64_t bias_head = attn_bias_head(bias.shape[0], head);
+  for (int64_t j = 0; j < count; ++j)
+    for (int64_t r = row_begin; r < row_end; ++r)
+      dst[j * ld + r - row_begin] = load_float(bias, offset3(bias, bias_head, r, first_key + j));
 }
 
 }  // namespace alibi::cpu
