@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "fuzz_common.h"
-#include "fuzz_masks.h"
+#include "attention_inputs.h"
 #include "reference.h"
 #include "reference_check.h"
 
@@ -23,36 +23,12 @@ namespace {
 
 using fuzz::Bytes;
 using fuzz::Expect;
+using fuzz::float_dtype;
+using fuzz::kPoison;
 using fuzz::MaskCase;
+using fuzz::Operand;
 
-constexpr float kPoison = 1234567.0f;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-
-// A (tokens, heads, dim) operand in a buffer with padded row and head strides.
-struct Operand {
-  std::vector<uint8_t> storage;
-  int64_t shape[3] = {}, strides[3] = {};
-  alibi_dtype dtype = ALIBI_DTYPE_F32;
-  fuzz::TensorHandle tensor;
-
-  void layout(alibi_dtype type, int64_t tokens, int64_t heads, int64_t dim, int64_t head_pad, int64_t row_pad) {
-    dtype = type;
-    shape[0] = tokens, shape[1] = heads, shape[2] = dim;
-    strides[2] = 1;
-    strides[1] = dim + head_pad;
-    strides[0] = heads * strides[1] + row_pad;
-    storage.assign(size_t(std::max<int64_t>(tokens * strides[0], 1)) * fuzz::element_size(type) + 64, 0);
-  }
-  void* data() { return storage.data(); }
-  int64_t offset(int64_t t, int64_t h, int64_t d) const { return t * strides[0] + h * strides[1] + d * strides[2]; }
-  float get(int64_t t, int64_t h, int64_t d) const { return fuzz::load(storage.data(), offset(t, h, d), dtype); }
-  void set(int64_t t, int64_t h, int64_t d, float v) { fuzz::store(storage.data(), offset(t, h, d), dtype, v); }
-};
-
-alibi_dtype float_dtype(Bytes& in) {
-  static const alibi_dtype types[] = {ALIBI_DTYPE_F32, ALIBI_DTYPE_F16, ALIBI_DTYPE_BF16};
-  return types[in.u8() % 3];
-}
 
 // The sequence of a query row of a sequence mask (-1 outside every sequence).
 int sequence_of(const MaskCase& m, int64_t row) {
@@ -92,10 +68,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         k.set(t, h, d, fuzz::exact_value(in, k_shift));
         v.set(t, h, d, fuzz::exact_value(in, v_shift));
       }
-  for (size_t i = 0; i + fuzz::element_size(dtype) <= out.storage.size(); i += fuzz::element_size(dtype))
-    fuzz::store(out.storage.data(), int64_t(i / fuzz::element_size(dtype)), dtype,
-                dtype == ALIBI_DTYPE_F32 ? kPoison : 1024.0f);
-  const std::vector<uint8_t> out_before = out.storage;
+  const std::vector<uint8_t> out_before = out.storage;  // poisoned
 
   // Params.
   alibi_attention_params params;
@@ -197,11 +170,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const int64_t k_strides[3] = {k.strides[0], k.strides[1], 1};
   const int64_t out_strides[3] = {out.strides[0], out.strides[1], q_strides[2]};
   fuzz::TensorHandle tq, tk, tv, tout;
-  fuzz::check_status_ok(alibi_tensor_wrap(ctx, q_dtype, q_ndim, q_shape, q_strides, q.data(), &tq.t), "alibi_tensor_wrap");
-  fuzz::check_status_ok(alibi_tensor_wrap(ctx, k_dtype, 3, k_shape, k_strides, k.data(), &tk.t), "alibi_tensor_wrap");
-  fuzz::check_status_ok(alibi_tensor_wrap(ctx, k_dtype, 3, k_shape, v_strides, v.data(), &tv.t),
+  fuzz::check_status_ok(alibi_tensor_wrap(ctx, q_dtype, q_ndim, q_shape, q_strides, q.storage.data(), &tq.t), "alibi_tensor_wrap");
+  fuzz::check_status_ok(alibi_tensor_wrap(ctx, k_dtype, 3, k_shape, k_strides, k.storage.data(), &tk.t), "alibi_tensor_wrap");
+  fuzz::check_status_ok(alibi_tensor_wrap(ctx, k_dtype, 3, k_shape, v_strides, v.storage.data(), &tv.t),
                         "alibi_tensor_wrap");
-  fuzz::check_status_ok(alibi_tensor_wrap(ctx, out_dtype, 3, out_shape, out_strides, out.data(), &tout.t),
+  fuzz::check_status_ok(alibi_tensor_wrap(ctx, out_dtype, 3, out_shape, out_strides, out.storage.data(), &tout.t),
                         "alibi_tensor_wrap");
   const alibi_status status =
       alibi_attention_forward(null_ctx ? nullptr : ctx, null_q ? nullptr : tq.t, tk.t, tv.t,

@@ -1,5 +1,5 @@
-// The masks of the attention fuzz targets (fuzz_forward, fuzz_backward), built from the input's
-// bytes together with what the float64 reference needs of them.
+// What the attention fuzz targets (fuzz_forward, fuzz_backward) build from the input's bytes:
+// masks, with what the float64 reference needs of them, and strided operands.
 #pragma once
 
 #include <algorithm>
@@ -122,5 +122,59 @@ inline void make_mask(Bytes& in, alibi_context_t ctx, MaskCase& m, MaskKinds kin
     m.positions.k.assign(k.begin(), k.end() - 1);
   }
 }
+
+// What outputs hold before a call writes them (operands of f16 and bf16: 1024).
+constexpr float kPoison = 1234567.0f;
+
+inline alibi_dtype float_dtype(Bytes& in) {
+  static const alibi_dtype types[] = {ALIBI_DTYPE_F32, ALIBI_DTYPE_F16, ALIBI_DTYPE_BF16};
+  return types[in.u8() % 3];
+}
+
+// A (tokens, heads, dim) tensor in a poisoned buffer with padded row and head strides.
+struct Operand {
+  std::vector<uint8_t> storage, poisoned;  // the buffer, and as it was before any call
+  int64_t shape[3] = {}, strides[3] = {};
+  alibi_dtype dtype = ALIBI_DTYPE_F32;
+  TensorHandle tensor;
+
+  void layout(alibi_dtype type, int64_t tokens, int64_t heads, int64_t dim, int64_t head_pad, int64_t row_pad) {
+    dtype = type;
+    shape[0] = tokens, shape[1] = heads, shape[2] = dim;
+    strides[2] = 1;
+    strides[1] = dim + head_pad;
+    strides[0] = heads * strides[1] + row_pad;
+    // Room for one more token and a last dim of stride 2 (invalid layouts the target tries).
+    const size_t elements = size_t(std::max<int64_t>((tokens + 1) * strides[0], 1)) + size_t(dim) + 16;
+    storage.assign(elements * element_size(type), 0);
+    for (size_t e = 0; e < elements; ++e)
+      store(storage.data(), int64_t(e), type, type == ALIBI_DTYPE_F32 ? kPoison : 1024.0f);
+    poisoned = storage;
+  }
+  int64_t offset(int64_t t, int64_t h, int64_t d) const { return t * strides[0] + h * strides[1] + d * strides[2]; }
+  float get(int64_t t, int64_t h, int64_t d) const { return load(storage.data(), offset(t, h, d), dtype); }
+  void set(int64_t t, int64_t h, int64_t d, float v) { store(storage.data(), offset(t, h, d), dtype, v); }
+  void fill(Bytes& in, int shift) {
+    for (int64_t t = 0; t < shape[0]; ++t)
+      for (int64_t h = 0; h < shape[1]; ++h)
+        for (int64_t d = 0; d < shape[2]; ++d) set(t, h, d, exact_value(in, shift));
+  }
+  // The tensor as it is, or with one dtype, shape or stride changed (an invalid argument).
+  void wrap(alibi_context_t ctx) { wrap_as(ctx, dtype); }
+  void wrap_as(alibi_context_t ctx, alibi_dtype as, int ndim = 3, int grow_dim = -1, bool last_stride_2 = false) {
+    int64_t s[3] = {shape[0], shape[1], shape[2]}, st[3] = {strides[0], strides[1], strides[2]};
+    if (grow_dim >= 0) ++s[grow_dim];
+    if (last_stride_2) st[2] = 2;
+    check_status_ok(alibi_tensor_wrap(ctx, as, ndim, s, st, storage.data(), &tensor.t),
+                          "alibi_tensor_wrap");
+  }
+  std::vector<double> values() const {
+    std::vector<double> all;
+    for (int64_t t = 0; t < shape[0]; ++t)
+      for (int64_t h = 0; h < shape[1]; ++h)
+        for (int64_t d = 0; d < shape[2]; ++d) all.push_back(get(t, h, d));
+    return all;
+  }
+};
 
 }  // namespace fuzz
