@@ -16,7 +16,9 @@ struct Avx2 {
   using I = __m256i;
   using Mask = __m256;
   static constexpr int kLanes = 8;
-  static constexpr int kGemmRows = 6;  // 6 x 2 accumulators, 2 rows of B and a broadcast: 15 of 16 registers
+  // The GEMM's register block: 6 rows x 2 vectors of accumulators, 2 vectors of B and a
+  // broadcast take 15 of the 16 registers.
+  static constexpr int kGemmRows = 6, kGemmVectors = 2;
 
   ALIBI_AVX2_INLINE F zero() { return _mm256_setzero_ps(); }
   ALIBI_AVX2_INLINE F set(float x) { return _mm256_set1_ps(x); }

@@ -16,7 +16,10 @@ struct Avx512 {
   using I = __m512i;
   using Mask = __mmask16;
   static constexpr int kLanes = 16;
-  static constexpr int kGemmRows = 12;  // 12 x 2 accumulators of 32 registers (measured: cpu/README.md)
+  // The GEMM's register block: 6 rows x 4 vectors (64 columns) of accumulators and 4 vectors of
+  // B take 28 of the 32 registers; chosen over 4, 5, 7 x 4 and 8, 10, 12, 14 x 2 by measuring
+  // (cpu/README.md).
+  static constexpr int kGemmRows = 6, kGemmVectors = 4;
 
   ALIBI_AVX512_INLINE F zero() { return _mm512_setzero_ps(); }
   ALIBI_AVX512_INLINE F set(float x) { return _mm512_set1_ps(x); }

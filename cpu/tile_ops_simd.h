@@ -53,34 +53,34 @@ ALIBI_SIMD_TARGET inline typename V::F tanh_lanes(typename V::F x) {
 
 // ---- The register-blocked GEMM ----
 
-// C (M x 2 kLanes) (+)= A (M x k) B (k x 2 kLanes): the inner kernel.
+// C (M x W kLanes) (+)= A (M x k) B (k x W kLanes): the inner kernel, W = kGemmVectors.
 template <class V, int M>
 ALIBI_SIMD_TARGET void kernel_wide(int64_t k, const float* a, int64_t a_row, int64_t a_col, const float* b,
                                    int64_t ldb, float* c, int64_t ldc, const float* c_scale) {
-  constexpr int L = V::kLanes;
-  typename V::F acc[M][2];
+  constexpr int L = V::kLanes, W = V::kGemmVectors;
+  typename V::F acc[M][W];
 #pragma GCC unroll 16
   for (int i = 0; i < M; ++i) {
     const auto scale = c_scale ? V::broadcast(c_scale + i) : V::zero();
-    acc[i][0] = c_scale ? V::mul(scale, V::load(c + i * ldc)) : scale;
-    acc[i][1] = c_scale ? V::mul(scale, V::load(c + i * ldc + L)) : scale;
+#pragma GCC unroll 4
+    for (int w = 0; w < W; ++w) acc[i][w] = c_scale ? V::mul(scale, V::load(c + i * ldc + w * L)) : scale;
   }
   for (int64_t p = 0; p < k; ++p) {
-    const auto b0 = V::load(b + p * ldb);
-    const auto b1 = V::load(b + p * ldb + L);
+    typename V::F row[W];
+#pragma GCC unroll 4
+    for (int w = 0; w < W; ++w) row[w] = V::load(b + p * ldb + w * L);
     const float* ap = a + p * a_col;
 #pragma GCC unroll 16
     for (int i = 0; i < M; ++i) {
       const auto av = V::broadcast(ap + i * a_row);
-      acc[i][0] = V::fmadd(av, b0, acc[i][0]);
-      acc[i][1] = V::fmadd(av, b1, acc[i][1]);
+#pragma GCC unroll 4
+      for (int w = 0; w < W; ++w) acc[i][w] = V::fmadd(av, row[w], acc[i][w]);
     }
   }
 #pragma GCC unroll 16
-  for (int i = 0; i < M; ++i) {
-    V::store(c + i * ldc, acc[i][0]);
-    V::store(c + i * ldc + L, acc[i][1]);
-  }
+  for (int i = 0; i < M; ++i)
+#pragma GCC unroll 4
+    for (int w = 0; w < W; ++w) V::store(c + i * ldc + w * L, acc[i][w]);
 }
 
 // C (M x width) (+)= A (M x k) B (k x width) for a last panel of width 1..kLanes.
@@ -105,9 +105,9 @@ ALIBI_SIMD_TARGET void kernel_narrow(int64_t k, const float* a, int64_t a_row, i
 template <class V, int M>
 ALIBI_SIMD_TARGET void row_panel(int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col,
                                  const float* b, int64_t ldb, float* c, int64_t ldc, const float* c_scale) {
-  constexpr int64_t L = V::kLanes;
+  constexpr int64_t L = V::kLanes, wide = V::kGemmVectors * L;
   int64_t j = 0;
-  for (; j + 2 * L <= n; j += 2 * L) kernel_wide<V, M>(k, a, a_row, a_col, b + j, ldb, c + j, ldc, c_scale);
+  for (; j + wide <= n; j += wide) kernel_wide<V, M>(k, a, a_row, a_col, b + j, ldb, c + j, ldc, c_scale);
   for (; j < n; j += L)
     kernel_narrow<V, M>(k, a, a_row, a_col, b + j, ldb, c + j, ldc, c_scale, std::min(L, n - j));
 }
