@@ -158,7 +158,7 @@ struct QueryLanes {
   }
 };
 
-// f(lanes) for each group of kLanes queries of a block with `queries` queries.
+// visit(lanes) for each group of kLanes queries of a block with `queries` queries.
 template <class V, class Visit>
 ALIBI_SIMD_TARGET void for_query_lanes(int64_t queries, Visit&& visit) {
   constexpr int64_t L = V::kLanes;
