@@ -1,6 +1,6 @@
-// The CPU kernel's SIMD tile operations (cpu/tile_ops_avx2.cpp) cannot call the one-home math of
-// core/kernel/attention_math.h; here every table (generic, and avx2 where this CPU has it) is
-// held against it cell by cell: scores, the online-softmax step, the backward's gradient block,
+// The CPU kernel's SIMD tile operations (cpu/tile_ops_simd.h, built for AVX2 and AVX-512) cannot
+// call the one-home math of core/kernel/attention_math.h; here every table (generic, and avx2 and
+// avx512 where this CPU has them) is held against it cell by cell: scores, the online-softmax step, the backward's gradient block,
 // the decode products, exp, the GEMM and the f16/bf16 widening. The generic table calls that math, so it must match bitwise.
 // Built from the kernel sources themselves (alibi_tile_ops_tests), not through the C ABI.
 #include <gtest/gtest.h>
@@ -21,18 +21,23 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-std::vector<const TileOps*> tables() {
-  std::vector<const TileOps*> all{&generic_tile_ops()};
-  if (avx2_tile_ops()) all.push_back(avx2_tile_ops());
-  return all;
+// The table of that name, nullptr when this CPU lacks its instructions.
+const TileOps* table(const std::string& name) {
+  if (name == "generic") return &generic_tile_ops();
+  if (name == "avx2") return avx2_tile_ops();
+  return avx512_tile_ops();
+}
+
+const char* missing_instructions(const std::string& name) {
+  return name == "avx2" ? "AVX2, FMA or F16C" : "AVX-512 F, BW, DQ or VL";
 }
 
 class TileOpsTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    for (const TileOps* t : tables())
-      if (GetParam() == t->name) ops_ = t;
-    if (!ops_) GTEST_SKIP() << GetParam() << " tile operations: this CPU lacks AVX2, FMA or F16C";
+    ops_ = table(GetParam());
+    if (!ops_) GTEST_SKIP() << GetParam() << " tile operations: this CPU lacks " << missing_instructions(GetParam());
+    ASSERT_EQ(GetParam(), ops_->name);
   }
   bool exact() const { return GetParam() == "generic"; }
   // A value the table computes through its own exp (and tanh) against the one-home math:
@@ -130,6 +135,15 @@ float expected_score(const BlockCase& b, int64_t j, int64_t c) {
                     b.key_pos[size_t(j)], b.attn_bias.empty() ? 0.0f : b.attn_bias[size_t(j * b.ld + c)]);
 }
 
+// Columns past the queries' padding to 8 belong to the caller: no table may write them (a
+// 16-lane table's last group of 8 must not).
+void expect_untouched_past_padding(const BlockCase& b, const std::vector<float>& cells,
+                                   const std::vector<float>& before, const std::string& where) {
+  for (int64_t j = 0; j < b.keys; ++j)
+    for (int64_t c = (b.queries + 7) / 8 * 8; c < b.ld; ++c)
+      EXPECT_EQ(cells[size_t(j * b.ld + c)], before[size_t(j * b.ld + c)]) << where << " column " << c;
+}
+
 TEST_P(TileOpsTest, SoftmaxBlockIsTheCellScoreAndTheSoftmaxStep) {
   for (const bool masked : {false, true})
     for (const float softcap : {0.0f, 5.0f})
@@ -162,6 +176,7 @@ TEST_P(TileOpsTest, SoftmaxBlockIsTheCellScoreAndTheSoftmaxStep) {
             expect_close(b.row_sum[size_t(c)], running_sum(old_sum[size_t(c)], step.correction, sum),
                          relative, 1.0f, row + " sum");
           }
+          expect_untouched_past_padding(b, scores, b.raw, where);
         }
 }
 
@@ -220,6 +235,8 @@ TEST_P(TileOpsTest, GradientBlockIsTheOneHomeBackwardMath) {
               magnitude += std::fabs(term);
             }
           EXPECT_NEAR(slope_sum, want_slope_sum, 1e-5 * magnitude + 1e-6) << where << " slope sum";
+          expect_untouched_past_padding(b, scores, b.raw, where + " P");
+          expect_untouched_past_padding(b, dscores, dp, where + " dx");
         }
 }
 
@@ -240,8 +257,8 @@ TEST_P(TileOpsTest, ExpIsExpfAndZeroBelowItsRange) {
 
 TEST_P(TileOpsTest, GemmIsThePlainProduct) {
   for (const bool scaled : {false, true})
-    for (const int64_t m : {1, 5, 6, 13})
-      for (const int64_t n : {3, 8, 16, 21}) {
+    for (const int64_t m : {1, 5, 6, 12, 13, 25})  // around both tables' panels of 6 and 12 rows
+      for (const int64_t n : {3, 8, 16, 21, 32, 37, 70}) {  // and their 16 and 32 columns
         const int64_t k = 19, ldb = n + 2, ldc = n + 3;
         std::vector<float> a(size_t(m * k)), b(size_t(k * ldb)), c(size_t(m * ldc)), scale(static_cast<size_t>(m));
         for (float& x : a) x = uniform(random_, -1.0f, 1.0f);
@@ -329,7 +346,7 @@ TEST_P(TileOpsTest, DecodeProductsAreThePlainSums) {
       }
 }
 
-INSTANTIATE_TEST_SUITE_P(Tables, TileOpsTest, ::testing::Values("generic", "avx2"),
+INSTANTIATE_TEST_SUITE_P(Tables, TileOpsTest, ::testing::Values("generic", "avx2", "avx512"),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 }  // namespace

@@ -1,0 +1,25 @@
+// The tile operations of cpu/tile_ops_simd.h with AVX-512 F, BW, DQ and VL (16 lanes). Only
+// functions carrying that target use them, so the rest of the library stays runnable on any
+// x86-64 CPU.
+#if defined(__GNUC__) && !defined(__clang__)
+// g++ 12 flags the self-initialised _mm512_undefined_* inside its own intrinsics (GCC bug 105593);
+// the pragma must precede immintrin.h, where the warnings are located.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include "cpu/simd_avx512.h"
+
+#define ALIBI_SIMD_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")))
+#include "cpu/tile_ops_simd.h"
+
+namespace alibi::cpu {
+
+const TileOps* avx512_tile_ops() {
+  static const TileOps ops = simd_tile_ops<Avx512>("avx512");
+  // The table also uses AVX2, FMA and F16C instructions (the 8-lane sums, the widening).
+  const bool supported = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+                         avx2_tile_ops() != nullptr;
+  return supported ? &ops : nullptr;
+}
+
+}  // namespace alibi::cpu

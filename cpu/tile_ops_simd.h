@@ -1,0 +1,435 @@
+// The SIMD tile operations, written once over a vector layer V (cpu/simd_avx2.h,
+// cpu/simd_avx512.h) and instantiated per ISA: tile_ops_avx2.cpp and tile_ops_avx512.cpp each
+// define ALIBI_SIMD_TARGET (the target attribute every function here needs to inline V's
+// intrinsics), include this header once and build their table with simd_tile_ops<V>. All of it
+// has internal linkage, so the two instantiations never meet at link time.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include "core/kernel/half.h"
+#include "cpu/tile_ops.h"
+
+#ifndef ALIBI_SIMD_TARGET
+#error "define ALIBI_SIMD_TARGET (the instantiating ISA's target attribute) before including tile_ops_simd.h"
+#endif
+
+namespace alibi::cpu {
+
+namespace {
+
+constexpr int kTokensPerDot = 8;
+constexpr int64_t kQueryPadding = 8;  // arrays indexed by query are padded to this (ScoreBlock)
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// e^x (Cephes-style polynomial after reducing by ln 2, ~1 ulp); x below -87.3 (including -inf)
+// gives exactly 0.
+template <class V>
+ALIBI_SIMD_TARGET inline typename V::F exp_lanes(typename V::F x) {
+  const auto underflow = V::less(x, V::set(-87.33f));
+  x = V::min(V::max(x, V::set(-87.33f)), V::set(88.0f));
+  const auto n = V::round(V::mul(x, V::set(1.44269504088896341f)));
+  auto r = V::fnmadd(n, V::set(0.693359375f), x);
+  r = V::fnmadd(n, V::set(-2.12194440e-4f), r);
+  auto p = V::set(1.9875691500e-4f);
+  p = V::fmadd(p, r, V::set(1.3981999507e-3f));
+  p = V::fmadd(p, r, V::set(8.3334519073e-3f));
+  p = V::fmadd(p, r, V::set(4.1665795894e-2f));
+  p = V::fmadd(p, r, V::set(1.6666665459e-1f));
+  p = V::fmadd(p, r, V::set(5.0000001201e-1f));
+  const auto y = V::fmadd(p, V::mul(r, r), V::add(r, V::set(1.0f)));
+  return V::drop(underflow, V::mul(y, V::pow2(n)));
+}
+
+template <class V>
+ALIBI_SIMD_TARGET inline typename V::F tanh_lanes(typename V::F x) {
+  const auto e = exp_lanes<V>(V::mul(V::set(-2.0f), V::abs(x)));
+  const auto one = V::set(1.0f);
+  return V::with_sign_of(V::div(V::sub(one, e), V::add(one, e)), x);
+}
+
+// ---- The register-blocked GEMM ----
+
+// C (M x W kLanes) (+)= A (M x k) B (k x W kLanes): the inner kernel, W = kGemmVectors.
+template <class V, int M>
+ALIBI_SIMD_TARGET void kernel_wide(int64_t k, const float* a, int64_t a_row, int64_t a_col, const float* b,
+                                   int64_t ldb, float* c, int64_t ldc, const float* c_scale) {
+  constexpr int L = V::kLanes, W = V::kGemmVectors;
+  typename V::F acc[M][W];
+#pragma GCC unroll 16
+  for (int i = 0; i < M; ++i) {
+    const auto scale = c_scale ? V::broadcast(c_scale + i) : V::zero();
+#pragma GCC unroll 4
+    for (int w = 0; w < W; ++w) acc[i][w] = c_scale ? V::mul(scale, V::load(c + i * ldc + w * L)) : scale;
+  }
+  for (int64_t p = 0; p < k; ++p) {
+    typename V::F row[W];
+#pragma GCC unroll 4
+    for (int w = 0; w < W; ++w) row[w] = V::load(b + p * ldb + w * L);
+    const float* ap = a + p * a_col;
+#pragma GCC unroll 16
+    for (int i = 0; i < M; ++i) {
+      const auto av = V::broadcast(ap + i * a_row);
+#pragma GCC unroll 4
+      for (int w = 0; w < W; ++w) acc[i][w] = V::fmadd(av, row[w], acc[i][w]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < M; ++i)
+#pragma GCC unroll 4
+    for (int w = 0; w < W; ++w) V::store(c + i * ldc + w * L, acc[i][w]);
+}
+
+// C (M x width) (+)= A (M x k) B (k x width) for a last panel of width 1..kLanes.
+template <class V, int M>
+ALIBI_SIMD_TARGET void kernel_narrow(int64_t k, const float* a, int64_t a_row, int64_t a_col, const float* b,
+                                     int64_t ldb, float* c, int64_t ldc, const float* c_scale, int64_t width) {
+  const auto mask = V::first(width);
+  typename V::F acc[M];
+#pragma GCC unroll 16
+  for (int i = 0; i < M; ++i)
+    acc[i] = c_scale ? V::mul(V::broadcast(c_scale + i), V::load(c + i * ldc, mask)) : V::zero();
+  for (int64_t p = 0; p < k; ++p) {
+    const auto b0 = V::load(b + p * ldb, mask);
+    const float* ap = a + p * a_col;
+#pragma GCC unroll 16
+    for (int i = 0; i < M; ++i) acc[i] = V::fmadd(V::broadcast(ap + i * a_row), b0, acc[i]);
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < M; ++i) V::store(c + i * ldc, mask, acc[i]);
+}
+
+template <class V, int M>
+ALIBI_SIMD_TARGET void row_panel(int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col,
+                                 const float* b, int64_t ldb, float* c, int64_t ldc, const float* c_scale) {
+  constexpr int64_t L = V::kLanes, wide = V::kGemmVectors * L;
+  int64_t j = 0;
+  for (; j + wide <= n; j += wide) kernel_wide<V, M>(k, a, a_row, a_col, b + j, ldb, c + j, ldc, c_scale);
+  for (; j < n; j += L)
+    kernel_narrow<V, M>(k, a, a_row, a_col, b + j, ldb, c + j, ldc, c_scale, std::min(L, n - j));
+}
+
+// row_panel<V, rows> for a run-time rows in 1..M.
+template <class V, int M>
+ALIBI_SIMD_TARGET void row_panel_of(int64_t rows, int64_t n, int64_t k, const float* a, int64_t a_row,
+                                    int64_t a_col, const float* b, int64_t ldb, float* c, int64_t ldc,
+                                    const float* c_scale) {
+  if constexpr (M > 1) {
+    if (rows < M) return row_panel_of<V, M - 1>(rows, n, k, a, a_row, a_col, b, ldb, c, ldc, c_scale);
+  }
+  row_panel<V, M>(n, k, a, a_row, a_col, b, ldb, c, ldc, c_scale);
+}
+
+template <class V>
+ALIBI_SIMD_TARGET void gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col,
+                            const float* b, int64_t ldb, float* c, int64_t ldc, const float* c_scale) {
+  constexpr int64_t M = V::kGemmRows;
+  for (int64_t i = 0; i < m; i += M)
+    row_panel_of<V, V::kGemmRows>(std::min(M, m - i), n, k, a + i * a_row, a_row, a_col, b, ldb, c + i * ldc,
+                                  ldc, c_scale ? c_scale + i : nullptr);
+}
+
+// ---- Blocks of scores, kLanes queries at a time ----
+
+// Queries [c0, c0 + kLanes) of a block. A 16-lane table's last group may reach past the arrays
+// padded to 8: kPart then reads and writes them under `inside` only.
+template <class V, bool kPart>
+struct QueryLanes {
+  using F = typename V::F;
+  using I = typename V::I;
+  int64_t c0;
+  typename V::Mask valid;   // real queries
+  typename V::Mask inside;  // columns inside the padded arrays (kPart only)
+
+  ALIBI_SIMD_TARGET F load(const float* row) const {
+    if constexpr (kPart) return V::load(row + c0, inside);
+    else return V::load(row + c0);
+  }
+  ALIBI_SIMD_TARGET I load(const int32_t* row) const {
+    if constexpr (kPart) return V::load(row + c0, inside);
+    else return V::load(row + c0);
+  }
+  ALIBI_SIMD_TARGET void store(float* row, F x) const {
+    if constexpr (kPart) V::store(row + c0, inside, x);
+    else V::store(row + c0, x);
+  }
+};
+
+// visit(lanes) for each group of kLanes queries of a block with `queries` queries.
+template <class V, class Visit>
+ALIBI_SIMD_TARGET void for_query_lanes(int64_t queries, Visit&& visit) {
+  constexpr int64_t L = V::kLanes;
+  const int64_t padded = (queries + kQueryPadding - 1) / kQueryPadding * kQueryPadding;
+  int64_t c0 = 0;
+  for (; c0 + L <= padded; c0 += L) visit(QueryLanes<V, false>{c0, V::first(std::min(L, queries - c0)), {}});
+  if constexpr (L > kQueryPadding) {
+    if (c0 < queries) visit(QueryLanes<V, true>{c0, V::first(queries - c0), V::first(padded - c0)});
+  }
+}
+
+// Pass 1 of softmax_block for a group: final scores written back; returns their max over the
+// block's keys.
+template <class V, bool kPart>
+ALIBI_SIMD_TARGET typename V::F finish_scores(const ScoreBlock& b, const QueryLanes<V, kPart>& q) {
+  const auto neg_inf = V::set(kNegInf);
+  const auto slope = V::set(b.slope);
+  const auto cap = V::set(b.softcap), inverse_cap = V::set(1.0f / b.softcap);
+  const auto qpos = q.load(b.query_pos), lo = q.load(b.visible_lo), hi = q.load(b.visible_hi);
+  auto block_max = neg_inf;
+  for (int64_t j = 0; j < b.keys; ++j) {
+    float* row = b.scores + j * b.ld;
+    auto s = q.load(row);
+    if (b.softcap > 0) s = V::mul(cap, tanh_lanes<V>(V::mul(s, inverse_cap)));
+    const auto distance = V::to_float(V::abs(V::sub(qpos, V::set(b.key_pos[j]))));
+    s = V::add(s, V::negate(V::mul(slope, distance)));
+    if (b.attn_bias) s = V::add(s, q.load(b.attn_bias + j * b.ld));
+    if (b.needs_mask) {
+      const auto key = V::set(int32_t(b.first_key + j));
+      const auto visible = V::but_not(V::greater(hi, key), V::greater(lo, key));
+      s = V::select(V::both(visible, q.valid), s, neg_inf);
+    }
+    q.store(row, s);
+    block_max = V::max(block_max, s);
+  }
+  return block_max;
+}
+
+template <class V>
+struct SoftmaxLanes {
+  const ScoreBlock& b;
+  template <bool kPart>
+  ALIBI_SIMD_TARGET void operator()(const QueryLanes<V, kPart>& q) const {
+    const auto neg_inf = V::set(kNegInf);
+    const auto block_max = finish_scores(b, q);
+    const auto old_max = V::load(b.row_max + q.c0, q.valid);
+    const auto new_max = V::max(old_max, block_max);
+    // Lanes that have seen nothing but -inf shift by 0, so their probabilities are exactly 0.
+    const auto shift = V::drop(V::equal(new_max, neg_inf), new_max);
+    auto sum = V::zero();
+    for (int64_t j = 0; j < b.keys; ++j) {
+      float* row = b.scores + j * b.ld;
+      const auto p = exp_lanes<V>(V::sub(q.load(row), shift));
+      q.store(row, p);
+      sum = V::add(sum, p);
+    }
+    const auto correction = exp_lanes<V>(V::sub(old_max, shift));
+    const auto old_sum = V::load(b.row_sum + q.c0, q.valid);
+    V::store(b.row_max + q.c0, q.valid, new_max);
+    V::store(b.row_sum + q.c0, q.valid, V::fmadd(old_sum, correction, sum));
+    V::store(b.correction + q.c0, q.valid, correction);
+  }
+};
+
+template <class V>
+ALIBI_SIMD_TARGET void softmax_block(const ScoreBlock& b) {
+  for_query_lanes<V>(b.queries, SoftmaxLanes<V>{b});
+}
+
+// The backward's gradient_block for a group, adding its slope terms to slope_sum lane by lane.
+template <class V>
+struct GradientLanes {
+  const GradientBlock& b;
+  typename V::F& slope_sum;
+  template <bool kPart>
+  ALIBI_SIMD_TARGET void operator()(const QueryLanes<V, kPart>& q) const {
+    const auto one = V::set(1.0f);
+    const auto slope = V::set(b.slope);
+    const auto cap = V::set(b.softcap), inverse_cap = V::set(1.0f / b.softcap);
+    const auto qpos = q.load(b.query_pos), lo = q.load(b.visible_lo), hi = q.load(b.visible_hi);
+    const auto lse = q.load(b.lse), row_dot = q.load(b.row_dot);
+    // Cells take part for real queries whose lse is not -inf (rows that saw no key contribute nothing).
+    const auto lanes = V::both(V::not_equal(lse, V::set(kNegInf)), q.valid);
+    auto sum = V::zero();
+    for (int64_t j = 0; j < b.keys; ++j) {
+      float* p_row = b.scores + j * b.ld;
+      float* d_row = b.dscores + j * b.ld;
+      const auto x = q.load(p_row);
+      auto s = x, tanh_x = x;
+      if (b.softcap > 0) {
+        tanh_x = tanh_lanes<V>(V::mul(x, inverse_cap));
+        s = V::mul(cap, tanh_x);
+      }
+      const auto distance = V::to_float(V::abs(V::sub(qpos, V::set(b.key_pos[j]))));
+      s = V::add(s, V::negate(V::mul(slope, distance)));  // as the forward: no FMA
+      if (b.attn_bias) s = V::add(s, q.load(b.attn_bias + j * b.ld));
+      auto keep = lanes;
+      if (b.needs_mask) {
+        const auto key = V::set(int32_t(b.first_key + j));
+        keep = V::both(keep, V::but_not(V::greater(hi, key), V::greater(lo, key)));
+      }
+      const auto p = V::keep(keep, exp_lanes<V>(V::sub(s, lse)));
+      const auto ds = V::keep(keep, V::mul(p, V::sub(q.load(d_row), row_dot)));
+      const auto dx = b.softcap > 0 ? V::mul(ds, V::fnmadd(tanh_x, tanh_x, one)) : ds;
+      q.store(p_row, p);
+      q.store(d_row, dx);
+      sum = V::add(sum, V::mul(ds, V::negate(distance)));
+    }
+    slope_sum = V::add(slope_sum, sum);
+  }
+};
+
+template <class V>
+ALIBI_SIMD_TARGET float gradient_block(const GradientBlock& b) {
+  auto slope_sum = V::zero();
+  for_query_lanes<V>(b.queries, GradientLanes<V>{b, slope_sum});
+  float lanes[V::kLanes];
+  V::store(lanes, slope_sum);
+  float total = 0.0f;
+  for (float lane : lanes) total += lane;
+  return total;
+}
+
+template <class V>
+ALIBI_SIMD_TARGET void widen(alibi_dtype dtype, const uint16_t* src, int64_t count, float* dst) {
+  int64_t i = 0;
+  for (; i + V::kLanes <= count; i += V::kLanes)
+    V::store(dst + i, dtype == ALIBI_DTYPE_F16 ? V::widen_f16(src + i) : V::widen_bf16(src + i));
+  for (; i < count; ++i) dst[i] = dtype == ALIBI_DTYPE_F16 ? f16_to_float(src[i]) : bf16_to_float(src[i]);
+}
+
+template <class V>
+ALIBI_SIMD_TARGET void exp_in_place(float* x, int64_t count) {
+  int64_t i = 0;
+  for (; i + V::kLanes <= count; i += V::kLanes) V::store(x + i, exp_lanes<V>(V::load(x + i)));
+  if (i == count) return;
+  const auto mask = V::first(count - i);
+  V::store(x + i, mask, exp_lanes<V>(V::load(x + i, mask)));
+}
+
+// ---- Decode: k and v read in their own dtype and widened in registers ----
+
+template <alibi_dtype kDtype>
+using ElementOf = std::conditional_t<kDtype == ALIBI_DTYPE_F32, float, uint16_t>;
+
+template <class V, alibi_dtype kDtype>
+ALIBI_SIMD_TARGET inline typename V::F load_lanes(const ElementOf<kDtype>* p) {
+  if constexpr (kDtype == ALIBI_DTYPE_F32) return V::load(p);
+  else if constexpr (kDtype == ALIBI_DTYPE_F16) return V::widen_f16(p);
+  else return V::widen_bf16(p);
+}
+
+// The first `count` (1..kLanes - 1) values at p, zeros after them.
+template <class V, alibi_dtype kDtype>
+ALIBI_SIMD_TARGET inline typename V::F load_first(const ElementOf<kDtype>* p, int64_t count) {
+  if constexpr (kDtype == ALIBI_DTYPE_F32) return V::load(p, V::first(count));
+  else if constexpr (kDtype == ALIBI_DTYPE_F16) return V::widen_f16(p, count);
+  else return V::widen_bf16(p, count);
+}
+
+// dots[j] = q . k[j] over dim, one FMA chain per token, each q vector loaded once for all 8.
+template <class V, alibi_dtype kDtype>
+ALIBI_SIMD_TARGET inline void dot_8_tokens(const float* q, const ElementOf<kDtype>* const* k, int64_t dim,
+                                           float* dots) {
+  typename V::F acc[kTokensPerDot];
+  for (auto& a : acc) a = V::zero();
+  int64_t d = 0;
+  for (; d + V::kLanes <= dim; d += V::kLanes) {
+    const auto query = V::load(q + d);
+#pragma GCC unroll 8
+    for (int j = 0; j < kTokensPerDot; ++j) acc[j] = V::fmadd(query, load_lanes<V, kDtype>(k[j] + d), acc[j]);
+  }
+  if (d < dim) {
+    const auto query = V::load(q + d, V::first(dim - d));
+#pragma GCC unroll 8
+    for (int j = 0; j < kTokensPerDot; ++j)
+      acc[j] = V::fmadd(query, load_first<V, kDtype>(k[j] + d, dim - d), acc[j]);
+  }
+  V::sum_each_of_8(acc, dots);
+}
+
+// Head by head, 8 tokens at a time (a short last group repeats its last token).
+template <class V, alibi_dtype kDtype>
+ALIBI_SIMD_TARGET void score_tokens_of(const float* q, const TokenRun& k, const HeadLayout& layout, float* scores) {
+  for (int64_t h = 0; h < layout.heads; ++h) {
+    const auto* head = static_cast<const ElementOf<kDtype>*>(k.data) + (h / layout.group) * k.head_stride;
+    for (int64_t j0 = 0; j0 < k.count; j0 += kTokensPerDot) {
+      const int64_t count = std::min<int64_t>(kTokensPerDot, k.count - j0);
+      const ElementOf<kDtype>* tokens[kTokensPerDot];
+      for (int64_t j = 0; j < kTokensPerDot; ++j) tokens[j] = head + (j0 + std::min(j, count - 1)) * k.token_stride;
+      float dots[kTokensPerDot];
+      dot_8_tokens<V, kDtype>(q + h * layout.dim, tokens, layout.dim, dots);
+      for (int64_t j = 0; j < count; ++j) scores[(j0 + j) * layout.heads + h] = dots[j];
+    }
+  }
+}
+
+template <class V>
+ALIBI_SIMD_TARGET void score_tokens(const float* q, const TokenRun& k, const HeadLayout& layout, float* scores) {
+  switch (k.dtype) {
+    case ALIBI_DTYPE_F16: return score_tokens_of<V, ALIBI_DTYPE_F16>(q, k, layout, scores);
+    case ALIBI_DTYPE_BF16: return score_tokens_of<V, ALIBI_DTYPE_BF16>(q, k, layout, scores);
+    default: return score_tokens_of<V, ALIBI_DTYPE_F32>(q, k, layout, scores);
+  }
+}
+
+// out[0, kLanes * N) = scale * out + sum over j of p[j * p_stride] * v[j * token_stride + ...],
+// in registers throughout.
+template <class V, alibi_dtype kDtype, int N>
+ALIBI_SIMD_TARGET inline void accumulate_vectors(const float* p, int64_t p_stride, const ElementOf<kDtype>* v,
+                                                 int64_t token_stride, int64_t count, typename V::F scale,
+                                                 float* out) {
+  constexpr int L = V::kLanes;
+  typename V::F acc[N];
+#pragma GCC unroll 8
+  for (int i = 0; i < N; ++i) acc[i] = V::mul(scale, V::load(out + L * i));
+  for (int64_t j = 0; j < count; ++j) {
+    const auto weight = V::broadcast(p + j * p_stride);
+    const ElementOf<kDtype>* row = v + j * token_stride;
+#pragma GCC unroll 8
+    for (int i = 0; i < N; ++i) acc[i] = V::fmadd(weight, load_lanes<V, kDtype>(row + L * i), acc[i]);
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < N; ++i) V::store(out + L * i, acc[i]);
+}
+
+template <class V, alibi_dtype kDtype>
+ALIBI_SIMD_TARGET void accumulate_tail(const float* p, int64_t p_stride, const ElementOf<kDtype>* v,
+                                       int64_t token_stride, int64_t count, typename V::F scale, float* out,
+                                       int64_t width) {
+  const auto mask = V::first(width);
+  auto acc = V::mul(scale, V::load(out, mask));
+  for (int64_t j = 0; j < count; ++j)
+    acc = V::fmadd(V::broadcast(p + j * p_stride), load_first<V, kDtype>(v + j * token_stride, width), acc);
+  V::store(out, mask, acc);
+}
+
+// Head by head, up to 8 vectors of a head's accumulator in registers across the whole run.
+template <class V, alibi_dtype kDtype>
+ALIBI_SIMD_TARGET void accumulate_tokens_of(const float* p, const TokenRun& v, const HeadLayout& layout,
+                                            const float* correction, float* acc) {
+  constexpr int64_t L = V::kLanes;
+  const int64_t dim = layout.dim, stride = v.token_stride, count = v.count, n = layout.heads;
+  for (int64_t h = 0; h < layout.heads; ++h) {
+    const auto* head = static_cast<const ElementOf<kDtype>*>(v.data) + (h / layout.group) * v.head_stride;
+    const auto scale = V::broadcast(correction + h);
+    float* out = acc + h * dim;
+    int64_t d = 0;
+    for (; d + 8 * L <= dim; d += 8 * L) accumulate_vectors<V, kDtype, 8>(p + h, n, head + d, stride, count, scale, out + d);
+    for (; d + 4 * L <= dim; d += 4 * L) accumulate_vectors<V, kDtype, 4>(p + h, n, head + d, stride, count, scale, out + d);
+    for (; d + L <= dim; d += L) accumulate_vectors<V, kDtype, 1>(p + h, n, head + d, stride, count, scale, out + d);
+    if (d < dim) accumulate_tail<V, kDtype>(p + h, n, head + d, stride, count, scale, out + d, dim - d);
+  }
+}
+
+template <class V>
+ALIBI_SIMD_TARGET void accumulate_tokens(const float* p, const TokenRun& v, const HeadLayout& layout,
+                                         const float* correction, float* acc) {
+  switch (v.dtype) {
+    case ALIBI_DTYPE_F16: return accumulate_tokens_of<V, ALIBI_DTYPE_F16>(p, v, layout, correction, acc);
+    case ALIBI_DTYPE_BF16: return accumulate_tokens_of<V, ALIBI_DTYPE_BF16>(p, v, layout, correction, acc);
+    default: return accumulate_tokens_of<V, ALIBI_DTYPE_F32>(p, v, layout, correction, acc);
+  }
+}
+
+template <class V>
+TileOps simd_tile_ops(const char* name) {
+  return {name, gemm<V>, softmax_block<V>, widen<V>, score_tokens<V>, accumulate_tokens<V>, exp_in_place<V>,
+          gradient_block<V>};
+}
+
+}  // namespace
+
+}  // namespace alibi::cpu
