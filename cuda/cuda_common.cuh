@@ -20,10 +20,20 @@ namespace alibi::cuda {
 constexpr int32_t kTileRows = 64;
 constexpr PlanShape kPlanShape{kTileRows, true, 0, 0};
 
+// The backward's key blocks: block b holds keys [b * kBackwardKeyBlock, (b + 1) *
+// kBackwardKeyBlock) of [0, total_k). The slices (in mask order) with query rows and keys in
+// block b are slices[first[b], first[b + 1]); device arrays.
+constexpr int32_t kBackwardKeyBlock = 64;
+struct KeyBlockSlices {
+  const int64_t* first;  // num_blocks + 1 entries
+  const int32_t* slices;
+  int64_t num_blocks;
+};
+
 // A mask in device memory, made once when the mask is created (and again by
 // alibi_mask_set_positions) and used by any context of its device: its slices, positions,
-// tiles and spans. view() is a MaskView whose arrays are device pointers (the other arrays are
-// not uploaded: null).
+// tiles and spans, and the backward's key blocks. view() is a MaskView whose arrays are device
+// pointers (the other arrays are not uploaded: null).
 class CudaMask {
  public:
   CudaMask(const MaskView& mask, cudaStream_t stream);
@@ -31,6 +41,7 @@ class CudaMask {
   CudaMask(const CudaMask&) = delete;
   CudaMask& operator=(const CudaMask&) = delete;
   const MaskView& view() const { return view_; }
+  const KeyBlockSlices& key_blocks() const { return key_blocks_; }
 
  private:
   struct Free {
@@ -39,7 +50,12 @@ class CudaMask {
   int device_ = 0;
   std::unique_ptr<void, Free> memory_;
   MaskView view_{};
+  KeyBlockSlices key_blocks_{};
 };
+
+inline const CudaMask& device_mask(const void* device_mask) {
+  return *static_cast<const CudaMask*>(device_mask);
+}
 
 inline const MaskView& device_mask_view(const void* device_mask) {
   return static_cast<const CudaMask*>(device_mask)->view();
@@ -121,6 +137,38 @@ void fused_attention(const ForwardArgs& args, const SlopeTable& slopes, cudaStre
 // cublas_attention.cu: every case, in bounded chunks of keys.
 void cublas_attention(const ForwardArgs& args, const SlopeTable& slopes, cudaStream_t stream,
                       cudaMemPool_t pool, cublasHandle_t cublas);
+
+// Backward (alibi_attention_backward). The context computes row_dot first, then runs one path,
+// then write_slope_gradient. A path writes every element of each wanted gradient (dq, dk, dv:
+// zeros where no cell contributes) in its dtype and strides, and, when span_slopes is given,
+// every slot of it; it reads only q, k, v, dout, lse, attn_bias and the mask. dQ = scale *
+// sum dX k and dK = scale * sum dX q, where dX is the gradient of the raw score x = scale q.k
+// (attention_math.h). Results never depend on timing: no atomics, fixed summation orders.
+struct BackwardWork {
+  const float* row_dot;  // [head * total_q + row]: Di = dout . out of the row, f32
+  double* span_slopes;   // [head * num_spans + span]: the span's part of dslopes; null: not wanted
+  KeyBlockSlices key_blocks;
+};
+
+// backward_common.cu
+void row_dots(const BackwardArgs& args, float* row_dot, cudaStream_t stream);
+// gradient[t, h, d] = scale * packed[(t * H + h) * D + d] for its (T, H, D) shape, rounded once
+// to its dtype, in its strides.
+void store_gradient(const float* packed, const TensorView& gradient, float scale,
+                    cudaStream_t stream);
+// dslopes[group, head] = sum of span_slopes over the head's spans of that group, in span order
+// (group: the span's sequence with per-sequence slopes, else 0).
+void write_slope_gradient(const BackwardArgs& args, const double* span_slopes, cudaStream_t stream);
+
+// flash_backward.cu: f16/bf16, head_dim <= kFusedMaxHeadDim, no attn_bias. "" when it applies,
+// else why not.
+std::string fused_backward_unsupported(const BackwardArgs& args);
+void fused_backward(const BackwardArgs& args, const SlopeTable& slopes, const BackwardWork& work,
+                    cudaStream_t stream);
+
+// cublas_backward.cu: every case.
+void cublas_backward(const BackwardArgs& args, const SlopeTable& slopes, const BackwardWork& work,
+                     cudaStream_t stream, cudaMemPool_t pool, cublasHandle_t cublas);
 
 // merge.cu
 void attention_merge(const MergeArgs& args, cudaStream_t stream);
