@@ -108,8 +108,8 @@ enum class Path { kFused, kCublas };
 
 // ALIBI_CUDA_PATH, read on every call: unset or "auto" (the fused kernel where it applies),
 // "cublas" (always the cuBLAS path) or "fused" (UNSUPPORTED where the fused kernel does not apply).
-Path choose_path(const ForwardArgs& args) {
-  const std::string why_not = fused_attention_unsupported(args);
+// why_not: why the call's fused kernel does not apply, "" when it does.
+Path choose_path(const std::string& why_not) {
   const char* variable = std::getenv("ALIBI_CUDA_PATH");
   const std::string choice = variable ? variable : "";
   if (choice.empty() || choice == "auto") return why_not.empty() ? Path::kFused : Path::kCublas;
@@ -328,7 +328,7 @@ class CudaContext {
   void attention_forward(const ForwardArgs* args) {
     const OnDevice on_device(device_);
     if (args->q.shape[0] == 0) return;
-    const Path path = choose_path(*args);
+    const Path path = choose_path(fused_attention_unsupported(*args));
     std::vector<const void*> device;
     const StreamMemory memory = upload({slope_array(args->slopes, *args->mask)}, &device);
     const SlopeTable slopes = device_slopes(args->slopes, device[0]);
@@ -338,8 +338,31 @@ class CudaContext {
       cublas_attention(*args, slopes, stream_, pool(), cublas());
   }
 
-  void attention_backward(const BackwardArgs*) {
-    fail(ALIBI_STATUS_UNSUPPORTED, "the CUDA backend has no backward yet: use a CPU context");
+  // Di of every row, then one path for dq, dk, dv and the spans' parts of dslopes, then dslopes.
+  // Nothing returns early on empty sizes: with no query rows, dk and dv are still written (0).
+  void attention_backward(const BackwardArgs* args) {
+    const OnDevice on_device(device_);
+    if (!args->dq && !args->dk && !args->dv && !args->dslopes) return;
+    const ForwardArgs& forward = args->forward;
+    const Path path = choose_path(fused_backward_unsupported(*args));
+    std::vector<const void*> device;
+    const StreamMemory uploaded = upload({slope_array(forward.slopes, *forward.mask)}, &device);
+    const SlopeTable slopes = device_slopes(forward.slopes, device[0]);
+    const int64_t heads = forward.q.shape[1];
+    const size_t row_dot_bytes = aligned_16(size_t(heads * forward.q.shape[0]) * sizeof(float));
+    const size_t span_slope_bytes =
+        args->dslopes ? size_t(heads * forward.mask->num_spans) * sizeof(double) : 0;
+    const StreamMemory scratch(row_dot_bytes + span_slope_bytes, stream_, pool());
+    BackwardWork work{};
+    work.row_dot = scratch.at<float>();
+    work.span_slopes = args->dslopes ? scratch.at<double>(row_dot_bytes) : nullptr;
+    work.key_blocks = device_mask(forward.device_mask).key_blocks();
+    row_dots(*args, scratch.at<float>(), stream_);
+    if (path == Path::kFused)
+      fused_backward(*args, slopes, work, stream_);
+    else
+      cublas_backward(*args, slopes, work, stream_, pool(), cublas());
+    if (args->dslopes) write_slope_gradient(*args, work.span_slopes, stream_);
   }
 
   void attention_merge(const MergeArgs* args) {
@@ -447,14 +470,48 @@ class CudaContext {
 
 // ---------------------------------------------------------------------------------- masks
 
+namespace {
+
+// KeyBlockSlices on the host: slices[first[b], first[b + 1]) are the slices (mask order) with
+// query rows and keys in key block b.
+struct HostKeyBlocks {
+  std::vector<int64_t> first;
+  std::vector<int32_t> slices;
+};
+
+HostKeyBlocks key_blocks_of(const MaskView& mask) {
+  const int64_t blocks = (mask.total_k + kBackwardKeyBlock - 1) / kBackwardKeyBlock;
+  HostKeyBlocks result{std::vector<int64_t>(size_t(blocks) + 1, 0), {}};
+  auto for_each_block = [&](auto&& visit) {
+    for (int64_t s = 0; s < mask.num_slices; ++s) {
+      const Slice& slice = mask.slices[s];
+      if (slice.q_begin >= slice.q_end || slice.k_begin >= slice.k_end) continue;
+      for (int64_t b = slice.k_begin / kBackwardKeyBlock;
+           b <= (slice.k_end - 1) / kBackwardKeyBlock; ++b)
+        visit(b, int32_t(s));
+    }
+  };
+  for_each_block([&](int64_t b, int32_t) { ++result.first[size_t(b) + 1]; });
+  for (int64_t b = 0; b < blocks; ++b) result.first[size_t(b) + 1] += result.first[size_t(b)];
+  result.slices.resize(size_t(result.first[size_t(blocks)]));
+  std::vector<int64_t> next(result.first.begin(), result.first.end() - 1);
+  for_each_block([&](int64_t b, int32_t s) { result.slices[size_t(next[size_t(b)]++)] = s; });
+  return result;
+}
+
+}  // namespace
+
 CudaMask::CudaMask(const MaskView& mask, cudaStream_t stream) {
   CUDA_CHECK(cudaGetDevice(&device_));
+  const HostKeyBlocks blocks = key_blocks_of(mask);
   const HostArray parts[] = {
       {mask.slices, size_t(mask.num_slices) * sizeof(Slice)},
       {mask.q_positions, size_t(mask.total_q) * sizeof(int32_t)},
       {mask.k_positions, size_t(mask.total_k) * sizeof(int32_t)},
       {mask.tiles, size_t(mask.num_tiles) * sizeof(RowTile)},
-      {mask.spans, size_t(mask.num_spans) * sizeof(SliceRows)}};
+      {mask.spans, size_t(mask.num_spans) * sizeof(SliceRows)},
+      {blocks.first.data(), blocks.first.size() * sizeof(int64_t)},
+      {blocks.slices.data(), blocks.slices.size() * sizeof(int32_t)}};
   constexpr int kParts = sizeof parts / sizeof parts[0];
   size_t offsets[kParts], total = 0;
   for (int i = 0; i < kParts; ++i) {
@@ -481,6 +538,9 @@ CudaMask::CudaMask(const MaskView& mask, cudaStream_t stream) {
   view_.uncovered = nullptr;
   view_.chunks = nullptr;
   view_.first_chunk = nullptr;
+  key_blocks_.first = reinterpret_cast<const int64_t*>(base + offsets[5]);
+  key_blocks_.slices = reinterpret_cast<const int32_t*>(base + offsets[6]);
+  key_blocks_.num_blocks = int64_t(blocks.first.size()) - 1;
 }
 
 CudaMask::~CudaMask() {
