@@ -373,12 +373,18 @@ ALIBI_API alibi_status alibi_attention_forward(alibi_context_t ctx, alibi_tensor
  * is that of the union. Gradients are overwritten, never accumulated into; accumulation is in
  * f32. q, k, v, out, dout and the gradients may be strided like the forward's tensors (last dim
  * contiguous). Never materializes a total_q x total_k matrix. The CPU gives bitwise the same
- * results whatever the thread count.
+ * results whatever the thread count. On a CUDA context, f16/bf16 inputs with head_dim <= 256 and
+ * no attn_bias run fused kernels (tensor cores, f32 accumulation, P and dX fed as split
+ * high/low half-precision parts); every other case (f32 inputs, head_dim > 256, an attn_bias)
+ * runs through cuBLAS (f32 GEMMs, no TF32) over bounded pieces of keys, with f32 accumulators of
+ * dk and dv (total_k x Hkv x D each). Neither uses atomics: CUDA results are bitwise
+ * reproducible run to run whether or not params->deterministic is set. ALIBI_CUDA_PATH forces a
+ * path as for the forward (fused gives UNSUPPORTED, naming why, where it does not apply).
  * @return as alibi_attention_forward for the forward's arguments; NULL_POINTER for a missing
  *         lse or dout; SHAPE_MISMATCH / DTYPE_MISMATCH naming a gradient of the wrong shape or
  *         dtype; INVALID_ARGUMENT for a gradient that shares memory with an input or another
- *         gradient (e.g. q passed as dq); UNSUPPORTED on a CUDA context (not yet implemented
- *         there). Nothing is written on failure.
+ *         gradient (e.g. q passed as dq); UNSUPPORTED for ALIBI_CUDA_PATH=fused on a case the
+ *         fused kernels do not take. Nothing is written on failure.
  */
 ALIBI_API alibi_status alibi_attention_backward(alibi_context_t ctx, alibi_tensor_t q,
                                                alibi_tensor_t k, alibi_tensor_t v,
