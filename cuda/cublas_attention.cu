@@ -12,6 +12,7 @@
 #include <cmath>
 
 #include "core/kernel/attention_math.h"
+#include "cuda/cublas_common.cuh"
 #include "cuda/cuda_common.cuh"
 
 namespace alibi::cuda {
@@ -22,18 +23,6 @@ constexpr int32_t kChunkRows = kTileRows;
 constexpr int kThreads = 128;
 // Bound of the per-piece f32 buffers (K, V and S), in floats: 128 MiB.
 constexpr int64_t kPieceFloats = int64_t(32) << 20;
-
-// (heads, tokens, head_dim) f32 copies of tokens [first, first + count) of a (T, H, D) tensor;
-// output head h reads input head h / group.
-__global__ void gather_heads_kernel(float* dst, DeviceTensor src, int64_t first, int count,
-                                    int heads, int group, int head_dim) {
-  const int64_t n = int64_t(heads) * count * head_dim;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t d = i % head_dim, t = i / head_dim % count, h = i / (int64_t(head_dim) * count);
-    dst[i] = src.load(src.offset(first + t, h / group, d));
-  }
-}
 
 // The running softmax of a tile's rows: max and sum per (head, row), acc per (head, row, d).
 struct TileAccumulator {
@@ -68,18 +57,6 @@ struct PieceParams {
   DeviceTensor attn_bias;
   int64_t attn_bias_heads;  // 0: none
 };
-
-template <class Op>
-__device__ float block_reduce(float value, Op op, float* shared) {
-  for (int offset = 16; offset > 0; offset /= 2)
-    value = op(value, __shfl_xor_sync(0xffffffffu, value, offset));
-  if (threadIdx.x % 32 == 0) shared[threadIdx.x / 32] = value;
-  __syncthreads();
-  float total = shared[0];
-  for (int w = 1; w < int(blockDim.x) / 32; ++w) total = op(total, shared[w]);
-  __syncthreads();
-  return total;
-}
 
 // The score of a visible cell (key slice-local) from x = scale * q.k.
 __device__ float score_of(const PieceParams& p, int head, int64_t row, int64_t key, float x,
