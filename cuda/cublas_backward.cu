@@ -235,9 +235,11 @@ class CublasBackward {
       const int64_t span_index = tile.first_span + i;
       const SliceRows& span = mask_.spans[span_index];
       for (int64_t key = span.key_lo; key < span.key_hi; key += key_chunk_)
-        backward_piece(tile, span_index, key, int(std::min<int64_t>(key_chunk_, span.key_hi - key)));
+        backward_piece(tile, span_index, key,
+                       int(std::min<int64_t>(key_chunk_, span.key_hi - key)));
     }
-    if (args_.dq) store_gradient(dq_, token_rows(*args_.dq, tile.row_begin, rows), fwd_.scale, stream_);
+    if (args_.dq)
+      store_gradient(dq_, token_rows(*args_.dq, tile.row_begin, rows), fwd_.scale, stream_);
   }
 
   void gather(float* dst, const TensorView& src, int64_t first, int count, int group) {
