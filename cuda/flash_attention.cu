@@ -10,29 +10,18 @@
 // score and online-softmax step of core/kernel/attention_math.h, in f32; then O += P V,
 // where P is split into a high and a low half-precision part (two MMAs) so that P V keeps f32
 // accuracy instead of rounding the probabilities to 11 (f16) or 8 (bf16) bits.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include <cmath>
-#include <cstring>
 
 #include "core/kernel/attention_math.h"
 #include "cuda/cuda_common.cuh"
+#include "cuda/mma.cuh"
 
 namespace alibi::cuda {
 
 namespace {
 
-constexpr int kWarps = 4;
-constexpr int kThreads = 32 * kWarps;
 constexpr int kRows = kTileRows;  // 16 query rows per warp
 static_assert(kRows == 16 * kWarps, "each warp owns 16 rows of the tile");
-// Shared-memory rows are padded by 16 bytes, so the 8 row addresses of an ldmatrix hit
-// distinct banks.
-constexpr int kPad = 8;
-// P (in [0, 1]) enters the P V product scaled by 2^8, exactly, so that small probabilities and
-// the low parts of the split stay above f16's subnormal range; the output divides it out.
-constexpr float kProbabilityScale = 256.0f;
 
 // A compile-time tile shape: head_dim rounded up to kDim (zero padded), kKeys keys per step.
 template <int Dim, int Keys>
@@ -42,15 +31,6 @@ struct TileShape {
   static constexpr int kStride = Dim + kPad;  // shared-memory row, in 16-bit elements
   static constexpr size_t kSharedBytes = size_t(kRows + 2 * Keys) * kStride * 2 + Keys * 4;
   static_assert(Dim % 16 == 0 && Keys % 16 == 0, "MMA steps are 16 wide");
-};
-
-// The rows of q, k, v or out of one head: token t at data + t * token_stride.
-struct Operand {
-  uint16_t* data;
-  int64_t token_stride, head_stride;
-  __device__ uint16_t* at(int64_t token, int64_t head) const {
-    return data + token * token_stride + head * head_stride;
-  }
 };
 
 struct FusedParams {
@@ -65,112 +45,6 @@ struct FusedParams {
   int first_head;     // of this launch (grids hold at most kMaxGridHeads heads)
   bool vector_loads;  // every row 16-byte aligned and head_dim % 8 == 0: cp.async
 };
-
-__device__ uint32_t shared_address(const void* pointer) {
-  return uint32_t(__cvta_generic_to_shared(pointer));
-}
-
-__device__ void ldmatrix_x4(uint32_t (&r)[4], const uint16_t* row) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(shared_address(row))
-               : "memory");
-}
-
-__device__ void ldmatrix_x4_trans(uint32_t (&r)[4], const uint16_t* row) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(shared_address(row))
-               : "memory");
-}
-
-// 16 bytes global -> shared; zero-filled when !valid (then `from` is not read).
-__device__ void cp_async_16(uint16_t* to, const uint16_t* from, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(to)),
-               "l"(from), "r"(valid ? 16 : 0)
-               : "memory");
-}
-
-__device__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-
-template <int Pending>
-__device__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
-}
-
-template <class Pair>
-__device__ uint32_t pair_bits(Pair pair) {
-  uint32_t bits;
-  memcpy(&bits, &pair, sizeof bits);
-  return bits;
-}
-
-// The MMA and conversions of an element type. pack() rounds (lo, hi) to a register pair and
-// returns the rounded values through `rounded`. F16 and BF16 are the same code but for their
-// intrinsics and the PTX type, which inline asm takes only as a literal string.
-struct F16 {
-  __device__ static uint32_t pack(float lo, float hi, float2* rounded) {
-    const __half2 pair = __floats2half2_rn(lo, hi);
-    *rounded = __half22float2(pair);
-    return pair_bits(pair);
-  }
-  __device__ static uint16_t store(float x) { return float_to_f16(x); }
-  __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
-        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-};
-
-struct BF16 {
-  __device__ static uint32_t pack(float lo, float hi, float2* rounded) {
-    const __nv_bfloat162 pair = __floats2bfloat162_rn(lo, hi);
-    *rounded = __bfloat1622float2(pair);
-    return pair_bits(pair);
-  }
-  __device__ static uint16_t store(float x) { return float_to_bf16(x); }
-  __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
-        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-};
-
-// kProbabilityScale * p = hi + lo with both parts in T, packed as A-operand registers.
-template <class T>
-__device__ void split_pair(float a, float b, uint32_t& hi, uint32_t& lo) {
-  a *= kProbabilityScale;
-  b *= kProbabilityScale;
-  float2 rounded, unused;
-  hi = T::pack(a, b, &rounded);
-  lo = T::pack(a - rounded.x, b - rounded.y, &unused);
-}
-
-// Copies rows [0, valid) of one head (row r at src + r * row_stride, head_dim values) into a
-// shared tile of Rows rows; the rest of the tile (rows >= valid, columns >= head_dim) is zero.
-template <int Rows, class Shape>
-__device__ void load_rows(uint16_t* tile, const uint16_t* src, int64_t row_stride, int valid,
-                          int head_dim, bool vector) {
-  if (vector) {
-    constexpr int kChunks = Shape::kDim / 8;
-    for (int c = threadIdx.x; c < Rows * kChunks; c += kThreads) {
-      const int r = c / kChunks, col = (c % kChunks) * 8;
-      const bool inside = r < valid && col < head_dim;
-      cp_async_16(tile + r * Shape::kStride + col, inside ? src + r * row_stride + col : src,
-                  inside);
-    }
-  } else {
-    for (int e = threadIdx.x; e < Rows * Shape::kDim; e += kThreads) {
-      const int r = e / Shape::kDim, col = e % Shape::kDim;
-      tile[r * Shape::kStride + col] =
-          r < valid && col < head_dim ? src[r * row_stride + col] : uint16_t(0);
-    }
-  }
-}
 
 // What a thread knows of one of its two rows within the current slice.
 struct RowKeys {
@@ -414,15 +288,6 @@ void launch_for_head_dim(const FusedParams& params, int num_tiles, int heads, cu
     launch<T, TileShape<128, 64>>(params, num_tiles, heads, stream);
   else
     launch<T, TileShape<256, 32>>(params, num_tiles, heads, stream);
-}
-
-Operand operand(const TensorView& view) {
-  return {static_cast<uint16_t*>(view.data), view.strides[0], view.strides[1]};
-}
-
-bool rows_are_16_byte_aligned(const TensorView& view) {
-  return reinterpret_cast<uintptr_t>(view.data) % 16 == 0 && view.strides[0] % 8 == 0 &&
-         view.strides[1] % 8 == 0;
 }
 
 FusedParams fused_params(const ForwardArgs& args, const SlopeTable& slopes) {
