@@ -172,9 +172,10 @@ struct GradientScale {
         largest = fmaxf(largest, fmaxf(fabsf(f[n][2 * j]), fabsf(f[n][2 * j + 1])));
       largest = fmaxf(largest, __shfl_xor_sync(0xffffffffu, largest, 1));
       largest = fmaxf(largest, __shfl_xor_sync(0xffffffffu, largest, 2));
-      if (isfinite(largest) && largest > 0.0f && ilogbf(largest) > exponent[j]) {
-        const float correction = ldexpf(1.0f, exponent[j] - ilogbf(largest));
-        exponent[j] = ilogbf(largest);
+      const int exponent_now = isfinite(largest) && largest > 0.0f ? ilogbf(largest) : exponent[j];
+      if (exponent_now > exponent[j]) {
+        const float correction = ldexpf(1.0f, exponent[j] - exponent_now);
+        exponent[j] = exponent_now;
 #pragma unroll
         for (int n = 0; n < Part / 8; ++n) {
           acc[n][2 * j] *= correction;
@@ -275,7 +276,7 @@ class QueryCta {
     load_row_terms();
     cp_async_wait<0>();
     __syncthreads();
-    for (int i = 0; i < tile_.num_spans; ++i) span(i);
+    for (int i = 0; i < tile_.num_spans; ++i) walk_span(i);
     if (p_.dq.data) write_rows();
   }
 
@@ -292,7 +293,7 @@ class QueryCta {
     }
   }
 
-  __device__ void span(int i) {
+  __device__ void walk_span(int i) {
     const SliceRows& span = p_.mask.spans[tile_.first_span + i];
     const Slice slice = p_.mask.slices[span.slice];
     const int64_t sq = slice.q_end - slice.q_begin, sk = slice.k_end - slice.k_begin;
