@@ -1,7 +1,7 @@
 // Hardening (issue 6): numerical edges against the float64 reference on both CPU kernels, the
 // documented limits (sizes whose counts overflow, allocations that fail, enum values from C),
 // regression tests of the bugs the fuzzers found, and create/use/destroy loops for the leak
-// checker. ctest reruns all of it with ALIBI_MAX_CPU_ISA=generic (both ISA builds); the
+// checker. ctest reruns all of it with ALIBI_MAX_CPU_ISA=generic and =avx2 (every ISA build); the
 // sanitizer job of .ci/sanitize runs it under ASan+UBSan+LSan. tests/README.md lists each kind
 // of bad input and what the library answers.
 #include <gtest/gtest.h>
