@@ -74,34 +74,6 @@ struct Workspace {
         out_row(size_t(dim)), ones(size_t(std::max(kKeyBlock, kQueryBlock)), 1.0f) {}
 };
 
-// The first x in [lo, hi) with pred(x), or hi; pred is false then true along the range.
-template <class Pred>
-int64_t first_where(int64_t lo, int64_t hi, Pred pred) {
-  while (lo < hi) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    if (pred(mid))
-      hi = mid;
-    else
-      lo = mid + 1;
-  }
-  return lo;
-}
-
-KeyInterval keys_of_row(const Slice& slice, int64_t row) {
-  return visible_keys(slice.type, row - slice.q_begin, slice.q_end - slice.q_begin,
-                      slice.k_end - slice.k_begin);
-}
-
-// The slice's rows whose visible keys meet the slice-local keys [k0, k1): a contiguous run,
-// since a row's visible interval never moves left from one row to the next.
-std::pair<int64_t, int64_t> rows_seeing(const Slice& slice, int64_t k0, int64_t k1) {
-  const int64_t begin = first_where(slice.q_begin, slice.q_end,
-                                    [&](int64_t r) { return keys_of_row(slice, r).hi > k0; });
-  const int64_t end = first_where(begin, slice.q_end,
-                                  [&](int64_t r) { return keys_of_row(slice, r).lo >= k1; });
-  return {begin, end};
-}
-
 class Backward {
  public:
   Backward(const BackwardArgs& args, const TileOps& ops)

@@ -77,9 +77,7 @@ __global__ void softmax_update_kernel(const __grid_constant__ PieceParams p) {
   const int64_t row = p.row_begin + r;
   const int64_t state_index = int64_t(head) * p.rows + r;
   float* s = p.scores + state_index * p.keys;
-  const KeyInterval visible =
-      visible_keys(p.slice.type, row - p.slice.q_begin, p.slice.q_end - p.slice.q_begin,
-                   p.slice.k_end - p.slice.k_begin);
+  const KeyInterval visible = keys_of_row(p.slice, row);
   const int32_t q_position = p.q_positions[row];
   const float slope = p.slopes.at(p.slice.sequence, head);
 

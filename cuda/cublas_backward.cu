@@ -70,10 +70,7 @@ __global__ void gradient_kernel(const __grid_constant__ GradientParams p) {
   float* s = p.scores + first_cell;
   float* ds = p.dscores ? p.dscores + first_cell : nullptr;
   const bool in_span = row >= p.span_begin && row < p.span_end;
-  const KeyInterval visible =
-      in_span ? visible_keys(p.slice.type, row - p.slice.q_begin, p.slice.q_end - p.slice.q_begin,
-                             p.slice.k_end - p.slice.k_begin)
-              : KeyInterval{0, 0};
+  const KeyInterval visible = in_span ? keys_of_row(p.slice, row) : KeyInterval{0, 0};
   const int32_t q_position = p.q_positions[row];
   const float slope = p.slopes.at(p.slice.sequence, head);
   const float lse = p.lse.load(p.lse.offset(head, row, 0));

@@ -207,38 +207,6 @@ __device__ CellGradient cell_gradient(const BackwardParams& p, float product, fl
   return {probability, ds, raw_score_gradient(ds, x, p.softcap)};
 }
 
-__device__ KeyInterval keys_of_row(const Slice& slice, int64_t row) {
-  return visible_keys(slice.type, row - slice.q_begin, slice.q_end - slice.q_begin,
-                      slice.k_end - slice.k_begin);
-}
-
-// The first row r of [lo, hi) with pred(r), or hi; pred is false then true along the range.
-template <class Pred>
-__device__ int64_t first_row_where(int64_t lo, int64_t hi, Pred pred) {
-  while (lo < hi) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    if (pred(mid))
-      hi = mid;
-    else
-      lo = mid + 1;
-  }
-  return lo;
-}
-
-// The slice's rows [begin, end) whose visible keys meet the slice-local keys [k0, k1): a
-// contiguous run, since a row's visible interval never moves left from one row to the next.
-struct RowRun {
-  int64_t begin, end;
-};
-
-__device__ RowRun rows_seeing(const Slice& slice, int64_t k0, int64_t k1) {
-  const int64_t begin = first_row_where(
-      slice.q_begin, slice.q_end, [&](int64_t r) { return keys_of_row(slice, r).hi > k0; });
-  const int64_t end = first_row_where(
-      begin, slice.q_end, [&](int64_t r) { return keys_of_row(slice, r).lo >= k1; });
-  return {begin, end};
-}
-
 // What a thread knows of one of its two rows within the current slice.
 struct RowKeys {
   KeyInterval visible = {0, 0};  // slice-local keys

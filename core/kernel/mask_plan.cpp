@@ -13,11 +13,6 @@ bool sees_keys(const Slice& slice) {
   return slice.q_begin < slice.q_end && slice.k_begin < slice.k_end;
 }
 
-KeyInterval keys_of_row(const Slice& slice, int64_t row) {
-  return visible_keys(slice.type, row - slice.q_begin, slice.q_end - slice.q_begin,
-                      slice.k_end - slice.k_begin);
-}
-
 // Tiles of at most tile_rows rows, from row 0 and, when tiles share slices, from every edge of
 // a slice that sees keys.
 std::vector<RowTile> cut_tiles(const MaskPlan& plan, const PlanShape& shape) {

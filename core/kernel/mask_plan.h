@@ -7,6 +7,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/kernel/formulas.h"
+#include "core/kernel/host_device.h"
+
 namespace alibi {
 
 struct Slice {
@@ -15,6 +18,39 @@ struct Slice {
   int32_t type;            // alibi_mask_type
   int32_t sequence;        // index of the varlen sequence it came from; -1 for ranges masks
 };
+
+// The keys (slice-local) that a row (packed) of the slice sees.
+ALIBI_HD KeyInterval keys_of_row(const Slice& slice, int64_t row) {
+  return visible_keys(slice.type, row - slice.q_begin, slice.q_end - slice.q_begin,
+                      slice.k_end - slice.k_begin);
+}
+
+// Rows [begin, end) (packed).
+struct RowRun {
+  int64_t begin, end;
+};
+
+// The first row of [lo, hi) whose visible keys reach past the slice-local key k (by_start
+// false: hi > k) or start at or after it (by_start true: lo >= k), or hi. Both move right from
+// row to row, so a binary search finds it.
+ALIBI_HD int64_t first_row_past(const Slice& slice, int64_t lo, int64_t hi, int64_t k,
+                                bool by_start) {
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    const KeyInterval keys = keys_of_row(slice, mid);
+    if (by_start ? keys.lo >= k : keys.hi > k)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return lo;
+}
+
+// The slice's rows whose visible keys meet the slice-local keys [k0, k1): a contiguous run.
+ALIBI_HD RowRun rows_seeing(const Slice& slice, int64_t k0, int64_t k1) {
+  const int64_t begin = first_row_past(slice, slice.q_begin, slice.q_end, k0, false);
+  return {begin, first_row_past(slice, begin, slice.q_end, k1, true)};
+}
 
 // The rows of one slice within a row tile, and the keys [key_lo, key_hi) (slice-local) that
 // they see together (visible intervals only move right from row to row).
