@@ -46,12 +46,6 @@ struct FusedParams {
   bool vector_loads;  // every row 16-byte aligned and head_dim % 8 == 0: cp.async
 };
 
-// What a thread knows of one of its two rows within the current slice.
-struct RowKeys {
-  KeyInterval visible = {0, 0};  // slice-local keys
-  int32_t position = 0;
-};
-
 // One CTA's work. Thread layout (mma.sync fragments): warp w owns tile rows [16w, 16w + 16);
 // lane l holds rows 16w + l/4 and 16w + l/4 + 8, and of every 8-column block the columns
 // 2(l%4) and 2(l%4) + 1.
@@ -132,24 +126,7 @@ class FusedCta {
 
   // s = Q K^T for the warp's 16 rows and the tile's keys (columns >= count stay 0).
   __device__ void scores(float (&s)[kKeys / 8][4], int count) const {
-#pragma unroll
-    for (int n = 0; n < kKeys / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-    const int steps = (p_.head_dim + 15) / 16;
-    const uint16_t* q_row = q_tile_ + (warp_ * 16 + lane_ % 16) * kStride + (lane_ / 16) * 8;
-    const uint16_t* k_row =
-        k_tile_ + (lane_ % 8 + (lane_ / 16) * 8) * kStride + (lane_ / 8 % 2) * 8;
-    for (int step = 0; step < steps; ++step) {
-      uint32_t a[4];
-      ldmatrix_x4(a, q_row + step * 16);
-#pragma unroll
-      for (int pair = 0; pair < kKeys / 16; ++pair) {
-        if (pair * 16 >= count) break;
-        uint32_t b[4];
-        ldmatrix_x4(b, k_row + pair * 16 * kStride + step * 16);
-        T::mma(s[2 * pair], a, b[0], b[1]);
-        T::mma(s[2 * pair + 1], a, b[2], b[3]);
-      }
-    }
+    row_products<T, kKeys, kStride>(s, q_tile_, k_tile_, p_.head_dim, count);
   }
 
   // Raw products to final scores: scale, softcap, ALiBi bias, mask (-inf).
@@ -160,7 +137,7 @@ class FusedCta {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const RowKeys& row = keys[e / 2];
-        const int column = n * 8 + (lane_ % 4) * 2 + e % 2;
+        const int column = fragment_column(n, e);
         s[n][e] = row.visible.contains(first_key + column)
                       ? cell_score(s[n][e] * p_.scale, p_.softcap, slope, row.position,
                                    key_positions_[column], 0.0f)

@@ -142,6 +142,46 @@ __device__ inline void load_rows(uint16_t* tile, const uint16_t* src, int64_t ro
   }
 }
 
+// What a thread knows of one of its two rows within the current slice.
+struct RowKeys {
+  KeyInterval visible = {0, 0};  // slice-local keys
+  int32_t position = 0;
+};
+
+// Fragment layout of mma.sync m16n8k16 (C and D, f32): lane l holds rows l/4 and l/4 + 8 of
+// the warp's 16 and, of every 8-column block n, columns 8n + 2(l%4) and 8n + 2(l%4) + 1:
+// element e of block n is row l/4 + 8(e/2), column 8n + 2(l%4) + e%2.
+__device__ inline int fragment_column(int n, int e) {
+  return n * 8 + int(threadIdx.x % 32) % 4 * 2 + e % 2;
+}
+
+// c = A B^T, A the warp's 16 rows of a_tile, B rows [0, Columns) of b_tile, over head_dim;
+// blocks of 16 B rows at or past `count` are skipped (their c stays 0).
+// A: ldmatrix of rows 16w + l%16, column half l/16; B (row-major = "col"): rows l%8 + 8(l/16),
+// column half (l/8)%2; each 16-row B step gives the b0 b1 of two 8-column blocks.
+template <class T, int Columns, int Stride>
+__device__ inline void row_products(float (&c)[Columns / 8][4], const uint16_t* a_tile,
+                                    const uint16_t* b_tile, int head_dim, int count) {
+  const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+#pragma unroll
+  for (int n = 0; n < Columns / 8; ++n) c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.0f;
+  const int steps = (head_dim + 15) / 16;
+  const uint16_t* a_row = a_tile + (warp * 16 + lane % 16) * Stride + (lane / 16) * 8;
+  const uint16_t* b_row = b_tile + (lane % 8 + (lane / 16) * 8) * Stride + (lane / 8 % 2) * 8;
+  for (int step = 0; step < steps; ++step) {
+    uint32_t a[4];
+    ldmatrix_x4(a, a_row + step * 16);
+#pragma unroll
+    for (int pair = 0; pair < Columns / 16; ++pair) {
+      if (pair * 16 >= count) break;
+      uint32_t b[4];
+      ldmatrix_x4(b, b_row + pair * 16 * Stride + step * 16);
+      T::mma(c[2 * pair], a, b[0], b[1]);
+      T::mma(c[2 * pair + 1], a, b[2], b[3]);
+    }
+  }
+}
+
 inline Operand operand(const TensorView& view) {
   return {static_cast<uint16_t*>(view.data), view.strides[0], view.strides[1]};
 }
