@@ -48,26 +48,8 @@ struct PieceParams {
   int rows, keys, head_dim;
   int first_head;     // of this launch: the block's head is first_head + blockIdx.y
   int32_t row_begin;  // first (global) row of the tile
-  Slice slice;
-  int64_t first_key;  // slice-local
-  float softcap;
-  SlopeTable slopes;  // values in device memory
-  const int32_t* q_positions;
-  const int32_t* k_positions;
-  DeviceTensor attn_bias;
-  int64_t attn_bias_heads;  // 0: none
+  PieceScores cells;
 };
-
-// The score of a visible cell (key slice-local) from x = scale * q.k.
-__device__ float score_of(const PieceParams& p, int head, int64_t row, int64_t key, float x,
-                          int32_t q_position, float slope) {
-  const int64_t k_index = p.slice.k_begin + key;
-  const float attn_bias =
-      p.attn_bias_heads == 0
-          ? 0.0f
-          : p.attn_bias.load(p.attn_bias.offset(attn_bias_head(p.attn_bias_heads, head), row, k_index));
-  return cell_score(x, p.softcap, slope, q_position, p.k_positions[k_index], attn_bias);
-}
 
 // One block per (row, head) of the piece: the online-softmax step of its keys.
 __global__ void softmax_update_kernel(const __grid_constant__ PieceParams p) {
@@ -77,14 +59,14 @@ __global__ void softmax_update_kernel(const __grid_constant__ PieceParams p) {
   const int64_t row = p.row_begin + r;
   const int64_t state_index = int64_t(head) * p.rows + r;
   float* s = p.scores + state_index * p.keys;
-  const KeyInterval visible = keys_of_row(p.slice, row);
-  const int32_t q_position = p.q_positions[row];
-  const float slope = p.slopes.at(p.slice.sequence, head);
+  const KeyInterval visible = keys_of_row(p.cells.slice, row);
+  const int32_t q_position = p.cells.q_positions[row];
+  const float slope = p.cells.slopes.at(p.cells.slice.sequence, head);
 
   float local_max = -INFINITY;
   for (int c = threadIdx.x; c < p.keys; c += blockDim.x) {
-    const int64_t key = p.first_key + c;
-    s[c] = visible.contains(key) ? score_of(p, head, row, key, s[c], q_position, slope)
+    const int64_t key = p.cells.first_key + c;
+    s[c] = visible.contains(key) ? p.cells.score(head, row, key, s[c], q_position, slope)
                                  : masked_score();
     local_max = fmaxf(local_max, s[c]);
   }
@@ -225,16 +207,8 @@ class CublasAttention {
     p.keys = keys;
     p.head_dim = head_dim_;
     p.row_begin = tile.row_begin;
-    p.slice = slice;
-    p.first_key = first_key;
-    p.softcap = args_.softcap;
-    p.slopes = slopes_;
-    p.q_positions = device_mask_.q_positions;
-    p.k_positions = device_mask_.k_positions;
-    if (args_.attn_bias) {
-      p.attn_bias = device_tensor(*args_.attn_bias);
-      p.attn_bias_heads = args_.attn_bias->shape[0];
-    }
+    p.cells =
+        piece_scores(slice, first_key, args_.softcap, slopes_, device_mask_, args_.attn_bias);
     for_head_runs(heads_, [&](int first_head, unsigned count) {
       p.first_head = first_head;
       softmax_update_kernel<<<dim3(unsigned(p.rows), count), kThreads, 0, stream_>>>(p);

@@ -34,30 +34,11 @@ struct GradientParams {
   int32_t row_begin;   // first (global) row of the tile
   int32_t span_begin;  // the span's (global) rows [span_begin, span_end) of the tile
   int32_t span_end;
-  Slice slice;
-  int64_t first_key;   // slice-local
-  float softcap;
-  SlopeTable slopes;   // values in device memory
-  const int32_t* q_positions;
-  const int32_t* k_positions;
-  DeviceTensor attn_bias;
-  int64_t attn_bias_heads;  // 0: none
+  PieceScores cells;
   DeviceTensor lse;
   const float* row_dot;  // [head * total_q + row]
   int64_t total_q;
 };
-
-// The score of a visible cell (key slice-local) from x = scale * q.k.
-__device__ float cell_score_of(const GradientParams& p, int head, int64_t row, int64_t key,
-                               float x, int32_t q_position, float slope) {
-  const int64_t k_index = p.slice.k_begin + key;
-  const float attn_bias =
-      p.attn_bias_heads == 0
-          ? 0.0f
-          : p.attn_bias.load(
-                p.attn_bias.offset(attn_bias_head(p.attn_bias_heads, head), row, k_index));
-  return cell_score(x, p.softcap, slope, q_position, p.k_positions[k_index], attn_bias);
-}
 
 // One block per (row, head) of the piece: P and, when dscores is given, dX of its keys
 // (cpu gradient_block's cell math; masked cells and rows outside the span get 0), and the
@@ -70,15 +51,15 @@ __global__ void gradient_kernel(const __grid_constant__ GradientParams p) {
   float* s = p.scores + first_cell;
   float* ds = p.dscores ? p.dscores + first_cell : nullptr;
   const bool in_span = row >= p.span_begin && row < p.span_end;
-  const KeyInterval visible = in_span ? keys_of_row(p.slice, row) : KeyInterval{0, 0};
-  const int32_t q_position = p.q_positions[row];
-  const float slope = p.slopes.at(p.slice.sequence, head);
+  const KeyInterval visible = in_span ? keys_of_row(p.cells.slice, row) : KeyInterval{0, 0};
+  const int32_t q_position = p.cells.q_positions[row];
+  const float slope = p.cells.slopes.at(p.cells.slice.sequence, head);
   const float lse = p.lse.load(p.lse.offset(head, row, 0));
   const float row_dot = ds ? p.row_dot[int64_t(head) * p.total_q + row] : 0.0f;
 
   float slope_sum = 0.0f;
   for (int c = threadIdx.x; c < p.keys; c += blockDim.x) {
-    const int64_t key = p.first_key + c;
+    const int64_t key = p.cells.first_key + c;
     if (!visible.contains(key)) {
       s[c] = 0.0f;
       if (ds) ds[c] = 0.0f;
@@ -86,12 +67,13 @@ __global__ void gradient_kernel(const __grid_constant__ GradientParams p) {
     }
     const float x = s[c];
     const float probability =
-        saved_probability(cell_score_of(p, head, row, key, x, q_position, slope), lse);
+        saved_probability(p.cells.score(head, row, key, x, q_position, slope), lse);
     s[c] = probability;
     if (!ds) continue;
     const float dscore = score_gradient(probability, ds[c], row_dot);
-    ds[c] = raw_score_gradient(dscore, x, p.softcap);
-    slope_sum += slope_gradient_term(dscore, q_position, p.k_positions[p.slice.k_begin + key]);
+    ds[c] = raw_score_gradient(dscore, x, p.cells.softcap);
+    const int32_t k_position = p.cells.k_positions[p.cells.slice.k_begin + key];
+    slope_sum += slope_gradient_term(dscore, q_position, k_position);
   }
   if (!p.slope_rows) return;
   const float total = block_reduce(slope_sum, [](float a, float b) { return a + b; }, reduce);
@@ -303,16 +285,8 @@ class CublasBackward {
     p.row_begin = tile.row_begin;
     p.span_begin = span.row_begin;
     p.span_end = span.row_end;
-    p.slice = mask_.slices[span.slice];
-    p.first_key = first_key;
-    p.softcap = fwd_.softcap;
-    p.slopes = slopes_;
-    p.q_positions = device_mask_.q_positions;
-    p.k_positions = device_mask_.k_positions;
-    if (fwd_.attn_bias) {
-      p.attn_bias = device_tensor(*fwd_.attn_bias);
-      p.attn_bias_heads = fwd_.attn_bias->shape[0];
-    }
+    p.cells = piece_scores(mask_.slices[span.slice], first_key, fwd_.softcap, slopes_,
+                           device_mask_, fwd_.attn_bias);
     p.lse = device_tensor(*fwd_.lse);
     p.row_dot = work_.row_dot;
     p.total_q = mask_.total_q;

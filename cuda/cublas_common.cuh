@@ -1,6 +1,7 @@
 // What the cuBLAS paths (cublas_attention.cu, cublas_backward.cu) share: the gather of a
-// tensor's tokens into per-head f32 rows, and a block-wide reduction. Kernels have no inline
-// linkage: each translation unit gets its own copy (internal linkage).
+// tensor's tokens into per-head f32 rows, the scores of a piece's cells, and a block-wide
+// reduction. Kernels have no inline linkage: each translation unit gets its own copy (internal
+// linkage).
 #pragma once
 
 #include "cuda/cuda_common.cuh"
@@ -19,6 +20,47 @@ __global__ void gather_heads_kernel(float* dst, DeviceTensor src, int64_t first,
     const int64_t d = i % head_dim, t = i / head_dim % count, h = i / (int64_t(head_dim) * count);
     dst[i] = src.load(src.offset(first + t, h / group, d));
   }
+}
+
+// What turns x = scale * q.k of a piece's cells (keys first_key on, slice-local) into scores:
+// the slice, its ALiBi terms and the optional attn_bias.
+struct PieceScores {
+  Slice slice;
+  int64_t first_key;
+  float softcap;
+  SlopeTable slopes;  // values in device memory
+  const int32_t* q_positions;
+  const int32_t* k_positions;
+  DeviceTensor attn_bias;
+  int64_t attn_bias_heads;  // 0: none
+
+  // The score of a visible cell (key slice-local) from x.
+  __device__ float score(int head, int64_t row, int64_t key, float x, int32_t q_position,
+                         float slope) const {
+    const int64_t k_index = slice.k_begin + key;
+    const float bias =
+        attn_bias_heads == 0
+            ? 0.0f
+            : attn_bias.load(attn_bias.offset(attn_bias_head(attn_bias_heads, head), row, k_index));
+    return cell_score(x, softcap, slope, q_position, k_positions[k_index], bias);
+  }
+};
+
+inline PieceScores piece_scores(const Slice& slice, int64_t first_key, float softcap,
+                                const SlopeTable& slopes, const MaskView& device_mask,
+                                const TensorView* attn_bias) {
+  PieceScores s{};
+  s.slice = slice;
+  s.first_key = first_key;
+  s.softcap = softcap;
+  s.slopes = slopes;
+  s.q_positions = device_mask.q_positions;
+  s.k_positions = device_mask.k_positions;
+  if (attn_bias) {
+    s.attn_bias = device_tensor(*attn_bias);
+    s.attn_bias_heads = attn_bias->shape[0];
+  }
+  return s;
 }
 
 template <class Op>
