@@ -53,45 +53,11 @@ TEST(CudaAvailability, UnavailableCudaSaysWhy) {
 
 // ------------------------------------------------------------------------------------ helpers
 
-using test::element_bytes;
-
-std::string dtype_name(alibi_dtype dtype) {
-  return dtype == kF32 ? "f32" : dtype == kF16 ? "f16" : "bf16";
-}
-
-using test::decode;
-using test::encode;
+using test::download;
+using test::dtype_name;
+using test::ForcedPath;
 using test::round_to;
-
-Tensor upload(alibi_context_t ctx, alibi_dtype dtype, std::vector<int64_t> shape,
-              const std::vector<float>& values) {
-  alibi_tensor_t t = nullptr;
-  EXPECT_EQ(alibi_tensor_create(ctx, dtype, int(shape.size()), shape.data(), &t),
-            ALIBI_STATUS_SUCCESS)
-      << alibi_last_error_message();
-  const std::vector<uint8_t> bytes = encode(values, dtype);
-  if (t && !bytes.empty())
-    EXPECT_EQ(alibi_tensor_copy_from_host(t, bytes.data(), bytes.size()), ALIBI_STATUS_SUCCESS)
-        << alibi_last_error_message();
-  return Tensor(t);
-}
-
-std::vector<float> download(alibi_tensor_t t, alibi_dtype dtype, size_t count) {
-  std::vector<uint8_t> bytes(count * element_bytes(dtype));
-  if (!bytes.empty())
-    EXPECT_EQ(alibi_tensor_copy_to_host(t, bytes.data(), bytes.size()), ALIBI_STATUS_SUCCESS)
-        << alibi_last_error_message();
-  return decode(bytes, dtype);
-}
-
-// Sets ALIBI_CUDA_PATH (read by every call) for a scope.
-class ForcedPath {
- public:
-  explicit ForcedPath(const char* path) { setenv("ALIBI_CUDA_PATH", path, 1); }
-  ~ForcedPath() { unsetenv("ALIBI_CUDA_PATH"); }
-  ForcedPath(const ForcedPath&) = delete;
-  ForcedPath& operator=(const ForcedPath&) = delete;
-};
+using test::upload;
 
 // An attention problem: inputs exact in dtype, a mask and what the reference needs.
 struct Problem {
@@ -110,9 +76,7 @@ struct Outputs {
 
 void fill_inputs(Problem& p, uint32_t seed) {
   auto values = [&](int64_t tokens, int heads, uint32_t s) {
-    std::vector<float> x = test::random_floats(size_t(tokens * heads * p.head_dim), s);
-    for (float& value : x) value = round_to(value, p.dtype);
-    return x;
+    return test::random_values(size_t(tokens * heads * p.head_dim), p.dtype, s);
   };
   p.q = values(p.total_q, p.heads_q, seed);
   p.k = values(p.total_k, p.heads_kv, seed + 1);
@@ -128,10 +92,8 @@ alibi_status forward(alibi_context_t ctx, const Problem& p, alibi_mask_t mask,
   Tensor v = upload(ctx, p.dtype, {p.total_k, p.heads_kv, d}, p.v);
   const size_t out_count = size_t(p.total_q * p.heads_q * d),
                lse_count = size_t(p.heads_q * p.total_q);
-  Tensor out =
-      upload(ctx, p.dtype, {p.total_q, p.heads_q, d}, std::vector<float>(out_count, test::kPoison));
-  Tensor lse =
-      upload(ctx, kF32, {p.heads_q, p.total_q}, std::vector<float>(lse_count, test::kPoison));
+  Tensor out = test::poisoned(ctx, p.dtype, {p.total_q, p.heads_q, d});
+  Tensor lse = test::poisoned(ctx, kF32, {p.heads_q, p.total_q});
   const alibi_status status =
       alibi_attention_forward(ctx, q.get(), k.get(), v.get(), mask, params, out.get(), lse.get());
   if (status == ALIBI_STATUS_SUCCESS)
@@ -489,8 +451,7 @@ TEST_F(CudaTest, WorkRunsOnTheContextStream) {
     Tensor k = upload(ctx_.get(), p.dtype, {p.total_k, p.heads_kv, d}, p.k);
     Tensor v = upload(ctx_.get(), p.dtype, {p.total_k, p.heads_kv, d}, p.v);
     const size_t count = size_t(p.total_q * p.heads_q * d);
-    Tensor out = upload(ctx_.get(), p.dtype, {p.total_q, p.heads_q, d},
-                        std::vector<float>(count, test::kPoison));
+    Tensor out = test::poisoned(ctx_.get(), p.dtype, {p.total_q, p.heads_q, d});
     auto call = [&] {
       return alibi_attention_forward(ctx_.get(), q.get(), k.get(), v.get(), mask.get(), nullptr,
                                      out.get(), nullptr);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -75,6 +76,15 @@ inline Context make_context(alibi_device device) {
       << alibi_last_error_message();
   return Context(ctx);
 }
+
+// Sets ALIBI_CUDA_PATH (which the CUDA backend reads on every call) for a scope.
+class ForcedPath {
+ public:
+  explicit ForcedPath(const char* path) { setenv("ALIBI_CUDA_PATH", path, 1); }
+  ~ForcedPath() { unsetenv("ALIBI_CUDA_PATH"); }
+  ForcedPath(const ForcedPath&) = delete;
+  ForcedPath& operator=(const ForcedPath&) = delete;
+};
 
 // The devices of device-parameterized suites: CUDA cases are skipped, by name and with the
 // reason, where there is no GPU (or no CUDA backend).
