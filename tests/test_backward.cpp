@@ -1583,4 +1583,192 @@ TEST_F(BackwardErrors, PerSequenceDslopesShape) {
   ASSERT_OK(backward(with(&Args::dslopes, poisoned(kF32, {2, 4}))));
 }
 
+// =================================================================================================
+// CUDA's two paths, forced by ALIBI_CUDA_PATH, beyond the device suites above: skipped, saying why,
+// without a GPU.
+
+using test::ForcedPath;
+
+const auto kCuda = ::testing::Values(ALIBI_DEVICE_CUDA);
+
+enum CudaMaskKind { kVarlenCausal, kSharedRows, kSlidingWindow, kVarlenWithEmpty };
+
+std::string cuda_mask_kind_name(int kind) {
+  static const char* const kNames[] = {"varlen_causal", "shared_rows", "sliding_window",
+                                       "varlen_with_empty"};
+  return kNames[kind];
+}
+
+// Sequences longer than a 64-row tile, Lq > Lk and Lq < Lk.
+const Sequences kLongSeqs = sequences({{70, 70}, {5, 135}, {130, 64}});
+// The same with sequences without keys, without queries, and without either between them.
+const Sequences kLongSeqsWithEmpty =
+    sequences({{70, 70}, {0, 20}, {5, 135}, {5, 0}, {130, 64}, {0, 0}});
+// Several slices of every type share rows, out of key order.
+const std::vector<ref::Slice> kLongSharedSlices{{5, 85, 120, 200, ref::kInvCausal},
+                                                {0, 100, 60, 120, ref::kCausal},
+                                                {0, 100, 0, 60, ref::kFull},
+                                                {85, 140, 120, 210, ref::kBiCausal}};
+
+// GQA 4/2 on a mask of the kind: per-sequence slopes on the varlen masks, softcap 2 with scale 1
+// (so that it bites) on the shared rows, random positions in [-300, 300] set after the sliding
+// window's creation.
+std::unique_ptr<Case> cuda_case(alibi_context_t ctx, int kind, int head_dim, alibi_dtype dtype) {
+  const uint32_t seed = uint32_t(head_dim * 10 + kind);
+  if (kind == kSharedRows) {
+    auto c = make_case(ranges_case(ctx, kLongSharedSlices, 150, 215), 4, 2, head_dim, dtype, seed);
+    set_softcap(*c, 2.0f, 1.0f);
+    return c;
+  }
+  if (kind == kSlidingWindow) {
+    MaskCase window = window_case(ctx, kLongSeqs, 40, 7);
+    set_random_positions(window, 31, -300, 300);
+    return make_case(std::move(window), 4, 2, head_dim, dtype, seed);
+  }
+  const Sequences& seqs = kind == kVarlenCausal ? kLongSeqs : kLongSeqsWithEmpty;
+  auto c = make_case(varlen_case(ctx, seqs, true), 4, 2, head_dim, dtype, seed);
+  set_user_slopes(*c, test::random_floats(size_t(seqs.batch() * 4), seed, 0.0f, 1.0f), true);
+  return c;
+}
+
+// An f32 gradient rounded to dtype is the dtype gradient, bit for bit: each is the same f32 sum,
+// rounded once (or not at all).
+void expect_rounds_to(const std::vector<float>& f32, const std::vector<float>& rounded,
+                      alibi_dtype dtype, const std::string& name) {
+  ASSERT_EQ(f32.size(), rounded.size()) << name;
+  std::vector<float> f32_rounded = f32;
+  for (float& x : f32_rounded) x = test::round_to(x, dtype);
+  EXPECT_EQ(test::bitwise_differences(f32_rounded, rounded), 0)
+      << name << ": the f32 gradient does not round to the " << dtype_name(dtype) << " one";
+}
+
+// One path's gradients as what the other's must match: each path is within its bound of the
+// reference, so the two are within the sum of both bounds of each other, which the looser bound
+// (that of `reference`, the fused path's) over twice the magnitudes covers.
+Expected as_expected(const Gradients& other, const Expected& reference) {
+  Expected e = reference;
+  ref::Gradients& g = e.gradients;
+  g.dq = to_double(other.dq);
+  g.dk = to_double(other.dk);
+  g.dv = to_double(other.dv);
+  g.dslopes = to_double(other.dslopes);
+  for (std::vector<double>* magnitude : {&g.dq_abs, &g.dk_abs, &g.dv_abs, &g.dslopes_abs})
+    for (double& x : *magnitude) x *= 2.0;
+  return e;
+}
+
+class CudaBackwardPathsTest : public BackwardParamFixture<std::tuple<alibi_dtype, int, int>> {};
+
+// Both paths against the float64 reference and each other: all gradients in the input dtype; then
+// dq and dv in f32 with dk and dslopes NULL, whose values must round to the first call's.
+TEST_P(CudaBackwardPathsTest, FusedAndCublasMatchTheReferenceAndEachOther) {
+  const auto [dtype, head_dim, kind] = param();
+  const auto c = cuda_case(ctx_.get(), kind, head_dim, dtype);
+  const ForwardResults given = forward_results(c->reference, dtype);
+  const Request in_dtype = all_gradients(dtype);
+  const Request in_f32{kF32, std::nullopt, kF32, false, false};
+  const char* const paths[] = {"fused", "cublas"};
+  Gradients results[2];
+  for (int n = 0; n < 2; ++n) {
+    SCOPED_TRACE(paths[n]);
+    const ForcedPath path(paths[n]);
+    const Expected want = expected_gradients(ctx_.get(), *c, given);
+    results[n] = run_backward(ctx_.get(), *c, given, in_dtype);
+    expect_matches(results[n], want, in_dtype);
+    const Gradients some = run_backward(ctx_.get(), *c, given, in_f32);
+    expect_matches(some, want, in_f32);
+    expect_rounds_to(some.dq, results[n].dq, dtype, "dq");
+    expect_rounds_to(some.dv, results[n].dv, dtype, "dv");
+  }
+  SCOPED_TRACE("fused against cublas");
+  const ForcedPath fused("fused");
+  expect_matches(results[0], as_expected(results[1], expected_gradients(ctx_.get(), *c, given)),
+                 in_dtype);
+}
+
+std::string cuda_paths_case_name(const CudaBackwardPathsTest::CaseParam& param) {
+  const auto& [dtype, head_dim, kind] = param;
+  return dtype_name(dtype) + "_d" + std::to_string(head_dim) + "_" + cuda_mask_kind_name(kind);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, CudaBackwardPathsTest,
+    ::testing::Combine(kCuda, ::testing::Combine(::testing::Values(kF16, kBF16),
+                                                 ::testing::Values(64, 80, 128, 256),
+                                                 ::testing::Values(kVarlenCausal, kSharedRows,
+                                                                   kSlidingWindow,
+                                                                   kVarlenWithEmpty))),
+    test::device_case_name<CudaBackwardPathsTest::CaseParam>(cuda_paths_case_name));
+
+class CudaBackward : public BackwardFixture {};
+INSTANTIATE_TEST_SUITE_P(Device, CudaBackward, kCuda, test::name_by_device);
+
+// What the fused kernels do not take runs on the cuBLAS path by default: f32 inputs with a
+// per-head attn_bias (-inf cells, a -inf row), head_dim 320 in bf16.
+TEST_P(CudaBackward, WhatOnlyCublasTakes) {
+  const auto with_bias =
+      make_case(ranges_case(ctx_.get(), kLongSharedSlices, 150, 215), 4, 2, 48, kF32, 41);
+  set_attn_bias(ctx_.get(), *with_bias, 4, kF32, 42);
+  check_backward(ctx_.get(), *with_bias);
+  check_backward(ctx_.get(),
+                 *make_case(ranges_case(ctx_.get(), kLongSharedSlices, 150, 215), 4, 2, 320, kBF16,
+                            43));
+}
+
+// A call that fails with `want`, its message naming `what`, every gradient keeping its poison.
+void expect_rejected(alibi_context_t ctx, const Case& c, alibi_status want,
+                     const std::string& what) {
+  const Call call =
+      call_backward(ctx, c, forward_results(c.reference, c.dtype), all_gradients(c.dtype));
+  EXPECT_EQ(call.status, want) << call.message;
+  EXPECT_NE(call.message.find(what), std::string::npos) << call.message;
+  const Gradients& g = call.gradients;
+  for (const auto& [values, dtype] : {std::pair{&g.dq, c.dtype}, std::pair{&g.dk, c.dtype},
+                                      std::pair{&g.dv, c.dtype}, std::pair{&g.dslopes, kF32}})
+    EXPECT_EQ(std::count(values->begin(), values->end(), test::round_to(test::kPoison, dtype)),
+              long(values->size()))
+        << "a gradient was written";
+}
+
+TEST_P(CudaBackward, ForcedFusedPathRejectsWhatItDoesNotTake) {
+  const ForcedPath path("fused");
+  const auto f32 = make_case(varlen_case(ctx_.get(), kLongSeqs, true), 4, 2, 64, kF32, 51);
+  expect_rejected(ctx_.get(), *f32, ALIBI_STATUS_UNSUPPORTED, "f32");
+  const auto with_bias = make_case(varlen_case(ctx_.get(), kLongSeqs, true), 4, 2, 64, kF16, 52);
+  set_attn_bias(ctx_.get(), *with_bias, 4, kF32, 53);
+  expect_rejected(ctx_.get(), *with_bias, ALIBI_STATUS_UNSUPPORTED, "attn_bias");
+  const ForcedPath bogus("fastest");
+  expect_rejected(ctx_.get(), *with_bias, ALIBI_STATUS_INVALID_ARGUMENT, "fastest");
+}
+
+// Without params->deterministic too: neither path uses atomics.
+TEST_P(CudaBackward, RunsAreBitwiseIdenticalOnBothPaths) {
+  const auto c = cuda_case(ctx_.get(), kSharedRows, 128, kBF16);
+  const ForwardResults given = forward_results(c->reference, kBF16);
+  const Request r = all_gradients(kBF16);
+  for (const char* which : {"fused", "cublas"}) {
+    SCOPED_TRACE(which);
+    const ForcedPath path(which);
+    const Gradients first = run_backward(ctx_.get(), *c, given, r);
+    for (int run = 0; run < 2; ++run)
+      expect_bitwise_equal(run_backward(ctx_.get(), *c, given, r), first);
+  }
+}
+
+// Masks with no query rows or no keys at all: every wanted gradient is written (0), and a call
+// that wants none succeeds.
+TEST_P(CudaBackward, MasksWithoutRowsOrKeysWriteZeros) {
+  const Request none{std::nullopt, std::nullopt, std::nullopt, false, false};
+  for (const char* which : {"fused", "cublas"}) {
+    const ForcedPath path(which);
+    for (const Sequences& seqs : {sequences({{0, 75}}), sequences({{70, 0}})}) {
+      SCOPED_TRACE(std::string(which) + " Tq " + std::to_string(seqs.total_q()) + " Tk " +
+                   std::to_string(seqs.total_k()));
+      const auto c = make_case(varlen_case(ctx_.get(), seqs, true), 4, 2, 64, kF16, 61);
+      check_backward(ctx_.get(), *c);
+      run_backward(ctx_.get(), *c, forward_results(c->reference, kF16), none);
+    }
+  }
+}
+
 }  // namespace

@@ -1,20 +1,19 @@
 // The CUDA backend beyond what the device-parameterized suites check: why CUDA is unavailable
 // (runs everywhere), and on a GPU the fused kernel against the cuBLAS path and the reference,
 // determinism, the context's stream, strided device copies, masks shared by contexts, and how
-// CUDA failures are reported. Without a GPU the GPU tests are skipped, naming the reason.
+// CUDA failures are reported (the CUDA backward, both paths included, is tested in
+// test_backward.cpp). Without a GPU the GPU tests are skipped, naming the reason.
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <future>
-#include <optional>
 #include <string>
 #include <thread>
 #include <tuple>
 #include <vector>
 
-#include "backward_reference.h"
+#include "reference.h"
 #include "test_util.h"
 
 #ifdef ALIBI_TESTS_WITH_CUDA_RUNTIME
@@ -56,7 +55,6 @@ TEST(CudaAvailability, UnavailableCudaSaysWhy) {
 using test::download;
 using test::dtype_name;
 using test::ForcedPath;
-using test::round_to;
 using test::upload;
 
 // An attention problem: inputs exact in dtype, a mask and what the reference needs.
@@ -109,7 +107,7 @@ Outputs forward_ok(alibi_context_t ctx, const Problem& p, alibi_mask_t mask,
   return result;
 }
 
-ref::Problem reference_problem(const Problem& p) {
+ref::Result reference(const Problem& p) {
   ref::Problem r;
   r.total_q = p.total_q;
   r.total_k = p.total_k;
@@ -123,10 +121,8 @@ ref::Problem reference_problem(const Problem& p) {
   r.positions = p.positions;
   r.slopes = ref::slopes_of_rows(ref::formula_slopes(p.heads_q, 8.0f), p.total_q);
   r.scale = 1.0 / std::sqrt(double(p.head_dim));
-  return r;
+  return ref::attention(r);
 }
-
-ref::Result reference(const Problem& p) { return ref::attention(reference_problem(p)); }
 
 // test_attention.cpp's bound: f32 accumulation, the output rounded once to dtype.
 double tolerance(double want, alibi_dtype dtype) {
@@ -168,20 +164,16 @@ void expect_bitwise_equal(const Outputs& a, const Outputs& b) {
 
 // ------------------------------------------------------------------------------------ masks
 
-enum MaskKind { kVarlenCausal, kSharedRows, kSlidingWindow, kVarlenWithEmpty };
+enum MaskKind { kVarlenCausal, kSharedRows, kSlidingWindow };
 
 const char* mask_kind_name(int kind) {
-  static const char* const kNames[] = {"varlen_causal", "shared_rows", "sliding_window",
-                                       "varlen_with_empty"};
+  static const char* const kNames[] = {"varlen_causal", "shared_rows", "sliding_window"};
   return kNames[kind];
 }
 
 // Sequences longer than a 64-row tile, Lq > Lk and Lq < Lk.
 const std::vector<int32_t> kCuQ{0, 70, 75, 205};
 const std::vector<int32_t> kCuK{0, 70, 205, 269};
-// The same with sequences without queries, without keys, and without either between them.
-const std::vector<int32_t> kEmptyCuQ{0, 70, 70, 75, 80, 210, 210};
-const std::vector<int32_t> kEmptyCuK{0, 70, 90, 225, 225, 289, 289};
 
 // Several slices of every type share rows, out of key order.
 const std::vector<ref::Slice> kSharedSlices{{5, 85, 120, 200, ref::kInvCausal},
@@ -207,19 +199,17 @@ Mask make_mask(alibi_context_t ctx, int kind, Problem& p) {
     p.visible = ref::from_slices(p.total_q, p.total_k, p.slices);
     p.positions = ref::stream_positions(p.total_q, p.total_k);
   } else {
-    const std::vector<int32_t>& cu_q = kind == kVarlenWithEmpty ? kEmptyCuQ : kCuQ;
-    const std::vector<int32_t>& cu_k = kind == kVarlenWithEmpty ? kEmptyCuK : kCuK;
-    const int batch = int(cu_q.size()) - 1;
-    p.total_q = cu_q.back();
-    p.total_k = cu_k.back();
-    if (kind == kSlidingWindow) {
-      status = alibi_mask_create_sliding_window(ctx, batch, cu_q.data(), cu_k.data(), 40, 7, &mask);
-      p.visible = ref::sliding_window(cu_q, cu_k, 40, 7);
+    const int batch = int(kCuQ.size()) - 1;
+    p.total_q = kCuQ.back();
+    p.total_k = kCuK.back();
+    if (kind == kVarlenCausal) {
+      status = alibi_mask_create_varlen(ctx, batch, kCuQ.data(), kCuK.data(), 1, &mask);
+      p.visible = ref::from_slices(p.total_q, p.total_k, ref::varlen_slices(kCuQ, kCuK, true));
     } else {
-      status = alibi_mask_create_varlen(ctx, batch, cu_q.data(), cu_k.data(), 1, &mask);
-      p.visible = ref::from_slices(p.total_q, p.total_k, ref::varlen_slices(cu_q, cu_k, true));
+      status = alibi_mask_create_sliding_window(ctx, batch, kCuQ.data(), kCuK.data(), 40, 7, &mask);
+      p.visible = ref::sliding_window(kCuQ, kCuK, 40, 7);
     }
-    p.positions = ref::varlen_positions(cu_q, cu_k);
+    p.positions = ref::varlen_positions(kCuQ, kCuK);
   }
   EXPECT_EQ(status, ALIBI_STATUS_SUCCESS) << alibi_last_error_message();
   return Mask(mask);
@@ -483,435 +473,6 @@ TEST_F(CudaTest, WorkRunsOnTheContextStream) {
   ASSERT_OK(alibi_context_set_stream(ctx_.get(), nullptr));
   EXPECT_EQ(cudaStreamDestroy(stream), cudaSuccess);
 #endif
-}
-
-// ------------------------------------------------------------------------------------ backward
-
-// What a backward call asks for: each gradient's dtype (nullopt: NULL, not computed).
-struct GradientRequest {
-  std::optional<alibi_dtype> dq, dk, dv;
-  bool dslopes = true;
-};
-
-GradientRequest all_gradients(alibi_dtype dtype) { return {dtype, dtype, dtype, true}; }
-
-// Gradients read back (empty when not asked for).
-struct Gradients {
-  std::vector<float> dq, dk, dv, dslopes;
-};
-
-// A forward problem with what its backward adds: dout, and the params' softcap, scale and
-// per-sequence slopes (of the sequences cu_q) when given.
-struct BackwardProblem {
-  Problem p;
-  std::vector<float> dout;
-  float softcap = 0.0f, scale = 0.0f;
-  std::vector<float> sequence_slopes;  // (B, Hq); empty: formula slopes
-  std::vector<int32_t> cu_q;
-  Tensor attn_bias;  // (Hq, Tq, Tk) f32, optional
-  std::vector<float> attn_bias_values;
-
-  alibi_attention_params params() const {
-    alibi_attention_params result;
-    alibi_attention_params_init(&result);
-    result.softcap = softcap;
-    result.softmax_scale = scale;
-    result.attn_bias = attn_bias.get();
-    if (!sequence_slopes.empty()) {
-      result.slopes = sequence_slopes.data();
-      result.slopes_per_batch = 1;
-    }
-    return result;
-  }
-
-  int64_t dslopes_rows() const { return cu_q.empty() ? 1 : int64_t(cu_q.size()) - 1; }
-
-  ref::Problem reference() const {
-    ref::Problem r = reference_problem(p);
-    r.softcap = softcap;
-    if (scale > 0) r.scale = scale;
-    if (!sequence_slopes.empty())
-      r.slopes = ref::slopes_of_sequences(sequence_slopes, p.heads_q, cu_q);
-    if (attn_bias) {
-      r.bias_heads = p.heads_q;
-      r.attn_bias.assign(attn_bias_values.begin(), attn_bias_values.end());
-    }
-    return r;
-  }
-};
-
-void fill_backward_inputs(BackwardProblem& b, uint32_t seed) {
-  fill_inputs(b.p, seed);
-  b.dout = test::random_values(b.p.q.size(), b.p.dtype, seed + 3);
-}
-
-// Per-sequence slopes for the sequences of cu_q, multiples of 2^-8 in (0, 1].
-void set_sequence_slopes(BackwardProblem& b, const std::vector<int32_t>& cu_q) {
-  b.cu_q = cu_q;
-  b.sequence_slopes.clear();
-  for (size_t n = 0; n < (cu_q.size() - 1) * size_t(b.p.heads_q); ++n)
-    b.sequence_slopes.push_back(float((n * 37 % 256) + 1) / 256.0f);
-}
-
-// The forward's results as a forward call returns them (out rounded to q's dtype, lse to f32),
-// from the float64 reference: the backward's inputs, and those of its reference.
-struct GivenForward {
-  std::vector<float> out, lse;
-};
-
-GivenForward given_forward(const BackwardProblem& b) {
-  const ref::Result exact = ref::attention(b.reference());
-  GivenForward given;
-  for (double x : exact.out) given.out.push_back(round_to(float(x), b.p.dtype));
-  for (double x : exact.lse) given.lse.push_back(float(x));
-  return given;
-}
-
-// A gradient tensor of the request, every element poisoned; null when not asked for.
-Tensor poisoned_gradient(alibi_context_t ctx, std::optional<alibi_dtype> dtype,
-                         const std::vector<int64_t>& shape) {
-  if (!dtype) return Tensor();
-  int64_t count = 1;
-  for (int64_t n : shape) count *= n;
-  return upload(ctx, *dtype, shape, std::vector<float>(size_t(count), test::kPoison));
-}
-
-std::vector<float> download_gradient(const Tensor& t, std::optional<alibi_dtype> dtype,
-                                     size_t count) {
-  return t ? download(t.get(), *dtype, count) : std::vector<float>();
-}
-
-// One alibi_attention_backward call (status returned); the gradients are read back when it
-// succeeds.
-alibi_status backward(alibi_context_t ctx, const BackwardProblem& b, const GivenForward& given,
-                      alibi_mask_t mask, const GradientRequest& r, Gradients* result) {
-  const Problem& p = b.p;
-  const int64_t d = p.head_dim;
-  const std::vector<int64_t> q_shape{p.total_q, p.heads_q, d}, kv_shape{p.total_k, p.heads_kv, d};
-  Tensor q = upload(ctx, p.dtype, q_shape, p.q);
-  Tensor k = upload(ctx, p.dtype, kv_shape, p.k);
-  Tensor v = upload(ctx, p.dtype, kv_shape, p.v);
-  Tensor out = upload(ctx, p.dtype, q_shape, given.out);
-  Tensor lse = upload(ctx, kF32, {p.heads_q, p.total_q}, given.lse);
-  Tensor dout = upload(ctx, p.dtype, q_shape, b.dout);
-  Tensor dq = poisoned_gradient(ctx, r.dq, q_shape);
-  Tensor dk = poisoned_gradient(ctx, r.dk, kv_shape);
-  Tensor dv = poisoned_gradient(ctx, r.dv, kv_shape);
-  const std::vector<int64_t> slope_shape =
-      b.cu_q.empty() ? std::vector<int64_t>{p.heads_q}
-                     : std::vector<int64_t>{b.dslopes_rows(), p.heads_q};
-  Tensor dslopes = poisoned_gradient(ctx, r.dslopes ? std::optional(kF32) : std::nullopt,
-                                     slope_shape);
-  const alibi_attention_params params = b.params();
-  const alibi_status status = alibi_attention_backward(
-      ctx, q.get(), k.get(), v.get(), mask, &params, out.get(), lse.get(), dout.get(), dq.get(),
-      dk.get(), dv.get(), dslopes.get());
-  if (status != ALIBI_STATUS_SUCCESS) return status;
-  const size_t q_count = size_t(p.total_q * p.heads_q * d), kv_count = size_t(p.total_k * p.heads_kv * d);
-  *result = {download_gradient(dq, r.dq, q_count), download_gradient(dk, r.dk, kv_count),
-             download_gradient(dv, r.dv, kv_count),
-             download_gradient(dslopes, r.dslopes ? std::optional(kF32) : std::nullopt,
-                               size_t(b.dslopes_rows() * p.heads_q))};
-  return status;
-}
-
-Gradients backward_ok(alibi_context_t ctx, const BackwardProblem& b, const GivenForward& given,
-                      alibi_mask_t mask, const GradientRequest& r) {
-  Gradients result;
-  EXPECT_EQ(backward(ctx, b, given, mask, r, &result), ALIBI_STATUS_SUCCESS)
-      << alibi_last_error_message();
-  return result;
-}
-
-// The reference gradients and which elements get no contribution at all (rows whose lse is
-// -inf, keys no such row sees, slopes of sequences without one): those must be exactly 0.
-struct ExpectedGradients {
-  ref::Gradients gradients;
-  std::vector<bool> silent_dq, silent_dk, silent_dslopes;  // dv is silent where dk is
-};
-
-ExpectedGradients expected_gradients(const BackwardProblem& b, const GivenForward& given) {
-  const ref::Problem r = b.reference();
-  const std::vector<double> out(given.out.begin(), given.out.end()),
-      lse(given.lse.begin(), given.lse.end()), dout(b.dout.begin(), b.dout.end());
-  const size_t dim = size_t(r.head_dim);
-  ExpectedGradients e{ref::backward(r, {out, lse}, dout, b.cu_q),
-                      std::vector<bool>(size_t(r.total_q * r.heads_q) * dim, true),
-                      std::vector<bool>(size_t(r.total_k * r.heads_kv) * dim, true),
-                      std::vector<bool>(size_t(b.dslopes_rows() * r.heads_q), true)};
-  for (int h = 0; h < r.heads_q; ++h)
-    for (int64_t i = 0; i < r.total_q; ++i) {
-      if (std::isinf(given.lse[size_t(h * r.total_q + i)])) continue;
-      std::fill_n(e.silent_dq.begin() + long(size_t(i * r.heads_q + h) * dim), dim, false);
-      e.silent_dslopes[size_t(ref::slope_index(r, b.cu_q, h, i))] = false;
-      for (int64_t j = 0; j < r.total_k; ++j)
-        if (r.visible.at(i, j))
-          std::fill_n(e.silent_dk.begin() + long(size_t(j * r.heads_kv + ref::kv_head_of(r, h)) * dim),
-                      dim, false);
-    }
-  return e;
-}
-
-// How far a path's gradient may be from the float64 one. magnitude: the reference's sum of the
-// magnitudes of the terms. Both paths accumulate in f32 from exact inputs: f32 rounding in the
-// scores, P, dP - Di and the sums, at most 64 f32 epsilons (2^-18) of the magnitude (the CPU's
-// bound, test_backward.cpp). The fused path also feeds P and dX to its f16/bf16 tensor-core
-// products as a high and a low part, about 22 (f16) or 16 (bf16) significant bits
-// (flash_backward.cu): one more rounding of each term, allowed at twice that, 2^-21 or 2^-15 of
-// the magnitude. A gradient stored in f16/bf16 is rounded once more: 2^-11 or 2^-8 of its value,
-// and at least f16's subnormal spacing, 2^-24. Below all that, 2^-100 (P below f32's normal range
-// may flush to 0), as test_backward.cpp allows.
-struct Bound {
-  alibi_dtype inputs;
-  bool fused;
-};
-
-double split_roundoff(alibi_dtype inputs) {
-  return inputs == kF16 ? std::ldexp(1.0, -21) : inputs == kBF16 ? std::ldexp(1.0, -15) : 0.0;
-}
-
-double unit_roundoff(alibi_dtype dtype) {
-  return dtype == kF16 ? std::ldexp(1.0, -11) : dtype == kBF16 ? std::ldexp(1.0, -8) : 0.0;
-}
-
-double allowed_error(double want, double magnitude, alibi_dtype gradient_dtype, const Bound& bound) {
-  const double terms = std::ldexp(1.0, -18) + (bound.fused ? split_roundoff(bound.inputs) : 0.0);
-  const double smallest = gradient_dtype == kF16 ? std::ldexp(1.0, -24) : std::ldexp(1.0, -100);
-  return terms * magnitude + unit_roundoff(gradient_dtype) * std::fabs(want) + smallest;
-}
-
-void expect_gradient_close(const std::vector<float>& got, const std::vector<double>& want,
-                           const std::vector<double>& magnitude, const std::vector<bool>& silent,
-                           alibi_dtype gradient_dtype, const Bound& bound, const std::string& name) {
-  ASSERT_EQ(got.size(), want.size()) << name << ": no result";
-  int bad = 0;
-  std::string report;
-  for (size_t n = 0; n < want.size(); ++n) {
-    const double allowed = allowed_error(want[n], magnitude[n], gradient_dtype, bound);
-    const bool ok = silent[n] ? got[n] == 0.0f : std::fabs(got[n] - want[n]) <= allowed;
-    if (!ok && bad++ < 8)
-      report += name + "[" + std::to_string(n) + "]: got " + std::to_string(got[n]) + ", want " +
-                std::to_string(want[n]) +
-                (silent[n] ? " (no contribution)" : ", allowed " + std::to_string(allowed)) + "\n";
-  }
-  EXPECT_EQ(bad, 0) << name << " (" << dtype_name(gradient_dtype) << "):\n" << report;
-}
-
-void expect_gradients_match(const Gradients& got, const ExpectedGradients& want,
-                            const GradientRequest& r, const Bound& bound, const std::string& what) {
-  const ref::Gradients& g = want.gradients;
-  EXPECT_EQ(got.dq.empty(), !r.dq) << what;
-  EXPECT_EQ(got.dk.empty(), !r.dk) << what;
-  EXPECT_EQ(got.dv.empty(), !r.dv) << what;
-  if (r.dq) expect_gradient_close(got.dq, g.dq, g.dq_abs, want.silent_dq, *r.dq, bound, what + " dq");
-  if (r.dk) expect_gradient_close(got.dk, g.dk, g.dk_abs, want.silent_dk, *r.dk, bound, what + " dk");
-  if (r.dv) expect_gradient_close(got.dv, g.dv, g.dv_abs, want.silent_dk, *r.dv, bound, what + " dv");
-  if (r.dslopes)
-    expect_gradient_close(got.dslopes, g.dslopes, g.dslopes_abs, want.silent_dslopes, kF32, bound,
-                          what + " dslopes");
-}
-
-// An f32 gradient rounded to dtype is the dtype gradient, bit for bit: each is the same f32 sum,
-// rounded once (or not at all).
-void expect_rounds_to(const std::vector<float>& f32, const std::vector<float>& rounded,
-                      alibi_dtype dtype, const std::string& what) {
-  ASSERT_EQ(f32.size(), rounded.size()) << what;
-  int differing = 0;
-  for (size_t n = 0; n < f32.size(); ++n)
-    differing += test::float_to_bits(round_to(f32[n], dtype)) != test::float_to_bits(rounded[n]);
-  EXPECT_EQ(differing, 0) << what << ": the f32 gradient does not round to the " << dtype_name(dtype)
-                          << " one";
-}
-
-void expect_bitwise_equal(const Gradients& a, const Gradients& b, const std::string& what) {
-  for (auto [x, y, name] : {std::tuple{&a.dq, &b.dq, "dq"}, std::tuple{&a.dk, &b.dk, "dk"},
-                            std::tuple{&a.dv, &b.dv, "dv"},
-                            std::tuple{&a.dslopes, &b.dslopes, "dslopes"}}) {
-    ASSERT_EQ(x->size(), y->size()) << what << " " << name;
-    EXPECT_EQ(std::memcmp(x->data(), y->data(), x->size() * sizeof(float)), 0)
-        << what << " " << name << ": not bitwise identical";
-  }
-}
-
-// A backward problem on one of make_mask's masks: GQA 4/2; per-sequence slopes on the varlen
-// masks, softcap (with scale 1, so that it bites) on the ranges, positions set after creation
-// (the device mask made again) on the sliding window.
-BackwardProblem backward_problem(alibi_context_t ctx, alibi_dtype dtype, int head_dim, int kind,
-                                 Mask* mask) {
-  BackwardProblem b;
-  b.p.dtype = dtype;
-  b.p.head_dim = head_dim;
-  *mask = make_mask(ctx, kind, b.p);
-  if (kind == kVarlenCausal) set_sequence_slopes(b, kCuQ);
-  if (kind == kVarlenWithEmpty) set_sequence_slopes(b, kEmptyCuQ);
-  if (kind == kSharedRows) {
-    b.softcap = 2.0f;
-    b.scale = 1.0f;
-  }
-  if (kind == kSlidingWindow) {
-    b.p.positions = {test::random_positions(size_t(b.p.total_q), 31, -300, 300),
-                     test::random_positions(size_t(b.p.total_k), 32, -300, 300)};
-    EXPECT_EQ(alibi_mask_set_positions(mask->get(), b.p.positions.q.data(),
-                                       b.p.positions.k.data()),
-              ALIBI_STATUS_SUCCESS)
-        << alibi_last_error_message();
-  }
-  fill_backward_inputs(b, uint32_t(head_dim * 10 + kind));
-  return b;
-}
-
-class CudaBackwardPathsTest
-    : public CudaTest,
-      public ::testing::WithParamInterface<std::tuple<alibi_dtype, int, int>> {};
-
-// Both paths against the float64 reference and against each other, every gradient poisoned
-// first: all gradients in the input dtype; then dq and dv in f32 with dk and dslopes NULL, whose
-// values must round to the first call's.
-TEST_P(CudaBackwardPathsTest, FusedAndCublasMatchTheReferenceAndEachOther) {
-  const auto [dtype, head_dim, kind] = GetParam();
-  Mask mask;
-  const BackwardProblem b = backward_problem(ctx_.get(), dtype, head_dim, kind, &mask);
-  const GivenForward given = given_forward(b);
-  const ExpectedGradients want = expected_gradients(b, given);
-  const GradientRequest in_dtype = all_gradients(dtype);
-  const GradientRequest in_f32{kF32, std::nullopt, kF32, false};
-  Gradients results[2];
-  for (const bool fused : {true, false}) {
-    const std::string which = fused ? "fused" : "cublas";
-    ForcedPath path(which.c_str());
-    const Bound bound{dtype, fused};
-    const Gradients all = backward_ok(ctx_.get(), b, given, mask.get(), in_dtype);
-    expect_gradients_match(all, want, in_dtype, bound, which);
-    const Gradients some = backward_ok(ctx_.get(), b, given, mask.get(), in_f32);
-    expect_gradients_match(some, want, in_f32, bound, which + " f32");
-    expect_rounds_to(some.dq, all.dq, dtype, which + " dq");
-    expect_rounds_to(some.dv, all.dv, dtype, which + " dv");
-    results[fused ? 0 : 1] = all;
-  }
-  // Each is within its bound of the reference, so they are within the sum of both bounds of each
-  // other: the fused bound with the magnitudes doubled covers it.
-  const Bound fused{dtype, true};
-  const Gradients& cublas = results[1];
-  auto as_double = [](const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); };
-  const ref::Gradients& g = want.gradients;
-  auto twice = [](std::vector<double> v) {
-    for (double& x : v) x *= 2.0;
-    return v;
-  };
-  expect_gradient_close(results[0].dq, as_double(cublas.dq), twice(g.dq_abs), want.silent_dq, dtype,
-                        fused, "fused vs cublas dq");
-  expect_gradient_close(results[0].dk, as_double(cublas.dk), twice(g.dk_abs), want.silent_dk, dtype,
-                        fused, "fused vs cublas dk");
-  expect_gradient_close(results[0].dv, as_double(cublas.dv), twice(g.dv_abs), want.silent_dk, dtype,
-                        fused, "fused vs cublas dv");
-  expect_gradient_close(results[0].dslopes, as_double(cublas.dslopes), twice(g.dslopes_abs),
-                        want.silent_dslopes, kF32, fused, "fused vs cublas dslopes");
-}
-
-INSTANTIATE_TEST_SUITE_P(
-    All, CudaBackwardPathsTest,
-    ::testing::Combine(::testing::Values(kF16, kBF16), ::testing::Values(64, 80, 128, 256),
-                       ::testing::Values(kVarlenCausal, kSharedRows, kSlidingWindow,
-                                         kVarlenWithEmpty)),
-    [](const ::testing::TestParamInfo<CudaBackwardPathsTest::ParamType>& info) {
-      return dtype_name(std::get<0>(info.param)) + "_d" + std::to_string(std::get<1>(info.param)) +
-             "_" + mask_kind_name(std::get<2>(info.param));
-    });
-
-// What the fused kernel does not take runs on the cuBLAS path by default: f32 inputs with an
-// attn_bias (-inf on every 5th cell), head_dim 320 in bf16.
-TEST_F(CudaTest, BackwardOfWhatOnlyCublasTakes) {
-  for (const auto [dtype, head_dim, with_bias] :
-       {std::tuple{kF32, 48, true}, std::tuple{kBF16, 320, false}}) {
-    SCOPED_TRACE(dtype_name(dtype) + " d" + std::to_string(head_dim));
-    BackwardProblem b;
-    b.p.dtype = dtype;
-    b.p.head_dim = head_dim;
-    Mask mask = make_mask(ctx_.get(), kSharedRows, b.p);
-    fill_backward_inputs(b, 41);
-    if (with_bias) {
-      b.attn_bias_values = test::random_floats(size_t(b.p.heads_q * b.p.total_q * b.p.total_k), 42);
-      for (size_t cell = 0; cell < b.attn_bias_values.size(); cell += 5)
-        b.attn_bias_values[cell] = -std::numeric_limits<float>::infinity();
-      b.attn_bias = upload(ctx_.get(), kF32, {b.p.heads_q, b.p.total_q, b.p.total_k},
-                           b.attn_bias_values);
-    }
-    const GivenForward given = given_forward(b);
-    const GradientRequest r = all_gradients(dtype);
-    expect_gradients_match(backward_ok(ctx_.get(), b, given, mask.get(), r),
-                           expected_gradients(b, given), r, {dtype, false}, "auto");
-  }
-}
-
-TEST_F(CudaTest, ForcedFusedBackwardRejectsWhatItDoesNotTake) {
-  BackwardProblem b;
-  b.p.dtype = kF32;
-  Mask mask = make_mask(ctx_.get(), kVarlenCausal, b.p);
-  fill_backward_inputs(b, 51);
-  Gradients unused;
-  ForcedPath path("fused");
-  const GivenForward f32_given = given_forward(b);
-  EXPECT_EQ(backward(ctx_.get(), b, f32_given, mask.get(), all_gradients(kF32), &unused),
-            ALIBI_STATUS_UNSUPPORTED);
-  EXPECT_NE(std::string(alibi_last_error_message()).find("f32"), std::string::npos)
-      << alibi_last_error_message();
-  b.p.dtype = kF16;
-  fill_backward_inputs(b, 52);
-  b.attn_bias_values.assign(size_t(b.p.heads_q * b.p.total_q * b.p.total_k), 0.5f);
-  b.attn_bias = upload(ctx_.get(), kF32, {b.p.heads_q, b.p.total_q, b.p.total_k},
-                       b.attn_bias_values);
-  const GivenForward f16_given = given_forward(b);
-  EXPECT_EQ(backward(ctx_.get(), b, f16_given, mask.get(), all_gradients(kF16), &unused),
-            ALIBI_STATUS_UNSUPPORTED);
-  EXPECT_NE(std::string(alibi_last_error_message()).find("attn_bias"), std::string::npos)
-      << alibi_last_error_message();
-  ForcedPath bogus("fastest");
-  EXPECT_EQ(backward(ctx_.get(), b, f16_given, mask.get(), all_gradients(kF16), &unused),
-            ALIBI_STATUS_INVALID_ARGUMENT);
-}
-
-TEST_F(CudaTest, BackwardRunsAreBitwiseIdenticalOnBothPaths) {
-  for (const char* which : {"fused", "cublas"}) {
-    SCOPED_TRACE(which);
-    ForcedPath path(which);
-    Mask mask;
-    BackwardProblem b = backward_problem(ctx_.get(), kBF16, 128, kSharedRows, &mask);
-    const GivenForward given = given_forward(b);
-    const Gradients first = backward_ok(ctx_.get(), b, given, mask.get(), all_gradients(kBF16));
-    for (int run = 0; run < 2; ++run)
-      expect_bitwise_equal(backward_ok(ctx_.get(), b, given, mask.get(), all_gradients(kBF16)),
-                           first, "run " + std::to_string(run + 2));
-  }
-}
-
-// Masks with no query rows or no keys at all: every wanted gradient is still written (0), and a
-// call that wants none returns without touching anything.
-TEST_F(CudaTest, BackwardWithoutRowsOrKeysWritesZeros) {
-  for (const char* which : {"fused", "cublas"}) {
-    ForcedPath path(which);
-    for (const auto& [cu_q, cu_k] : {std::pair{std::vector<int32_t>{0, 0}, std::vector<int32_t>{0, 75}},
-                                     std::pair{std::vector<int32_t>{0, 70}, std::vector<int32_t>{0, 0}}}) {
-      SCOPED_TRACE(std::string(which) + " Tq " + std::to_string(cu_q.back()) + " Tk " +
-                   std::to_string(cu_k.back()));
-      BackwardProblem b;
-      b.p.total_q = cu_q.back();
-      b.p.total_k = cu_k.back();
-      alibi_mask_t raw = nullptr;
-      ASSERT_OK(alibi_mask_create_varlen(ctx_.get(), 1, cu_q.data(), cu_k.data(), 1, &raw));
-      Mask mask(raw);
-      b.p.visible = ref::from_slices(b.p.total_q, b.p.total_k, ref::varlen_slices(cu_q, cu_k, true));
-      b.p.positions = ref::varlen_positions(cu_q, cu_k);
-      fill_backward_inputs(b, 61);
-      const GivenForward given = given_forward(b);
-      const Gradients got = backward_ok(ctx_.get(), b, given, mask.get(), all_gradients(kF16));
-      for (const std::vector<float>* gradient : {&got.dq, &got.dk, &got.dv, &got.dslopes})
-        EXPECT_EQ(std::count(gradient->begin(), gradient->end(), 0.0f), long(gradient->size()));
-      Gradients none;
-      EXPECT_EQ(backward(ctx_.get(), b, given, mask.get(), {std::nullopt, std::nullopt, std::nullopt, false},
-                         &none),
-                ALIBI_STATUS_SUCCESS);
-    }
-  }
 }
 
 }  // namespace
