@@ -118,7 +118,7 @@ class CublasAttention {
       : args_(args),
         slopes_(slopes),
         stream_(stream),
-        cublas_(cublas),
+        gemm_{cublas, int(args.q.shape[1])},
         heads_(int(args.q.shape[1])),
         group_(int(args.q.shape[1] / args.k.shape[1])),
         head_dim_(int(args.q.shape[2])),
@@ -180,23 +180,14 @@ class CublasAttention {
     gather(k_, args_.k, slice.k_begin + first_key, keys, group_);
     gather(v_, args_.v, slice.k_begin + first_key, keys, group_);
     // Row-major S (rows x keys) is column-major S^T = K Q^T.
-    gemm(CUBLAS_OP_T, CUBLAS_OP_N, keys, rows, head_dim_, args_.scale, k_, head_dim_,
-         int64_t(keys) * head_dim_, q_, head_dim_, int64_t(rows) * head_dim_, 0.0f, scores_, keys,
-         int64_t(rows) * keys);
+    gemm_(CUBLAS_OP_T, CUBLAS_OP_N, keys, rows, head_dim_, args_.scale, k_, head_dim_,
+          int64_t(keys) * head_dim_, q_, head_dim_, int64_t(rows) * head_dim_, 0.0f, scores_, keys,
+          int64_t(rows) * keys);
     softmax_update(tile, slice, first_key, keys);
     // Row-major acc (rows x D) += P V is column-major acc^T += V^T P^T.
-    gemm(CUBLAS_OP_N, CUBLAS_OP_N, head_dim_, rows, keys, 1.0f, v_, head_dim_,
-         int64_t(keys) * head_dim_, scores_, keys, int64_t(rows) * keys, 1.0f, state_.acc,
-         head_dim_, int64_t(rows) * head_dim_);
-  }
-
-  void gemm(cublasOperation_t op_a, cublasOperation_t op_b, int m, int n, int k, float alpha,
-            const float* a, int lda, int64_t stride_a, const float* b, int ldb, int64_t stride_b,
-            float beta, float* c, int ldc, int64_t stride_c) {
-    CUBLAS_CHECK(cublasGemmStridedBatchedEx(cublas_, op_a, op_b, m, n, k, &alpha, a, CUDA_R_32F,
-                                            lda, stride_a, b, CUDA_R_32F, ldb, stride_b, &beta, c,
-                                            CUDA_R_32F, ldc, stride_c, heads_, CUBLAS_COMPUTE_32F,
-                                            CUBLAS_GEMM_DEFAULT));
+    gemm_(CUBLAS_OP_N, CUBLAS_OP_N, head_dim_, rows, keys, 1.0f, v_, head_dim_,
+          int64_t(keys) * head_dim_, scores_, keys, int64_t(rows) * keys, 1.0f, state_.acc,
+          head_dim_, int64_t(rows) * head_dim_);
   }
 
   void softmax_update(const RowTile& tile, const Slice& slice, int64_t first_key, int keys) {
@@ -235,7 +226,7 @@ class CublasAttention {
   const ForwardArgs& args_;
   const SlopeTable slopes_;
   const cudaStream_t stream_;
-  const cublasHandle_t cublas_;
+  const BatchedSgemm gemm_;
   const int heads_, group_, head_dim_, key_chunk_;
   const MaskView& mask_;         // host arrays: the tiles to walk
   const MaskView& device_mask_;  // device arrays: what the kernels read

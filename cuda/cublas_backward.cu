@@ -141,7 +141,7 @@ class CublasBackward {
         slopes_(slopes),
         work_(work),
         stream_(stream),
-        cublas_(cublas),
+        gemm_{cublas, int(fwd_.q.shape[1])},
         heads_(int(fwd_.q.shape[1])),
         kv_heads_(int(fwd_.k.shape[1])),
         group_(heads_ / kv_heads_),
@@ -236,41 +236,32 @@ class CublasBackward {
                   cells_stride = int64_t(rows) * keys;
     gather(k_, fwd_.k, first_token, keys, group_);
     // Row-major S (rows x keys) = scale * Q K^T is column-major S^T = scale * K Q^T.
-    gemm(CUBLAS_OP_T, CUBLAS_OP_N, keys, rows, head_dim_, fwd_.scale, k_, head_dim_, keys_stride,
-         q_, head_dim_, rows_stride, 0.0f, scores_, keys, cells_stride);
+    gemm_(CUBLAS_OP_T, CUBLAS_OP_N, keys, rows, head_dim_, fwd_.scale, k_, head_dim_, keys_stride,
+          q_, head_dim_, rows_stride, 0.0f, scores_, keys, cells_stride);
     if (wants_dx_) {
       gather(v_, fwd_.v, first_token, keys, group_);
       // Row-major dP (rows x keys) = dout V^T is column-major dP^T = V dout^T.
-      gemm(CUBLAS_OP_T, CUBLAS_OP_N, keys, rows, head_dim_, 1.0f, v_, head_dim_, keys_stride,
-           dout_, head_dim_, rows_stride, 0.0f, dscores_, keys, cells_stride);
+      gemm_(CUBLAS_OP_T, CUBLAS_OP_N, keys, rows, head_dim_, 1.0f, v_, head_dim_, keys_stride,
+            dout_, head_dim_, rows_stride, 0.0f, dscores_, keys, cells_stride);
     }
     gradients(tile, span_index, first_key, keys);
     if (args_.dq) {
       // Row-major dQ (rows x D; rows H * D apart, heads D apart) += dX K is column-major
       // dQ^T += K^T dX^T.
-      gemm(CUBLAS_OP_N, CUBLAS_OP_N, head_dim_, rows, keys, 1.0f, k_, head_dim_, keys_stride,
-           dscores_, keys, cells_stride, 1.0f, dq_, heads_ * head_dim_, head_dim_);
+      gemm_(CUBLAS_OP_N, CUBLAS_OP_N, head_dim_, rows, keys, 1.0f, k_, head_dim_, keys_stride,
+            dscores_, keys, cells_stride, 1.0f, dq_, heads_ * head_dim_, head_dim_);
     }
     if (args_.dk) {
       // Row-major dK (keys x D) = dX^T Q is column-major dK^T = Q^T dX; into k_ (K is read).
-      gemm(CUBLAS_OP_N, CUBLAS_OP_T, head_dim_, keys, rows, 1.0f, q_, head_dim_, rows_stride,
-           dscores_, keys, cells_stride, 0.0f, k_, head_dim_, keys_stride);
+      gemm_(CUBLAS_OP_N, CUBLAS_OP_T, head_dim_, keys, rows, 1.0f, q_, head_dim_, rows_stride,
+            dscores_, keys, cells_stride, 0.0f, k_, head_dim_, keys_stride);
     }
     if (args_.dv) {
       // Row-major dV (keys x D) = P^T dout is column-major dV^T = dout^T P; into v_ (V is read).
-      gemm(CUBLAS_OP_N, CUBLAS_OP_T, head_dim_, keys, rows, 1.0f, dout_, head_dim_, rows_stride,
-           scores_, keys, cells_stride, 0.0f, v_, head_dim_, keys_stride);
+      gemm_(CUBLAS_OP_N, CUBLAS_OP_T, head_dim_, keys, rows, 1.0f, dout_, head_dim_, rows_stride,
+            scores_, keys, cells_stride, 0.0f, v_, head_dim_, keys_stride);
     }
     if (args_.dk || args_.dv) add_key_gradients(first_token, keys);
-  }
-
-  void gemm(cublasOperation_t op_a, cublasOperation_t op_b, int m, int n, int k, float alpha,
-            const float* a, int lda, int64_t stride_a, const float* b, int ldb, int64_t stride_b,
-            float beta, float* c, int ldc, int64_t stride_c) {
-    CUBLAS_CHECK(cublasGemmStridedBatchedEx(cublas_, op_a, op_b, m, n, k, &alpha, a, CUDA_R_32F,
-                                            lda, stride_a, b, CUDA_R_32F, ldb, stride_b, &beta, c,
-                                            CUDA_R_32F, ldc, stride_c, heads_, CUBLAS_COMPUTE_32F,
-                                            CUBLAS_GEMM_DEFAULT));
   }
 
   // P into scores_, dX into dscores_ (when wanted) and the span's slots += the piece's dslopes.
@@ -322,7 +313,7 @@ class CublasBackward {
   const SlopeTable slopes_;
   const BackwardWork work_;
   const cudaStream_t stream_;
-  const cublasHandle_t cublas_;
+  const BatchedSgemm gemm_;
   const int heads_, kv_heads_, group_, head_dim_, key_chunk_;
   const bool wants_dx_;          // dQ, dK or dslopes: dP and dX are needed, not only P
   const MaskView& mask_;         // host arrays: the tiles to walk

@@ -1,7 +1,7 @@
 // What the cuBLAS paths (cublas_attention.cu, cublas_backward.cu) share: the gather of a
-// tensor's tokens into per-head f32 rows, the scores of a piece's cells, and a block-wide
-// reduction. Kernels have no inline linkage: each translation unit gets its own copy (internal
-// linkage).
+// tensor's tokens into per-head f32 rows, per-head GEMMs, the scores of a piece's cells, and a
+// block-wide reduction. Kernels have no inline linkage: each translation unit gets its own copy
+// (internal linkage).
 #pragma once
 
 #include "cuda/cuda_common.cuh"
@@ -21,6 +21,21 @@ __global__ void gather_heads_kernel(float* dst, DeviceTensor src, int64_t first,
     dst[i] = src.load(src.offset(first + t, h / group, d));
   }
 }
+
+// One f32 GEMM per head over strided batches (cuBLAS, column-major; CUBLAS_COMPUTE_32F: no TF32).
+struct BatchedSgemm {
+  cublasHandle_t handle;
+  int heads;
+
+  void operator()(cublasOperation_t op_a, cublasOperation_t op_b, int m, int n, int k, float alpha,
+                  const float* a, int lda, int64_t stride_a, const float* b, int ldb,
+                  int64_t stride_b, float beta, float* c, int ldc, int64_t stride_c) const {
+    CUBLAS_CHECK(cublasGemmStridedBatchedEx(handle, op_a, op_b, m, n, k, &alpha, a, CUDA_R_32F, lda,
+                                            stride_a, b, CUDA_R_32F, ldb, stride_b, &beta, c,
+                                            CUDA_R_32F, ldc, stride_c, heads, CUBLAS_COMPUTE_32F,
+                                            CUBLAS_GEMM_DEFAULT));
+  }
+};
 
 // What turns x = scale * q.k of a piece's cells (keys first_key on, slice-local) into scores:
 // the slice, its ALiBi terms and the optional attn_bias.
