@@ -28,6 +28,7 @@ endif()
 
 install(FILES
     ${PROJECT_SOURCE_DIR}/include/alibi/alibi.h
+    ${PROJECT_SOURCE_DIR}/include/alibi/alibi_dist.h
     ${PROJECT_BINARY_DIR}/include/alibi/alibi_version.h
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/alibi
   COMPONENT development)

@@ -68,6 +68,7 @@ SWIGEXPORT void SWIGSTDCALL alibi_csharp_register_throw(alibi_csharp_throw_callb
 %csattributes ALIBI_STATUS_OUT_OF_MEMORY "/// <summary>An allocation failed.</summary>";
 %csattributes ALIBI_STATUS_DEVICE_ERROR "/// <summary>The device reported an error.</summary>";
 %csattributes ALIBI_STATUS_INTERNAL "/// <summary>An unexpected failure inside the library.</summary>";
+%csattributes ALIBI_STATUS_COMMUNICATION_ERROR "/// <summary>A collective of the communicator failed (context parallelism).</summary>";
 %typemap(csclassmodifiers) enum alibi_dtype "/// <summary>Element types; F16 (IEEE binary16) and BF16 (bfloat16) elements are 16-bit patterns (ushort).</summary>\npublic enum"
 %csattributes ALIBI_DTYPE_F32 "/// <summary>32-bit float.</summary>";
 %csattributes ALIBI_DTYPE_F16 "/// <summary>IEEE binary16, as its 16-bit pattern.</summary>";
@@ -94,6 +95,7 @@ SWIGEXPORT void SWIGSTDCALL alibi_csharp_register_throw(alibi_csharp_throw_callb
 %rename(OutOfMemory) ALIBI_STATUS_OUT_OF_MEMORY;
 %rename(DeviceError) ALIBI_STATUS_DEVICE_ERROR;
 %rename(Internal) ALIBI_STATUS_INTERNAL;
+%rename(CommunicationError) ALIBI_STATUS_COMMUNICATION_ERROR;
 %rename(F32) ALIBI_DTYPE_F32;
 %rename(F16) ALIBI_DTYPE_F16;
 %rename(BF16) ALIBI_DTYPE_BF16;

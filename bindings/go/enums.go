@@ -17,6 +17,7 @@ const (
 	StatusOutOfMemory        Status = 7
 	StatusDeviceError        Status = 8
 	StatusInternal           Status = 9
+	StatusCommunicationError Status = 10
 )
 
 // DType is an element type; f16 and bf16 elements are 16-bit patterns (uint16).

@@ -5,8 +5,10 @@
 #include <string>
 
 #include "alibi/alibi.h"
+#include "alibi/alibi_dist.h"
 #include "core/abi/ops.h"
 #include "core/abi/params.h"
+#include "core/dist/dist.h"
 
 namespace {
 
@@ -75,6 +77,7 @@ const char* alibi_status_string(alibi_status status) {
     case ALIBI_STATUS_OUT_OF_MEMORY: return "out of memory";
     case ALIBI_STATUS_DEVICE_ERROR: return "device error";
     case ALIBI_STATUS_INTERNAL: return "internal error";
+    case ALIBI_STATUS_COMMUNICATION_ERROR: return "communication error";
   }
   return "unknown status";
 }
@@ -318,6 +321,114 @@ alibi_status alibi_build_bloom_bias(alibi_context_t ctx, alibi_tensor_t attentio
                                     int num_heads, alibi_tensor_t out) {
   return guarded(__func__, [&] {
     alibi::build_bloom_bias(ctx, attention_mask, num_heads, out);
+  });
+}
+
+// Context parallelism (alibi_dist.h)
+
+alibi_status alibi_comm_create(const alibi_comm_ops* ops, void* user, int rank, int size,
+                               alibi_comm_t* out) {
+  clear(out);
+  return guarded(__func__, [&] {
+    require(out, "out");
+    *out = alibi::dist::comm_create(ops, user, rank, size);
+  });
+}
+
+alibi_status alibi_comm_get_rank(alibi_comm_t comm, int* out) {
+  return guarded(__func__, [&] { *require(out, "out") = require(comm, "comm")->rank; });
+}
+
+alibi_status alibi_comm_get_size(alibi_comm_t comm, int* out) {
+  return guarded(__func__, [&] { *require(out, "out") = require(comm, "comm")->size; });
+}
+
+void alibi_comm_destroy(alibi_comm_t comm) { alibi::dist::comm_destroy(comm); }
+
+alibi_status alibi_dist_compute_pad_size(int64_t total_seqlen, int cp_size, int chunk_size,
+                                         int64_t* out) {
+  return guarded(__func__, [&] {
+    require(out, "out");
+    *out = alibi::dist::compute_pad_size(total_seqlen, cp_size, chunk_size);
+  });
+}
+
+alibi_status alibi_dist_plan_create(alibi_mask_t mask, int cp_size, int chunk_size,
+                                    alibi_dist_plan_t* out) {
+  clear(out);
+  return guarded(__func__, [&] {
+    require(out, "out");
+    *out = alibi::dist::plan_create(require(mask, "mask"), cp_size, chunk_size);
+  });
+}
+
+alibi_status alibi_dist_plan_get_num_local_tokens(alibi_dist_plan_t plan, int64_t* out) {
+  return guarded(__func__, [&] {
+    *require(out, "out") = require(plan, "plan")->plan.local_tokens();
+  });
+}
+
+alibi_status alibi_dist_plan_get_info(alibi_dist_plan_t plan, int* cp_size, int* chunk_size,
+                                      int64_t* padded_total) {
+  return guarded(__func__, [&] {
+    const alibi::dist::Plan& p = require(plan, "plan")->plan;
+    if (cp_size) *cp_size = p.cp_size;
+    if (chunk_size) *chunk_size = p.chunk_size;
+    if (padded_total) *padded_total = p.padded;
+  });
+}
+
+alibi_status alibi_dist_plan_get_chunks(alibi_dist_plan_t plan, int rank, int32_t* chunk_ids) {
+  return guarded(__func__, [&] {
+    alibi::dist::plan_get_chunks(require(plan, "plan"), rank, require(chunk_ids, "chunk_ids"));
+  });
+}
+
+alibi_status alibi_dist_plan_get_position_ids(alibi_dist_plan_t plan, int rank, int64_t* out) {
+  return guarded(__func__, [&] {
+    alibi::dist::plan_get_position_ids(require(plan, "plan"), rank, require(out, "out"));
+  });
+}
+
+alibi_status alibi_dist_plan_get_workloads(alibi_dist_plan_t plan, int64_t* out) {
+  return guarded(__func__, [&] {
+    alibi::dist::plan_get_workloads(require(plan, "plan"), require(out, "out"));
+  });
+}
+
+void alibi_dist_plan_destroy(alibi_dist_plan_t plan) { delete plan; }
+
+alibi_status alibi_dist_dispatch(alibi_context_t ctx, alibi_dist_plan_t plan, int rank,
+                                 alibi_tensor_t global_x, alibi_tensor_t local_x) {
+  return guarded(__func__, [&] { alibi::dist::dispatch(ctx, plan, rank, global_x, local_x); });
+}
+
+alibi_status alibi_dist_undispatch(alibi_context_t ctx, alibi_comm_t comm, alibi_dist_plan_t plan,
+                                   alibi_tensor_t local_x, alibi_tensor_t global_x) {
+  return guarded(__func__, [&] { alibi::dist::undispatch(ctx, comm, plan, local_x, global_x); });
+}
+
+alibi_status alibi_dist_attention_forward(alibi_context_t ctx, alibi_comm_t comm,
+                                          alibi_dist_plan_t plan, alibi_tensor_t q,
+                                          alibi_tensor_t k, alibi_tensor_t v,
+                                          const alibi_attention_params* params,
+                                          alibi_tensor_t out, alibi_tensor_t lse) {
+  return guarded(__func__, [&] {
+    alibi::dist::attention_forward(ctx, comm, plan, q, k, v, params, out, lse);
+  });
+}
+
+alibi_status alibi_dist_attention_backward(alibi_context_t ctx, alibi_comm_t comm,
+                                           alibi_dist_plan_t plan, alibi_tensor_t q,
+                                           alibi_tensor_t k, alibi_tensor_t v,
+                                           const alibi_attention_params* params,
+                                           alibi_tensor_t out, alibi_tensor_t lse,
+                                           alibi_tensor_t dout, alibi_tensor_t dq,
+                                           alibi_tensor_t dk, alibi_tensor_t dv,
+                                           alibi_tensor_t dslopes) {
+  return guarded(__func__, [&] {
+    alibi::dist::attention_backward(ctx, comm, plan, q, k, v, params, out, lse, dout, dq, dk, dv,
+                                    dslopes);
   });
 }
 

@@ -78,7 +78,8 @@ typedef enum {
   ALIBI_STATUS_BACKEND_UNAVAILABLE = 6, /**< the requested device is not available */
   ALIBI_STATUS_OUT_OF_MEMORY = 7,
   ALIBI_STATUS_DEVICE_ERROR = 8,
-  ALIBI_STATUS_INTERNAL = 9
+  ALIBI_STATUS_INTERNAL = 9,
+  ALIBI_STATUS_COMMUNICATION_ERROR = 10 /**< a collective of alibi_comm_ops failed (alibi_dist.h) */
 } alibi_status;
 
 /** Element types. f16 is IEEE binary16, bf16 is bfloat16; both are stored as 16-bit words. */
