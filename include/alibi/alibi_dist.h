@@ -88,6 +88,8 @@ ALIBI_API alibi_status alibi_dist_compute_pad_size(int64_t total_seqlen, int cp_
  * The plan keeps a copy of the mask's slices and positions (as they are now): the mask may be
  * destroyed or given new positions afterwards without changing the plan. Any mask kind (varlen,
  * ranges with any slice types and shared rows, sliding window, explicit positions).
+ * Tokens are int32 throughout the library, so the padded stream must be too: T + pad <=
+ * INT32_MAX, else INVALID_ARGUMENT (naming chunk_size and cp_size).
  * @param cp_size 1..65536.  @param chunk_size >= 1.
  */
 ALIBI_API alibi_status alibi_dist_plan_create(alibi_mask_t mask, int cp_size, int chunk_size,
