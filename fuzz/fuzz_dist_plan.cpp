@@ -104,13 +104,15 @@ int64_t max_valid(alibi_mask_t mask) {
   return valid;
 }
 
-// cp_size: mostly 1..6; now and then 65536, just outside 1..65536, or an int32 edge.
+// cp_size: mostly 1..6; now and then 1000, just outside 1..65536, an int32 edge or any int
+// beyond 65536 (negative included). Never 65536 itself: dealing and reading back 65536 ranks
+// takes a thousand times an ordinary input (tests/test_dist_plan.cpp makes that plan).
 int cp_size_from(Bytes& in) {
   const uint8_t pick = in.u8();
   if (pick < 232) return int(in.in(1, 6));
-  static const int wild[] = {kMaxCpSize, kMaxCpSize + 1, 0, -1, INT32_MIN, INT32_MAX, 1000, 3};
+  static const int wild[] = {kMaxCpSize + 1, 0, -1, INT32_MIN, INT32_MAX, 1000, 64, 7};
   if (pick < 248) return wild[pick % 8];
-  return int(in.u32());
+  return int(in.u32() | 0x20000u);
 }
 
 // chunk_size: mostly 1..40; now and then large (padding past INT32_MAX) or not positive.
