@@ -71,7 +71,8 @@ void make_mask(Bytes& in, SelfMask& m) {
       fuzz::check_status_ok(
           alibi_mask_create_varlen(ctx, batch, cu_q.data(), cu_k.data(), causal, &m.handle.m),
           "alibi_mask_create_varlen");
-      m.visible = ref::from_slices(cu_q.back(), cu_k.back(), ref::varlen_slices(cu_q, cu_k, causal));
+      m.visible =
+          ref::from_slices(cu_q.back(), cu_k.back(), ref::varlen_slices(cu_q, cu_k, causal));
     }
     m.total_q = cu_q.back();
     m.total_k = cu_k.back();
@@ -97,10 +98,12 @@ int64_t max_valid(alibi_mask_t mask) {
   int n = 0;
   fuzz::check_status_ok(alibi_mask_get_num_slices(mask, &n), "alibi_mask_get_num_slices");
   std::vector<int32_t> q(size_t(2 * n) + 1), k(size_t(2 * n) + 1);
-  fuzz::check_status_ok(alibi_mask_get_slices(mask, q.data(), k.data(), nullptr), "alibi_mask_get_slices");
+  fuzz::check_status_ok(alibi_mask_get_slices(mask, q.data(), k.data(), nullptr),
+                        "alibi_mask_get_slices");
   int64_t valid = 0;
   for (size_t s = 0; s < size_t(n); ++s)
-    if (q[2 * s] < q[2 * s + 1] && k[2 * s] < k[2 * s + 1]) valid = std::max<int64_t>(valid, q[2 * s + 1]);
+    if (q[2 * s] < q[2 * s + 1] && k[2 * s] < k[2 * s + 1])
+      valid = std::max<int64_t>(valid, q[2 * s + 1]);
   return valid;
 }
 
@@ -144,7 +147,8 @@ void check_pad_size(Bytes& in) {
   expect.check(alibi_dist_compute_pad_size(total, cp_size, chunk_size, null_out ? nullptr : &out),
                "alibi_dist_compute_pad_size");
   if (!expect.ok()) {
-    FUZZ_REQUIRE(out == kPoison, "alibi_dist_compute_pad_size failed but wrote %lld", (long long)out);
+    FUZZ_REQUIRE(out == kPoison, "alibi_dist_compute_pad_size failed but wrote %lld",
+                 (long long)out);
     return;
   }
   FUZZ_REQUIRE(out == pad_of(total, cp_size, chunk_size),
@@ -162,7 +166,8 @@ int invalid_rank(Bytes& in, int cp_size) {
 // A buffer (poisoned, its elements and a spare) that a successful call must fill exactly.
 template <class T>
 void require_filled(const std::vector<T>& buffer, const char* call) {
-  FUZZ_REQUIRE(buffer.back() == T(kPoison), "%s wrote past its %zu elements", call, buffer.size() - 1);
+  FUZZ_REQUIRE(buffer.back() == T(kPoison), "%s wrote past its %zu elements", call,
+               buffer.size() - 1);
   FUZZ_REQUIRE(std::find(buffer.begin(), buffer.end() - 1, T(kPoison)) == buffer.end() - 1,
                "%s left an element unwritten", call);
 }
@@ -175,30 +180,53 @@ void check_getters_fail(Bytes& in, alibi_dist_plan_t plan, int cp_size) {
   Expect bad_rank;
   bad_rank.add(ALIBI_STATUS_INVALID_ARGUMENT, "rank");
   bad_rank.check(alibi_dist_plan_get_chunks(plan, rank, &chunk), "alibi_dist_plan_get_chunks");
-  bad_rank.check(alibi_dist_plan_get_position_ids(plan, rank, &value), "alibi_dist_plan_get_position_ids");
+  bad_rank.check(alibi_dist_plan_get_position_ids(plan, rank, &value),
+                 "alibi_dist_plan_get_position_ids");
   Expect null;
   null.add(ALIBI_STATUS_NULL_POINTER, "plan or output");
   switch (in.u8() % 8) {
-    case 0: null.check(alibi_dist_plan_get_chunks(nullptr, 0, &chunk), "alibi_dist_plan_get_chunks"); break;
-    case 1: null.check(alibi_dist_plan_get_chunks(plan, 0, nullptr), "alibi_dist_plan_get_chunks"); break;
-    case 2: null.check(alibi_dist_plan_get_position_ids(nullptr, 0, &value), "alibi_dist_plan_get_position_ids"); break;
-    case 3: null.check(alibi_dist_plan_get_position_ids(plan, 0, nullptr), "alibi_dist_plan_get_position_ids"); break;
-    case 4: null.check(alibi_dist_plan_get_workloads(nullptr, &value), "alibi_dist_plan_get_workloads"); break;
-    case 5: null.check(alibi_dist_plan_get_workloads(plan, nullptr), "alibi_dist_plan_get_workloads"); break;
-    case 6: null.check(alibi_dist_plan_get_num_local_tokens(plan, nullptr), "alibi_dist_plan_get_num_local_tokens"); break;
-    default: null.check(alibi_dist_plan_get_info(nullptr, nullptr, nullptr, nullptr), "alibi_dist_plan_get_info"); break;
+    case 0:
+      null.check(alibi_dist_plan_get_chunks(nullptr, 0, &chunk), "alibi_dist_plan_get_chunks");
+      break;
+    case 1:
+      null.check(alibi_dist_plan_get_chunks(plan, 0, nullptr), "alibi_dist_plan_get_chunks");
+      break;
+    case 2:
+      null.check(alibi_dist_plan_get_position_ids(nullptr, 0, &value),
+                 "alibi_dist_plan_get_position_ids");
+      break;
+    case 3:
+      null.check(alibi_dist_plan_get_position_ids(plan, 0, nullptr),
+                 "alibi_dist_plan_get_position_ids");
+      break;
+    case 4:
+      null.check(alibi_dist_plan_get_workloads(nullptr, &value), "alibi_dist_plan_get_workloads");
+      break;
+    case 5:
+      null.check(alibi_dist_plan_get_workloads(plan, nullptr), "alibi_dist_plan_get_workloads");
+      break;
+    case 6:
+      null.check(alibi_dist_plan_get_num_local_tokens(plan, nullptr),
+                 "alibi_dist_plan_get_num_local_tokens");
+      break;
+    default:
+      null.check(alibi_dist_plan_get_info(nullptr, nullptr, nullptr, nullptr),
+                 "alibi_dist_plan_get_info");
+      break;
   }
   FUZZ_REQUIRE(chunk == int32_t(kPoison) && value == kPoison, "a failed getter wrote its output");
 }
 
 // Chunks: a partition of all chunks, per_rank ascending ids on each rank. Returns them by rank.
-std::vector<std::vector<int32_t>> check_chunks(alibi_dist_plan_t plan, int cp_size, int64_t num_chunks) {
+std::vector<std::vector<int32_t>> check_chunks(alibi_dist_plan_t plan, int cp_size,
+                                               int64_t num_chunks) {
   const int64_t per_rank = num_chunks / cp_size;
   std::vector<uint8_t> seen(size_t(num_chunks), 0);
   std::vector<std::vector<int32_t>> chunks;
   for (int r = 0; r < cp_size; ++r) {
     std::vector<int32_t> ids(size_t(per_rank) + 1, int32_t(kPoison));
-    fuzz::check_status_ok(alibi_dist_plan_get_chunks(plan, r, ids.data()), "alibi_dist_plan_get_chunks");
+    fuzz::check_status_ok(alibi_dist_plan_get_chunks(plan, r, ids.data()),
+                          "alibi_dist_plan_get_chunks");
     require_filled(ids, "alibi_dist_plan_get_chunks");
     ids.pop_back();
     for (size_t i = 0; i < ids.size(); ++i) {
@@ -220,16 +248,19 @@ void check_workloads(alibi_dist_plan_t plan, const std::vector<std::vector<int32
                      const std::vector<int64_t>& row_cells, int chunk_size) {
   const int cp_size = int(chunks.size());
   std::vector<int64_t> got(size_t(cp_size) + 1, kPoison);
-  fuzz::check_status_ok(alibi_dist_plan_get_workloads(plan, got.data()), "alibi_dist_plan_get_workloads");
+  fuzz::check_status_ok(alibi_dist_plan_get_workloads(plan, got.data()),
+                        "alibi_dist_plan_get_workloads");
   require_filled(got, "alibi_dist_plan_get_workloads");
   int64_t sum = 0, all = 0;
   for (int r = 0; r < cp_size; ++r) {
     int64_t want = 0;
     for (int32_t c : chunks[size_t(r)])
-      for (int64_t row = int64_t(c) * chunk_size; row < std::min<int64_t>((int64_t(c) + 1) * chunk_size, int64_t(row_cells.size())); ++row)
+      for (int64_t row = int64_t(c) * chunk_size;
+           row < std::min<int64_t>((int64_t(c) + 1) * chunk_size, int64_t(row_cells.size())); ++row)
         want += row_cells[size_t(row)];
-    FUZZ_REQUIRE(got[size_t(r)] == want, "rank %d's workload is %lld, its chunks have %lld visible cells",
-                 r, (long long)got[size_t(r)], (long long)want);
+    FUZZ_REQUIRE(got[size_t(r)] == want,
+                 "rank %d's workload is %lld, its chunks have %lld visible cells", r,
+                 (long long)got[size_t(r)], (long long)want);
     sum += got[size_t(r)];
   }
   for (int64_t cells : row_cells) all += cells;
@@ -245,12 +276,14 @@ void check_position_ids(alibi_dist_plan_t plan, const std::vector<std::vector<in
                           "alibi_dist_plan_get_position_ids");
     require_filled(ids, "alibi_dist_plan_get_position_ids");
     for (int64_t i = 0; i < local_tokens; ++i) {
-      const int64_t token = int64_t(chunks[r][size_t(i / chunk_size)]) * chunk_size + i % chunk_size;
+      const int64_t token =
+          int64_t(chunks[r][size_t(i / chunk_size)]) * chunk_size + i % chunk_size;
       const int64_t id = ids[size_t(i)];
-      FUZZ_REQUIRE(id >= -1 && id < valid,
-                   "position id %lld outside [-1, max_valid = %lld)", (long long)id, (long long)valid);
-      FUZZ_REQUIRE(id == std::min(token, valid - 1), "rank %zu's local token %lld (global %lld) has id %lld",
-                   r, (long long)i, (long long)token, (long long)id);
+      FUZZ_REQUIRE(id >= -1 && id < valid, "position id %lld outside [-1, max_valid = %lld)",
+                   (long long)id, (long long)valid);
+      FUZZ_REQUIRE(id == std::min(token, valid - 1),
+                   "rank %zu's local token %lld (global %lld) has id %lld", r, (long long)i,
+                   (long long)token, (long long)id);
     }
   }
 }
@@ -260,7 +293,8 @@ void check_plan(Bytes& in, alibi_dist_plan_t plan, int cp_size, int chunk_size, 
                 const std::vector<int64_t>& row_cells, int64_t valid) {
   int got_cp = -1, got_chunk = -1;
   int64_t padded = kPoison, local_tokens = kPoison;
-  fuzz::check_status_ok(alibi_dist_plan_get_info(plan, &got_cp, &got_chunk, &padded), "alibi_dist_plan_get_info");
+  fuzz::check_status_ok(alibi_dist_plan_get_info(plan, &got_cp, &got_chunk, &padded),
+                        "alibi_dist_plan_get_info");
   fuzz::check_status_ok(alibi_dist_plan_get_num_local_tokens(plan, &local_tokens),
                         "alibi_dist_plan_get_num_local_tokens");
   const int64_t want_padded = total + pad_of(total, cp_size, chunk_size);
@@ -299,14 +333,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (m.total_q != m.total_k) expect.add(ALIBI_STATUS_SHAPE_MISMATCH, "total_q != total_k");
   if (!cp_size_valid(cp_size)) expect.add(ALIBI_STATUS_INVALID_ARGUMENT, "cp_size");
   if (chunk_size < 1) expect.add(ALIBI_STATUS_INVALID_ARGUMENT, "chunk_size");
-  if (cp_size_valid(cp_size) && chunk_size >= 1 && m.total_q + pad_of(m.total_q, cp_size, chunk_size) > INT32_MAX)
+  if (cp_size_valid(cp_size) && chunk_size >= 1 &&
+      m.total_q + pad_of(m.total_q, cp_size, chunk_size) > INT32_MAX)
     expect.add(ALIBI_STATUS_INVALID_ARGUMENT, "padded stream past INT32_MAX");
   alibi_dist_plan_t plan = reinterpret_cast<alibi_dist_plan_t>(&m);  // must be overwritten
   expect.check(alibi_dist_plan_create(null_mask ? nullptr : m.handle.m, cp_size, chunk_size,
                                       null_out ? nullptr : &plan),
                "alibi_dist_plan_create");
   if (!expect.ok()) {
-    FUZZ_REQUIRE(null_out || plan == nullptr, "alibi_dist_plan_create failed but did not set *out to NULL");
+    FUZZ_REQUIRE(null_out || plan == nullptr,
+                 "alibi_dist_plan_create failed but did not set *out to NULL");
     return 0;
   }
   const std::vector<int64_t> row_cells = row_cells_of(m.visible);

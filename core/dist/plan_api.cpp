@@ -23,8 +23,8 @@ void check_cp_and_chunk(int cp_size, int chunk_size) {
 
 void check_rank(const Plan& plan, int rank) {
   if (rank < 0 || rank >= plan.cp_size)
-    fail(ALIBI_STATUS_INVALID_ARGUMENT, "rank = %d is outside [0, cp_size) with cp_size = %d",
-         rank, plan.cp_size);
+    fail(ALIBI_STATUS_INVALID_ARGUMENT, "rank = %d is outside [0, cp_size) with cp_size = %d", rank,
+         plan.cp_size);
 }
 
 }  // namespace
