@@ -70,7 +70,7 @@ ALIBI_API void alibi_comm_destroy(alibi_comm_t comm);
 
 /**
  * MagiAttention's compute_pad_size: with B = chunk_size * cp_size, 0 if total_seqlen % B == 0,
- * else B - total_seqlen % B. total_seqlen >= 0, cp_size >= 1, chunk_size >= 1.
+ * else B - total_seqlen % B. total_seqlen >= 0, cp_size 1..65536, chunk_size >= 1.
  */
 ALIBI_API alibi_status alibi_dist_compute_pad_size(int64_t total_seqlen, int cp_size,
                                                    int chunk_size, int64_t* out);
