@@ -1,5 +1,8 @@
 # Installation and packaging of libalibi: the shared library, its headers, a CMake package
-# (alibi::alibi, find_package(alibi)) and a pkg-config file (alibi.pc).
+# (alibi::alibi, find_package(alibi)) and a pkg-config file (alibi.pc); and, when built, the
+# communicator adapters: libalibi_mpi (alibi::mpi, alibi-mpi.pc) and libalibi_nccl (alibi::nccl,
+# alibi-nccl.pc), each in an export file of its own that alibiConfig.cmake includes when the
+# engine it links is found.
 #
 # Eigen and the thread library are private dependencies of the shared library: they are not part
 # of the exported interface, so neither the CMake package nor the .pc file asks consumers for them.
@@ -39,6 +42,27 @@ install(EXPORT alibiTargets
   FILE alibiTargets.cmake
   DESTINATION ${ALIBI_INSTALL_CMAKEDIR}
   COMPONENT development)
+
+# The adapters: library, header and export file alibi<Name>Targets.cmake (target alibi::<name>).
+foreach(_alibi_adapter mpi nccl)
+  if(TARGET alibi_${_alibi_adapter})
+    string(TOUPPER ${_alibi_adapter} _alibi_adapter_upper)
+    install(TARGETS alibi_${_alibi_adapter}
+      EXPORT alibi${_alibi_adapter_upper}Targets
+      LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        COMPONENT runtime
+        NAMELINK_COMPONENT development)
+    install(FILES ${PROJECT_SOURCE_DIR}/include/alibi/alibi_${_alibi_adapter}.h
+      DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/alibi
+      COMPONENT development)
+    install(EXPORT alibi${_alibi_adapter_upper}Targets
+      NAMESPACE alibi::
+      FILE alibi${_alibi_adapter_upper}Targets.cmake
+      DESTINATION ${ALIBI_INSTALL_CMAKEDIR}
+      COMPONENT development)
+  endif()
+endforeach()
+unset(_alibi_adapter_upper)
 
 configure_package_config_file(
   ${PROJECT_SOURCE_DIR}/cmake/alibiConfig.cmake.in
@@ -93,12 +117,35 @@ else()
   set(ALIBI_PC_PREFIX "\${pcfiledir}/${_alibi_pc_up}")
   unset(_alibi_pc_up)
 endif()
-configure_file(${PROJECT_SOURCE_DIR}/pkgconfig/alibi.pc.in
-               ${PROJECT_BINARY_DIR}/pkgconfig/alibi.pc.configured @ONLY)
+# pkgconfig/NAME.pc.in configured now (with ALIBI_PC_PREFIX), then at install time.
+function(alibi_install_pc name)
+  configure_file(${PROJECT_SOURCE_DIR}/pkgconfig/${name}.pc.in
+                 ${PROJECT_BINARY_DIR}/pkgconfig/${name}.pc.configured @ONLY)
+  install(CODE "configure_file(\"${PROJECT_BINARY_DIR}/pkgconfig/${name}.pc.configured\"
+                               \"${PROJECT_BINARY_DIR}/pkgconfig/install/${name}.pc\" @ONLY)"
+    COMPONENT development)
+  install(FILES ${PROJECT_BINARY_DIR}/pkgconfig/install/${name}.pc
+    DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig
+    COMPONENT development)
+endfunction()
+alibi_install_pc(alibi)
+
+# An adapter's .pc file also carries the engine its header includes: the include directories
+# and libraries its CMakeLists.txt put in ALIBI_PC_INCLUDE_DIRS and ALIBI_PC_LIBRARIES.
+foreach(_alibi_adapter mpi nccl)
+  if(TARGET alibi_${_alibi_adapter})
+    get_target_property(_alibi_dirs alibi_${_alibi_adapter} ALIBI_PC_INCLUDE_DIRS)
+    get_target_property(_alibi_libs alibi_${_alibi_adapter} ALIBI_PC_LIBRARIES)
+    list(REMOVE_DUPLICATES _alibi_dirs)
+    list(TRANSFORM _alibi_dirs PREPEND "-I")
+    list(JOIN _alibi_dirs " " ALIBI_PC_ADAPTER_CFLAGS)
+    list(JOIN _alibi_libs " " ALIBI_PC_ADAPTER_LIBS)
+    alibi_install_pc(alibi-${_alibi_adapter})
+  endif()
+endforeach()
+unset(_alibi_adapter)
+unset(_alibi_dirs)
+unset(_alibi_libs)
+unset(ALIBI_PC_ADAPTER_CFLAGS)
+unset(ALIBI_PC_ADAPTER_LIBS)
 unset(ALIBI_PC_PREFIX)
-install(CODE "configure_file(\"${PROJECT_BINARY_DIR}/pkgconfig/alibi.pc.configured\"
-                             \"${PROJECT_BINARY_DIR}/pkgconfig/install/alibi.pc\" @ONLY)"
-  COMPONENT development)
-install(FILES ${PROJECT_BINARY_DIR}/pkgconfig/install/alibi.pc
-  DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig
-  COMPONENT development)

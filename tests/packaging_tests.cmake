@@ -7,6 +7,11 @@
 #   packaging.cuda_backend_symbols  libalibi_cuda exports only alibi_backend_entry (when built)
 #   packaging.install  cmake --install into a temporary prefix, then out-of-tree C consumers
 #                      through pkg-config and find_package(alibi)
+#   packaging.{mpi,nccl}_symbols  libalibi_mpi / libalibi_nccl export exactly the alibi_* symbols
+#                      their header declares (when built)
+#   packaging.install_adapters  the same install; the adapters' layout, and C consumers through
+#                      pkg-config alibi-mpi / alibi-nccl and find_package(alibi COMPONENTS ...)
+#                      (when libalibi_mpi is built)
 
 add_executable(alibi_c_abi_test ${CMAKE_CURRENT_LIST_DIR}/packaging/c_abi_test.c)
 target_link_libraries(alibi_c_abi_test PRIVATE alibi::alibi)
@@ -70,6 +75,17 @@ if(CMAKE_NM)
   get_filename_component(_alibi_nm_dir ${CMAKE_NM} DIRECTORY)
   set_tests_properties(packaging.symbols PROPERTIES LABELS packaging TIMEOUT 60
     ENVIRONMENT "PATH=${_alibi_nm_dir}:$ENV{PATH}")
+  foreach(_alibi_adapter mpi nccl)
+    if(TARGET alibi_${_alibi_adapter})
+      add_test(NAME packaging.${_alibi_adapter}_symbols
+        COMMAND ${ALIBI_BASH_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/packaging/symbols_test.sh
+                $<TARGET_FILE:alibi_${_alibi_adapter}>
+                ${PROJECT_SOURCE_DIR}/include/alibi/alibi_${_alibi_adapter}.h)
+      set_tests_properties(packaging.${_alibi_adapter}_symbols PROPERTIES LABELS packaging
+        TIMEOUT 60 ENVIRONMENT "PATH=${_alibi_nm_dir}:$ENV{PATH}")
+    endif()
+  endforeach()
+  unset(_alibi_adapter)
   unset(_alibi_nm_dir)
 else()
   message(WARNING "alibi: nm not found: packaging.symbols not added")
@@ -100,6 +116,21 @@ if(ALIBI_PKG_CONFIG_EXECUTABLE AND ALIBI_READELF_EXECUTABLE AND ALIBI_LDD_EXECUT
             ${PROJECT_VERSION} ${PROJECT_VERSION_MAJOR})
   set_tests_properties(packaging.install PROPERTIES LABELS packaging TIMEOUT 300
     SKIP_RETURN_CODE 77 RESOURCE_LOCK alibi_packaging_install)
+  if(TARGET alibi_mpi)
+    set(_alibi_with_nccl 0)
+    if(TARGET alibi_nccl)
+      set(_alibi_with_nccl 1)
+    endif()
+    add_test(NAME packaging.install_adapters
+      COMMAND ${ALIBI_BASH_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/packaging/install_adapters_test.sh
+              ${CMAKE_COMMAND} ${PROJECT_BINARY_DIR} ${CMAKE_CURRENT_BINARY_DIR}/packaging-install-adapters
+              ${CMAKE_CURRENT_LIST_DIR}/packaging/adapters_consumer ${CMAKE_C_COMPILER}
+              ${CMAKE_INSTALL_LIBDIR} ${CMAKE_INSTALL_INCLUDEDIR} ${PROJECT_VERSION_MAJOR}
+              ${_alibi_with_nccl})
+    set_tests_properties(packaging.install_adapters PROPERTIES LABELS packaging TIMEOUT 300
+      SKIP_RETURN_CODE 77 RESOURCE_LOCK alibi_packaging_install)
+    unset(_alibi_with_nccl)
+  endif()
 else()
   message(WARNING "alibi: pkg-config, readelf or ldd not found: packaging.install not added")
 endif()
