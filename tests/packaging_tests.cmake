@@ -35,6 +35,8 @@ set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
 alibi_library(alibi_newer_header)
 target_include_directories(alibi_newer_header BEFORE PRIVATE ${_alibi_newer_include}
                            ${PROJECT_BINARY_DIR}/include)
+# The other public headers (alibi_dist.h), after the newer alibi.h.
+target_include_directories(alibi_newer_header PRIVATE ${PROJECT_SOURCE_DIR}/include)
 foreach(_alibi_caller older newer)
   add_executable(alibi_params_abi_${_alibi_caller} ${CMAKE_CURRENT_LIST_DIR}/packaging/params_abi_test.c)
   target_link_libraries(alibi_params_abi_${_alibi_caller} PRIVATE ${CMAKE_DL_LIBS})
