@@ -59,7 +59,7 @@ struct MpiComm {
   }
 };
 
-// Copies size int64 values into `to`; false (recorded) when one is negative or above INT_MAX.
+// Copies to.size() int64 values into `to`; false (recorded) when one is negative or above INT_MAX.
 bool to_int(const char* name, const int64_t* from, std::vector<int>& to) {
   for (size_t r = 0; r < to.size(); ++r) {
     if (from[r] < 0 || from[r] > INT_MAX) {
