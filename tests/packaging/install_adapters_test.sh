@@ -43,6 +43,14 @@ for a in "${adapters[@]}"; do
   [ "$soname" = "libalibi_$a.so.$soversion" ] || fail "SONAME is '$soname', expected libalibi_$a.so.$soversion"
 done
 
+# As the bindings' install tests ask of every installed library: the adapters find libalibi
+# beside them and their engine's libraries as the application finds its own, never through an
+# absolute RUNPATH.
+step "RUNPATHs: none, or \$ORIGIN-relative"
+for a in "${adapters[@]}"; do
+  require_relative_runpaths "$(readlink -f "$libdir/libalibi_$a.so.$soversion")"
+done
+
 step "no build-tree or source-tree path in any installed file (libraries included)"
 require_no_tree_paths "$build_dir" "$(cd "$(dirname "$0")/../.." && pwd)" -- "$prefix"
 
