@@ -1,4 +1,5 @@
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "core/abi/ops.h"
@@ -96,31 +97,43 @@ void check_no_overlap(const std::vector<Named>& gradients, const std::vector<Nam
 
 }  // namespace
 
-void attention_backward(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tensor_s* k,
-                        alibi_tensor_s* v, alibi_mask_s* mask,
-                        const alibi_attention_params* params, alibi_tensor_s* out,
-                        alibi_tensor_s* lse, alibi_tensor_s* dout, alibi_tensor_s* dq,
-                        alibi_tensor_s* dk, alibi_tensor_s* dv, alibi_tensor_s* dslopes) {
-  const ForwardCall call = validate_forward(ctx, q, k, v, mask, params, out, lse);
+BackwardCall validate_backward(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tensor_s* k,
+                               alibi_tensor_s* v, alibi_mask_s* mask,
+                               const alibi_attention_params* params, alibi_tensor_s* out,
+                               alibi_tensor_s* lse, alibi_tensor_s* dout, alibi_tensor_s* dq,
+                               alibi_tensor_s* dk, alibi_tensor_s* dv, alibi_tensor_s* dslopes) {
+  ForwardCall forward = validate_forward(ctx, q, k, v, mask, params, out, lse);
   require(lse, "lse");
   check_like(*ctx, *require(dout, "dout"), "dout", q->view, "q's shape");
   if (dout->view.dtype != q->view.dtype)
     fail(ALIBI_STATUS_DTYPE_MISMATCH, "dout has dtype %s, expected q's dtype %s",
          dtype_name(dout->view.dtype), dtype_name(q->view.dtype));
 
-  BackwardArgs args;
-  args.forward = call.args;
+  BackwardCall call;
+  call.resolved = std::move(forward.resolved);  // the slopes' storage moves with it
+  BackwardArgs& args = call.args;
+  args.forward = forward.args;
   args.dout = dout->view;
   const alibi_dtype input = q->view.dtype;
   args.dq = gradient(*ctx, dq, "dq", q->view, "q's shape", input);
   args.dk = gradient(*ctx, dk, "dk", k->view, "k's shape", input);
   args.dv = gradient(*ctx, dv, "dv", k->view, "k's shape", input);
-  args.dslopes = slope_gradient(*ctx, dslopes, q->view.shape[1], call.args.slopes, mask->plan);
+  args.dslopes = slope_gradient(*ctx, dslopes, q->view.shape[1], args.forward.slopes, mask->plan);
   const ForwardArgs& f = args.forward;
   check_no_overlap({{args.dq, "dq"}, {args.dk, "dk"}, {args.dv, "dv"}, {args.dslopes, "dslopes"}},
                    {{&f.q, "q"}, {&f.k, "k"}, {&f.v, "v"}, {&f.out, "out"}, {f.lse, "lse"},
                     {&args.dout, "dout"}, {f.attn_bias, "params->attn_bias"}});
-  ctx->device->call(&BackendOps::attention_backward, &args);
+  return call;
+}
+
+void attention_backward(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tensor_s* k,
+                        alibi_tensor_s* v, alibi_mask_s* mask,
+                        const alibi_attention_params* params, alibi_tensor_s* out,
+                        alibi_tensor_s* lse, alibi_tensor_s* dout, alibi_tensor_s* dq,
+                        alibi_tensor_s* dk, alibi_tensor_s* dv, alibi_tensor_s* dslopes) {
+  const BackwardCall call =
+      validate_backward(ctx, q, k, v, mask, params, out, lse, dout, dq, dk, dv, dslopes);
+  ctx->device->call(&BackendOps::attention_backward, &call.args);
 }
 
 }  // namespace alibi

@@ -56,6 +56,17 @@ void attention_forward(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tensor_s* 
                        alibi_tensor_s* v, alibi_mask_s* mask,
                        const alibi_attention_params* params, alibi_tensor_s* out,
                        alibi_tensor_s* lse);
+// A backward call's arguments, validated and resolved (args.forward.slopes points into resolved).
+struct BackwardCall {
+  ResolvedParams resolved;
+  BackwardArgs args;
+};
+// Every check of alibi_attention_backward, nothing run.
+BackwardCall validate_backward(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tensor_s* k,
+                               alibi_tensor_s* v, alibi_mask_s* mask,
+                               const alibi_attention_params* params, alibi_tensor_s* out,
+                               alibi_tensor_s* lse, alibi_tensor_s* dout, alibi_tensor_s* dq,
+                               alibi_tensor_s* dk, alibi_tensor_s* dv, alibi_tensor_s* dslopes);
 void attention_backward(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tensor_s* k,
                         alibi_tensor_s* v, alibi_mask_s* mask,
                         const alibi_attention_params* params, alibi_tensor_s* out,
