@@ -17,6 +17,10 @@
  * disagree (another plan, other local shapes) are a caller's error that the library reports
  * where it can (INVALID_ARGUMENT / SHAPE_MISMATCH naming the value) and otherwise leaves to the
  * engine (which may hang, as MPI does).
+ *
+ * Staging: dispatch, undispatch and the attention calls pack token rows, and sum the partial
+ * gradients, in host memory; the buffers handed to the collectives are the context's device
+ * memory. On a CUDA context every such step is a copy to the host and back: correct, not fast.
  */
 #ifndef ALIBI_ALIBI_DIST_H
 #define ALIBI_ALIBI_DIST_H
