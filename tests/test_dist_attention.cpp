@@ -4,11 +4,13 @@
 // equal the single-process alibi_attention_forward / backward on the global tensors (themselves
 // tested against the float64 reference in test_attention.cpp and test_backward.cpp) within f32
 // rounding, bitwise run to run and across ranks. Outputs are poisoned before every call.
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <random>
 #include <set>
 #include <tuple>
 #include <string>
@@ -385,5 +387,344 @@ std::vector<Case> cases() {
 }
 
 INSTANTIATE_TEST_SUITE_P(Dist, DistAttention, ::testing::ValuesIn(cases()), case_name);
+
+// ------------------------------------------------------------- forward only, one head, f32
+
+struct ForwardResults {
+  std::vector<float> out, lse;  // (T, 1, D), (1, T)
+};
+
+constexpr int64_t kSmallDim = 4;
+
+ForwardResults single_forward(alibi_mask_t mask, int64_t t, const std::vector<float>& qkv) {
+  Context ctx = test::make_cpu_context();
+  const size_t n = size_t(t * kSmallDim);
+  const std::vector<float> q(qkv.begin(), qkv.begin() + n), k(qkv.begin() + n, qkv.begin() + 2 * n),
+      v(qkv.begin() + 2 * n, qkv.end());
+  Tensor tq = test::upload(ctx.get(), kF32, {t, 1, kSmallDim}, q);
+  Tensor tk = test::upload(ctx.get(), kF32, {t, 1, kSmallDim}, k);
+  Tensor tv = test::upload(ctx.get(), kF32, {t, 1, kSmallDim}, v);
+  Tensor out = test::poisoned(ctx.get(), kF32, {t, 1, kSmallDim});
+  Tensor lse = test::poisoned(ctx.get(), kF32, {1, t});
+  SUCCEEDED(alibi_attention_forward(ctx.get(), tq.get(), tk.get(), tv.get(), mask, nullptr,
+                                    out.get(), lse.get()));
+  return {test::download(out.get(), kF32, int64_t(n)), test::download(lse.get(), kF32, t)};
+}
+
+// Rank `rank`'s forward on its dispatched tokens; its rows' results at their global places
+// (others left NaN).
+void rank_forward(alibi_mask_t mask, int cp, int chunk, int64_t t, const std::vector<float>& qkv,
+                  test::ThreadGroup& group, int rank, ForwardResults& into) {
+  Context ctx = test::make_cpu_context();
+  SUCCEEDED(alibi_context_set_num_threads(ctx.get(), 1));
+  Comm comm(group.comm(rank));
+  alibi_dist_plan_t handle = nullptr;
+  SUCCEEDED(alibi_dist_plan_create(mask, cp, chunk, &handle));
+  Plan plan(handle);
+  int64_t l = 0;
+  SUCCEEDED(alibi_dist_plan_get_num_local_tokens(plan.get(), &l));
+  const size_t n = size_t(t * kSmallDim);
+  Tensor local[3];
+  for (int i = 0; i < 3; ++i) {
+    const std::vector<float> part(qkv.begin() + ptrdiff_t(i * n), qkv.begin() + ptrdiff_t((i + 1) * n));
+    Tensor global = test::upload(ctx.get(), kF32, {t, 1, kSmallDim}, part);
+    local[i] = test::poisoned(ctx.get(), kF32, {l, 1, kSmallDim});
+    SUCCEEDED(alibi_dist_dispatch(ctx.get(), plan.get(), rank, global.get(), local[i].get()));
+  }
+  Tensor out = test::poisoned(ctx.get(), kF32, {l, 1, kSmallDim});
+  Tensor lse = test::poisoned(ctx.get(), kF32, {1, l});
+  SUCCEEDED(alibi_dist_attention_forward(ctx.get(), comm.get(), plan.get(), local[0].get(),
+                                         local[1].get(), local[2].get(), nullptr, out.get(),
+                                         lse.get()));
+  const std::vector<float> o = test::download(out.get(), kF32, l * kSmallDim);
+  const std::vector<float> e = test::download(lse.get(), kF32, l);
+  const std::vector<int64_t> tokens = global_tokens(plan.get(), rank, t);
+  for (int64_t i = 0; i < l; ++i) {
+    const int64_t token = tokens[size_t(i)];
+    if (token < 0) continue;
+    into.lse[size_t(token)] = e[size_t(i)];
+    for (int64_t d = 0; d < kSmallDim; ++d)
+      into.out[size_t(token * kSmallDim + d)] = o[size_t(i * kSmallDim + d)];
+  }
+}
+
+ForwardResults dist_forward(alibi_mask_t mask, int cp, int chunk, int64_t t,
+                            const std::vector<float>& qkv) {
+  ForwardResults got{std::vector<float>(size_t(t * kSmallDim), NAN), std::vector<float>(size_t(t), NAN)};
+  test::ThreadGroup group(cp);
+  group.run([&](int rank) { rank_forward(mask, cp, chunk, t, qkv, group, rank, got); });
+  return got;
+}
+
+// Every slice type and shape (Sk below, equal to and above Sq) cut by chunks of 1 to 3 rows over
+// 2 and 3 ranks: each rank's piece of the slice must see exactly the keys the slice's rows see
+// (lse -inf exactly where the slice's rows see nothing).
+TEST(DistCut, EverySliceTypeAndShape) {
+  Context ctx = test::make_cpu_context();
+  constexpr int64_t t = 16;
+  const std::vector<float> qkv = test::random_values(size_t(3 * t * kSmallDim), kF32, 99);
+  for (int type = 0; type < 4; ++type)
+    for (int32_t sq : {1, 2, 3, 5, 8})
+      for (int32_t sk : {1, 2, 3, 5, 8, 13}) {
+        const int32_t q[] = {2, 2 + sq}, k[] = {1, 1 + sk};
+        alibi_mask_t handle = nullptr;
+        ASSERT_OK(alibi_mask_create_ranges(ctx.get(), 1, q, k, &type, t, t, &handle));
+        Mask mask(handle);
+        const ForwardResults want = single_forward(mask.get(), t, qkv);
+        for (int cp : {2, 3})
+          for (int chunk : {1, 2, 3}) {
+            SCOPED_TRACE(test::mask_type_name(type) + " " + std::to_string(sq) + "x" +
+                         std::to_string(sk) + " cp " + std::to_string(cp) + " chunk " +
+                         std::to_string(chunk));
+            const ForwardResults got = dist_forward(mask.get(), cp, chunk, t, qkv);
+            for (int64_t i = 0; i < t; ++i)
+              if (std::isinf(want.lse[size_t(i)]))
+                EXPECT_EQ(got.lse[size_t(i)], want.lse[size_t(i)]) << "row " << i;
+            expect_close("lse", got.lse, want.lse, 4, kF32);
+            expect_close("out", got.out, want.out, 4, kF32);
+          }
+      }
+}
+
+// ------------------------------------------------------------------------------------ volume
+
+// For a varlen batch of many short causal sequences, each rank receives exactly the keys and
+// values of the tokens its rows see (counted here from the sequences), far less than an
+// all-gather of K and V.
+TEST(DistVolume, EachRankReceivesOnlyTheKeysItsRowsSee) {
+  std::mt19937 rng(7);
+  std::vector<int32_t> lengths;
+  for (int s = 0; s < 40; ++s) lengths.push_back(3 + int32_t(rng() % 15));
+  std::vector<int32_t> cu{0};
+  for (int32_t n : lengths) cu.push_back(cu.back() + n);
+  const int64_t t = cu.back();
+  Context ctx = test::make_cpu_context();
+  Mask mask = varlen(ctx.get(), lengths, true);
+  constexpr int cp = 4, chunk = 8, hkv = 2;
+  const int64_t row_bytes = hkv * kHeadDim * int64_t(sizeof(float));
+  test::ThreadGroup group(cp);
+  std::vector<int64_t> expected(cp);
+  group.run([&](int rank) {
+    Context rctx = test::make_cpu_context();
+    Comm comm(group.comm(rank));
+    alibi_dist_plan_t handle = nullptr;
+    SUCCEEDED(alibi_dist_plan_create(mask.get(), cp, chunk, &handle));
+    Plan plan(handle);
+    int64_t l = 0;
+    SUCCEEDED(alibi_dist_plan_get_num_local_tokens(plan.get(), &l));
+    std::vector<bool> seen(size_t(t), false);
+    for (int64_t token : global_tokens(plan.get(), rank, t)) {
+      if (token < 0) continue;
+      const int32_t start = *(std::upper_bound(cu.begin(), cu.end(), int32_t(token)) - 1);
+      for (int64_t key = start; key <= token; ++key) seen[size_t(key)] = true;
+    }
+    expected[size_t(rank)] = 2 * row_bytes * std::count(seen.begin(), seen.end(), true);
+    Tensor q = test::upload(rctx.get(), kF32, {l, 4, kHeadDim},
+                            test::random_values(size_t(l * 4 * kHeadDim), kF32, 1));
+    Tensor k = test::upload(rctx.get(), kF32, {l, hkv, kHeadDim},
+                            test::random_values(size_t(l * hkv * kHeadDim), kF32, 2));
+    Tensor out = test::poisoned(rctx.get(), kF32, {l, 4, kHeadDim});
+    SUCCEEDED(alibi_dist_attention_forward(rctx.get(), comm.get(), plan.get(), q.get(), k.get(),
+                                           k.get(), nullptr, out.get(), nullptr));
+  });
+  const int64_t all_gather = 2 * row_bytes * t;
+  for (int rank = 0; rank < cp; ++rank) {
+    EXPECT_EQ(group.alltoallv_bytes(rank), expected[size_t(rank)]) << "rank " << rank;
+    // Its own quarter of the tokens and the start of the sequences they begin in.
+    EXPECT_LT(group.alltoallv_bytes(rank), all_gather / 2) << "rank " << rank;
+  }
+}
+
+// ------------------------------------------------------------------------- dispatch, undispatch
+
+// Any dtype, trailing dims and strides: each rank's tokens in chunk order, padding zero; the
+// undispatch on every rank gives back the global tensor.
+TEST(DistDispatch, AnyDtypeTrailingDimsAndStridesRoundTrip) {
+  constexpr int64_t t = 23;
+  constexpr int cp = 3, chunk = 4;
+  Context ctx = test::make_cpu_context();
+  Mask mask = varlen(ctx.get(), {int32_t(t)}, false);
+  // (23, 2, 3) int64 with gaps: strides (12, 6, 2).
+  std::vector<int64_t> storage(size_t(t * 12), -1);
+  for (int64_t i = 0; i < t; ++i)
+    for (int64_t a = 0; a < 2; ++a)
+      for (int64_t b = 0; b < 3; ++b) storage[size_t(i * 12 + a * 6 + b * 2)] = 1000 * i + 10 * a + b + 1;
+  test::ThreadGroup group(cp);
+  group.run([&](int rank) {
+    Context rctx = test::make_cpu_context();
+    Comm comm(group.comm(rank));
+    alibi_dist_plan_t handle = nullptr;
+    SUCCEEDED(alibi_dist_plan_create(mask.get(), cp, chunk, &handle));
+    Plan plan(handle);
+    int64_t l = 0;
+    SUCCEEDED(alibi_dist_plan_get_num_local_tokens(plan.get(), &l));
+    const int64_t shape[] = {t, 2, 3}, strides[] = {12, 6, 2}, local_shape[] = {l, 2, 3};
+    alibi_tensor_t g = nullptr, lx = nullptr, back = nullptr;
+    SUCCEEDED(alibi_tensor_wrap(rctx.get(), ALIBI_DTYPE_I64, 3, shape, strides, storage.data(), &g));
+    Tensor global(g);
+    std::vector<int64_t> local(size_t(l * 6), -7);
+    SUCCEEDED(alibi_tensor_wrap(rctx.get(), ALIBI_DTYPE_I64, 3, local_shape, nullptr, local.data(), &lx));
+    Tensor local_x(lx);
+    SUCCEEDED(alibi_dist_dispatch(rctx.get(), plan.get(), rank, global.get(), local_x.get()));
+    const std::vector<int64_t> tokens = global_tokens(plan.get(), rank, t);
+    for (int64_t i = 0; i < l; ++i)
+      for (int64_t e = 0; e < 6; ++e) {
+        const int64_t token = tokens[size_t(i)];
+        const int64_t want = token < 0 ? 0 : 1000 * token + 10 * (e / 3) + e % 3 + 1;
+        EXPECT_EQ(local[size_t(i * 6 + e)], want) << "rank " << rank << " local " << i;
+      }
+    std::vector<int64_t> gathered(size_t(t * 6), -7);
+    SUCCEEDED(alibi_tensor_wrap(rctx.get(), ALIBI_DTYPE_I64, 3, shape, nullptr, gathered.data(), &back));
+    Tensor global_back(back);
+    SUCCEEDED(alibi_dist_undispatch(rctx.get(), comm.get(), plan.get(), local_x.get(), global_back.get()));
+    for (int64_t i = 0; i < t; ++i)
+      for (int64_t e = 0; e < 6; ++e)
+        EXPECT_EQ(gathered[size_t(i * 6 + e)], 1000 * i + 10 * (e / 3) + e % 3 + 1)
+            << "rank " << rank << " token " << i;
+  });
+}
+
+// ------------------------------------------------------------------------------- bad input
+
+class DistErrors : public ::testing::Test {
+ protected:
+  static constexpr int64_t kTokens = 17;  // padded to 20 by chunks of 4
+  static constexpr int64_t kLocal = 20;
+
+  void SetUp() override {
+    ctx_ = test::make_cpu_context();
+    mask_ = varlen(ctx_.get(), {10, 7}, true);
+    plan_ = make_plan(1);
+    comm_.reset(group_.comm(0));
+    q_ = test::upload(ctx_.get(), kF32, {kLocal, 2, kHeadDim}, std::vector<float>(size_t(kLocal * 2 * kHeadDim), 0.5f));
+  }
+
+  Plan make_plan(int cp) {
+    alibi_dist_plan_t handle = nullptr;
+    SUCCEEDED(alibi_dist_plan_create(mask_.get(), cp, 4, &handle));
+    return Plan(handle);
+  }
+
+  alibi_status forward(alibi_dist_plan_t plan, alibi_tensor_t q, const alibi_attention_params* p) {
+    return alibi_dist_attention_forward(ctx_.get(), comm_.get(), plan, q, q_.get(), q_.get(), p,
+                                        out_.get(), lse_.get());
+  }
+
+  Context ctx_;
+  Mask mask_;
+  Plan plan_;
+  test::ThreadGroup group_{1};
+  Comm comm_;
+  Tensor q_;
+  test::PoisonedOutput out_{test::make_cpu_context().get(), kF32, {kLocal, 2, kHeadDim}};
+  test::PoisonedOutput lse_{test::make_cpu_context().get(), kF32, {2, kLocal}};
+};
+
+TEST_F(DistErrors, PlanOfAnotherCpSize) {
+  Plan two = make_plan(2);
+  EXPECT_FAILS(forward(two.get(), q_.get(), nullptr), ALIBI_STATUS_INVALID_ARGUMENT,
+               "alibi_dist_attention_forward", "plan|comm", "cp_size = 2", "size 1");
+  Tensor global = test::poisoned(ctx_.get(), kF32, {kTokens, 2, kHeadDim});
+  EXPECT_FAILS(alibi_dist_undispatch(ctx_.get(), comm_.get(), two.get(), q_.get(), global.get()),
+               ALIBI_STATUS_INVALID_ARGUMENT, "alibi_dist_undispatch", "plan|comm", "cp_size = 2");
+  EXPECT_TRUE(out_.untouched() && lse_.untouched());
+}
+
+TEST_F(DistErrors, LocalShapesThatDoNotMatchTheLocalTokens) {
+  Tensor longer = test::poisoned(ctx_.get(), kF32, {kLocal + 1, 2, kHeadDim});
+  EXPECT_FAILS(forward(plan_.get(), longer.get(), nullptr), ALIBI_STATUS_SHAPE_MISMATCH,
+               "alibi_dist_attention_forward", "q", "21", "20");
+  test::PoisonedOutput short_out(ctx_.get(), kF32, {kLocal - 1, 2, kHeadDim});
+  EXPECT_FAILS(alibi_dist_attention_forward(ctx_.get(), comm_.get(), plan_.get(), q_.get(),
+                                            q_.get(), q_.get(), nullptr, short_out.get(), nullptr),
+               ALIBI_STATUS_SHAPE_MISMATCH, "alibi_dist_attention_forward", "out", "19", "20");
+  EXPECT_TRUE(short_out.untouched() && out_.untouched() && lse_.untouched());
+  test::PoisonedOutput local(ctx_.get(), kF32, {kLocal - 4, 2, kHeadDim});
+  Tensor global = test::poisoned(ctx_.get(), kF32, {kTokens, 2, kHeadDim});
+  EXPECT_FAILS(alibi_dist_dispatch(ctx_.get(), plan_.get(), 0, global.get(), local.get()),
+               ALIBI_STATUS_SHAPE_MISMATCH, "alibi_dist_dispatch", "local_x", "16", "20");
+  Tensor shorter_global = test::poisoned(ctx_.get(), kF32, {kTokens - 1, 2, kHeadDim});
+  test::PoisonedOutput right(ctx_.get(), kF32, {kLocal, 2, kHeadDim});
+  EXPECT_FAILS(alibi_dist_dispatch(ctx_.get(), plan_.get(), 0, shorter_global.get(), right.get()),
+               ALIBI_STATUS_SHAPE_MISMATCH, "alibi_dist_dispatch", "global_x", "16", "17");
+  test::PoisonedOutput half(ctx_.get(), ALIBI_DTYPE_BF16, {kLocal, 2, kHeadDim});
+  EXPECT_FAILS(alibi_dist_dispatch(ctx_.get(), plan_.get(), 0, global.get(), half.get()),
+               ALIBI_STATUS_DTYPE_MISMATCH, "alibi_dist_dispatch", "local_x", "bf16", "f32");
+  EXPECT_TRUE(local.untouched() && right.untouched() && half.untouched());
+}
+
+TEST_F(DistErrors, RankOutOfRange) {
+  Tensor global = test::poisoned(ctx_.get(), kF32, {kTokens, 2, kHeadDim});
+  test::PoisonedOutput local(ctx_.get(), kF32, {kLocal, 2, kHeadDim});
+  for (int rank : {1, -1, 5})
+    EXPECT_FAILS(alibi_dist_dispatch(ctx_.get(), plan_.get(), rank, global.get(), local.get()),
+                 ALIBI_STATUS_INVALID_ARGUMENT, "alibi_dist_dispatch", "rank",
+                 "rank = " + std::to_string(rank), "cp_size = 1");
+  EXPECT_TRUE(local.untouched());
+}
+
+TEST_F(DistErrors, AttnBiasIsUnsupported) {
+  Tensor bias = test::poisoned(ctx_.get(), kF32, {2, kLocal, kLocal});
+  alibi_attention_params p;
+  alibi_attention_params_init(&p);
+  p.attn_bias = bias.get();
+  EXPECT_FAILS(forward(plan_.get(), q_.get(), &p), ALIBI_STATUS_UNSUPPORTED,
+               "alibi_dist_attention_forward", "attn_bias");
+  test::PoisonedOutput dq(ctx_.get(), kF32, {kLocal, 2, kHeadDim});
+  EXPECT_FAILS(alibi_dist_attention_backward(ctx_.get(), comm_.get(), plan_.get(), q_.get(),
+                                             q_.get(), q_.get(), &p, q_.get(), lse_.get(),
+                                             q_.get(), dq.get(), nullptr, nullptr, nullptr),
+               ALIBI_STATUS_UNSUPPORTED, "alibi_dist_attention_backward", "attn_bias");
+  EXPECT_TRUE(out_.untouched() && lse_.untouched() && dq.untouched());
+}
+
+TEST_F(DistErrors, NullArguments) {
+  EXPECT_FAILS(alibi_dist_attention_forward(ctx_.get(), nullptr, plan_.get(), q_.get(), q_.get(),
+                                            q_.get(), nullptr, out_.get(), nullptr),
+               ALIBI_STATUS_NULL_POINTER, "alibi_dist_attention_forward", "comm");
+  EXPECT_FAILS(forward(nullptr, q_.get(), nullptr), ALIBI_STATUS_NULL_POINTER,
+               "alibi_dist_attention_forward", "plan");
+  EXPECT_FAILS(forward(plan_.get(), nullptr, nullptr), ALIBI_STATUS_NULL_POINTER,
+               "alibi_dist_attention_forward", "q");
+  EXPECT_FAILS(alibi_dist_attention_forward(nullptr, comm_.get(), plan_.get(), q_.get(), q_.get(),
+                                            q_.get(), nullptr, out_.get(), nullptr),
+               ALIBI_STATUS_NULL_POINTER, "alibi_dist_attention_forward", "ctx");
+  test::PoisonedOutput dq(ctx_.get(), kF32, {kLocal, 2, kHeadDim});
+  EXPECT_FAILS(alibi_dist_attention_backward(ctx_.get(), comm_.get(), plan_.get(), q_.get(),
+                                             q_.get(), q_.get(), nullptr, q_.get(), nullptr,
+                                             q_.get(), dq.get(), nullptr, nullptr, nullptr),
+               ALIBI_STATUS_NULL_POINTER, "alibi_dist_attention_backward", "lse");
+  EXPECT_FAILS(alibi_dist_attention_backward(ctx_.get(), comm_.get(), plan_.get(), q_.get(),
+                                             q_.get(), q_.get(), nullptr, q_.get(), lse_.get(),
+                                             nullptr, dq.get(), nullptr, nullptr, nullptr),
+               ALIBI_STATUS_NULL_POINTER, "alibi_dist_attention_backward", "dout");
+  Tensor global = test::poisoned(ctx_.get(), kF32, {kTokens, 2, kHeadDim});
+  EXPECT_FAILS(alibi_dist_dispatch(ctx_.get(), plan_.get(), 0, global.get(), nullptr),
+               ALIBI_STATUS_NULL_POINTER, "alibi_dist_dispatch", "local_x");
+  EXPECT_FAILS(alibi_dist_undispatch(ctx_.get(), comm_.get(), plan_.get(), nullptr, global.get()),
+               ALIBI_STATUS_NULL_POINTER, "alibi_dist_undispatch", "local_x");
+  EXPECT_TRUE(out_.untouched() && lse_.untouched() && dq.untouched());
+}
+
+TEST_F(DistErrors, GradientOfAnotherShape) {
+  test::PoisonedOutput dk(ctx_.get(), kF32, {kLocal, 1, kHeadDim});
+  test::PoisonedOutput dq(ctx_.get(), kF32, {kLocal, 2, kHeadDim});
+  EXPECT_FAILS(alibi_dist_attention_backward(ctx_.get(), comm_.get(), plan_.get(), q_.get(),
+                                             q_.get(), q_.get(), nullptr, q_.get(), lse_.get(),
+                                             q_.get(), dq.get(), dk.get(), nullptr, nullptr),
+               ALIBI_STATUS_SHAPE_MISMATCH, "alibi_dist_attention_backward", "dk", "1", "2");
+  EXPECT_TRUE(dk.untouched() && dq.untouched());
+}
+
+// A collective returning nonzero fails the call with COMMUNICATION_ERROR and that value.
+TEST_F(DistErrors, CollectiveFailure) {
+  group_.fail_with(7);
+  EXPECT_FAILS(forward(plan_.get(), q_.get(), nullptr), ALIBI_STATUS_COMMUNICATION_ERROR,
+               "alibi_dist_attention_forward", "alltoallv", "returned 7");
+  EXPECT_TRUE(out_.untouched() && lse_.untouched());
+  Tensor global = test::poisoned(ctx_.get(), kF32, {kTokens, 2, kHeadDim});
+  EXPECT_FAILS(alibi_dist_undispatch(ctx_.get(), comm_.get(), plan_.get(), q_.get(), global.get()),
+               ALIBI_STATUS_COMMUNICATION_ERROR, "alibi_dist_undispatch", "allgather", "returned 7");
+}
 
 }  // namespace
