@@ -67,6 +67,7 @@ struct SelfMask {
   fuzz::MaskHandle handle;
   int64_t tokens = 0;
   int sequences = 0;  // > 0: per-sequence slopes may apply
+  int64_t max_distance = 0;  // bounds every |qpos - kpos|
 };
 
 void make_self_mask(Bytes& in, alibi_context_t ctx, SelfMask& m) {
@@ -97,7 +98,9 @@ void make_self_mask(Bytes& in, alibi_context_t ctx, SelfMask& m) {
                                                    m.tokens, m.tokens, &m.handle.m),
                           "alibi_mask_create_ranges");
   }
+  m.max_distance = m.tokens;
   if (in.u8() % 4 == 1) {  // positions far apart (ALiBi distances up to 70,000)
+    m.max_distance = 70000;
     std::vector<int32_t> q(size_t(m.tokens) + 1), k(size_t(m.tokens) + 1);
     for (int32_t& x : q) x = int32_t(in.in(0, 70000));
     for (int32_t& x : k) x = int32_t(in.in(0, 70000));
@@ -143,9 +146,11 @@ double magnitude(const std::vector<double>& values) {
   return m;
 }
 
+// floor: a bound of the terms a value sums (from the inputs' magnitudes), so that a value that
+// cancels to near 0 is judged against what it summed, not against itself.
 void expect_close(const char* what, const std::vector<double>& got, const std::vector<double>& want,
-                  alibi_dtype dtype) {
-  const double bound = 1e-3 * magnitude(want) + 1e-30;
+                  alibi_dtype dtype, double floor) {
+  const double bound = 1e-3 * std::max(magnitude(want), floor) + 1e-30;
   for (size_t i = 0; i < got.size(); ++i) {
     if (std::isinf(want[i]) || std::isinf(got[i])) {
       FUZZ_REQUIRE(got[i] == want[i], "%s[%zu] = %g, single process %g", what, i, got[i], want[i]);
@@ -287,6 +292,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                                  sdslopes.tensor.t),
                         "alibi_attention_backward");
 
+  // Bounds of what each result sums: P sums to 1 per row, |dP| and |Di| <= D |dout| |v|, so
+  // |dS| sums to at most 2 D |dout| |v| per row (scale 1/sqrt(D), the default).
+  const double a = magnitude(gq->values()), b = magnitude(gk->values()), v = magnitude(gv->values()),
+               g = magnitude(gdout->values()), scale = 1.0 / std::sqrt(double(dim));
+  const double ds = 2.0 * double(dim) * g * v;
+  const double floors[] = {v, scale * ds * b, scale * ds * a * double(t), g * double(t)};
+
   // Undispatched into poisoned globals: every element written, close to the single process.
   const std::pair<Operand*, Operand*> results[] = {
       {out.get(), sout.get()}, {dq.get(), sdq.get()}, {dk.get(), sdk.get()}, {dv.get(), sdv.get()}};
@@ -302,7 +314,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (dtype == ALIBI_DTYPE_F32)
       FUZZ_REQUIRE(std::none_of(got.begin(), got.end(), [&](double x) { return x == poison; }),
                    "%s: an element was not written", names[r]);
-    expect_close(names[r], got, single.values(), dtype);
+    expect_close(names[r], got, single.values(), dtype, floors[r]);
   }
   std::vector<double> lse_got;
   for (int64_t h = 0; h < hq; ++h)
@@ -310,8 +322,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const int64_t c = i / chunk;  // one rank: chunk c is local chunk c
       lse_got.push_back(lse.values[size_t(h * l + c * chunk + i % chunk)]);
     }
-  expect_close("lse", lse_got, as_doubles(slse.values, size_t(hq * t)), ALIBI_DTYPE_F32);
-  expect_close("dslopes", as_doubles(dslopes.values, sdslopes.values.size()), as_doubles(sdslopes.values, sdslopes.values.size()),
-               ALIBI_DTYPE_F32);
+  expect_close("lse", lse_got, as_doubles(slse.values, size_t(hq * t)), ALIBI_DTYPE_F32, 1.0);
+  const size_t slope_count = sdslopes.values.size();
+  expect_close("dslopes", as_doubles(dslopes.values, slope_count), as_doubles(sdslopes.values, slope_count),
+               ALIBI_DTYPE_F32, ds * double(t) * double(mask.max_distance));
   return 0;
 }

@@ -2,7 +2,6 @@
 #include <cstring>
 #include <initializer_list>
 #include <memory>
-#include <utility>
 #include <vector>
 
 #include "core/abi/ops.h"
