@@ -29,7 +29,16 @@ using fuzz::Bytes;
 using fuzz::Expect;
 using fuzz::Operand;
 
-enum Corruption { kNone, kPlanCpSize, kQTokens, kAttnBias, kNullComm, kDispatchRank, kNullLse, kCorruptions };
+enum Corruption {
+  kNone,
+  kPlanCpSize,
+  kQTokens,
+  kAttnBias,
+  kNullComm,
+  kDispatchRank,
+  kNullLse,
+  kCorruptions
+};
 
 // The communicator of one rank: every collective copies its input to its output.
 int self_alltoallv(void*, const void* send, const int64_t* send_counts, const int64_t* send_displs,
@@ -66,7 +75,7 @@ struct PlanHandle {
 struct SelfMask {
   fuzz::MaskHandle handle;
   int64_t tokens = 0;
-  int sequences = 0;  // > 0: per-sequence slopes may apply
+  int sequences = 0;         // > 0: per-sequence slopes may apply
   int64_t max_distance = 0;  // bounds every |qpos - kpos|
 };
 
@@ -75,14 +84,17 @@ void make_self_mask(Bytes& in, alibi_context_t ctx, SelfMask& m) {
   if (kind < 2) {
     const int batch = int(in.in(0, 3));
     std::vector<int32_t> cu{0};
-    for (int b = 0; b < batch; ++b) cu.push_back(std::min<int32_t>(cu.back() + fuzz::length(in, 40), 64));
+    for (int b = 0; b < batch; ++b)
+      cu.push_back(std::min<int32_t>(cu.back() + fuzz::length(in, 40), 64));
     if (kind == 0)
-      fuzz::check_status_ok(alibi_mask_create_varlen(ctx, batch, cu.data(), cu.data(), in.flag(), &m.handle.m),
-                            "alibi_mask_create_varlen");
+      fuzz::check_status_ok(
+          alibi_mask_create_varlen(ctx, batch, cu.data(), cu.data(), in.flag(), &m.handle.m),
+          "alibi_mask_create_varlen");
     else
-      fuzz::check_status_ok(alibi_mask_create_sliding_window(ctx, batch, cu.data(), cu.data(), int(in.in(-1, 12)),
-                                                             int(in.in(-1, 12)), &m.handle.m),
-                            "alibi_mask_create_sliding_window");
+      fuzz::check_status_ok(
+          alibi_mask_create_sliding_window(ctx, batch, cu.data(), cu.data(), int(in.in(-1, 12)),
+                                           int(in.in(-1, 12)), &m.handle.m),
+          "alibi_mask_create_sliding_window");
     m.tokens = cu.back();
     m.sequences = batch;
   } else {
@@ -94,8 +106,8 @@ void make_self_mask(Bytes& in, alibi_context_t ctx, SelfMask& m) {
       k.insert(k.end(), {int32_t(s.k_begin), int32_t(s.k_end)});
       types.push_back(s.type);
     }
-    fuzz::check_status_ok(alibi_mask_create_ranges(ctx, int(types.size()), q.data(), k.data(), types.data(),
-                                                   m.tokens, m.tokens, &m.handle.m),
+    fuzz::check_status_ok(alibi_mask_create_ranges(ctx, int(types.size()), q.data(), k.data(),
+                                                   types.data(), m.tokens, m.tokens, &m.handle.m),
                           "alibi_mask_create_ranges");
   }
   m.max_distance = m.tokens;
@@ -104,7 +116,8 @@ void make_self_mask(Bytes& in, alibi_context_t ctx, SelfMask& m) {
     std::vector<int32_t> q(size_t(m.tokens) + 1), k(size_t(m.tokens) + 1);
     for (int32_t& x : q) x = int32_t(in.in(0, 70000));
     for (int32_t& x : k) x = int32_t(in.in(0, 70000));
-    fuzz::check_status_ok(alibi_mask_set_positions(m.handle.m, q.data(), k.data()), "alibi_mask_set_positions");
+    fuzz::check_status_ok(alibi_mask_set_positions(m.handle.m, q.data(), k.data()),
+                          "alibi_mask_set_positions");
   }
 }
 
@@ -133,8 +146,8 @@ struct F32 {
     int64_t n = 1;
     for (int64_t s : shape) n *= s;
     values.assign(size_t(std::max<int64_t>(n, 1)), fuzz::kPoison);
-    fuzz::check_status_ok(alibi_tensor_wrap(ctx, ALIBI_DTYPE_F32, int(shape.size()), shape.data(), nullptr,
-                                            values.data(), &tensor.t),
+    fuzz::check_status_ok(alibi_tensor_wrap(ctx, ALIBI_DTYPE_F32, int(shape.size()), shape.data(),
+                                            nullptr, values.data(), &tensor.t),
                           "alibi_tensor_wrap");
   }
 };
@@ -157,12 +170,14 @@ void expect_close(const char* what, const std::vector<double>& got, const std::v
       continue;
     }
     const double rounding = 2 * fuzz::rounding(dtype) * std::fabs(want[i]) + std::ldexp(1.0, -24);
-    FUZZ_REQUIRE(std::fabs(got[i] - want[i]) <= bound + rounding, "%s[%zu] = %.9g, single process %.9g",
-                 what, i, got[i], want[i]);
+    FUZZ_REQUIRE(std::fabs(got[i] - want[i]) <= bound + rounding,
+                 "%s[%zu] = %.9g, single process %.9g", what, i, got[i], want[i]);
   }
 }
 
-std::vector<double> as_doubles(const std::vector<float>& v, size_t n) { return {v.begin(), v.begin() + ptrdiff_t(n)}; }
+std::vector<double> as_doubles(const std::vector<float>& v, size_t n) {
+  return {v.begin(), v.begin() + ptrdiff_t(n)};
+}
 
 // A call that must fail: status as expected, nothing written to `outputs`.
 void expect_failure(alibi_status got, alibi_status want, const char* function,
@@ -200,102 +215,122 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       params.slopes_per_batch ? std::vector<int64_t>{mask.sequences, hq} : std::vector<int64_t>{hq};
 
   PlanHandle plan;
-  fuzz::check_status_ok(alibi_dist_plan_create(mask.handle.m, 1, chunk, &plan.p), "alibi_dist_plan_create");
+  fuzz::check_status_ok(alibi_dist_plan_create(mask.handle.m, 1, chunk, &plan.p),
+                        "alibi_dist_plan_create");
   int64_t l = 0;
-  fuzz::check_status_ok(alibi_dist_plan_get_num_local_tokens(plan.p, &l), "alibi_dist_plan_get_num_local_tokens");
+  fuzz::check_status_ok(alibi_dist_plan_get_num_local_tokens(plan.p, &l),
+                        "alibi_dist_plan_get_num_local_tokens");
   std::vector<int32_t> chunks(size_t(l / chunk) + 1);  // never empty: data() is not NULL
-  fuzz::check_status_ok(alibi_dist_plan_get_chunks(plan.p, 0, chunks.data()), "alibi_dist_plan_get_chunks");
+  fuzz::check_status_ok(alibi_dist_plan_get_chunks(plan.p, 0, chunks.data()),
+                        "alibi_dist_plan_get_chunks");
 
   // Global inputs, dispatched into poisoned local tensors.
-  auto gq = operand(in, ctx, dtype, t, hq, dim, true), gk = operand(in, ctx, dtype, t, hkv, dim, true),
-       gv = operand(in, ctx, dtype, t, hkv, dim, true), gdout = operand(in, ctx, dtype, t, hq, dim, true);
-  auto lq = operand(in, ctx, dtype, l, hq, dim, false), lk = operand(in, ctx, dtype, l, hkv, dim, false),
-       lv = operand(in, ctx, dtype, l, hkv, dim, false), ldout = operand(in, ctx, dtype, l, hq, dim, false);
+  auto gq = operand(in, ctx, dtype, t, hq, dim, true),
+       gk = operand(in, ctx, dtype, t, hkv, dim, true),
+       gv = operand(in, ctx, dtype, t, hkv, dim, true),
+       gdout = operand(in, ctx, dtype, t, hq, dim, true);
+  auto lq = operand(in, ctx, dtype, l, hq, dim, false),
+       lk = operand(in, ctx, dtype, l, hkv, dim, false),
+       lv = operand(in, ctx, dtype, l, hkv, dim, false),
+       ldout = operand(in, ctx, dtype, l, hq, dim, false);
   alibi_comm_t comm = self_comm();
   if (corruption == kDispatchRank) {
     expect_failure(alibi_dist_dispatch(ctx, plan.p, in.flag() ? 1 : -1, gq->tensor.t, lq->tensor.t),
                    ALIBI_STATUS_INVALID_ARGUMENT, "alibi_dist_dispatch", {lq.get()});
     return 0;
   }
-  const std::pair<Operand*, Operand*> pairs[] = {{gq.get(), lq.get()}, {gk.get(), lk.get()},
-                                                 {gv.get(), lv.get()}, {gdout.get(), ldout.get()}};
+  const std::pair<Operand*, Operand*> pairs[] = {
+      {gq.get(), lq.get()}, {gk.get(), lk.get()}, {gv.get(), lv.get()}, {gdout.get(), ldout.get()}};
   for (const auto& [global, local] : pairs)
     fuzz::check_status_ok(alibi_dist_dispatch(ctx, plan.p, 0, global->tensor.t, local->tensor.t),
                           "alibi_dist_dispatch");
 
   auto out = operand(in, ctx, dtype, l, hq, dim, false);
   F32 lse(ctx, {hq, l});
-  if (corruption == kPlanCpSize || corruption == kQTokens || corruption == kAttnBias || corruption == kNullComm) {
+  if (corruption == kPlanCpSize || corruption == kQTokens || corruption == kAttnBias ||
+      corruption == kNullComm) {
     PlanHandle two;
-    fuzz::check_status_ok(alibi_dist_plan_create(mask.handle.m, 2, chunk, &two.p), "alibi_dist_plan_create");
+    fuzz::check_status_ok(alibi_dist_plan_create(mask.handle.m, 2, chunk, &two.p),
+                          "alibi_dist_plan_create");
     auto longer = operand(in, ctx, dtype, l + 1, hq, dim, true);
     F32 bias_values(ctx, {1, l, l});
     if (corruption == kAttnBias) params.attn_bias = bias_values.tensor.t;
     const alibi_status status = alibi_dist_attention_forward(
         ctx, corruption == kNullComm ? nullptr : comm, corruption == kPlanCpSize ? two.p : plan.p,
-        corruption == kQTokens ? longer->tensor.t : lq->tensor.t, lk->tensor.t, lv->tensor.t, &params,
-        out->tensor.t, lse.tensor.t);
+        corruption == kQTokens ? longer->tensor.t : lq->tensor.t, lk->tensor.t, lv->tensor.t,
+        &params, out->tensor.t, lse.tensor.t);
     const alibi_status want = corruption == kPlanCpSize ? ALIBI_STATUS_INVALID_ARGUMENT
                               : corruption == kQTokens  ? ALIBI_STATUS_SHAPE_MISMATCH
                               : corruption == kAttnBias ? ALIBI_STATUS_UNSUPPORTED
                                                         : ALIBI_STATUS_NULL_POINTER;
     expect_failure(status, want, "alibi_dist_attention_forward", {out.get()});
-    FUZZ_REQUIRE(std::all_of(lse.values.begin(), lse.values.end(), [](float x) { return x == fuzz::kPoison; }),
+    FUZZ_REQUIRE(std::all_of(lse.values.begin(), lse.values.end(),
+                             [](float x) { return x == fuzz::kPoison; }),
                  "alibi_dist_attention_forward failed but wrote lse");
     return 0;
   }
-  fuzz::check_status_ok(alibi_dist_attention_forward(ctx, comm, plan.p, lq->tensor.t, lk->tensor.t, lv->tensor.t,
-                                                     &params, out->tensor.t, lse.tensor.t),
-                        "alibi_dist_attention_forward");
+  fuzz::check_status_ok(
+      alibi_dist_attention_forward(ctx, comm, plan.p, lq->tensor.t, lk->tensor.t, lv->tensor.t,
+                                   &params, out->tensor.t, lse.tensor.t),
+      "alibi_dist_attention_forward");
   auto again = operand(in, ctx, dtype, l, hq, dim, false);
-  fuzz::check_status_ok(alibi_dist_attention_forward(ctx, comm, plan.p, lq->tensor.t, lk->tensor.t, lv->tensor.t,
-                                                     &params, again->tensor.t, nullptr),
-                        "alibi_dist_attention_forward");
+  fuzz::check_status_ok(
+      alibi_dist_attention_forward(ctx, comm, plan.p, lq->tensor.t, lk->tensor.t, lv->tensor.t,
+                                   &params, again->tensor.t, nullptr),
+      "alibi_dist_attention_forward");
   FUZZ_REQUIRE(again->values() == out->values(), "a second forward gave other bits");
 
-  auto dq = operand(in, ctx, dtype, l, hq, dim, false), dk = operand(in, ctx, dtype, l, hkv, dim, false),
+  auto dq = operand(in, ctx, dtype, l, hq, dim, false),
+       dk = operand(in, ctx, dtype, l, hkv, dim, false),
        dv = operand(in, ctx, dtype, l, hkv, dim, false);
   F32 dslopes(ctx, dslopes_shape);
   if (corruption == kNullLse) {
-    expect_failure(alibi_dist_attention_backward(ctx, comm, plan.p, lq->tensor.t, lk->tensor.t, lv->tensor.t,
-                                                 &params, out->tensor.t, nullptr, ldout->tensor.t, dq->tensor.t,
-                                                 dk->tensor.t, dv->tensor.t, dslopes.tensor.t),
-                   ALIBI_STATUS_NULL_POINTER, "alibi_dist_attention_backward", {dq.get(), dk.get(), dv.get()});
+    expect_failure(
+        alibi_dist_attention_backward(ctx, comm, plan.p, lq->tensor.t, lk->tensor.t, lv->tensor.t,
+                                      &params, out->tensor.t, nullptr, ldout->tensor.t,
+                                      dq->tensor.t, dk->tensor.t, dv->tensor.t, dslopes.tensor.t),
+        ALIBI_STATUS_NULL_POINTER, "alibi_dist_attention_backward", {dq.get(), dk.get(), dv.get()});
     return 0;
   }
-  fuzz::check_status_ok(alibi_dist_attention_backward(ctx, comm, plan.p, lq->tensor.t, lk->tensor.t, lv->tensor.t,
-                                                      &params, out->tensor.t, lse.tensor.t, ldout->tensor.t,
-                                                      dq->tensor.t, dk->tensor.t, dv->tensor.t, dslopes.tensor.t),
-                        "alibi_dist_attention_backward");
+  fuzz::check_status_ok(
+      alibi_dist_attention_backward(ctx, comm, plan.p, lq->tensor.t, lk->tensor.t, lv->tensor.t,
+                                    &params, out->tensor.t, lse.tensor.t, ldout->tensor.t,
+                                    dq->tensor.t, dk->tensor.t, dv->tensor.t, dslopes.tensor.t),
+      "alibi_dist_attention_backward");
 
   // Padding rows: out 0, lse -inf.
   for (int64_t i = 0; i < l; ++i) {
     if (int64_t(chunks[size_t(i / chunk)]) * chunk + i % chunk < t) continue;
     for (int64_t h = 0; h < hq; ++h) {
-      FUZZ_REQUIRE(lse.values[size_t(h * l + i)] == -INFINITY, "padding row %lld has lse %g", (long long)i,
-                   lse.values[size_t(h * l + i)]);
+      FUZZ_REQUIRE(lse.values[size_t(h * l + i)] == -INFINITY, "padding row %lld has lse %g",
+                   (long long)i, lse.values[size_t(h * l + i)]);
       for (int64_t d = 0; d < dim; ++d)
-        FUZZ_REQUIRE(out->get(i, h, d) == 0.0f, "padding row %lld has out %g", (long long)i, out->get(i, h, d));
+        FUZZ_REQUIRE(out->get(i, h, d) == 0.0f, "padding row %lld has out %g", (long long)i,
+                     out->get(i, h, d));
     }
   }
 
   // The single-process calls on the global tensors.
-  auto sout = operand(in, ctx, dtype, t, hq, dim, false), sdq = operand(in, ctx, dtype, t, hq, dim, false),
-       sdk = operand(in, ctx, dtype, t, hkv, dim, false), sdv = operand(in, ctx, dtype, t, hkv, dim, false);
+  auto sout = operand(in, ctx, dtype, t, hq, dim, false),
+       sdq = operand(in, ctx, dtype, t, hq, dim, false),
+       sdk = operand(in, ctx, dtype, t, hkv, dim, false),
+       sdv = operand(in, ctx, dtype, t, hkv, dim, false);
   F32 slse(ctx, {hq, t}), sdslopes(ctx, dslopes_shape);
-  fuzz::check_status_ok(alibi_attention_forward(ctx, gq->tensor.t, gk->tensor.t, gv->tensor.t, mask.handle.m,
-                                                &params, sout->tensor.t, slse.tensor.t),
-                        "alibi_attention_forward");
-  fuzz::check_status_ok(alibi_attention_backward(ctx, gq->tensor.t, gk->tensor.t, gv->tensor.t, mask.handle.m,
-                                                 &params, sout->tensor.t, slse.tensor.t, gdout->tensor.t,
-                                                 sdq->tensor.t, sdk->tensor.t, sdv->tensor.t,
-                                                 sdslopes.tensor.t),
-                        "alibi_attention_backward");
+  fuzz::check_status_ok(
+      alibi_attention_forward(ctx, gq->tensor.t, gk->tensor.t, gv->tensor.t, mask.handle.m, &params,
+                              sout->tensor.t, slse.tensor.t),
+      "alibi_attention_forward");
+  fuzz::check_status_ok(
+      alibi_attention_backward(ctx, gq->tensor.t, gk->tensor.t, gv->tensor.t, mask.handle.m,
+                               &params, sout->tensor.t, slse.tensor.t, gdout->tensor.t,
+                               sdq->tensor.t, sdk->tensor.t, sdv->tensor.t, sdslopes.tensor.t),
+      "alibi_attention_backward");
 
   // Bounds of what each result sums: P sums to 1 per row, |dP| and |Di| <= D |dout| |v|, so
   // |dS| sums to at most 2 D |dout| |v| per row (scale 1/sqrt(D), the default).
-  const double a = magnitude(gq->values()), b = magnitude(gk->values()), v = magnitude(gv->values()),
-               g = magnitude(gdout->values()), scale = 1.0 / std::sqrt(double(dim));
+  const double a = magnitude(gq->values()), b = magnitude(gk->values()),
+               v = magnitude(gv->values()), g = magnitude(gdout->values()),
+               scale = 1.0 / std::sqrt(double(dim));
   const double ds = 2.0 * double(dim) * g * v;
   const double floors[] = {v, scale * ds * b, scale * ds * a * double(t), g * double(t)};
 
@@ -306,8 +341,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (size_t r = 0; r < 4; ++r) {
     const Operand& single = *results[r].second;
     auto global = operand(in, ctx, dtype, t, single.shape[1], dim, false);
-    fuzz::check_status_ok(alibi_dist_undispatch(ctx, comm, plan.p, results[r].first->tensor.t, global->tensor.t),
-                          "alibi_dist_undispatch");
+    fuzz::check_status_ok(
+        alibi_dist_undispatch(ctx, comm, plan.p, results[r].first->tensor.t, global->tensor.t),
+        "alibi_dist_undispatch");
     const std::vector<double> got = global->values();
     const double poison = dtype == ALIBI_DTYPE_F32 ? fuzz::kPoison : 1024.0;
     // 1024 is also a value a gradient may take in f16/bf16: only f32's poison is told apart.
@@ -324,7 +360,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   expect_close("lse", lse_got, as_doubles(slse.values, size_t(hq * t)), ALIBI_DTYPE_F32, 1.0);
   const size_t slope_count = sdslopes.values.size();
-  expect_close("dslopes", as_doubles(dslopes.values, slope_count), as_doubles(sdslopes.values, slope_count),
-               ALIBI_DTYPE_F32, ds * double(t) * double(mask.max_distance));
+  expect_close("dslopes", as_doubles(dslopes.values, slope_count),
+               as_doubles(sdslopes.values, slope_count), ALIBI_DTYPE_F32,
+               ds * double(t) * double(mask.max_distance));
   return 0;
 }

@@ -41,8 +41,7 @@ class Barrier {
 
 class ThreadGroup {
  public:
-  explicit ThreadGroup(int size)
-      : size_(size), barrier_(size), ranks_(size_t(size)) {
+  explicit ThreadGroup(int size) : size_(size), barrier_(size), ranks_(size_t(size)) {
     for (int r = 0; r < size; ++r) ranks_[size_t(r)] = {this, r};
   }
 

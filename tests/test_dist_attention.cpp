@@ -11,9 +11,8 @@
 #include <functional>
 #include <limits>
 #include <random>
-#include <set>
-#include <tuple>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "alibi/alibi_dist.h"
@@ -52,7 +51,8 @@ Mask varlen(alibi_context_t ctx, const std::vector<int32_t>& lengths, bool causa
   std::vector<int32_t> cu{0};
   for (int32_t n : lengths) cu.push_back(cu.back() + n);
   alibi_mask_t mask = nullptr;
-  SUCCEEDED(alibi_mask_create_varlen(ctx, int(lengths.size()), cu.data(), cu.data(), causal, &mask));
+  SUCCEEDED(
+      alibi_mask_create_varlen(ctx, int(lengths.size()), cu.data(), cu.data(), causal, &mask));
   return Mask(mask);
 }
 
@@ -77,7 +77,9 @@ Mask sliding_window(alibi_context_t ctx, const std::vector<int32_t>& lengths, in
 const std::vector<MaskSpec>& mask_specs() {
   static const std::vector<MaskSpec> specs = {
       {"varlen_causal_odd_and_empty",
-       [](alibi_context_t c) { return varlen(c, {37, 0, 61, 5, 90}, true); }},
+       [](alibi_context_t c) {
+         return varlen(c, {37, 0, 61, 5, 90}, true);
+       }},
       {"varlen_block_causal_q_overlap",
        [](alibi_context_t c) {
          return ranges(c, {0, 128, 32, 128, 64, 128, 96, 128, 128, 192, 160, 192},
@@ -92,16 +94,21 @@ const std::vector<MaskSpec>& mask_specs() {
        }},
       {"continuous_multi_masks_q_overlap",
        [](alibi_context_t c) {
-         return ranges(c,
-                       {0, 32, 0, 32, 0, 32, 0, 32, 32, 64, 48, 80, 80, 112, 96, 128, 128, 160,
-                        128, 160, 128, 160, 128, 160},
-                       {0, 32, 32, 64, 64, 96, 96, 160, 0, 32, 32, 64, 0, 32, 32, 64, 0, 32, 32, 64,
-                        64, 96, 96, 160},
+         return ranges(c, {0,  32,  0,  32,  0,   32,  0,   32,  32,  64,  48,  80,
+                           80, 112, 96, 128, 128, 160, 128, 160, 128, 160, 128, 160},
+                       {0, 32, 32, 64, 64, 96, 96, 160, 0,  32, 32, 64,
+                        0, 32, 32, 64, 0,  32, 32, 64,  64, 96, 96, 160},
                        {2, 0, 1, 3, 2, 1, 2, 1, 2, 0, 1, 3}, 160);
        }},
-      {"sliding_window", [](alibi_context_t c) { return sliding_window(c, {50, 77}, 9, 4); }},
+      {"sliding_window",
+       [](alibi_context_t c) {
+         return sliding_window(c, {50, 77}, 9, 4);
+       }},
       {"varlen_full_sequence_slopes",
-       [](alibi_context_t c) { return varlen(c, {20, 33, 47}, false); }, 3},
+       [](alibi_context_t c) {
+         return varlen(c, {20, 33, 47}, false);
+       },
+       3},
   };
   return specs;
 }
@@ -123,8 +130,8 @@ void PrintTo(const Case& c, std::ostream* os) {
 std::string case_name(const ::testing::TestParamInfo<Case>& info) {
   const Case& c = info.param;
   return mask_specs()[c.mask].name + "_cp" + std::to_string(c.cp_size) + "_" +
-         test::dtype_name(c.dtype) + "_hq" + std::to_string(c.hq) + "_hkv" +
-         std::to_string(c.hkv) + "_chunk" + std::to_string(c.chunk_size);
+         test::dtype_name(c.dtype) + "_hq" + std::to_string(c.hq) + "_hkv" + std::to_string(c.hkv) +
+         "_chunk" + std::to_string(c.chunk_size);
 }
 
 constexpr int64_t kHeadDim = 8;
@@ -172,8 +179,8 @@ Results single_process(const Case& c, const Inputs& in) {
   const std::vector<int64_t> ds_shape = dslopes_shape(spec, c.hq);
   Tensor dslopes = test::poisoned(ctx.get(), kF32, ds_shape);
   const alibi_attention_params p = params_of(in, spec);
-  SUCCEEDED(alibi_attention_forward(ctx.get(), q.get(), k.get(), v.get(), mask.get(), &p,
-                                    out.get(), lse.get()));
+  SUCCEEDED(alibi_attention_forward(ctx.get(), q.get(), k.get(), v.get(), mask.get(), &p, out.get(),
+                                    lse.get()));
   SUCCEEDED(alibi_attention_backward(ctx.get(), q.get(), k.get(), v.get(), mask.get(), &p,
                                      out.get(), lse.get(), dout.get(), dq.get(), dk.get(), dv.get(),
                                      dslopes.get()));
@@ -312,8 +319,8 @@ void expect_close(const char* what, const std::vector<float>& got, const std::ve
   int reported = 0;
   for (size_t i = 0; i < got.size(); ++i) {
     const double rounding = dtype == kBF16 ? std::ldexp(std::fabs(double(want[i])), -7) : 0.0;
-    const bool same = got[i] == want[i] ||
-                      std::fabs(double(got[i]) - double(want[i])) <= bound + rounding;
+    const bool same =
+        got[i] == want[i] || std::fabs(double(got[i]) - double(want[i])) <= bound + rounding;
     if (!same && reported++ < 5)
       ADD_FAILURE() << what << "[" << i << "] = " << got[i] << ", single process " << want[i]
                     << " (bound " << bound + rounding << ")";
@@ -363,10 +370,13 @@ TEST_P(DistAttention, EqualsSingleProcess) {
     const Results& rank0 = first[0];
     for (const auto& [a, b, what] :
          std::vector<std::tuple<const std::vector<float>*, const std::vector<float>*, const char*>>{
-             {&got.out, &again.out, "out run to run"}, {&got.dq, &again.dq, "dq run to run"},
-             {&got.dk, &again.dk, "dk run to run"}, {&got.dv, &again.dv, "dv run to run"},
+             {&got.out, &again.out, "out run to run"},
+             {&got.dq, &again.dq, "dq run to run"},
+             {&got.dk, &again.dk, "dk run to run"},
+             {&got.dv, &again.dv, "dv run to run"},
              {&got.dslopes, &again.dslopes, "dslopes run to run"},
-             {&got.out, &rank0.out, "out vs rank 0"}, {&got.dk, &rank0.dk, "dk vs rank 0"},
+             {&got.out, &rank0.out, "out vs rank 0"},
+             {&got.dk, &rank0.dk, "dk vs rank 0"},
              {&got.dslopes, &rank0.dslopes, "dslopes vs rank 0"}})
       EXPECT_EQ(test::bitwise_differences(*a, *b), 0) << what;
   }
@@ -426,7 +436,8 @@ void rank_forward(alibi_mask_t mask, int cp, int chunk, int64_t t, const std::ve
   const size_t n = size_t(t * kSmallDim);
   Tensor local[3];
   for (int i = 0; i < 3; ++i) {
-    const std::vector<float> part(qkv.begin() + ptrdiff_t(i * n), qkv.begin() + ptrdiff_t((i + 1) * n));
+    const std::vector<float> part(qkv.begin() + ptrdiff_t(i * n),
+                                  qkv.begin() + ptrdiff_t((i + 1) * n));
     Tensor global = test::upload(ctx.get(), kF32, {t, 1, kSmallDim}, part);
     local[i] = test::poisoned(ctx.get(), kF32, {l, 1, kSmallDim});
     SUCCEEDED(alibi_dist_dispatch(ctx.get(), plan.get(), rank, global.get(), local[i].get()));
@@ -450,7 +461,8 @@ void rank_forward(alibi_mask_t mask, int cp, int chunk, int64_t t, const std::ve
 
 ForwardResults dist_forward(alibi_mask_t mask, int cp, int chunk, int64_t t,
                             const std::vector<float>& qkv) {
-  ForwardResults got{std::vector<float>(size_t(t * kSmallDim), NAN), std::vector<float>(size_t(t), NAN)};
+  ForwardResults got{std::vector<float>(size_t(t * kSmallDim), NAN),
+                     std::vector<float>(size_t(t), NAN)};
   test::ThreadGroup group(cp);
   group.run([&](int rank) { rank_forward(mask, cp, chunk, t, qkv, group, rank, got); });
   return got;
@@ -548,7 +560,8 @@ TEST(DistDispatch, AnyDtypeTrailingDimsAndStridesRoundTrip) {
   std::vector<int64_t> storage(size_t(t * 12), -1);
   for (int64_t i = 0; i < t; ++i)
     for (int64_t a = 0; a < 2; ++a)
-      for (int64_t b = 0; b < 3; ++b) storage[size_t(i * 12 + a * 6 + b * 2)] = 1000 * i + 10 * a + b + 1;
+      for (int64_t b = 0; b < 3; ++b)
+        storage[size_t(i * 12 + a * 6 + b * 2)] = 1000 * i + 10 * a + b + 1;
   test::ThreadGroup group(cp);
   group.run([&](int rank) {
     Context rctx = test::make_cpu_context();
@@ -560,10 +573,12 @@ TEST(DistDispatch, AnyDtypeTrailingDimsAndStridesRoundTrip) {
     SUCCEEDED(alibi_dist_plan_get_num_local_tokens(plan.get(), &l));
     const int64_t shape[] = {t, 2, 3}, strides[] = {12, 6, 2}, local_shape[] = {l, 2, 3};
     alibi_tensor_t g = nullptr, lx = nullptr, back = nullptr;
-    SUCCEEDED(alibi_tensor_wrap(rctx.get(), ALIBI_DTYPE_I64, 3, shape, strides, storage.data(), &g));
+    SUCCEEDED(
+        alibi_tensor_wrap(rctx.get(), ALIBI_DTYPE_I64, 3, shape, strides, storage.data(), &g));
     Tensor global(g);
     std::vector<int64_t> local(size_t(l * 6), -7);
-    SUCCEEDED(alibi_tensor_wrap(rctx.get(), ALIBI_DTYPE_I64, 3, local_shape, nullptr, local.data(), &lx));
+    SUCCEEDED(
+        alibi_tensor_wrap(rctx.get(), ALIBI_DTYPE_I64, 3, local_shape, nullptr, local.data(), &lx));
     Tensor local_x(lx);
     SUCCEEDED(alibi_dist_dispatch(rctx.get(), plan.get(), rank, global.get(), local_x.get()));
     const std::vector<int64_t> tokens = global_tokens(plan.get(), rank, t);
@@ -574,9 +589,11 @@ TEST(DistDispatch, AnyDtypeTrailingDimsAndStridesRoundTrip) {
         EXPECT_EQ(local[size_t(i * 6 + e)], want) << "rank " << rank << " local " << i;
       }
     std::vector<int64_t> gathered(size_t(t * 6), -7);
-    SUCCEEDED(alibi_tensor_wrap(rctx.get(), ALIBI_DTYPE_I64, 3, shape, nullptr, gathered.data(), &back));
+    SUCCEEDED(
+        alibi_tensor_wrap(rctx.get(), ALIBI_DTYPE_I64, 3, shape, nullptr, gathered.data(), &back));
     Tensor global_back(back);
-    SUCCEEDED(alibi_dist_undispatch(rctx.get(), comm.get(), plan.get(), local_x.get(), global_back.get()));
+    SUCCEEDED(alibi_dist_undispatch(rctx.get(), comm.get(), plan.get(), local_x.get(),
+                                    global_back.get()));
     for (int64_t i = 0; i < t; ++i)
       for (int64_t e = 0; e < 6; ++e)
         EXPECT_EQ(gathered[size_t(i * 6 + e)], 1000 * i + 10 * (e / 3) + e % 3 + 1)
@@ -596,8 +613,15 @@ class DistErrors : public ::testing::Test {
     mask_ = varlen(ctx_.get(), {10, 7}, true);
     plan_ = make_plan(1);
     comm_.reset(group_.comm(0));
-    q_ = test::upload(ctx_.get(), kF32, {kLocal, 2, kHeadDim}, std::vector<float>(size_t(kLocal * 2 * kHeadDim), 0.5f));
+    q_ = test::upload(ctx_.get(), kF32, {kLocal, 2, kHeadDim},
+                      std::vector<float>(size_t(kLocal * 2 * kHeadDim), 0.5f));
+    out_ = std::make_unique<test::PoisonedOutput>(ctx_.get(), kF32,
+                                                  std::vector<int64_t>{kLocal, 2, kHeadDim});
+    lse_ =
+        std::make_unique<test::PoisonedOutput>(ctx_.get(), kF32, std::vector<int64_t>{2, kLocal});
   }
+
+  bool outputs_untouched() const { return out_->untouched() && lse_->untouched(); }
 
   Plan make_plan(int cp) {
     alibi_dist_plan_t handle = nullptr;
@@ -607,7 +631,7 @@ class DistErrors : public ::testing::Test {
 
   alibi_status forward(alibi_dist_plan_t plan, alibi_tensor_t q, const alibi_attention_params* p) {
     return alibi_dist_attention_forward(ctx_.get(), comm_.get(), plan, q, q_.get(), q_.get(), p,
-                                        out_.get(), lse_.get());
+                                        out_->get(), lse_->get());
   }
 
   Context ctx_;
@@ -616,8 +640,7 @@ class DistErrors : public ::testing::Test {
   test::ThreadGroup group_{1};
   Comm comm_;
   Tensor q_;
-  test::PoisonedOutput out_{test::make_cpu_context().get(), kF32, {kLocal, 2, kHeadDim}};
-  test::PoisonedOutput lse_{test::make_cpu_context().get(), kF32, {2, kLocal}};
+  std::unique_ptr<test::PoisonedOutput> out_, lse_;
 };
 
 TEST_F(DistErrors, PlanOfAnotherCpSize) {
@@ -627,7 +650,7 @@ TEST_F(DistErrors, PlanOfAnotherCpSize) {
   Tensor global = test::poisoned(ctx_.get(), kF32, {kTokens, 2, kHeadDim});
   EXPECT_FAILS(alibi_dist_undispatch(ctx_.get(), comm_.get(), two.get(), q_.get(), global.get()),
                ALIBI_STATUS_INVALID_ARGUMENT, "alibi_dist_undispatch", "plan|comm", "cp_size = 2");
-  EXPECT_TRUE(out_.untouched() && lse_.untouched());
+  EXPECT_TRUE(outputs_untouched());
 }
 
 TEST_F(DistErrors, LocalShapesThatDoNotMatchTheLocalTokens) {
@@ -638,7 +661,7 @@ TEST_F(DistErrors, LocalShapesThatDoNotMatchTheLocalTokens) {
   EXPECT_FAILS(alibi_dist_attention_forward(ctx_.get(), comm_.get(), plan_.get(), q_.get(),
                                             q_.get(), q_.get(), nullptr, short_out.get(), nullptr),
                ALIBI_STATUS_SHAPE_MISMATCH, "alibi_dist_attention_forward", "out", "19", "20");
-  EXPECT_TRUE(short_out.untouched() && out_.untouched() && lse_.untouched());
+  EXPECT_TRUE(short_out.untouched() && outputs_untouched());
   test::PoisonedOutput local(ctx_.get(), kF32, {kLocal - 4, 2, kHeadDim});
   Tensor global = test::poisoned(ctx_.get(), kF32, {kTokens, 2, kHeadDim});
   EXPECT_FAILS(alibi_dist_dispatch(ctx_.get(), plan_.get(), 0, global.get(), local.get()),
@@ -672,22 +695,22 @@ TEST_F(DistErrors, AttnBiasIsUnsupported) {
                "alibi_dist_attention_forward", "attn_bias");
   test::PoisonedOutput dq(ctx_.get(), kF32, {kLocal, 2, kHeadDim});
   EXPECT_FAILS(alibi_dist_attention_backward(ctx_.get(), comm_.get(), plan_.get(), q_.get(),
-                                             q_.get(), q_.get(), &p, q_.get(), lse_.get(),
+                                             q_.get(), q_.get(), &p, q_.get(), lse_->get(),
                                              q_.get(), dq.get(), nullptr, nullptr, nullptr),
                ALIBI_STATUS_UNSUPPORTED, "alibi_dist_attention_backward", "attn_bias");
-  EXPECT_TRUE(out_.untouched() && lse_.untouched() && dq.untouched());
+  EXPECT_TRUE(outputs_untouched() && dq.untouched());
 }
 
 TEST_F(DistErrors, NullArguments) {
   EXPECT_FAILS(alibi_dist_attention_forward(ctx_.get(), nullptr, plan_.get(), q_.get(), q_.get(),
-                                            q_.get(), nullptr, out_.get(), nullptr),
+                                            q_.get(), nullptr, out_->get(), nullptr),
                ALIBI_STATUS_NULL_POINTER, "alibi_dist_attention_forward", "comm");
   EXPECT_FAILS(forward(nullptr, q_.get(), nullptr), ALIBI_STATUS_NULL_POINTER,
                "alibi_dist_attention_forward", "plan");
   EXPECT_FAILS(forward(plan_.get(), nullptr, nullptr), ALIBI_STATUS_NULL_POINTER,
                "alibi_dist_attention_forward", "q");
   EXPECT_FAILS(alibi_dist_attention_forward(nullptr, comm_.get(), plan_.get(), q_.get(), q_.get(),
-                                            q_.get(), nullptr, out_.get(), nullptr),
+                                            q_.get(), nullptr, out_->get(), nullptr),
                ALIBI_STATUS_NULL_POINTER, "alibi_dist_attention_forward", "ctx");
   test::PoisonedOutput dq(ctx_.get(), kF32, {kLocal, 2, kHeadDim});
   EXPECT_FAILS(alibi_dist_attention_backward(ctx_.get(), comm_.get(), plan_.get(), q_.get(),
@@ -695,7 +718,7 @@ TEST_F(DistErrors, NullArguments) {
                                              q_.get(), dq.get(), nullptr, nullptr, nullptr),
                ALIBI_STATUS_NULL_POINTER, "alibi_dist_attention_backward", "lse");
   EXPECT_FAILS(alibi_dist_attention_backward(ctx_.get(), comm_.get(), plan_.get(), q_.get(),
-                                             q_.get(), q_.get(), nullptr, q_.get(), lse_.get(),
+                                             q_.get(), q_.get(), nullptr, q_.get(), lse_->get(),
                                              nullptr, dq.get(), nullptr, nullptr, nullptr),
                ALIBI_STATUS_NULL_POINTER, "alibi_dist_attention_backward", "dout");
   Tensor global = test::poisoned(ctx_.get(), kF32, {kTokens, 2, kHeadDim});
@@ -703,14 +726,14 @@ TEST_F(DistErrors, NullArguments) {
                ALIBI_STATUS_NULL_POINTER, "alibi_dist_dispatch", "local_x");
   EXPECT_FAILS(alibi_dist_undispatch(ctx_.get(), comm_.get(), plan_.get(), nullptr, global.get()),
                ALIBI_STATUS_NULL_POINTER, "alibi_dist_undispatch", "local_x");
-  EXPECT_TRUE(out_.untouched() && lse_.untouched() && dq.untouched());
+  EXPECT_TRUE(outputs_untouched() && dq.untouched());
 }
 
 TEST_F(DistErrors, GradientOfAnotherShape) {
   test::PoisonedOutput dk(ctx_.get(), kF32, {kLocal, 1, kHeadDim});
   test::PoisonedOutput dq(ctx_.get(), kF32, {kLocal, 2, kHeadDim});
   EXPECT_FAILS(alibi_dist_attention_backward(ctx_.get(), comm_.get(), plan_.get(), q_.get(),
-                                             q_.get(), q_.get(), nullptr, q_.get(), lse_.get(),
+                                             q_.get(), q_.get(), nullptr, q_.get(), lse_->get(),
                                              q_.get(), dq.get(), dk.get(), nullptr, nullptr),
                ALIBI_STATUS_SHAPE_MISMATCH, "alibi_dist_attention_backward", "dk", "1", "2");
   EXPECT_TRUE(dk.untouched() && dq.untouched());
@@ -721,10 +744,11 @@ TEST_F(DistErrors, CollectiveFailure) {
   group_.fail_with(7);
   EXPECT_FAILS(forward(plan_.get(), q_.get(), nullptr), ALIBI_STATUS_COMMUNICATION_ERROR,
                "alibi_dist_attention_forward", "alltoallv", "returned 7");
-  EXPECT_TRUE(out_.untouched() && lse_.untouched());
+  EXPECT_TRUE(outputs_untouched());
   Tensor global = test::poisoned(ctx_.get(), kF32, {kTokens, 2, kHeadDim});
   EXPECT_FAILS(alibi_dist_undispatch(ctx_.get(), comm_.get(), plan_.get(), q_.get(), global.get()),
-               ALIBI_STATUS_COMMUNICATION_ERROR, "alibi_dist_undispatch", "allgather", "returned 7");
+               ALIBI_STATUS_COMMUNICATION_ERROR, "alibi_dist_undispatch", "allgather",
+               "returned 7");
 }
 
 }  // namespace

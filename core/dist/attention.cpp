@@ -20,8 +20,8 @@ const Plan& check_collective(const alibi_context_s* ctx, const alibi_comm_s* com
   require(comm, "comm");
   const Plan& plan = require(plan_handle, "plan")->plan;
   if (plan.cp_size != comm->size)
-    fail(ALIBI_STATUS_INVALID_ARGUMENT, "plan has cp_size = %d but comm has size %d",
-         plan.cp_size, comm->size);
+    fail(ALIBI_STATUS_INVALID_ARGUMENT, "plan has cp_size = %d but comm has size %d", plan.cp_size,
+         comm->size);
   return plan;
 }
 
@@ -98,7 +98,8 @@ Received exchange_rows(const alibi_context_s& ctx, const alibi_comm_s& comm, ali
                        size_t row, const std::vector<const uint8_t*>& parts,
                        const RankRuns& outgoing, const RankRuns& incoming) {
   const size_t ranks = size_t(comm.size);
-  std::vector<int64_t> send_counts(ranks), send_displs(ranks), recv_counts(ranks), recv_displs(ranks);
+  std::vector<int64_t> send_counts(ranks), send_displs(ranks), recv_counts(ranks),
+      recv_displs(ranks);
   int64_t sent = 0, received = 0;
   for (size_t r = 0; r < ranks; ++r) {
     send_displs[r] = sent;
@@ -154,11 +155,10 @@ void fetch_keys(const alibi_context_s& ctx, const alibi_comm_s& comm, const Rank
                                      work.exchange.send, work.exchange.recv);
   std::vector<uint8_t> keys(size_t(work.local.num_keys) * row), values(keys.size());
   uint8_t* const targets[] = {keys.data(), values.data()};
-  for_each_received(got, work.exchange.recv, 2, row,
-                    [&](size_t part, const TokenRun& run, const uint8_t* rows) {
-                      std::memcpy(targets[part] + size_t(run.begin) * row, rows,
-                                  size_t(run.size()) * row);
-                    });
+  for_each_received(
+      got, work.exchange.recv, 2, row, [&](size_t part, const TokenRun& run, const uint8_t* rows) {
+        std::memcpy(targets[part] + size_t(run.begin) * row, rows, size_t(run.size()) * row);
+      });
   from_host(*ctx.device, buffer.k.view(), keys.data());
   from_host(*ctx.device, buffer.v.view(), values.data());
 }
@@ -182,8 +182,8 @@ void return_partials(const alibi_context_s& ctx, const alibi_comm_s& comm, const
     partials.push_back(to_host(*ctx.device, g.partial->view()));
     parts.push_back(partials.back().data());
   }
-  const Received got = exchange_rows(ctx, comm, ALIBI_DTYPE_F32, row, parts, work.exchange.recv,
-                                     work.exchange.send);
+  const Received got =
+      exchange_rows(ctx, comm, ALIBI_DTYPE_F32, row, parts, work.exchange.recv, work.exchange.send);
   std::vector<std::vector<float>> sums(gradients.size(),
                                        std::vector<float>(size_t(local_tokens) * elements, 0.0f));
   for_each_received(got, work.exchange.send, gradients.size(), row,
@@ -235,8 +235,8 @@ void point_at_buffer(ForwardArgs& args, const RankWork& work, const KeyBuffer& b
 
 void attention_forward(alibi_context_s* ctx, const alibi_comm_s* comm,
                        const alibi_dist_plan_s* plan_handle, alibi_tensor_s* q, alibi_tensor_s* k,
-                       alibi_tensor_s* v, const alibi_attention_params* params,
-                       alibi_tensor_s* out, alibi_tensor_s* lse) {
+                       alibi_tensor_s* v, const alibi_attention_params* params, alibi_tensor_s* out,
+                       alibi_tensor_s* lse) {
   const Plan& plan = check_collective(ctx, comm, plan_handle);
   reject_attn_bias(params);
   check_local_tokens(plan, {{q, "q"}, {k, "k"}, {v, "v"}, {out, "out"}});
@@ -252,8 +252,8 @@ void attention_forward(alibi_context_s* ctx, const alibi_comm_s* comm,
 }
 
 void attention_backward(alibi_context_s* ctx, const alibi_comm_s* comm,
-                        const alibi_dist_plan_s* plan_handle, alibi_tensor_s* q,
-                        alibi_tensor_s* k, alibi_tensor_s* v, const alibi_attention_params* params,
+                        const alibi_dist_plan_s* plan_handle, alibi_tensor_s* q, alibi_tensor_s* k,
+                        alibi_tensor_s* v, const alibi_attention_params* params,
                         alibi_tensor_s* out, alibi_tensor_s* lse, alibi_tensor_s* dout,
                         alibi_tensor_s* dq, alibi_tensor_s* dk, alibi_tensor_s* dv,
                         alibi_tensor_s* dslopes) {
@@ -268,11 +268,13 @@ void attention_backward(alibi_context_s* ctx, const alibi_comm_s* comm,
   const int64_t num_keys = work->local.num_keys;
   const KeyBuffer buffer(*ctx, num_keys, k->view);
   fetch_keys(*ctx, *comm, *work, k->view, v->view, buffer);
-  const DeviceArray dk_partial(ctx->device, ALIBI_DTYPE_F32, shape_with_rows(k->view, dk ? num_keys : 0));
-  const DeviceArray dv_partial(ctx->device, ALIBI_DTYPE_F32, shape_with_rows(k->view, dv ? num_keys : 0));
-  const DeviceArray dslopes_partial(ctx->device, ALIBI_DTYPE_F32,
-                                    dslopes ? shape_with_rows(dslopes->view, dslopes->view.shape[0])
-                                            : std::vector<int64_t>{0});
+  const DeviceArray dk_partial(ctx->device, ALIBI_DTYPE_F32,
+                               shape_with_rows(k->view, dk ? num_keys : 0));
+  const DeviceArray dv_partial(ctx->device, ALIBI_DTYPE_F32,
+                               shape_with_rows(k->view, dv ? num_keys : 0));
+  const DeviceArray dslopes_partial(
+      ctx->device, ALIBI_DTYPE_F32,
+      dslopes ? shape_with_rows(dslopes->view, dslopes->view.shape[0]) : std::vector<int64_t>{0});
   BackwardArgs args = call.args;
   point_at_buffer(args.forward, *work, buffer);
   args.dk = dk ? &dk_partial.view() : nullptr;

@@ -25,7 +25,8 @@ void check_tokens(const alibi_context_s& ctx, const Plan& plan, const alibi_tens
          dtype_name(local.dtype), dtype_name(global.dtype));
   require_dim(global, 0, plan.total, "global_x", "the plan's tokens");
   require_dim(local, 0, plan.local_tokens(), "local_x", "the plan's num_local_tokens");
-  for (int d = 1; d < global.ndim; ++d) require_dim(local, d, global.shape[d], "local_x", "global_x's shape");
+  for (int d = 1; d < global.ndim; ++d)
+    require_dim(local, d, global.shape[d], "local_x", "global_x's shape");
 }
 
 // Calls fn(global_begin, global_end, local_begin) for each run of rank's real (not padding)
@@ -65,24 +66,25 @@ void dispatch(alibi_context_s* ctx, const alibi_dist_plan_s* plan_handle, int ra
   const std::vector<uint8_t> zeros(size_t(plan.chunk_size) * row_bytes(local));
   const std::vector<int32_t>& chunks = plan.chunks[size_t(rank)];
   for (size_t i = 0; i < chunks.size(); ++i) {
-    const int64_t real = std::clamp<int64_t>(plan.total - int64_t(chunks[i]) * plan.chunk_size, 0,
-                                             plan.chunk_size);
+    const int64_t real =
+        std::clamp<int64_t>(plan.total - int64_t(chunks[i]) * plan.chunk_size, 0, plan.chunk_size);
     const int64_t first = int64_t(i) * plan.chunk_size;
     if (real < plan.chunk_size)
       from_host(device, rows_of(local, first + real, first + plan.chunk_size), zeros.data());
   }
 }
 
-void undispatch(alibi_context_s* ctx, const alibi_comm_s* comm, const alibi_dist_plan_s* plan_handle,
-                alibi_tensor_s* local_x, alibi_tensor_s* global_x) {
+void undispatch(alibi_context_s* ctx, const alibi_comm_s* comm,
+                const alibi_dist_plan_s* plan_handle, alibi_tensor_s* local_x,
+                alibi_tensor_s* global_x) {
   require(ctx, "ctx");
   require(comm, "comm");
   const Plan& plan = require(plan_handle, "plan")->plan;
   require(local_x, "local_x");
   require(global_x, "global_x");
   if (plan.cp_size != comm->size)
-    fail(ALIBI_STATUS_INVALID_ARGUMENT, "plan has cp_size = %d but comm has size %d",
-         plan.cp_size, comm->size);
+    fail(ALIBI_STATUS_INVALID_ARGUMENT, "plan has cp_size = %d but comm has size %d", plan.cp_size,
+         comm->size);
   check_tokens(*ctx, plan, *global_x, *local_x);
 
   const TensorView& local = local_x->view;

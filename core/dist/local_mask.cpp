@@ -26,8 +26,9 @@ Slice localize(const Plan& plan, const Slice& piece, const std::vector<TokenRun>
                const std::vector<int64_t>& offsets) {
   const int64_t row = plan.local_index(piece.q_begin);
   const int64_t key = buffer_index(keys, offsets, piece.k_begin);
-  return {int32_t(row), int32_t(row + piece.q_end - piece.q_begin), int32_t(key),
-          int32_t(key + piece.k_end - piece.k_begin), piece.type, piece.sequence};
+  return {int32_t(row), int32_t(row + piece.q_end - piece.q_begin),
+          int32_t(key), int32_t(key + piece.k_end - piece.k_begin),
+          piece.type,   piece.sequence};
 }
 
 // Runs of `runs` split where the owning rank changes: calls fn(owner, run) in order.
@@ -49,7 +50,8 @@ void for_each_owned(const Plan& plan, const std::vector<TokenRun>& runs, Fn&& fn
 Slice cut_rows(const Slice& slice, int32_t row_begin, int32_t row_end) {
   if (visible_cells(slice, row_begin, row_end) == 0) return {row_begin, row_begin, 0, 0, 0, -1};
   const bool causal_end = slice.type == ALIBI_MASK_CAUSAL || slice.type == ALIBI_MASK_BI_CAUSAL;
-  const bool inverse_start = slice.type == ALIBI_MASK_INV_CAUSAL || slice.type == ALIBI_MASK_BI_CAUSAL;
+  const bool inverse_start =
+      slice.type == ALIBI_MASK_INV_CAUSAL || slice.type == ALIBI_MASK_BI_CAUSAL;
   // Row r's keys end at r + (Sk - Sq) and (inverse) start at r, both relative to the slice: the
   // cut keeps Sk - Sq and the key start's offset from the first row.
   const int32_t k_begin = slice.k_begin + (inverse_start ? row_begin - slice.q_begin : 0);
@@ -99,7 +101,8 @@ LocalMask make_local_mask(const Plan& plan, const std::vector<Slice>& pieces, in
   mask.total_k = local.num_keys;
   mask.from_sequences = plan.from_sequences;
   mask.num_sequences = plan.num_sequences;
-  for (const Slice& piece : pieces) mask.slices.push_back(localize(plan, piece, local.keys, offsets));
+  for (const Slice& piece : pieces)
+    mask.slices.push_back(localize(plan, piece, local.keys, offsets));
   // Padding rows get position 0: they see no key, so it is never used.
   mask.q_positions.assign(size_t(mask.total_q), 0);
   for (int64_t i = 0; i < mask.total_q; ++i) {
@@ -120,7 +123,8 @@ Exchange make_exchange(const Plan& plan, const std::vector<std::vector<TokenRun>
   for (int to = 0; to < plan.cp_size; ++to)
     for_each_owned(plan, keys_by_rank[size_t(to)], [&](int32_t owner, const TokenRun& run) {
       if (owner != rank) return;
-      const int64_t first = plan.local_index(run.begin);  // a rank's adjacent chunks: adjacent slots
+      const int64_t first =
+          plan.local_index(run.begin);  // a rank's adjacent chunks: adjacent slots
       exchange.send[size_t(to)].push_back({first, first + run.size()});
     });
   int64_t offset = 0;

@@ -19,7 +19,8 @@ size_t row_bytes(const TensorView& t) {
 
 std::vector<uint8_t> to_host(const Device& device, const TensorView& t) {
   std::vector<uint8_t> packed(size_t(t.numel()) * dtype_size(t.dtype));
-  if (!packed.empty()) device.call(&BackendOps::copy_to_host, &t, static_cast<void*>(packed.data()));
+  if (!packed.empty())
+    device.call(&BackendOps::copy_to_host, &t, static_cast<void*>(packed.data()));
   return packed;
 }
 
