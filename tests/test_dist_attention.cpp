@@ -601,6 +601,25 @@ TEST(DistDispatch, AnyDtypeTrailingDimsAndStridesRoundTrip) {
   });
 }
 
+// Rows of no elements ((T, 0)): nothing to copy, and both calls succeed.
+TEST(DistDispatch, RowsOfNoElements) {
+  constexpr int64_t t = 9;
+  Context ctx = test::make_cpu_context();
+  Mask mask = varlen(ctx.get(), {int32_t(t)}, true);
+  test::ThreadGroup group(2);
+  group.run([&](int rank) {
+    Context rctx = test::make_cpu_context();
+    Comm comm(group.comm(rank));
+    alibi_dist_plan_t handle = nullptr;
+    SUCCEEDED(alibi_dist_plan_create(mask.get(), 2, 4, &handle));
+    Plan plan(handle);
+    Tensor global = test::create_tensor(rctx.get(), kF32, {t, 0});
+    Tensor local = test::create_tensor(rctx.get(), kF32, {8, 0});
+    SUCCEEDED(alibi_dist_dispatch(rctx.get(), plan.get(), rank, global.get(), local.get()));
+    SUCCEEDED(alibi_dist_undispatch(rctx.get(), comm.get(), plan.get(), local.get(), global.get()));
+  });
+}
+
 // ------------------------------------------------------------------------------- bad input
 
 class DistErrors : public ::testing::Test {

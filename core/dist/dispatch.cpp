@@ -100,8 +100,9 @@ void undispatch(alibi_context_s* ctx, const alibi_comm_s* comm,
   std::vector<uint8_t> global(size_t(plan.total) * row);
   for (int r = 0; r < plan.cp_size; ++r)
     for_each_token_run(plan, r, [&](int64_t begin, int64_t end, int64_t at) {
-      std::memcpy(&global[size_t(begin) * row], &all[size_t(r * tokens + at) * row],
-                  size_t(end - begin) * row);
+      const size_t bytes = size_t(end - begin) * row;  // 0 for rows of no elements
+      if (bytes > 0)
+        std::memcpy(&global[size_t(begin) * row], &all[size_t(r * tokens + at) * row], bytes);
     });
   from_host(*ctx->device, global_x->view, global.data());
 }
