@@ -24,11 +24,10 @@ int64_t buffer_index(const std::vector<TokenRun>& keys, const std::vector<int64_
 // A global piece as a slice of the local mask: rows in local indices, keys in buffer indices.
 Slice localize(const Plan& plan, const Slice& piece, const std::vector<TokenRun>& keys,
                const std::vector<int64_t>& offsets) {
-  const int64_t row = plan.local_index(piece.q_begin);
-  const int64_t key = buffer_index(keys, offsets, piece.k_begin);
-  return {int32_t(row), int32_t(row + piece.q_end - piece.q_begin),
-          int32_t(key), int32_t(key + piece.k_end - piece.k_begin),
-          piece.type,   piece.sequence};
+  const int32_t row = int32_t(plan.local_index(piece.q_begin));
+  const int32_t key = int32_t(buffer_index(keys, offsets, piece.k_begin));
+  const int32_t rows = piece.q_end - piece.q_begin, keys_seen = piece.k_end - piece.k_begin;
+  return {row, row + rows, key, key + keys_seen, piece.type, piece.sequence};
 }
 
 // Runs of `runs` split where the owning rank changes: calls fn(owner, run) in order.
@@ -123,8 +122,8 @@ Exchange make_exchange(const Plan& plan, const std::vector<std::vector<TokenRun>
   for (int to = 0; to < plan.cp_size; ++to)
     for_each_owned(plan, keys_by_rank[size_t(to)], [&](int32_t owner, const TokenRun& run) {
       if (owner != rank) return;
-      const int64_t first =
-          plan.local_index(run.begin);  // a rank's adjacent chunks: adjacent slots
+      // A rank's adjacent chunks have adjacent slots: the run is contiguous locally too.
+      const int64_t first = plan.local_index(run.begin);
       exchange.send[size_t(to)].push_back({first, first + run.size()});
     });
   int64_t offset = 0;
