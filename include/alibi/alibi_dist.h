@@ -39,7 +39,9 @@ typedef struct alibi_dist_plan_s* alibi_dist_plan_t;
  * CPU context, device memory for a CUDA context); counts and displacements are in bytes, one per
  * rank. Every function returns 0 on success; anything else fails the libalibi call with
  * ALIBI_STATUS_COMMUNICATION_ERROR (the value in the message). Each is called by every rank of
- * the communicator together, and returns when the data has arrived (synchronous).
+ * the communicator together, and returns when the data has arrived (synchronous). Every argument
+ * is checked before the first collective, so a bad argument writes nothing; a collective that
+ * fails midway may leave the call's outputs on this rank partly written.
  *
  * Growth: struct_size is the caller's sizeof(alibi_comm_ops); fields are only appended. A table
  * whose struct_size is below this first version's or above the library's gives
