@@ -1,7 +1,6 @@
 // libalibi_mpi: alibi_comm_ops over a duplicate of an MPI communicator (include/alibi/alibi_mpi.h).
 // It uses libalibi's public API only.
 #include <climits>
-#include <cstdarg>
 #include <cstdio>
 #include <memory>
 #include <new>
@@ -9,20 +8,12 @@
 #include <vector>
 
 #include "alibi/alibi_mpi.h"
+#include "core/dist/adapter_message.h"
 
 namespace {
 
-thread_local std::string last_error;
-
-// Records "<where>: <printf message>" as this thread's message.
-__attribute__((format(printf, 2, 3))) void record(const char* where, const char* format, ...) {
-  char buffer[1024];
-  va_list args;
-  va_start(args, format);
-  std::vsnprintf(buffer, sizeof buffer, format, args);
-  va_end(args);
-  last_error = std::string(where) + ": " + buffer;
-}
+using alibi::adapter::last_error;
+using alibi::adapter::record;
 
 std::string mpi_error_text(int code) {
   char text[MPI_MAX_ERROR_STRING];

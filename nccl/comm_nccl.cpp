@@ -3,27 +3,18 @@
 // synchronizes the context, runs NCCL on a stream of its own and waits for that stream.
 #include <cuda_runtime.h>
 
-#include <cstdarg>
 #include <cstdio>
 #include <memory>
 #include <new>
 #include <string>
 
 #include "alibi/alibi_nccl.h"
+#include "core/dist/adapter_message.h"
 
 namespace {
 
-thread_local std::string last_error;
-
-// Records "<where>: <printf message>" as this thread's message.
-__attribute__((format(printf, 2, 3))) void record(const char* where, const char* format, ...) {
-  char buffer[1024];
-  va_list args;
-  va_start(args, format);
-  std::vsnprintf(buffer, sizeof buffer, format, args);
-  va_end(args);
-  last_error = std::string(where) + ": " + buffer;
-}
+using alibi::adapter::last_error;
+using alibi::adapter::record;
 
 // What `user` points to: the caller's communicator and context, and the adapter's stream.
 struct NcclComm {
