@@ -14,6 +14,8 @@ namespace {
 
 using test::Context;
 using test::make_cpu_context;
+using test::make_sliding_window;
+using test::make_varlen;
 using test::Mask;
 using test::Tensor;
 
@@ -366,26 +368,6 @@ Slices read_slices(alibi_mask_t mask) {
   EXPECT_EQ(alibi_mask_get_slices(mask, s.q.data(), s.k.data(), s.types.data()),
             ALIBI_STATUS_SUCCESS);
   return s;
-}
-
-Mask make_varlen(alibi_context_t ctx, const std::vector<int32_t>& cu_q,
-                 const std::vector<int32_t>& cu_k, int causal) {
-  alibi_mask_t m = nullptr;
-  EXPECT_EQ(
-      alibi_mask_create_varlen(ctx, int(cu_q.size()) - 1, cu_q.data(), cu_k.data(), causal, &m),
-      ALIBI_STATUS_SUCCESS)
-      << alibi_last_error_message();
-  return Mask(m);
-}
-
-Mask make_sliding_window(alibi_context_t ctx, const std::vector<int32_t>& cu_q,
-                         const std::vector<int32_t>& cu_k, int left, int right) {
-  alibi_mask_t m = nullptr;
-  EXPECT_EQ(alibi_mask_create_sliding_window(ctx, int(cu_q.size()) - 1, cu_q.data(), cu_k.data(),
-                                             left, right, &m),
-            ALIBI_STATUS_SUCCESS)
-      << alibi_last_error_message();
-  return Mask(m);
 }
 
 TEST(ApiMask, VarlenHasOneSlicePerSequence) {

@@ -14,6 +14,8 @@
 namespace {
 
 using test::Context;
+using test::make_sliding_window;
+using test::make_varlen;
 using test::Mask;
 using test::Tensor;
 
@@ -343,33 +345,8 @@ std::vector<double> expected_bias(const MaskReference& mask, const SlopeReferenc
 // ------------------------------------------------------------------------------------------
 // Masks and calls
 
-Mask make_varlen(alibi_context_t ctx, const std::vector<int32_t>& cu_q,
-                 const std::vector<int32_t>& cu_k, bool causal) {
-  alibi_mask_t m = nullptr;
-  EXPECT_EQ(
-      alibi_mask_create_varlen(ctx, int(cu_q.size()) - 1, cu_q.data(), cu_k.data(), causal, &m),
-      ALIBI_STATUS_SUCCESS)
-      << alibi_last_error_message();
-  return Mask(m);
-}
-
-Mask make_sliding_window(alibi_context_t ctx, const std::vector<int32_t>& cu_q,
-                         const std::vector<int32_t>& cu_k, int left, int right) {
-  alibi_mask_t m = nullptr;
-  EXPECT_EQ(alibi_mask_create_sliding_window(ctx, int(cu_q.size()) - 1, cu_q.data(), cu_k.data(),
-                                             left, right, &m),
-            ALIBI_STATUS_SUCCESS)
-      << alibi_last_error_message();
-  return Mask(m);
-}
-
 Mask make_ranges(alibi_context_t ctx, const RangeSlices& s, int64_t total_q, int64_t total_k) {
-  alibi_mask_t m = nullptr;
-  EXPECT_EQ(alibi_mask_create_ranges(ctx, s.count(), s.q.data(), s.k.data(), s.types.data(),
-                                     total_q, total_k, &m),
-            ALIBI_STATUS_SUCCESS)
-      << alibi_last_error_message();
-  return Mask(m);
+  return test::make_ranges(ctx, s.q, s.k, s.types, total_q, total_k);
 }
 
 std::vector<int32_t> random_offsets(std::mt19937& rng, int batch, int max_length) {

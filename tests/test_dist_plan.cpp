@@ -41,26 +41,6 @@ Plan make_plan(alibi_mask_t mask, int cp_size, int chunk_size) {
 
 // ------------------------------------------------------------------------------------- masks
 
-Mask varlen_mask(alibi_context_t ctx, const std::vector<int32_t>& cu_q,
-                 const std::vector<int32_t>& cu_k, bool causal) {
-  alibi_mask_t m = nullptr;
-  EXPECT_EQ(
-      alibi_mask_create_varlen(ctx, int(cu_q.size()) - 1, cu_q.data(), cu_k.data(), causal, &m),
-      ALIBI_STATUS_SUCCESS)
-      << alibi_last_error_message();
-  return Mask(m);
-}
-
-Mask window_mask(alibi_context_t ctx, const std::vector<int32_t>& cu_q,
-                 const std::vector<int32_t>& cu_k, int left, int right) {
-  alibi_mask_t m = nullptr;
-  EXPECT_EQ(alibi_mask_create_sliding_window(ctx, int(cu_q.size()) - 1, cu_q.data(), cu_k.data(),
-                                             left, right, &m),
-            ALIBI_STATUS_SUCCESS)
-      << alibi_last_error_message();
-  return Mask(m);
-}
-
 Mask ranges_mask(alibi_context_t ctx, const std::vector<ref::Slice>& slices, int64_t total_q,
                  int64_t total_k) {
   std::vector<int32_t> q, k, types;
@@ -343,9 +323,10 @@ TEST_P(DistPlanRandom, MatchesTheReferences) {
     } else {
       const auto [cu_q, cu_k] = self_attention_offsets(rng);
       if (GetParam() == Kind::kSlidingWindow)
-        mask = window_mask(ctx.get(), cu_q, cu_k, uniform(rng, -1, 9), uniform(rng, -1, 9));
+        mask = test::make_sliding_window(ctx.get(), cu_q, cu_k, uniform(rng, -1, 9),
+                                         uniform(rng, -1, 9));
       else
-        mask = varlen_mask(ctx.get(), cu_q, cu_k, GetParam() == Kind::kVarlenCausal);
+        mask = test::make_varlen(ctx.get(), cu_q, cu_k, GetParam() == Kind::kVarlenCausal);
     }
     ASSERT_TRUE(mask);
     expect_plans_of(mask.get(), chunk_sizes_for(rng, total_of(mask.get())));
@@ -413,7 +394,7 @@ TEST(DistPlanSpec, TiesDealTheHigherChunkFirstToTheLowerRank) {
 
 TEST(DistPlanSpec, CausalOver8TokensIsTheZigZag) {
   Context ctx = make_cpu_context();
-  Mask mask = varlen_mask(ctx.get(), {0, 8}, {0, 8}, true);
+  Mask mask = test::make_varlen(ctx.get(), {0, 8}, {0, 8}, true);
   Plan plan = make_plan(mask.get(), 2, 2);
   ASSERT_TRUE(plan);
   const PlanView got = read_plan(plan.get());
@@ -427,7 +408,7 @@ TEST(DistPlanSpec, CausalOver8TokensIsTheZigZag) {
 // Causal over 7 tokens, chunk 2, 2 ranks: one padding token (7), whose id is clamped to 6.
 TEST(DistPlanSpec, PaddedPositionIdsAreClampedToMaxValidMinusOne) {
   Context ctx = make_cpu_context();
-  Mask mask = varlen_mask(ctx.get(), {0, 7}, {0, 7}, true);
+  Mask mask = test::make_varlen(ctx.get(), {0, 7}, {0, 7}, true);
   Plan plan = make_plan(mask.get(), 2, 2);
   ASSERT_TRUE(plan);
   const PlanView got = read_plan(plan.get());
@@ -466,7 +447,7 @@ TEST(DistPlanSpec, EmptyStreamAndTheLargestCpSize) {
   EXPECT_EQ(got.local_tokens, 0);
   EXPECT_EQ(got.workloads, (std::vector<int64_t>{0, 0, 0}));
 
-  Mask one = varlen_mask(ctx.get(), {0, 1}, {0, 1}, true);
+  Mask one = test::make_varlen(ctx.get(), {0, 1}, {0, 1}, true);
   Plan wide = make_plan(one.get(), 65536, 1);
   ASSERT_TRUE(wide);
   const PlanView spread = read_plan(wide.get());
@@ -506,7 +487,7 @@ TEST(DistPlanMagi, InterfaceMasks) {
   {
     SCOPED_TRACE("varlen_full_attn_1050");
     const std::vector<int32_t> cu = {0, 128, 256, 384, 512, 640, 768, 1050};
-    Mask mask = varlen_mask(ctx.get(), cu, cu, false);
+    Mask mask = test::make_varlen(ctx.get(), cu, cu, false);
     expect_plans_of(mask.get(), {568});
   }
   {
@@ -520,7 +501,7 @@ TEST(DistPlanMagi, InterfaceMasks) {
   }
   {
     SCOPED_TRACE("full_attn_1k_bs2 (causal)");
-    Mask mask = varlen_mask(ctx.get(), {0, 1024, 2048}, {0, 1024, 2048}, true);
+    Mask mask = test::make_varlen(ctx.get(), {0, 1024, 2048}, {0, 1024, 2048}, true);
     expect_plans_of(mask.get(), {1024});
   }
 }
@@ -597,7 +578,7 @@ TEST(DistPlanMagi, DistributedMasksWithQOverlap) {
 // The plan keeps its own copy of the mask: new positions or the mask's end change nothing.
 TEST(DistPlanLifetime, OutlivesItsMaskAndIgnoresNewPositions) {
   Context ctx = make_cpu_context();
-  Mask mask = varlen_mask(ctx.get(), {0, 5, 13, 20}, {0, 9, 13, 20}, true);
+  Mask mask = test::make_varlen(ctx.get(), {0, 5, 13, 20}, {0, 9, 13, 20}, true);
   Plan plan = make_plan(mask.get(), 3, 3);
   ASSERT_TRUE(plan);
   const PlanView before = read_plan(plan.get());
@@ -623,7 +604,7 @@ TEST(DistPlanScale, MillionTokenVarlenCausal) {
   constexpr int kSequences = 256, kLength = 4096, kChunk = 512, kRanks = 8;
   std::vector<int32_t> cu(kSequences + 1);
   for (int b = 0; b <= kSequences; ++b) cu[size_t(b)] = b * kLength;
-  Mask mask = varlen_mask(ctx.get(), cu, cu, true);
+  Mask mask = test::make_varlen(ctx.get(), cu, cu, true);
   Plan plan = make_plan(mask.get(), kRanks, kChunk);
   ASSERT_TRUE(plan);
   const PlanView got = read_plan(plan.get());
@@ -672,7 +653,7 @@ TEST(DistPlanErrors, ComputePadSize) {
 TEST(DistPlanErrors, PlanCreate) {
   Context ctx = make_cpu_context();
   const char* f = "alibi_dist_plan_create";
-  Mask mask = varlen_mask(ctx.get(), {0, 6}, {0, 6}, true);
+  Mask mask = test::make_varlen(ctx.get(), {0, 6}, {0, 6}, true);
   alibi_dist_plan_t plan = garbage_handle<alibi_dist_plan_t>();
   EXPECT_FAILS(alibi_dist_plan_create(nullptr, 2, 2, &plan), ALIBI_STATUS_NULL_POINTER, f, "mask");
   EXPECT_EQ(plan, nullptr);
@@ -698,7 +679,7 @@ TEST(DistPlanErrors, PlanCreate) {
   Mask cross = ranges_mask(ctx.get(), {{0, 5, 0, 6, ref::kFull}}, 5, 6);
   EXPECT_FAILS(alibi_dist_plan_create(cross.get(), 2, 2, &plan), ALIBI_STATUS_SHAPE_MISMATCH, f,
                "total_q", "total_q = 5", "total_k = 6");
-  Mask varlen_cross = varlen_mask(ctx.get(), {0, 3}, {0, 4}, false);
+  Mask varlen_cross = test::make_varlen(ctx.get(), {0, 3}, {0, 4}, false);
   EXPECT_FAILS(alibi_dist_plan_create(varlen_cross.get(), 1, 1, &plan), ALIBI_STATUS_SHAPE_MISMATCH,
                f, "total_k", "3", "4");
   EXPECT_EQ(plan, nullptr);
@@ -708,7 +689,7 @@ class DistPlanGetterErrors : public ::testing::Test {
  protected:
   void SetUp() override {
     ctx_ = make_cpu_context();
-    mask_ = varlen_mask(ctx_.get(), {0, 12}, {0, 12}, true);
+    mask_ = test::make_varlen(ctx_.get(), {0, 12}, {0, 12}, true);
     plan_ = make_plan(mask_.get(), 3, 2);
   }
   Context ctx_;

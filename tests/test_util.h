@@ -338,6 +338,39 @@ inline Sequences sequences(const std::vector<std::pair<int32_t, int32_t>>& lengt
 
 // ------------------------------------------------------------------------- names of test cases
 
+// Masks; a failed creation fails the test (and gives a null mask).
+inline Mask make_varlen(alibi_context_t ctx, const std::vector<int32_t>& cu_q,
+                        const std::vector<int32_t>& cu_k, bool causal) {
+  alibi_mask_t m = nullptr;
+  EXPECT_EQ(
+      alibi_mask_create_varlen(ctx, int(cu_q.size()) - 1, cu_q.data(), cu_k.data(), causal, &m),
+      ALIBI_STATUS_SUCCESS)
+      << alibi_last_error_message();
+  return Mask(m);
+}
+
+inline Mask make_sliding_window(alibi_context_t ctx, const std::vector<int32_t>& cu_q,
+                                const std::vector<int32_t>& cu_k, int left, int right) {
+  alibi_mask_t m = nullptr;
+  EXPECT_EQ(alibi_mask_create_sliding_window(ctx, int(cu_q.size()) - 1, cu_q.data(), cu_k.data(),
+                                             left, right, &m),
+            ALIBI_STATUS_SUCCESS)
+      << alibi_last_error_message();
+  return Mask(m);
+}
+
+// q_ranges and k_ranges: [begin, end) pairs, one per slice, as alibi_mask_create_ranges takes them.
+inline Mask make_ranges(alibi_context_t ctx, const std::vector<int32_t>& q_ranges,
+                        const std::vector<int32_t>& k_ranges, const std::vector<int32_t>& types,
+                        int64_t total_q, int64_t total_k) {
+  alibi_mask_t m = nullptr;
+  EXPECT_EQ(alibi_mask_create_ranges(ctx, int(types.size()), q_ranges.data(), k_ranges.data(),
+                                     types.data(), total_q, total_k, &m),
+            ALIBI_STATUS_SUCCESS)
+      << alibi_last_error_message();
+  return Mask(m);
+}
+
 inline std::string dtype_name(alibi_dtype dtype) {
   return dtype == ALIBI_DTYPE_F32 ? "f32" : dtype == ALIBI_DTYPE_F16 ? "f16" : "bf16";
 }

@@ -72,20 +72,6 @@ int64_t local_tokens(alibi_dist_plan_t plan) {
   return local;
 }
 
-Mask varlen(alibi_context_t ctx, const std::vector<int32_t>& cu, bool causal) {
-  alibi_mask_t mask = nullptr;
-  SUCCEEDED(alibi_mask_create_varlen(ctx, int(cu.size()) - 1, cu.data(), cu.data(), causal, &mask));
-  return Mask(mask);
-}
-
-Mask ranges(alibi_context_t ctx, const std::vector<int32_t>& q, const std::vector<int32_t>& k,
-            const std::vector<int32_t>& types, int64_t total) {
-  alibi_mask_t mask = nullptr;
-  SUCCEEDED(alibi_mask_create_ranges(ctx, int(types.size()), q.data(), k.data(), types.data(),
-                                     total, total, &mask));
-  return Mask(mask);
-}
-
 // ------------------------------------------------------------------- against one process
 
 struct Problem {
@@ -101,21 +87,24 @@ std::vector<Problem> problems() {
   return {
       {"bi_causal_q_overlap",
        [](alibi_context_t c) {
-         return ranges(c, {0, 32, 32, 64, 64, 96, 96, 128, 128, 160, 160, 192, 15, 62, 156, 187},
-                       {0, 48, 0, 64, 0, 96, 96, 192, 128, 192, 144, 192, 125, 187, 0, 78},
-                       {3, 3, 3, 3, 3, 3, 3, 3}, 192);
+         return test::make_ranges(
+             c, {0, 32, 32, 64, 64, 96, 96, 128, 128, 160, 160, 192, 15, 62, 156, 187},
+             {0, 48, 0, 64, 0, 96, 96, 192, 128, 192, 144, 192, 125, 187, 0, 78},
+             {3, 3, 3, 3, 3, 3, 3, 3}, 192, 192);
        },
        192, 4, 2, 16},
       {"varlen_block_causal_q_overlap",
        [](alibi_context_t c) {
-         return ranges(c, {0, 128, 32, 128, 64, 128, 96, 128, 128, 192, 160, 192},
-                       {0, 32, 32, 64, 64, 96, 96, 128, 128, 160, 160, 192}, {0, 0, 0, 0, 0, 0},
-                       192);
+         return test::make_ranges(c, {0, 128, 32, 128, 64, 128, 96, 128, 128, 192, 160, 192},
+                                  {0, 32, 32, 64, 64, 96, 96, 128, 128, 160, 160, 192},
+                                  {0, 0, 0, 0, 0, 0}, 192, 192);
        },
        192, 2, 2, 13},
       {"varlen_causal_with_an_empty_sequence",
-       [](alibi_context_t c) { return varlen(c, {0, 37, 37, 98, 103, 193}, true); }, 193, 4, 1,
-       7},
+       [](alibi_context_t c) {
+         return test::make_varlen(c, {0, 37, 37, 98, 103, 193}, {0, 37, 37, 98, 103, 193}, true);
+       },
+       193, 4, 1, 7},
   };
 }
 
@@ -140,9 +129,11 @@ Tensors single_process(alibi_context_t ctx, alibi_mask_t mask, const Problem& p,
   Tensor k = test::upload(ctx, kF32, {t, p.hkv, kDim}, in.k);
   Tensor v = test::upload(ctx, kF32, {t, p.hkv, kDim}, in.v);
   Tensor dout = test::upload(ctx, kF32, {t, p.hq, kDim}, in.dout);
-  Tensor out = test::poisoned(ctx, kF32, {t, p.hq, kDim}), lse = test::poisoned(ctx, kF32, {p.hq, t});
+  Tensor out = test::poisoned(ctx, kF32, {t, p.hq, kDim});
+  Tensor lse = test::poisoned(ctx, kF32, {p.hq, t});
   Tensor dq = test::poisoned(ctx, kF32, {t, p.hq, kDim});
-  Tensor dk = test::poisoned(ctx, kF32, {t, p.hkv, kDim}), dv = test::poisoned(ctx, kF32, {t, p.hkv, kDim});
+  Tensor dk = test::poisoned(ctx, kF32, {t, p.hkv, kDim});
+  Tensor dv = test::poisoned(ctx, kF32, {t, p.hkv, kDim});
   Tensor dslopes = test::poisoned(ctx, kF32, {p.hq});
   SUCCEEDED(alibi_attention_forward(ctx, q.get(), k.get(), v.get(), mask, nullptr, out.get(),
                                     lse.get()));
@@ -175,9 +166,11 @@ Tensors distributed(alibi_context_t ctx, alibi_comm_t comm, alibi_dist_plan_t pl
   };
   Tensor q = dispatched(in.q, p.hq), k = dispatched(in.k, p.hkv), v = dispatched(in.v, p.hkv);
   Tensor dout = dispatched(in.dout, p.hq);
-  Tensor out = test::poisoned(ctx, kF32, {l, p.hq, kDim}), lse = test::poisoned(ctx, kF32, {p.hq, l});
+  Tensor out = test::poisoned(ctx, kF32, {l, p.hq, kDim});
+  Tensor lse = test::poisoned(ctx, kF32, {p.hq, l});
   Tensor dq = test::poisoned(ctx, kF32, {l, p.hq, kDim});
-  Tensor dk = test::poisoned(ctx, kF32, {l, p.hkv, kDim}), dv = test::poisoned(ctx, kF32, {l, p.hkv, kDim});
+  Tensor dk = test::poisoned(ctx, kF32, {l, p.hkv, kDim});
+  Tensor dv = test::poisoned(ctx, kF32, {l, p.hkv, kDim});
   Tensor dslopes = test::poisoned(ctx, kF32, {p.hq});
   SUCCEEDED(alibi_dist_attention_forward(ctx, comm, plan, q.get(), k.get(), v.get(), nullptr,
                                          out.get(), lse.get()));
@@ -241,7 +234,7 @@ TEST(DistMpi, EachRankReceivesOnlyTheKeysItsRowsSee) {
   const int64_t t = cu.back();
   constexpr int kChunk = 8, kHq = 4, kHkv = 2;
   Context ctx = test::make_cpu_context();
-  Mask mask = varlen(ctx.get(), cu, true);
+  Mask mask = test::make_varlen(ctx.get(), cu, cu, true);
   Plan plan = make_plan(mask.get(), world_size(), kChunk);
   const int64_t l = local_tokens(plan.get());
   std::vector<int32_t> chunks(size_t(l / kChunk));
@@ -279,7 +272,7 @@ TEST(DistMpi, EachRankReceivesOnlyTheKeysItsRowsSee) {
 TEST(DistMpi, BadInputIsRefusedOnEveryRankAndWritesNothing) {
   Context ctx = test::make_cpu_context();
   Comm comm = mpi_comm();
-  Mask mask = varlen(ctx.get(), {0, 10, 17}, true);
+  Mask mask = test::make_varlen(ctx.get(), {0, 10, 17}, {0, 10, 17}, true);
   const int size = world_size();
   Plan other = make_plan(mask.get(), size + 1, 4);
   Plan plan = make_plan(mask.get(), size, 4);
