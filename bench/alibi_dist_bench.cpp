@@ -202,7 +202,7 @@ int main(int argc, char** argv) {
   check(alibi_dist_attention_forward(ctx, comm, plan, mine.q.handle, mine.k.handle, mine.v.handle,
                                      nullptr, mine.out.handle, mine.lse.handle),
         "alibi_dist_attention_forward");
-  int64_t forward_bytes = counter.received_from_others;
+  const int64_t forward_bytes = counter.received_from_others;
   const double backward_s = timed(o.reps, [&] {
     check(alibi_dist_attention_backward(ctx, comm, plan, mine.q.handle, mine.k.handle,
                                         mine.v.handle, nullptr, mine.out.handle, mine.lse.handle,
@@ -210,7 +210,9 @@ int main(int argc, char** argv) {
                                         mine.dv.handle, mine.dslopes.handle),
           "alibi_dist_attention_backward");
   });
-  MPI_Allreduce(MPI_IN_PLACE, &forward_bytes, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
+  std::vector<int64_t> bytes_by_rank(static_cast<size_t>(size));
+  MPI_Gather(&forward_bytes, 1, MPI_INT64_T, bytes_by_rank.data(), 1, MPI_INT64_T, 0,
+             MPI_COMM_WORLD);
 
   // The single-process baseline on rank 0 (the others wait at the barrier).
   double single_forward_s = 0.0, single_backward_s = 0.0, gemm_rate = 0.0;
@@ -241,20 +243,25 @@ int main(int argc, char** argv) {
     const double forward_flops = 4.0 * o.dim * double(most_cells) * o.heads;
     const double all_gather_bytes = double(size - 1) / size * double(o.tokens) * o.heads * o.dim *
                                     sizeof(float) * 2.0;
+    const auto [fewest, most] = std::minmax_element(bytes_by_rank.begin(), bytes_by_rank.end());
+    const std::string of_all_gather =
+        size == 1 ? "-"
+                  : std::to_string(double(*fewest) / all_gather_bytes).substr(0, 5) + " to " +
+                        std::to_string(double(*most) / all_gather_bytes).substr(0, 5);
     std::printf("| ranks | tokens | H | D | chunk | max/mean workload | forward s | vs 1 process | "
                 "forward GFLOP/s/rank | of 1-thread GEMM | backward s | vs 1 process | "
-                "backward GFLOP/s/rank | of 1-thread GEMM | forward MiB received/rank | of K/V "
-                "all-gather |\n");
+                "backward GFLOP/s/rank | of 1-thread GEMM | forward MiB received per rank | of a "
+                "K/V all-gather |\n");
     std::printf("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
     std::printf("| %d | %lld | %d | %d | %d | %.3f | %.3f | %.2fx | %.1f | %.2f | %.3f | %.2fx | "
-                "%.1f | %.2f | %.1f | %s |\n",
+                "%.1f | %.2f | %.1f to %.1f | %s |\n",
                 size, (long long)o.tokens, o.heads, o.dim, o.chunk,
                 double(most_cells) / (double(total_cells) / size), forward_s,
                 single_forward_s / forward_s, forward_flops / forward_s * 1e-9,
                 forward_flops / forward_s / gemm_rate, backward_s, single_backward_s / backward_s,
                 2.5 * forward_flops / backward_s * 1e-9,
-                2.5 * forward_flops / backward_s / gemm_rate, double(forward_bytes) / (1 << 20),
-                size == 1 ? "-" : std::to_string(double(forward_bytes) / all_gather_bytes).c_str());
+                2.5 * forward_flops / backward_s / gemm_rate, double(*fewest) / (1 << 20),
+                double(*most) / (1 << 20), of_all_gather.c_str());
     std::printf("\nbaseline (rank 0, one process, one thread): forward %.3f s, backward %.3f s; "
                 "1-thread GEMM ceiling %.1f GFLOP/s\n",
                 single_forward_s, single_backward_s, gemm_rate * 1e-9);
