@@ -1,5 +1,6 @@
 // alibi-bench: libalibi's CPU attention (forward and backward) against an unfused Eigen
-// baseline, the f32 GEMM ceiling and the memory copy bandwidth. Progress on stderr, one table
+// baseline, the f32 GEMM ceiling (the best of Eigen's and OpenBLAS's sgemm) and the memory copy
+// bandwidth. Progress on stderr, one table
 // row per (case, implementation) on stdout (CSV, or markdown with --markdown). Run with --help
 // for the options.
 #include <alibi/alibi.h>
@@ -21,6 +22,7 @@
 #include "baselines.h"
 #include "cases.h"
 #include "common/command_line.h"
+#include "gemm_ceiling.h"
 #include "library_calls.h"
 #include "measure.h"
 #include "report.h"
@@ -32,7 +34,6 @@ namespace {
 constexpr int kGemmSize = 2048;
 constexpr size_t kCopyBytes = size_t(1) << 30;  // far beyond the 32 MiB L3
 constexpr double kTolerance = 1e-3;
-constexpr double kBf16Ulp = 1.0 / 128;  // of a value in [1, 2): output rounding of bf16 cases
 constexpr int kCeilingReps = 3;  // before and after each case
 constexpr int kTilesPerThread = 8;  // the memory bound's allowance (backward_memory_bound_mib)
 constexpr int kTileRows = 256;      // the CPU kernels' row tile (the mask plan's tile_rows)
@@ -85,10 +86,11 @@ Options parse_options(int argc, char** argv) {
   return options;
 }
 
-// The ceilings, kept ready: each case times its own ceiling just before and just after its
-// calls, so that a drift of the (shared, virtual) machine moves a case and its ceiling together.
+// The ceilings, kept ready: each case times its own ceilings just before and just after its
+// calls, so that a drift of the (shared, virtual) machine moves a case and its ceilings together.
 struct Ceilings {
-  Gemm gemm{kGemmSize};
+  explicit Ceilings(int threads) : sgemms(available_sgemms(kGemmSize, threads)) {}
+  std::vector<std::unique_ptr<Sgemm>> sgemms;
   Copy copy{kCopyBytes};
 };
 
@@ -104,11 +106,21 @@ Row ceiling_row(const std::string& name, const std::string& kind, const std::str
   return row;
 }
 
-Row gemm_row(const std::string& name, const std::string& kind, Gemm& gemm, int reps, double seconds) {
-  Row row = ceiling_row(name, kind, "eigen_sgemm", reps, seconds);
-  row.gflop_per_s = gemm.flops() / seconds * 1e-9;
-  row.frac_of_gemm = 1.0;
+// One sgemm's row; frac_of_gemm is filled in once every sgemm of the case is timed.
+Row gemm_row(const std::string& name, const std::string& kind, const Sgemm& sgemm,
+             const std::vector<double>& seconds) {
+  Row row = ceiling_row(name, kind, sgemm.name(), int(seconds.size()), median(seconds));
+  row.gflop_per_s = sgemm_flops(kGemmSize) / row.median_seconds * 1e-9;
   return row;
+}
+
+// The fastest of the sgemm rows (the ceiling); sets each row's fraction of it.
+const Row& best_gemm(std::vector<Row>& rows) {
+  const Row& best = *std::max_element(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
+    return a.gflop_per_s < b.gflop_per_s;
+  });
+  for (Row& row : rows) row.frac_of_gemm = row.gflop_per_s / best.gflop_per_s;
+  return best;
 }
 
 Row copy_row(const std::string& name, const std::string& kind, Copy& copy, int reps, double seconds) {
@@ -129,19 +141,33 @@ Row read_row(const std::string& name, const std::string& kind, Copy& copy, int r
 
 // The ceilings alone, once, before the cases.
 void report_ceilings(Ceilings& ceilings, const Options& options, Report& report) {
-  std::fprintf(stderr, "ceilings: f32 GEMM %dx%dx%d (Eigen), memcpy of %zu MiB, %d threads\n",
-               kGemmSize, kGemmSize, kGemmSize, kCopyBytes >> 20, options.threads);
-  const Run gemm = [&] { ceilings.gemm.run(); }, copy = [&] { ceilings.copy.run(); };
-  const double gemm_first = seconds_of(gemm), copy_first = seconds_of(copy);
-  const int gemm_reps = repetitions(gemm_first, options.reps), copy_reps = repetitions(copy_first, options.reps);
-  const std::string gemm_name = "gemm_f32_n" + std::to_string(kGemmSize);
-  const Row gemm_result = gemm_row(gemm_name, "ceiling", ceilings.gemm, gemm_reps, median_seconds(gemm, gemm_reps));
-  const Row copy_result = copy_row("copy_" + std::to_string(kCopyBytes >> 20) + "mib", "ceiling", ceilings.copy,
-                                   copy_reps, median_seconds(copy, copy_reps));
-  report.add(gemm_result);
+  std::fprintf(stderr, "ceilings: f32 GEMM %dx%dx%d, memcpy of %zu MiB, %d threads\n", kGemmSize,
+               kGemmSize, kGemmSize, kCopyBytes >> 20, options.threads);
+  std::vector<Row> gemm_rows;
+  for (const std::unique_ptr<Sgemm>& sgemm : ceilings.sgemms) {
+    const int reps = repetitions(sgemm->call_seconds(1)[0], options.reps);
+    gemm_rows.push_back(gemm_row("gemm_f32_n" + std::to_string(kGemmSize), "ceiling", *sgemm,
+                                 sgemm->call_seconds(reps)));
+  }
+  const Row& best = best_gemm(gemm_rows);
+  const Run copy = [&] { ceilings.copy.run(); };
+  const int copy_reps = repetitions(seconds_of(copy), options.reps);
+  const Row copy_result = copy_row("copy_" + std::to_string(kCopyBytes >> 20) + "mib", "ceiling",
+                                   ceilings.copy, copy_reps, median_seconds(copy, copy_reps));
+  for (const Row& row : gemm_rows) {
+    std::fprintf(stderr, "  %-24s %.1f GFLOP/s\n", row.implementation.c_str(), row.gflop_per_s);
+    report.add(row);
+  }
   report.add(copy_result);
-  std::fprintf(stderr, "  GEMM %.1f GFLOP/s, copy %.1f GB/s (read + write)\n", gemm_result.gflop_per_s,
-               copy_result.gb_per_s);
+  std::fprintf(stderr, "  ceiling: %s; copy %.1f GB/s (read + write)\n",
+               best.implementation.c_str(), copy_result.gb_per_s);
+}
+
+// Each sgemm's seconds over kCeilingReps calls, appended to its list.
+void time_sgemms(Ceilings& ceilings, std::vector<std::vector<double>>& seconds) {
+  seconds.resize(ceilings.sgemms.size());
+  for (size_t i = 0; i < ceilings.sgemms.size(); ++i)
+    for (double s : ceilings.sgemms[i]->call_seconds(kCeilingReps)) seconds[i].push_back(s);
 }
 
 Row case_row(const Case& c, const std::string& implementation, int reps, double median_seconds) {
@@ -188,15 +214,20 @@ double backward_memory_bound_mib(const Case& c, int threads) {
   return (double(c.kv_elements()) + tiles) * sizeof(float) / (1024.0 * 1024.0);
 }
 
+// Half an ulp of a value in [1, 2) in the dtype a result is rounded to (none for f32).
+double half_ulp(alibi_dtype dtype) {
+  return dtype == ALIBI_DTYPE_BF16 ? 0x1p-8 : dtype == ALIBI_DTYPE_F16 ? 0x1p-11 : 0.0;
+}
+
 // Whether libalibi's `result` matches the baseline's `reference` (printing the largest
 // difference): within kTolerance times the larger of 1 and the reference's largest magnitude
-// (gradients are sums of many terms), plus half a bf16 ulp of the value where libalibi rounds
-// its result to bf16.
+// (gradients are sums of many terms), plus half an ulp of the value where libalibi rounds its
+// result to bf16 or f16.
 bool agree(const char* what, const std::vector<float>& result, const std::vector<float>& reference,
-           bool bf16_rounded) {
+           alibi_dtype rounded_to) {
   double largest = 1.0;
   for (float value : reference) largest = std::max(largest, double(std::fabs(value)));
-  const double absolute = kTolerance * largest, relative = bf16_rounded ? kBf16Ulp / 2 : 0.0;
+  const double absolute = kTolerance * largest, relative = half_ulp(rounded_to);
   double max_abs_diff = 0.0;
   bool ok = result.size() == reference.size();
   for (size_t i = 0; ok && i < reference.size(); ++i) {
@@ -204,8 +235,8 @@ bool agree(const char* what, const std::vector<float>& result, const std::vector
     if (!(diff <= max_abs_diff)) max_abs_diff = diff;  // NaN (an unwritten element) sticks
     if (!(diff <= absolute + relative * std::fabs(reference[i]))) ok = false;
   }
-  std::fprintf(stderr, "  max |libalibi - unfused| %-7s = %.3g (tolerance %.3g%s)\n", what,
-               max_abs_diff, absolute, bf16_rounded ? " + 2^-8 |value|" : "");
+  std::fprintf(stderr, "  max |libalibi - unfused| %-7s = %.3g (tolerance %.3g + %.3g |value|)\n",
+               what, max_abs_diff, absolute, relative);
   return ok;
 }
 
@@ -248,7 +279,7 @@ std::optional<Timings> time_forward(const Case& c, alibi_context_t ctx, Inputs& 
   const Run baseline = [&] { unfused_attention(c, inputs, reference.data()); };
   const auto check = [&] {
     return !c.with_baseline ||
-           agree("out", library.output(), reference, c.dtype == ALIBI_DTYPE_BF16);
+           agree("out", library.output(), reference, c.dtype);
   };
   return time_calls([&] { library.run(); }, c.with_baseline ? baseline : Run(), check, options);
 }
@@ -273,27 +304,31 @@ std::optional<Timings> time_backward(const Case& c, alibi_context_t ctx, Inputs&
                    written ? "all written (finite)" : "NOT all written");
       return written;
     }
-    const bool bf16 = c.dtype == ALIBI_DTYPE_BF16;
-    const bool dq = agree("dq", result.dq, reference.dq, bf16),
-               dk = agree("dk", result.dk, reference.dk, bf16),
-               dv = agree("dv", result.dv, reference.dv, bf16),
-               dslopes = agree("dslopes", result.dslopes, reference.dslopes, false);
+    const bool dq = agree("dq", result.dq, reference.dq, c.dtype),
+               dk = agree("dk", result.dk, reference.dk, c.dtype),
+               dv = agree("dv", result.dv, reference.dv, c.dtype),
+               dslopes = agree("dslopes", result.dslopes, reference.dslopes, ALIBI_DTYPE_F32);
     return dq && dk && dv && dslopes;
   };
   return time_calls([&] { library.run(); }, c.with_baseline ? baseline : Run(), check, options);
 }
 
 // Measures libalibi and the unfused baseline where the case has it, their calls alternating, and
-// the case's ceiling (GEMM, or copy for decode) timed kCeilingReps times before and after them,
-// and adds their rows.
+// the case's ceilings timed kCeilingReps times before and after them: every sgemm (the best is
+// the case's GEMM ceiling), or for decode the copy and the read-only stream; adds their rows.
 // False when libalibi and the baseline disagree.
 bool run_case(const Case& c, alibi_context_t ctx, Ceilings& ceilings, const Options& options,
               Report& report) {
   const bool decode = c.kind == Kind::decode;
-  const Run ceiling_run = decode ? Run([&] { ceilings.copy.run(); }) : Run([&] { ceilings.gemm.run(); });
-  const Run read_run = [&] { ceilings.copy.read(); };
-  std::vector<double> ceiling_seconds = call_seconds(ceiling_run, kCeilingReps), read_seconds;
-  if (decode) read_seconds = call_seconds(read_run, kCeilingReps);
+  const Run copy_run = [&] { ceilings.copy.run(); }, read_run = [&] { ceilings.copy.read(); };
+  std::vector<double> copy_seconds, read_seconds;
+  std::vector<std::vector<double>> sgemm_seconds;
+  if (decode) {
+    copy_seconds = call_seconds(copy_run, kCeilingReps);
+    read_seconds = call_seconds(read_run, kCeilingReps);
+  } else {
+    time_sgemms(ceilings, sgemm_seconds);
+  }
 
   Inputs inputs = make_inputs(c);
   const std::optional<Timings> timings =
@@ -313,17 +348,26 @@ bool run_case(const Case& c, alibi_context_t ctx, Ceilings& ceilings, const Opti
     library_row.speedup_vs_unfused = baseline_row.median_seconds / library_row.median_seconds;
   }
 
-  for (double seconds : call_seconds(ceiling_run, kCeilingReps)) ceiling_seconds.push_back(seconds);
-  if (decode)
-    for (double seconds : call_seconds(read_run, kCeilingReps)) read_seconds.push_back(seconds);
   const std::string kind = library_row.kind;
-  const int ceiling_reps = int(ceiling_seconds.size());
-  const Row ceiling = decode ? copy_row(c.name, kind, ceilings.copy, ceiling_reps, median(ceiling_seconds))
-                             : gemm_row(c.name, kind, ceilings.gemm, ceiling_reps, median(ceiling_seconds));
+  if (decode) {
+    for (double seconds : call_seconds(copy_run, kCeilingReps)) copy_seconds.push_back(seconds);
+    for (double seconds : call_seconds(read_run, kCeilingReps)) read_seconds.push_back(seconds);
+    const Row copy = copy_row(c.name, kind, ceilings.copy, int(copy_seconds.size()), median(copy_seconds));
+    add_case_row(library_row, copy, report);
+    if (c.with_baseline) add_case_row(baseline_row, copy, report);
+    report.add(copy);
+    report.add(read_row(c.name, kind, ceilings.copy, int(read_seconds.size()), median(read_seconds), copy));
+    return true;
+  }
+  time_sgemms(ceilings, sgemm_seconds);
+  std::vector<Row> gemm_rows;
+  for (size_t i = 0; i < ceilings.sgemms.size(); ++i)
+    gemm_rows.push_back(gemm_row(c.name, kind, *ceilings.sgemms[i], sgemm_seconds[i]));
+  const Row& ceiling = best_gemm(gemm_rows);
+  std::fprintf(stderr, "  ceiling   %s, %.1f GFLOP/s\n", ceiling.implementation.c_str(), ceiling.gflop_per_s);
   add_case_row(library_row, ceiling, report);
   if (c.with_baseline) add_case_row(baseline_row, ceiling, report);
-  report.add(ceiling);
-  if (decode) report.add(read_row(c.name, kind, ceilings.copy, int(read_seconds.size()), median(read_seconds), ceiling));
+  for (const Row& row : gemm_rows) report.add(row);
   return true;
 }
 
@@ -342,7 +386,7 @@ int run(const Options& options) {
                alibi_version_string(), options.threads, cases.size());
 
   Report report(options.markdown ? Format::markdown : Format::csv);
-  Ceilings ceilings;
+  Ceilings ceilings(options.threads);
   report_ceilings(ceilings, options, report);
   for (size_t i = 0; i < cases.size(); ++i) {
     const Case& c = cases[i];
@@ -359,6 +403,7 @@ int run(const Options& options) {
 }  // namespace bench
 
 int main(int argc, char** argv) {
+  if (const std::optional<int> status = bench::serve_as_openblas_worker()) return *status;
   // libgomp reads OMP_WAIT_POLICY as it loads. Idle OpenMP threads of the baselines would spin
   // for milliseconds into libalibi's next call, so run again with them sleeping.
   if (std::getenv("OMP_WAIT_POLICY") == nullptr) {

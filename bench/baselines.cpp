@@ -95,12 +95,12 @@ void attend_all(const Case& c, const float* q, const float* k, const float* v, f
   }
 }
 
-std::vector<float> widen_bf16(const std::vector<unsigned char>& bytes) {
+std::vector<float> widen_half(const std::vector<unsigned char>& bytes, alibi_dtype dtype) {
   const int64_t count = int64_t(bytes.size() / 2);
   const uint16_t* halves = reinterpret_cast<const uint16_t*>(bytes.data());
   std::vector<float> values(static_cast<size_t>(count));
 #pragma omp parallel for
-  for (int64_t i = 0; i < count; ++i) values[size_t(i)] = from_bf16(halves[i]);
+  for (int64_t i = 0; i < count; ++i) values[size_t(i)] = from_half(halves[i], dtype);
   return values;
 }
 
@@ -234,26 +234,27 @@ void backward_all(const Case& c, const BackwardTensors& t, const float* lse, Gra
 }  // namespace
 
 void unfused_attention(const Case& c, const Inputs& inputs, float* out) {
-  if (c.dtype != ALIBI_DTYPE_BF16) {
+  if (c.dtype == ALIBI_DTYPE_F32) {
     attend_all(c, as_f32(inputs.q), as_f32(inputs.k), as_f32(inputs.v), out);
     return;
   }
-  const std::vector<float> q = widen_bf16(inputs.q), k = widen_bf16(inputs.k),
-                           v = widen_bf16(inputs.v);
+  const std::vector<float> q = widen_half(inputs.q, c.dtype), k = widen_half(inputs.k, c.dtype),
+                           v = widen_half(inputs.v, c.dtype);
   attend_all(c, q.data(), k.data(), v.data(), out);
 }
 
 void unfused_attention_backward(const Case& c, const Inputs& inputs, const ForwardResult& forward,
                                 Gradients& grads) {
-  if (c.dtype != ALIBI_DTYPE_BF16) {
+  if (c.dtype == ALIBI_DTYPE_F32) {
     const BackwardTensors tensors{as_f32(inputs.q), as_f32(inputs.k), as_f32(inputs.v),
                                   as_f32(forward.out), as_f32(inputs.dout)};
     backward_all(c, tensors, forward.lse.data(), grads);
     return;
   }
-  const std::vector<float> q = widen_bf16(inputs.q), k = widen_bf16(inputs.k),
-                           v = widen_bf16(inputs.v), out = widen_bf16(forward.out),
-                           dout = widen_bf16(inputs.dout);
+  const std::vector<float> q = widen_half(inputs.q, c.dtype), k = widen_half(inputs.k, c.dtype),
+                           v = widen_half(inputs.v, c.dtype),
+                           out = widen_half(forward.out, c.dtype),
+                           dout = widen_half(inputs.dout, c.dtype);
   backward_all(c, {q.data(), k.data(), v.data(), out.data(), dout.data()}, forward.lse.data(),
                grads);
 }

@@ -13,8 +13,8 @@ namespace bench {
 
 // Unfused attention, per (sequence, head) in parallel: materialize the ALiBi bias (-inf where
 // masked) as an Lq x Lk matrix, S = scale * Q K^T (Eigen GEMM), S += bias, row softmax,
-// O = P V (Eigen GEMM). bf16 inputs are converted to f32 first. out: total_q x heads x head_dim
-// f32.
+// O = P V (Eigen GEMM). bf16 and f16 inputs are converted to f32 first. out: total_q x heads x
+// head_dim f32.
 void unfused_attention(const Case& c, const Inputs& inputs, float* out);
 
 // What a forward call gave, as a backward call takes it: out in the case's dtype, lse
@@ -33,7 +33,8 @@ struct Gradients {
 // Unfused attention backward, per (sequence, kv head) in parallel, for each of its query heads:
 // materialize P = exp(scale Q K^T + bias - lse) (0 where masked) as an Lq x Lk matrix, then
 // dV += P^T dO, dP = dO V^T, dS = P (dP - rowsum(dO O)), dslopes = -sum dS |qpos - kpos|,
-// dQ = scale dS K, dK += scale dS^T Q (Eigen GEMMs). bf16 inputs are converted to f32 first.
+// dQ = scale dS K, dK += scale dS^T Q (Eigen GEMMs). bf16 and f16 inputs are converted to f32
+// first.
 // grads must have the sizes above; every element is overwritten.
 void unfused_attention_backward(const Case& c, const Inputs& inputs, const ForwardResult& forward,
                                 Gradients& grads);

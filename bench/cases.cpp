@@ -37,11 +37,16 @@ Case prefill(int heads, int head_dim, int n, bool causal, alibi_dtype dtype) {
   return make_case(name, Kind::prefill, dtype, heads, head_dim, {n}, {n}, causal);
 }
 
-Case decode(int heads, int head_dim, int keys) {
-  std::string name =
-      "decode_" + shape_name(heads, head_dim) + "_tk" + std::to_string(keys) + "_f32";
+// kv_heads below heads: grouped-query attention, named hH_hkvK.
+Case decode(int heads, int kv_heads, int head_dim, int keys) {
+  std::string shape = shape_name(heads, head_dim);
+  if (kv_heads != heads)
+    shape.insert(shape.find('_'), "_hkv" + std::to_string(kv_heads));
+  const std::string name = "decode_" + shape + "_tk" + std::to_string(keys) + "_f32";
   // One query attending to every key: a causal bottom-right mask sees the whole row.
-  return make_case(name, Kind::decode, ALIBI_DTYPE_F32, heads, head_dim, {1}, {keys}, true);
+  Case c = make_case(name, Kind::decode, ALIBI_DTYPE_F32, heads, head_dim, {1}, {keys}, true);
+  c.kv_heads = kv_heads;
+  return c;
 }
 
 Case varlen(int heads, int head_dim, const std::vector<int32_t>& lengths) {
@@ -63,7 +68,7 @@ Case backward(Case c) {
 
 }  // namespace
 
-size_t Case::element_size() const { return dtype == ALIBI_DTYPE_BF16 ? 2 : 4; }
+size_t Case::element_size() const { return dtype == ALIBI_DTYPE_F32 ? 4 : 2; }
 
 std::vector<Case> default_cases() {
   std::vector<Case> cases;
@@ -77,7 +82,13 @@ std::vector<Case> default_cases() {
     for (bool causal : {true, false})
       for (alibi_dtype dtype : dtypes)
         cases.push_back(prefill(s.heads, s.head_dim, s.n, causal, dtype));
-  for (int keys : {4096, 32768}) cases.push_back(decode(32, 128, keys));
+  // f16 where issue 16 sets targets: the causal shapes it names and full H16 D128 N2048.
+  for (const Shape& s : {Shape{16, 64, 512}, Shape{16, 64, 2048}, Shape{16, 128, 2048},
+                         Shape{32, 128, 4096}})
+    cases.push_back(prefill(s.heads, s.head_dim, s.n, true, ALIBI_DTYPE_F16));
+  cases.push_back(prefill(16, 128, 2048, false, ALIBI_DTYPE_F16));
+  for (int keys : {4096, 32768}) cases.push_back(decode(32, 32, 128, keys));
+  cases.push_back(decode(32, 8, 128, 32768));
   cases.push_back(varlen(16, 128, {37, 512, 1999, 64}));
 
   Case memory = prefill(8, 128, 16384, true, ALIBI_DTYPE_F32);
@@ -117,7 +128,17 @@ const char* kind_name(Kind kind) {
   return "?";
 }
 
-const char* dtype_name(alibi_dtype dtype) { return dtype == ALIBI_DTYPE_BF16 ? "bf16" : "f32"; }
+const char* dtype_name(alibi_dtype dtype) {
+  return dtype == ALIBI_DTYPE_BF16 ? "bf16" : dtype == ALIBI_DTYPE_F16 ? "f16" : "f32";
+}
+
+float from_half(uint16_t bits, alibi_dtype dtype) {
+  return dtype == ALIBI_DTYPE_F16 ? bench_common::from_f16(bits) : from_bf16(bits);
+}
+
+uint16_t to_half(float value, alibi_dtype dtype) {
+  return dtype == ALIBI_DTYPE_F16 ? bench_common::to_f16(value) : to_bf16(value);
+}
 
 namespace {
 
@@ -136,11 +157,11 @@ class Uniform {
 
 std::vector<unsigned char> random_buffer(int64_t count, alibi_dtype dtype, uint64_t seed) {
   Uniform uniform(seed);
-  std::vector<unsigned char> bytes(size_t(count) * (dtype == ALIBI_DTYPE_BF16 ? 2 : 4));
+  std::vector<unsigned char> bytes(size_t(count) * (dtype == ALIBI_DTYPE_F32 ? 4 : 2));
   for (int64_t i = 0; i < count; ++i) {
     const float value = uniform.next();
-    if (dtype == ALIBI_DTYPE_BF16) {
-      const uint16_t half = to_bf16(value);
+    if (dtype != ALIBI_DTYPE_F32) {
+      const uint16_t half = to_half(value, dtype);
       std::memcpy(bytes.data() + 2 * i, &half, 2);
     } else {
       std::memcpy(bytes.data() + 4 * i, &value, 4);

@@ -19,7 +19,7 @@ enum class Kind { prefill, decode, varlen };
 struct Case : bench_common::AttentionShape {
   std::string name;
   Kind kind;
-  alibi_dtype dtype;   // f32 or bf16
+  alibi_dtype dtype;   // f32, bf16 or f16
   bool backward;       // times alibi_attention_backward (of a forward made once, untimed)
   bool with_baseline;  // false where the unfused per-head Lq x Lk buffers get unreasonable
   bool quick;          // part of the --quick subset
@@ -40,6 +40,10 @@ const char* dtype_name(alibi_dtype dtype);
 
 using bench_common::from_bf16;
 using bench_common::to_bf16;
+
+// A bf16 or f16 value's bits to f32 and back.
+float from_half(uint16_t bits, alibi_dtype dtype);
+uint16_t to_half(float value, alibi_dtype dtype);
 
 // Host inputs of a case in its dtype, filled with fixed-seed uniform values in [-1, 1); dout
 // (the gradient of out, q's shape) for backward cases only.

@@ -68,7 +68,7 @@ std::vector<float> widen(const std::vector<unsigned char>& bytes, alibi_dtype dt
   for (size_t i = 0; i < values.size(); ++i) {
     uint16_t half;
     std::memcpy(&half, bytes.data() + 2 * i, 2);
-    values[i] = from_bf16(half);
+    values[i] = from_half(half, dtype);
   }
   return values;
 }
@@ -123,7 +123,7 @@ void AlibiBackward::run() {
 
 void AlibiBackward::poison() {
   const float nan = std::numeric_limits<float>::quiet_NaN();
-  const uint16_t nan_bf16 = to_bf16(nan);
+  const uint16_t nan_bf16 = to_bf16(nan);  // 0x7fc0: a NaN in f16 as well
   for (std::vector<unsigned char>* gradient : {&dq_, &dk_, &dv_}) {
     if (dtype_ == ALIBI_DTYPE_F32)
       for (size_t i = 0; i < gradient->size(); i += 4) std::memcpy(gradient->data() + i, &nan, 4);

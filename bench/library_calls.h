@@ -31,7 +31,7 @@ using Mask = std::unique_ptr<alibi_mask_s, MaskDeleter>;
 // A CPU context with `threads` threads.
 Context make_context(int threads);
 
-// Host values of a dtype (f32 or bf16) as f32.
+// Host values of a dtype (f32, bf16 or f16) as f32.
 std::vector<float> widen(const std::vector<unsigned char>& bytes, alibi_dtype dtype);
 
 // alibi_attention_forward of a case, default parameters, no LSE.

@@ -1,22 +1,26 @@
 #!/bin/sh
 # Runs alibi-bench RUNS times (default 5) over the cases the CPU performance targets name and
 # prints, for each target, the value of every run and their median. Each run times its own
-# ceilings, so every figure is a ratio within one run. WHICH: forward (issue 3's targets),
-# backward (issue 14's) or all (default).
-#   Usage: targets.sh PATH/TO/alibi-bench [RUNS [forward|backward|all]]   (progress on stderr)
+# ceilings, so every figure is a ratio within one run. WHICH: forward (issue 3's targets and
+# issue 16's), backward (issue 14's) or all (default). CSV: a file to keep every run's rows in.
+#   Usage: targets.sh PATH/TO/alibi-bench [RUNS [forward|backward|all [CSV]]]   (progress on stderr)
 set -eu
-if [ "$#" -lt 1 ] || [ "$#" -gt 3 ]; then
-  echo "usage: $0 PATH/TO/alibi-bench [RUNS [forward|backward|all]]" >&2
+if [ "$#" -lt 1 ] || [ "$#" -gt 4 ]; then
+  echo "usage: $0 PATH/TO/alibi-bench [RUNS [forward|backward|all [CSV]]]" >&2
   exit 2
 fi
 bench=$1
 runs=${2:-5}
 which=${3:-all}
+kept=${4:-}
+forward_cases="--case prefill_h16_d128_n2048 --case prefill_h32_d128_n4096_causal
+               --case prefill_h16_d64_n512_causal --case decode_h32_d128_tk32768
+               --case decode_h32_hkv8_d128_tk32768 --case memory_h8_d128_n16384"
+backward_cases="--case backward_h16_d128_n2048 --case backward_varlen --case backward_memory"
 case $which in
-  forward) cases="--case prefill_h16_d128_n2048 --case decode_h32_d128_tk32768 --case memory_h8_d128_n16384" ;;
-  backward) cases="--case backward_h16_d128_n2048 --case backward_varlen --case backward_memory" ;;
-  all) cases="--case prefill_h16_d128_n2048 --case decode_h32_d128_tk32768 --case memory_h8_d128_n16384
-              --case backward_h16_d128_n2048 --case backward_varlen --case backward_memory" ;;
+  forward) cases=$forward_cases ;;
+  backward) cases=$backward_cases ;;
+  all) cases="$forward_cases $backward_cases" ;;
   *)
     echo "$0: WHICH is forward, backward or all, not '$which'" >&2
     exit 2
@@ -32,21 +36,22 @@ while [ "$i" -le "$runs" ]; do
   "$bench" $cases 2>/dev/null | sed 1d >> "$csv"
   i=$((i + 1))
 done
+if [ -n "$kept" ]; then cp "$csv" "$kept"; fi
 
 # CSV columns: 1 case, 9 implementation, 12 gflop_per_s, 13 frac_of_gemm, 14 speedup_vs_unfused,
 # 15 gb_per_s, 16 frac_of_copy, 17 peak_extra_mib, 18 memory_bound_mib.
 column() {  # case implementation column
   awk -F, -v c="$1" -v impl="$2" -v col="$3" '$1 == c && $9 == impl { print $col }' "$csv"
 }
-bf16_over_f32() {  # mask: libalibi's bf16 GFLOP/s over its f32 GFLOP/s, run by run
-  awk -F, -v bf16="prefill_h16_d128_n2048_$1_bf16" -v f32="prefill_h16_d128_n2048_$1_f32" '
+half_over_f32() {  # shape dtype: libalibi's GFLOP/s in dtype over its f32 GFLOP/s, run by run
+  awk -F, -v half="prefill_$1_$2" -v f32="prefill_$1_f32" '
     $9 != "libalibi" { next }
-    $1 == bf16 { b[++nb] = $12 }
+    $1 == half { h[++nh] = $12 }
     $1 == f32 { f[++nf] = $12 }
-    END { for (i = 1; i <= nb; ++i) printf "%.3f\n", b[i] / f[i] }' "$csv"
+    END { for (i = 1; i <= nh; ++i) printf "%.3f\n", h[i] / f[i] }' "$csv"
 }
-decode_over_read() {  # libalibi's decode GB/s over the read-only stream's, run by run
-  awk -F, -v c=decode_h32_d128_tk32768_f32 '
+decode_over_read() {  # case: libalibi's decode GB/s over the read-only stream's, run by run
+  awk -F, -v c="$1" '
     $1 != c { next }
     $9 == "libalibi" { d[++nd] = $15 }
     $9 == "read_stream" { r[++nr] = $15 }
@@ -61,16 +66,23 @@ report() {  # name target values...
   printf '| %s | %s | %s | %s |\n' "$name" "$target" "$*" "$median"
 }
 
+# Issue 3's targets, then issue 16's (of GEMM: of the fastest sgemm timed with the case).
 forward_targets() {
-  report "causal f32 H16 D128 N2048: of GEMM" ">= 0.6" $(column prefill_h16_d128_n2048_causal_f32 libalibi 13)
   report "causal f32 H16 D128 N2048: vs unfused" ">= 3" $(column prefill_h16_d128_n2048_causal_f32 libalibi 14)
-  report "full f32 H16 D128 N2048: of GEMM" ">= 0.6" $(column prefill_h16_d128_n2048_full_f32 libalibi 13)
-  report "causal bf16 / f32 GFLOP/s" ">= 0.85" $(bf16_over_f32 causal)
-  report "full bf16 / f32 GFLOP/s" ">= 0.85" $(bf16_over_f32 full)
   report "decode Tk 32768 H32 D128 f32: of copy" ">= 0.7" $(column decode_h32_d128_tk32768_f32 libalibi 16)
   report "read-only stream: of copy (context)" "" $(column decode_h32_d128_tk32768_f32 read_stream 16)
-  report "decode: of the read-only stream (context)" "" $(decode_over_read)
   report "N 16384 H8 D128 causal: peak extra MiB" "< 64" $(column memory_h8_d128_n16384_causal_f32 libalibi 17)
+  for goal in h16_d128_n2048_causal:0.7 h32_d128_n4096_causal:0.7 h16_d128_n2048_full:0.75 \
+    h16_d64_n512_causal:0.5; do
+    shape=${goal%:*}
+    report "$shape f32: of GEMM" ">= ${goal#*:}" $(column "prefill_${shape}_f32" libalibi 13)
+    for half in bf16 f16; do
+      report "$shape $half / f32 GFLOP/s" ">= 1" $(half_over_f32 "$shape" "$half")
+    done
+  done
+  for decode in decode_h32_d128_tk32768_f32 decode_h32_hkv8_d128_tk32768_f32; do
+    report "$decode: of the read-only stream" ">= 0.8" $(decode_over_read "$decode")
+  done
 }
 
 backward_targets() {  # report() sets $name, hence $shape here

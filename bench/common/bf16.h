@@ -1,4 +1,4 @@
-// f32 <-> bf16 and f32 -> f16 for the benchmarks' inputs and outputs (round to nearest even;
+// f32 <-> bf16 and f32 <-> f16 for the benchmarks' inputs and outputs (round to nearest even;
 // inputs are finite).
 #pragma once
 
@@ -34,6 +34,18 @@ inline uint16_t to_f16(float value) {
     return uint16_t(sign | uint16_t(std::nearbyint(std::fabs(value) * 0x1p24f)));
   const uint32_t rounded = magnitude + 0xfffu + ((magnitude >> 13) & 1u);
   return uint16_t(sign | ((rounded - (112u << 23)) >> 13));
+}
+
+// Exact: every binary16 value is an f32 value.
+inline float from_f16(uint16_t value) {
+  const float sign = (value & 0x8000u) ? -1.0f : 1.0f;
+  const uint32_t exponent = (value >> 10) & 0x1fu, mantissa = value & 0x3ffu;
+  if (exponent == 0) return sign * std::ldexp(float(mantissa), -24);
+  if (exponent == 31) return sign * (mantissa ? NAN : INFINITY);
+  const uint32_t bits = ((exponent + 112u) << 23) | (mantissa << 13);
+  float magnitude;
+  std::memcpy(&magnitude, &bits, sizeof magnitude);
+  return sign * magnitude;
 }
 
 }  // namespace bench_common
