@@ -1,8 +1,7 @@
 // alibi-bench: libalibi's CPU attention (forward and backward) against an unfused Eigen
-// baseline, the f32 GEMM ceiling (the best of Eigen's and OpenBLAS's sgemm) and the memory copy
-// bandwidth. Progress on stderr, one table
-// row per (case, implementation) on stdout (CSV, or markdown with --markdown). Run with --help
-// for the options.
+// baseline, the f32 GEMM ceiling (the fastest of Eigen's and OpenBLAS's sgemm) and the memory
+// copy bandwidth. Progress on stderr, one table row per (case, implementation) on stdout (CSV,
+// or markdown with --markdown). Run with --help for the options.
 #include <alibi/alibi.h>
 #include <omp.h>
 #include <unistd.h>
@@ -163,11 +162,24 @@ void report_ceilings(Ceilings& ceilings, const Options& options, Report& report)
                best.implementation.c_str(), copy_result.gb_per_s);
 }
 
-// Each sgemm's seconds over kCeilingReps calls, appended to its list.
-void time_sgemms(Ceilings& ceilings, std::vector<std::vector<double>>& seconds) {
-  seconds.resize(ceilings.sgemms.size());
+// The seconds of a case's ceilings, timed kCeilingReps times before its calls and again after.
+struct CeilingSeconds {
+  std::vector<std::vector<double>> sgemms;  // one list per sgemm (cases other than decode)
+  std::vector<double> copy, read;           // decode
+};
+
+void time_ceilings(const Case& c, Ceilings& ceilings, CeilingSeconds& seconds) {
+  const auto append = [](std::vector<double>& list, const std::vector<double>& more) {
+    list.insert(list.end(), more.begin(), more.end());
+  };
+  if (c.kind == Kind::decode) {
+    append(seconds.copy, call_seconds([&] { ceilings.copy.run(); }, kCeilingReps));
+    append(seconds.read, call_seconds([&] { ceilings.copy.read(); }, kCeilingReps));
+    return;
+  }
+  seconds.sgemms.resize(ceilings.sgemms.size());
   for (size_t i = 0; i < ceilings.sgemms.size(); ++i)
-    for (double s : ceilings.sgemms[i]->call_seconds(kCeilingReps)) seconds[i].push_back(s);
+    append(seconds.sgemms[i], ceilings.sgemms[i]->call_seconds(kCeilingReps));
 }
 
 Row case_row(const Case& c, const std::string& implementation, int reps, double median_seconds) {
@@ -313,23 +325,37 @@ std::optional<Timings> time_backward(const Case& c, alibi_context_t ctx, Inputs&
   return time_calls([&] { library.run(); }, c.with_baseline ? baseline : Run(), check, options);
 }
 
+// Adds a case's rows as fractions of its ceiling: the copy (decode: with the read-only stream
+// as context), else the fastest sgemm (with every sgemm's row).
+void add_case_rows(const Case& c, const Row& library_row, const std::optional<Row>& baseline_row,
+                   Ceilings& ceilings, const CeilingSeconds& seconds, Report& report) {
+  const std::string& kind = library_row.kind;
+  if (c.kind == Kind::decode) {
+    const Row copy = copy_row(c.name, kind, ceilings.copy, int(seconds.copy.size()), median(seconds.copy));
+    add_case_row(library_row, copy, report);
+    if (baseline_row) add_case_row(*baseline_row, copy, report);
+    report.add(copy);
+    report.add(read_row(c.name, kind, ceilings.copy, int(seconds.read.size()), median(seconds.read), copy));
+    return;
+  }
+  std::vector<Row> gemm_rows;
+  for (size_t i = 0; i < ceilings.sgemms.size(); ++i)
+    gemm_rows.push_back(gemm_row(c.name, kind, *ceilings.sgemms[i], seconds.sgemms[i]));
+  const Row& ceiling = best_gemm(gemm_rows);
+  std::fprintf(stderr, "  ceiling   %s, %.1f GFLOP/s\n", ceiling.implementation.c_str(), ceiling.gflop_per_s);
+  add_case_row(library_row, ceiling, report);
+  if (baseline_row) add_case_row(*baseline_row, ceiling, report);
+  for (const Row& row : gemm_rows) report.add(row);
+}
+
 // Measures libalibi and the unfused baseline where the case has it, their calls alternating, and
-// the case's ceilings timed kCeilingReps times before and after them: every sgemm (the best is
-// the case's GEMM ceiling), or for decode the copy and the read-only stream; adds their rows.
+// the case's ceilings timed kCeilingReps times before and after them: every sgemm (the fastest
+// is the case's GEMM ceiling), or for decode the copy and the read-only stream; adds their rows.
 // False when libalibi and the baseline disagree.
 bool run_case(const Case& c, alibi_context_t ctx, Ceilings& ceilings, const Options& options,
               Report& report) {
-  const bool decode = c.kind == Kind::decode;
-  const Run copy_run = [&] { ceilings.copy.run(); }, read_run = [&] { ceilings.copy.read(); };
-  std::vector<double> copy_seconds, read_seconds;
-  std::vector<std::vector<double>> sgemm_seconds;
-  if (decode) {
-    copy_seconds = call_seconds(copy_run, kCeilingReps);
-    read_seconds = call_seconds(read_run, kCeilingReps);
-  } else {
-    time_sgemms(ceilings, sgemm_seconds);
-  }
-
+  CeilingSeconds ceiling_seconds;
+  time_ceilings(c, ceilings, ceiling_seconds);
   Inputs inputs = make_inputs(c);
   const std::optional<Timings> timings =
       c.backward ? time_backward(c, ctx, inputs, options) : time_forward(c, ctx, inputs, options);
@@ -341,33 +367,14 @@ bool run_case(const Case& c, alibi_context_t ctx, Ceilings& ceilings, const Opti
   Row library_row = case_row(c, "libalibi", timings->reps, timings->medians[0]);
   library_row.peak_extra_mib = timings->library_first.peak_extra_mib;
   if (c.backward) library_row.memory_bound_mib = backward_memory_bound_mib(c, options.threads);
-  Row baseline_row;
+  std::optional<Row> baseline_row;
   if (c.with_baseline) {
     baseline_row = case_row(c, "unfused", timings->reps, timings->medians[1]);
-    baseline_row.peak_extra_mib = timings->baseline_first.peak_extra_mib;
-    library_row.speedup_vs_unfused = baseline_row.median_seconds / library_row.median_seconds;
+    baseline_row->peak_extra_mib = timings->baseline_first.peak_extra_mib;
+    library_row.speedup_vs_unfused = baseline_row->median_seconds / library_row.median_seconds;
   }
-
-  const std::string kind = library_row.kind;
-  if (decode) {
-    for (double seconds : call_seconds(copy_run, kCeilingReps)) copy_seconds.push_back(seconds);
-    for (double seconds : call_seconds(read_run, kCeilingReps)) read_seconds.push_back(seconds);
-    const Row copy = copy_row(c.name, kind, ceilings.copy, int(copy_seconds.size()), median(copy_seconds));
-    add_case_row(library_row, copy, report);
-    if (c.with_baseline) add_case_row(baseline_row, copy, report);
-    report.add(copy);
-    report.add(read_row(c.name, kind, ceilings.copy, int(read_seconds.size()), median(read_seconds), copy));
-    return true;
-  }
-  time_sgemms(ceilings, sgemm_seconds);
-  std::vector<Row> gemm_rows;
-  for (size_t i = 0; i < ceilings.sgemms.size(); ++i)
-    gemm_rows.push_back(gemm_row(c.name, kind, *ceilings.sgemms[i], sgemm_seconds[i]));
-  const Row& ceiling = best_gemm(gemm_rows);
-  std::fprintf(stderr, "  ceiling   %s, %.1f GFLOP/s\n", ceiling.implementation.c_str(), ceiling.gflop_per_s);
-  add_case_row(library_row, ceiling, report);
-  if (c.with_baseline) add_case_row(baseline_row, ceiling, report);
-  for (const Row& row : gemm_rows) report.add(row);
+  time_ceilings(c, ceilings, ceiling_seconds);
+  add_case_rows(c, library_row, baseline_row, ceilings, ceiling_seconds, report);
   return true;
 }
 
