@@ -48,7 +48,7 @@ set output "$png"
 set title "libalibi CPU attention: GFLOP/s = 4·D·(visible cells)·H / s (backward cases: 2.5 times that)"
 set ylabel "GFLOP/s"
 set yrange [0:*]
-set offsets 0, 0, graph 0.15, 0
+set offsets 0, 0, graph 0.3, 0
 set grid ytics
 set key top right horizontal
 set datafile missing "NaN"
