@@ -1,5 +1,9 @@
 // The tile operations of cpu/tile_ops_simd.h with AVX2, FMA and F16C (8 lanes). Only functions
 // carrying that target use them, so the rest of the library stays runnable on any x86-64 CPU.
+// Built on x86 only: elsewhere (aarch64) the table is absent and avx2_tile_ops() says so.
+#include "cpu/tile_ops.h"
+
+#if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 
 #include "cpu/simd_avx2.h"
@@ -26,3 +30,13 @@ const TileOps* avx2_tile_ops() {
 }
 
 }  // namespace alibi::cpu
+
+#else
+
+namespace alibi::cpu {
+
+const TileOps* avx2_tile_ops() { return nullptr; }
+
+}  // namespace alibi::cpu
+
+#endif

@@ -1,6 +1,10 @@
 // The tile operations of cpu/tile_ops_simd.h with AVX-512 F, BW, DQ and VL (16 lanes). Only
 // functions carrying that target use them, so the rest of the library stays runnable on any
-// x86-64 CPU.
+// x86-64 CPU. Built on x86 only: elsewhere (aarch64) the table is absent and avx512_tile_ops()
+// says so.
+#include "cpu/tile_ops.h"
+
+#if defined(__x86_64__) || defined(__i386__)
 #if defined(__GNUC__) && !defined(__clang__)
 // g++ 12 flags the self-initialised _mm512_undefined_* inside its own intrinsics (GCC bug 105593);
 // the pragma must precede immintrin.h, where the warnings are located.
@@ -23,3 +27,13 @@ const TileOps* avx512_tile_ops() {
 }
 
 }  // namespace alibi::cpu
+
+#else
+
+namespace alibi::cpu {
+
+const TileOps* avx512_tile_ops() { return nullptr; }
+
+}  // namespace alibi::cpu
+
+#endif
