@@ -14,22 +14,15 @@
 
 #include "alibi/alibi_mpi.h"
 #include "counting_comm.h"
+#include "mpi_world.h"
 #include "error_check.h"
 
 namespace {
 
 constexpr uint8_t kPoison = 0xA5;
 
-int world_rank() {
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  return rank;
-}
-int world_size() {
-  int size = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  return size;
-}
+using test::world_rank;
+using test::world_size;
 
 // The byte at offset i of what rank `from` sends to rank `to` in round `round`.
 uint8_t payload(int round, int from, int to, int64_t i) {

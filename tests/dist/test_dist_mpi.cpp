@@ -21,6 +21,7 @@
 
 #include "alibi/alibi_mpi.h"
 #include "counting_comm.h"
+#include "mpi_world.h"
 #include "error_check.h"
 #include "test_util.h"
 
@@ -42,17 +43,8 @@ struct CommDeleter {
 using Plan = std::unique_ptr<alibi_dist_plan_s, PlanDeleter>;
 using Comm = std::unique_ptr<alibi_comm_s, CommDeleter>;
 
-int world_rank() {
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  return rank;
-}
-
-int world_size() {
-  int size = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  return size;
-}
+using test::world_rank;
+using test::world_size;
 
 Comm mpi_comm() {
   alibi_comm_t comm = nullptr;
