@@ -170,6 +170,16 @@ ALIBI_SIMD_TARGET void for_query_lanes(int64_t queries, Visit&& visit) {
   }
 }
 
+// Whether the block's mask may hide a key from a query of the group. Visible intervals only
+// move forward with the query, so the first lane has the lowest end, the last real one the
+// highest start: most groups of a block on a causal diagonal see every key.
+template <class V, class Block, bool kPart>
+ALIBI_SIMD_TARGET bool group_needs_mask(const Block& b, const QueryLanes<V, kPart>& q) {
+  if (!b.needs_mask) return false;
+  const int64_t last = std::min(q.c0 + V::kLanes, b.queries) - 1;
+  return b.first_key < b.visible_lo[last] || b.first_key + b.keys > b.visible_hi[q.c0];
+}
+
 // Pass 1 of softmax_block for a group: final scores written back; returns their max over the
 // block's keys.
 template <class V, bool kPart>
@@ -178,6 +188,7 @@ ALIBI_SIMD_TARGET typename V::F finish_scores(const ScoreBlock& b, const QueryLa
   const auto slope = V::set(b.slope);
   const auto cap = V::set(b.softcap), inverse_cap = V::set(1.0f / b.softcap);
   const auto qpos = q.load(b.query_pos), lo = q.load(b.visible_lo), hi = q.load(b.visible_hi);
+  const bool needs_mask = group_needs_mask(b, q);
   auto block_max = neg_inf;
   for (int64_t j = 0; j < b.keys; ++j) {
     float* row = b.scores + j * b.ld;
@@ -186,7 +197,7 @@ ALIBI_SIMD_TARGET typename V::F finish_scores(const ScoreBlock& b, const QueryLa
     const auto distance = V::to_float(V::abs(V::sub(qpos, V::set(b.key_pos[j]))));
     s = V::add(s, V::negate(V::mul(slope, distance)));
     if (b.attn_bias) s = V::add(s, q.load(b.attn_bias + j * b.ld));
-    if (b.needs_mask) {
+    if (needs_mask) {
       const auto key = V::set(int32_t(b.first_key + j));
       const auto visible = V::but_not(V::greater(hi, key), V::greater(lo, key));
       s = V::select(V::both(visible, q.valid), s, neg_inf);
@@ -242,6 +253,7 @@ struct GradientLanes {
     const auto lse = q.load(b.lse), row_dot = q.load(b.row_dot);
     // Cells take part for real queries whose lse is not -inf (rows that saw no key contribute nothing).
     const auto lanes = V::both(V::not_equal(lse, V::set(kNegInf)), q.valid);
+    const bool needs_mask = group_needs_mask(b, q);
     auto sum = V::zero();
     for (int64_t j = 0; j < b.keys; ++j) {
       float* p_row = b.scores + j * b.ld;
@@ -256,7 +268,7 @@ struct GradientLanes {
       s = V::add(s, V::negate(V::mul(slope, distance)));  // as the forward: no FMA
       if (b.attn_bias) s = V::add(s, q.load(b.attn_bias + j * b.ld));
       auto keep = lanes;
-      if (b.needs_mask) {
+      if (needs_mask) {
         const auto key = V::set(int32_t(b.first_key + j));
         keep = V::both(keep, V::but_not(V::greater(hi, key), V::greater(lo, key)));
       }
