@@ -2,7 +2,8 @@
 // call by call in alternating order on the same inputs. On a machine whose speed drifts from
 // minute to minute, separate runs cannot tell a 5% change from noise; paired calls can.
 // Prints each build's best and median GFLOP/s (decode: GB/s of k and v), the ratio of medians
-// and in how many rounds B was faster, and checks that both builds give the same output.
+// and in how many rounds B was faster, and checks that both builds give the same output (with
+// --backward: the same dq, each build's backward fed by its own forward's out and lse).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -22,10 +23,11 @@ namespace {
 
 const char kUsage[] =
     "usage: alibi-ab LIB_A LIB_B [--tokens N] [--queries Q] [--heads H] [--kv-heads HKV]\n"
-    "                [--dim D] [--full] [--bf16] [--threads T] [--rounds R]\n"
+    "                [--dim D] [--full] [--bf16] [--backward] [--threads T] [--rounds R]\n"
     "  One sequence of N keys (default 2048) and Q queries (default N; 1 = decode), causal\n"
     "  unless --full, H = HKV = 16 heads of D = 128, f32 unless --bf16, T = 2 threads, R = 16\n"
-    "  rounds of one call to each build, alternating which goes first.\n";
+    "  rounds of one call to each build, alternating which goes first. --backward times\n"
+    "  alibi_attention_backward (dq, dk, dv, dslopes; FLOPs counted as 2.5 forwards').\n";
 
 // One build's entry points and its context, mask and tensors.
 struct Build {
@@ -36,20 +38,28 @@ struct Build {
   decltype(&alibi_mask_create_varlen) mask_create_varlen;
   decltype(&alibi_tensor_wrap) tensor_wrap;
   decltype(&alibi_attention_forward) attention_forward;
+  decltype(&alibi_attention_backward) attention_backward;
   alibi_context_t context = nullptr;
   alibi_mask_t mask = nullptr;
-  alibi_tensor_t q = nullptr, k = nullptr, v = nullptr, out = nullptr;
+  alibi_tensor_t q = nullptr, k = nullptr, v = nullptr, out = nullptr, lse = nullptr;
+  alibi_tensor_t dout = nullptr, dq = nullptr, dk = nullptr, dv = nullptr, dslopes = nullptr;
+};
+
+// One build's output buffers: `compared` (out, or dq with --backward) is checked across builds.
+struct Outputs {
+  std::vector<unsigned char> compared, out, lse, dk, dv, dslopes;
 };
 
 struct Inputs {
   bench_common::AttentionShape shape;
   alibi_dtype dtype;
   int threads, rounds;
-  std::vector<unsigned char> q, k, v;
+  bool backward;
+  std::vector<unsigned char> q, k, v, dout;
   size_t element_bytes() const { return bench_common::element_bytes(dtype); }
 };
 
-Build open_build(const char* path, const Inputs& in, std::vector<unsigned char>& out) {
+Build open_build(const char* path, const Inputs& in, Outputs& out) {
   Build build(path);
   const bench_common::Library& library = build.library;
   library.resolve("alibi_context_create", build.context_create);
@@ -57,6 +67,7 @@ Build open_build(const char* path, const Inputs& in, std::vector<unsigned char>&
   library.resolve("alibi_mask_create_varlen", build.mask_create_varlen);
   library.resolve("alibi_tensor_wrap", build.tensor_wrap);
   library.resolve("alibi_attention_forward", build.attention_forward);
+  if (in.backward) library.resolve("alibi_attention_backward", build.attention_backward);
   library.check(build.context_create(ALIBI_DEVICE_CPU, 0, &build.context), "alibi_context_create");
   library.check(build.set_num_threads(build.context, in.threads), "alibi_context_set_num_threads");
   const std::vector<int32_t> cu_q = in.shape.cu_seqlens_q(), cu_k = in.shape.cu_seqlens_k();
@@ -65,30 +76,63 @@ Build open_build(const char* path, const Inputs& in, std::vector<unsigned char>&
                 "alibi_mask_create_varlen");
   const int64_t q_shape[3] = {in.shape.total_q(), in.shape.heads, in.shape.head_dim};
   const int64_t kv_shape[3] = {in.shape.total_k(), in.shape.kv_heads, in.shape.head_dim};
+  auto wrap_as = [&](alibi_dtype dtype, int ndim, const int64_t* shape, const void* data, alibi_tensor_t* tensor) {
+    library.check(build.tensor_wrap(build.context, dtype, ndim, shape, nullptr, const_cast<void*>(data), tensor),
+                  "alibi_tensor_wrap");
+  };
   auto wrap = [&](const int64_t* shape, const void* data, alibi_tensor_t* tensor) {
-    library.check(
-        build.tensor_wrap(build.context, in.dtype, 3, shape, nullptr, const_cast<void*>(data), tensor),
-        "alibi_tensor_wrap");
+    wrap_as(in.dtype, 3, shape, data, tensor);
   };
   wrap(q_shape, in.q.data(), &build.q);
   wrap(kv_shape, in.k.data(), &build.k);
   wrap(kv_shape, in.v.data(), &build.v);
-  wrap(q_shape, out.data(), &build.out);
+  if (!in.backward) {
+    wrap(q_shape, out.compared.data(), &build.out);
+    return build;
+  }
+  const int64_t lse_shape[2] = {in.shape.heads, in.shape.total_q()};
+  wrap(q_shape, out.out.data(), &build.out);
+  wrap_as(ALIBI_DTYPE_F32, 2, lse_shape, out.lse.data(), &build.lse);
+  wrap(q_shape, in.dout.data(), &build.dout);
+  wrap(q_shape, out.compared.data(), &build.dq);
+  wrap(kv_shape, out.dk.data(), &build.dk);
+  wrap(kv_shape, out.dv.data(), &build.dv);
+  wrap_as(ALIBI_DTYPE_F32, 1, lse_shape, out.dslopes.data(), &build.dslopes);
+  library.check(build.attention_forward(build.context, build.q, build.k, build.v, build.mask, nullptr,
+                                        build.out, build.lse),
+                "alibi_attention_forward");
   return build;
 }
 
-double seconds_of_call(const Build& build) {
+Outputs output_buffers(const Inputs& in) {
+  Outputs out{std::vector<unsigned char>(in.q.size()), {}, {}, {}, {}, {}};
+  if (!in.backward) return out;
+  out.out.resize(in.q.size());
+  out.lse.resize(size_t(in.shape.heads * in.shape.total_q()) * sizeof(float));
+  out.dk.resize(in.k.size());
+  out.dv.resize(in.v.size());
+  out.dslopes.resize(size_t(in.shape.heads) * sizeof(float));
+  return out;
+}
+
+double seconds_of_call(const Build& build, bool backward) {
   const auto start = std::chrono::steady_clock::now();
-  const alibi_status status = build.attention_forward(build.context, build.q, build.k, build.v,
-                                                      build.mask, nullptr, build.out, nullptr);
-  build.library.check(status, "alibi_attention_forward");
+  if (backward)
+    build.library.check(build.attention_backward(build.context, build.q, build.k, build.v, build.mask, nullptr,
+                                                 build.out, build.lse, build.dout, build.dq, build.dk,
+                                                 build.dv, build.dslopes),
+                        "alibi_attention_backward");
+  else
+    build.library.check(build.attention_forward(build.context, build.q, build.k, build.v, build.mask, nullptr,
+                                                build.out, nullptr),
+                        "alibi_attention_forward");
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 // The options after LIB_A LIB_B (CommandLine skips its first argument, here LIB_B).
 Inputs read_options(int argc, char** argv) {
   bench_common::CommandLine line(argc - 2, argv + 2, "alibi-ab", kUsage);
-  Inputs in{{16, 16, 128, {}, {}, true}, ALIBI_DTYPE_F32, 2, 16, {}, {}, {}};
+  Inputs in{{16, 16, 128, {}, {}, true}, ALIBI_DTYPE_F32, 2, 16, false, {}, {}, {}, {}};
   int tokens = 2048, queries = 0;
   while (line.next()) {
     if (line.is("--tokens")) tokens = line.positive_value();
@@ -98,6 +142,7 @@ Inputs read_options(int argc, char** argv) {
     else if (line.is("--dim")) in.shape.head_dim = line.positive_value();
     else if (line.is("--full")) in.shape.causal = false;
     else if (line.is("--bf16")) in.dtype = ALIBI_DTYPE_BF16;
+    else if (line.is("--backward")) in.backward = true;
     else if (line.is("--threads")) in.threads = line.positive_value();
     else if (line.is("--rounds")) in.rounds = line.positive_value();
     else line.help_or_fail();
@@ -112,6 +157,7 @@ Inputs read_options(int argc, char** argv) {
   in.q = bench_common::random_values(q_count, in.dtype, 1);
   in.k = bench_common::random_values(kv_count, in.dtype, 2);
   in.v = bench_common::random_values(kv_count, in.dtype, 3);
+  if (in.backward) in.dout = bench_common::random_values(q_count, in.dtype, 4);
   return in;
 }
 
@@ -127,21 +173,22 @@ float value_at(const std::vector<unsigned char>& bytes, size_t i, alibi_dtype dt
 }
 
 // The largest |a - b| over the two builds' outputs (their summation orders may differ).
-double max_difference(const std::vector<unsigned char>* out, const Inputs& in) {
+double max_difference(const Outputs* out, const Inputs& in) {
+  const std::vector<unsigned char>&a = out[0].compared, &b = out[1].compared;
   double largest = 0.0;
-  for (size_t i = 0; i < out[0].size() / in.element_bytes(); ++i)
-    largest = std::max(largest, double(std::fabs(value_at(out[0], i, in.dtype) - value_at(out[1], i, in.dtype))));
+  for (size_t i = 0; i < a.size() / in.element_bytes(); ++i)
+    largest = std::max(largest, double(std::fabs(value_at(a, i, in.dtype) - value_at(b, i, in.dtype))));
   return largest;
 }
 
 // Per round both builds run once, which goes first alternating; seconds[which] per round.
-int time_rounds(const Build* builds, int rounds, std::vector<double>* seconds) {
+int time_rounds(const Build* builds, int rounds, bool backward, std::vector<double>* seconds) {
   int b_faster = 0;
   for (int round = 0; round < rounds; ++round) {
     double taken[2];
     for (int turn = 0; turn < 2; ++turn) {
       const int which = (round + turn) % 2;
-      taken[which] = seconds_of_call(builds[which]);
+      taken[which] = seconds_of_call(builds[which], backward);
     }
     for (int which = 0; which < 2; ++which) seconds[which].push_back(taken[which]);
     b_faster += taken[1] < taken[0];
@@ -158,15 +205,15 @@ int main(int argc, char** argv) {
     return help ? 0 : 2;
   }
   const Inputs in = read_options(argc, argv);
-  std::vector<unsigned char> out[2] = {std::vector<unsigned char>(in.q.size()),
-                                       std::vector<unsigned char>(in.q.size())};
+  Outputs out[2] = {output_buffers(in), output_buffers(in)};
   const Build builds[2] = {open_build(argv[1], in, out[0]), open_build(argv[2], in, out[1])};
   std::vector<double> seconds[2];
-  const int b_faster = time_rounds(builds, in.rounds, seconds);
+  const int b_faster = time_rounds(builds, in.rounds, in.backward, seconds);
 
   // Decode reads k and v once: GB/s; otherwise GFLOP/s as alibi-bench counts them.
   const bool decode = in.shape.total_q() == 1;
-  const double work = 1e-9 * (decode ? in.shape.io_bytes(in.element_bytes()) : in.shape.flops());
+  const double flops = in.shape.flops() * (in.backward ? 2.5 : 1.0);
+  const double work = 1e-9 * (decode ? in.shape.io_bytes(in.element_bytes()) : flops);
   double medians[2];
   for (int which = 0; which < 2; ++which) {
     std::sort(seconds[which].begin(), seconds[which].end());
@@ -174,7 +221,8 @@ int main(int argc, char** argv) {
     std::printf("%s: best %.1f, median %.1f %s\n", which == 0 ? "A" : "B", work / seconds[which].front(),
                 work / medians[which], decode ? "GB/s" : "GFLOP/s");
   }
-  std::printf("B / A (medians): %.3f; B faster in %d of %d rounds; outputs: max |A - B| = %.3g\n",
-              medians[0] / medians[1], b_faster, in.rounds, max_difference(out, in));
+  std::printf("B / A (medians): %.3f; B faster in %d of %d rounds; %s: max |A - B| = %.3g\n",
+              medians[0] / medians[1], b_faster, in.rounds, in.backward ? "dq" : "outputs",
+              max_difference(out, in));
   return 0;
 }
