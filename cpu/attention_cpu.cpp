@@ -32,7 +32,6 @@ constexpr int64_t kTileWidth = kRowBlock + kLanes;  // query columns incl. SIMD 
 constexpr int64_t kTargetItems = 32;
 constexpr int64_t kMinKeysPerSplit = 4 * kKeyBlock;  // below, a split costs more than it saves
 constexpr int64_t kPrefetchBytesPerRow = 256;  // measured: +4..10% for bf16, neutral for f32
-constexpr int64_t kRowsAhead = 4;  // rows of q and out prefetched ahead of their use
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -93,7 +92,7 @@ class Attention {
   // Writes out and lse of a tile's rows from its finished accumulator.
   void write(const RowTile& tile, int64_t head, const BlockAccumulator& block) const {
     for (int64_t r = tile.row_begin; r < tile.row_end; ++r) {
-      if (r + kRowsAhead < tile.row_end) prefetch_row(args_.out, r + kRowsAhead, head, 1);
+      if (r + kRowsAhead < tile.row_end) prefetch_row(args_.out, r + kRowsAhead, head, dim_, true);
       const size_t local = size_t(r - tile.row_begin);
       write_row(r, head, &block.acc[local * size_t(dim_)], {block.row_max[local], block.row_sum[local]});
     }
@@ -110,19 +109,12 @@ class Attention {
  private:
   void load_queries(const RowTile& tile, int64_t head, TileBuffers& s) const {
     for (int64_t r = tile.row_begin; r < tile.row_end; ++r) {
-      if (r + kRowsAhead < tile.row_end) prefetch_row(args_.q, r + kRowsAhead, head, 0);
+      if (r + kRowsAhead < tile.row_end) prefetch_row(args_.q, r + kRowsAhead, head, dim_, false);
       load_row(args_.q, offset3(args_.q, r, head, 0), s.row.data());
       const int64_t column = r - tile.row_begin;
       for (int64_t d = 0; d < dim_; ++d)
         s.queries_t[size_t(d * kTileWidth + column)] = args_.scale * s.row[size_t(d)];
     }
-  }
-
-  // Rows of q and out sit a page or more apart, where hardware prefetchers stop.
-  void prefetch_row(const TensorView& t, int64_t row, int64_t head, int for_write) const {
-    const char* start = static_cast<const char*>(t.data) + offset3(t, row, head, 0) * int64_t(dtype_size(t.dtype));
-    for (int64_t byte = 0; byte < dim_ * int64_t(dtype_size(t.dtype)); byte += 64)
-      __builtin_prefetch(start + byte, for_write);
   }
 
   // One head_dim row of a float tensor as f32.

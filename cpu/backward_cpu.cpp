@@ -96,8 +96,7 @@ class Backward {
       for (int64_t t = 0; t < mask_.num_tiles; ++t)
         query_tile(mask_.tiles[t], head, span_slopes + head * mask_.num_spans + mask_.tiles[t].first_span, w, true);
     for (int64_t j = 0; j < keys; ++j) {
-      if (args_.dk) store_gradient(*args_.dk, j, kv_head, &w.gradient_a[size_t(j * dim_)], 1.0f);
-      if (args_.dv) store_gradient(*args_.dv, j, kv_head, &w.gradient_b[size_t(j * dim_)], 1.0f);
+      store_key_gradients(j, j < keys - kRowsAhead, kv_head, j, w);
     }
   }
 
@@ -112,8 +111,7 @@ class Backward {
     for (int64_t head = kv_head * group_; head < (kv_head + 1) * group_; ++head)
       for (const int32_t s : slices) key_chunk_slice(mask_.slices[s], head, kb, ke, w);
     for (int64_t j = 0; j < count; ++j) {
-      if (args_.dk) store_gradient(*args_.dk, kb + j, kv_head, &w.gradient_a[size_t(j * dim_)], 1.0f);
-      if (args_.dv) store_gradient(*args_.dv, kb + j, kv_head, &w.gradient_b[size_t(j * dim_)], 1.0f);
+      store_key_gradients(kb + j, j < count - kRowsAhead, kv_head, j, w);
     }
   }
 
@@ -134,8 +132,10 @@ class Backward {
       }
     }
     if (args_.dq)
-      for (int64_t r = tile.row_begin; r < tile.row_end; ++r)
+      for (int64_t r = tile.row_begin; r < tile.row_end; ++r) {
+        if (r + kRowsAhead < tile.row_end) prefetch_row(*args_.dq, r + kRowsAhead, head, dim_, true);
         store_gradient(*args_.dq, r, head, &w.query_gradient[size_t((r - tile.row_begin) * dim_)], fwd_.scale);
+      }
   }
 
  private:
@@ -235,6 +235,8 @@ class Backward {
     const int64_t n = piece.row_end - piece.row_begin;
     for (int64_t c = 0; c < n; ++c) {
       const int64_t r = piece.row_begin + c;
+      if (c + kRowsAhead < n)
+        for (const TensorView* t : {&fwd_.q, &args_.dout, &fwd_.out}) prefetch_row(*t, r + kRowsAhead, head, dim_, false);
       float* q = &w.queries[size_t(c * dim_)];
       float* dout = &w.dout[size_t(c * dim_)];
       load_row(fwd_.q, offset3(fwd_.q, r, head, 0), q);
@@ -278,7 +280,20 @@ class Backward {
 
   // Rows [first, first + count) of a kv head, packed as f32.
   void load_rows(const TensorView& t, int64_t first, int64_t count, int64_t kv_head, float* dst) const {
-    for (int64_t i = 0; i < count; ++i) load_row(t, offset3(t, first + i, kv_head, 0), dst + i * dim_);
+    for (int64_t i = 0; i < count; ++i) {
+      if (i + kRowsAhead < count) prefetch_row(t, first + i + kRowsAhead, kv_head, dim_, false);
+      load_row(t, offset3(t, first + i, kv_head, 0), dst + i * dim_);
+    }
+  }
+
+  // Key `token`'s dK and dV (gradient_a, gradient_b row `local`), prefetching the row kRowsAhead
+  // tokens on when `more` rows follow.
+  void store_key_gradients(int64_t token, bool more, int64_t kv_head, int64_t local, Workspace& w) const {
+    for (const auto& [gradient, acc] : {std::pair{args_.dk, &w.gradient_a}, std::pair{args_.dv, &w.gradient_b}}) {
+      if (!gradient) continue;
+      if (more) prefetch_row(*gradient, token + kRowsAhead, kv_head, dim_, true);
+      store_gradient(*gradient, token, kv_head, &(*acc)[size_t(local * dim_)], 1.0f);
+    }
   }
 
   // A gradient row, rounded once to the gradient's dtype.

@@ -17,6 +17,20 @@ inline int64_t offset3(const TensorView& t, int64_t i0, int64_t i1, int64_t i2) 
   return i0 * t.strides[0] + i1 * t.strides[1] + i2 * t.strides[2];
 }
 
+// Rows of (tokens, heads, dim) tensors sit a page or more apart, where hardware prefetchers
+// stop: the kernels prefetch the row they will touch this many rows ahead.
+constexpr int64_t kRowsAhead = 4;
+
+// Prefetches the `dim` elements of token `row`, head `head` of t, to read or to write.
+inline void prefetch_row(const TensorView& t, int64_t row, int64_t head, int64_t dim, bool for_write) {
+  const int64_t element = int64_t(dtype_size(t.dtype));
+  const char* start = static_cast<const char*>(t.data) + offset3(t, row, head, 0) * element;
+  for (int64_t byte = 0; byte < dim * element; byte += 64) {
+    if (for_write) __builtin_prefetch(start + byte, 1);
+    else __builtin_prefetch(start + byte, 0);
+  }
+}
+
 inline float load_float(const TensorView& t, int64_t offset) {
   return load_element(t.dtype, t.data, offset);
 }
