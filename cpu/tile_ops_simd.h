@@ -126,10 +126,12 @@ ALIBI_SIMD_TARGET void row_panel_of(int64_t rows, int64_t n, int64_t k, const fl
 template <class V>
 ALIBI_SIMD_TARGET void gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col,
                             const float* b, int64_t ldb, float* c, int64_t ldc, const float* c_scale) {
-  constexpr int64_t M = V::kGemmRows;
-  for (int64_t i = 0; i < m; i += M)
-    row_panel_of<V, V::kGemmRows>(std::min(M, m - i), n, k, a + i * a_row, a_row, a_col, b, ldb, c + i * ldc,
-                                  ldc, c_scale ? c_scale + i : nullptr);
+  constexpr int64_t M = V::kGemmRows, wide = V::kGemmVectors * V::kLanes;
+  // Column blocks outermost: a k x wide block of B stays in L1 across the row panels.
+  for (int64_t j = 0; j < n; j += wide)
+    for (int64_t i = 0; i < m; i += M)
+      row_panel_of<V, V::kGemmRows>(std::min(M, m - i), std::min(wide, n - j), k, a + i * a_row, a_row, a_col,
+                                    b + j, ldb, c + i * ldc + j, ldc, c_scale ? c_scale + i : nullptr);
 }
 
 // ---- Blocks of scores, kLanes queries at a time ----
