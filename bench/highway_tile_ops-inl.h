@@ -141,9 +141,11 @@ void row_panel_of(int64_t rows, int64_t n, int64_t k, const float* a, int64_t a_
 // TileOps::gemm's contract (cpu/tile_ops.h).
 void gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col, const float* b,
           int64_t ldb, float* c, int64_t ldc, const float* c_scale) {
-  for (int64_t i = 0; i < m; i += kGemmRows)
-    row_panel_of<kGemmRows>(std::min<int64_t>(kGemmRows, m - i), n, k, a + i * a_row, a_row, a_col, b, ldb,
-                            c + i * ldc, ldc, c_scale ? c_scale + i : nullptr);
+  const int64_t wide = kGemmVectors * int64_t(hn::Lanes(DF()));
+  for (int64_t j = 0; j < n; j += wide)
+    for (int64_t i = 0; i < m; i += kGemmRows)
+      row_panel_of<kGemmRows>(std::min<int64_t>(kGemmRows, m - i), std::min(wide, n - j), k, a + i * a_row, a_row,
+                              a_col, b + j, ldb, c + i * ldc + j, ldc, c_scale ? c_scale + i : nullptr);
 }
 
 // ---- The score-and-softmax step (QueryLanes, finish_scores, SoftmaxLanes of the template) ----
