@@ -135,7 +135,8 @@ ALIBI_SIMD_TARGET void gemm(int64_t m, int64_t n, int64_t k, const float* a, int
 // ---- Blocks of scores, kLanes queries at a time ----
 
 // Queries [c0, c0 + kLanes) of a block. A 16-lane table's last group may reach past the arrays
-// padded to 8: kPart then reads and writes them under `inside` only.
+// padded to 8: kPart then reads and writes them under `inside` only. A 4-lane table's groups
+// always fit in the padding.
 template <class V, bool kPart>
 struct QueryLanes {
   using F = typename V::F;
@@ -163,8 +164,10 @@ template <class V, class Visit>
 ALIBI_SIMD_TARGET void for_query_lanes(int64_t queries, Visit&& visit) {
   constexpr int64_t L = V::kLanes;
   const int64_t padded = (queries + kQueryPadding - 1) / kQueryPadding * kQueryPadding;
+  // Whole groups up to the padding; with 4 lanes, not a group past the last query.
+  const int64_t end = L < kQueryPadding ? (queries + L - 1) / L * L : padded;
   int64_t c0 = 0;
-  for (; c0 + L <= padded; c0 += L) visit(QueryLanes<V, false>{c0, V::first(std::min(L, queries - c0)), {}});
+  for (; c0 + L <= end; c0 += L) visit(QueryLanes<V, false>{c0, V::first(std::min(L, queries - c0)), {}});
   if constexpr (L > kQueryPadding) {
     if (c0 < queries) visit(QueryLanes<V, true>{c0, V::first(queries - c0), V::first(padded - c0)});
   }
