@@ -1,8 +1,9 @@
 // The SIMD tile operations, written once over a vector layer V (cpu/simd_avx2.h,
-// cpu/simd_avx512.h) and instantiated per ISA: tile_ops_avx2.cpp and tile_ops_avx512.cpp each
-// define ALIBI_SIMD_TARGET (the target attribute every function here needs to inline V's
-// intrinsics), include this header once and build their table with simd_tile_ops<V>. All of it
-// has internal linkage, so the two instantiations never meet at link time.
+// cpu/simd_avx512.h, cpu/simd_neon.h) and instantiated per ISA: tile_ops_avx2.cpp,
+// tile_ops_avx512.cpp and tile_ops_neon.cpp each define ALIBI_SIMD_TARGET (the target attribute
+// every function here needs to inline V's intrinsics; empty for NEON, aarch64's baseline),
+// include this header once and build their table with simd_tile_ops<V>. All of it has internal
+// linkage, so the instantiations never meet at link time.
 #pragma once
 
 #include <algorithm>
