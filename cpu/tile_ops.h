@@ -1,7 +1,7 @@
 // The inner operations of the CPU attention kernel, in builds chosen at run time: a portable
-// one (Eigen, scalar loops) and SIMD ones written once (cpu/tile_ops_simd.h) for AVX2+FMA+F16C
-// and for AVX-512. The drivers (attention_cpu.cpp, decode_cpu.cpp, backward_cpu.cpp) are
-// written once against this table.
+// one (Eigen, scalar loops) and SIMD ones written once (cpu/tile_ops_simd.h) for AVX2+FMA+F16C,
+// for AVX-512 and for aarch64's NEON. The drivers (attention_cpu.cpp, decode_cpu.cpp,
+// backward_cpu.cpp) are written once against this table.
 #pragma once
 
 #include <cstdint>
@@ -65,7 +65,7 @@ struct HeadLayout {
 };
 
 struct TileOps {
-  const char* name;  // "generic", "avx2" or "avx512"
+  const char* name;  // "generic", "avx2", "avx512" or "neon"
   // C (m x n) = A (m x k) * B (k x n) without c_scale; with it, C = diag(c_scale) * C + A * B
   // (the online softmax's correction folded into the product). A(i, p) = a[i * a_row + p * a_col];
   // B and C are row-major with leading dims ldb and ldc.
@@ -94,9 +94,10 @@ struct TileOps {
 const TileOps& generic_tile_ops();
 const TileOps* avx2_tile_ops();    // nullptr when this CPU lacks AVX2, FMA or F16C
 const TileOps* avx512_tile_ops();  // nullptr when this CPU lacks AVX-512 F, BW, DQ or VL (or AVX2's)
+const TileOps* neon_tile_ops();    // nullptr off aarch64
 
 // The best table for this CPU, capped by the environment variable ALIBI_MAX_CPU_ISA
-// ("generic", "avx2" or "avx512"; unset or anything else: no cap), read once.
+// ("generic", "avx2", "avx512" or "neon"; unset or anything else: no cap), read once.
 const TileOps& tile_ops();
 
 }  // namespace alibi::cpu

@@ -1,8 +1,9 @@
 // The SIMD tile operations, written once over a vector layer V (cpu/simd_avx2.h,
-// cpu/simd_avx512.h) and instantiated per ISA: tile_ops_avx2.cpp and tile_ops_avx512.cpp each
-// define ALIBI_SIMD_TARGET (the target attribute every function here needs to inline V's
-// intrinsics), include this header once and build their table with simd_tile_ops<V>. All of it
-// has internal linkage, so the two instantiations never meet at link time.
+// cpu/simd_avx512.h, cpu/simd_neon.h) and instantiated per ISA: tile_ops_avx2.cpp,
+// tile_ops_avx512.cpp and tile_ops_neon.cpp each define ALIBI_SIMD_TARGET (the target attribute
+// every function here needs to inline V's intrinsics; empty for NEON, aarch64's baseline),
+// include this header once and build their table with simd_tile_ops<V>. All of it has internal
+// linkage, so the instantiations never meet at link time.
 #pragma once
 
 #include <algorithm>
@@ -137,7 +138,8 @@ ALIBI_SIMD_TARGET void gemm(int64_t m, int64_t n, int64_t k, const float* a, int
 // ---- Blocks of scores, kLanes queries at a time ----
 
 // Queries [c0, c0 + kLanes) of a block. A 16-lane table's last group may reach past the arrays
-// padded to 8: kPart then reads and writes them under `inside` only.
+// padded to 8: kPart then reads and writes them under `inside` only. A 4-lane table's groups
+// always fit in the padding.
 template <class V, bool kPart>
 struct QueryLanes {
   using F = typename V::F;
@@ -165,8 +167,10 @@ template <class V, class Visit>
 ALIBI_SIMD_TARGET void for_query_lanes(int64_t queries, Visit&& visit) {
   constexpr int64_t L = V::kLanes;
   const int64_t padded = (queries + kQueryPadding - 1) / kQueryPadding * kQueryPadding;
+  // Whole groups up to the padding; with 4 lanes, not a group past the last query.
+  const int64_t end = L < kQueryPadding ? (queries + L - 1) / L * L : padded;
   int64_t c0 = 0;
-  for (; c0 + L <= padded; c0 += L) visit(QueryLanes<V, false>{c0, V::first(std::min(L, queries - c0)), {}});
+  for (; c0 + L <= end; c0 += L) visit(QueryLanes<V, false>{c0, V::first(std::min(L, queries - c0)), {}});
   if constexpr (L > kQueryPadding) {
     if (c0 < queries) visit(QueryLanes<V, true>{c0, V::first(queries - c0), V::first(padded - c0)});
   }

@@ -1,11 +1,12 @@
-// The CPU kernel's SIMD tile operations (cpu/tile_ops_simd.h, built for AVX2 and AVX-512) cannot
-// call the one-home math of core/kernel/attention_math.h; here every table (generic, and avx2 and
-// avx512 where this CPU has them) is held against it cell by cell: scores, the online-softmax step, the backward's gradient block,
+// The CPU kernel's SIMD tile operations (cpu/tile_ops_simd.h, built for AVX2, AVX-512 and NEON)
+// cannot call the one-home math of core/kernel/attention_math.h; here every table (generic, and
+// avx2, avx512 and neon where this CPU has them) is held against it cell by cell: scores, the online-softmax step, the backward's gradient block,
 // the decode products, exp, the GEMM and the f16/bf16 widening. The generic table calls that math, so it must match bitwise.
 // Built from the kernel sources themselves (alibi_tile_ops_tests), not through the C ABI.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -25,11 +26,14 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 const TileOps* table(const std::string& name) {
   if (name == "generic") return &generic_tile_ops();
   if (name == "avx2") return avx2_tile_ops();
+  if (name == "neon") return neon_tile_ops();
   return avx512_tile_ops();
 }
 
 const char* missing_instructions(const std::string& name) {
-  return name == "avx2" ? "AVX2, FMA or F16C" : "AVX-512 F, BW, DQ or VL";
+  if (name == "avx2") return "AVX2, FMA or F16C";
+  if (name == "neon") return "aarch64's Advanced SIMD (NEON)";
+  return "AVX-512 F, BW, DQ or VL";
 }
 
 class TileOpsTest : public ::testing::TestWithParam<std::string> {
@@ -136,7 +140,7 @@ float expected_score(const BlockCase& b, int64_t j, int64_t c) {
 }
 
 // Columns past the queries' padding to 8 belong to the caller: no table may write them (a
-// 16-lane table's last group of 8 must not).
+// 16-lane table's last group of 8 must not; a 4-lane table stops at its last group of queries).
 void expect_untouched_past_padding(const BlockCase& b, const std::vector<float>& cells,
                                    const std::vector<float>& before, const std::string& where) {
   for (int64_t j = 0; j < b.keys; ++j)
@@ -257,8 +261,8 @@ TEST_P(TileOpsTest, ExpIsExpfAndZeroBelowItsRange) {
 
 TEST_P(TileOpsTest, GemmIsThePlainProduct) {
   for (const bool scaled : {false, true})
-    for (const int64_t m : {1, 5, 6, 12, 13, 25})  // around both tables' panels of 6 and 12 rows
-      for (const int64_t n : {3, 8, 16, 21, 32, 37, 70}) {  // and their 16 and 32 columns
+    for (const int64_t m : {1, 5, 6, 12, 13, 25})  // around the SIMD tables' panels of 6 rows
+      for (const int64_t n : {3, 8, 16, 21, 32, 37, 70}) {  // and their 16 (avx2, neon) and 64 columns
         const int64_t k = 19, ldb = n + 2, ldc = n + 3;
         std::vector<float> a(size_t(m * k)), b(size_t(k * ldb)), c(size_t(m * ldc)), scale(static_cast<size_t>(m));
         for (float& x : a) x = uniform(random_, -1.0f, 1.0f);
@@ -346,7 +350,16 @@ TEST_P(TileOpsTest, DecodeProductsAreThePlainSums) {
       }
 }
 
-INSTANTIATE_TEST_SUITE_P(Tables, TileOpsTest, ::testing::Values("generic", "avx2", "avx512"),
+// Uncapped, tile_ops() takes the widest table this CPU runs: neon on aarch64, avx512 or avx2 on x86.
+TEST(TileOpsChoice, UncappedIsTheWidestTableThisCpuRuns) {
+  if (std::getenv("ALIBI_MAX_CPU_ISA")) GTEST_SKIP() << "ALIBI_MAX_CPU_ISA is set";
+  const TileOps* widest = &generic_tile_ops();
+  for (const char* name : {"avx2", "avx512", "neon"})
+    if (const TileOps* ops = table(name)) widest = ops;
+  EXPECT_STREQ(tile_ops().name, widest->name);
+}
+
+INSTANTIATE_TEST_SUITE_P(Tables, TileOpsTest, ::testing::Values("generic", "avx2", "avx512", "neon"),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 }  // namespace
