@@ -2,6 +2,7 @@
 #pragma once
 
 #include "core/kernel/backend.h"
+#include "cpu/kv_source.h"
 #include "cpu/thread_pool.h"
 #include "cpu/tile_ops.h"
 
@@ -9,6 +10,7 @@ namespace alibi::cpu {
 
 // True when every slice has at most a few rows and no two slices share a row.
 bool decode_applies(const MaskView& mask);
-void decode_forward(const ForwardArgs& args, const TileOps& ops, const ThreadPool& pool);
+void decode_forward(const ForwardArgs& args, const KvSource& kv, const TileOps& ops,
+                    const ThreadPool& pool);
 
 }  // namespace alibi::cpu
