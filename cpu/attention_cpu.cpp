@@ -74,17 +74,21 @@ struct TileBuffers {
 
 class Attention {
  public:
-  Attention(const ForwardArgs& args, const KvSource& kv, const TileOps& ops)
+  // skip_decode_slices: the decode kernel takes the slices of few rows (Route::kMixed).
+  Attention(const ForwardArgs& args, const KvSource& kv, const TileOps& ops, bool skip_decode_slices)
       : args_(args), mask_(*args.mask), kv_(kv), ops_(ops),
-        group_(args.q.shape[1] / kv.kv_heads()), dim_(args.q.shape[2]) {}
+        group_(args.q.shape[1] / kv.kv_heads()), dim_(args.q.shape[2]),
+        skip_decode_slices_(skip_decode_slices) {}
 
-  // Accumulates the keys of split `split` of `splits` of every span of a tile.
+  // Accumulates the keys of split `split` of `splits` of every span of a tile (the rows of
+  // skipped spans get out 0 and lse -inf, until the decode kernel writes them).
   void accumulate(const RowTile& tile, int64_t head, int split, int splits, TileBuffers& s,
                   BlockAccumulator& block) const {
     block.reset();
     load_queries(tile, head, s);
     for (int64_t i = 0; i < tile.num_spans; ++i) {
       const SliceRows& span = mask_.spans[tile.first_span + i];
+      if (skip_decode_slices_ && decode_takes(mask_.slices[span.slice])) continue;
       const auto keys = split_range(span.key_lo, span.key_hi, split, splits);
       attend(span, keys.first, keys.second, tile, head, s, block);
     }
@@ -104,6 +108,7 @@ class Attention {
       store_float(*args_.lse, offset2(*args_.lse, head, row), row_lse(totals.max, totals.sum));
   }
 
+  int64_t heads() const { return args_.q.shape[1]; }
   int64_t head_dim() const { return dim_; }
 
  private:
@@ -234,6 +239,7 @@ class Attention {
   const KvSource& kv_;
   const TileOps& ops_;
   const int64_t group_, dim_;
+  const bool skip_decode_slices_;
 };
 
 // n objects built in place for head_dim (copying a prototype would cost a memcpy each).
@@ -268,14 +274,8 @@ int choose_splits(const MaskView& mask, int64_t heads) {
   return int(std::max<int64_t>(1, std::min(by_items, widest / kMinKeysPerSplit)));
 }
 
-void forward(const ForwardArgs& args, const KvSource& kv, const ThreadPool& pool) {
-  const MaskView& mask = *args.mask;
-  // The SIMD bias takes |qpos - kpos| as int32.
-  const bool int32_distances = mask.position_span <= std::numeric_limits<int32_t>::max();
-  const TileOps& ops = int32_distances ? tile_ops() : generic_tile_ops();
-  if (decode_applies(mask)) return decode_forward(args, kv, ops, pool);
-  const Attention attention(args, kv, ops);
-  const int64_t heads = args.q.shape[1], head_dim = attention.head_dim();
+void tiled_forward(const Attention& attention, const MaskView& mask, const ThreadPool& pool) {
+  const int64_t heads = attention.heads(), head_dim = attention.head_dim();
   const int splits = choose_splits(mask, heads);
   std::vector<TileBuffers> buffers = built_in_place<TileBuffers>(size_t(pool.size()), head_dim);
   // Items head by head (consecutive items share the head's keys and values in cache), within a
@@ -308,6 +308,17 @@ void forward(const ForwardArgs& args, const KvSource& kv, const ThreadPool& pool
   pool.parallel_for(items, [&](int64_t index, int) {
     write_merged(attention, tile_of(index), head_of(index), partials[size_t(index)]);
   });
+}
+
+void forward(const ForwardArgs& args, const KvSource& kv, const ThreadPool& pool) {
+  const MaskView& mask = *args.mask;
+  // The SIMD bias takes |qpos - kpos| as int32.
+  const bool int32_distances = mask.position_span <= std::numeric_limits<int32_t>::max();
+  const TileOps& ops = int32_distances ? tile_ops() : generic_tile_ops();
+  const Route routed = route(mask);
+  if (routed == Route::kDecode) return decode_forward(args, kv, ops, pool);
+  tiled_forward(Attention(args, kv, ops, routed == Route::kMixed), mask, pool);
+  if (routed == Route::kMixed) decode_forward(args, kv, ops, pool);
 }
 
 }  // namespace

@@ -190,8 +190,15 @@ void write_uncovered_rows(const Decode& decode, const MaskView& mask) {
 
 }  // namespace
 
-bool decode_applies(const MaskView& mask) {
-  return mask.max_slice_rows <= kMaxRows && !mask.slices_share_rows;
+bool decode_takes(const Slice& slice) { return slice.q_end - slice.q_begin <= kMaxRows; }
+
+Route route(const MaskView& mask) {
+  if (mask.slices_share_rows) return Route::kTiled;
+  if (mask.max_slice_rows <= kMaxRows) return Route::kDecode;
+  const bool any_small = std::any_of(mask.slices, mask.slices + mask.num_slices, [](const Slice& slice) {
+    return slice.q_begin < slice.q_end && slice.k_begin < slice.k_end && decode_takes(slice);
+  });
+  return any_small ? Route::kMixed : Route::kTiled;
 }
 
 void decode_forward(const ForwardArgs& args, const KvSource& kv, const TileOps& ops,
@@ -200,10 +207,12 @@ void decode_forward(const ForwardArgs& args, const KvSource& kv, const TileOps& 
   const MaskView& mask = *args.mask;
   const int64_t num_chunks = mask.first_chunk[mask.num_slices];
   std::vector<Partial> partials(static_cast<size_t>(num_chunks));
-  pool.parallel_for(num_chunks, [&](int64_t c, int) { decode.score_chunk(mask.chunks[c], partials[size_t(c)]); });
+  pool.parallel_for(num_chunks, [&](int64_t c, int) {
+    if (decode_takes(mask.slices[mask.chunks[c].slice])) decode.score_chunk(mask.chunks[c], partials[size_t(c)]);
+  });
   pool.parallel_for(mask.num_slices, [&](int64_t s, int) {
     const int64_t first = mask.first_chunk[s], count = mask.first_chunk[s + 1] - first;
-    if (count > 0) decode.write(mask.slices[s], partials.data() + first, count);
+    if (count > 0 && decode_takes(mask.slices[s])) decode.write(mask.slices[s], partials.data() + first, count);
   });
   write_uncovered_rows(decode, mask);
 }
