@@ -437,6 +437,21 @@ TEST_P(PagedParamsTest, AttnBiasIsUnsupportedAndNothingIsWritten) {
   EXPECT_TRUE(std::all_of(after.out.begin(), after.out.end(), [](float x) { return x == test::kPoison; }));
 }
 
+// max_blocks * block_size past int64 (a stride-0 view of one id): validation must not overflow.
+TEST_P(PagedParamsTest, HugeTableRowsAreFine) {
+  const PagedShape s{"huge_rows", {{1, 5}, {2, 3}}, 1024, 2, 1, 8};
+  PagedInputs in = paged_inputs(s, kF32, 8);
+  const PagedTensors t(ctx_.get(), in);
+  int32_t block = in.table[0];
+  const int64_t shape[2] = {2, int64_t(1) << 59}, strides[2] = {0, 0};  // 2^59 x 1024 keys
+  alibi_tensor_t table = nullptr;
+  ASSERT_OK(alibi_tensor_wrap(ctx_.get(), ALIBI_DTYPE_I32, 2, shape, strides, &block, &table));
+  const Tensor owned(table);
+  ASSERT_OK(alibi_attention_forward_paged(ctx_.get(), t.q.get(), t.k_cache.get(), t.v_cache.get(),
+                                          table, t.cu_q.get(), t.seqlens_k.get(), 1, -1, nullptr,
+                                          t.out.get(), t.lse.get()));
+}
+
 INSTANTIATE_TEST_SUITE_P(Paged, PagedParamsTest, ::testing::Values(ALIBI_DEVICE_CPU),
                          test::name_by_device);
 

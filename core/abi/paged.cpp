@@ -124,16 +124,17 @@ void check_sequence(int b, int32_t lq, int32_t lk, bool causal, const HostTable&
                     int64_t max_blocks, int64_t block_size, int64_t num_blocks) {
   if (lk < 0)
     fail(ALIBI_STATUS_INVALID_ARGUMENT, "seqlens_k[%d] = %d is negative (sequence %d)", b, lk, b);
-  if (lk > max_blocks * block_size)
+  // Compared in blocks: max_blocks * block_size may overflow.
+  const int64_t used = (int64_t(lk) + block_size - 1) / block_size;
+  if (used > max_blocks)
     fail(ALIBI_STATUS_INVALID_ARGUMENT,
-         "sequence %d: seqlens_k[%d] = %d keys do not fit its block_table row of %lld blocks of "
-         "%lld tokens (%lld)", b, b, lk, (long long)max_blocks, (long long)block_size,
-         (long long)(max_blocks * block_size));
+         "sequence %d: seqlens_k[%d] = %d keys need %lld blocks of %lld tokens, more than its "
+         "block_table row holds (max_blocks = %lld)", b, b, lk, (long long)used,
+         (long long)block_size, (long long)max_blocks);
   if (causal && lq > lk)
     fail(ALIBI_STATUS_INVALID_ARGUMENT,
          "sequence %d: %d queries (cu_seqlens_q[%d..%d]) but seqlens_k[%d] = %d keys; causal "
          "attention needs Lq <= Lk", b, lq, b, b + 1, b, lk);
-  const int64_t used = (int64_t(lk) + block_size - 1) / block_size;
   for (int64_t j = 0; j < used; ++j) {
     const int32_t id = table.at(b, j);
     if (id < 0 || id >= num_blocks)
