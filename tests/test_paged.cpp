@@ -313,6 +313,7 @@ std::vector<PagedShape> reference_cases() {
   add({"decode_long_split", {{1, 900}, {2, 700}}, 64, 2, 2, 32, true, -1, true});
   add({"speculative_bs3", {{4, 50}, {8, 8}, {3, 4}}, 3, 2, 1, 8});
   add({"chunked_prefill", {{40, 90}, {300, 300}, {17, 17}}, 16, 2, 2, 16, true, -1, true});
+  add({"chunked_prefill_key_splits", {{20, 1500}, {1, 300}}, 16, 2, 1, 16});
   add({"mixed_with_empty", {{1, 50}, {64, 200}, {0, 30}, {3, 3}, {0, 0}, {5, 40}}, 3});
   add({"mixed_bs64", {{1, 130}, {20, 64}, {1, 63}, {33, 65}}, 64, 8, 2, 8, true, -1, true});
   add({"window_decode", {{1, 100}, {1, 20}, {2, 64}}, 16, 4, 2, 16, true, 20});
