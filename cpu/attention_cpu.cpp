@@ -16,6 +16,7 @@
 #include "cpu/decode.h"
 #include "cpu/host_tensor.h"
 #include "cpu/kernels.h"
+#include "cpu/kv_source.h"
 #include "cpu/merge.h"
 #include "cpu/tile_ops.h"
 
@@ -73,17 +74,21 @@ struct TileBuffers {
 
 class Attention {
  public:
-  Attention(const ForwardArgs& args, const TileOps& ops)
-      : args_(args), mask_(*args.mask), ops_(ops), group_(args.q.shape[1] / args.k.shape[1]),
-        dim_(args.q.shape[2]) {}
+  // skip_decode_slices: the decode kernel takes the slices of few rows (Route::kMixed).
+  Attention(const ForwardArgs& args, const KvSource& kv, const TileOps& ops, bool skip_decode_slices)
+      : args_(args), mask_(*args.mask), kv_(kv), ops_(ops),
+        group_(args.q.shape[1] / kv.kv_heads()), dim_(args.q.shape[2]),
+        skip_decode_slices_(skip_decode_slices) {}
 
-  // Accumulates the keys of split `split` of `splits` of every span of a tile.
+  // Accumulates the keys of split `split` of `splits` of every span of a tile (the rows of
+  // skipped spans get out 0 and lse -inf, until the decode kernel writes them).
   void accumulate(const RowTile& tile, int64_t head, int split, int splits, TileBuffers& s,
                   BlockAccumulator& block) const {
     block.reset();
     load_queries(tile, head, s);
     for (int64_t i = 0; i < tile.num_spans; ++i) {
       const SliceRows& span = mask_.spans[tile.first_span + i];
+      if (skip_decode_slices_ && decode_takes(mask_.slices[span.slice])) continue;
       const auto keys = split_range(span.key_lo, span.key_hi, split, splits);
       attend(span, keys.first, keys.second, tile, head, s, block);
     }
@@ -104,6 +109,7 @@ class Attention {
       store_float(*args_.lse, offset2(*args_.lse, head, row), row_lse(totals.max, totals.sum));
   }
 
+  int64_t heads() const { return args_.q.shape[1]; }
   int64_t head_dim() const { return dim_; }
 
  private:
@@ -119,10 +125,14 @@ class Attention {
 
   // One head_dim row of a float tensor as f32.
   void load_row(const TensorView& t, int64_t offset, float* dst) const {
-    if (t.dtype == ALIBI_DTYPE_F32)
-      std::memcpy(dst, static_cast<const float*>(t.data) + offset, size_t(dim_) * sizeof(float));
+    load_row_at(t.dtype, static_cast<const char*>(t.data) + offset * int64_t(dtype_size(t.dtype)), dst);
+  }
+
+  void load_row_at(alibi_dtype dtype, const void* row, float* dst) const {
+    if (dtype == ALIBI_DTYPE_F32)
+      std::memcpy(dst, row, size_t(dim_) * sizeof(float));
     else
-      ops_.widen(t.dtype, static_cast<const uint16_t*>(t.data) + offset, dim_, dst);
+      ops_.widen(dtype, static_cast<const uint16_t*>(row), dim_, dst);
   }
 
   // Positions and visible intervals of the span's rows, padded to whole SIMD groups.
@@ -149,21 +159,21 @@ class Attention {
       attend_block(span, std::max(key_lo, end - kKeyBlock), end, slope, tile, head, s, block);
   }
 
-  // Rows of keys or values [first, first + count) of a kv head, packed contiguously as f32:
-  // reading them in place would touch a new page per row in the products. The start of each
-  // row of the next block (below, as blocks run from the end) is prefetched, as rows sit a page
-  // or more apart where hardware prefetchers stop; whole f32 rows stalled on full miss buffers.
-  const float* kv_rows(const TensorView& t, int64_t first, int64_t count, int64_t kv_head,
-                       std::vector<float>& buffer) const {
-    const char* base = static_cast<const char*>(t.data);
-    const int64_t element = int64_t(dtype_size(t.dtype));
-    const int64_t prefetch_bytes = std::min(kPrefetchBytesPerRow, dim_ * element);
+  // Rows of keys or values [first, first + count) of a slice's kv head, packed contiguously as
+  // f32: reading them in place would touch a new page per row in the products. The start of
+  // each row of the next block (below, as blocks run from the end) is prefetched, as rows sit a
+  // page or more apart where hardware prefetchers stop; whole f32 rows stalled on full miss
+  // buffers.
+  template <class RowOf>
+  const float* kv_rows(alibi_dtype dtype, RowOf row_of, const Slice& slice, int64_t first,
+                       int64_t count, std::vector<float>& buffer) const {
+    const int64_t prefetch_bytes = std::min(kPrefetchBytesPerRow, dim_ * int64_t(dtype_size(dtype)));
     for (int64_t i = 0; i < count; ++i) {
-      if (first - count + i >= 0) {
-        const char* next = base + offset3(t, first - count + i, kv_head, 0) * element;
+      if (first - count + i >= slice.k_begin) {
+        const char* next = static_cast<const char*>(row_of(first - count + i));
         for (int64_t byte = 0; byte < prefetch_bytes; byte += 64) __builtin_prefetch(next + byte);
       }
-      load_row(t, offset3(t, first + i, kv_head, 0), &buffer[size_t(i * dim_)]);
+      load_row_at(dtype, row_of(first + i), &buffer[size_t(i * dim_)]);
     }
     return buffer.data();
   }
@@ -195,7 +205,8 @@ class Attention {
     const int64_t count = ke - kb, n = c1 - c0;
     const int64_t r0 = span.row_begin - tile.row_begin + c0;  // the first row's place in the tile
     const int64_t kv_head = head / group_;
-    const float* keys = kv_rows(args_.k, slice.k_begin + kb, count, kv_head, s.keys);
+    const auto key_row = [&](int64_t key) { return kv_.key_row(slice, key, kv_head); };
+    const float* keys = kv_rows(args_.k.dtype, key_row, slice, slice.k_begin + kb, count, s.keys);
     ops_.gemm(count, round_up(n, kLanes), dim_, keys, dim_, 1, &s.queries_t[size_t(r0)],
               kTileWidth, s.scores.data(), kTileWidth, nullptr);
     if (args_.attn_bias) load_attn_bias(span, slice.k_begin + kb, count, head, s);
@@ -219,15 +230,18 @@ class Attention {
     scores.correction = s.correction.data();
     ops_.softmax_block(scores);
 
-    const float* values = kv_rows(args_.v, slice.k_begin + kb, count, kv_head, s.values);
+    const auto value_row = [&](int64_t key) { return kv_.value_row(slice, key, kv_head); };
+    const float* values = kv_rows(args_.v.dtype, value_row, slice, slice.k_begin + kb, count, s.values);
     ops_.gemm(n, dim_, count, s.scores.data(), 1, kTileWidth, values, dim_, &block.acc[size_t(r0 * dim_)], dim_,
               s.correction.data());
   }
 
   const ForwardArgs& args_;
   const MaskView& mask_;
+  const KvSource& kv_;
   const TileOps& ops_;
   const int64_t group_, dim_;
+  const bool skip_decode_slices_;
 };
 
 // n objects built in place for head_dim (copying a prototype would cost a memcpy each).
@@ -262,16 +276,8 @@ int choose_splits(const MaskView& mask, int64_t heads) {
   return int(std::max<int64_t>(1, std::min(by_items, widest / kMinKeysPerSplit)));
 }
 
-}  // namespace
-
-void attention_forward(const ForwardArgs& args, const ThreadPool& pool) {
-  const MaskView& mask = *args.mask;
-  // The SIMD bias takes |qpos - kpos| as int32.
-  const bool int32_distances = mask.position_span <= std::numeric_limits<int32_t>::max();
-  const TileOps& ops = int32_distances ? tile_ops() : generic_tile_ops();
-  if (decode_applies(mask)) return decode_forward(args, ops, pool);
-  const Attention attention(args, ops);
-  const int64_t heads = args.q.shape[1], head_dim = attention.head_dim();
+void tiled_forward(const Attention& attention, const MaskView& mask, const ThreadPool& pool) {
+  const int64_t heads = attention.heads(), head_dim = attention.head_dim();
   const int splits = choose_splits(mask, heads);
   std::vector<TileBuffers> buffers = built_in_place<TileBuffers>(size_t(pool.size()), head_dim);
   // Items head by head (consecutive items share the head's keys and values in cache), within a
@@ -304,6 +310,27 @@ void attention_forward(const ForwardArgs& args, const ThreadPool& pool) {
   pool.parallel_for(items, [&](int64_t index, int) {
     write_merged(attention, tile_of(index), head_of(index), partials[size_t(index)]);
   });
+}
+
+void forward(const ForwardArgs& args, const KvSource& kv, const ThreadPool& pool) {
+  const MaskView& mask = *args.mask;
+  // The SIMD bias takes |qpos - kpos| as int32.
+  const bool int32_distances = mask.position_span <= std::numeric_limits<int32_t>::max();
+  const TileOps& ops = int32_distances ? tile_ops() : generic_tile_ops();
+  const Route routed = route(mask);
+  if (routed == Route::kDecode) return decode_forward(args, kv, ops, pool);
+  tiled_forward(Attention(args, kv, ops, routed == Route::kMixed), mask, pool);
+  if (routed == Route::kMixed) decode_forward(args, kv, ops, pool);
+}
+
+}  // namespace
+
+void attention_forward(const ForwardArgs& args, const ThreadPool& pool) {
+  forward(args, KvSource(args), pool);
+}
+
+void attention_forward_paged(const PagedForwardArgs& args, const ThreadPool& pool) {
+  forward(args.forward, KvSource(args), pool);
 }
 
 }  // namespace alibi::cpu

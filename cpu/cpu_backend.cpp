@@ -80,6 +80,9 @@ class CpuContext {
   void attention_forward(const ForwardArgs* args) { cpu::attention_forward(*args, pool_); }
   void attention_merge(const MergeArgs* args) { cpu::attention_merge(*args, pool_); }
   void attention_backward(const BackwardArgs* args) { cpu::attention_backward(*args, pool_); }
+  void attention_forward_paged(const PagedForwardArgs* args) {
+    cpu::attention_forward_paged(*args, pool_);
+  }
   void build_bias(const BiasArgs* args) { cpu::build_bias(*args); }
   void build_dynamic_batching_mask(const DynamicBatchingArgs* args) {
     cpu::build_dynamic_batching_mask(*args);

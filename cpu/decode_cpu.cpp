@@ -44,9 +44,9 @@ struct StepBuffers {
 
 class Decode {
  public:
-  Decode(const ForwardArgs& args, const TileOps& ops)
-      : args_(args), mask_(*args.mask), ops_(ops), heads_(args.q.shape[1]),
-        dim_(args.q.shape[2]), layout_{heads_, heads_ / args.k.shape[1], dim_} {}
+  Decode(const ForwardArgs& args, const KvSource& kv, const TileOps& ops)
+      : args_(args), mask_(*args.mask), kv_(kv), ops_(ops), heads_(args.q.shape[1]),
+        dim_(args.q.shape[2]), layout_{heads_, heads_ / kv.kv_heads(), dim_} {}
 
   int64_t heads() const { return heads_; }
   int64_t dim() const { return dim_; }
@@ -69,11 +69,13 @@ class Decode {
       const int64_t hi = std::min<int64_t>(visible.hi, chunk.key_end);
       load_queries(slice.q_begin + r, buffers.queries.data());
       RowAccumulator row{&out.max[size_t(r * heads_)], &out.sum[size_t(r * heads_)], &out.acc[size_t(r * width)]};
-      for (int64_t j = lo; j < hi; j += kKeysPerStep) {
-        const int64_t count = std::min(kKeysPerStep, hi - j);
-        score_keys(slice, r, j, count, buffers);
-        softmax_update(count, buffers, row);
-        accumulate_values(slice.k_begin + j, count, buffers, row.acc);
+      for (int64_t j = lo; j < hi;) {
+        // A step stops at the end of a cache block: its keys are one run.
+        const TokenRun keys = kv_.keys(slice, slice.k_begin + j, std::min(kKeysPerStep, hi - j));
+        score_keys(slice, r, j, keys, buffers);
+        softmax_update(keys.count, buffers, row);
+        accumulate_values(slice, slice.k_begin + j, keys.count, buffers, row.acc);
+        j += keys.count;
       }
     }
   }
@@ -106,12 +108,6 @@ class Decode {
       ops_.widen(t.dtype, static_cast<const uint16_t*>(t.data) + offset, count, dst);
   }
 
-  // Tokens [first, first + count) of k or v, in place.
-  TokenRun tokens(const TensorView& t, int64_t first, int64_t count) const {
-    const auto* bytes = static_cast<const char*>(t.data) + offset3(t, first, 0, 0) * int64_t(dtype_size(t.dtype));
-    return {bytes, t.dtype, t.strides[0], t.strides[1], count};
-  }
-
   void load_queries(int64_t row, float* dst) const {
     for (int64_t h = 0; h < heads_; ++h) {
       load_row(args_.q, offset3(args_.q, row, h, 0), dim_, dst + h * dim_);
@@ -119,15 +115,15 @@ class Decode {
     }
   }
 
-  // scores[j][h] for keys [first, first + count) (slice-relative) of one query row: the dot
+  // scores[j][h] for the run of keys from `first` (slice-relative) of one query row: the dot
   // products by the SIMD table, the rest by cell_score.
-  void score_keys(const Slice& slice, int64_t r, int64_t first, int64_t count, StepBuffers& buffers) const {
+  void score_keys(const Slice& slice, int64_t r, int64_t first, const TokenRun& keys,
+                  StepBuffers& buffers) const {
     const int64_t row = slice.q_begin + r;
     const int32_t qpos = mask_.q_positions[row];
-    const TokenRun keys = tokens(args_.k, slice.k_begin + first, count);
     ops_.score_tokens(buffers.queries.data(), keys, layout_, buffers.scores.data());
     const float softcap = args_.softcap;  // a local: stores to scores cannot change it
-    for (int64_t j = 0; j < count; ++j) {
+    for (int64_t j = 0; j < keys.count; ++j) {
       const int64_t key = slice.k_begin + first + j;
       const int32_t kpos = mask_.k_positions[key];
       float* scores = &buffers.scores[size_t(j * heads_)];
@@ -169,13 +165,15 @@ class Decode {
       for (int64_t h = 0; h < heads_; ++h) row.sum[h] += scores[j * heads_ + h];
   }
 
-  void accumulate_values(int64_t first_key, int64_t count, StepBuffers& buffers, float* acc) const {
-    const TokenRun values = tokens(args_.v, first_key, count);
+  void accumulate_values(const Slice& slice, int64_t first_key, int64_t count, StepBuffers& buffers,
+                         float* acc) const {
+    const TokenRun values = kv_.values(slice, first_key, count);
     ops_.accumulate_tokens(buffers.scores.data(), values, layout_, buffers.correction.data(), acc);
   }
 
   const ForwardArgs& args_;
   const MaskView& mask_;
+  const KvSource& kv_;
   const TileOps& ops_;
   const int64_t heads_, dim_;
   const HeadLayout layout_;
@@ -192,19 +190,29 @@ void write_uncovered_rows(const Decode& decode, const MaskView& mask) {
 
 }  // namespace
 
-bool decode_applies(const MaskView& mask) {
-  return mask.max_slice_rows <= kMaxRows && !mask.slices_share_rows;
+bool decode_takes(const Slice& slice) { return slice.q_end - slice.q_begin <= kMaxRows; }
+
+Route route(const MaskView& mask) {
+  if (mask.slices_share_rows) return Route::kTiled;
+  if (mask.max_slice_rows <= kMaxRows) return Route::kDecode;
+  const bool any_small = std::any_of(mask.slices, mask.slices + mask.num_slices, [](const Slice& slice) {
+    return slice.q_begin < slice.q_end && slice.k_begin < slice.k_end && decode_takes(slice);
+  });
+  return any_small ? Route::kMixed : Route::kTiled;
 }
 
-void decode_forward(const ForwardArgs& args, const TileOps& ops, const ThreadPool& pool) {
-  const Decode decode(args, ops);
+void decode_forward(const ForwardArgs& args, const KvSource& kv, const TileOps& ops,
+                    const ThreadPool& pool) {
+  const Decode decode(args, kv, ops);
   const MaskView& mask = *args.mask;
   const int64_t num_chunks = mask.first_chunk[mask.num_slices];
   std::vector<Partial> partials(static_cast<size_t>(num_chunks));
-  pool.parallel_for(num_chunks, [&](int64_t c, int) { decode.score_chunk(mask.chunks[c], partials[size_t(c)]); });
+  pool.parallel_for(num_chunks, [&](int64_t c, int) {
+    if (decode_takes(mask.slices[mask.chunks[c].slice])) decode.score_chunk(mask.chunks[c], partials[size_t(c)]);
+  });
   pool.parallel_for(mask.num_slices, [&](int64_t s, int) {
     const int64_t first = mask.first_chunk[s], count = mask.first_chunk[s + 1] - first;
-    if (count > 0) decode.write(mask.slices[s], partials.data() + first, count);
+    if (count > 0 && decode_takes(mask.slices[s])) decode.write(mask.slices[s], partials.data() + first, count);
   });
   write_uncovered_rows(decode, mask);
 }

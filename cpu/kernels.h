@@ -13,6 +13,8 @@ namespace alibi::cpu {
 constexpr PlanShape kPlanShape{256, false, 256, 32};
 
 void attention_forward(const ForwardArgs& args, const ThreadPool& pool);
+// The same over the blocks of a paged cache, read in place.
+void attention_forward_paged(const PagedForwardArgs& args, const ThreadPool& pool);
 void attention_merge(const MergeArgs& args, const ThreadPool& pool);
 // Gradients of a forward call (backward_cpu.cpp).
 void attention_backward(const BackwardArgs& args, const ThreadPool& pool);

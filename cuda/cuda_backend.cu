@@ -398,6 +398,11 @@ class CudaContext {
     cuda::build_bloom_bias(*args, device_slopes(args->slopes, device[0]), stream_);
   }
 
+  // The paged kernels come in a later step; core has validated the call already.
+  void attention_forward_paged(const PagedForwardArgs*) {
+    fail(ALIBI_STATUS_UNSUPPORTED, "the CUDA backend has no paged attention kernel yet");
+  }
+
  private:
   static HostArray slope_array(const SlopeTable& slopes, const MaskView& mask) {
     const size_t count = size_t(slopes.num_heads) * (slopes.per_sequence ? mask.num_sequences : 1);

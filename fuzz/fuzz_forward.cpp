@@ -12,6 +12,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "fuzz_common.h"
@@ -221,32 +223,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       p.slopes[size_t(h * m.total_q + i)] = slope;
     }
-  std::vector<fuzz::RowBound> bounds;
-  const ref::Result want = fuzz::reference_with_bounds(p, &bounds);
-
-  // An absolute error E in a row's scores moves out by at most 2 max|v| E and lse by E.
-  for (int h = 0; h < heads; ++h)
-    for (int64_t i = 0; i < m.total_q; ++i) {
-      const double error = bounds[size_t(h * m.total_q + i)].score_error;
-      const double v_max = bounds[size_t(h * m.total_q + i)].v_max;
-      const double lse_want = want.lse[size_t(h * m.total_q + i)];
-      if (lse.t) {
-        const float got = lse_storage[size_t(lse_mode == 2 ? i * heads + h : h * m.total_q + i)];
-        const bool ok = std::isinf(lse_want) ? got == kNegInf
-                                              : std::fabs(got - lse_want) <= error + 2e-6 * std::fabs(lse_want) + 1e-5;
-        FUZZ_REQUIRE(ok, "lse[%d, %lld] = %.9g, reference %.9g (tolerance %g)", h, (long long)i, got, lse_want,
-                     error + 2e-6 * std::fabs(lse_want) + 1e-5);
-      }
-      for (int d = 0; d < dim; ++d) {
-        const double w = want.out[size_t((i * heads + h) * dim + d)];
-        const float got = out.get(i, h, d);
-        const double tolerance = v_max * (2 * error + 2e-5) + fuzz::rounding(dtype) * std::fabs(w) + 1e-30;
-        const bool ok = std::isinf(lse_want) ? got == 0.0f : std::fabs(got - w) <= tolerance;
-        FUZZ_REQUIRE(ok, "out[%lld, %d, %d] = %.9g, reference %.9g (tolerance %g; %s, %d threads)", (long long)i, h, d,
-                     got, w, tolerance, dtype == ALIBI_DTYPE_F32 ? "f32" : dtype == ALIBI_DTYPE_F16 ? "f16" : "bf16",
-                     threads);
-      }
-    }
+  const std::string threads_used = std::to_string(threads) + " threads";
+  fuzz::check_forward_results(
+      p,
+      {[&](int64_t i, int h, int d) { return out.get(i, h, d); },
+       lse.t ? std::function<float(int, int64_t)>([&](int h, int64_t i) {
+         return lse_storage[size_t(lse_mode == 2 ? i * heads + h : h * m.total_q + i)];
+       })
+             : nullptr},
+      dtype, threads_used.c_str());
   // Padding between rows and heads is never written: out's buffer equals the poisoned one with
   // just the elements replaced.
   std::vector<uint8_t> expected_buffer = out_before;

@@ -3,8 +3,10 @@
 // library and would take most of every run.
 #pragma once
 
+#include <functional>
 #include <vector>
 
+#include "alibi/alibi.h"
 #include "reference.h"
 
 namespace fuzz {
@@ -18,5 +20,17 @@ struct RowBound {
 
 // ref::attention(p), plus bounds[h * total_q + i]. `scale` is the f32 scale the library applies.
 ref::Result reference_with_bounds(const ref::Problem& p, std::vector<RowBound>* bounds);
+
+// A forward call's results as the library wrote them: out(i, h, d) and, unless empty, lse(h, i).
+struct ForwardResults {
+  std::function<float(int64_t, int, int)> out;
+  std::function<float(int, int64_t)> lse;
+};
+
+// Holds got against ref::attention(p) (FUZZ_REQUIRE): an absolute error E in a row's scores
+// moves out by at most 2 max|v| E and lse by E; out of dtype is rounded once more; a row that
+// sees nothing is exactly 0 with lse -inf. `what` ends the report (e.g. the thread count).
+void check_forward_results(const ref::Problem& p, const ForwardResults& got, alibi_dtype dtype,
+                           const char* what);
 
 }  // namespace fuzz

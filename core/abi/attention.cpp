@@ -4,10 +4,6 @@ namespace alibi {
 
 namespace {
 
-// Supported ranges documented in alibi.h (builders.cpp checks num_heads against the same).
-constexpr int64_t kMaxHeads = 65536;
-constexpr int64_t kMaxHeadDim = 65536;
-
 struct Operand {
   alibi_tensor_s* tensor;
   const char* name;
@@ -19,9 +15,7 @@ void check_operand_device(const alibi_context_s& ctx, const Operand& op) {
 
 void check_qkv_layout(const Operand& op) {
   require_ndim(op.tensor->view, 3, op.name, "(tokens, heads, head_dim)");
-  if (op.tensor->view.strides[2] != 1 && op.tensor->view.shape[2] > 1)
-    fail(ALIBI_STATUS_INVALID_ARGUMENT, "%s.strides[2] = %lld, the last dim must be contiguous",
-         op.name, (long long)op.tensor->view.strides[2]);
+  require_contiguous_last_dim(op.tensor->view, op.name);
 }
 
 void check_dtypes(const TensorView& q, const TensorView& k, const TensorView& v,
@@ -37,15 +31,7 @@ void check_dtypes(const TensorView& q, const TensorView& k, const TensorView& v,
 
 void check_shapes(const TensorView& q, const TensorView& k, const TensorView& v,
                   const TensorView& out, const MaskPlan& plan) {
-  if (q.shape[1] < 1 || q.shape[2] < 1)
-    fail(ALIBI_STATUS_INVALID_ARGUMENT, "q has %lld heads of dim %lld, both must be >= 1",
-         (long long)q.shape[1], (long long)q.shape[2]);
-  // The header's limits: head counts and head_dim index int arrays and scratch buffers.
-  if (q.shape[1] > kMaxHeads || q.shape[2] > kMaxHeadDim)
-    fail(ALIBI_STATUS_INVALID_ARGUMENT,
-         "q has %lld heads of dim %lld, beyond the supported %lld heads and head_dim %lld",
-         (long long)q.shape[1], (long long)q.shape[2], (long long)kMaxHeads,
-         (long long)kMaxHeadDim);
+  require_head_limits(q);
   require_dim(q, 0, plan.total_q, "q", "the mask's total_q");
   require_dim(k, 0, plan.total_k, "k", "the mask's total_k");
   require_dim(k, 2, q.shape[2], "k", "q's head_dim");

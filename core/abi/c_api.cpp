@@ -281,6 +281,18 @@ alibi_status alibi_attention_backward(alibi_context_t ctx, alibi_tensor_t q, ali
   });
 }
 
+alibi_status alibi_attention_forward_paged(alibi_context_t ctx, alibi_tensor_t q,
+                                           alibi_tensor_t k_cache, alibi_tensor_t v_cache,
+                                           alibi_tensor_t block_table, alibi_tensor_t cu_seqlens_q,
+                                           alibi_tensor_t seqlens_k, int causal, int window_left,
+                                           const alibi_attention_params* params,
+                                           alibi_tensor_t out, alibi_tensor_t lse) {
+  return guarded(__func__, [&] {
+    alibi::attention_forward_paged(ctx, q, k_cache, v_cache, block_table, cu_seqlens_q, seqlens_k,
+                                   causal, window_left, params, out, lse);
+  });
+}
+
 alibi_status alibi_attention_merge(alibi_context_t ctx, alibi_tensor_t out_a, alibi_tensor_t lse_a,
                                    alibi_tensor_t out_b, alibi_tensor_t lse_b, alibi_tensor_t out,
                                    alibi_tensor_t lse) {

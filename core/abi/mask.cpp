@@ -21,31 +21,9 @@ void check_batch(int batch) {
   if (batch < 0) fail(ALIBI_STATUS_INVALID_ARGUMENT, "batch = %d is negative", batch);
 }
 
-// The mask of batch sequences with bottom-right aligned positions and no slices yet.
-MaskPlan sequence_plan(int batch, const int32_t* cu_q, const int32_t* cu_k) {
-  MaskPlan plan;
-  plan.total_q = cu_q[batch];
-  plan.total_k = cu_k[batch];
-  plan.from_sequences = true;
-  plan.num_sequences = batch;
-  plan.q_positions.assign(size_t(plan.total_q), 0);
-  plan.k_positions.assign(size_t(plan.total_k), 0);
-  for (int b = 0; b < batch; ++b) {
-    int32_t lq = cu_q[b + 1] - cu_q[b], lk = cu_k[b + 1] - cu_k[b];
-    for (int32_t i = 0; i < lq; ++i) plan.q_positions[size_t(cu_q[b] + i)] = i + (lk - lq);
-    for (int32_t j = 0; j < lk; ++j) plan.k_positions[size_t(cu_k[b] + j)] = j;
-  }
-  return plan;
-}
-
 // The mask's plan for its backend, and the backend's copy of it.
 alibi_mask_s* new_mask(const alibi_context_s& ctx, MaskPlan plan) {
-  // alibi_mask_get_num_slices answers an int (windows make up to 3 slices per sequence).
-  if (plan.slices.size() > size_t(INT32_MAX))
-    fail(ALIBI_STATUS_INVALID_ARGUMENT, "the mask would have %zu slices, more than INT32_MAX",
-         plan.slices.size());
-  plan_rows_and_keys(plan, ctx.device->ops().plan_shape);
-  plan_positions(plan);
+  plan_slices(plan, ctx.device->ops().plan_shape);
   std::unique_ptr<alibi_mask_s> mask(
       new alibi_mask_s{ctx.kind, ctx.device_index, ctx.device, std::move(plan), {}, nullptr});
   mask->view = mask->plan.view();
@@ -92,6 +70,33 @@ void check_window_side(int value, const char* name) {
          value);
 }
 
+}  // namespace
+
+void plan_slices(MaskPlan& plan, const PlanShape& shape) {
+  // alibi_mask_get_num_slices answers an int (windows make up to 3 slices per sequence).
+  if (plan.slices.size() > size_t(INT32_MAX))
+    fail(ALIBI_STATUS_INVALID_ARGUMENT, "the mask would have %zu slices, more than INT32_MAX",
+         plan.slices.size());
+  plan_rows_and_keys(plan, shape);
+  plan_positions(plan);
+}
+
+MaskPlan sequence_plan(int batch, const int32_t* cu_q, const int32_t* cu_k) {
+  MaskPlan plan;
+  plan.total_q = cu_q[batch];
+  plan.total_k = cu_k[batch];
+  plan.from_sequences = true;
+  plan.num_sequences = batch;
+  plan.q_positions.assign(size_t(plan.total_q), 0);
+  plan.k_positions.assign(size_t(plan.total_k), 0);
+  for (int b = 0; b < batch; ++b) {
+    int32_t lq = cu_q[b + 1] - cu_q[b], lk = cu_k[b + 1] - cu_k[b];
+    for (int32_t i = 0; i < lq; ++i) plan.q_positions[size_t(cu_q[b] + i)] = i + (lk - lq);
+    for (int32_t j = 0; j < lk; ++j) plan.k_positions[size_t(cu_k[b] + j)] = j;
+  }
+  return plan;
+}
+
 // Sliding window of one sequence as at most three slices (see the header). Participating row r
 // sees keys [r + shift - left, r + shift + right] clipped to [0, Sk), shift = Sk - min(Sq, Sk).
 void append_window_slices(MaskPlan& plan, int sequence, int32_t q0, int32_t sq, int32_t k0,
@@ -119,8 +124,6 @@ void append_window_slices(MaskPlan& plan, int sequence, int32_t q0, int32_t sq, 
     add(split1, split2, 0, sk, ALIBI_MASK_FULL);
   add(split2, m, split2 < m ? window_lo(split2) : 0, sk, ALIBI_MASK_INV_CAUSAL);
 }
-
-}  // namespace
 
 alibi_mask_s* mask_create_varlen(alibi_context_s* ctx, int batch, const int32_t* cu_q,
                                  const int32_t* cu_k, int causal) {

@@ -35,6 +35,20 @@ void mask_set_positions(alibi_mask_s* mask, const int32_t* q_positions,
                         const int32_t* k_positions);
 void mask_get_slices(const alibi_mask_s* mask, int32_t* q_ranges, int32_t* k_ranges,
                      int32_t* types);
+// Plans a mask's rows and keys for a backend's shape, and its positions (once its slices are made).
+void plan_slices(MaskPlan& plan, const PlanShape& shape);
+// The plan of batch sequences with bottom-right aligned positions and no slices yet.
+MaskPlan sequence_plan(int batch, const int32_t* cu_q, const int32_t* cu_k);
+// The slices of one sequence's sliding window (alibi_mask_create_sliding_window).
+void append_window_slices(MaskPlan& plan, int sequence, int32_t q0, int32_t sq, int32_t k0,
+                          int32_t sk, int left, int right);
+
+// Paged attention (paged.cpp)
+void attention_forward_paged(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tensor_s* k_cache,
+                             alibi_tensor_s* v_cache, alibi_tensor_s* block_table,
+                             alibi_tensor_s* cu_seqlens_q, alibi_tensor_s* seqlens_k, int causal,
+                             int window_left, const alibi_attention_params* params,
+                             alibi_tensor_s* out, alibi_tensor_s* lse);
 
 // Slopes (params.cpp)
 void compute_slopes(int total_heads, int head_offset, int num_heads, float max_bias, float* out);
@@ -95,6 +109,10 @@ void require_ndim(const TensorView& t, int ndim, const char* name, const char* l
 void require_dim(const TensorView& t, int dim, int64_t expected, const char* name,
                  const char* expected_what);
 void require_float_dtype(const TensorView& t, const char* name);
+// The last dim has stride 1 (or a single element).
+void require_contiguous_last_dim(const TensorView& t, const char* name);
+// q (tokens, Hq, D): 1..65536 heads of dim 1..65536.
+void require_head_limits(const TensorView& q);
 // An lse tensor: (heads, tokens) f32 on the context's device. The names say what fixes the
 // sizes, for the messages.
 struct LseShape {

@@ -43,6 +43,28 @@ void require_float_dtype(const TensorView& t, const char* name) {
          dtype_name(t.dtype));
 }
 
+void require_contiguous_last_dim(const TensorView& t, const char* name) {
+  const int last = t.ndim - 1;
+  if (t.strides[last] != 1 && t.shape[last] > 1)
+    fail(ALIBI_STATUS_INVALID_ARGUMENT, "%s.strides[%d] = %lld, the last dim must be contiguous",
+         name, last, (long long)t.strides[last]);
+}
+
+void require_head_limits(const TensorView& q) {
+  // Supported ranges documented in alibi.h (builders.cpp checks num_heads against the same):
+  // head counts and head_dim index int arrays and scratch buffers.
+  constexpr int64_t kMaxHeads = 65536;
+  constexpr int64_t kMaxHeadDim = 65536;
+  if (q.shape[1] < 1 || q.shape[2] < 1)
+    fail(ALIBI_STATUS_INVALID_ARGUMENT, "q has %lld heads of dim %lld, both must be >= 1",
+         (long long)q.shape[1], (long long)q.shape[2]);
+  if (q.shape[1] > kMaxHeads || q.shape[2] > kMaxHeadDim)
+    fail(ALIBI_STATUS_INVALID_ARGUMENT,
+         "q has %lld heads of dim %lld, beyond the supported %lld heads and head_dim %lld",
+         (long long)q.shape[1], (long long)q.shape[2], (long long)kMaxHeads,
+         (long long)kMaxHeadDim);
+}
+
 void require_lse(const alibi_context_s& ctx, const alibi_tensor_s& lse, const char* name,
                  const LseShape& shape) {
   require_same_device(ctx, lse.kind, lse.device_index, name);

@@ -20,7 +20,7 @@
 namespace alibi {
 
 // Bumped whenever this file changes in a way a separately built backend would notice.
-constexpr int kBackendAbiVersion = 4;
+constexpr int kBackendAbiVersion = 5;
 
 ALIBI_HD size_t dtype_size(alibi_dtype dtype) {
   switch (dtype) {
@@ -69,6 +69,18 @@ struct ForwardArgs {
   float softcap = 0.0f;
   SlopeTable slopes;
   bool deterministic = false;
+};
+
+// alibi_attention_forward_paged: forward.k and forward.v are caches (num_blocks, block_size, Hkv,
+// D), and forward.mask is planned over a virtual packed key stream in which sequence b's keys
+// are [key_begin[b], key_begin[b + 1]). Key t of sequence b is row t % block_size of block
+// block_table[b * table_row_stride + (t / block_size) * table_column_stride]. The tables are in
+// host memory, validated; forward.device_mask is null.
+struct PagedForwardArgs {
+  ForwardArgs forward;
+  const int32_t* block_table = nullptr;
+  int64_t table_row_stride = 0, table_column_stride = 0;
+  const int32_t* key_begin = nullptr;  // B + 1 entries
 };
 
 // The gradients of one forward call (alibi_attention_backward). forward.lse is required; each
@@ -144,6 +156,8 @@ struct BackendOps {
                                               BackendError* error);
   alibi_status (*build_bloom_bias)(void* context, const BloomArgs* args, BackendError* error);
   alibi_status (*attention_backward)(void* context, const BackwardArgs* args, BackendError* error);
+  alibi_status (*attention_forward_paged)(void* context, const PagedForwardArgs* args,
+                                         BackendError* error);
 };
 
 // The table entry of a context method: calls it on the context, exceptions become the status.
@@ -189,6 +203,7 @@ BackendOps backend_table() {
   ops.build_dynamic_batching_mask = BackendEntry<&Context::build_dynamic_batching_mask>::call;
   ops.build_bloom_bias = BackendEntry<&Context::build_bloom_bias>::call;
   ops.attention_backward = BackendEntry<&Context::attention_backward>::call;
+  ops.attention_forward_paged = BackendEntry<&Context::attention_forward_paged>::call;
   return ops;
 }
 

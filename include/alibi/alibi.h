@@ -418,6 +418,60 @@ ALIBI_API alibi_status alibi_attention_merge(alibi_context_t ctx, alibi_tensor_t
                                             alibi_tensor_t lse_b, alibi_tensor_t out,
                                             alibi_tensor_t lse);
 
+/**
+ * Attention of packed query chunks over the keys and values of a paged KV cache (decode,
+ * speculative decoding, chunked prefill), as vLLM and FlashInfer keep them: sequence b's key
+ * t is row t % block_size of block block_table[b][t / block_size] of the caches.
+ * @param q    (total_q, Hq, D), f32, f16 or bf16; the queries of every sequence, packed.
+ * @param k_cache,v_cache  (num_blocks, block_size, Hkv, D) in q's dtype (NHD), block_size >= 1,
+ *             Hq % Hkv == 0. Any strides with the last dim contiguous (e.g. K and V interleaved
+ *             in one pool). Only the blocks the table names are read.
+ * @param block_table   (B, max_blocks) int32, any strides: the blocks of each sequence, in key
+ *             order. Entries past a sequence's ceil(Lk / block_size) blocks are not read (e.g. -1).
+ * @param cu_seqlens_q  (B+1) int32: 0, non-decreasing, ending at total_q; sequence b has the
+ *             queries [cu_seqlens_q[b], cu_seqlens_q[b+1]) (Lq of them, 0 allowed).
+ * @param seqlens_k     (B) int32 >= 0: the keys of each sequence (Lk, 0 allowed), the new
+ *             tokens' included. The sum over the batch must be at most INT32_MAX.
+ *             The three tables live on the context's device (a CUDA context copies them to the
+ *             host to validate them, which synchronizes its stream).
+ * @param causal        nonzero: key t is visible to a query only when t <= qpos.
+ * @param window_left   -1 (unbounded) or >= 0: key t is visible only when t >= qpos - window_left.
+ * Positions are bottom-right aligned per sequence: query i has qpos = (i - cu_seqlens_q[b]) +
+ * (Lk - Lq), key t has kpos = t. The result equals alibi_attention_forward on the gathered
+ * contiguous keys with the varlen mask (window_left -1) or the sliding window mask
+ * (window_left, causal ? 0 : -1) of the same cu_seqlens, except that without causal the first
+ * Lq - Lk queries of a sequence with Lq > Lk (qpos < 0) see keys by the rule above where the
+ * sliding window mask would give them none.
+ * @param params NULL for the defaults. softmax_scale, softcap, max_bias, slopes (also
+ *             slopes_per_batch: B * Hq values), total_heads and head_offset apply as in
+ *             alibi_attention_forward; attn_bias must be NULL (UNSUPPORTED otherwise);
+ *             deterministic as for alibi_attention_forward (the CPU always is).
+ * @param out  (total_q, Hq, D) in q's dtype, strided like q; every row is written (a query that
+ *             sees no key gets 0). Must not overlap q or the caches.
+ * @param lse  NULL, or (Hq, total_q) f32, any strides (as alibi_attention_forward's).
+ * Validation, before anything is written: NULL_POINTER for a missing q, cache, table or out;
+ * DTYPE_MISMATCH for caches not of q's dtype, out not of q's dtype, or tables not int32;
+ * SHAPE_MISMATCH for ndims and sizes that disagree (caches, out, lse, B between the tables);
+ * INVALID_ARGUMENT for a tensor on another device, a last dim that is not contiguous,
+ * window_left < -1, cu_seqlens_q not starting at 0, decreasing or not ending at total_q, a
+ * negative seqlens_k, Lk > max_blocks * block_size, Lq > Lk with causal, or a block id outside
+ * [0, num_blocks) among the ceil(Lk / block_size) blocks a sequence uses; the message names the
+ * sequence, the position and the value.
+ * The CPU reads the blocks in place (no gather): sequences with a few queries take the decode
+ * kernel (long ones split across threads, merged by log-sum-exp), longer chunks the tiled
+ * kernel; results are bitwise the same whatever the thread count. On a CUDA context the call
+ * validates its arguments as above and then gives UNSUPPORTED for now (no CUDA kernel yet).
+ */
+ALIBI_API alibi_status alibi_attention_forward_paged(alibi_context_t ctx, alibi_tensor_t q,
+                                                    alibi_tensor_t k_cache,
+                                                    alibi_tensor_t v_cache,
+                                                    alibi_tensor_t block_table,
+                                                    alibi_tensor_t cu_seqlens_q,
+                                                    alibi_tensor_t seqlens_k, int causal,
+                                                    int window_left,
+                                                    const alibi_attention_params* params,
+                                                    alibi_tensor_t out, alibi_tensor_t lse);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Slopes and bias builders                                                                    */
 
