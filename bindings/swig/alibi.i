@@ -428,10 +428,9 @@ static void alibi_binding_paged_operands(alibi_dtype dtype, const alibi_binding_
       a->k_cache, dtype, 4, {-1, l->block_size, l->heads_kv, l->head_dim},
       {"num_blocks", "block_size", "heads_kv", "head_dim"}, 0};
   const alibi_binding_operand table = {a->block_table, ALIBI_DTYPE_I32, 2, {sequences, -1},
-                                       {"sequences (seqlens_k's length)", "max_blocks"}, 0};
+                                       {"seqlens_k's length", "max_blocks"}, 0};
   const alibi_binding_operand cu_seqlens_q = {a->cu_seqlens_q, ALIBI_DTYPE_I32, 1,
-                                              {sequences + 1},
-                                              {"sequences (seqlens_k's length) + 1"}, 0};
+                                              {sequences + 1}, {"seqlens_k's length + 1 ="}, 0};
   const alibi_binding_operand seqlens_k = {a->seqlens_k, ALIBI_DTYPE_I32, 1, {-1},
                                            {"sequences"}, 0};
   const alibi_binding_operand lse = {a->lse, ALIBI_DTYPE_F32, 2, {l->heads_q, -1},
