@@ -152,6 +152,142 @@ public sealed class Context : IDisposable, IHandleOwner {
   }
 
   /// <summary>
+  /// Attention of packed query chunks over a paged KV cache (decode, speculative decoding,
+  /// chunked prefill; alibi_attention_forward_paged in alibi.h): sequence b's key t is row
+  /// t % block_size of block blockTable[b, t / block_size] of the caches. q (total_q, Hq, D),
+  /// kCache and vCache (num_blocks, block_size, Hkv, D) in q's dtype, blockTable (B, max_blocks),
+  /// cuSeqlensQ (B+1) and seqlensK (B) I32, output like q, lse null or (Hq, total_q) F32.
+  /// Positions are bottom-right aligned per sequence; windowLeft -1 is unbounded. The result
+  /// equals Forward on the gathered keys with the varlen (or sliding window) mask. parameters
+  /// null: the defaults (AttnBias is not supported).
+  /// </summary>
+  /// <exception cref="ArgumentNullException">q, kCache, vCache, a table or output is null.</exception>
+  /// <exception cref="ObjectDisposedException">This context or an argument is disposed.</exception>
+  /// <exception cref="AlibiException">The library rejected the call (nothing is written), e.g. Status.InvalidArgument for a block id outside the pool, naming the sequence.</exception>
+  public void ForwardPaged(Tensor q, Tensor kCache, Tensor vCache, Tensor blockTable,
+                           Tensor cuSeqlensQ, Tensor seqlensK, bool causal, int windowLeft,
+                           AttentionParams parameters, Tensor output, Tensor lse) {
+    IntPtr ctx = Handle, hq = Args.Required(q, nameof(q));
+    IntPtr hk = Args.Required(kCache, nameof(kCache)), hv = Args.Required(vCache, nameof(vCache));
+    IntPtr htable = Args.Required(blockTable, nameof(blockTable));
+    IntPtr hcu = Args.Required(cuSeqlensQ, nameof(cuSeqlensQ));
+    IntPtr hsk = Args.Required(seqlensK, nameof(seqlensK));
+    IntPtr hout = Args.Required(output, nameof(output)), hlse = Args.Optional(lse, nameof(lse));
+    using (alibi_attention_params p = AttentionParams.ToNative(parameters)) {
+      AlibiNative.alibi_attention_forward_paged(ctx, hq, hk, hv, htable, hcu, hsk, causal ? 1 : 0,
+                                                windowLeft, p, hout, hlse);
+    }
+    GC.KeepAlive(this);
+    GC.KeepAlive(q);
+    GC.KeepAlive(kCache);
+    GC.KeepAlive(vCache);
+    GC.KeepAlive(blockTable);
+    GC.KeepAlive(cuSeqlensQ);
+    GC.KeepAlive(seqlensK);
+    GC.KeepAlive(output);
+    GC.KeepAlive(lse);
+    GC.KeepAlive(parameters);
+  }
+
+  /// <summary>
+  /// ForwardPaged over f32 arrays, used in place (pinned for the call, not copied): q and output
+  /// hold (total_q, headsQ, headDim), kCache and vCache (num_blocks, blockSize, headsKv, headDim),
+  /// blockTable (B, max_blocks) row-major, cuSeqlensQ (B+1), seqlensK (B); lse null or (headsQ,
+  /// total_q). B is seqlensK's length; every other length is checked against the sizes given.
+  /// </summary>
+  /// <exception cref="ArgumentNullException">q, kCache, vCache, a table or output is null.</exception>
+  /// <exception cref="ObjectDisposedException">This context is disposed.</exception>
+  /// <exception cref="AlibiException">A length does not fit (the message names the argument), or the library rejected the tables.</exception>
+  public void ForwardPaged(float[] q, float[] kCache, float[] vCache, int headsQ, int headsKv,
+                           int headDim, int blockSize, int[] blockTable, int[] cuSeqlensQ,
+                           int[] seqlensK, bool causal, int windowLeft,
+                           AttentionParams parameters, float[] output, float[] lse) {
+    RequirePagedArrays(q, kCache, vCache, blockTable, cuSeqlensQ, seqlensK, output);
+    ForwardPaged(new ReadOnlySpan<float>(q), kCache, vCache, headsQ, headsKv, headDim, blockSize,
+                 blockTable, cuSeqlensQ, seqlensK, causal, windowLeft, parameters,
+                 new Span<float>(output), new Span<float>(lse));
+  }
+
+  /// <summary>The f32 array form of ForwardPaged over spans, used in place; an empty lse means none.</summary>
+  /// <exception cref="ObjectDisposedException">This context is disposed.</exception>
+  /// <exception cref="AlibiException">A length does not fit (the message names the argument), or the library rejected the tables.</exception>
+  public unsafe void ForwardPaged(ReadOnlySpan<float> q, ReadOnlySpan<float> kCache,
+                                  ReadOnlySpan<float> vCache, int headsQ, int headsKv,
+                                  int headDim, int blockSize, ReadOnlySpan<int> blockTable,
+                                  ReadOnlySpan<int> cuSeqlensQ, ReadOnlySpan<int> seqlensK,
+                                  bool causal, int windowLeft, AttentionParams parameters,
+                                  Span<float> output, Span<float> lse) {
+    IntPtr ctx = Handle;
+    using (alibi_attention_params p = AttentionParams.ToNative(parameters))
+    fixed (float* pq = &MemoryMarshal.GetReference(q), pk = &MemoryMarshal.GetReference(kCache),
+           pv = &MemoryMarshal.GetReference(vCache), pout = &MemoryMarshal.GetReference(output),
+           plse = &MemoryMarshal.GetReference(lse))
+    fixed (int* ptable = &MemoryMarshal.GetReference(blockTable),
+           pcu = &MemoryMarshal.GetReference(cuSeqlensQ), psk = &MemoryMarshal.GetReference(seqlensK)) {
+      AlibiNative.alibi_binding_forward_paged_f32(ctx, headsQ, headsKv, headDim, blockSize,
+          new NativeArray(pq, q.Length), new NativeArray(pk, kCache.Length),
+          new NativeArray(pv, vCache.Length), new NativeArray(ptable, blockTable.Length),
+          new NativeArray(pcu, cuSeqlensQ.Length), new NativeArray(psk, seqlensK.Length),
+          causal ? 1 : 0, windowLeft, p, new NativeArray(pout, output.Length),
+          NativeArray.Optional(plse, lse.Length));
+    }
+    GC.KeepAlive(this);
+    GC.KeepAlive(parameters);
+  }
+
+  /// <summary>As the f32 array form of ForwardPaged, for F16 or BF16 q, caches and output given as their 16-bit patterns (lse stays f32).</summary>
+  /// <exception cref="ArgumentNullException">q, kCache, vCache, a table or output is null.</exception>
+  /// <exception cref="ObjectDisposedException">This context is disposed.</exception>
+  /// <exception cref="AlibiException">dtype is not 16-bit, a length does not fit, or the library rejected the tables.</exception>
+  public void ForwardPaged(DType dtype, ushort[] q, ushort[] kCache, ushort[] vCache, int headsQ,
+                           int headsKv, int headDim, int blockSize, int[] blockTable,
+                           int[] cuSeqlensQ, int[] seqlensK, bool causal, int windowLeft,
+                           AttentionParams parameters, ushort[] output, float[] lse) {
+    RequirePagedArrays(q, kCache, vCache, blockTable, cuSeqlensQ, seqlensK, output);
+    ForwardPaged(dtype, new ReadOnlySpan<ushort>(q), kCache, vCache, headsQ, headsKv, headDim,
+                 blockSize, blockTable, cuSeqlensQ, seqlensK, causal, windowLeft, parameters,
+                 new Span<ushort>(output), new Span<float>(lse));
+  }
+
+  /// <summary>The F16/BF16 array form of ForwardPaged over spans, used in place; an empty lse means none.</summary>
+  /// <exception cref="ObjectDisposedException">This context is disposed.</exception>
+  /// <exception cref="AlibiException">dtype is not 16-bit, a length does not fit, or the library rejected the tables.</exception>
+  public unsafe void ForwardPaged(DType dtype, ReadOnlySpan<ushort> q, ReadOnlySpan<ushort> kCache,
+                                  ReadOnlySpan<ushort> vCache, int headsQ, int headsKv,
+                                  int headDim, int blockSize, ReadOnlySpan<int> blockTable,
+                                  ReadOnlySpan<int> cuSeqlensQ, ReadOnlySpan<int> seqlensK,
+                                  bool causal, int windowLeft, AttentionParams parameters,
+                                  Span<ushort> output, Span<float> lse) {
+    IntPtr ctx = Handle;
+    using (alibi_attention_params p = AttentionParams.ToNative(parameters))
+    fixed (ushort* pq = &MemoryMarshal.GetReference(q), pk = &MemoryMarshal.GetReference(kCache),
+           pv = &MemoryMarshal.GetReference(vCache), pout = &MemoryMarshal.GetReference(output))
+    fixed (float* plse = &MemoryMarshal.GetReference(lse))
+    fixed (int* ptable = &MemoryMarshal.GetReference(blockTable),
+           pcu = &MemoryMarshal.GetReference(cuSeqlensQ), psk = &MemoryMarshal.GetReference(seqlensK)) {
+      AlibiNative.alibi_binding_forward_paged_u16(ctx, dtype, headsQ, headsKv, headDim, blockSize,
+          new NativeArray(pq, q.Length), new NativeArray(pk, kCache.Length),
+          new NativeArray(pv, vCache.Length), new NativeArray(ptable, blockTable.Length),
+          new NativeArray(pcu, cuSeqlensQ.Length), new NativeArray(psk, seqlensK.Length),
+          causal ? 1 : 0, windowLeft, p, new NativeArray(pout, output.Length),
+          NativeArray.Optional(plse, lse.Length));
+    }
+    GC.KeepAlive(this);
+    GC.KeepAlive(parameters);
+  }
+
+  private static void RequirePagedArrays(Array q, Array kCache, Array vCache, int[] blockTable,
+                                         int[] cuSeqlensQ, int[] seqlensK, Array output) {
+    Args.NotNull(q, nameof(q));
+    Args.NotNull(kCache, nameof(kCache));
+    Args.NotNull(vCache, nameof(vCache));
+    Args.NotNull(blockTable, nameof(blockTable));
+    Args.NotNull(cuSeqlensQ, nameof(cuSeqlensQ));
+    Args.NotNull(seqlensK, nameof(seqlensK));
+    Args.NotNull(output, nameof(output));
+  }
+
+  /// <summary>
   /// Attention backward over tensors: the gradients of one Forward call's inputs (training, with
   /// trainable slopes). q, k, v, mask and parameters are the forward's, output and lse (required,
   /// (Hq, total_q) f32) its results, dOutput (like q) the gradient of the loss with respect to

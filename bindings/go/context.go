@@ -86,20 +86,34 @@ func (c *Context) Forward(q, k, v *Tensor, mask *Mask, params *AttentionParams, 
 	})
 }
 
-// overSlices is the frame of the calls over slices (ForwardFloat32 ... BackwardUint16): the
-// context's and the mask's handles, the required slices present, then native with the params.
-func (c *Context) overSlices(call string, mask *Mask, params *AttentionParams, required []slice,
-	native func(hc, hm uintptr, p capi.Alibi_attention_params) error) error {
+// overSlices is the frame of the calls over slices (ForwardFloat32 ... ForwardPagedUint16): the
+// context's handle, the required slices present, then native with the params.
+func (c *Context) overSlices(call string, params *AttentionParams, required []slice,
+	native func(hc uintptr, p capi.Alibi_attention_params) error) error {
 	a := handles{call: call}
-	hc, hm := a.context(c, ""), a.mask(mask, "mask")
+	hc := a.context(c, "")
 	if a.err != nil {
 		return a.err
 	}
 	if err := requireSlices(call, required...); err != nil {
 		return err
 	}
-	defer keepAlive(c, mask)
-	return withNative(call, params, func(p capi.Alibi_attention_params) error { return native(hc, hm, p) })
+	defer runtime.KeepAlive(c)
+	return withNative(call, params, func(p capi.Alibi_attention_params) error { return native(hc, p) })
+}
+
+// overMaskedSlices is overSlices for the calls that take a mask, whose handle native gets too.
+func (c *Context) overMaskedSlices(call string, mask *Mask, params *AttentionParams, required []slice,
+	native func(hc, hm uintptr, p capi.Alibi_attention_params) error) error {
+	a := handles{call: call}
+	hm := a.mask(mask, "mask")
+	if a.err != nil {
+		return a.err
+	}
+	defer runtime.KeepAlive(mask)
+	return c.overSlices(call, params, required, func(hc uintptr, p capi.Alibi_attention_params) error {
+		return native(hc, hm, p)
+	})
 }
 
 // Heads gives the layout of packed arrays: q and out (totalQ, Q, Dim), k and v (totalK, KV, Dim).
@@ -111,7 +125,7 @@ type Heads struct{ Q, KV, Dim int }
 func (c *Context) ForwardFloat32(q, k, v []float32, heads Heads, mask *Mask, params *AttentionParams,
 	out, lse []float32) error {
 	required := []slice{f32("q", q), f32("k", k), f32("v", v), f32("out", out)}
-	return c.overSlices("Context.ForwardFloat32", mask, params, required, func(hc, hm uintptr, p capi.Alibi_attention_params) error {
+	return c.overMaskedSlices("Context.ForwardFloat32", mask, params, required, func(hc, hm uintptr, p capi.Alibi_attention_params) error {
 		return capi.Alibi_binding_forward_f32(hc, heads.Q, heads.KV, heads.Dim, q, k, v, hm, p, out, lse)
 	})
 }
@@ -120,8 +134,62 @@ func (c *Context) ForwardFloat32(q, k, v []float32, heads Heads, mask *Mask, par
 func (c *Context) ForwardUint16(dtype DType, q, k, v []uint16, heads Heads, mask *Mask,
 	params *AttentionParams, out []uint16, lse []float32) error {
 	required := []slice{u16("q", q), u16("k", k), u16("v", v), u16("out", out)}
-	return c.overSlices("Context.ForwardUint16", mask, params, required, func(hc, hm uintptr, p capi.Alibi_attention_params) error {
+	return c.overMaskedSlices("Context.ForwardUint16", mask, params, required, func(hc, hm uintptr, p capi.Alibi_attention_params) error {
 		return capi.Alibi_binding_forward_u16(hc, int(dtype), heads.Q, heads.KV, heads.Dim, q, k, v, hm, p, out, lse)
+	})
+}
+
+// ForwardPaged runs attention of packed query chunks over a paged KV cache (decode,
+// speculative decoding, chunked prefill; alibi_attention_forward_paged in alibi.h): sequence b's
+// key t is row t % blockSize of block blockTable[b][t / blockSize] of the caches. q (totalQ, Hq,
+// D), kCache and vCache (numBlocks, blockSize, Hkv, D) in q's dtype, blockTable (B, maxBlocks),
+// cuSeqlensQ (B+1) and seqlensK (B) I32, out like q, lse nil or (Hq, totalQ) F32. Positions are
+// bottom-right aligned per sequence; windowLeft -1 is unbounded. The result equals Forward on the
+// gathered keys with the varlen (or sliding window) mask. params nil: the defaults (AttnBias is
+// not supported). A bad table (e.g. a block id outside the pool) is StatusInvalidArgument, naming
+// the sequence; a failed call writes nothing.
+func (c *Context) ForwardPaged(q, kCache, vCache, blockTable, cuSeqlensQ, seqlensK *Tensor, causal bool,
+	windowLeft int, params *AttentionParams, out, lse *Tensor) error {
+	a := handles{call: "Context.ForwardPaged"}
+	hc, hq, hk, hv := a.context(c, ""), a.tensor(q, "q"), a.tensor(kCache, "kCache"), a.tensor(vCache, "vCache")
+	htable, hcu, hsk := a.tensor(blockTable, "blockTable"), a.tensor(cuSeqlensQ, "cuSeqlensQ"), a.tensor(seqlensK, "seqlensK")
+	hout, hlse := a.tensor(out, "out"), a.optionalTensor(lse, "lse")
+	if a.err != nil {
+		return a.err
+	}
+	defer keepAlive(c, q, kCache, vCache, blockTable, cuSeqlensQ, seqlensK, out, lse)
+	return withNative(a.call, params, func(p capi.Alibi_attention_params) error {
+		return capi.Alibi_attention_forward_paged(hc, hq, hk, hv, htable, hcu, hsk, boolInt(causal), windowLeft, p,
+			hout, hlse)
+	})
+}
+
+// ForwardPagedFloat32 is ForwardPaged over f32 slices, used in place for the call (not copied):
+// q and out hold (totalQ, heads.Q, heads.Dim), kCache and vCache (numBlocks, blockSize, heads.KV,
+// heads.Dim), blockTable (B, maxBlocks) row-major, cuSeqlensQ (B+1), seqlensK (B); lse nil or
+// (heads.Q, totalQ). B is len(seqlensK); every other length is checked against the sizes given,
+// and an error names the slice that does not fit.
+func (c *Context) ForwardPagedFloat32(q, kCache, vCache []float32, heads Heads, blockSize int,
+	blockTable, cuSeqlensQ, seqlensK []int32, causal bool, windowLeft int, params *AttentionParams,
+	out, lse []float32) error {
+	required := []slice{f32("q", q), f32("kCache", kCache), f32("vCache", vCache), i32("blockTable", blockTable),
+		i32("cuSeqlensQ", cuSeqlensQ), i32("seqlensK", seqlensK), f32("out", out)}
+	return c.overSlices("Context.ForwardPagedFloat32", params, required, func(hc uintptr, p capi.Alibi_attention_params) error {
+		return capi.Alibi_binding_forward_paged_f32(hc, heads.Q, heads.KV, heads.Dim, blockSize, q, kCache, vCache,
+			blockTable, cuSeqlensQ, seqlensK, boolInt(causal), windowLeft, p, out, lse)
+	})
+}
+
+// ForwardPagedUint16 is ForwardPagedFloat32 for F16 or BF16 q, caches and out given as 16-bit
+// patterns (lse stays f32).
+func (c *Context) ForwardPagedUint16(dtype DType, q, kCache, vCache []uint16, heads Heads, blockSize int,
+	blockTable, cuSeqlensQ, seqlensK []int32, causal bool, windowLeft int, params *AttentionParams,
+	out []uint16, lse []float32) error {
+	required := []slice{u16("q", q), u16("kCache", kCache), u16("vCache", vCache), i32("blockTable", blockTable),
+		i32("cuSeqlensQ", cuSeqlensQ), i32("seqlensK", seqlensK), u16("out", out)}
+	return c.overSlices("Context.ForwardPagedUint16", params, required, func(hc uintptr, p capi.Alibi_attention_params) error {
+		return capi.Alibi_binding_forward_paged_u16(hc, int(dtype), heads.Q, heads.KV, heads.Dim, blockSize, q,
+			kCache, vCache, blockTable, cuSeqlensQ, seqlensK, boolInt(causal), windowLeft, p, out, lse)
 	})
 }
 
@@ -156,7 +224,7 @@ func (c *Context) Backward(q, k, v *Tensor, mask *Mask, params *AttentionParams,
 func (c *Context) BackwardFloat32(q, k, v []float32, heads Heads, mask *Mask, params *AttentionParams,
 	out, lse, dout, dq, dk, dv, dslopes []float32) error {
 	required := []slice{f32("q", q), f32("k", k), f32("v", v), f32("out", out), f32("lse", lse), f32("dout", dout)}
-	return c.overSlices("Context.BackwardFloat32", mask, params, required, func(hc, hm uintptr, p capi.Alibi_attention_params) error {
+	return c.overMaskedSlices("Context.BackwardFloat32", mask, params, required, func(hc, hm uintptr, p capi.Alibi_attention_params) error {
 		return capi.Alibi_binding_backward_f32(hc, heads.Q, heads.KV, heads.Dim, q, k, v, hm, p, out, lse, dout,
 			dq, dk, dv, dslopes)
 	})
@@ -168,7 +236,7 @@ func (c *Context) BackwardFloat32(q, k, v []float32, heads Heads, mask *Mask, pa
 func (c *Context) BackwardUint16(dtype DType, q, k, v []uint16, heads Heads, mask *Mask, params *AttentionParams,
 	out []uint16, lse []float32, dout, dq, dk, dv []uint16, dslopes []float32) error {
 	required := []slice{u16("q", q), u16("k", k), u16("v", v), u16("out", out), f32("lse", lse), u16("dout", dout)}
-	return c.overSlices("Context.BackwardUint16", mask, params, required, func(hc, hm uintptr, p capi.Alibi_attention_params) error {
+	return c.overMaskedSlices("Context.BackwardUint16", mask, params, required, func(hc, hm uintptr, p capi.Alibi_attention_params) error {
 		return capi.Alibi_binding_backward_u16(hc, int(dtype), heads.Q, heads.KV, heads.Dim, q, k, v, hm, p, out,
 			lse, dout, dq, dk, dv, dslopes)
 	})

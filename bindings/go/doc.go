@@ -5,7 +5,9 @@
 // token sits; Context.ForwardFloat32 runs attention over []float32 slices (ForwardUint16 over
 // f16/bf16 bit patterns), and Context.Forward over library-owned Tensors. For training,
 // Context.BackwardFloat32, BackwardUint16 and Backward give the gradients of q, k, v and the
-// ALiBi slopes (nil gradients are not computed).
+// ALiBi slopes (nil gradients are not computed). For serving, Context.ForwardPagedFloat32,
+// ForwardPagedUint16 and ForwardPaged read keys and values from a paged KV cache (blocks of a
+// shared pool named by a block table per sequence).
 //
 // # Building
 //

@@ -57,7 +57,7 @@ func keepAlive(objects ...any) {
 	}
 }
 
-// slice is one required slice argument of a call over slices: []float32 or []uint16.
+// slice is one required slice argument of a call over slices: []float32, []uint16 or []int32.
 type slice struct {
 	name   string
 	absent bool
@@ -65,6 +65,7 @@ type slice struct {
 
 func f32(name string, s []float32) slice { return slice{name, s == nil} }
 func u16(name string, s []uint16) slice  { return slice{name, s == nil} }
+func i32(name string, s []int32) slice   { return slice{name, s == nil} }
 
 // requireSlices returns an error naming the first absent (nil) slice.
 func requireSlices(call string, slices ...slice) error {

@@ -87,6 +87,7 @@ ALIBI_GO_SLICE(float, float32)
 
 ALIBI_GO_COUNTED_SLICE(float, float32)
 ALIBI_GO_COUNTED_SLICE(uint16_t, uint16)
+ALIBI_GO_COUNTED_SLICE(int32_t, int32)
 
 /* Byte copies take a byte slice; its length is the byte count. */
 %typemap(gotype) (const void* src, size_t bytes), (void* dst, size_t bytes) "[]byte"

@@ -220,6 +220,8 @@ ALIBI_JAVA_COPY(int64_t, i64)
 %javamethodmodifiers alibi_binding_merge_u16 "";
 %javamethodmodifiers alibi_binding_backward_f32 "";
 %javamethodmodifiers alibi_binding_backward_u16 "";
+%javamethodmodifiers alibi_binding_forward_paged_f32 "";
+%javamethodmodifiers alibi_binding_forward_paged_u16 "";
 
 /* The raw params struct closes like the handles (AttentionParams converts into it per call). */
 %typemap(javainterfaces) struct alibi_attention_params "AutoCloseable"

@@ -135,6 +135,17 @@ static const char* alibi_binding_error_message(void) {
   (uint16_t* dq, size_t dq_count), (uint16_t* dk, size_t dk_count),
   (uint16_t* dv, size_t dv_count) };
 
+/* The paged forward's caches (like q's data) and its int32 tables. */
+%apply (const float* ARRAY, size_t COUNT) {
+  (const float* k_cache, size_t k_cache_count), (const float* v_cache, size_t v_cache_count) };
+%apply (const uint16_t* ARRAY, size_t COUNT) {
+  (const uint16_t* k_cache, size_t k_cache_count),
+  (const uint16_t* v_cache, size_t v_cache_count) };
+%apply (const int32_t* ARRAY, size_t COUNT) {
+  (const int32_t* block_table, size_t block_table_count),
+  (const int32_t* cu_seqlens_q, size_t cu_seqlens_q_count),
+  (const int32_t* seqlens_k, size_t seqlens_k_count) };
+
 %{
 /* An array argument of the array helpers: its name in messages, its data and element count. */
 typedef struct {
@@ -143,16 +154,19 @@ typedef struct {
   size_t count;
 } alibi_binding_array;
 
+/* The most sizes of an operand: a paged cache's (num_blocks, block_size, heads_kv, head_dim). */
+#define ALIBI_BINDING_MAX_NDIM 4
+
 /*
- * An array as the tensor it is wrapped as: ndim <= 3 sizes, named in messages; at most one size
- * is -1, given by the array's length. An optional array may be NULL.
+ * An array as the tensor it is wrapped as: ndim <= ALIBI_BINDING_MAX_NDIM sizes, named in
+ * messages; at most one size is -1, given by the array's length. An optional array may be NULL.
  */
 typedef struct {
   alibi_binding_array array;
   alibi_dtype dtype;
   int ndim;
-  int64_t sizes[3];
-  const char* names[3];
+  int64_t sizes[ALIBI_BINDING_MAX_NDIM];
+  const char* names[ALIBI_BINDING_MAX_NDIM];
   int optional;
 } alibi_binding_operand;
 
@@ -178,8 +192,8 @@ static uint64_t alibi_binding_known_product(const alibi_binding_operand* op, cha
 /* The array's length must be the sizes' product, or (one size -1) a multiple of the others'. */
 static alibi_status alibi_binding_wrap(const char* function, alibi_context_t ctx,
                                        const alibi_binding_operand* op, alibi_tensor_t* out) {
-  char sizes_text[160];
-  int64_t shape[3];
+  char sizes_text[200];
+  int64_t shape[ALIBI_BINDING_MAX_NDIM];
   int d, unknown = -1;
   uint64_t product;
   if (!op->array.data)
@@ -389,6 +403,72 @@ static alibi_status alibi_binding_merge(const char* function, alibi_context_t ct
   alibi_binding_destroy_all(ops, 6, t);
   return s;
 }
+
+/* The arrays of a paged forward call. */
+typedef struct {
+  alibi_binding_array q, k_cache, v_cache, block_table, cu_seqlens_q, seqlens_k, out, lse;
+} alibi_binding_paged_arrays;
+
+/* The sizes a paged call's arrays are checked against, besides the tables' sequences. */
+typedef struct {
+  int heads_q, heads_kv, head_dim, block_size;
+} alibi_binding_paged_layout;
+
+/* The operands of a paged call, in this order, with sequences = seqlens_k's length: q
+ * (total_q, heads_q, head_dim), k_cache and v_cache (num_blocks, block_size, heads_kv, head_dim),
+ * seqlens_k, block_table (sequences, max_blocks), cu_seqlens_q (sequences + 1), out like q, lse
+ * NULL or (heads_q, total_q) f32. The library checks total_q against cu_seqlens_q. */
+static void alibi_binding_paged_operands(alibi_dtype dtype, const alibi_binding_paged_layout* l,
+                                         const alibi_binding_paged_arrays* a,
+                                         alibi_binding_operand ops[8]) {
+  const int64_t sequences = (int64_t)a->seqlens_k.count;
+  const alibi_binding_operand q = {a->q, dtype, 3, {-1, l->heads_q, l->head_dim},
+                                   {"total_q", "heads_q", "head_dim"}, 0};
+  const alibi_binding_operand cache = {
+      a->k_cache, dtype, 4, {-1, l->block_size, l->heads_kv, l->head_dim},
+      {"num_blocks", "block_size", "heads_kv", "head_dim"}, 0};
+  const alibi_binding_operand table = {a->block_table, ALIBI_DTYPE_I32, 2, {sequences, -1},
+                                       {"seqlens_k's length", "max_blocks"}, 0};
+  const alibi_binding_operand cu_seqlens_q = {a->cu_seqlens_q, ALIBI_DTYPE_I32, 1,
+                                              {sequences + 1}, {"seqlens_k's length + 1 ="}, 0};
+  const alibi_binding_operand seqlens_k = {a->seqlens_k, ALIBI_DTYPE_I32, 1, {-1},
+                                           {"sequences"}, 0};
+  const alibi_binding_operand lse = {a->lse, ALIBI_DTYPE_F32, 2, {l->heads_q, -1},
+                                     {"heads_q", "total_q"}, 1};
+  ops[0] = q;
+  ops[1] = ops[2] = cache;
+  ops[2].array = a->v_cache;
+  ops[3] = seqlens_k;  /* before the tables sized by it: a missing one is named as such */
+  ops[4] = table;
+  ops[5] = cu_seqlens_q;
+  ops[6] = q;
+  ops[6].array = a->out;
+  ops[7] = lse;
+}
+
+/* Wraps a paged call's arrays (alibi_binding_paged_operands) and runs
+ * alibi_attention_forward_paged over them. */
+static alibi_status alibi_binding_forward_paged(const char* function, alibi_context_t ctx,
+                                                alibi_dtype dtype, alibi_binding_paged_layout l,
+                                                alibi_binding_paged_arrays a, int causal,
+                                                int window_left,
+                                                const alibi_attention_params* params) {
+  alibi_binding_operand ops[8];
+  alibi_tensor_t t[8] = {NULL};
+  alibi_status s;
+  if (l.heads_q < 1 || l.heads_kv < 1 || l.head_dim < 1 || l.block_size < 1)
+    return alibi_binding_fail(ALIBI_STATUS_INVALID_ARGUMENT,
+                              "%s: heads_q = %d, heads_kv = %d, head_dim = %d, block_size = %d; "
+                              "each must be >= 1",
+                              function, l.heads_q, l.heads_kv, l.head_dim, l.block_size);
+  alibi_binding_paged_operands(dtype, &l, &a, ops);
+  s = alibi_binding_wrap_all(function, ctx, ops, 8, t);
+  if (s == ALIBI_STATUS_SUCCESS)
+    s = alibi_attention_forward_paged(ctx, t[0], t[1], t[2], t[4], t[5], t[3], causal,
+                                      window_left, params, t[6], t[7]);
+  alibi_binding_destroy_all(ops, 8, t);
+  return s;
+}
 %}
 
 %inline %{
@@ -496,5 +576,65 @@ alibi_status alibi_binding_backward_u16(alibi_context_t ctx, alibi_dtype dtype, 
   if (s != ALIBI_STATUS_SUCCESS) return s;
   return alibi_binding_backward(__func__, ctx, dtype, heads_q, heads_kv, head_dim, mask, params,
                                 a);
+}
+
+/*
+ * Paged forward over f32 arrays (alibi_attention_forward_paged): q and out (total_q, heads_q,
+ * head_dim), k_cache and v_cache (num_blocks, block_size, heads_kv, head_dim), block_table
+ * (sequences, max_blocks), cu_seqlens_q (sequences + 1) and seqlens_k (sequences) int32, lse NULL
+ * (count 0) or (heads_q, total_q); sequences is seqlens_k's length.
+ */
+alibi_status alibi_binding_forward_paged_f32(alibi_context_t ctx, int heads_q, int heads_kv,
+                                             int head_dim, int block_size, const float* q,
+                                             size_t q_count, const float* k_cache,
+                                             size_t k_cache_count, const float* v_cache,
+                                             size_t v_cache_count, const int32_t* block_table,
+                                             size_t block_table_count,
+                                             const int32_t* cu_seqlens_q,
+                                             size_t cu_seqlens_q_count, const int32_t* seqlens_k,
+                                             size_t seqlens_k_count, int causal, int window_left,
+                                             const alibi_attention_params* params, float* out,
+                                             size_t out_count, float* lse, size_t lse_count) {
+  const alibi_binding_paged_layout l = {heads_q, heads_kv, head_dim, block_size};
+  const alibi_binding_paged_arrays a = {
+      {"q", q, q_count},
+      {"k_cache", k_cache, k_cache_count},
+      {"v_cache", v_cache, v_cache_count},
+      {"block_table", block_table, block_table_count},
+      {"cu_seqlens_q", cu_seqlens_q, cu_seqlens_q_count},
+      {"seqlens_k", seqlens_k, seqlens_k_count},
+      {"out", out, out_count},
+      {"lse", lse, lse_count}};
+  return alibi_binding_forward_paged(__func__, ctx, ALIBI_DTYPE_F32, l, a, causal, window_left,
+                                     params);
+}
+
+/* As alibi_binding_forward_paged_f32, for f16 or bf16 q, caches and out (as their 16-bit
+ * patterns); lse f32. */
+alibi_status alibi_binding_forward_paged_u16(alibi_context_t ctx, alibi_dtype dtype, int heads_q,
+                                             int heads_kv, int head_dim, int block_size,
+                                             const uint16_t* q, size_t q_count,
+                                             const uint16_t* k_cache, size_t k_cache_count,
+                                             const uint16_t* v_cache, size_t v_cache_count,
+                                             const int32_t* block_table,
+                                             size_t block_table_count,
+                                             const int32_t* cu_seqlens_q,
+                                             size_t cu_seqlens_q_count, const int32_t* seqlens_k,
+                                             size_t seqlens_k_count, int causal, int window_left,
+                                             const alibi_attention_params* params, uint16_t* out,
+                                             size_t out_count, float* lse, size_t lse_count) {
+  const alibi_binding_paged_layout l = {heads_q, heads_kv, head_dim, block_size};
+  const alibi_binding_paged_arrays a = {
+      {"q", q, q_count},
+      {"k_cache", k_cache, k_cache_count},
+      {"v_cache", v_cache, v_cache_count},
+      {"block_table", block_table, block_table_count},
+      {"cu_seqlens_q", cu_seqlens_q, cu_seqlens_q_count},
+      {"seqlens_k", seqlens_k, seqlens_k_count},
+      {"out", out, out_count},
+      {"lse", lse, lse_count}};
+  const alibi_status s = alibi_binding_require_16_bit(__func__, dtype);
+  if (s != ALIBI_STATUS_SUCCESS) return s;
+  return alibi_binding_forward_paged(__func__, ctx, dtype, l, a, causal, window_left, params);
 }
 %}

@@ -36,7 +36,8 @@ public static partial class AlibiTests {
       VarlenCausalGqaBackwardMatchesTheDoubleReference, PerSequenceSlopesHaveOneGradientPerSequenceAndHead,
       TensorBackwardEqualsTheArrayFormBitwise, SpanBackwardEqualsTheArrayFormAndSkipsEmptyGradients,
       Bf16BackwardMatchesTheDoubleReference, FailedBackwardNamesTheArgumentAndWritesNothing,
-      BackwardWithADisposedOrNullObjectNamesIt,
+      BackwardWithADisposedOrNullObjectNamesIt, PagedForwardEqualsTheCCallsOnTheSameData,
+      ABlockOutsideThePoolIsAnInvalidArgumentNamingTheSequence,
     };
     int failed = 0;
     foreach (Action test in tests) {

@@ -180,6 +180,115 @@ public final class Context extends NativeHandle {
   }
 
   /**
+   * Attention of packed query chunks over a paged KV cache (decode, speculative decoding, chunked
+   * prefill; alibi_attention_forward_paged in alibi.h): sequence b's key t is row t % block_size of
+   * block blockTable[b][t / block_size] of the caches. Positions are bottom-right aligned per
+   * sequence; the result equals {@link #forward(Tensor, Tensor, Tensor, Mask, AttentionParams,
+   * Tensor, Tensor) forward} on the gathered keys with the varlen mask (windowLeft -1) or the
+   * sliding window mask. params.attnBias is not supported.
+   *
+   * @param q queries (total_q, Hq, D), f32, f16 or bf16
+   * @param kCache the key blocks (num_blocks, block_size, Hkv, D) in q's dtype
+   * @param vCache the value blocks, like kCache
+   * @param blockTable (B, max_blocks) i32: each sequence's blocks in key order
+   * @param cuSeqlensQ (B+1) i32: sequence b has the queries [cuSeqlensQ[b], cuSeqlensQ[b+1])
+   * @param seqlensK (B) i32: each sequence's keys, the new tokens' included
+   * @param causal key t is visible to a query only when t &lt;= its position
+   * @param windowLeft -1 (unbounded), or key t is visible only when t &gt;= position - windowLeft
+   * @param params null for the defaults
+   * @param out written, like q
+   * @param lse null, or written with the log-sum-exp, (Hq, total_q) f32
+   * @throws AlibiException when the library rejects the call, e.g. INVALID_ARGUMENT for a block id
+   *     outside the pool, naming the sequence; nothing is written then
+   */
+  public void forwardPaged(Tensor q, Tensor kCache, Tensor vCache, Tensor blockTable,
+                           Tensor cuSeqlensQ, Tensor seqlensK, boolean causal, int windowLeft,
+                           AttentionParams params, Tensor out, Tensor lse) {
+    try (alibi_attention_params p = AttentionParams.toNative(params)) {
+      AlibiNative.alibi_attention_forward_paged(handle(), handleOf(q, "q"),
+          handleOf(kCache, "kCache"), handleOf(vCache, "vCache"),
+          handleOf(blockTable, "blockTable"), handleOf(cuSeqlensQ, "cuSeqlensQ"),
+          handleOf(seqlensK, "seqlensK"), causal ? 1 : 0, windowLeft, p, handleOf(out, "out"),
+          optionalHandleOf(lse, "lse"));
+    } finally {
+      keepAlive(this, q, kCache, vCache, blockTable, cuSeqlensQ, seqlensK, params, out, lse);
+    }
+  }
+
+  /**
+   * {@link #forwardPaged(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, boolean, int,
+   * AttentionParams, Tensor, Tensor) The paged forward} over f32 arrays, used in place (pinned for
+   * the call, not copied). The number of sequences B is seqlensK's length; every other length is
+   * checked against the sizes given and B, and a wrong one throws AlibiException naming the
+   * array.
+   *
+   * @param q queries (total_q, headsQ, headDim), row-major
+   * @param kCache the key blocks (num_blocks, blockSize, headsKv, headDim)
+   * @param vCache the value blocks, like kCache
+   * @param headsQ query heads
+   * @param headsKv key/value heads (headsQ a multiple of it)
+   * @param headDim the head dimension
+   * @param blockSize the keys of one block
+   * @param blockTable (B, max_blocks): each sequence's blocks in key order
+   * @param cuSeqlensQ (B+1): sequence b has the queries [cuSeqlensQ[b], cuSeqlensQ[b+1])
+   * @param seqlensK (B): each sequence's keys, the new tokens' included
+   * @param causal key t is visible to a query only when t &lt;= its position
+   * @param windowLeft -1 (unbounded), or key t is visible only when t &gt;= position - windowLeft
+   * @param params null for the defaults
+   * @param out written, like q
+   * @param lse null, or written with the log-sum-exp, (headsQ, total_q)
+   */
+  public void forwardPaged(float[] q, float[] kCache, float[] vCache, int headsQ, int headsKv,
+                           int headDim, int blockSize, int[] blockTable, int[] cuSeqlensQ,
+                           int[] seqlensK, boolean causal, int windowLeft, AttentionParams params,
+                           float[] out, float[] lse) {
+    requirePagedArrays(q, kCache, vCache, blockTable, cuSeqlensQ, seqlensK, out);
+    try (alibi_attention_params p = AttentionParams.toNative(params)) {
+      AlibiNative.alibi_binding_forward_paged_f32(handle(), headsQ, headsKv, headDim, blockSize, q,
+          kCache, vCache, blockTable, cuSeqlensQ, seqlensK, causal ? 1 : 0, windowLeft, p, out,
+          lse);
+    } finally {
+      keepAlive(this, params);
+    }
+  }
+
+  /**
+   * As the f32 array form of forwardPaged, for F16 or BF16 queries, caches and out given as their
+   * 16-bit patterns (lse stays f32).
+   *
+   * @param dtype F16 or BF16
+   * @param q queries (total_q, headsQ, headDim)
+   * @param kCache the key blocks (num_blocks, blockSize, headsKv, headDim)
+   * @param vCache the value blocks, like kCache
+   * @param headsQ query heads
+   * @param headsKv key/value heads
+   * @param headDim the head dimension
+   * @param blockSize the keys of one block
+   * @param blockTable (B, max_blocks): each sequence's blocks in key order
+   * @param cuSeqlensQ (B+1): sequence b has the queries [cuSeqlensQ[b], cuSeqlensQ[b+1])
+   * @param seqlensK (B): each sequence's keys, the new tokens' included
+   * @param causal key t is visible to a query only when t &lt;= its position
+   * @param windowLeft -1 (unbounded), or key t is visible only when t &gt;= position - windowLeft
+   * @param params null for the defaults
+   * @param out written, like q
+   * @param lse null, or written with the log-sum-exp, (headsQ, total_q) f32
+   */
+  public void forwardPaged(DType dtype, short[] q, short[] kCache, short[] vCache, int headsQ,
+                           int headsKv, int headDim, int blockSize, int[] blockTable,
+                           int[] cuSeqlensQ, int[] seqlensK, boolean causal, int windowLeft,
+                           AttentionParams params, short[] out, float[] lse) {
+    Objects.requireNonNull(dtype, "dtype");
+    requirePagedArrays(q, kCache, vCache, blockTable, cuSeqlensQ, seqlensK, out);
+    try (alibi_attention_params p = AttentionParams.toNative(params)) {
+      AlibiNative.alibi_binding_forward_paged_u16(handle(), dtype, headsQ, headsKv, headDim,
+          blockSize, q, kCache, vCache, blockTable, cuSeqlensQ, seqlensK, causal ? 1 : 0,
+          windowLeft, p, out, lse);
+    } finally {
+      keepAlive(this, params);
+    }
+  }
+
+  /**
    * Attention backward over tensors: the gradients of one {@link #forward(Tensor, Tensor, Tensor,
    * Mask, AttentionParams, Tensor, Tensor) forward} call's inputs (training, with trainable
    * slopes). Each gradient is overwritten, never accumulated into; null ones are not computed.
@@ -429,6 +538,18 @@ public final class Context extends NativeHandle {
     Objects.requireNonNull(q, "q");
     Objects.requireNonNull(k, "k");
     Objects.requireNonNull(v, "v");
+    Objects.requireNonNull(out, "out");
+  }
+
+  private static void requirePagedArrays(Object q, Object kCache, Object vCache,
+                                         int[] blockTable, int[] cuSeqlensQ, int[] seqlensK,
+                                         Object out) {
+    Objects.requireNonNull(q, "q");
+    Objects.requireNonNull(kCache, "kCache");
+    Objects.requireNonNull(vCache, "vCache");
+    Objects.requireNonNull(blockTable, "blockTable");
+    Objects.requireNonNull(cuSeqlensQ, "cuSeqlensQ");
+    Objects.requireNonNull(seqlensK, "seqlensK");
     Objects.requireNonNull(out, "out");
   }
 
