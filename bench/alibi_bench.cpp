@@ -1,6 +1,6 @@
 // alibi-bench: libalibi's CPU attention (forward and backward; paged against contiguous) against
-// an unfused Eigen baseline, the f32 GEMM ceiling (the fastest of Eigen's and OpenBLAS's sgemm) and the memory
-// copy bandwidth. Progress on stderr, one table row per (case, implementation) on stdout (CSV,
+// an unfused Eigen baseline, the f32 GEMM ceiling (the fastest of Eigen's and OpenBLAS's sgemm)
+// and the memory copy bandwidth. Progress on stderr, one table row per (case, implementation) on stdout (CSV,
 // or markdown with --markdown). Run with --help for the options.
 #include <alibi/alibi.h>
 #include <omp.h>
@@ -356,7 +356,8 @@ void add_case_rows(const Case& c, const Row& library_row, const std::optional<Ro
     add_case_row(library_row, copy, report);
     if (baseline_row) add_case_row(*baseline_row, copy, report);
     report.add(copy);
-    const Row read = read_row(c.name, kind, ceilings.copy, int(seconds.read.size()), median(seconds.read), copy);
+    const Row read =
+        read_row(c.name, kind, ceilings.copy, int(seconds.read.size()), median(seconds.read), copy);
     report.add(read);
     print_of_read_stream(library_row, read);
     if (baseline_row) print_of_read_stream(*baseline_row, read);

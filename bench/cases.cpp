@@ -65,9 +65,8 @@ Case paged(Kind kind, int batch, int heads, int kv_heads, int head_dim, int lq, 
   const std::string name = std::string("paged_") + (kind == Kind::decode ? "decode" : "prefill") +
                            "_b" + std::to_string(batch) + "_" + shape + queries + "_tk" +
                            std::to_string(lk) + "_bs" + std::to_string(kBlockSize) + "_bf16";
-  Case c = make_case(name, kind, ALIBI_DTYPE_BF16, heads, head_dim,
-                     std::vector<int32_t>(size_t(batch), lq), std::vector<int32_t>(size_t(batch), lk),
-                     true);
+  const std::vector<int32_t> lengths_q(size_t(batch), lq), lengths_k(size_t(batch), lk);
+  Case c = make_case(name, kind, ALIBI_DTYPE_BF16, heads, head_dim, lengths_q, lengths_k, true);
   c.kv_heads = kv_heads;
   c.block_size = kBlockSize;
   c.with_baseline = true;  // the contiguous call

@@ -79,8 +79,8 @@ std::vector<unsigned char> fill_pool(const Case& c, const BlockTable& table,
     for (int64_t first = 0, j = 0; first < c.lengths_k[b]; first += c.block_size, ++j) {
       const int64_t tokens = std::min<int64_t>(c.block_size, c.lengths_k[b] - first);
       const int32_t id = table.ids[b * size_t(table.max_blocks) + size_t(j)];
-      std::memcpy(pool.data() + size_t(id) * block_bytes,
-                  contiguous.data() + size_t(cu_k[b] + first) * row_bytes, size_t(tokens) * row_bytes);
+      const unsigned char* source = contiguous.data() + size_t(cu_k[b] + first) * row_bytes;
+      std::memcpy(pool.data() + size_t(id) * block_bytes, source, size_t(tokens) * row_bytes);
     }
   return pool;
 }
@@ -151,8 +151,8 @@ AlibiPagedForward::AlibiPagedForward(alibi_context_t ctx, const Case& c, Inputs&
       q_(wrap_q(ctx, c, inputs.q.data())),
       k_cache_(wrap_pool(ctx, c, table_, k_pool_.data())),
       v_cache_(wrap_pool(ctx, c, table_, v_pool_.data())),
-      block_table_tensor_(wrap(ctx, ALIBI_DTYPE_I32,
-                               {int64_t(c.lengths_k.size()), table_.max_blocks}, table_.ids.data())),
+      block_table_tensor_(wrap(ctx, ALIBI_DTYPE_I32, {int64_t(c.lengths_k.size()), table_.max_blocks},
+                               table_.ids.data())),
       cu_seqlens_q_tensor_(wrap(ctx, ALIBI_DTYPE_I32, {int64_t(cu_seqlens_q_.size())},
                                 cu_seqlens_q_.data())),
       seqlens_k_tensor_(

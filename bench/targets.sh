@@ -54,7 +54,7 @@ half_over_f32() {  # shape dtype: libalibi's GFLOP/s in dtype over its f32 GFLOP
     $1 == f32 { f[++nf] = $12 }
     END { for (i = 1; i <= nh; ++i) printf "%.3f\n", h[i] / f[i] }' "$csv"
 }
-decode_over_read() {  # case [implementation]: its decode GB/s over the read-only stream's, run by run
+decode_over_read() {  # case [implementation]: its GB/s over the read-only stream's, run by run
   awk -F, -v c="$1" -v impl="${2:-libalibi}" '
     $1 != c { next }
     $9 == impl { d[++nd] = $15 }
@@ -113,13 +113,17 @@ backward_targets() {  # report() sets $name, hence $shape here
 paged_targets() {
   for decode in $(awk -F, '$1 ~ /^paged_decode_/ && !seen[$1]++ { print $1 }' "$csv"); do
     shape=${decode#paged_decode_}
-    report "paged decode $shape: paged / contiguous GB/s" ">= 0.9" $(paged_over_contiguous "$decode" 15)
-    report "paged decode $shape: of the read-only stream" ">= 0.8" $(decode_over_read "$decode" libalibi_paged)
-    report "contiguous decode $shape: of the read-only stream (context)" "" $(decode_over_read "$decode")
+    report "paged decode $shape: paged / contiguous GB/s" ">= 0.9" \
+      $(paged_over_contiguous "$decode" 15)
+    report "paged decode $shape: of the read-only stream" ">= 0.8" \
+      $(decode_over_read "$decode" libalibi_paged)
+    report "contiguous decode $shape: of the read-only stream (context)" "" \
+      $(decode_over_read "$decode")
   done
   prefill=paged_prefill_b4_h32_hkv8_d128_q512_tk4096_bs16_bf16
-  report "chunked prefill ${prefill#paged_prefill_}: paged / contiguous GFLOP/s" "" $(paged_over_contiguous "$prefill" 12)
-  report "chunked prefill ${prefill#paged_prefill_}: paged of GEMM" "" $(column "$prefill" libalibi_paged 13)
+  shape=${prefill#paged_prefill_}
+  report "chunked prefill $shape: paged / contiguous GFLOP/s" "" $(paged_over_contiguous "$prefill" 12)
+  report "chunked prefill $shape: paged of GEMM" "" $(column "$prefill" libalibi_paged 13)
 }
 
 echo "| target | wanted | per run | median |"
