@@ -35,7 +35,6 @@ Case make_case(std::string name, Kind kind, alibi_dtype dtype, int heads, int he
   for (size_t b = 0; b < c.lengths_q.size(); ++b)
     if (int64_t(c.lengths_q[b]) * c.lengths_k[b] > kMaxBaselineCells) c.with_baseline = false;
   c.quick = false;
-  c.block_size = 0;
   return c;
 }
 

@@ -26,7 +26,7 @@ struct Case : bench_common::AttentionShape {
   // > 0: a paged case. alibi_attention_forward_paged reads k and v from a pool of blocks of
   // block_size tokens, each sequence's blocks shuffled in it, and its baseline is
   // alibi_attention_forward on the same keys and values, contiguous.
-  int block_size;
+  int block_size = 0;
 
   bool paged() const { return block_size > 0; }
 
