@@ -1,6 +1,6 @@
-// alibi-bench: libalibi's CPU attention (forward and backward) against an unfused Eigen
-// baseline, the f32 GEMM ceiling (the fastest of Eigen's and OpenBLAS's sgemm) and the memory
-// copy bandwidth. Progress on stderr, one table row per (case, implementation) on stdout (CSV,
+// alibi-bench: libalibi's CPU attention (forward and backward; paged against contiguous) against
+// an unfused Eigen baseline, the f32 GEMM ceiling (the fastest of Eigen's and OpenBLAS's sgemm)
+// and the memory copy bandwidth. Progress on stderr, one table row per (case, implementation) on stdout (CSV,
 // or markdown with --markdown). Run with --help for the options.
 #include <alibi/alibi.h>
 #include <omp.h>
@@ -182,6 +182,11 @@ void time_ceilings(const Case& c, Ceilings& ceilings, CeilingSeconds& seconds) {
     append(seconds.sgemms[i], ceilings.sgemms[i]->call_seconds(kCeilingReps));
 }
 
+// What a case times, and what it compares it with: the unfused baseline, or for a paged case
+// the contiguous call on the same keys.
+const char* library_name(const Case& c) { return c.paged() ? "libalibi_paged" : "libalibi"; }
+const char* baseline_name(const Case& c) { return c.paged() ? "libalibi" : "unfused"; }
+
 Row case_row(const Case& c, const std::string& implementation, int reps, double median_seconds) {
   Row row;
   row.case_name = c.name;
@@ -231,12 +236,12 @@ double half_ulp(alibi_dtype dtype) {
   return dtype == ALIBI_DTYPE_BF16 ? 0x1p-8 : dtype == ALIBI_DTYPE_F16 ? 0x1p-11 : 0.0;
 }
 
-// Whether libalibi's `result` matches the baseline's `reference` (printing the largest
+// Whether libalibi's `result` matches the case's baseline's `reference` (printing the largest
 // difference): within kTolerance times the larger of 1 and the reference's largest magnitude
 // (gradients are sums of many terms), plus half an ulp of the value where libalibi rounds its
 // result to bf16 or f16.
-bool agree(const char* what, const std::vector<float>& result, const std::vector<float>& reference,
-           alibi_dtype rounded_to) {
+bool agree(const Case& c, const char* what, const std::vector<float>& result,
+           const std::vector<float>& reference, alibi_dtype rounded_to) {
   double largest = 1.0;
   for (float value : reference) largest = std::max(largest, double(std::fabs(value)));
   const double absolute = kTolerance * largest, relative = half_ulp(rounded_to);
@@ -247,8 +252,8 @@ bool agree(const char* what, const std::vector<float>& result, const std::vector
     if (!(diff <= max_abs_diff)) max_abs_diff = diff;  // NaN (an unwritten element) sticks
     if (!(diff <= absolute + relative * std::fabs(reference[i]))) ok = false;
   }
-  std::fprintf(stderr, "  max |libalibi - unfused| %-7s = %.3g (tolerance %.3g + %.3g |value|)\n",
-               what, max_abs_diff, absolute, relative);
+  std::fprintf(stderr, "  max |%s - %s| %-7s = %.3g (tolerance %.3g + %.3g |value|)\n",
+               library_name(c), baseline_name(c), what, max_abs_diff, absolute, relative);
   return ok;
 }
 
@@ -291,9 +296,19 @@ std::optional<Timings> time_forward(const Case& c, alibi_context_t ctx, Inputs& 
   const Run baseline = [&] { unfused_attention(c, inputs, reference.data()); };
   const auto check = [&] {
     return !c.with_baseline ||
-           agree("out", library.output(), reference, c.dtype);
+           agree(c, "out", library.output(), reference, c.dtype);
   };
   return time_calls([&] { library.run(); }, c.with_baseline ? baseline : Run(), check, options);
+}
+
+// A paged case: alibi_attention_forward_paged against alibi_attention_forward on the same keys
+// and values, contiguous.
+std::optional<Timings> time_paged(const Case& c, alibi_context_t ctx, Inputs& inputs,
+                                  const Options& options) {
+  AlibiPagedForward paged(ctx, c, inputs);
+  AlibiForward contiguous(ctx, c, inputs);
+  const auto check = [&] { return agree(c, "out", paged.output(), contiguous.output(), c.dtype); };
+  return time_calls([&] { paged.run(); }, [&] { contiguous.run(); }, check, options);
 }
 
 // Backward cases check dq, dk, dv and dslopes against the baseline's, or without a baseline that
@@ -316,13 +331,19 @@ std::optional<Timings> time_backward(const Case& c, alibi_context_t ctx, Inputs&
                    written ? "all written (finite)" : "NOT all written");
       return written;
     }
-    const bool dq = agree("dq", result.dq, reference.dq, c.dtype),
-               dk = agree("dk", result.dk, reference.dk, c.dtype),
-               dv = agree("dv", result.dv, reference.dv, c.dtype),
-               dslopes = agree("dslopes", result.dslopes, reference.dslopes, ALIBI_DTYPE_F32);
+    const bool dq = agree(c, "dq", result.dq, reference.dq, c.dtype),
+               dk = agree(c, "dk", result.dk, reference.dk, c.dtype),
+               dv = agree(c, "dv", result.dv, reference.dv, c.dtype),
+               dslopes = agree(c, "dslopes", result.dslopes, reference.dslopes, ALIBI_DTYPE_F32);
     return dq && dk && dv && dslopes;
   };
   return time_calls([&] { library.run(); }, c.with_baseline ? baseline : Run(), check, options);
+}
+
+// Decode: a row's GB/s as a fraction of the read-only stream's, timed with the case (stderr).
+void print_of_read_stream(const Row& row, const Row& read) {
+  std::fprintf(stderr, "  %s: %.2f of the read-only stream (%.1f GB/s)\n",
+               row.implementation.c_str(), row.gb_per_s / read.gb_per_s, read.gb_per_s);
 }
 
 // Adds a case's rows as fractions of its ceiling: the copy (decode: with the read-only stream
@@ -335,7 +356,11 @@ void add_case_rows(const Case& c, const Row& library_row, const std::optional<Ro
     add_case_row(library_row, copy, report);
     if (baseline_row) add_case_row(*baseline_row, copy, report);
     report.add(copy);
-    report.add(read_row(c.name, kind, ceilings.copy, int(seconds.read.size()), median(seconds.read), copy));
+    const Row read =
+        read_row(c.name, kind, ceilings.copy, int(seconds.read.size()), median(seconds.read), copy);
+    report.add(read);
+    print_of_read_stream(library_row, read);
+    if (baseline_row) print_of_read_stream(*baseline_row, read);
     return;
   }
   std::vector<Row> gemm_rows;
@@ -348,33 +373,38 @@ void add_case_rows(const Case& c, const Row& library_row, const std::optional<Ro
   for (const Row& row : gemm_rows) report.add(row);
 }
 
-// Measures libalibi and the unfused baseline where the case has it, their calls alternating, and
-// the case's ceilings timed kCeilingReps times before and after them: every sgemm (the fastest
-// is the case's GEMM ceiling), or for decode the copy and the read-only stream; adds their rows.
-// False when libalibi and the baseline disagree.
+// Measures libalibi and the unfused baseline where the case has it (a paged case: the paged call
+// and the contiguous one), their calls alternating, and the case's ceilings timed kCeilingReps
+// times before and after them: every sgemm (the fastest is the case's GEMM ceiling), or for
+// decode the copy and the read-only stream; adds their rows. False when the two disagree.
 bool run_case(const Case& c, alibi_context_t ctx, Ceilings& ceilings, const Options& options,
               Report& report) {
   CeilingSeconds ceiling_seconds;
   time_ceilings(c, ceilings, ceiling_seconds);
   Inputs inputs = make_inputs(c);
-  const std::optional<Timings> timings =
-      c.backward ? time_backward(c, ctx, inputs, options) : time_forward(c, ctx, inputs, options);
+  const std::optional<Timings> timings = c.backward ? time_backward(c, ctx, inputs, options)
+                                         : c.paged() ? time_paged(c, ctx, inputs, options)
+                                                     : time_forward(c, ctx, inputs, options);
   if (!timings) {
-    std::fprintf(stderr, "alibi-bench: %s: libalibi and the unfused baseline disagree\n",
-                 c.name.c_str());
+    std::fprintf(stderr, "alibi-bench: %s: %s and %s disagree\n", c.name.c_str(),
+                 library_name(c), baseline_name(c));
     return false;
   }
-  Row library_row = case_row(c, "libalibi", timings->reps, timings->medians[0]);
+  Row library_row = case_row(c, library_name(c), timings->reps, timings->medians[0]);
   library_row.peak_extra_mib = timings->library_first.peak_extra_mib;
   if (c.backward) library_row.memory_bound_mib = backward_memory_bound_mib(c, options.threads);
   std::optional<Row> baseline_row;
   if (c.with_baseline) {
-    baseline_row = case_row(c, "unfused", timings->reps, timings->medians[1]);
+    baseline_row = case_row(c, baseline_name(c), timings->reps, timings->medians[1]);
     baseline_row->peak_extra_mib = timings->baseline_first.peak_extra_mib;
-    library_row.speedup_vs_unfused = baseline_row->median_seconds / library_row.median_seconds;
+    if (!c.paged())
+      library_row.speedup_vs_unfused = baseline_row->median_seconds / library_row.median_seconds;
   }
   time_ceilings(c, ceilings, ceiling_seconds);
   add_case_rows(c, library_row, baseline_row, ceilings, ceiling_seconds, report);
+  if (c.paged())
+    std::fprintf(stderr, "  paged / contiguous: %.3f (of the contiguous call's speed)\n",
+                 baseline_row->median_seconds / library_row.median_seconds);
   return true;
 }
 

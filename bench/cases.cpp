@@ -12,6 +12,13 @@ std::string shape_name(int heads, int head_dim) {
   return "h" + std::to_string(heads) + "_d" + std::to_string(head_dim);
 }
 
+// kv_heads below heads: grouped-query attention, named hH_hkvK_dD.
+std::string shape_name(int heads, int kv_heads, int head_dim) {
+  std::string shape = shape_name(heads, head_dim);
+  if (kv_heads != heads) shape.insert(shape.find('_'), "_hkv" + std::to_string(kv_heads));
+  return shape;
+}
+
 Case make_case(std::string name, Kind kind, alibi_dtype dtype, int heads, int head_dim,
                std::vector<int32_t> lengths_q, std::vector<int32_t> lengths_k, bool causal) {
   Case c;
@@ -37,15 +44,31 @@ Case prefill(int heads, int head_dim, int n, bool causal, alibi_dtype dtype) {
   return make_case(name, Kind::prefill, dtype, heads, head_dim, {n}, {n}, causal);
 }
 
-// kv_heads below heads: grouped-query attention, named hH_hkvK.
 Case decode(int heads, int kv_heads, int head_dim, int keys) {
-  std::string shape = shape_name(heads, head_dim);
-  if (kv_heads != heads)
-    shape.insert(shape.find('_'), "_hkv" + std::to_string(kv_heads));
-  const std::string name = "decode_" + shape + "_tk" + std::to_string(keys) + "_f32";
+  const std::string name =
+      "decode_" + shape_name(heads, kv_heads, head_dim) + "_tk" + std::to_string(keys) + "_f32";
   // One query attending to every key: a causal bottom-right mask sees the whole row.
   Case c = make_case(name, Kind::decode, ALIBI_DTYPE_F32, heads, head_dim, {1}, {keys}, true);
   c.kv_heads = kv_heads;
+  return c;
+}
+
+// A paged case of `batch` sequences of lq queries over lk keys each (their blocks of 16 tokens
+// shuffled in the pool), bf16 as serving caches are; timed against the contiguous call. Named
+// paged_{decode|prefill}_bB_..._bs16_bf16: no filter of the contiguous cases
+// (decode_h32_d128_tk32768, ...) selects one.
+Case paged(Kind kind, int batch, int heads, int kv_heads, int head_dim, int lq, int lk) {
+  constexpr int kBlockSize = 16;
+  const std::string shape = shape_name(heads, kv_heads, head_dim);
+  const std::string queries = kind == Kind::decode ? "" : "_q" + std::to_string(lq);
+  const std::string name = std::string("paged_") + (kind == Kind::decode ? "decode" : "prefill") +
+                           "_b" + std::to_string(batch) + "_" + shape + queries + "_tk" +
+                           std::to_string(lk) + "_bs" + std::to_string(kBlockSize) + "_bf16";
+  const std::vector<int32_t> lengths_q(size_t(batch), lq), lengths_k(size_t(batch), lk);
+  Case c = make_case(name, kind, ALIBI_DTYPE_BF16, heads, head_dim, lengths_q, lengths_k, true);
+  c.kv_heads = kv_heads;
+  c.block_size = kBlockSize;
+  c.with_baseline = true;  // the contiguous call
   return c;
 }
 
@@ -104,6 +127,16 @@ std::vector<Case> default_cases() {
   Case backward_memory = backward(prefill(2, 128, 16384, true, ALIBI_DTYPE_F32));
   backward_memory.name = "backward_memory_" + backward_memory.name.substr(std::strlen("backward_"));
   cases.push_back(backward_memory);
+
+  // Issue 17: paged decode against contiguous decode, and a chunked prefill. 16 sequences of
+  // 32768 keys with 32 kv heads are left out: 8 GiB of bf16 k and v, twice (pool and
+  // contiguous), on a 24 GiB machine.
+  for (int kv_heads : {32, 8})
+    for (int batch : {1, 16})
+      for (int keys : {4096, 32768})
+        if (kv_heads == 8 || batch == 1 || keys == 4096)
+          cases.push_back(paged(Kind::decode, batch, 32, kv_heads, 128, 1, keys));
+  cases.push_back(paged(Kind::varlen, 4, 32, 8, 128, 512, 4096));
 
   const std::string quick[] = {"prefill_h16_d64_n512_causal_f32",
                                "prefill_h16_d64_n512_causal_bf16",

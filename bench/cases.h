@@ -23,6 +23,12 @@ struct Case : bench_common::AttentionShape {
   bool backward;       // times alibi_attention_backward (of a forward made once, untimed)
   bool with_baseline;  // false where the unfused per-head Lq x Lk buffers get unreasonable
   bool quick;          // part of the --quick subset
+  // > 0: a paged case. alibi_attention_forward_paged reads k and v from a pool of blocks of
+  // block_size tokens, each sequence's blocks shuffled in it, and its baseline is
+  // alibi_attention_forward on the same keys and values, contiguous.
+  int block_size = 0;
+
+  bool paged() const { return block_size > 0; }
 
   size_t element_size() const;
   double decode_bytes() const { return io_bytes(element_size()); }

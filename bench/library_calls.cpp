@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <numeric>
+#include <random>
 
 namespace bench {
 
@@ -39,6 +41,53 @@ Mask make_mask(alibi_context_t ctx, const Case& c) {
 
 std::vector<unsigned char> buffer(int64_t elements, const Case& c) {
   return std::vector<unsigned char>(size_t(elements) * c.element_size());
+}
+
+int64_t blocks_of(int32_t keys, int block_size) {
+  return (int64_t(keys) + block_size - 1) / block_size;
+}
+
+// A pool of exactly the blocks the sequences use, handed out in a shuffled order (fixed seed).
+BlockTable shuffled_block_table(const Case& c) {
+  BlockTable table;
+  for (int32_t keys : c.lengths_k) {
+    table.num_blocks += blocks_of(keys, c.block_size);
+    table.max_blocks = std::max(table.max_blocks, blocks_of(keys, c.block_size));
+  }
+  std::vector<int32_t> free_blocks(size_t(table.num_blocks));
+  std::iota(free_blocks.begin(), free_blocks.end(), 0);
+  std::shuffle(free_blocks.begin(), free_blocks.end(), std::mt19937(17));
+  table.ids.assign(c.lengths_k.size() * size_t(table.max_blocks), -1);
+  size_t next = 0;
+  for (size_t b = 0; b < c.lengths_k.size(); ++b)
+    for (int64_t j = 0; j < blocks_of(c.lengths_k[b], c.block_size); ++j)
+      table.ids[b * size_t(table.max_blocks) + size_t(j)] = free_blocks[next++];
+  return table;
+}
+
+// The bytes of one token's k (or v): kv_heads x head_dim elements.
+size_t token_bytes(const Case& c) { return size_t(c.kv_heads) * c.head_dim * c.element_size(); }
+
+// The contiguous keys (or values) of a case copied into a pool of blocks as the table places
+// them; the rows past a sequence's last key are zero.
+std::vector<unsigned char> fill_pool(const Case& c, const BlockTable& table,
+                                     const std::vector<unsigned char>& contiguous) {
+  const size_t row_bytes = token_bytes(c), block_bytes = row_bytes * size_t(c.block_size);
+  std::vector<unsigned char> pool(size_t(table.num_blocks) * block_bytes);
+  const std::vector<int32_t> cu_k = c.cu_seqlens_k();
+  for (size_t b = 0; b < c.lengths_k.size(); ++b)
+    for (int64_t first = 0, j = 0; first < c.lengths_k[b]; first += c.block_size, ++j) {
+      const int64_t tokens = std::min<int64_t>(c.block_size, c.lengths_k[b] - first);
+      const int32_t id = table.ids[b * size_t(table.max_blocks) + size_t(j)];
+      const unsigned char* source = contiguous.data() + size_t(cu_k[b] + first) * row_bytes;
+      std::memcpy(pool.data() + size_t(id) * block_bytes, source, size_t(tokens) * row_bytes);
+    }
+  return pool;
+}
+
+// k_cache, v_cache: (num_blocks, block_size, kv_heads, head_dim) in the case's dtype.
+Tensor wrap_pool(alibi_context_t ctx, const Case& c, const BlockTable& table, void* data) {
+  return wrap(ctx, c.dtype, {table.num_blocks, c.block_size, c.kv_heads, c.head_dim}, data);
 }
 
 }  // namespace
@@ -87,6 +136,35 @@ void AlibiForward::run() {
   check(alibi_attention_forward(ctx_, q_.get(), k_.get(), v_.get(), mask_.get(), nullptr,
                                 out_.get(), nullptr),
         "alibi_attention_forward");
+}
+
+AlibiPagedForward::AlibiPagedForward(alibi_context_t ctx, const Case& c, Inputs& inputs)
+    : ctx_(ctx),
+      dtype_(c.dtype),
+      causal_(c.causal ? 1 : 0),
+      table_(shuffled_block_table(c)),
+      cu_seqlens_q_(c.cu_seqlens_q()),
+      seqlens_k_(c.lengths_k),
+      k_pool_(fill_pool(c, table_, inputs.k)),
+      v_pool_(fill_pool(c, table_, inputs.v)),
+      out_bytes_(buffer(c.q_elements(), c)),
+      q_(wrap_q(ctx, c, inputs.q.data())),
+      k_cache_(wrap_pool(ctx, c, table_, k_pool_.data())),
+      v_cache_(wrap_pool(ctx, c, table_, v_pool_.data())),
+      block_table_tensor_(wrap(ctx, ALIBI_DTYPE_I32, {int64_t(c.lengths_k.size()), table_.max_blocks},
+                               table_.ids.data())),
+      cu_seqlens_q_tensor_(wrap(ctx, ALIBI_DTYPE_I32, {int64_t(cu_seqlens_q_.size())},
+                                cu_seqlens_q_.data())),
+      seqlens_k_tensor_(
+          wrap(ctx, ALIBI_DTYPE_I32, {int64_t(seqlens_k_.size())}, seqlens_k_.data())),
+      out_(wrap_q(ctx, c, out_bytes_.data())) {}
+
+void AlibiPagedForward::run() {
+  check(alibi_attention_forward_paged(ctx_, q_.get(), k_cache_.get(), v_cache_.get(),
+                                      block_table_tensor_.get(), cu_seqlens_q_tensor_.get(),
+                                      seqlens_k_tensor_.get(), causal_, /*window_left=*/-1,
+                                      nullptr, out_.get(), nullptr),
+        "alibi_attention_forward_paged");
 }
 
 AlibiBackward::AlibiBackward(alibi_context_t ctx, const Case& c, Inputs& inputs)

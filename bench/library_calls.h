@@ -4,6 +4,7 @@
 
 #include <alibi/alibi.h>
 
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -47,6 +48,30 @@ class AlibiForward {
   std::vector<unsigned char> out_bytes_;  // allocated and touched before any measurement
   Tensor q_, k_, v_, out_;
   Mask mask_;
+};
+
+// alibi_attention_forward_paged of a paged case, default parameters, no LSE: k and v
+// copied at construction into pools of (num_blocks, block_size, kv_heads, head_dim), each
+// sequence's blocks at shuffled places (a fixed seed), the last block of a sequence zero-padded.
+struct BlockTable {
+  int64_t num_blocks = 0, max_blocks = 0;  // the pool's blocks; a row's
+  std::vector<int32_t> ids;                // (batch, max_blocks), -1 past a sequence's blocks
+};
+class AlibiPagedForward {
+ public:
+  AlibiPagedForward(alibi_context_t ctx, const Case& c, Inputs& inputs);
+  void run();
+  std::vector<float> output() const { return widen(out_bytes_, dtype_); }
+
+ private:
+  alibi_context_t ctx_;
+  alibi_dtype dtype_;
+  int causal_;
+  BlockTable table_;
+  std::vector<int32_t> cu_seqlens_q_, seqlens_k_;
+  std::vector<unsigned char> k_pool_, v_pool_, out_bytes_;  // allocated and touched at once
+  Tensor q_, k_cache_, v_cache_, block_table_tensor_, cu_seqlens_q_tensor_, seqlens_k_tensor_,
+      out_;
 };
 
 // alibi_attention_backward of a case, default parameters: the forward (with LSE) runs once,

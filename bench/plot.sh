@@ -18,7 +18,7 @@ trap 'rm -f "$data" "$names"' EXIT
 # implementation ends in _sgemm are its GEMM ceilings; the fastest is the ceiling.
 awk -F, -v names="$names" '
   NR == 1 { next }
-  $2 == "ceiling" || $2 == "decode" { next }
+  $2 == "ceiling" || $2 == "decode" || $1 ~ /^paged_/ { next }
   !($1 in seen) { seen[$1] = 1; order[++n] = $1 }
   $9 ~ /_sgemm$/ {
     if (!($1 in best) || $12 + 0 > best[$1] + 0) { best[$1] = $12; best_name[$1] = $9 }

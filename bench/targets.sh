@@ -2,11 +2,13 @@
 # Runs alibi-bench RUNS times (default 5) over the cases the CPU performance targets name and
 # prints, for each target, the value of every run and their median. Each run times its own
 # ceilings, so every figure is a ratio within one run. WHICH: forward (issue 3's targets and
-# issue 16's), backward (issue 14's) or all (default). CSV: a file to keep every run's rows in.
-#   Usage: targets.sh PATH/TO/alibi-bench [RUNS [forward|backward|all [CSV]]]   (progress on stderr)
+# issue 16's), backward (issue 14's), paged (issue 17's) or all (default). CSV: a file to keep
+# every run's rows in.
+#   Usage: targets.sh PATH/TO/alibi-bench [RUNS [forward|backward|paged|all [CSV]]]
+#   (progress on stderr)
 set -eu
 if [ "$#" -lt 1 ] || [ "$#" -gt 4 ]; then
-  echo "usage: $0 PATH/TO/alibi-bench [RUNS [forward|backward|all [CSV]]]" >&2
+  echo "usage: $0 PATH/TO/alibi-bench [RUNS [forward|backward|paged|all [CSV]]]" >&2
   exit 2
 fi
 bench=$1
@@ -17,12 +19,14 @@ forward_cases="--case prefill_h16_d128_n2048 --case prefill_h32_d128_n4096_causa
                --case prefill_h16_d64_n512_causal --case decode_h32_d128_tk32768
                --case decode_h32_hkv8_d128_tk32768 --case memory_h8_d128_n16384"
 backward_cases="--case backward_h16_d128_n2048 --case backward_varlen --case backward_memory"
+paged_cases="--case paged_"
 case $which in
   forward) cases=$forward_cases ;;
   backward) cases=$backward_cases ;;
-  all) cases="$forward_cases $backward_cases" ;;
+  paged) cases=$paged_cases ;;
+  all) cases="$forward_cases $backward_cases $paged_cases" ;;
   *)
-    echo "$0: WHICH is forward, backward or all, not '$which'" >&2
+    echo "$0: WHICH is forward, backward, paged or all, not '$which'" >&2
     exit 2
     ;;
 esac
@@ -50,12 +54,19 @@ half_over_f32() {  # shape dtype: libalibi's GFLOP/s in dtype over its f32 GFLOP
     $1 == f32 { f[++nf] = $12 }
     END { for (i = 1; i <= nh; ++i) printf "%.3f\n", h[i] / f[i] }' "$csv"
 }
-decode_over_read() {  # case: libalibi's decode GB/s over the read-only stream's, run by run
-  awk -F, -v c="$1" '
+decode_over_read() {  # case [implementation]: its GB/s over the read-only stream's, run by run
+  awk -F, -v c="$1" -v impl="${2:-libalibi}" '
     $1 != c { next }
-    $9 == "libalibi" { d[++nd] = $15 }
+    $9 == impl { d[++nd] = $15 }
     $9 == "read_stream" { r[++nr] = $15 }
     END { for (i = 1; i <= nd; ++i) printf "%.3f\n", d[i] / r[i] }' "$csv"
+}
+paged_over_contiguous() {  # case column: libalibi_paged's value over libalibi's, run by run
+  awk -F, -v c="$1" -v col="$2" '
+    $1 != c { next }
+    $9 == "libalibi_paged" { p[++np] = $col }
+    $9 == "libalibi" { q[++nq] = $col }
+    END { for (i = 1; i <= np; ++i) printf "%.3f\n", p[i] / q[i] }' "$csv"
 }
 report() {  # name target values...
   name=$1
@@ -97,7 +108,29 @@ backward_targets() {  # report() sets $name, hence $shape here
   done
 }
 
+# Issue 17's: paged decode (bf16, blocks of 16 tokens, shuffled) within 10% of the contiguous
+# call on the same keys and >= 0.8 of the read-only stream; the chunked prefill for context.
+paged_targets() {
+  for decode in $(awk -F, '$1 ~ /^paged_decode_/ && !seen[$1]++ { print $1 }' "$csv"); do
+    shape=${decode#paged_decode_}
+    report "paged decode $shape: paged / contiguous GB/s" ">= 0.9" \
+      $(paged_over_contiguous "$decode" 15)
+    report "paged decode $shape: of the read-only stream" ">= 0.8" \
+      $(decode_over_read "$decode" libalibi_paged)
+    report "contiguous decode $shape: of the read-only stream (context)" "" \
+      $(decode_over_read "$decode")
+  done
+  prefill=paged_prefill_b4_h32_hkv8_d128_q512_tk4096_bs16_bf16
+  shape=${prefill#paged_prefill_}
+  report "chunked prefill $shape: paged / contiguous GFLOP/s" "" $(paged_over_contiguous "$prefill" 12)
+  report "chunked prefill $shape: paged of GEMM" "" $(column "$prefill" libalibi_paged 13)
+}
+
 echo "| target | wanted | per run | median |"
 echo "|---|---|---|---|"
-if [ "$which" != backward ]; then forward_targets; fi
-if [ "$which" != forward ]; then backward_targets; fi
+case $which in
+  forward) forward_targets ;;
+  backward) backward_targets ;;
+  paged) paged_targets ;;
+  all) forward_targets; backward_targets; paged_targets ;;
+esac
