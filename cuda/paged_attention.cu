@@ -17,6 +17,7 @@ constexpr int kThreads = kWarps * 32;
 constexpr int kChunkKeys = 32;           // keys in shared memory at a time: one per lane
 constexpr int kColumnsPerLane = kPagedDecodeMaxHeadDim / 32;
 constexpr int kMaxDecodeRows = 16;       // tiles with more query rows take the prefill path
+constexpr int kMinDecodeCtasPerSm = 4;  // registers <= 128: left alone, ptxas (sm_90) chose 72 and spilled
 constexpr int64_t kTargetCtas = 1024;    // splits are added until a call has about this many CTAs
 constexpr int64_t kMinSplitKeys = 256;   // but no split has fewer keys than this
 
@@ -85,23 +86,36 @@ struct RowState {
   float acc[kColumnsPerLane] = {};  // columns lane, lane + 32, ...
 };
 
-// The keys [first, first + kChunkKeys) (slice-local) of one kv head into shared memory as f32,
-// rows padded to an odd stride so that lanes reading one column each of different keys do not
-// share a bank. Keys at or past `end` are zeros.
-__device__ void load_chunk(const DecodeParams& p, const Slice& slice, int64_t first, int64_t end,
-                           int64_t kv_head, int64_t stride, float* k_rows, float* v_rows) {
-  const int64_t sequence_key0 = slice.k_begin - p.table.key_begin[slice.sequence];
-  for (int64_t i = threadIdx.x; i < kChunkKeys * p.dim; i += kThreads) {
-    const int64_t j = i / p.dim, d = i % p.dim, key = first + j;
-    float k = 0.0f, v = 0.0f;
-    if (key < end) {
-      const int64_t t = sequence_key0 + key;
-      const int64_t block = p.table.block_of(slice.sequence, t), row = t % p.table.block_size;
-      k = p.k.load(p.k.token(block, row, kv_head) + d);
-      v = p.v.load(p.v.token(block, row, kv_head) + d);
-    }
-    k_rows[j * stride + d] = k;
-    v_rows[j * stride + d] = v;
+// Key t of its sequence of a slice's (slice-local) key.
+__device__ int64_t sequence_key(const DecodeParams& p, const Slice& slice, int64_t key) {
+  return slice.k_begin - p.table.key_begin[slice.sequence] + key;
+}
+
+// Where the keys [first, first + kChunkKeys) (slice-local) of one kv head start in the caches,
+// -1 at or past `end`: one table lookup per key rather than per element.
+__device__ void locate_chunk(const DecodeParams& p, const Slice& slice, int64_t first,
+                             int64_t end, int64_t kv_head, int64_t* k_offsets,
+                             int64_t* v_offsets) {
+  if (threadIdx.x >= kChunkKeys) return;
+  const int64_t key = first + threadIdx.x;
+  k_offsets[threadIdx.x] = v_offsets[threadIdx.x] = -1;
+  if (key >= end) return;
+  const int64_t t = sequence_key(p, slice, key);
+  const int64_t block = p.table.block_of(slice.sequence, t), row = t % p.table.block_size;
+  k_offsets[threadIdx.x] = p.k.token(block, row, kv_head);
+  v_offsets[threadIdx.x] = p.v.token(block, row, kv_head);
+}
+
+// The located keys and values into shared memory as f32 (zeros past the end), rows padded to
+// an odd stride so that lanes reading one column each of different keys do not share a bank.
+__device__ void load_chunk(const DecodeParams& p, const int64_t* k_offsets,
+                           const int64_t* v_offsets, int stride, float* k_rows, float* v_rows) {
+  const int dim = int(p.dim);
+  for (int i = threadIdx.x; i < kChunkKeys * dim; i += kThreads) {
+    const int j = i / dim, d = i % dim;
+    const bool present = k_offsets[j] >= 0;
+    k_rows[j * stride + d] = present ? p.k.load(k_offsets[j] + d) : 0.0f;
+    v_rows[j * stride + d] = present ? p.v.load(v_offsets[j] + d) : 0.0f;
   }
 }
 
@@ -118,11 +132,12 @@ __device__ float warp_sum(float x) {
   return x;
 }
 
-// One chunk of keys into a pair's state: lane j scores key first + j, then every lane adds the
-// probabilities times the values to its columns.
+// One chunk of keys into a pair's state: lane j scores key first + j (when `visible`, the keys
+// the row sees in this split, holds it), then every lane adds the probabilities times the values
+// to its columns.
 __device__ void accumulate_chunk(const DecodeParams& p, const Slice& slice, KeyInterval visible,
                                  int64_t first, int32_t qpos, float slope, const float* q_row,
-                                 const float* k_rows, const float* v_rows, int64_t stride,
+                                 const float* k_rows, const float* v_rows, int stride,
                                  RowState& state) {
   const int lane = threadIdx.x % 32;
   const int64_t key = first + lane;
@@ -130,8 +145,8 @@ __device__ void accumulate_chunk(const DecodeParams& p, const Slice& slice, KeyI
   if (visible.contains(key)) {
     float dot = 0.0f;
     for (int64_t d = 0; d < p.dim; ++d) dot += q_row[d] * k_rows[lane * stride + d];
-    const int32_t kpos = int32_t(slice.k_begin - p.table.key_begin[slice.sequence] + key);
-    score = cell_score(p.scale * dot, p.softcap, slope, qpos, kpos, 0.0f);
+    score = cell_score(p.scale * dot, p.softcap, slope, qpos, int32_t(sequence_key(p, slice, key)),
+                       0.0f);
   }
   const SoftmaxStep step = softmax_step(state.max, warp_max(score));
   const float probability = expf(score - step.shift);  // 0 for a masked key
@@ -166,11 +181,13 @@ __device__ void store_partial(const DecodeParams& p, int64_t split, int64_t row,
 // One CTA per (tile, block of kWarps pairs, split) on x and kv head on y. A paged mask's tile
 // has at most one span (its slices never share rows); warps whose pair is past the tile's rows
 // only help load.
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kMinDecodeCtasPerSm)
     paged_decode_kernel(const __grid_constant__ DecodeParams p) {
-  extern __shared__ float shared[];
-  const int64_t stride = p.dim | 1;
-  float* k_rows = shared;
+  extern __shared__ int64_t shared[];  // see decode_shared_bytes
+  int64_t* k_offsets = shared;
+  int64_t* v_offsets = k_offsets + kChunkKeys;
+  const int stride = int(p.dim) | 1;
+  float* k_rows = reinterpret_cast<float*>(v_offsets + kChunkKeys);
   float* v_rows = k_rows + kChunkKeys * stride;
   const int warp = threadIdx.x / 32;
   float* q_row = v_rows + kChunkKeys * stride + warp * p.dim;
@@ -193,7 +210,8 @@ __global__ void __launch_bounds__(kThreads)
     int32_t qpos = 0;
     float slope = 0.0f;
     if (active) {
-      visible = keys_of_row(slice, row);
+      const KeyInterval row_keys = keys_of_row(slice, row);
+      visible = {max(row_keys.lo, begin), min(row_keys.hi, end)};  // empty when lo >= hi
       qpos = p.q_positions[row];
       slope = p.slopes.at(slice.sequence, int(head));
       for (int64_t d = threadIdx.x % 32; d < p.dim; d += 32)
@@ -201,9 +219,11 @@ __global__ void __launch_bounds__(kThreads)
     }
     for (int64_t first = begin; first < end; first += kChunkKeys) {
       __syncthreads();  // the previous chunk is consumed
-      load_chunk(p, slice, first, end, kv_head, stride, k_rows, v_rows);
+      locate_chunk(p, slice, first, end, kv_head, k_offsets, v_offsets);
       __syncthreads();
-      const bool overlaps = visible.lo < min(end, first + kChunkKeys) && visible.hi > first;
+      load_chunk(p, k_offsets, v_offsets, stride, k_rows, v_rows);
+      __syncthreads();
+      const bool overlaps = visible.lo < first + kChunkKeys && visible.hi > first;
       if (active && overlaps)
         accumulate_chunk(p, slice, visible, first, qpos, slope, q_row, k_rows, v_rows, stride,
                          state);
@@ -285,8 +305,11 @@ int64_t decode_grid_x(const PagedForwardArgs& args) {
   return args.forward.mask->num_tiles * pair_blocks(args) * choose_splits(args).count;
 }
 
+// The chunk's key and value offsets, its keys and values (f32, rows of an odd stride) and each
+// warp's query row.
 size_t decode_shared_bytes(int64_t dim) {
-  return (size_t(2 * kChunkKeys * (dim | 1)) + size_t(kWarps * dim)) * sizeof(float);
+  return 2 * kChunkKeys * sizeof(int64_t) +
+         (size_t(2 * kChunkKeys * (dim | 1)) + size_t(kWarps * dim)) * sizeof(float);
 }
 
 DecodeParams decode_params(const PagedForwardArgs& args, const PagedDeviceArrays& device) {
