@@ -16,8 +16,9 @@ constexpr int kWarps = 4;  // a decode CTA: one (query row, query head) pair per
 constexpr int kThreads = kWarps * 32;
 constexpr int kChunkKeys = 32;           // keys in shared memory at a time: one per lane
 constexpr int kColumnsPerLane = kPagedDecodeMaxHeadDim / 32;
-constexpr int kMaxDecodeRows = 16;       // tiles with more query rows take the prefill path
-constexpr int kMinDecodeCtasPerSm = 4;  // registers <= 128: left alone, ptxas (sm_90) chose 72 and spilled
+constexpr int kMaxDecodeRows = 16;       // calls with a slice of more query rows take the prefill path
+// __launch_bounds__' CTAs per SM: caps registers at 128 (uncapped, ptxas kept 72 on sm_90 and spilled).
+constexpr int kMinDecodeCtasPerSm = 4;
 constexpr int64_t kTargetCtas = 1024;    // splits are added until a call has about this many CTAs
 constexpr int64_t kMinSplitKeys = 256;   // but no split has fewer keys than this
 
@@ -56,8 +57,8 @@ BlockTable block_table(const PagedForwardArgs& args, const PagedDeviceArrays& de
 
 // ------------------------------------------------------------------------------ decode
 
-// The split of a call's key intervals: split s of a tile's span covers its keys
-// [key_lo + s * split_keys, key_lo + (s + 1) * split_keys).
+// The splits of a call's key intervals: split s of a tile's span covers its keys
+// [key_lo + s * keys, key_lo + (s + 1) * keys).
 struct Splits {
   int64_t count, keys;
 };
