@@ -328,14 +328,7 @@ class CudaContext {
   void attention_forward(const ForwardArgs* args) {
     const OnDevice on_device(device_);
     if (args->q.shape[0] == 0) return;
-    const Path path = choose_path(fused_attention_unsupported(*args));
-    std::vector<const void*> device;
-    const StreamMemory memory = upload({slope_array(args->slopes, *args->mask)}, &device);
-    const SlopeTable slopes = device_slopes(args->slopes, device[0]);
-    if (path == Path::kFused)
-      fused_attention(*args, slopes, stream_);
-    else
-      cublas_attention(*args, slopes, stream_, pool(), cublas());
+    forward(*args);
   }
 
   // Di of every row, then one path for dq, dk, dv and the spans' parts of dslopes, then dslopes.
@@ -398,15 +391,101 @@ class CudaContext {
     cuda::build_bloom_bias(*args, device_slopes(args->slopes, device[0]), stream_);
   }
 
-  // The paged kernels come in a later step; core has validated the call already.
-  void attention_forward_paged(const PagedForwardArgs*) {
-    fail(ALIBI_STATUS_UNSUPPORTED, "the CUDA backend has no paged attention kernel yet");
+  // Validated by core. Calls with a few queries per sequence take the split-KV decode kernel,
+  // which reads the blocks in place; the others (prefill) run the forward on gathered keys.
+  void attention_forward_paged(const PagedForwardArgs* args) {
+    const OnDevice on_device(device_);
+    if (args->forward.q.shape[0] == 0) return;
+    if (paged_decode_applies(*args))
+      decode_paged(*args);
+    else
+      prefill_paged(*args);
   }
 
  private:
   static HostArray slope_array(const SlopeTable& slopes, const MaskView& mask) {
     const size_t count = size_t(slopes.num_heads) * (slopes.per_sequence ? mask.num_sequences : 1);
     return {slopes.values, count * sizeof(float)};
+  }
+
+  // The fused kernel where it applies, else cuBLAS (ALIBI_CUDA_PATH may force either).
+  void forward(const ForwardArgs& args) {
+    const Path path = choose_path(fused_attention_unsupported(args));
+    std::vector<const void*> device;
+    const StreamMemory memory = upload({slope_array(args.slopes, *args.mask)}, &device);
+    const SlopeTable slopes = device_slopes(args.slopes, device[0]);
+    if (path == Path::kFused)
+      fused_attention(args, slopes, stream_);
+    else
+      cublas_attention(args, slopes, stream_, pool(), cublas());
+  }
+
+  static HostArray block_table_array(const PagedForwardArgs& args) {
+    return {args.block_table, size_t(paged_table_entries(args)) * sizeof(int32_t)};
+  }
+
+  static HostArray key_begin_array(const PagedForwardArgs& args) {
+    return {args.key_begin, size_t(args.forward.mask->num_sequences + 1) * sizeof(int32_t)};
+  }
+
+  void decode_paged(const PagedForwardArgs& args) {
+    const ForwardArgs& forward = args.forward;
+    const MaskView& mask = *forward.mask;
+    std::vector<const void*> device;
+    const StreamMemory memory =
+        upload({block_table_array(args), key_begin_array(args),
+                {mask.slices, size_t(mask.num_slices) * sizeof(Slice)},
+                {mask.tiles, size_t(mask.num_tiles) * sizeof(RowTile)},
+                {mask.spans, size_t(mask.num_spans) * sizeof(SliceRows)},
+                {mask.q_positions, size_t(mask.total_q) * sizeof(int32_t)},
+                slope_array(forward.slopes, mask)},
+               &device);
+    PagedDeviceArrays arrays;
+    arrays.block_table = static_cast<const int32_t*>(device[0]);
+    arrays.key_begin = static_cast<const int32_t*>(device[1]);
+    arrays.slices = static_cast<const Slice*>(device[2]);
+    arrays.tiles = static_cast<const RowTile*>(device[3]);
+    arrays.spans = static_cast<const SliceRows*>(device[4]);
+    arrays.q_positions = static_cast<const int32_t*>(device[5]);
+    arrays.slopes = device_slopes(forward.slopes, device[6]);
+    paged_decode(args, arrays, stream_, pool());
+  }
+
+  // The keys of every sequence gathered into contiguous buffers, then the forward with the
+  // call's mask, which core planned over exactly those packed keys. Waits for its work before
+  // returning, since the mask's device copy is freed then.
+  void prefill_paged(const PagedForwardArgs& args) {
+    std::vector<const void*> device;
+    const StreamMemory tables = upload({block_table_array(args), key_begin_array(args)}, &device);
+    PagedDeviceArrays arrays;
+    arrays.block_table = static_cast<const int32_t*>(device[0]);
+    arrays.key_begin = static_cast<const int32_t*>(device[1]);
+    ForwardArgs gathered = args.forward;
+    gathered.k = packed_keys(args.forward.k, args.forward.mask->total_k);
+    gathered.v = gathered.k;
+    const size_t bytes = aligned_16(byte_count(gathered.k));
+    const StreamMemory keys(2 * bytes, stream_, pool());
+    gathered.k.data = keys.at<void>();
+    gathered.v.data = keys.at<void>(bytes);
+    gather_paged_keys(args, arrays, gathered.k.data, gathered.v.data, stream_);
+    const CudaMask mask(*args.forward.mask, stream_);
+    gathered.device_mask = &mask;
+    forward(gathered);
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  // A contiguous (total_k, Hkv, D) tensor of a cache's dtype, without data yet.
+  static TensorView packed_keys(const TensorView& cache, int64_t total_k) {
+    TensorView packed;
+    packed.dtype = cache.dtype;
+    packed.ndim = 3;
+    packed.shape[0] = total_k;
+    packed.shape[1] = cache.shape[2];
+    packed.shape[2] = cache.shape[3];
+    packed.strides[0] = packed.shape[1] * packed.shape[2];
+    packed.strides[1] = packed.shape[2];
+    packed.strides[2] = 1;
+    return packed;
   }
 
   // The slope table with its values in device memory.

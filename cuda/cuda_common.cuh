@@ -170,6 +170,31 @@ void fused_backward(const BackwardArgs& args, const SlopeTable& slopes, const Ba
 void cublas_backward(const BackwardArgs& args, const SlopeTable& slopes, const BackwardWork& work,
                      cudaStream_t stream, cudaMemPool_t pool, cublasHandle_t cublas);
 
+// paged_attention.cu: alibi_attention_forward_paged. PagedDeviceArrays are the device copies of
+// what the kernels read besides the tensors: the host block table's first
+// paged_table_entries(args) entries, key_begin, the mask's slices, tiles, spans and query
+// positions, and the slopes (the gather reads the first two only).
+constexpr int kPagedDecodeMaxHeadDim = 256;
+struct PagedDeviceArrays {
+  const int32_t* block_table = nullptr;
+  const int32_t* key_begin = nullptr;
+  const Slice* slices = nullptr;
+  const RowTile* tiles = nullptr;
+  const SliceRows* spans = nullptr;
+  const int32_t* q_positions = nullptr;
+  SlopeTable slopes;
+};
+int64_t paged_table_entries(const PagedForwardArgs& args);
+// Whether the split-KV decode kernel takes the call: at most a few queries per sequence (16
+// rows per slice), head_dim <= kPagedDecodeMaxHeadDim.
+bool paged_decode_applies(const PagedForwardArgs& args);
+void paged_decode(const PagedForwardArgs& args, const PagedDeviceArrays& device,
+                  cudaStream_t stream, cudaMemPool_t pool);
+// The keys and values of every sequence, packed in key_begin order into contiguous
+// (total_k, Hkv, D) buffers k and v of the caches' dtype.
+void gather_paged_keys(const PagedForwardArgs& args, const PagedDeviceArrays& device, void* k,
+                       void* v, cudaStream_t stream);
+
 // merge.cu
 void attention_merge(const MergeArgs& args, cudaStream_t stream);
 

@@ -445,7 +445,7 @@ ALIBI_API alibi_status alibi_attention_merge(alibi_context_t ctx, alibi_tensor_t
  * @param params NULL for the defaults. softmax_scale, softcap, max_bias, slopes (also
  *             slopes_per_batch: B * Hq values), total_heads and head_offset apply as in
  *             alibi_attention_forward; attn_bias must be NULL (UNSUPPORTED otherwise);
- *             deterministic as for alibi_attention_forward (the CPU always is).
+ *             deterministic as for alibi_attention_forward (both backends always are).
  * @param out  (total_q, Hq, D) in q's dtype, strided like q; every row is written (a query that
  *             sees no key gets 0). Must not overlap q or the caches.
  * @param lse  NULL, or (Hq, total_q) f32, any strides (as alibi_attention_forward's).
@@ -459,8 +459,14 @@ ALIBI_API alibi_status alibi_attention_merge(alibi_context_t ctx, alibi_tensor_t
  * sequence, the position and the value.
  * The CPU reads the blocks in place (no gather): sequences with a few queries take the decode
  * kernel (long ones split across threads, merged by log-sum-exp), longer chunks the tiled
- * kernel; results are bitwise the same whatever the thread count. On a CUDA context the call
- * validates its arguments as above and then gives UNSUPPORTED for now (no CUDA kernel yet).
+ * kernel; results are bitwise the same whatever the thread count. CUDA: a call whose
+ * sequences have at most 16 queries each (decode, speculative decoding) and head_dim <= 256
+ * takes a split-KV decode kernel that reads the blocks in place, one CTA per (sequence, kv
+ * head, split of the keys) over the query heads of the group, its splits merged by log-sum-exp
+ * in a fixed order (bitwise reproducible; scratch of splits x total_q x Hq x (D + 1) floats).
+ * Any other call (chunked prefill, also mixed with decode) gathers the keys and values of
+ * every sequence into contiguous device buffers (2 x sum(Lk) x Hkv x D elements) and runs
+ * alibi_attention_forward's kernels on them with the call's mask, then waits for its stream.
  */
 ALIBI_API alibi_status alibi_attention_forward_paged(alibi_context_t ctx, alibi_tensor_t q,
                                                     alibi_tensor_t k_cache,
