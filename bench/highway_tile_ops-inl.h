@@ -141,10 +141,10 @@ void row_panel_of(int64_t rows, int64_t n, int64_t k, const float* a, int64_t a_
 // TileOps::gemm's contract (cpu/tile_ops.h).
 void gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col, const float* b,
           int64_t ldb, float* c, int64_t ldc, const float* c_scale) {
-  const int64_t wide = kGemmVectors * int64_t(hn::Lanes(DF()));
-  for (int64_t j = 0; j < n; j += wide)
+  constexpr int64_t panel = 64;  // as the template's kColumnPanel
+  for (int64_t j = 0; j < n; j += panel)
     for (int64_t i = 0; i < m; i += kGemmRows)
-      row_panel_of<kGemmRows>(std::min<int64_t>(kGemmRows, m - i), std::min(wide, n - j), k, a + i * a_row, a_row,
+      row_panel_of<kGemmRows>(std::min<int64_t>(kGemmRows, m - i), std::min(panel, n - j), k, a + i * a_row, a_row,
                               a_col, b + j, ldb, c + i * ldc + j, ldc, c_scale ? c_scale + i : nullptr);
 }
 

@@ -23,6 +23,7 @@ namespace alibi::cpu {
 namespace {
 
 constexpr int kTokensPerDot = 8;
+constexpr int64_t kColumnPanel = 64;  // the GEMM's columns of B per pass over A: 32 KB of L1 at k = 128
 constexpr int64_t kQueryPadding = 8;  // arrays indexed by query are padded to this (ScoreBlock)
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
@@ -127,12 +128,13 @@ ALIBI_SIMD_TARGET void row_panel_of(int64_t rows, int64_t n, int64_t k, const fl
 template <class V>
 ALIBI_SIMD_TARGET void gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col,
                             const float* b, int64_t ldb, float* c, int64_t ldc, const float* c_scale) {
-  constexpr int64_t M = V::kGemmRows, wide = V::kGemmVectors * V::kLanes;
-  // Column blocks outermost: a k x wide block of B stays in L1 across the row panels.
-  for (int64_t j = 0; j < n; j += wide)
+  constexpr int64_t M = V::kGemmRows;
+  static_assert(kColumnPanel % (V::kGemmVectors * V::kLanes) == 0);
+  // Column panels outermost: a k x kColumnPanel block of B stays in L1 across the row panels.
+  for (int64_t j = 0; j < n; j += kColumnPanel)
     for (int64_t i = 0; i < m; i += M)
-      row_panel_of<V, V::kGemmRows>(std::min(M, m - i), std::min(wide, n - j), k, a + i * a_row, a_row, a_col,
-                                    b + j, ldb, c + i * ldc + j, ldc, c_scale ? c_scale + i : nullptr);
+      row_panel_of<V, V::kGemmRows>(std::min(M, m - i), std::min(kColumnPanel, n - j), k, a + i * a_row, a_row,
+                                    a_col, b + j, ldb, c + i * ldc + j, ldc, c_scale ? c_scale + i : nullptr);
 }
 
 // ---- Blocks of scores, kLanes queries at a time ----
