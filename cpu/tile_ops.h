@@ -78,10 +78,13 @@ struct TileOps {
   void (*widen)(alibi_dtype dtype, const uint16_t* src, int64_t count, float* dst);
 
   // Decode: a run of key or value tokens against one query row. q, acc are dense [heads][dim].
+  // `ahead` (or nullptr): a run read later (by the next call), prefetched head by head as this
+  // call reads its own, where hardware prefetchers stop at the pages a token's heads span.
   // scores[j * heads + h] = q[h] . k_j[h / group] for each token j of the run
-  void (*score_tokens)(const float* q, const TokenRun& k, const HeadLayout& layout, float* scores);
+  void (*score_tokens)(const float* q, const TokenRun& k, const TokenRun* ahead, const HeadLayout& layout,
+                       float* scores);
   // acc[h] = correction[h] * acc[h] + sum over j of p[j * heads + h] * v_j[h / group]
-  void (*accumulate_tokens)(const float* p, const TokenRun& v, const HeadLayout& layout,
+  void (*accumulate_tokens)(const float* p, const TokenRun& v, const TokenRun* ahead, const HeadLayout& layout,
                             const float* correction, float* acc);
   // x[i] = e^x[i] for i < count; e^-inf = 0.
   void (*exp_in_place)(float* x, int64_t count);

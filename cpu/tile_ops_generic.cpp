@@ -69,7 +69,8 @@ float token_value(const TokenRun& run, int64_t index) {
   return load_element(run.dtype, run.data, index);
 }
 
-void score_tokens(const float* q, const TokenRun& k, const HeadLayout& layout, float* scores) {
+// The portable build ignores the prefetch hint (`ahead`).
+void score_tokens(const float* q, const TokenRun& k, const TokenRun*, const HeadLayout& layout, float* scores) {
   for (int64_t j = 0; j < k.count; ++j)
     for (int64_t h = 0; h < layout.heads; ++h) {
       const int64_t key = j * k.token_stride + (h / layout.group) * k.head_stride;
@@ -79,7 +80,7 @@ void score_tokens(const float* q, const TokenRun& k, const HeadLayout& layout, f
     }
 }
 
-void accumulate_tokens(const float* p, const TokenRun& v, const HeadLayout& layout, const float* correction,
+void accumulate_tokens(const float* p, const TokenRun& v, const TokenRun*, const HeadLayout& layout, const float* correction,
                        float* acc) {
   for (int64_t h = 0; h < layout.heads; ++h)
     for (int64_t d = 0; d < layout.dim; ++d) acc[h * layout.dim + d] *= correction[h];

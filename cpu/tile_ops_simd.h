@@ -339,6 +339,17 @@ ALIBI_SIMD_TARGET inline typename V::F load_first(const ElementOf<kDtype>* p, in
   else return V::widen_bf16(p, count);
 }
 
+// Prefetches head kv_head (dim values) of every token of a run, if there is one.
+template <alibi_dtype kDtype>
+ALIBI_SIMD_TARGET inline void prefetch_head(const TokenRun* run, int64_t kv_head, int64_t dim) {
+  if (!run) return;
+  const auto* head = static_cast<const ElementOf<kDtype>*>(run->data) + kv_head * run->head_stride;
+  for (int64_t j = 0; j < run->count; ++j) {
+    const char* row = reinterpret_cast<const char*>(head + j * run->token_stride);
+    for (int64_t byte = 0; byte < dim * int64_t(sizeof(*head)); byte += 64) __builtin_prefetch(row + byte);
+  }
+}
+
 // dots[j] = q . k[j] over dim, one FMA chain per token, each q vector loaded once for all 8.
 template <class V, alibi_dtype kDtype>
 ALIBI_SIMD_TARGET inline void dot_8_tokens(const float* q, const ElementOf<kDtype>* const* k, int64_t dim,
@@ -362,8 +373,10 @@ ALIBI_SIMD_TARGET inline void dot_8_tokens(const float* q, const ElementOf<kDtyp
 
 // Head by head, 8 tokens at a time (a short last group repeats its last token).
 template <class V, alibi_dtype kDtype>
-ALIBI_SIMD_TARGET void score_tokens_of(const float* q, const TokenRun& k, const HeadLayout& layout, float* scores) {
+ALIBI_SIMD_TARGET void score_tokens_of(const float* q, const TokenRun& k, const TokenRun* ahead, const HeadLayout& layout,
+                                       float* scores) {
   for (int64_t h = 0; h < layout.heads; ++h) {
+    if (h % layout.group == 0) prefetch_head<kDtype>(ahead, h / layout.group, layout.dim);
     const auto* head = static_cast<const ElementOf<kDtype>*>(k.data) + (h / layout.group) * k.head_stride;
     for (int64_t j0 = 0; j0 < k.count; j0 += kTokensPerDot) {
       const int64_t count = std::min<int64_t>(kTokensPerDot, k.count - j0);
@@ -377,11 +390,12 @@ ALIBI_SIMD_TARGET void score_tokens_of(const float* q, const TokenRun& k, const 
 }
 
 template <class V>
-ALIBI_SIMD_TARGET void score_tokens(const float* q, const TokenRun& k, const HeadLayout& layout, float* scores) {
+ALIBI_SIMD_TARGET void score_tokens(const float* q, const TokenRun& k, const TokenRun* ahead, const HeadLayout& layout,
+                                    float* scores) {
   switch (k.dtype) {
-    case ALIBI_DTYPE_F16: return score_tokens_of<V, ALIBI_DTYPE_F16>(q, k, layout, scores);
-    case ALIBI_DTYPE_BF16: return score_tokens_of<V, ALIBI_DTYPE_BF16>(q, k, layout, scores);
-    default: return score_tokens_of<V, ALIBI_DTYPE_F32>(q, k, layout, scores);
+    case ALIBI_DTYPE_F16: return score_tokens_of<V, ALIBI_DTYPE_F16>(q, k, ahead, layout, scores);
+    case ALIBI_DTYPE_BF16: return score_tokens_of<V, ALIBI_DTYPE_BF16>(q, k, ahead, layout, scores);
+    default: return score_tokens_of<V, ALIBI_DTYPE_F32>(q, k, ahead, layout, scores);
   }
 }
 
@@ -418,11 +432,12 @@ ALIBI_SIMD_TARGET void accumulate_tail(const float* p, int64_t p_stride, const E
 
 // Head by head, up to 8 vectors of a head's accumulator in registers across the whole run.
 template <class V, alibi_dtype kDtype>
-ALIBI_SIMD_TARGET void accumulate_tokens_of(const float* p, const TokenRun& v, const HeadLayout& layout,
-                                            const float* correction, float* acc) {
+ALIBI_SIMD_TARGET void accumulate_tokens_of(const float* p, const TokenRun& v, const TokenRun* ahead,
+                                            const HeadLayout& layout, const float* correction, float* acc) {
   constexpr int64_t L = V::kLanes;
   const int64_t dim = layout.dim, stride = v.token_stride, count = v.count, n = layout.heads;
   for (int64_t h = 0; h < layout.heads; ++h) {
+    if (h % layout.group == 0) prefetch_head<kDtype>(ahead, h / layout.group, dim);
     const auto* head = static_cast<const ElementOf<kDtype>*>(v.data) + (h / layout.group) * v.head_stride;
     const auto scale = V::broadcast(correction + h);
     float* out = acc + h * dim;
@@ -435,12 +450,12 @@ ALIBI_SIMD_TARGET void accumulate_tokens_of(const float* p, const TokenRun& v, c
 }
 
 template <class V>
-ALIBI_SIMD_TARGET void accumulate_tokens(const float* p, const TokenRun& v, const HeadLayout& layout,
-                                         const float* correction, float* acc) {
+ALIBI_SIMD_TARGET void accumulate_tokens(const float* p, const TokenRun& v, const TokenRun* ahead,
+                                         const HeadLayout& layout, const float* correction, float* acc) {
   switch (v.dtype) {
-    case ALIBI_DTYPE_F16: return accumulate_tokens_of<V, ALIBI_DTYPE_F16>(p, v, layout, correction, acc);
-    case ALIBI_DTYPE_BF16: return accumulate_tokens_of<V, ALIBI_DTYPE_BF16>(p, v, layout, correction, acc);
-    default: return accumulate_tokens_of<V, ALIBI_DTYPE_F32>(p, v, layout, correction, acc);
+    case ALIBI_DTYPE_F16: return accumulate_tokens_of<V, ALIBI_DTYPE_F16>(p, v, ahead, layout, correction, acc);
+    case ALIBI_DTYPE_BF16: return accumulate_tokens_of<V, ALIBI_DTYPE_BF16>(p, v, ahead, layout, correction, acc);
+    default: return accumulate_tokens_of<V, ALIBI_DTYPE_F32>(p, v, ahead, layout, correction, acc);
   }
 }
 

@@ -328,13 +328,13 @@ TEST_P(TileOpsTest, DecodeProductsAreThePlainSums) {
         const Tokens v = make_tokens(random_, dtype, count, 2, dim);
         std::vector<float> q(size_t(layout.heads * dim)), scores(size_t(count * layout.heads));
         for (float& x : q) x = uniform(random_, -1.0f, 1.0f);
-        ops_->score_tokens(q.data(), k.run, layout, scores.data());
+        ops_->score_tokens(q.data(), k.run, &k.run, layout, scores.data());
         std::vector<float> p(scores.size()), correction(size_t(layout.heads)), acc(q.size());
         for (float& x : p) x = uniform(random_, 0.0f, 1.0f);
         for (float& x : correction) x = uniform(random_, 0.0f, 1.0f);
         for (float& x : acc) x = uniform(random_, -1.0f, 1.0f);
         const std::vector<float> acc_before = acc;
-        ops_->accumulate_tokens(p.data(), v.run, layout, correction.data(), acc.data());
+        ops_->accumulate_tokens(p.data(), v.run, &v.run, layout, correction.data(), acc.data());
         for (int64_t h = 0; h < layout.heads; ++h) {
           for (int64_t j = 0; j < count; ++j) {
             double dot = 0.0;
