@@ -371,20 +371,87 @@ ALIBI_SIMD_TARGET inline void dot_8_tokens(const float* q, const ElementOf<kDtyp
   V::sum_each_of_8(acc, dots);
 }
 
-// Head by head, 8 tokens at a time (a short last group repeats its last token).
+// GQA: query heads that share a key head take it kHeadsPerBlock at a time, each key vector
+// loaded (and widened) once for all of them; the products are the same FMA chains as
+// dot_8_tokens', lane by lane, so the scores are bitwise those of one head at a time.
+constexpr int kHeadsPerBlock = 4;
+template <class V>
+constexpr int kTokensPerBlock = V::kLanes >= 16 ? 4 : 2;  // 16 accumulators where 32 registers
+
+// dots[h * kTokensPerBlock + j] = q_h . k[j] for the kHeadsPerBlock heads at q (dim apart).
+template <class V, alibi_dtype kDtype>
+ALIBI_SIMD_TARGET inline void dot_head_block(const float* q, const ElementOf<kDtype>* const* k, int64_t dim,
+                                             float* dots) {
+  constexpr int T = kTokensPerBlock<V>, N = kHeadsPerBlock * T;
+  typename V::F acc[N];
+#pragma GCC unroll 16
+  for (auto& a : acc) a = V::zero();
+  int64_t d = 0;
+  for (; d + V::kLanes <= dim; d += V::kLanes) {
+    typename V::F keys[T];
+#pragma GCC unroll 8
+    for (int j = 0; j < T; ++j) keys[j] = load_lanes<V, kDtype>(k[j] + d);
+#pragma GCC unroll 4
+    for (int h = 0; h < kHeadsPerBlock; ++h) {
+      const auto query = V::load(q + h * dim + d);
+#pragma GCC unroll 8
+      for (int j = 0; j < T; ++j) acc[h * T + j] = V::fmadd(query, keys[j], acc[h * T + j]);
+    }
+  }
+  if (d < dim) {
+    typename V::F keys[T];
+    for (int j = 0; j < T; ++j) keys[j] = load_first<V, kDtype>(k[j] + d, dim - d);
+    for (int h = 0; h < kHeadsPerBlock; ++h) {
+      const auto query = V::load(q + h * dim + d, V::first(dim - d));
+      for (int j = 0; j < T; ++j) acc[h * T + j] = V::fmadd(query, keys[j], acc[h * T + j]);
+    }
+  }
+  for (int i = 0; i < N; i += 8) V::sum_each_of_8(acc + i, dots + i);
+}
+
+// Query heads [h, h + kHeadsPerBlock) of one key head, kTokensPerBlock tokens at a time.
+template <class V, alibi_dtype kDtype>
+ALIBI_SIMD_TARGET void score_head_block(const float* q, const TokenRun& k, const HeadLayout& layout, int64_t h,
+                                        float* scores) {
+  constexpr int64_t T = kTokensPerBlock<V>;
+  const auto* head = static_cast<const ElementOf<kDtype>*>(k.data) + (h / layout.group) * k.head_stride;
+  for (int64_t j0 = 0; j0 < k.count; j0 += T) {
+    const int64_t count = std::min<int64_t>(T, k.count - j0);
+    const ElementOf<kDtype>* tokens[T];
+    for (int64_t j = 0; j < T; ++j) tokens[j] = head + (j0 + std::min(j, count - 1)) * k.token_stride;
+    float dots[kHeadsPerBlock * T];
+    dot_head_block<V, kDtype>(q + h * layout.dim, tokens, layout.dim, dots);
+    for (int64_t i = 0; i < kHeadsPerBlock; ++i)
+      for (int64_t j = 0; j < count; ++j) scores[(j0 + j) * layout.heads + h + i] = dots[i * T + j];
+  }
+}
+
+// Query head h, 8 tokens at a time (a short last group repeats its last token).
+template <class V, alibi_dtype kDtype>
+ALIBI_SIMD_TARGET void score_head(const float* q, const TokenRun& k, const HeadLayout& layout, int64_t h,
+                                  float* scores) {
+  const auto* head = static_cast<const ElementOf<kDtype>*>(k.data) + (h / layout.group) * k.head_stride;
+  for (int64_t j0 = 0; j0 < k.count; j0 += kTokensPerDot) {
+    const int64_t count = std::min<int64_t>(kTokensPerDot, k.count - j0);
+    const ElementOf<kDtype>* tokens[kTokensPerDot];
+    for (int64_t j = 0; j < kTokensPerDot; ++j) tokens[j] = head + (j0 + std::min(j, count - 1)) * k.token_stride;
+    float dots[kTokensPerDot];
+    dot_8_tokens<V, kDtype>(q + h * layout.dim, tokens, layout.dim, dots);
+    for (int64_t j = 0; j < count; ++j) scores[(j0 + j) * layout.heads + h] = dots[j];
+  }
+}
+
 template <class V, alibi_dtype kDtype>
 ALIBI_SIMD_TARGET void score_tokens_of(const float* q, const TokenRun& k, const TokenRun* ahead, const HeadLayout& layout,
                                        float* scores) {
-  for (int64_t h = 0; h < layout.heads; ++h) {
+  for (int64_t h = 0; h < layout.heads;) {
     if (h % layout.group == 0) prefetch_head<kDtype>(ahead, h / layout.group, layout.dim);
-    const auto* head = static_cast<const ElementOf<kDtype>*>(k.data) + (h / layout.group) * k.head_stride;
-    for (int64_t j0 = 0; j0 < k.count; j0 += kTokensPerDot) {
-      const int64_t count = std::min<int64_t>(kTokensPerDot, k.count - j0);
-      const ElementOf<kDtype>* tokens[kTokensPerDot];
-      for (int64_t j = 0; j < kTokensPerDot; ++j) tokens[j] = head + (j0 + std::min(j, count - 1)) * k.token_stride;
-      float dots[kTokensPerDot];
-      dot_8_tokens<V, kDtype>(q + h * layout.dim, tokens, layout.dim, dots);
-      for (int64_t j = 0; j < count; ++j) scores[(j0 + j) * layout.heads + h] = dots[j];
+    if (layout.group - h % layout.group >= kHeadsPerBlock) {
+      score_head_block<V, kDtype>(q, k, layout, h, scores);
+      h += kHeadsPerBlock;
+    } else {
+      score_head<V, kDtype>(q, k, layout, h, scores);
+      ++h;
     }
   }
 }
@@ -430,22 +497,83 @@ ALIBI_SIMD_TARGET void accumulate_tail(const float* p, int64_t p_stride, const E
   V::store(out, mask, acc);
 }
 
-// Head by head, up to 8 vectors of a head's accumulator in registers across the whole run.
+// GQA: kHeadsPerBlock query heads of one value head, kVectorsPerBlock vectors of each from
+// out (dim apart) in registers, each value vector loaded (and widened) once for all of them;
+// every lane's FMA chain is accumulate_vectors', so the results are bitwise the same.
+template <class V>
+constexpr int kVectorsPerBlock = V::kLanes >= 16 ? 4 : 2;  // 16 accumulators where 32 registers
+
+template <class V, alibi_dtype kDtype>
+ALIBI_SIMD_TARGET inline void accumulate_head_block(const float* p, int64_t p_stride, const ElementOf<kDtype>* v,
+                                                    int64_t token_stride, int64_t count, const float* correction,
+                                                    float* out, int64_t dim) {
+  constexpr int L = V::kLanes, W = kVectorsPerBlock<V>;
+  typename V::F acc[kHeadsPerBlock * W];
+#pragma GCC unroll 4
+  for (int h = 0; h < kHeadsPerBlock; ++h) {
+    const auto scale = V::broadcast(correction + h);
+#pragma GCC unroll 4
+    for (int i = 0; i < W; ++i) acc[h * W + i] = V::mul(scale, V::load(out + h * dim + L * i));
+  }
+  for (int64_t j = 0; j < count; ++j) {
+    typename V::F values[W];
+#pragma GCC unroll 4
+    for (int i = 0; i < W; ++i) values[i] = load_lanes<V, kDtype>(v + j * token_stride + L * i);
+#pragma GCC unroll 4
+    for (int h = 0; h < kHeadsPerBlock; ++h) {
+      const auto weight = V::broadcast(p + j * p_stride + h);
+#pragma GCC unroll 4
+      for (int i = 0; i < W; ++i) acc[h * W + i] = V::fmadd(weight, values[i], acc[h * W + i]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int h = 0; h < kHeadsPerBlock; ++h)
+#pragma GCC unroll 4
+    for (int i = 0; i < W; ++i) V::store(out + h * dim + L * i, acc[h * W + i]);
+}
+
+// Dims [d, dim) of query head h, up to 8 vectors of its accumulator in registers across the run.
+template <class V, alibi_dtype kDtype>
+ALIBI_SIMD_TARGET void accumulate_head(const float* p, const TokenRun& v, const HeadLayout& layout,
+                                       const float* correction, float* acc, int64_t h, int64_t d) {
+  constexpr int64_t L = V::kLanes;
+  const int64_t dim = layout.dim, stride = v.token_stride, count = v.count, n = layout.heads;
+  const auto* head = static_cast<const ElementOf<kDtype>*>(v.data) + (h / layout.group) * v.head_stride;
+  const auto scale = V::broadcast(correction + h);
+  float* out = acc + h * dim;
+  for (; d + 8 * L <= dim; d += 8 * L) accumulate_vectors<V, kDtype, 8>(p + h, n, head + d, stride, count, scale, out + d);
+  for (; d + 4 * L <= dim; d += 4 * L) accumulate_vectors<V, kDtype, 4>(p + h, n, head + d, stride, count, scale, out + d);
+  for (; d + L <= dim; d += L) accumulate_vectors<V, kDtype, 1>(p + h, n, head + d, stride, count, scale, out + d);
+  if (d < dim) accumulate_tail<V, kDtype>(p + h, n, head + d, stride, count, scale, out + d, dim - d);
+}
+
+// Query heads [h, h + kHeadsPerBlock) of one value head: blocks of kVectorsPerBlock vectors,
+// then the dims left head by head.
+template <class V, alibi_dtype kDtype>
+ALIBI_SIMD_TARGET void accumulate_head_group(const float* p, const TokenRun& v, const HeadLayout& layout,
+                                             const float* correction, float* acc, int64_t h) {
+  constexpr int64_t width = V::kLanes * kVectorsPerBlock<V>;
+  const int64_t dim = layout.dim;
+  const auto* head = static_cast<const ElementOf<kDtype>*>(v.data) + (h / layout.group) * v.head_stride;
+  int64_t d = 0;
+  for (; d + width <= dim; d += width)
+    accumulate_head_block<V, kDtype>(p + h, layout.heads, head + d, v.token_stride, v.count, correction + h,
+                                     acc + h * dim + d, dim);
+  for (int64_t i = 0; i < kHeadsPerBlock; ++i) accumulate_head<V, kDtype>(p, v, layout, correction, acc, h + i, d);
+}
+
 template <class V, alibi_dtype kDtype>
 ALIBI_SIMD_TARGET void accumulate_tokens_of(const float* p, const TokenRun& v, const TokenRun* ahead,
                                             const HeadLayout& layout, const float* correction, float* acc) {
-  constexpr int64_t L = V::kLanes;
-  const int64_t dim = layout.dim, stride = v.token_stride, count = v.count, n = layout.heads;
-  for (int64_t h = 0; h < layout.heads; ++h) {
-    if (h % layout.group == 0) prefetch_head<kDtype>(ahead, h / layout.group, dim);
-    const auto* head = static_cast<const ElementOf<kDtype>*>(v.data) + (h / layout.group) * v.head_stride;
-    const auto scale = V::broadcast(correction + h);
-    float* out = acc + h * dim;
-    int64_t d = 0;
-    for (; d + 8 * L <= dim; d += 8 * L) accumulate_vectors<V, kDtype, 8>(p + h, n, head + d, stride, count, scale, out + d);
-    for (; d + 4 * L <= dim; d += 4 * L) accumulate_vectors<V, kDtype, 4>(p + h, n, head + d, stride, count, scale, out + d);
-    for (; d + L <= dim; d += L) accumulate_vectors<V, kDtype, 1>(p + h, n, head + d, stride, count, scale, out + d);
-    if (d < dim) accumulate_tail<V, kDtype>(p + h, n, head + d, stride, count, scale, out + d, dim - d);
+  for (int64_t h = 0; h < layout.heads;) {
+    if (h % layout.group == 0) prefetch_head<kDtype>(ahead, h / layout.group, layout.dim);
+    if (layout.group - h % layout.group >= kHeadsPerBlock) {
+      accumulate_head_group<V, kDtype>(p, v, layout, correction, acc, h);
+      h += kHeadsPerBlock;
+    } else {
+      accumulate_head<V, kDtype>(p, v, layout, correction, acc, h, 0);
+      ++h;
+    }
   }
 }
 
