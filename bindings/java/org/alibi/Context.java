@@ -220,7 +220,8 @@ public final class Context extends NativeHandle {
    * AttentionParams, Tensor, Tensor) The paged forward} over f32 arrays, used in place (pinned for
    * the call, not copied). The number of sequences B is seqlensK's length; every other length is
    * checked against the sizes given and B, and a wrong one throws AlibiException naming the
-   * array.
+   * array. B = 0 (an empty batch: q, out, blockTable and seqlensK empty, cuSeqlensQ {0})
+   * succeeds, as the C call does.
    *
    * @param q queries (total_q, headsQ, headDim), row-major
    * @param kCache the key blocks (num_blocks, blockSize, headsKv, headDim)

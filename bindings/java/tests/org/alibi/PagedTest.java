@@ -84,6 +84,31 @@ public class PagedTest {
     assertClose("lse", contiguousLse, lse, 1e-5);
   }
 
+  /** An empty batch succeeds in every form, as alibi_attention_forward_paged does with B = 0. */
+  @Test
+  public void noSequencesSucceedAsTheCCall() {
+    int[] none = {}, cuQ = {0};
+    try (Context ctx = new Context();
+         Tensor empty = Tensor.create(ctx, DType.F32, 0, HQ, D);
+         Tensor tk = Tensor.create(ctx, DType.F32, NUM_BLOCKS, BLOCK_SIZE, HKV, D).copyFrom(kCache);
+         Tensor table = Tensor.create(ctx, DType.I32, 0, MAX_BLOCKS);
+         Tensor tCuQ = Tensor.create(ctx, DType.I32, 1).copyFrom(cuQ);
+         Tensor seqlensK = Tensor.create(ctx, DType.I32, 0)) {
+      ctx.forwardPaged(empty, tk, tk, table, tCuQ, seqlensK, true, -1, null, empty, null);
+      ctx.forwardPaged(new float[0], kCache, vCache, HQ, HKV, D, BLOCK_SIZE, none, cuQ, none, true,
+                       -1, null, new float[0], new float[0]);
+      ctx.forwardPaged(DType.BF16, new short[0], new short[kCache.length],
+                       new short[kCache.length], HQ, HKV, D, BLOCK_SIZE, none, cuQ, none, false, 2,
+                       null, new short[0], null);
+      AlibiException e = assertThrows(AlibiException.class,
+          () -> ctx.forwardPaged(new float[0], kCache, vCache, HQ, HKV, D, BLOCK_SIZE,
+                                 new int[] {5, 0}, cuQ, none, true, -1, null, new float[0], null));
+      assertEquals(Status.SHAPE_MISMATCH, e.getStatus());
+      assertEquals("alibi_binding_forward_paged_f32: block_table has 2 elements, expected 0 = "
+          + "seqlens_k's length 0", e.getDetail());
+    }
+  }
+
   @Test
   public void aBlockOutsideThePoolIsAnInvalidArgumentNamingTheSequence() {
     int[] blockTable = BLOCK_TABLE.clone();
