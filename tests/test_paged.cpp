@@ -454,6 +454,25 @@ TEST_P(PagedParamsTest, HugeTableRowsAreFine) {
                                           t.out.get(), t.lse.get()));
 }
 
+// No sequences (an empty batch: B = 0, total_q = 0) is a call that succeeds, whatever max_blocks,
+// the caches, causal and the window; the bindings' array forms do as this.
+TEST_P(PagedParamsTest, NoSequencesSucceed) {
+  alibi_context_t ctx = ctx_.get();
+  const Tensor q = test::create_tensor(ctx, kF32, {0, 2, 8}), out = test::create_tensor(ctx, kF32, {0, 2, 8});
+  const Tensor cache = test::create_tensor(ctx, kF32, {3, 4, 1, 8});
+  const Tensor lse = test::create_tensor(ctx, kF32, {2, 0});
+  const Tensor cu_q = int_tensor(ctx, {1}, {0}), seqlens_k = int_tensor(ctx, {0}, {});
+  for (const int64_t max_blocks : {0, 5}) {
+    const Tensor table = int_tensor(ctx, {0, max_blocks}, {});
+    ASSERT_OK(alibi_attention_forward_paged(ctx, q.get(), cache.get(), cache.get(), table.get(),
+                                            cu_q.get(), seqlens_k.get(), 1, -1, nullptr, out.get(),
+                                            lse.get()));
+    ASSERT_OK(alibi_attention_forward_paged(ctx, q.get(), cache.get(), cache.get(), table.get(),
+                                            cu_q.get(), seqlens_k.get(), 0, 3, nullptr, out.get(),
+                                            nullptr));
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Paged, PagedParamsTest, test::kDevices, test::name_by_device);
 
 // ---------------------------------------------------------------------------------- bad tables

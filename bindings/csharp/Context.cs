@@ -194,6 +194,8 @@ public sealed class Context : IDisposable, IHandleOwner {
   /// hold (total_q, headsQ, headDim), kCache and vCache (num_blocks, blockSize, headsKv, headDim),
   /// blockTable (B, max_blocks) row-major, cuSeqlensQ (B+1), seqlensK (B); lse null or (headsQ,
   /// total_q). B is seqlensK's length; every other length is checked against the sizes given.
+  /// B = 0 (an empty batch: q, output, blockTable and seqlensK empty, cuSeqlensQ {0}) succeeds, as
+  /// the C call does.
   /// </summary>
   /// <exception cref="ArgumentNullException">q, kCache, vCache, a table or output is null.</exception>
   /// <exception cref="ObjectDisposedException">This context is disposed.</exception>

@@ -168,7 +168,8 @@ func (c *Context) ForwardPaged(q, kCache, vCache, blockTable, cuSeqlensQ, seqlen
 // q and out hold (totalQ, heads.Q, heads.Dim), kCache and vCache (numBlocks, blockSize, heads.KV,
 // heads.Dim), blockTable (B, maxBlocks) row-major, cuSeqlensQ (B+1), seqlensK (B); lse nil or
 // (heads.Q, totalQ). B is len(seqlensK); every other length is checked against the sizes given,
-// and an error names the slice that does not fit.
+// and an error names the slice that does not fit. B = 0 (an empty batch: q, out, blockTable and
+// seqlensK empty but not nil, cuSeqlensQ {0}) succeeds, as the C call does.
 func (c *Context) ForwardPagedFloat32(q, kCache, vCache []float32, heads Heads, blockSize int,
 	blockTable, cuSeqlensQ, seqlensK []int32, causal bool, windowLeft int, params *AttentionParams,
 	out, lse []float32) error {

@@ -98,3 +98,22 @@ func TestABlockOutsideThePoolIsAnInvalidArgumentNamingTheSequence(t *testing.T) 
 		}
 	}
 }
+
+// An empty batch succeeds in every form, as alibi_attention_forward_paged does with B = 0.
+func TestNoSequencesSucceedAsTheCCall(t *testing.T) {
+	ctx := cpuContext(t)
+	p := newPagedProblem()
+	none, cuQ, heads := []int32{}, []int32{0}, Heads{hq, hkv, dim}
+	empty, k := f32Tensor(t, ctx, nil, 0, hq, dim), f32Tensor(t, ctx, p.kCache, numBlocks, blockSize, hkv, dim)
+	must(t, ctx.ForwardPaged(empty, k, k, i32Tensor(t, ctx, none, 0, maxBlocks), i32Tensor(t, ctx, cuQ, 1),
+		i32Tensor(t, ctx, none, 0), true, -1, nil, empty, nil))
+	must(t, ctx.ForwardPagedFloat32([]float32{}, p.kCache, p.vCache, heads, blockSize, none, cuQ, none, true, -1,
+		nil, []float32{}, []float32{}))
+	cache := make([]uint16, len(p.kCache))
+	must(t, ctx.ForwardPagedUint16(BF16, []uint16{}, cache, cache, heads, blockSize, none, cuQ, none, false, 2, nil,
+		[]uint16{}, nil))
+	assertFails(t, StatusShapeMismatch,
+		"alibi_binding_forward_paged_f32: block_table has 2 elements, expected 0 = seqlens_k's length 0",
+		ctx.ForwardPagedFloat32([]float32{}, p.kCache, p.vCache, heads, blockSize, []int32{5, 0}, cuQ, none, true, -1,
+			nil, []float32{}, nil))
+}

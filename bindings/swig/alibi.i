@@ -189,12 +189,16 @@ static uint64_t alibi_binding_known_product(const alibi_binding_operand* op, cha
   return product;
 }
 
-/* The array's length must be the sizes' product, or (one size -1) a multiple of the others'. */
+/*
+ * The array's length must be the sizes' product, or (one size -1) a multiple of the others'. A
+ * known size 0 (a table of no sequences: an empty batch, which the library accepts) asks for an
+ * empty array and makes the unknown size 0.
+ */
 static alibi_status alibi_binding_wrap(const char* function, alibi_context_t ctx,
                                        const alibi_binding_operand* op, alibi_tensor_t* out) {
   char sizes_text[200];
   int64_t shape[ALIBI_BINDING_MAX_NDIM];
-  int d, unknown = -1;
+  int d, unknown = -1, zero = 0;
   uint64_t product;
   if (!op->array.data)
     return alibi_binding_fail(ALIBI_STATUS_NULL_POINTER, "%s: %s is NULL", function,
@@ -203,18 +207,19 @@ static alibi_status alibi_binding_wrap(const char* function, alibi_context_t ctx
   for (d = 0; d < op->ndim; ++d) {
     shape[d] = op->sizes[d];
     if (op->sizes[d] < 0) unknown = d;
+    if (op->sizes[d] == 0) zero = 1;
   }
-  if (unknown < 0 && op->array.count != product)
+  if ((unknown < 0 || zero) && op->array.count != product)
     return alibi_binding_fail(ALIBI_STATUS_SHAPE_MISMATCH,
                               "%s: %s has %zu elements, expected %llu = %s", function,
                               op->array.name, op->array.count, (unsigned long long)product,
                               sizes_text);
-  if (unknown >= 0 && (product == 0 || op->array.count % product != 0))
+  if (unknown >= 0 && !zero && (product == 0 || op->array.count % product != 0))
     return alibi_binding_fail(ALIBI_STATUS_SHAPE_MISMATCH,
                               "%s: %s has %zu elements, not a multiple of %llu = %s", function,
                               op->array.name, op->array.count, (unsigned long long)product,
                               sizes_text);
-  if (unknown >= 0) shape[unknown] = (int64_t)(op->array.count / product);
+  if (unknown >= 0) shape[unknown] = zero ? 0 : (int64_t)(op->array.count / product);
   return alibi_tensor_wrap(ctx, op->dtype, op->ndim, shape, NULL, (void*)op->array.data, out);
 }
 
@@ -582,7 +587,8 @@ alibi_status alibi_binding_backward_u16(alibi_context_t ctx, alibi_dtype dtype, 
  * Paged forward over f32 arrays (alibi_attention_forward_paged): q and out (total_q, heads_q,
  * head_dim), k_cache and v_cache (num_blocks, block_size, heads_kv, head_dim), block_table
  * (sequences, max_blocks), cu_seqlens_q (sequences + 1) and seqlens_k (sequences) int32, lse NULL
- * (count 0) or (heads_q, total_q); sequences is seqlens_k's length.
+ * (count 0) or (heads_q, total_q); sequences is seqlens_k's length, 0 for an empty batch (q, out,
+ * block_table and seqlens_k empty, cu_seqlens_q {0}), which succeeds as the library's call does.
  */
 alibi_status alibi_binding_forward_paged_f32(alibi_context_t ctx, int heads_q, int heads_kv,
                                              int head_dim, int block_size, const float* q,

@@ -428,6 +428,7 @@ ALIBI_API alibi_status alibi_attention_merge(alibi_context_t ctx, alibi_tensor_t
  *             in one pool). Only the blocks the table names are read.
  * @param block_table   (B, max_blocks) int32, any strides: the blocks of each sequence, in key
  *             order. Entries past a sequence's ceil(Lk / block_size) blocks are not read (e.g. -1).
+ *             B = 0 (an empty batch, total_q = 0) is a call that succeeds, with any max_blocks.
  * @param cu_seqlens_q  (B+1) int32: 0, non-decreasing, ending at total_q; sequence b has the
  *             queries [cu_seqlens_q[b], cu_seqlens_q[b+1]) (Lq of them, 0 allowed).
  * @param seqlens_k     (B) int32 >= 0: the keys of each sequence (Lk, 0 allowed), the new

@@ -37,7 +37,7 @@ public static partial class AlibiTests {
       TensorBackwardEqualsTheArrayFormBitwise, SpanBackwardEqualsTheArrayFormAndSkipsEmptyGradients,
       Bf16BackwardMatchesTheDoubleReference, FailedBackwardNamesTheArgumentAndWritesNothing,
       BackwardWithADisposedOrNullObjectNamesIt, PagedForwardEqualsTheCCallsOnTheSameData,
-      ABlockOutsideThePoolIsAnInvalidArgumentNamingTheSequence,
+      ABlockOutsideThePoolIsAnInvalidArgumentNamingTheSequence, NoSequencesSucceedAsTheCCall,
     };
     int failed = 0;
     foreach (Action test in tests) {

@@ -64,6 +64,28 @@ public static partial class AlibiTests {
     AssertClose("lse", contiguousLse, lse, 1e-5);
   }
 
+  /// <summary>An empty batch succeeds in every form, as alibi_attention_forward_paged does with B = 0.</summary>
+  private static void NoSequencesSucceedAsTheCCall() {
+    int[] none = {}, cuQ = {0};
+    using (var ctx = new Context())
+    using (var empty = Tensor.Create(ctx, DType.F32, 0, HQ, D))
+    using (var k = Tensor.Create(ctx, DType.F32, NumBlocks, BlockSize, HKV, D).CopyFrom(KCache))
+    using (var table = Tensor.Create(ctx, DType.I32, 0, MaxBlocks))
+    using (var tCuQ = Tensor.Create(ctx, DType.I32, 1).CopyFrom(cuQ))
+    using (var seqlensK = Tensor.Create(ctx, DType.I32, 0)) {
+      ctx.ForwardPaged(empty, k, k, table, tCuQ, seqlensK, true, -1, null, empty, null);
+      ctx.ForwardPaged(new float[0], KCache, VCache, HQ, HKV, D, BlockSize, none, cuQ, none, true,
+                       -1, null, new float[0], new float[0]);
+      ctx.ForwardPaged(DType.BF16, new ushort[0], new ushort[KCache.Length],
+                       new ushort[KCache.Length], HQ, HKV, D, BlockSize, none, cuQ, none, false, 2,
+                       null, new ushort[0], null);
+      AssertFails(Status.ShapeMismatch,
+                  "alibi_binding_forward_paged_f32: block_table has 2 elements, expected 0 = seqlens_k's length 0",
+                  () => ctx.ForwardPaged(new float[0], KCache, VCache, HQ, HKV, D, BlockSize,
+                                         new[] {5, 0}, cuQ, none, true, -1, null, new float[0], null));
+    }
+  }
+
   private static void ABlockOutsideThePoolIsAnInvalidArgumentNamingTheSequence() {
     int[] blockTable = (int[])BlockTable.Clone();
     blockTable[MaxBlocks + 2] = NumBlocks;

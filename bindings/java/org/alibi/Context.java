@@ -220,7 +220,8 @@ public final class Context extends NativeHandle {
    * AttentionParams, Tensor, Tensor) The paged forward} over f32 arrays, used in place (pinned for
    * the call, not copied). The number of sequences B is seqlensK's length; every other length is
    * checked against the sizes given and B, and a wrong one throws AlibiException naming the
-   * array.
+   * array. B = 0 (an empty batch: q, out, blockTable and seqlensK empty, cuSeqlensQ {0})
+   * succeeds, as the C call does.
    *
    * @param q queries (total_q, headsQ, headDim), row-major
    * @param kCache the key blocks (num_blocks, blockSize, headsKv, headDim)
@@ -249,6 +250,47 @@ public final class Context extends NativeHandle {
           lse);
     } finally {
       keepAlive(this, params);
+    }
+  }
+
+  /**
+   * As {@link #forwardPaged(float[], float[], float[], int, int, int, int, int[], int[], int[],
+   * boolean, int, AttentionParams, float[], float[]) the f32 array form}, with q, the caches, out
+   * and lse in direct buffers in native byte order, used in place: each buffer's elements from its
+   * position to its limit (positions are left unchanged). The tables stay arrays, pinned for the
+   * call.
+   *
+   * @param q queries (total_q, headsQ, headDim), row-major
+   * @param kCache the key blocks (num_blocks, blockSize, headsKv, headDim)
+   * @param vCache the value blocks, like kCache
+   * @param headsQ query heads
+   * @param headsKv key/value heads
+   * @param headDim the head dimension
+   * @param blockSize the keys of one block
+   * @param blockTable (B, max_blocks): each sequence's blocks in key order
+   * @param cuSeqlensQ (B+1): sequence b has the queries [cuSeqlensQ[b], cuSeqlensQ[b+1])
+   * @param seqlensK (B): each sequence's keys, the new tokens' included
+   * @param causal key t is visible to a query only when t &lt;= its position
+   * @param windowLeft -1 (unbounded), or key t is visible only when t &gt;= position - windowLeft
+   * @param params null for the defaults
+   * @param out written, like q
+   * @param lse null, or written with the log-sum-exp, (headsQ, total_q)
+   * @throws IllegalArgumentException for a heap, read-only (out, lse) or non-native-order buffer
+   */
+  public void forwardPaged(FloatBuffer q, FloatBuffer kCache, FloatBuffer vCache, int headsQ,
+                           int headsKv, int headDim, int blockSize, int[] blockTable,
+                           int[] cuSeqlensQ, int[] seqlensK, boolean causal, int windowLeft,
+                           AttentionParams params, FloatBuffer out, FloatBuffer lse) {
+    FloatBuffer q1 = input(q, "q"), kCache1 = input(kCache, "kCache");
+    FloatBuffer vCache1 = input(vCache, "vCache");
+    FloatBuffer out1 = output(out, "out"), lse1 = optionalOutput(lse, "lse");
+    requirePagedArrays(q, kCache, vCache, blockTable, cuSeqlensQ, seqlensK, out);
+    try (alibi_attention_params p = AttentionParams.toNative(params)) {
+      AlibiNative.alibi_java_forward_paged_f32_buffers(handle(), headsQ, headsKv, headDim,
+          blockSize, q1, kCache1, vCache1, blockTable, cuSeqlensQ, seqlensK, causal ? 1 : 0,
+          windowLeft, p, out1, lse1);
+    } finally {
+      keepAlive(this, params, q, kCache, vCache, out, lse);
     }
   }
 

@@ -4,12 +4,17 @@ import static org.alibi.AlibiTest.D;
 import static org.alibi.AlibiTest.HKV;
 import static org.alibi.AlibiTest.HQ;
 import static org.alibi.AlibiTest.assertClose;
+import static org.alibi.AlibiTest.assertIllegal;
+import static org.alibi.AlibiTest.atOffset;
+import static org.alibi.AlibiTest.contents;
+import static org.alibi.AlibiTest.direct;
 import static org.alibi.AlibiTest.random;
 import static org.junit.Assert.assertArrayEquals;
 import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertThrows;
 import static org.junit.Assert.assertTrue;
 
+import java.nio.FloatBuffer;
 import java.util.Arrays;
 import org.junit.Test;
 
@@ -82,6 +87,52 @@ public class PagedTest {
     assertArrayEquals(cLse, lse, 0);
     assertClose("out", contiguousOut, out, 1e-5);
     assertClose("lse", contiguousLse, lse, 1e-5);
+  }
+
+  @Test
+  public void floatBufferFormEqualsTheArrayFormBitwise() {
+    float[] out = poisoned(q.length), lse = poisoned(HQ * TQ);
+    FloatBuffer outBuffer = atOffset(poisoned(q.length), 3);
+    FloatBuffer lseBuffer = atOffset(poisoned(HQ * TQ), 5);
+    FloatBuffer kBuffer = atOffset(kCache, 2), vBuffer = atOffset(vCache, 0);
+    try (Context ctx = new Context()) {
+      forwardPaged(ctx, BLOCK_TABLE, out, lse);
+      ctx.forwardPaged(atOffset(q, 1), kBuffer, vBuffer, HQ, HKV, D, BLOCK_SIZE, BLOCK_TABLE, CU_Q,
+                       SEQLENS_K, true, -1, null, outBuffer, lseBuffer);
+      assertIllegal("kCache is a heap buffer", () -> ctx.forwardPaged(atOffset(q, 0),
+          FloatBuffer.wrap(kCache), vBuffer, HQ, HKV, D, BLOCK_SIZE, BLOCK_TABLE, CU_Q, SEQLENS_K,
+          true, -1, null, outBuffer, null));
+    }
+    assertEquals("positions are left alone", 3, outBuffer.position());
+    assertArrayEquals(out, contents(outBuffer), 0);
+    assertArrayEquals(lse, contents(lseBuffer), 0);
+  }
+
+  /** An empty batch succeeds in every form, as alibi_attention_forward_paged does with B = 0. */
+  @Test
+  public void noSequencesSucceedAsTheCCall() {
+    int[] none = {}, cuQ = {0};
+    try (Context ctx = new Context();
+         Tensor empty = Tensor.create(ctx, DType.F32, 0, HQ, D);
+         Tensor tk = Tensor.create(ctx, DType.F32, NUM_BLOCKS, BLOCK_SIZE, HKV, D).copyFrom(kCache);
+         Tensor table = Tensor.create(ctx, DType.I32, 0, MAX_BLOCKS);
+         Tensor tCuQ = Tensor.create(ctx, DType.I32, 1).copyFrom(cuQ);
+         Tensor seqlensK = Tensor.create(ctx, DType.I32, 0)) {
+      ctx.forwardPaged(empty, tk, tk, table, tCuQ, seqlensK, true, -1, null, empty, null);
+      ctx.forwardPaged(new float[0], kCache, vCache, HQ, HKV, D, BLOCK_SIZE, none, cuQ, none, true,
+                       -1, null, new float[0], new float[0]);
+      ctx.forwardPaged(DType.BF16, new short[0], new short[kCache.length],
+                       new short[kCache.length], HQ, HKV, D, BLOCK_SIZE, none, cuQ, none, false, 2,
+                       null, new short[0], null);
+      ctx.forwardPaged(direct(0), direct(kCache), direct(vCache), HQ, HKV, D, BLOCK_SIZE, none, cuQ,
+                       none, true, -1, null, direct(0), direct(0));
+      AlibiException e = assertThrows(AlibiException.class,
+          () -> ctx.forwardPaged(new float[0], kCache, vCache, HQ, HKV, D, BLOCK_SIZE,
+                                 new int[] {5, 0}, cuQ, none, true, -1, null, new float[0], null));
+      assertEquals(Status.SHAPE_MISMATCH, e.getStatus());
+      assertEquals("alibi_binding_forward_paged_f32: block_table has 2 elements, expected 0 = "
+          + "seqlens_k's length 0", e.getDetail());
+    }
   }
 
   @Test
