@@ -44,6 +44,22 @@ void check_shapes(const TensorView& q, const TensorView& k, const TensorView& v,
 
 }  // namespace
 
+ForwardArgs forward_args(const alibi_tensor_s& q, const alibi_tensor_s& k, const alibi_tensor_s& v,
+                         const alibi_tensor_s& out, const alibi_tensor_s* lse, const ResolvedParams& resolved) {
+  ForwardArgs args;
+  args.q = q.view;
+  args.k = k.view;
+  args.v = v.view;
+  args.out = out.view;
+  args.lse = lse ? &lse->view : nullptr;
+  args.attn_bias = resolved.attn_bias ? &resolved.attn_bias->view : nullptr;
+  args.scale = resolved.scale;
+  args.softcap = resolved.softcap;
+  args.slopes = resolved.slope_table(int(q.view.shape[1]));
+  args.deterministic = resolved.deterministic;
+  return args;
+}
+
 ForwardCall validate_forward(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tensor_s* k,
                              alibi_tensor_s* v, alibi_mask_s* mask,
                              const alibi_attention_params* params, alibi_tensor_s* out,
@@ -67,19 +83,9 @@ ForwardCall validate_forward(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tens
   const ResolvedParams& resolved = call.resolved;
   if (resolved.attn_bias) check_attn_bias(*ctx, *resolved.attn_bias, num_heads, mask->plan);
 
-  ForwardArgs& args = call.args;
-  args.q = q->view;
-  args.k = k->view;
-  args.v = v->view;
-  args.out = out->view;
-  args.lse = lse ? &lse->view : nullptr;
-  args.attn_bias = resolved.attn_bias ? &resolved.attn_bias->view : nullptr;
-  args.mask = &mask->view;
-  args.device_mask = mask->device_mask.get();
-  args.scale = resolved.scale;
-  args.softcap = resolved.softcap;
-  args.slopes = resolved.slope_table(num_heads);
-  args.deterministic = resolved.deterministic;
+  call.args = forward_args(*q, *k, *v, *out, lse, resolved);
+  call.args.mask = &mask->view;
+  call.args.device_mask = mask->device_mask.get();
   return call;
 }
 

@@ -61,6 +61,10 @@ struct ForwardCall {
   ResolvedParams resolved;
   ForwardArgs args;
 };
+// A backend's forward arguments from validated tensors (k, v: packed or paged caches) and
+// resolved params (slopes point into `resolved`); the mask is the caller's to set.
+ForwardArgs forward_args(const alibi_tensor_s& q, const alibi_tensor_s& k, const alibi_tensor_s& v,
+                         const alibi_tensor_s& out, const alibi_tensor_s* lse, const ResolvedParams& resolved);
 // Every check of alibi_attention_forward (lse optional), nothing run.
 ForwardCall validate_forward(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tensor_s* k,
                              alibi_tensor_s* v, alibi_mask_s* mask,

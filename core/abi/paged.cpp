@@ -220,17 +220,8 @@ void attention_forward_paged(alibi_context_s* ctx, alibi_tensor_s* q, alibi_tens
   const MaskView mask = plan.view();
 
   PagedForwardArgs args;
-  ForwardArgs& forward = args.forward;
-  forward.q = q->view;
-  forward.k = k_cache->view;
-  forward.v = v_cache->view;
-  forward.out = out->view;
-  forward.lse = lse ? &lse->view : nullptr;
-  forward.mask = &mask;
-  forward.scale = resolved.scale;
-  forward.softcap = resolved.softcap;
-  forward.slopes = resolved.slope_table(int(heads));
-  forward.deterministic = resolved.deterministic;
+  args.forward = forward_args(*q, *k_cache, *v_cache, *out, lse, resolved);
+  args.forward.mask = &mask;
   args.block_table = table.data();
   args.table_row_stride = table.row_stride();
   args.table_column_stride = table.column_stride();
