@@ -429,7 +429,7 @@ ALIBI_SIMD_TARGET void score_head_block(const float* q, const TokenRun& k, const
 // Query head h, 8 tokens at a time (a short last group repeats its last token).
 template <class V, alibi_dtype kDtype>
 ALIBI_SIMD_TARGET inline void score_head(const float* q, const TokenRun& k, const HeadLayout& layout, int64_t h,
-                                  float* scores) {
+                                         float* scores) {
   const auto* head = static_cast<const ElementOf<kDtype>*>(k.data) + (h / layout.group) * k.head_stride;
   for (int64_t j0 = 0; j0 < k.count; j0 += kTokensPerDot) {
     const int64_t count = std::min<int64_t>(kTokensPerDot, k.count - j0);
@@ -441,8 +441,9 @@ ALIBI_SIMD_TARGET inline void score_head(const float* q, const TokenRun& k, cons
   }
 }
 
-// MHA head by head (a loop of its own: the grouped one below cost its memory-bound f32 decode
-// 3%); GQA key head by key head, its query heads in blocks, prefetching `ahead`.
+// MHA head by head, without prefetching (a loop of its own: the grouped one below cost its
+// memory-bound f32 decode 3%, a prefetch check per head 2 to 5%); GQA key head by key head, its
+// query heads in blocks, prefetching `ahead`.
 template <class V, alibi_dtype kDtype>
 ALIBI_SIMD_TARGET void score_tokens_of(const float* q, const TokenRun& k, const TokenRun* ahead, const HeadLayout& layout,
                                        float* scores) {
@@ -537,7 +538,7 @@ ALIBI_SIMD_TARGET inline void accumulate_head_block(const float* p, int64_t p_st
 // Dims [d, dim) of query head h, up to 8 vectors of its accumulator in registers across the run.
 template <class V, alibi_dtype kDtype>
 ALIBI_SIMD_TARGET inline void accumulate_head(const float* p, const TokenRun& v, const HeadLayout& layout,
-                                       const float* correction, float* acc, int64_t h, int64_t d) {
+                                              const float* correction, float* acc, int64_t h, int64_t d) {
   constexpr int64_t L = V::kLanes;
   const int64_t dim = layout.dim, stride = v.token_stride, count = v.count, n = layout.heads;
   const auto* head = static_cast<const ElementOf<kDtype>*>(v.data) + (h / layout.group) * v.head_stride;
