@@ -78,9 +78,10 @@ struct TileOps {
   void (*widen)(alibi_dtype dtype, const uint16_t* src, int64_t count, float* dst);
 
   // Decode: a run of key or value tokens against one query row. q, acc are dense [heads][dim].
-  // `ahead` (or nullptr): a run read later (by the next call), prefetched head by head as this
-  // call reads its own, where hardware prefetchers stop at the pages a token's heads span. A hint:
-  // the SIMD builds take it for GQA/MQA layouts (group > 1) only, the portable build never.
+  // `ahead` (or nullptr): a run read later (by the next call), prefetched in memory order a
+  // share at a time as this call reads its own (where hardware prefetchers would follow a
+  // step's 8 token rows as 8 short streams). A hint: the SIMD builds take it, the portable
+  // build does not.
   // scores[j * heads + h] = q[h] . k_j[h / group] for each token j of the run
   void (*score_tokens)(const float* q, const TokenRun& k, const TokenRun* ahead, const HeadLayout& layout,
                        float* scores);

@@ -339,26 +339,109 @@ ALIBI_SIMD_TARGET inline typename V::F load_first(const ElementOf<kDtype>* p, in
   else return V::widen_bf16(p, count);
 }
 
-// Prefetches head kv_head (dim values) of every token of a run, if there is one.
-template <alibi_dtype kDtype>
-ALIBI_SIMD_TARGET inline void prefetch_head(const TokenRun* run, int64_t kv_head, int64_t dim) {
-  if (!run) return;
-  const auto* head = static_cast<const ElementOf<kDtype>*>(run->data) + kv_head * run->head_stride;
-  for (int64_t j = 0; j < run->count; ++j) {
-    const char* row = reinterpret_cast<const char*>(head + j * run->token_stride);
-    for (int64_t byte = 0; byte < dim * int64_t(sizeof(*head)); byte += 64) __builtin_prefetch(row + byte);
+// Consecutive cache lines to prefetch, per_tick of them at each tick of a loop (none where
+// per_tick is 0). Non-temporal: a decode reads each line once per query row.
+struct FetchLines {
+  const char* line = nullptr;
+  int64_t per_tick = 0;
+
+  ALIBI_SIMD_TARGET void tick() {
+    for (int64_t n = 0; n < per_tick; ++n) {
+      __builtin_prefetch(line, 0, 0);
+      line += 64;
+      // Paces the requests: the address makes two trips through memory (about 10 cycles a
+      // line). Asked for back to back, the f32 GQA decode from DRAM ran 0.79x (one trip 0.93x).
+      asm volatile("" : "+m"(line));
+      asm volatile("" : "+m"(line));
+    }
   }
+};
+
+// Prefetches the cache lines of a run's kv_heads x dim values in memory order (by token, then
+// head, or by head, then token, whichever stride is the smaller inside), an equal share at each
+// of the `ticks` ticks of the loops that run before the run is read. Asked for head by head
+// (8 token rows at a time, each a 4 KiB page of its own at GQA 32/8 f32), the same lines came
+// in at 0.8x the speed: the hardware prefetchers follow one stream, not 8.
+
+template <alibi_dtype kDtype>
+class RunPrefetch {
+ public:
+  RunPrefetch(const TokenRun* run, int64_t kv_heads, int64_t dim, int64_t ticks) {
+    if (!run) return;
+    constexpr int64_t size = sizeof(ElementOf<kDtype>);
+    const bool by_token = run->token_stride >= run->head_stride;
+    outer_ = by_token ? run->count : kv_heads;
+    inner_ = by_token ? kv_heads : run->count;
+    outer_stride_ = size * (by_token ? run->token_stride : run->head_stride);
+    inner_stride_ = size * (by_token ? run->head_stride : run->token_stride);
+    span_ = size * dim;
+    if (inner_stride_ == span_) {  // an outer index's spans are one
+      span_ *= inner_;
+      inner_ = 1;
+    }
+    data_ = static_cast<const char*>(run->data);
+    const int64_t lines = outer_ * inner_ * ((span_ + 63) / 64);
+    per_tick_ = (lines + std::max<int64_t>(ticks, 1) - 1) / std::max<int64_t>(ticks, 1);
+  }
+
+  // The lines of the next `ticks` ticks, to be asked for a tick at a time; where they cross a
+  // span, asked for now.
+  ALIBI_SIMD_TARGET FetchLines lines_for(int64_t ticks) {
+    const int64_t lines = per_tick_ * ticks;
+    if (o_ >= outer_ || byte_ + 64 * lines > span_) {
+      issue(lines);
+      return {};
+    }
+    const FetchLines share{data_ + o_ * outer_stride_ + i_ * inner_stride_ + byte_, per_tick_};
+    byte_ += 64 * lines;
+    next_span_if_done();
+    return share;
+  }
+  // The lines no tick asked for (where the work had fewer ticks than counted).
+  ALIBI_SIMD_TARGET void finish() { issue(std::numeric_limits<int64_t>::max()); }
+
+ private:
+  ALIBI_SIMD_TARGET void issue(int64_t lines) {
+    while (lines > 0 && o_ < outer_) {
+      const char* span = data_ + o_ * outer_stride_ + i_ * inner_stride_;
+      const int64_t take = std::min(lines, (span_ - byte_ + 63) / 64);
+      const int64_t end = std::min(span_, byte_ + 64 * take);
+      lines -= take;
+      for (; byte_ < end; byte_ += 64) __builtin_prefetch(span + byte_, 0, 0);
+      next_span_if_done();
+    }
+  }
+
+  void next_span_if_done() {
+    if (byte_ < span_) return;
+    byte_ = 0;
+    if (++i_ < inner_) return;
+    i_ = 0;
+    ++o_;
+  }
+
+  const char* data_ = nullptr;
+  int64_t outer_ = 0, inner_ = 0, outer_stride_ = 0, inner_stride_ = 0, span_ = 0, per_tick_ = 0;
+  int64_t o_ = 0, i_ = 0, byte_ = 0;
+};
+
+// The lines a loop of `ticks` ticks prefetches: its share of `ahead`'s, or none.
+template <bool kFetches, alibi_dtype kDtype>
+ALIBI_SIMD_TARGET inline FetchLines share(RunPrefetch<kDtype>& ahead, int64_t ticks) {
+  if constexpr (kFetches) return ahead.lines_for(ticks);
+  return {};
 }
 
 // dots[j] = q . k[j] over dim, one FMA chain per token, each q vector loaded once for all 8.
-template <class V, alibi_dtype kDtype>
+template <class V, alibi_dtype kDtype, bool kFetches>
 ALIBI_SIMD_TARGET inline void dot_8_tokens(const float* q, const ElementOf<kDtype>* const* k, int64_t dim,
-                                           float* dots) {
+                                           FetchLines ahead, float* dots) {
   typename V::F acc[kTokensPerDot];
   for (auto& a : acc) a = V::zero();
   int64_t d = 0;
   for (; d + V::kLanes <= dim; d += V::kLanes) {
     const auto query = V::load(q + d);
+    if constexpr (kFetches) ahead.tick();
 #pragma GCC unroll 8
     for (int j = 0; j < kTokensPerDot; ++j) acc[j] = V::fmadd(query, load_lanes<V, kDtype>(k[j] + d), acc[j]);
   }
@@ -379,9 +462,9 @@ template <class V>
 constexpr int kTokensPerBlock = V::kLanes >= 16 ? 4 : 2;  // 16 accumulators where 32 registers
 
 // dots[h * kTokensPerBlock + j] = q_h . k[j] for the kHeadsPerBlock heads at q (dim apart).
-template <class V, alibi_dtype kDtype>
+template <class V, alibi_dtype kDtype, bool kFetches>
 ALIBI_SIMD_TARGET inline void dot_head_block(const float* q, const ElementOf<kDtype>* const* k, int64_t dim,
-                                             float* dots) {
+                                             FetchLines ahead, float* dots) {
   constexpr int T = kTokensPerBlock<V>, N = kHeadsPerBlock * T;
   typename V::F acc[N];
 #pragma GCC unroll 16
@@ -391,6 +474,7 @@ ALIBI_SIMD_TARGET inline void dot_head_block(const float* q, const ElementOf<kDt
     typename V::F keys[T];
 #pragma GCC unroll 8
     for (int j = 0; j < T; ++j) keys[j] = load_lanes<V, kDtype>(k[j] + d);
+    if constexpr (kFetches) ahead.tick();
 #pragma GCC unroll 4
     for (int h = 0; h < kHeadsPerBlock; ++h) {
       const auto query = V::load(q + h * dim + d);
@@ -400,9 +484,12 @@ ALIBI_SIMD_TARGET inline void dot_head_block(const float* q, const ElementOf<kDt
   }
   if (d < dim) {
     typename V::F keys[T];
+#pragma GCC unroll 8
     for (int j = 0; j < T; ++j) keys[j] = load_first<V, kDtype>(k[j] + d, dim - d);
+#pragma GCC unroll 4
     for (int h = 0; h < kHeadsPerBlock; ++h) {
       const auto query = V::load(q + h * dim + d, V::first(dim - d));
+#pragma GCC unroll 8
       for (int j = 0; j < T; ++j) acc[h * T + j] = V::fmadd(query, keys[j], acc[h * T + j]);
     }
   }
@@ -410,9 +497,9 @@ ALIBI_SIMD_TARGET inline void dot_head_block(const float* q, const ElementOf<kDt
 }
 
 // Query heads [h, h + kHeadsPerBlock) of one key head, kTokensPerBlock tokens at a time.
-template <class V, alibi_dtype kDtype>
+template <class V, alibi_dtype kDtype, bool kFetches>
 ALIBI_SIMD_TARGET void score_head_block(const float* q, const TokenRun& k, const HeadLayout& layout, int64_t h,
-                                        float* scores) {
+                                        RunPrefetch<kDtype>& ahead, float* scores) {
   constexpr int64_t T = kTokensPerBlock<V>;
   const auto* head = static_cast<const ElementOf<kDtype>*>(k.data) + (h / layout.group) * k.head_stride;
   for (int64_t j0 = 0; j0 < k.count; j0 += T) {
@@ -420,61 +507,81 @@ ALIBI_SIMD_TARGET void score_head_block(const float* q, const TokenRun& k, const
     const ElementOf<kDtype>* tokens[T];
     for (int64_t j = 0; j < T; ++j) tokens[j] = head + (j0 + std::min(j, count - 1)) * k.token_stride;
     float dots[kHeadsPerBlock * T];
-    dot_head_block<V, kDtype>(q + h * layout.dim, tokens, layout.dim, dots);
+    dot_head_block<V, kDtype, kFetches>(q + h * layout.dim, tokens, layout.dim,
+                                        share<kFetches>(ahead, layout.dim / V::kLanes), dots);
     for (int64_t i = 0; i < kHeadsPerBlock; ++i)
       for (int64_t j = 0; j < count; ++j) scores[(j0 + j) * layout.heads + h + i] = dots[i * T + j];
   }
 }
 
 // Query head h, 8 tokens at a time (a short last group repeats its last token).
-template <class V, alibi_dtype kDtype>
+template <class V, alibi_dtype kDtype, bool kFetches>
 ALIBI_SIMD_TARGET inline void score_head(const float* q, const TokenRun& k, const HeadLayout& layout, int64_t h,
-                                         float* scores) {
+                                         RunPrefetch<kDtype>& ahead, float* scores) {
   const auto* head = static_cast<const ElementOf<kDtype>*>(k.data) + (h / layout.group) * k.head_stride;
   for (int64_t j0 = 0; j0 < k.count; j0 += kTokensPerDot) {
     const int64_t count = std::min<int64_t>(kTokensPerDot, k.count - j0);
     const ElementOf<kDtype>* tokens[kTokensPerDot];
     for (int64_t j = 0; j < kTokensPerDot; ++j) tokens[j] = head + (j0 + std::min(j, count - 1)) * k.token_stride;
     float dots[kTokensPerDot];
-    dot_8_tokens<V, kDtype>(q + h * layout.dim, tokens, layout.dim, dots);
+    dot_8_tokens<V, kDtype, kFetches>(q + h * layout.dim, tokens, layout.dim,
+                                      share<kFetches>(ahead, layout.dim / V::kLanes), dots);
     for (int64_t j = 0; j < count; ++j) scores[(j0 + j) * layout.heads + h] = dots[j];
   }
 }
 
-// MHA head by head, without prefetching (a loop of its own: the grouped one below cost its
-// memory-bound f32 decode 3%, a prefetch check per head 2 to 5%); GQA key head by key head, its
-// query heads in blocks, prefetching `ahead`.
-template <class V, alibi_dtype kDtype>
+// MHA head by head (a loop of its own: the grouped one below cost its memory-bound f32 decode
+// 3%); GQA key head by key head, its query heads in blocks, the first block of each prefetching
+// `ahead`. kFetches: whether there is an `ahead` (a prefetch check in the loops of a call
+// without one cost MHA f32 11 to 13%).
+template <class V, alibi_dtype kDtype, bool kFetches>
 ALIBI_SIMD_TARGET void score_tokens_of(const float* q, const TokenRun& k, const TokenRun* ahead, const HeadLayout& layout,
                                        float* scores) {
   if (layout.group == 1) {
-    for (int64_t h = 0; h < layout.heads; ++h) score_head<V, kDtype>(q, k, layout, h, scores);
+    const int64_t token_groups = (k.count + kTokensPerDot - 1) / kTokensPerDot;
+    RunPrefetch<kDtype> fetch(ahead, layout.heads, layout.dim, layout.heads * token_groups * (layout.dim / V::kLanes));
+    for (int64_t h = 0; h < layout.heads; ++h) score_head<V, kDtype, kFetches>(q, k, layout, h, fetch, scores);
+    fetch.finish();
     return;
   }
-  for (int64_t g = 0; g < layout.heads / layout.group; ++g) {
-    prefetch_head<kDtype>(ahead, g, layout.dim);
-    int64_t h = g * layout.group;
-    for (; h + kHeadsPerBlock <= (g + 1) * layout.group; h += kHeadsPerBlock) score_head_block<V, kDtype>(q, k, layout, h, scores);
-    for (; h < (g + 1) * layout.group; ++h) score_head<V, kDtype>(q, k, layout, h, scores);
+  const int64_t kv_heads = layout.heads / layout.group;
+  const int64_t token_blocks = (k.count + kTokensPerBlock<V> - 1) / kTokensPerBlock<V>;
+  RunPrefetch<kDtype> fetch(ahead, kv_heads, layout.dim, kv_heads * token_blocks * (layout.dim / V::kLanes));
+  for (int64_t g = 0; g < kv_heads; ++g) {
+    const int64_t first = g * layout.group, end = first + layout.group;
+    int64_t h = first;
+    for (; h + kHeadsPerBlock <= end; h += kHeadsPerBlock) {
+      if (h == first) score_head_block<V, kDtype, kFetches>(q, k, layout, h, fetch, scores);
+      else score_head_block<V, kDtype, false>(q, k, layout, h, fetch, scores);
+    }
+    for (; h < end; ++h) score_head<V, kDtype, false>(q, k, layout, h, fetch, scores);
   }
+  fetch.finish();
+}
+
+template <class V, alibi_dtype kDtype>
+ALIBI_SIMD_TARGET void score_tokens_as(const float* q, const TokenRun& k, const TokenRun* ahead,
+                                       const HeadLayout& layout, float* scores) {
+  if (ahead) score_tokens_of<V, kDtype, true>(q, k, ahead, layout, scores);
+  else score_tokens_of<V, kDtype, false>(q, k, ahead, layout, scores);
 }
 
 template <class V>
 ALIBI_SIMD_TARGET void score_tokens(const float* q, const TokenRun& k, const TokenRun* ahead, const HeadLayout& layout,
                                     float* scores) {
   switch (k.dtype) {
-    case ALIBI_DTYPE_F16: return score_tokens_of<V, ALIBI_DTYPE_F16>(q, k, ahead, layout, scores);
-    case ALIBI_DTYPE_BF16: return score_tokens_of<V, ALIBI_DTYPE_BF16>(q, k, ahead, layout, scores);
-    default: return score_tokens_of<V, ALIBI_DTYPE_F32>(q, k, ahead, layout, scores);
+    case ALIBI_DTYPE_F16: return score_tokens_as<V, ALIBI_DTYPE_F16>(q, k, ahead, layout, scores);
+    case ALIBI_DTYPE_BF16: return score_tokens_as<V, ALIBI_DTYPE_BF16>(q, k, ahead, layout, scores);
+    default: return score_tokens_as<V, ALIBI_DTYPE_F32>(q, k, ahead, layout, scores);
   }
 }
 
 // out[0, kLanes * N) = scale * out + sum over j of p[j * p_stride] * v[j * token_stride + ...],
 // in registers throughout.
-template <class V, alibi_dtype kDtype, int N>
+template <class V, alibi_dtype kDtype, int N, bool kFetches>
 ALIBI_SIMD_TARGET inline void accumulate_vectors(const float* p, int64_t p_stride, const ElementOf<kDtype>* v,
                                                  int64_t token_stride, int64_t count, typename V::F scale,
-                                                 float* out) {
+                                                 float* out, FetchLines ahead) {
   constexpr int L = V::kLanes;
   typename V::F acc[N];
 #pragma GCC unroll 8
@@ -482,6 +589,7 @@ ALIBI_SIMD_TARGET inline void accumulate_vectors(const float* p, int64_t p_strid
   for (int64_t j = 0; j < count; ++j) {
     const auto weight = V::broadcast(p + j * p_stride);
     const ElementOf<kDtype>* row = v + j * token_stride;
+    if constexpr (kFetches) ahead.tick();
 #pragma GCC unroll 8
     for (int i = 0; i < N; ++i) acc[i] = V::fmadd(weight, load_lanes<V, kDtype>(row + L * i), acc[i]);
   }
@@ -506,10 +614,10 @@ ALIBI_SIMD_TARGET void accumulate_tail(const float* p, int64_t p_stride, const E
 template <class V>
 constexpr int kVectorsPerBlock = V::kLanes >= 16 ? 4 : 2;  // 16 accumulators where 32 registers
 
-template <class V, alibi_dtype kDtype>
+template <class V, alibi_dtype kDtype, bool kFetches>
 ALIBI_SIMD_TARGET inline void accumulate_head_block(const float* p, int64_t p_stride, const ElementOf<kDtype>* v,
                                                     int64_t token_stride, int64_t count, const float* correction,
-                                                    float* out, int64_t dim) {
+                                                    float* out, int64_t dim, FetchLines ahead) {
   constexpr int L = V::kLanes, W = kVectorsPerBlock<V>;
   typename V::F acc[kHeadsPerBlock * W];
 #pragma GCC unroll 4
@@ -522,6 +630,7 @@ ALIBI_SIMD_TARGET inline void accumulate_head_block(const float* p, int64_t p_st
     typename V::F values[W];
 #pragma GCC unroll 4
     for (int i = 0; i < W; ++i) values[i] = load_lanes<V, kDtype>(v + j * token_stride + L * i);
+    if constexpr (kFetches) ahead.tick();
 #pragma GCC unroll 4
     for (int h = 0; h < kHeadsPerBlock; ++h) {
       const auto weight = V::broadcast(p + j * p_stride + h);
@@ -536,59 +645,84 @@ ALIBI_SIMD_TARGET inline void accumulate_head_block(const float* p, int64_t p_st
 }
 
 // Dims [d, dim) of query head h, up to 8 vectors of its accumulator in registers across the run.
-template <class V, alibi_dtype kDtype>
+template <class V, alibi_dtype kDtype, bool kFetches>
 ALIBI_SIMD_TARGET inline void accumulate_head(const float* p, const TokenRun& v, const HeadLayout& layout,
-                                              const float* correction, float* acc, int64_t h, int64_t d) {
+                                              const float* correction, float* acc, int64_t h, int64_t d,
+                                              RunPrefetch<kDtype>& ahead) {
   constexpr int64_t L = V::kLanes;
   const int64_t dim = layout.dim, stride = v.token_stride, count = v.count, n = layout.heads;
   const auto* head = static_cast<const ElementOf<kDtype>*>(v.data) + (h / layout.group) * v.head_stride;
   const auto scale = V::broadcast(correction + h);
   float* out = acc + h * dim;
-  for (; d + 8 * L <= dim; d += 8 * L) accumulate_vectors<V, kDtype, 8>(p + h, n, head + d, stride, count, scale, out + d);
-  for (; d + 4 * L <= dim; d += 4 * L) accumulate_vectors<V, kDtype, 4>(p + h, n, head + d, stride, count, scale, out + d);
-  for (; d + L <= dim; d += L) accumulate_vectors<V, kDtype, 1>(p + h, n, head + d, stride, count, scale, out + d);
+  for (; d + 8 * L <= dim; d += 8 * L)
+    accumulate_vectors<V, kDtype, 8, kFetches>(p + h, n, head + d, stride, count, scale, out + d,
+                                                share<kFetches>(ahead, count));
+  for (; d + 4 * L <= dim; d += 4 * L)
+    accumulate_vectors<V, kDtype, 4, kFetches>(p + h, n, head + d, stride, count, scale, out + d,
+                                                share<kFetches>(ahead, count));
+  for (; d + L <= dim; d += L)
+    accumulate_vectors<V, kDtype, 1, kFetches>(p + h, n, head + d, stride, count, scale, out + d,
+                                                share<kFetches>(ahead, count));
   if (d < dim) accumulate_tail<V, kDtype>(p + h, n, head + d, stride, count, scale, out + d, dim - d);
 }
 
 // Query heads [h, h + kHeadsPerBlock) of one value head: blocks of kVectorsPerBlock vectors,
 // then the dims left head by head.
-template <class V, alibi_dtype kDtype>
+template <class V, alibi_dtype kDtype, bool kFetches>
 ALIBI_SIMD_TARGET void accumulate_head_group(const float* p, const TokenRun& v, const HeadLayout& layout,
-                                             const float* correction, float* acc, int64_t h) {
+                                             const float* correction, float* acc, int64_t h,
+                                             RunPrefetch<kDtype>& ahead) {
   constexpr int64_t width = V::kLanes * kVectorsPerBlock<V>;
   const int64_t dim = layout.dim;
   const auto* head = static_cast<const ElementOf<kDtype>*>(v.data) + (h / layout.group) * v.head_stride;
   int64_t d = 0;
   for (; d + width <= dim; d += width)
-    accumulate_head_block<V, kDtype>(p + h, layout.heads, head + d, v.token_stride, v.count, correction + h,
-                                     acc + h * dim + d, dim);
-  for (int64_t i = 0; i < kHeadsPerBlock; ++i) accumulate_head<V, kDtype>(p, v, layout, correction, acc, h + i, d);
+    accumulate_head_block<V, kDtype, kFetches>(p + h, layout.heads, head + d, v.token_stride, v.count, correction + h,
+                                               acc + h * dim + d, dim, share<kFetches>(ahead, v.count));
+  for (int64_t i = 0; i < kHeadsPerBlock; ++i)
+    accumulate_head<V, kDtype, false>(p, v, layout, correction, acc, h + i, d, ahead);
 }
 
 // As score_tokens_of: MHA head by head, GQA value head by value head.
-template <class V, alibi_dtype kDtype>
+template <class V, alibi_dtype kDtype, bool kFetches>
 ALIBI_SIMD_TARGET void accumulate_tokens_of(const float* p, const TokenRun& v, const TokenRun* ahead,
                                             const HeadLayout& layout, const float* correction, float* acc) {
   if (layout.group == 1) {
-    for (int64_t h = 0; h < layout.heads; ++h) accumulate_head<V, kDtype>(p, v, layout, correction, acc, h, 0);
+    RunPrefetch<kDtype> fetch(ahead, layout.heads, layout.dim, layout.heads * v.count);
+    for (int64_t h = 0; h < layout.heads; ++h)
+      accumulate_head<V, kDtype, kFetches>(p, v, layout, correction, acc, h, 0, fetch);
+    fetch.finish();
     return;
   }
-  for (int64_t g = 0; g < layout.heads / layout.group; ++g) {
-    prefetch_head<kDtype>(ahead, g, layout.dim);
-    int64_t h = g * layout.group;
-    for (; h + kHeadsPerBlock <= (g + 1) * layout.group; h += kHeadsPerBlock)
-      accumulate_head_group<V, kDtype>(p, v, layout, correction, acc, h);
-    for (; h < (g + 1) * layout.group; ++h) accumulate_head<V, kDtype>(p, v, layout, correction, acc, h, 0);
+  const int64_t kv_heads = layout.heads / layout.group;
+  RunPrefetch<kDtype> fetch(ahead, kv_heads, layout.dim,
+                            kv_heads * (layout.dim / (V::kLanes * kVectorsPerBlock<V>)) * v.count);
+  for (int64_t g = 0; g < kv_heads; ++g) {
+    const int64_t first = g * layout.group, end = first + layout.group;
+    int64_t h = first;
+    for (; h + kHeadsPerBlock <= end; h += kHeadsPerBlock) {
+      if (h == first) accumulate_head_group<V, kDtype, kFetches>(p, v, layout, correction, acc, h, fetch);
+      else accumulate_head_group<V, kDtype, false>(p, v, layout, correction, acc, h, fetch);
+    }
+    for (; h < end; ++h) accumulate_head<V, kDtype, false>(p, v, layout, correction, acc, h, 0, fetch);
   }
+  fetch.finish();
+}
+
+template <class V, alibi_dtype kDtype>
+ALIBI_SIMD_TARGET void accumulate_tokens_as(const float* p, const TokenRun& v, const TokenRun* ahead,
+                                            const HeadLayout& layout, const float* correction, float* acc) {
+  if (ahead) accumulate_tokens_of<V, kDtype, true>(p, v, ahead, layout, correction, acc);
+  else accumulate_tokens_of<V, kDtype, false>(p, v, ahead, layout, correction, acc);
 }
 
 template <class V>
 ALIBI_SIMD_TARGET void accumulate_tokens(const float* p, const TokenRun& v, const TokenRun* ahead,
                                          const HeadLayout& layout, const float* correction, float* acc) {
   switch (v.dtype) {
-    case ALIBI_DTYPE_F16: return accumulate_tokens_of<V, ALIBI_DTYPE_F16>(p, v, ahead, layout, correction, acc);
-    case ALIBI_DTYPE_BF16: return accumulate_tokens_of<V, ALIBI_DTYPE_BF16>(p, v, ahead, layout, correction, acc);
-    default: return accumulate_tokens_of<V, ALIBI_DTYPE_F32>(p, v, ahead, layout, correction, acc);
+    case ALIBI_DTYPE_F16: return accumulate_tokens_as<V, ALIBI_DTYPE_F16>(p, v, ahead, layout, correction, acc);
+    case ALIBI_DTYPE_BF16: return accumulate_tokens_as<V, ALIBI_DTYPE_BF16>(p, v, ahead, layout, correction, acc);
+    default: return accumulate_tokens_as<V, ALIBI_DTYPE_F32>(p, v, ahead, layout, correction, acc);
   }
 }
 

@@ -320,36 +320,39 @@ Tokens make_tokens(std::mt19937& random, alibi_dtype dtype, int64_t count, int64
 }
 
 TEST_P(TileOpsTest, DecodeProductsAreThePlainSums) {
-  // MHA, and GQA groups below, at and above the kernels' 4-head blocks (6: one block and 2 heads)
-  for (const int64_t group : {1, 3, 4, 6})
-    for (const alibi_dtype dtype : {ALIBI_DTYPE_F32, ALIBI_DTYPE_F16, ALIBI_DTYPE_BF16})
-      for (const int64_t dim : {1, 7, 8, 40, 80, 128})
-        for (const int64_t count : {1, 5, 8, 19}) {
-          const HeadLayout layout{2 * group, group, dim};  // 2 kv heads
-          const Tokens k = make_tokens(random_, dtype, count, 2, dim);
-          const Tokens v = make_tokens(random_, dtype, count, 2, dim);
-          std::vector<float> q(size_t(layout.heads * dim)), scores(size_t(count * layout.heads));
-          for (float& x : q) x = uniform(random_, -1.0f, 1.0f);
-          ops_->score_tokens(q.data(), k.run, &k.run, layout, scores.data());
-          std::vector<float> p(scores.size()), correction(size_t(layout.heads)), acc(q.size());
-          for (float& x : p) x = uniform(random_, 0.0f, 1.0f);
-          for (float& x : correction) x = uniform(random_, 0.0f, 1.0f);
-          for (float& x : acc) x = uniform(random_, -1.0f, 1.0f);
-          const std::vector<float> acc_before = acc;
-          ops_->accumulate_tokens(p.data(), v.run, &v.run, layout, correction.data(), acc.data());
-          for (int64_t h = 0; h < layout.heads; ++h) {
-            for (int64_t j = 0; j < count; ++j) {
-              double dot = 0.0;
-              for (int64_t d = 0; d < dim; ++d) dot += double(q[size_t(h * dim + d)]) * k.at(j, h / layout.group, d);
-              EXPECT_NEAR(scores[size_t(j * layout.heads + h)], dot, 1e-5 * double(dim)) << "score " << j << " head " << h;
-            }
-            for (int64_t d = 0; d < dim; ++d) {
-              double want = double(correction[size_t(h)]) * acc_before[size_t(h * dim + d)];
-              for (int64_t j = 0; j < count; ++j) want += double(p[size_t(j * layout.heads + h)]) * v.at(j, h / layout.group, d);
-              EXPECT_NEAR(acc[size_t(h * dim + d)], want, 1e-5 * double(count)) << "acc head " << h << " dim " << d;
+  // MHA, and GQA groups below, at and above the kernels' 4-head blocks (6: one block and 2 heads);
+  // with a run to prefetch and without one (the SIMD loops differ)
+  for (const bool prefetch : {false, true})
+    for (const int64_t group : {1, 3, 4, 6})
+      for (const alibi_dtype dtype : {ALIBI_DTYPE_F32, ALIBI_DTYPE_F16, ALIBI_DTYPE_BF16})
+        for (const int64_t dim : {1, 7, 8, 40, 80, 128})
+          for (const int64_t count : {1, 5, 8, 19}) {
+            const HeadLayout layout{2 * group, group, dim};  // 2 kv heads
+            const Tokens k = make_tokens(random_, dtype, count, 2, dim);
+            const Tokens v = make_tokens(random_, dtype, count, 2, dim);
+            std::vector<float> q(size_t(layout.heads * dim)), scores(size_t(count * layout.heads));
+            for (float& x : q) x = uniform(random_, -1.0f, 1.0f);
+            ops_->score_tokens(q.data(), k.run, prefetch ? &v.run : nullptr, layout, scores.data());
+            std::vector<float> p(scores.size()), correction(size_t(layout.heads)), acc(q.size());
+            for (float& x : p) x = uniform(random_, 0.0f, 1.0f);
+            for (float& x : correction) x = uniform(random_, 0.0f, 1.0f);
+            for (float& x : acc) x = uniform(random_, -1.0f, 1.0f);
+            const std::vector<float> acc_before = acc;
+            ops_->accumulate_tokens(p.data(), v.run, prefetch ? &k.run : nullptr, layout, correction.data(),
+                                    acc.data());
+            for (int64_t h = 0; h < layout.heads; ++h) {
+              for (int64_t j = 0; j < count; ++j) {
+                double dot = 0.0;
+                for (int64_t d = 0; d < dim; ++d) dot += double(q[size_t(h * dim + d)]) * k.at(j, h / layout.group, d);
+                EXPECT_NEAR(scores[size_t(j * layout.heads + h)], dot, 1e-5 * double(dim)) << "score " << j << " head " << h;
+              }
+              for (int64_t d = 0; d < dim; ++d) {
+                double want = double(correction[size_t(h)]) * acc_before[size_t(h * dim + d)];
+                for (int64_t j = 0; j < count; ++j) want += double(p[size_t(j * layout.heads + h)]) * v.at(j, h / layout.group, d);
+                EXPECT_NEAR(acc[size_t(h * dim + d)], want, 1e-5 * double(count)) << "acc head " << h << " dim " << d;
+              }
             }
           }
-        }
 }
 
 // Uncapped, tile_ops() takes the widest table this CPU runs: neon on aarch64, avx512 or avx2 on x86.
