@@ -104,7 +104,7 @@ class Attention {
   }
 
   void write_row(int64_t row, int64_t head, const float* acc, const RowTotals& totals) const {
-    store_row(args_.out, offset3(args_.out, row, head, 0), acc, dim_, output_scale(totals.sum));
+    store_row(ops_, args_.out, offset3(args_.out, row, head, 0), acc, dim_, output_scale(totals.sum));
     if (args_.lse)
       store_float(*args_.lse, offset2(*args_.lse, head, row), row_lse(totals.max, totals.sum));
   }

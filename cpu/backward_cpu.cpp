@@ -298,7 +298,7 @@ class Backward {
 
   // A gradient row, rounded once to the gradient's dtype.
   void store_gradient(const TensorView& t, int64_t token, int64_t head, const float* acc, float scale) const {
-    store_row(t, offset3(t, token, head, 0), acc, dim_, scale);
+    store_row(ops_, t, offset3(t, token, head, 0), acc, dim_, scale);
   }
 
   const BackwardArgs& args_;

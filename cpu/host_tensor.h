@@ -6,6 +6,7 @@
 #include "core/kernel/attention_math.h"
 #include "core/kernel/backend.h"
 #include "core/kernel/half.h"
+#include "cpu/tile_ops.h"
 
 namespace alibi::cpu {
 
@@ -44,22 +45,14 @@ inline int64_t load_index(const TensorView& t, int64_t offset) {
                                     : static_cast<const int32_t*>(t.data)[offset];
 }
 
-// Stores `count` f32 values times scale as contiguous elements of a float tensor at `offset`.
-inline void store_row(const TensorView& t, int64_t offset, const float* src, int64_t count,
+// Stores `count` f32 values times scale as contiguous elements of a float tensor at `offset`
+// (f16 and bf16 rounded by the table's `narrow`).
+inline void store_row(const TileOps& ops, const TensorView& t, int64_t offset, const float* src, int64_t count,
                       float scale) {
-  switch (t.dtype) {
-    case ALIBI_DTYPE_F16:
-      for (int64_t i = 0; i < count; ++i)
-        static_cast<uint16_t*>(t.data)[offset + i] = float_to_f16(src[i] * scale);
-      break;
-    case ALIBI_DTYPE_BF16:
-      for (int64_t i = 0; i < count; ++i)
-        static_cast<uint16_t*>(t.data)[offset + i] = float_to_bf16(src[i] * scale);
-      break;
-    default:
-      for (int64_t i = 0; i < count; ++i) static_cast<float*>(t.data)[offset + i] = src[i] * scale;
-      break;
-  }
+  if (t.dtype == ALIBI_DTYPE_F32)
+    for (int64_t i = 0; i < count; ++i) static_cast<float*>(t.data)[offset + i] = src[i] * scale;
+  else
+    ops.narrow(t.dtype, src, scale, count, static_cast<uint16_t*>(t.data) + offset);
 }
 
 // The attn_bias cells of query head `head` for rows [row_begin, row_end) and keys [first_key,

@@ -80,6 +80,23 @@ struct Avx512 {
   ALIBI_AVX512_INLINE F widen_f16(const uint16_t* p, int64_t count) { return widen_f16(_mm256_maskz_loadu_epi16(first(count), p)); }
   ALIBI_AVX512_INLINE F widen_bf16(const uint16_t* p, int64_t count) { return widen_bf16(_mm256_maskz_loadu_epi16(first(count), p)); }
 
+  // 16 values rounded to f16 or bf16, bitwise float_to_f16 and float_to_bf16 (a NaN becomes the
+  // quiet NaN those give: vcvtps2ph would keep part of its payload).
+  ALIBI_AVX512_INLINE void store_f16(uint16_t* p, F x) {
+    const __m512 quiet_nan = _mm512_or_ps(_mm512_and_ps(x, _mm512_set1_ps(-0.0f)),
+                                          _mm512_castsi512_ps(_mm512_set1_epi32(0x7fc00000)));
+    x = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x, quiet_nan);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  ALIBI_AVX512_INLINE void store_bf16(uint16_t* p, F x) {
+    const __m512i u = _mm512_castps_si512(x), high = _mm512_srli_epi32(u, 16);
+    const __m512i bias = _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(high, _mm512_set1_epi32(1)));
+    const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, bias), 16);
+    const __m512i quiet_nan = _mm512_or_si512(high, _mm512_set1_epi32(0x40));
+    const __m512i bits = _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), rounded, quiet_nan);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(bits));
+  }
+
   // sums[j] = the sum of v[j]'s lanes, j < 8: each folded to 8 lanes, then added pairwise across.
   ALIBI_AVX512_INLINE void sum_each_of_8(const F* v, float* sums) {
     __m256 folded[8];

@@ -99,6 +99,22 @@ struct Neon {
     return widen_bf16(halves);
   }
 
+  // 4 values rounded to f16 or bf16, bitwise float_to_f16 and float_to_bf16 (a NaN becomes the
+  // quiet NaN those give).
+  ALIBI_NEON_INLINE void store_f16(uint16_t* p, F x) {
+    const uint32x4_t u = vreinterpretq_u32_f32(x);
+    const uint32x4_t quiet_nan = vorrq_u32(vandq_u32(u, vdupq_n_u32(0x80000000u)), vdupq_n_u32(0x7fc00000u));
+    x = vbslq_f32(vceqq_f32(x, x), x, vreinterpretq_f32_u32(quiet_nan));
+    vst1_u16(p, vreinterpret_u16_f16(vcvt_f16_f32(x)));
+  }
+  ALIBI_NEON_INLINE void store_bf16(uint16_t* p, F x) {
+    const uint32x4_t u = vreinterpretq_u32_f32(x), high = vshrq_n_u32(u, 16);
+    const uint32x4_t bias = vaddq_u32(vdupq_n_u32(0x7fffu), vandq_u32(high, vdupq_n_u32(1u)));
+    const uint32x4_t rounded = vshrq_n_u32(vaddq_u32(u, bias), 16);
+    const uint32x4_t quiet_nan = vorrq_u32(high, vdupq_n_u32(0x40u));
+    vst1_u16(p, vmovn_u32(vbslq_u32(vceqq_f32(x, x), rounded, quiet_nan)));
+  }
+
   // sums[j] = the sum of v[j]'s lanes, j < 8: pairwise adds, 4 vectors at a time.
   ALIBI_NEON_INLINE void sum_each_of_8(const F* v, float* sums) {
     vst1q_f32(sums, vpaddq_f32(vpaddq_f32(v[0], v[1]), vpaddq_f32(v[2], v[3])));

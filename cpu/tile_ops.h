@@ -76,6 +76,8 @@ struct TileOps {
   void (*softmax_block)(const ScoreBlock& block);
   // count f16 or bf16 values to f32.
   void (*widen)(alibi_dtype dtype, const uint16_t* src, int64_t count, float* dst);
+  // dst[i] = src[i] * scale rounded to f16 or bf16 (bitwise float_to_f16 or float_to_bf16).
+  void (*narrow)(alibi_dtype dtype, const float* src, float scale, int64_t count, uint16_t* dst);
 
   // Decode: a run of key or value tokens against one query row. q, acc are dense [heads][dim].
   // `ahead` (or nullptr): a run read later (by the next call), prefetched in memory order a

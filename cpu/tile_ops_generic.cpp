@@ -65,6 +65,13 @@ void widen(alibi_dtype dtype, const uint16_t* src, int64_t count, float* dst) {
     for (int64_t i = 0; i < count; ++i) dst[i] = bf16_to_float(src[i]);
 }
 
+void narrow(alibi_dtype dtype, const float* src, float scale, int64_t count, uint16_t* dst) {
+  if (dtype == ALIBI_DTYPE_F16)
+    for (int64_t i = 0; i < count; ++i) dst[i] = float_to_f16(src[i] * scale);
+  else
+    for (int64_t i = 0; i < count; ++i) dst[i] = float_to_bf16(src[i] * scale);
+}
+
 float token_value(const TokenRun& run, int64_t index) {
   return load_element(run.dtype, run.data, index);
 }
@@ -120,8 +127,8 @@ float gradient_block(const GradientBlock& b) {
 }  // namespace
 
 const TileOps& generic_tile_ops() {
-  static const TileOps ops{"generic", gemm, softmax_block, widen, score_tokens, accumulate_tokens,
-                           exp_in_place, gradient_block};
+  static const TileOps ops{"generic",         gemm,         softmax_block, widen, narrow, score_tokens,
+                           accumulate_tokens, exp_in_place, gradient_block};
   return ops;
 }
 

@@ -311,6 +311,18 @@ ALIBI_SIMD_TARGET void widen(alibi_dtype dtype, const uint16_t* src, int64_t cou
 }
 
 template <class V>
+ALIBI_SIMD_TARGET void narrow(alibi_dtype dtype, const float* src, float scale, int64_t count, uint16_t* dst) {
+  const auto factor = V::set(scale);
+  int64_t i = 0;
+  for (; i + V::kLanes <= count; i += V::kLanes) {
+    const auto x = V::mul(V::load(src + i), factor);
+    if (dtype == ALIBI_DTYPE_F16) V::store_f16(dst + i, x);
+    else V::store_bf16(dst + i, x);
+  }
+  for (; i < count; ++i) dst[i] = dtype == ALIBI_DTYPE_F16 ? float_to_f16(src[i] * scale) : float_to_bf16(src[i] * scale);
+}
+
+template <class V>
 ALIBI_SIMD_TARGET void exp_in_place(float* x, int64_t count) {
   int64_t i = 0;
   for (; i + V::kLanes <= count; i += V::kLanes) V::store(x + i, exp_lanes<V>(V::load(x + i)));
@@ -728,8 +740,8 @@ ALIBI_SIMD_TARGET void accumulate_tokens(const float* p, const TokenRun& v, cons
 
 template <class V>
 TileOps simd_tile_ops(const char* name) {
-  return {name, gemm<V>, softmax_block<V>, widen<V>, score_tokens<V>, accumulate_tokens<V>, exp_in_place<V>,
-          gradient_block<V>};
+  return {name,           gemm<V>, softmax_block<V>, widen<V>, narrow<V>, score_tokens<V>, accumulate_tokens<V>,
+          exp_in_place<V>, gradient_block<V>};
 }
 
 }  // namespace

@@ -5,9 +5,11 @@
 // Built from the kernel sources themselves (alibi_tile_ops_tests), not through the C ABI.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <random>
 #include <string>
@@ -297,6 +299,26 @@ TEST_P(TileOpsTest, WidenIsExact) {
         EXPECT_EQ(got[i], want) << "bits " << bits[i];
     }
   }
+}
+
+TEST_P(TileOpsTest, NarrowIsTheScalarRounding) {
+  // Random values over the whole range and the edges: ties, subnormal results, overflow, inf, NaN.
+  std::vector<float> values(83);
+  for (float& x : values) x = bits_float(uint32_t(random_()));
+  const float edges[] = {0.0f, -0.0f, 65504.0f, 65520.0f, -65519.99f, 1.0f + 0x1p-11f, 1.0f + 0x1p-8f, 0x1p-25f,
+                         0x1.8p-24f, -0x1p-20f, 1e-40f, std::numeric_limits<float>::infinity(),
+                         -std::numeric_limits<float>::infinity(), bits_float(0x7fa00001u), bits_float(0xffc12345u)};
+  std::copy(std::begin(edges), std::end(edges), values.begin());
+  for (const alibi_dtype dtype : {ALIBI_DTYPE_F16, ALIBI_DTYPE_BF16})
+    for (const float scale : {1.0f, 0.37f}) {
+      std::vector<uint16_t> got(values.size(), 0xdead);
+      ops_->narrow(dtype, values.data(), scale, int64_t(values.size()), got.data());
+      for (size_t i = 0; i < values.size(); ++i) {
+        const float x = values[i] * scale;
+        EXPECT_EQ(got[i], dtype == ALIBI_DTYPE_F16 ? float_to_f16(x) : float_to_bf16(x))
+            << "value " << values[i] << " (bits " << float_bits(values[i]) << ") scale " << scale;
+      }
+    }
 }
 
 // Decode: k and v tokens in place (f32, f16, bf16), strided, GQA.
