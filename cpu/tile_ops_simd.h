@@ -374,13 +374,11 @@ struct FetchLines {
 // of the `ticks` ticks of the loops that run before the run is read. Asked for head by head
 // (8 token rows at a time, each a 4 KiB page of its own at GQA 32/8 f32), the same lines came
 // in at 0.8x the speed: the hardware prefetchers follow one stream, not 8.
-
-template <alibi_dtype kDtype>
 class RunPrefetch {
  public:
   RunPrefetch(const TokenRun* run, int64_t kv_heads, int64_t dim, int64_t ticks) {
     if (!run) return;
-    constexpr int64_t size = sizeof(ElementOf<kDtype>);
+    const int64_t size = run->dtype == ALIBI_DTYPE_F32 ? 4 : 2;
     const bool by_token = run->token_stride >= run->head_stride;
     outer_ = by_token ? run->count : kv_heads;
     inner_ = by_token ? kv_heads : run->count;
@@ -438,8 +436,8 @@ class RunPrefetch {
 };
 
 // The lines a loop of `ticks` ticks prefetches: its share of `ahead`'s, or none.
-template <bool kFetches, alibi_dtype kDtype>
-ALIBI_SIMD_TARGET inline FetchLines share(RunPrefetch<kDtype>& ahead, int64_t ticks) {
+template <bool kFetches>
+ALIBI_SIMD_TARGET inline FetchLines share(RunPrefetch& ahead, int64_t ticks) {
   if constexpr (kFetches) return ahead.lines_for(ticks);
   return {};
 }
@@ -511,7 +509,7 @@ ALIBI_SIMD_TARGET inline void dot_head_block(const float* q, const ElementOf<kDt
 // Query heads [h, h + kHeadsPerBlock) of one key head, kTokensPerBlock tokens at a time.
 template <class V, alibi_dtype kDtype, bool kFetches>
 ALIBI_SIMD_TARGET void score_head_block(const float* q, const TokenRun& k, const HeadLayout& layout, int64_t h,
-                                        RunPrefetch<kDtype>& ahead, float* scores) {
+                                        RunPrefetch& ahead, float* scores) {
   constexpr int64_t T = kTokensPerBlock<V>;
   const auto* head = static_cast<const ElementOf<kDtype>*>(k.data) + (h / layout.group) * k.head_stride;
   for (int64_t j0 = 0; j0 < k.count; j0 += T) {
@@ -529,7 +527,7 @@ ALIBI_SIMD_TARGET void score_head_block(const float* q, const TokenRun& k, const
 // Query head h, 8 tokens at a time (a short last group repeats its last token).
 template <class V, alibi_dtype kDtype, bool kFetches>
 ALIBI_SIMD_TARGET inline void score_head(const float* q, const TokenRun& k, const HeadLayout& layout, int64_t h,
-                                         RunPrefetch<kDtype>& ahead, float* scores) {
+                                         RunPrefetch& ahead, float* scores) {
   const auto* head = static_cast<const ElementOf<kDtype>*>(k.data) + (h / layout.group) * k.head_stride;
   for (int64_t j0 = 0; j0 < k.count; j0 += kTokensPerDot) {
     const int64_t count = std::min<int64_t>(kTokensPerDot, k.count - j0);
@@ -551,14 +549,14 @@ ALIBI_SIMD_TARGET void score_tokens_of(const float* q, const TokenRun& k, const 
                                        float* scores) {
   if (layout.group == 1) {
     const int64_t token_groups = (k.count + kTokensPerDot - 1) / kTokensPerDot;
-    RunPrefetch<kDtype> fetch(ahead, layout.heads, layout.dim, layout.heads * token_groups * (layout.dim / V::kLanes));
+    RunPrefetch fetch(ahead, layout.heads, layout.dim, layout.heads * token_groups * (layout.dim / V::kLanes));
     for (int64_t h = 0; h < layout.heads; ++h) score_head<V, kDtype, kFetches>(q, k, layout, h, fetch, scores);
     fetch.finish();
     return;
   }
   const int64_t kv_heads = layout.heads / layout.group;
   const int64_t token_blocks = (k.count + kTokensPerBlock<V> - 1) / kTokensPerBlock<V>;
-  RunPrefetch<kDtype> fetch(ahead, kv_heads, layout.dim, kv_heads * token_blocks * (layout.dim / V::kLanes));
+  RunPrefetch fetch(ahead, kv_heads, layout.dim, kv_heads * token_blocks * (layout.dim / V::kLanes));
   for (int64_t g = 0; g < kv_heads; ++g) {
     const int64_t first = g * layout.group, end = first + layout.group;
     int64_t h = first;
@@ -660,7 +658,7 @@ ALIBI_SIMD_TARGET inline void accumulate_head_block(const float* p, int64_t p_st
 template <class V, alibi_dtype kDtype, bool kFetches>
 ALIBI_SIMD_TARGET inline void accumulate_head(const float* p, const TokenRun& v, const HeadLayout& layout,
                                               const float* correction, float* acc, int64_t h, int64_t d,
-                                              RunPrefetch<kDtype>& ahead) {
+                                              RunPrefetch& ahead) {
   constexpr int64_t L = V::kLanes;
   const int64_t dim = layout.dim, stride = v.token_stride, count = v.count, n = layout.heads;
   const auto* head = static_cast<const ElementOf<kDtype>*>(v.data) + (h / layout.group) * v.head_stride;
@@ -683,7 +681,7 @@ ALIBI_SIMD_TARGET inline void accumulate_head(const float* p, const TokenRun& v,
 template <class V, alibi_dtype kDtype, bool kFetches>
 ALIBI_SIMD_TARGET void accumulate_head_group(const float* p, const TokenRun& v, const HeadLayout& layout,
                                              const float* correction, float* acc, int64_t h,
-                                             RunPrefetch<kDtype>& ahead) {
+                                             RunPrefetch& ahead) {
   constexpr int64_t width = V::kLanes * kVectorsPerBlock<V>;
   const int64_t dim = layout.dim;
   const auto* head = static_cast<const ElementOf<kDtype>*>(v.data) + (h / layout.group) * v.head_stride;
@@ -700,14 +698,14 @@ template <class V, alibi_dtype kDtype, bool kFetches>
 ALIBI_SIMD_TARGET void accumulate_tokens_of(const float* p, const TokenRun& v, const TokenRun* ahead,
                                             const HeadLayout& layout, const float* correction, float* acc) {
   if (layout.group == 1) {
-    RunPrefetch<kDtype> fetch(ahead, layout.heads, layout.dim, layout.heads * v.count);
+    RunPrefetch fetch(ahead, layout.heads, layout.dim, layout.heads * v.count);
     for (int64_t h = 0; h < layout.heads; ++h)
       accumulate_head<V, kDtype, kFetches>(p, v, layout, correction, acc, h, 0, fetch);
     fetch.finish();
     return;
   }
   const int64_t kv_heads = layout.heads / layout.group;
-  RunPrefetch<kDtype> fetch(ahead, kv_heads, layout.dim,
+  RunPrefetch fetch(ahead, kv_heads, layout.dim,
                             kv_heads * (layout.dim / (V::kLanes * kVectorsPerBlock<V>)) * v.count);
   for (int64_t g = 0; g < kv_heads; ++g) {
     const int64_t first = g * layout.group, end = first + layout.group;
