@@ -23,9 +23,9 @@ namespace {
 
 const char kUsage[] =
     "usage: alibi-ab LIB_A LIB_B [--tokens N] [--queries Q] [--heads H] [--kv-heads HKV]\n"
-    "                [--dim D] [--full] [--bf16] [--backward] [--threads T] [--rounds R]\n"
+    "                [--dim D] [--full] [--bf16 | --f16] [--backward] [--threads T] [--rounds R]\n"
     "  One sequence of N keys (default 2048) and Q queries (default N; 1 = decode), causal\n"
-    "  unless --full, H = HKV = 16 heads of D = 128, f32 unless --bf16, T = 2 threads, R = 16\n"
+    "  unless --full, H = HKV = 16 heads of D = 128, f32 unless --bf16 or --f16, T = 2 threads, R = 16\n"
     "  rounds of one call to each build, alternating which goes first. --backward times\n"
     "  alibi_attention_backward (dq, dk, dv, dslopes; FLOPs counted as 2.5 forwards').\n";
 
@@ -142,6 +142,7 @@ Inputs read_options(int argc, char** argv) {
     else if (line.is("--dim")) in.shape.head_dim = line.positive_value();
     else if (line.is("--full")) in.shape.causal = false;
     else if (line.is("--bf16")) in.dtype = ALIBI_DTYPE_BF16;
+    else if (line.is("--f16")) in.dtype = ALIBI_DTYPE_F16;
     else if (line.is("--backward")) in.backward = true;
     else if (line.is("--threads")) in.threads = line.positive_value();
     else if (line.is("--rounds")) in.rounds = line.positive_value();
@@ -169,7 +170,7 @@ float value_at(const std::vector<unsigned char>& bytes, size_t i, alibi_dtype dt
   }
   uint16_t half;
   std::memcpy(&half, &bytes[i * 2], 2);
-  return bench_common::from_bf16(half);
+  return dtype == ALIBI_DTYPE_F16 ? bench_common::from_f16(half) : bench_common::from_bf16(half);
 }
 
 // The largest |a - b| over the two builds' outputs (their summation orders may differ).

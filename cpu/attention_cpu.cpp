@@ -1,7 +1,9 @@
 // Attention on the CPU, flash style: each work item is (head, row block of the mask's plan, key
 // split).
 // Scores are computed transposed (keys x queries) so that the softmax runs across queries in
-// SIMD lanes; key and value tiles are packed as f32 (f16/bf16 widened) per tile.
+// SIMD lanes; key and value tiles are packed as f32 (f16/bf16 widened) per tile, except bf16
+// keys where the CPU's bf16 dot products are the faster way (TileOps::gemm_bf16_pairs): those
+// stay bf16, against queries packed in pairs of dims.
 // The ALiBi bias is computed per cell from positions and slopes; key blocks outside every
 // row's visible interval are never visited and only blocks cut by the mask pay for masking.
 // Working memory is a few tiles per thread, never total_q x total_k.
@@ -36,6 +38,7 @@ constexpr int64_t kPrefetchBytesPerRow = 256;  // measured: +4..10% for bf16, ne
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+int64_t pairs_of(int64_t dim) { return (dim + 1) / 2; }
 
 // Keys [lo, hi) of split `split` out of `splits` of an interval.
 std::pair<int64_t, int64_t> split_range(int64_t lo, int64_t hi, int split, int splits) {
@@ -62,12 +65,15 @@ struct TileBuffers {
   std::vector<float> queries_t;  // head_dim x kTileWidth: scaled queries, transposed
   std::vector<float> scores, attn_bias;  // kKeyBlock x kTileWidth
   std::vector<float> keys, values;       // kKeyBlock x head_dim, widened half inputs
+  std::vector<uint32_t> query_pairs;     // pairs x kTileWidth: bf16 queries by pairs of dims
+  std::vector<uint16_t> key_pairs;       // kKeyBlock x 2 pairs: bf16 keys, an odd dim padded by 0
   std::vector<float> correction, row;
   std::vector<int32_t> query_pos, visible_lo, visible_hi;
 
   explicit TileBuffers(int64_t head_dim)
       : queries_t(size_t(head_dim * kTileWidth)), scores(size_t(kKeyBlock * kTileWidth)),
         keys(size_t(kKeyBlock * head_dim)), values(size_t(kKeyBlock * head_dim)),
+        query_pairs(size_t(pairs_of(head_dim) * kTileWidth)), key_pairs(size_t(kKeyBlock * 2 * pairs_of(head_dim))),
         correction(kTileWidth), row(size_t(head_dim)), query_pos(kTileWidth), visible_lo(kTileWidth),
         visible_hi(kTileWidth) {}
 };
@@ -78,6 +84,7 @@ class Attention {
   Attention(const ForwardArgs& args, const KvSource& kv, const TileOps& ops, bool skip_decode_slices)
       : args_(args), mask_(*args.mask), kv_(kv), ops_(ops),
         group_(args.q.shape[1] / kv.kv_heads()), dim_(args.q.shape[2]),
+        bf16_dots_(ops.gemm_bf16_pairs && args.q.dtype == ALIBI_DTYPE_BF16),
         skip_decode_slices_(skip_decode_slices) {}
 
   // Accumulates the keys of split `split` of `splits` of every span of a tile (the rows of
@@ -116,10 +123,23 @@ class Attention {
   void load_queries(const RowTile& tile, int64_t head, TileBuffers& s) const {
     for (int64_t r = tile.row_begin; r < tile.row_end; ++r) {
       if (r + kRowsAhead < tile.row_end) prefetch_row(args_.q, r + kRowsAhead, head, dim_, false);
-      load_row(args_.q, offset3(args_.q, r, head, 0), s.row.data());
       const int64_t column = r - tile.row_begin;
+      if (bf16_dots_) {
+        load_query_pairs(offset3(args_.q, r, head, 0), column, s);
+        continue;
+      }
+      load_row(args_.q, offset3(args_.q, r, head, 0), s.row.data());
       for (int64_t d = 0; d < dim_; ++d)
         s.queries_t[size_t(d * kTileWidth + column)] = args_.scale * s.row[size_t(d)];
+    }
+  }
+
+  // A bf16 query row into column `column` of query_pairs, unscaled (gemm_bf16_pairs scales).
+  void load_query_pairs(int64_t offset, int64_t column, TileBuffers& s) const {
+    const uint16_t* row = static_cast<const uint16_t*>(args_.q.data) + offset;
+    for (int64_t p = 0; p < pairs_of(dim_); ++p) {
+      const uint32_t high = 2 * p + 1 < dim_ ? row[2 * p + 1] : 0u;
+      s.query_pairs[size_t(p * kTileWidth + column)] = row[2 * p] | high << 16;
     }
   }
 
@@ -167,15 +187,41 @@ class Attention {
   template <class RowOf>
   const float* kv_rows(alibi_dtype dtype, RowOf row_of, const Slice& slice, int64_t first,
                        int64_t count, std::vector<float>& buffer) const {
+    pack_rows(dtype, row_of, slice, first, count,
+              [&](int64_t i, const void* row) { load_row_at(dtype, row, &buffer[size_t(i * dim_)]); });
+    return buffer.data();
+  }
+
+  // pack(i, row i) for each row; the rows of the next block are prefetched.
+  template <class RowOf, class Pack>
+  void pack_rows(alibi_dtype dtype, RowOf row_of, const Slice& slice, int64_t first, int64_t count,
+                 Pack pack) const {
     const int64_t prefetch_bytes = std::min(kPrefetchBytesPerRow, dim_ * int64_t(dtype_size(dtype)));
     for (int64_t i = 0; i < count; ++i) {
       if (first - count + i >= slice.k_begin) {
         const char* next = static_cast<const char*>(row_of(first - count + i));
         for (int64_t byte = 0; byte < prefetch_bytes; byte += 64) __builtin_prefetch(next + byte);
       }
-      load_row_at(dtype, row_of(first + i), &buffer[size_t(i * dim_)]);
+      pack(i, row_of(first + i));
     }
-    return buffer.data();
+  }
+
+  // s.scores (count keys from first_key x columns queries from tile column r0) = the scaled q.k.
+  void score_keys(const Slice& slice, int64_t first_key, int64_t count, int64_t columns, int64_t r0,
+                  int64_t kv_head, TileBuffers& s) const {
+    const auto key_row = [&](int64_t key) { return kv_.key_row(slice, key, kv_head); };
+    if (bf16_dots_) {
+      const int64_t lda = 2 * pairs_of(dim_);
+      pack_rows(ALIBI_DTYPE_BF16, key_row, slice, first_key, count, [&](int64_t i, const void* row) {
+        std::memcpy(&s.key_pairs[size_t(i * lda)], row, size_t(dim_) * sizeof(uint16_t));
+      });
+      ops_.gemm_bf16_pairs(count, columns, pairs_of(dim_), s.key_pairs.data(), lda, &s.query_pairs[size_t(r0)],
+                           kTileWidth, args_.scale, s.scores.data(), kTileWidth);
+      return;
+    }
+    const float* keys = kv_rows(args_.k.dtype, key_row, slice, first_key, count, s.keys);
+    ops_.gemm(count, columns, dim_, keys, dim_, 1, &s.queries_t[size_t(r0)], kTileWidth, s.scores.data(),
+              kTileWidth, nullptr);
   }
 
   void load_attn_bias(const SliceRows& span, int64_t first_key, int64_t count, int64_t head,
@@ -205,10 +251,7 @@ class Attention {
     const int64_t count = ke - kb, n = c1 - c0;
     const int64_t r0 = span.row_begin - tile.row_begin + c0;  // the first row's place in the tile
     const int64_t kv_head = head / group_;
-    const auto key_row = [&](int64_t key) { return kv_.key_row(slice, key, kv_head); };
-    const float* keys = kv_rows(args_.k.dtype, key_row, slice, slice.k_begin + kb, count, s.keys);
-    ops_.gemm(count, round_up(n, kLanes), dim_, keys, dim_, 1, &s.queries_t[size_t(r0)],
-              kTileWidth, s.scores.data(), kTileWidth, nullptr);
+    score_keys(slice, slice.k_begin + kb, count, round_up(n, kLanes), r0, kv_head, s);
     if (args_.attn_bias) load_attn_bias(span, slice.k_begin + kb, count, head, s);
 
     ScoreBlock scores{};
@@ -241,6 +284,7 @@ class Attention {
   const KvSource& kv_;
   const TileOps& ops_;
   const int64_t group_, dim_;
+  const bool bf16_dots_;  // q.k by gemm_bf16_pairs
   const bool skip_decode_slices_;
 };
 

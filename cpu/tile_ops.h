@@ -79,6 +79,14 @@ struct TileOps {
   // dst[i] = src[i] * scale rounded to f16 or bf16 (bitwise float_to_f16 or float_to_bf16).
   void (*narrow)(alibi_dtype dtype, const float* src, float scale, int64_t count, uint16_t* dst);
 
+  // bf16 q.k where the CPU's pairwise bf16 dot products outrun widening to f32 (AVX512-BF16 on
+  // AMD; nullptr elsewhere): C (m x n) = scale * A (m x 2 pairs) B (2 pairs x n), A's rows bf16
+  // lda elements apart, B given as pairs of its rows: b[p * ldb + j] = B(2p, j) | B(2p + 1, j) << 16
+  // (a zero pads an odd dim). Each pair of products is exact in f32 and added to the f32 sum;
+  // subnormal bf16 inputs count as zero (vdpbf16ps).
+  void (*gemm_bf16_pairs)(int64_t m, int64_t n, int64_t pairs, const uint16_t* a, int64_t lda,
+                          const uint32_t* b, int64_t ldb, float scale, float* c, int64_t ldc);
+
   // Decode: a run of key or value tokens against one query row. q, acc are dense [heads][dim].
   // `ahead` (or nullptr): a run read later (by the next call), prefetched in memory order a
   // share at a time as this call reads its own (where hardware prefetchers would follow a
@@ -101,6 +109,9 @@ struct TileOps {
 const TileOps& generic_tile_ops();
 const TileOps* avx2_tile_ops();    // nullptr when this CPU lacks AVX2, FMA or F16C
 const TileOps* avx512_tile_ops();  // nullptr when this CPU lacks AVX-512 F, BW, DQ or VL (or AVX2's)
+// The AVX512-BF16 gemm_bf16_pairs wherever the CPU has the instructions (for tests: the tables
+// take it only where it is the faster way), nullptr elsewhere.
+decltype(TileOps::gemm_bf16_pairs) avx512_bf16_gemm();
 const TileOps* neon_tile_ops();    // nullptr off aarch64
 
 // The best table for this CPU, capped by the environment variable ALIBI_MAX_CPU_ISA

@@ -737,9 +737,9 @@ ALIBI_SIMD_TARGET void accumulate_tokens(const float* p, const TokenRun& v, cons
 }
 
 template <class V>
-TileOps simd_tile_ops(const char* name) {
-  return {name,           gemm<V>, softmax_block<V>, widen<V>, narrow<V>, score_tokens<V>, accumulate_tokens<V>,
-          exp_in_place<V>, gradient_block<V>};
+TileOps simd_tile_ops(const char* name, decltype(TileOps::gemm_bf16_pairs) gemm_bf16_pairs = nullptr) {
+  return {name,           gemm<V>,         softmax_block<V>,        widen<V>,        narrow<V>, gemm_bf16_pairs,
+          score_tokens<V>, accumulate_tokens<V>, exp_in_place<V>, gradient_block<V>};
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // The CPU kernel's SIMD tile operations (cpu/tile_ops_simd.h, built for AVX2, AVX-512 and NEON)
 // cannot call the one-home math of core/kernel/attention_math.h; here every table (generic, and
 // avx2, avx512 and neon where this CPU has them) is held against it cell by cell: scores, the online-softmax step, the backward's gradient block,
-// the decode products, exp, the GEMM and the f16/bf16 widening. The generic table calls that math, so it must match bitwise.
+// the decode products, exp, the GEMMs (f32, and bf16 pairs where AVX512-BF16 is present) and the f16/bf16 widening. The generic table calls that math, so it must match bitwise.
 // Built from the kernel sources themselves (alibi_tile_ops_tests), not through the C ABI.
 #include <gtest/gtest.h>
 
@@ -375,6 +375,44 @@ TEST_P(TileOpsTest, DecodeProductsAreThePlainSums) {
               }
             }
           }
+}
+
+uint16_t random_bf16(std::mt19937& random) { return float_to_bf16(uniform(random, -1.0f, 1.0f)); }
+
+// The bf16 q.k of the AVX-512 table (which takes it on AMD only) wherever this CPU has AVX512-BF16.
+TEST(Bf16Dots, GemmIsTheScaledProductOfPairs) {
+  const auto gemm_bf16_pairs = avx512_bf16_gemm();
+  if (!gemm_bf16_pairs) GTEST_SKIP() << "AVX512-BF16 dot products: this CPU lacks AVX512-BF16 (or AVX-512)";
+  std::mt19937 random(99);
+  for (const int64_t m : {1, 5, 6, 7, 13, 64})  // around the panels of 6 rows
+    for (const int64_t n : {3, 8, 16, 21, 64, 70})  // and of 64 and 16 columns
+      for (const int64_t dim : {1, 7, 64}) {  // an odd dim: a zero pads the last pair
+        const int64_t pairs = (dim + 1) / 2, lda = 2 * pairs + 4, ldb = n + 5, ldc = n + 3;
+        std::vector<uint16_t> a(size_t(m * lda), 0), b(size_t(2 * pairs * ldb), 0);
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t d = 0; d < dim; ++d) a[size_t(i * lda + d)] = random_bf16(random);
+        for (int64_t d = 0; d < dim; ++d)
+          for (int64_t j = 0; j < n; ++j) b[size_t(d * ldb + j)] = random_bf16(random);
+        std::vector<uint32_t> b_pairs(size_t(pairs * ldb));
+        for (int64_t p = 0; p < pairs; ++p)
+          for (int64_t j = 0; j < ldb; ++j)
+            b_pairs[size_t(p * ldb + j)] = b[size_t(2 * p * ldb + j)] | uint32_t(b[size_t((2 * p + 1) * ldb + j)]) << 16;
+        const float scale = 0.125f;
+        std::vector<float> c(size_t(m * ldc), std::numeric_limits<float>::quiet_NaN());
+        gemm_bf16_pairs(m, n, pairs, a.data(), lda, b_pairs.data(), ldb, scale, c.data(), ldc);
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t j = 0; j < ldc; ++j) {
+            const float got = c[size_t(i * ldc + j)];
+            if (j >= n) {
+              EXPECT_TRUE(std::isnan(got)) << "column " << j << " past n " << n << " was written";
+              continue;
+            }
+            double want = 0.0;
+            for (int64_t d = 0; d < dim; ++d)
+              want += double(bf16_to_float(a[size_t(i * lda + d)])) * bf16_to_float(b[size_t(d * ldb + j)]);
+            EXPECT_NEAR(got, scale * want, 1e-6 * double(dim)) << "m " << m << " n " << n << " dim " << dim << " (" << i << ", " << j << ")";
+          }
+      }
 }
 
 // Uncapped, tile_ops() takes the widest table this CPU runs: neon on aarch64, avx512 or avx2 on x86.
