@@ -23,11 +23,14 @@ namespace {
 
 const char kUsage[] =
     "usage: alibi-ab LIB_A LIB_B [--tokens N] [--queries Q] [--heads H] [--kv-heads HKV]\n"
-    "                [--dim D] [--full] [--bf16 | --f16] [--backward] [--threads T] [--rounds R]\n"
+    "                [--dim D] [--full] [--bf16 | --f16] [--b-dtype f32|bf16|f16] [--backward]\n"
+    "                [--threads T] [--rounds R]\n"
     "  One sequence of N keys (default 2048) and Q queries (default N; 1 = decode), causal\n"
     "  unless --full, H = HKV = 16 heads of D = 128, f32 unless --bf16 or --f16, T = 2 threads, R = 16\n"
-    "  rounds of one call to each build, alternating which goes first. --backward times\n"
-    "  alibi_attention_backward (dq, dk, dv, dslopes; FLOPs counted as 2.5 forwards').\n";
+    "  rounds of one call to each build, alternating which goes first. --b-dtype: B's inputs in\n"
+    "  that dtype (the same values, rounded), to pair two dtypes of one build (LIB_A = LIB_B).\n"
+    "  --backward times alibi_attention_backward (dq, dk, dv, dslopes; FLOPs counted as 2.5\n"
+    "  forwards').\n";
 
 // One build's entry points and its context, mask and tensors.
 struct Build {
@@ -50,16 +53,21 @@ struct Outputs {
   std::vector<unsigned char> compared, out, lse, dk, dv, dslopes;
 };
 
-struct Inputs {
-  bench_common::AttentionShape shape;
+// One build's inputs.
+struct Values {
   alibi_dtype dtype;
-  int threads, rounds;
-  bool backward;
   std::vector<unsigned char> q, k, v, dout;
   size_t element_bytes() const { return bench_common::element_bytes(dtype); }
 };
 
-Build open_build(const char* path, const Inputs& in, Outputs& out) {
+struct Inputs {
+  bench_common::AttentionShape shape;
+  int threads, rounds;
+  bool backward;
+  Values values[2];  // A's and B's
+};
+
+Build open_build(const char* path, const Inputs& in, const Values& values, Outputs& out) {
   Build build(path);
   const bench_common::Library& library = build.library;
   library.resolve("alibi_context_create", build.context_create);
@@ -81,11 +89,11 @@ Build open_build(const char* path, const Inputs& in, Outputs& out) {
                   "alibi_tensor_wrap");
   };
   auto wrap = [&](const int64_t* shape, const void* data, alibi_tensor_t* tensor) {
-    wrap_as(in.dtype, 3, shape, data, tensor);
+    wrap_as(values.dtype, 3, shape, data, tensor);
   };
-  wrap(q_shape, in.q.data(), &build.q);
-  wrap(kv_shape, in.k.data(), &build.k);
-  wrap(kv_shape, in.v.data(), &build.v);
+  wrap(q_shape, values.q.data(), &build.q);
+  wrap(kv_shape, values.k.data(), &build.k);
+  wrap(kv_shape, values.v.data(), &build.v);
   if (!in.backward) {
     wrap(q_shape, out.compared.data(), &build.out);
     return build;
@@ -93,7 +101,7 @@ Build open_build(const char* path, const Inputs& in, Outputs& out) {
   const int64_t lse_shape[2] = {in.shape.heads, in.shape.total_q()};
   wrap(q_shape, out.out.data(), &build.out);
   wrap_as(ALIBI_DTYPE_F32, 2, lse_shape, out.lse.data(), &build.lse);
-  wrap(q_shape, in.dout.data(), &build.dout);
+  wrap(q_shape, values.dout.data(), &build.dout);
   wrap(q_shape, out.compared.data(), &build.dq);
   wrap(kv_shape, out.dk.data(), &build.dk);
   wrap(kv_shape, out.dv.data(), &build.dv);
@@ -104,13 +112,13 @@ Build open_build(const char* path, const Inputs& in, Outputs& out) {
   return build;
 }
 
-Outputs output_buffers(const Inputs& in) {
-  Outputs out{std::vector<unsigned char>(in.q.size()), {}, {}, {}, {}, {}};
+Outputs output_buffers(const Inputs& in, const Values& values) {
+  Outputs out{std::vector<unsigned char>(values.q.size()), {}, {}, {}, {}, {}};
   if (!in.backward) return out;
-  out.out.resize(in.q.size());
+  out.out.resize(values.q.size());
   out.lse.resize(size_t(in.shape.heads * in.shape.total_q()) * sizeof(float));
-  out.dk.resize(in.k.size());
-  out.dv.resize(in.v.size());
+  out.dk.resize(values.k.size());
+  out.dv.resize(values.v.size());
   out.dslopes.resize(size_t(in.shape.heads) * sizeof(float));
   return out;
 }
@@ -129,10 +137,18 @@ double seconds_of_call(const Build& build, bool backward) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+alibi_dtype dtype_named(const bench_common::CommandLine& line, const std::string& name) {
+  if (name == "f32") return ALIBI_DTYPE_F32;
+  if (name == "bf16") return ALIBI_DTYPE_BF16;
+  if (name == "f16") return ALIBI_DTYPE_F16;
+  line.fail("--b-dtype is f32, bf16 or f16, not '" + name + "'");
+}
+
 // The options after LIB_A LIB_B (CommandLine skips its first argument, here LIB_B).
 Inputs read_options(int argc, char** argv) {
   bench_common::CommandLine line(argc - 2, argv + 2, "alibi-ab", kUsage);
-  Inputs in{{16, 16, 128, {}, {}, true}, ALIBI_DTYPE_F32, 2, 16, false, {}, {}, {}, {}};
+  Inputs in{{16, 16, 128, {}, {}, true}, 2, 16, false, {}};
+  alibi_dtype dtype = ALIBI_DTYPE_F32, b_dtype = alibi_dtype(-1);
   int tokens = 2048, queries = 0;
   while (line.next()) {
     if (line.is("--tokens")) tokens = line.positive_value();
@@ -141,8 +157,9 @@ Inputs read_options(int argc, char** argv) {
     else if (line.is("--kv-heads")) in.shape.kv_heads = line.positive_value();
     else if (line.is("--dim")) in.shape.head_dim = line.positive_value();
     else if (line.is("--full")) in.shape.causal = false;
-    else if (line.is("--bf16")) in.dtype = ALIBI_DTYPE_BF16;
-    else if (line.is("--f16")) in.dtype = ALIBI_DTYPE_F16;
+    else if (line.is("--bf16")) dtype = ALIBI_DTYPE_BF16;
+    else if (line.is("--f16")) dtype = ALIBI_DTYPE_F16;
+    else if (line.is("--b-dtype")) b_dtype = dtype_named(line, line.value());
     else if (line.is("--backward")) in.backward = true;
     else if (line.is("--threads")) in.threads = line.positive_value();
     else if (line.is("--rounds")) in.rounds = line.positive_value();
@@ -155,10 +172,14 @@ Inputs read_options(int argc, char** argv) {
   in.shape.lengths_k = {tokens};
   const int64_t q_count = in.shape.total_q() * in.shape.heads * in.shape.head_dim;
   const int64_t kv_count = in.shape.total_k() * in.shape.kv_heads * in.shape.head_dim;
-  in.q = bench_common::random_values(q_count, in.dtype, 1);
-  in.k = bench_common::random_values(kv_count, in.dtype, 2);
-  in.v = bench_common::random_values(kv_count, in.dtype, 3);
-  if (in.backward) in.dout = bench_common::random_values(q_count, in.dtype, 4);
+  for (int which = 0; which < 2; ++which) {
+    Values& values = in.values[which];
+    values.dtype = which == 1 && b_dtype != alibi_dtype(-1) ? b_dtype : dtype;
+    values.q = bench_common::random_values(q_count, values.dtype, 1);
+    values.k = bench_common::random_values(kv_count, values.dtype, 2);
+    values.v = bench_common::random_values(kv_count, values.dtype, 3);
+    if (in.backward) values.dout = bench_common::random_values(q_count, values.dtype, 4);
+  }
   return in;
 }
 
@@ -176,9 +197,10 @@ float value_at(const std::vector<unsigned char>& bytes, size_t i, alibi_dtype dt
 // The largest |a - b| over the two builds' outputs (their summation orders may differ).
 double max_difference(const Outputs* out, const Inputs& in) {
   const std::vector<unsigned char>&a = out[0].compared, &b = out[1].compared;
+  const Values *va = &in.values[0], *vb = &in.values[1];
   double largest = 0.0;
-  for (size_t i = 0; i < a.size() / in.element_bytes(); ++i)
-    largest = std::max(largest, double(std::fabs(value_at(a, i, in.dtype) - value_at(b, i, in.dtype))));
+  for (size_t i = 0; i < a.size() / va->element_bytes(); ++i)
+    largest = std::max(largest, double(std::fabs(value_at(a, i, va->dtype) - value_at(b, i, vb->dtype))));
   return largest;
 }
 
@@ -206,17 +228,18 @@ int main(int argc, char** argv) {
     return help ? 0 : 2;
   }
   const Inputs in = read_options(argc, argv);
-  Outputs out[2] = {output_buffers(in), output_buffers(in)};
-  const Build builds[2] = {open_build(argv[1], in, out[0]), open_build(argv[2], in, out[1])};
+  Outputs out[2] = {output_buffers(in, in.values[0]), output_buffers(in, in.values[1])};
+  const Build builds[2] = {open_build(argv[1], in, in.values[0], out[0]),
+                           open_build(argv[2], in, in.values[1], out[1])};
   std::vector<double> seconds[2];
   const int b_faster = time_rounds(builds, in.rounds, in.backward, seconds);
 
   // Decode reads k and v once: GB/s; otherwise GFLOP/s as alibi-bench counts them.
   const bool decode = in.shape.total_q() == 1;
   const double flops = in.shape.flops() * (in.backward ? 2.5 : 1.0);
-  const double work = 1e-9 * (decode ? in.shape.io_bytes(in.element_bytes()) : flops);
   double medians[2];
   for (int which = 0; which < 2; ++which) {
+    const double work = 1e-9 * (decode ? in.shape.io_bytes(in.values[which].element_bytes()) : flops);
     std::sort(seconds[which].begin(), seconds[which].end());
     medians[which] = seconds[which][seconds[which].size() / 2];
     std::printf("%s: best %.1f, median %.1f %s\n", which == 0 ? "A" : "B", work / seconds[which].front(),

@@ -67,6 +67,7 @@ struct TileBuffers {
   std::vector<float> keys, values;       // kKeyBlock x head_dim, widened half inputs
   std::vector<uint32_t> query_pairs;     // pairs x kTileWidth: bf16 queries by pairs of dims
   std::vector<uint16_t> key_pairs;       // kKeyBlock x 2 pairs: bf16 keys, an odd dim padded by 0
+  std::vector<uint16_t> half_values;     // kKeyBlock x head_dim: half values as stored
   std::vector<float> correction, row;
   std::vector<int32_t> query_pos, visible_lo, visible_hi;
 
@@ -74,6 +75,7 @@ struct TileBuffers {
       : queries_t(size_t(head_dim * kTileWidth)), scores(size_t(kKeyBlock * kTileWidth)),
         keys(size_t(kKeyBlock * head_dim)), values(size_t(kKeyBlock * head_dim)),
         query_pairs(size_t(pairs_of(head_dim) * kTileWidth)), key_pairs(size_t(kKeyBlock * 2 * pairs_of(head_dim))),
+        half_values(size_t(kKeyBlock * head_dim)),
         correction(kTileWidth), row(size_t(head_dim)), query_pos(kTileWidth), visible_lo(kTileWidth),
         visible_hi(kTileWidth) {}
 };
@@ -85,6 +87,7 @@ class Attention {
       : args_(args), mask_(*args.mask), kv_(kv), ops_(ops),
         group_(args.q.shape[1] / kv.kv_heads()), dim_(args.q.shape[2]),
         bf16_dots_(ops.gemm_bf16_pairs && args.q.dtype == ALIBI_DTYPE_BF16),
+        half_values_(ops.gemm_half_b && args.v.dtype != ALIBI_DTYPE_F32),
         skip_decode_slices_(skip_decode_slices) {}
 
   // Accumulates the keys of split `split` of `splits` of every span of a tile (the rows of
@@ -273,10 +276,24 @@ class Attention {
     scores.correction = s.correction.data();
     ops_.softmax_block(scores);
 
+    accumulate_values(slice, slice.k_begin + kb, count, n, r0, kv_head, s, block);
+  }
+
+  // block.acc (rows r0.. of the tile) = correction * block.acc + P V for the block's values.
+  void accumulate_values(const Slice& slice, int64_t first_key, int64_t count, int64_t n, int64_t r0,
+                         int64_t kv_head, TileBuffers& s, BlockAccumulator& block) const {
     const auto value_row = [&](int64_t key) { return kv_.value_row(slice, key, kv_head); };
-    const float* values = kv_rows(args_.v.dtype, value_row, slice, slice.k_begin + kb, count, s.values);
-    ops_.gemm(n, dim_, count, s.scores.data(), 1, kTileWidth, values, dim_, &block.acc[size_t(r0 * dim_)], dim_,
-              s.correction.data());
+    float* acc = &block.acc[size_t(r0 * dim_)];
+    if (half_values_) {
+      pack_rows(args_.v.dtype, value_row, slice, first_key, count, [&](int64_t i, const void* row) {
+        std::memcpy(&s.half_values[size_t(i * dim_)], row, size_t(dim_) * sizeof(uint16_t));
+      });
+      ops_.gemm_half_b(args_.v.dtype, n, dim_, count, s.scores.data(), 1, kTileWidth, s.half_values.data(), dim_,
+                       acc, dim_, s.correction.data());
+      return;
+    }
+    const float* values = kv_rows(args_.v.dtype, value_row, slice, first_key, count, s.values);
+    ops_.gemm(n, dim_, count, s.scores.data(), 1, kTileWidth, values, dim_, acc, dim_, s.correction.data());
   }
 
   const ForwardArgs& args_;
@@ -284,7 +301,8 @@ class Attention {
   const KvSource& kv_;
   const TileOps& ops_;
   const int64_t group_, dim_;
-  const bool bf16_dots_;  // q.k by gemm_bf16_pairs
+  const bool bf16_dots_;    // q.k by gemm_bf16_pairs
+  const bool half_values_;  // P v by gemm_half_b
   const bool skip_decode_slices_;
 };
 

@@ -127,7 +127,7 @@ float gradient_block(const GradientBlock& b) {
 }  // namespace
 
 const TileOps& generic_tile_ops() {
-  static const TileOps ops{"generic",    gemm,         softmax_block,  widen,   narrow,
+  static const TileOps ops{"generic",    gemm,         nullptr,        softmax_block,  widen,   narrow,
                            nullptr,      score_tokens, accumulate_tokens, exp_in_place, gradient_block};
   return ops;
 }

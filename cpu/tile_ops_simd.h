@@ -53,11 +53,38 @@ ALIBI_SIMD_TARGET inline typename V::F tanh_lanes(typename V::F x) {
   return V::with_sign_of(V::div(V::sub(one, e), V::add(one, e)), x);
 }
 
-// ---- The register-blocked GEMM ----
+// ---- Values in their own dtype, widened in registers ----
+
+template <alibi_dtype kDtype>
+using ElementOf = std::conditional_t<kDtype == ALIBI_DTYPE_F32, float, uint16_t>;
+
+template <class V, alibi_dtype kDtype>
+ALIBI_SIMD_TARGET inline typename V::F load_lanes(const ElementOf<kDtype>* p) {
+  if constexpr (kDtype == ALIBI_DTYPE_F32) return V::load(p);
+  else if constexpr (kDtype == ALIBI_DTYPE_F16) return V::widen_f16(p);
+  else return V::widen_bf16(p);
+}
+
+// The first `count` (1..kLanes - 1) values at p, zeros after them.
+template <class V, alibi_dtype kDtype>
+ALIBI_SIMD_TARGET inline typename V::F load_first(const ElementOf<kDtype>* p, int64_t count) {
+  if constexpr (kDtype == ALIBI_DTYPE_F32) return V::load(p, V::first(count));
+  else if constexpr (kDtype == ALIBI_DTYPE_F16) return V::widen_f16(p, count);
+  else return V::widen_bf16(p, count);
+}
+
+// The first `count` (1..kLanes) values at p, zeros after them.
+template <class V, alibi_dtype kDtype>
+ALIBI_SIMD_TARGET inline typename V::F load_up_to(const ElementOf<kDtype>* p, int64_t count) {
+  if constexpr (kDtype == ALIBI_DTYPE_F32) return V::load(p, V::first(count));
+  else return count == V::kLanes ? load_lanes<V, kDtype>(p) : load_first<V, kDtype>(p, count);
+}
+
+// ---- The register-blocked GEMM, B in its own dtype ----
 
 // C (M x W kLanes) (+)= A (M x k) B (k x W kLanes): the inner kernel, W = kGemmVectors.
-template <class V, int M>
-ALIBI_SIMD_TARGET void kernel_wide(int64_t k, const float* a, int64_t a_row, int64_t a_col, const float* b,
+template <class V, alibi_dtype kDtype, int M>
+ALIBI_SIMD_TARGET void kernel_wide(int64_t k, const float* a, int64_t a_row, int64_t a_col, const ElementOf<kDtype>* b,
                                    int64_t ldb, float* c, int64_t ldc, const float* c_scale) {
   constexpr int L = V::kLanes, W = V::kGemmVectors;
   typename V::F acc[M][W];
@@ -70,7 +97,7 @@ ALIBI_SIMD_TARGET void kernel_wide(int64_t k, const float* a, int64_t a_row, int
   for (int64_t p = 0; p < k; ++p) {
     typename V::F row[W];
 #pragma GCC unroll 4
-    for (int w = 0; w < W; ++w) row[w] = V::load(b + p * ldb + w * L);
+    for (int w = 0; w < W; ++w) row[w] = load_lanes<V, kDtype>(b + p * ldb + w * L);
     const float* ap = a + p * a_col;
 #pragma GCC unroll 16
     for (int i = 0; i < M; ++i) {
@@ -86,8 +113,8 @@ ALIBI_SIMD_TARGET void kernel_wide(int64_t k, const float* a, int64_t a_row, int
 }
 
 // C (M x width) (+)= A (M x k) B (k x width) for a last panel of width 1..kLanes.
-template <class V, int M>
-ALIBI_SIMD_TARGET void kernel_narrow(int64_t k, const float* a, int64_t a_row, int64_t a_col, const float* b,
+template <class V, alibi_dtype kDtype, int M>
+ALIBI_SIMD_TARGET void kernel_narrow(int64_t k, const float* a, int64_t a_row, int64_t a_col, const ElementOf<kDtype>* b,
                                      int64_t ldb, float* c, int64_t ldc, const float* c_scale, int64_t width) {
   const auto mask = V::first(width);
   typename V::F acc[M];
@@ -95,7 +122,7 @@ ALIBI_SIMD_TARGET void kernel_narrow(int64_t k, const float* a, int64_t a_row, i
   for (int i = 0; i < M; ++i)
     acc[i] = c_scale ? V::mul(V::broadcast(c_scale + i), V::load(c + i * ldc, mask)) : V::zero();
   for (int64_t p = 0; p < k; ++p) {
-    const auto b0 = V::load(b + p * ldb, mask);
+    const auto b0 = load_up_to<V, kDtype>(b + p * ldb, width);
     const float* ap = a + p * a_col;
 #pragma GCC unroll 16
     for (int i = 0; i < M; ++i) acc[i] = V::fmadd(V::broadcast(ap + i * a_row), b0, acc[i]);
@@ -104,37 +131,51 @@ ALIBI_SIMD_TARGET void kernel_narrow(int64_t k, const float* a, int64_t a_row, i
   for (int i = 0; i < M; ++i) V::store(c + i * ldc, mask, acc[i]);
 }
 
-template <class V, int M>
+template <class V, alibi_dtype kDtype, int M>
 ALIBI_SIMD_TARGET void row_panel(int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col,
-                                 const float* b, int64_t ldb, float* c, int64_t ldc, const float* c_scale) {
+                                 const ElementOf<kDtype>* b, int64_t ldb, float* c, int64_t ldc, const float* c_scale) {
   constexpr int64_t L = V::kLanes, wide = V::kGemmVectors * L;
   int64_t j = 0;
-  for (; j + wide <= n; j += wide) kernel_wide<V, M>(k, a, a_row, a_col, b + j, ldb, c + j, ldc, c_scale);
+  for (; j + wide <= n; j += wide) kernel_wide<V, kDtype, M>(k, a, a_row, a_col, b + j, ldb, c + j, ldc, c_scale);
   for (; j < n; j += L)
-    kernel_narrow<V, M>(k, a, a_row, a_col, b + j, ldb, c + j, ldc, c_scale, std::min(L, n - j));
+    kernel_narrow<V, kDtype, M>(k, a, a_row, a_col, b + j, ldb, c + j, ldc, c_scale, std::min(L, n - j));
 }
 
-// row_panel<V, rows> for a run-time rows in 1..M.
-template <class V, int M>
+// row_panel<V, kDtype, rows> for a run-time rows in 1..M.
+template <class V, alibi_dtype kDtype, int M>
 ALIBI_SIMD_TARGET void row_panel_of(int64_t rows, int64_t n, int64_t k, const float* a, int64_t a_row,
-                                    int64_t a_col, const float* b, int64_t ldb, float* c, int64_t ldc,
+                                    int64_t a_col, const ElementOf<kDtype>* b, int64_t ldb, float* c, int64_t ldc,
                                     const float* c_scale) {
   if constexpr (M > 1) {
-    if (rows < M) return row_panel_of<V, M - 1>(rows, n, k, a, a_row, a_col, b, ldb, c, ldc, c_scale);
+    if (rows < M) return row_panel_of<V, kDtype, M - 1>(rows, n, k, a, a_row, a_col, b, ldb, c, ldc, c_scale);
   }
-  row_panel<V, M>(n, k, a, a_row, a_col, b, ldb, c, ldc, c_scale);
+  row_panel<V, kDtype, M>(n, k, a, a_row, a_col, b, ldb, c, ldc, c_scale);
 }
 
-template <class V>
-ALIBI_SIMD_TARGET void gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col,
-                            const float* b, int64_t ldb, float* c, int64_t ldc, const float* c_scale) {
+template <class V, alibi_dtype kDtype>
+ALIBI_SIMD_TARGET void gemm_of(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col,
+                               const ElementOf<kDtype>* b, int64_t ldb, float* c, int64_t ldc, const float* c_scale) {
   constexpr int64_t M = V::kGemmRows;
   static_assert(kColumnPanel % (V::kGemmVectors * V::kLanes) == 0);
   // Column panels outermost: a k x kColumnPanel block of B stays in L1 across the row panels.
   for (int64_t j = 0; j < n; j += kColumnPanel)
     for (int64_t i = 0; i < m; i += M)
-      row_panel_of<V, V::kGemmRows>(std::min(M, m - i), std::min(kColumnPanel, n - j), k, a + i * a_row, a_row,
-                                    a_col, b + j, ldb, c + i * ldc + j, ldc, c_scale ? c_scale + i : nullptr);
+      row_panel_of<V, kDtype, V::kGemmRows>(std::min(M, m - i), std::min(kColumnPanel, n - j), k, a + i * a_row,
+                                            a_row, a_col, b + j, ldb, c + i * ldc + j, ldc, c_scale ? c_scale + i : nullptr);
+}
+
+template <class V>
+ALIBI_SIMD_TARGET void gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col,
+                            const float* b, int64_t ldb, float* c, int64_t ldc, const float* c_scale) {
+  gemm_of<V, ALIBI_DTYPE_F32>(m, n, k, a, a_row, a_col, b, ldb, c, ldc, c_scale);
+}
+
+template <class V>
+ALIBI_SIMD_TARGET void gemm_half_b(alibi_dtype dtype, int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row,
+                                   int64_t a_col, const uint16_t* b, int64_t ldb, float* c, int64_t ldc,
+                                   const float* c_scale) {
+  if (dtype == ALIBI_DTYPE_F16) gemm_of<V, ALIBI_DTYPE_F16>(m, n, k, a, a_row, a_col, b, ldb, c, ldc, c_scale);
+  else gemm_of<V, ALIBI_DTYPE_BF16>(m, n, k, a, a_row, a_col, b, ldb, c, ldc, c_scale);
 }
 
 // ---- Blocks of scores, kLanes queries at a time ----
@@ -332,24 +373,6 @@ ALIBI_SIMD_TARGET void exp_in_place(float* x, int64_t count) {
 }
 
 // ---- Decode: k and v read in their own dtype and widened in registers ----
-
-template <alibi_dtype kDtype>
-using ElementOf = std::conditional_t<kDtype == ALIBI_DTYPE_F32, float, uint16_t>;
-
-template <class V, alibi_dtype kDtype>
-ALIBI_SIMD_TARGET inline typename V::F load_lanes(const ElementOf<kDtype>* p) {
-  if constexpr (kDtype == ALIBI_DTYPE_F32) return V::load(p);
-  else if constexpr (kDtype == ALIBI_DTYPE_F16) return V::widen_f16(p);
-  else return V::widen_bf16(p);
-}
-
-// The first `count` (1..kLanes - 1) values at p, zeros after them.
-template <class V, alibi_dtype kDtype>
-ALIBI_SIMD_TARGET inline typename V::F load_first(const ElementOf<kDtype>* p, int64_t count) {
-  if constexpr (kDtype == ALIBI_DTYPE_F32) return V::load(p, V::first(count));
-  else if constexpr (kDtype == ALIBI_DTYPE_F16) return V::widen_f16(p, count);
-  else return V::widen_bf16(p, count);
-}
 
 // Consecutive cache lines to prefetch, per_tick of them at each tick of a loop (none where
 // per_tick is 0). Non-temporal: a decode reads each line once per query row.
@@ -738,7 +761,7 @@ ALIBI_SIMD_TARGET void accumulate_tokens(const float* p, const TokenRun& v, cons
 
 template <class V>
 TileOps simd_tile_ops(const char* name, decltype(TileOps::gemm_bf16_pairs) gemm_bf16_pairs = nullptr) {
-  return {name,           gemm<V>,         softmax_block<V>,        widen<V>,        narrow<V>, gemm_bf16_pairs,
+  return {name,           gemm<V>,         gemm_half_b<V>, softmax_block<V>,        widen<V>,        narrow<V>, gemm_bf16_pairs,
           score_tokens<V>, accumulate_tokens<V>, exp_in_place<V>, gradient_block<V>};
 }
 

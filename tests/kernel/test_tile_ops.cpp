@@ -1,7 +1,7 @@
 // The CPU kernel's SIMD tile operations (cpu/tile_ops_simd.h, built for AVX2, AVX-512 and NEON)
 // cannot call the one-home math of core/kernel/attention_math.h; here every table (generic, and
 // avx2, avx512 and neon where this CPU has them) is held against it cell by cell: scores, the online-softmax step, the backward's gradient block,
-// the decode products, exp, the GEMMs (f32, and bf16 pairs where AVX512-BF16 is present) and the f16/bf16 widening. The generic table calls that math, so it must match bitwise.
+// the decode products, exp, the GEMMs (f32, with half B, and bf16 pairs where AVX512-BF16 is present) and the f16/bf16 widening. The generic table calls that math, so it must match bitwise.
 // Built from the kernel sources themselves (alibi_tile_ops_tests), not through the C ABI.
 #include <gtest/gtest.h>
 
@@ -62,6 +62,8 @@ class TileOpsTest : public ::testing::TestWithParam<std::string> {
 float uniform(std::mt19937& random, float lo, float hi) {
   return std::uniform_real_distribution<float>(lo, hi)(random);
 }
+
+uint16_t random_bf16(std::mt19937& random) { return float_to_bf16(uniform(random, -1.0f, 1.0f)); }
 
 // A key block of scores over `queries` queries, with what its cells' scores need.
 struct BlockCase {
@@ -283,6 +285,29 @@ TEST_P(TileOpsTest, GemmIsThePlainProduct) {
       }
 }
 
+// gemm_half_b widens B as it loads it: bitwise the f32 gemm on B widened first.
+TEST_P(TileOpsTest, GemmWithHalfBIsTheGemmOfBWidened) {
+  if (!ops_->gemm_half_b) GTEST_SKIP() << GetParam() << " has no gemm_half_b (callers widen B first)";
+  for (const alibi_dtype dtype : {ALIBI_DTYPE_F16, ALIBI_DTYPE_BF16})
+    for (const int64_t m : {1, 6, 13})
+      for (const int64_t n : {3, 16, 21, 64, 70}) {
+        const int64_t k = 19, ldb = n + 2, ldc = n + 3;
+        std::vector<float> a(size_t(m * k)), b(size_t(k * ldb)), scale(static_cast<size_t>(m));
+        std::vector<uint16_t> halves(b.size());
+        for (float& x : a) x = uniform(random_, -1.0f, 1.0f);
+        for (uint16_t& x : halves) x = dtype == ALIBI_DTYPE_F16 ? float_to_f16(uniform(random_, -1.0f, 1.0f)) : random_bf16(random_);
+        ops_->widen(dtype, halves.data(), int64_t(halves.size()), b.data());
+        for (float& x : scale) x = uniform(random_, 0.0f, 1.0f);
+        std::vector<float> want(size_t(m * ldc)), got;
+        for (float& x : want) x = uniform(random_, -1.0f, 1.0f);
+        got = want;
+        ops_->gemm(m, n, k, a.data(), 1, m, b.data(), ldb, want.data(), ldc, scale.data());
+        ops_->gemm_half_b(dtype, m, n, k, a.data(), 1, m, halves.data(), ldb, got.data(), ldc, scale.data());
+        for (size_t i = 0; i < want.size(); ++i)
+          ASSERT_EQ(got[i], want[i]) << "dtype " << dtype << " m " << m << " n " << n << " at " << i;
+      }
+}
+
 TEST_P(TileOpsTest, WidenIsExact) {
   for (const alibi_dtype dtype : {ALIBI_DTYPE_F16, ALIBI_DTYPE_BF16}) {
     std::vector<uint16_t> bits(77);
@@ -376,8 +401,6 @@ TEST_P(TileOpsTest, DecodeProductsAreThePlainSums) {
             }
           }
 }
-
-uint16_t random_bf16(std::mt19937& random) { return float_to_bf16(uniform(random, -1.0f, 1.0f)); }
 
 // The bf16 q.k of the AVX-512 table (which takes it on AMD only) wherever this CPU has AVX512-BF16.
 TEST(Bf16Dots, GemmIsTheScaledProductOfPairs) {
