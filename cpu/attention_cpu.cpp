@@ -139,11 +139,8 @@ class Attention {
 
   // A bf16 query row into column `column` of query_pairs, unscaled (gemm_bf16_pairs scales).
   void load_query_pairs(int64_t offset, int64_t column, TileBuffers& s) const {
-    const uint16_t* row = static_cast<const uint16_t*>(args_.q.data) + offset;
-    for (int64_t p = 0; p < pairs_of(dim_); ++p) {
-      const uint32_t high = 2 * p + 1 < dim_ ? row[2 * p + 1] : 0u;
-      s.query_pairs[size_t(p * kTileWidth + column)] = row[2 * p] | high << 16;
-    }
+    pack_bf16_pairs(static_cast<const uint16_t*>(args_.q.data) + offset, dim_, &s.query_pairs[size_t(column)],
+                    kTileWidth);
   }
 
   // One head_dim row of a float tensor as f32.

@@ -37,9 +37,11 @@ struct RowAccumulator {
   float *max, *sum, *acc;
 };
 
-// A chunk's buffers: scaled queries, a step's scores, per head.
+// A chunk's buffers: scaled queries (or, for the bf16 dot products, unscaled pairs of dims), a
+// step's scores, per head.
 struct StepBuffers {
   std::vector<float> queries, scores, slopes, shift, correction;
+  std::vector<uint32_t> query_pairs;
 };
 
 class Decode {
@@ -47,7 +49,8 @@ class Decode {
   Decode(const ForwardArgs& args, const KvSource& kv, const TileOps& ops)
       : args_(args), mask_(*args.mask), kv_(kv), ops_(ops), heads_(args.q.shape[1]),
         dim_(args.q.shape[2]), layout_{heads_, heads_ / kv.kv_heads(), dim_},
-        prefetches_(layout_.group > 1 || args.k.dtype != ALIBI_DTYPE_F32) {}
+        prefetches_(layout_.group > 1 || args.k.dtype != ALIBI_DTYPE_F32),
+        bf16_dots_(ops.score_tokens_bf16_pairs && args.q.dtype == ALIBI_DTYPE_BF16) {}
 
   int64_t heads() const { return heads_; }
   int64_t dim() const { return dim_; }
@@ -59,7 +62,8 @@ class Decode {
     const int64_t width = heads_ * dim_;
     StepBuffers buffers{std::vector<float>(size_t(width)), std::vector<float>(size_t(kKeysPerStep * heads_)),
                         std::vector<float>(size_t(heads_)), std::vector<float>(size_t(heads_)),
-                        std::vector<float>(size_t(heads_))};
+                        std::vector<float>(size_t(heads_)), std::vector<uint32_t>()};
+    if (bf16_dots_) buffers.query_pairs.resize(size_t(heads_ * pairs()));
     for (int64_t h = 0; h < heads_; ++h) buffers.slopes[size_t(h)] = args_.slopes.at(slice.sequence, int(h));
     out.acc.assign(size_t(rows * width), 0.0f);
     out.max.assign(size_t(rows * heads_), kNegInf);
@@ -68,7 +72,7 @@ class Decode {
       const KeyInterval visible = visible_keys(slice.type, r, rows, slice.k_end - slice.k_begin);
       const int64_t lo = std::max<int64_t>(visible.lo, chunk.key_begin);
       const int64_t hi = std::min<int64_t>(visible.hi, chunk.key_end);
-      load_queries(slice.q_begin + r, buffers.queries.data());
+      load_queries(slice.q_begin + r, buffers);
       RowAccumulator row{&out.max[size_t(r * heads_)], &out.sum[size_t(r * heads_)], &out.acc[size_t(r * width)]};
       for (int64_t j = lo; j < hi;) j = step(slice, r, j, hi, buffers, row);
     }
@@ -118,7 +122,16 @@ class Decode {
       ops_.widen(t.dtype, static_cast<const uint16_t*>(t.data) + offset, count, dst);
   }
 
-  void load_queries(int64_t row, float* dst) const {
+  int64_t pairs() const { return (dim_ + 1) / 2; }
+
+  void load_queries(int64_t row, StepBuffers& buffers) const {
+    if (bf16_dots_) {
+      const auto* q = static_cast<const uint16_t*>(args_.q.data);
+      for (int64_t h = 0; h < heads_; ++h)
+        pack_bf16_pairs(q + offset3(args_.q, row, h, 0), dim_, &buffers.query_pairs[size_t(h * pairs())], 1);
+      return;
+    }
+    float* dst = buffers.queries.data();
     for (int64_t h = 0; h < heads_; ++h) {
       load_row(args_.q, offset3(args_.q, row, h, 0), dim_, dst + h * dim_);
       for (int64_t d = 0; d < dim_; ++d) dst[h * dim_ + d] *= args_.scale;
@@ -131,8 +144,10 @@ class Decode {
                   StepBuffers& buffers) const {
     const int64_t row = slice.q_begin + r;
     const int32_t qpos = mask_.q_positions[row];
-    ops_.score_tokens(buffers.queries.data(), keys, ahead, layout_, buffers.scores.data());
-    const float softcap = args_.softcap;  // a local: stores to scores cannot change it
+    if (bf16_dots_) ops_.score_tokens_bf16_pairs(buffers.query_pairs.data(), keys, ahead, layout_, buffers.scores.data());
+    else ops_.score_tokens(buffers.queries.data(), keys, ahead, layout_, buffers.scores.data());
+    // Locals: stores to scores cannot change them. The bf16 dot products are unscaled.
+    const float softcap = args_.softcap, dot_scale = bf16_dots_ ? args_.scale : 1.0f;
     for (int64_t j = 0; j < keys.count; ++j) {
       const int64_t key = slice.k_begin + first + j;
       const int32_t kpos = mask_.k_positions[key];
@@ -140,10 +155,10 @@ class Decode {
       const float* slopes = buffers.slopes.data();
       if (args_.attn_bias)
         for (int64_t h = 0; h < heads_; ++h)
-          scores[h] = cell_score(scores[h], softcap, slopes[h], qpos, kpos, attn_bias(h, row, key));
+          scores[h] = cell_score(dot_scale * scores[h], softcap, slopes[h], qpos, kpos, attn_bias(h, row, key));
       else
         for (int64_t h = 0; h < heads_; ++h)
-          scores[h] = cell_score(scores[h], softcap, slopes[h], qpos, kpos, 0.0f);
+          scores[h] = cell_score(dot_scale * scores[h], softcap, slopes[h], qpos, kpos, 0.0f);
     }
   }
 
@@ -186,6 +201,7 @@ class Decode {
   // (measured 1.3x to 1.5x on GQA 32/8, 1.4x on MHA bf16); plain MHA f32 already streams
   // (prefetching cost it 10%).
   const bool prefetches_;
+  const bool bf16_dots_;  // q.k by score_tokens_bf16_pairs
 };
 
 // Rows that see no key get out = 0 and lse = -inf.

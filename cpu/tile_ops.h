@@ -98,6 +98,12 @@ struct TileOps {
   // scores[j * heads + h] = q[h] . k_j[h / group] for each token j of the run
   void (*score_tokens)(const float* q, const TokenRun& k, const TokenRun* ahead, const HeadLayout& layout,
                        float* scores);
+  // score_tokens for bf16 keys by bf16 pairwise dot products where they outrun widening
+  // (nullptr elsewhere; gemm_bf16_pairs says where): q holds each head's bf16 query by pairs of
+  // dims (q[h * pairs + p] = q_h[2p] | q_h[2p + 1] << 16, a zero padding an odd dim), unscaled,
+  // and scores are q_h . k_j unscaled.
+  void (*score_tokens_bf16_pairs)(const uint32_t* q, const TokenRun& k, const TokenRun* ahead,
+                                  const HeadLayout& layout, float* scores);
   // acc[h] = correction[h] * acc[h] + sum over j of p[j * heads + h] * v_j[h / group]
   void (*accumulate_tokens)(const float* p, const TokenRun& v, const TokenRun* ahead, const HeadLayout& layout,
                             const float* correction, float* acc);
@@ -112,9 +118,14 @@ struct TileOps {
 const TileOps& generic_tile_ops();
 const TileOps* avx2_tile_ops();    // nullptr when this CPU lacks AVX2, FMA or F16C
 const TileOps* avx512_tile_ops();  // nullptr when this CPU lacks AVX-512 F, BW, DQ or VL (or AVX2's)
-// The AVX512-BF16 gemm_bf16_pairs wherever the CPU has the instructions (for tests: the tables
-// take it only where it is the faster way), nullptr elsewhere.
-decltype(TileOps::gemm_bf16_pairs) avx512_bf16_gemm();
+bool cpu_runs_avx512();            // whether avx512_tile_ops() is there
+// The AVX512-BF16 operations (tile_ops_avx512_bf16.cpp) wherever the CPU has the instructions
+// (for tests: the avx512 table takes them only where they are the faster way), nullptr elsewhere.
+struct Bf16PairOps {
+  decltype(TileOps::gemm_bf16_pairs) gemm;
+  decltype(TileOps::score_tokens_bf16_pairs) score_tokens;
+};
+const Bf16PairOps* avx512_bf16_ops();
 const TileOps* neon_tile_ops();    // nullptr off aarch64
 
 // The best table for this CPU, capped by the environment variable ALIBI_MAX_CPU_ISA

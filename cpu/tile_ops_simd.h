@@ -465,100 +465,128 @@ ALIBI_SIMD_TARGET inline FetchLines share(RunPrefetch& ahead, int64_t ticks) {
   return {};
 }
 
-// dots[j] = q . k[j] over dim, one FMA chain per token, each q vector loaded once for all 8.
-template <class V, alibi_dtype kDtype, bool kFetches>
-ALIBI_SIMD_TARGET inline void dot_8_tokens(const float* q, const ElementOf<kDtype>* const* k, int64_t dim,
+// How the decode's dot products step through dims: kDims a step, queries stored as Query
+// (row_length(dim) per head), each step's query and key vectors loaded and multiplied into f32
+// sums. WidenedDots: f32 queries (scaled), keys widened to f32, FMA. (The AVX512-BF16 build has
+// bf16 pairs: tile_ops_avx512_bf16.cpp.)
+template <class V, alibi_dtype kDtype>
+struct WidenedDots {
+  using Query = float;
+  using Element = ElementOf<kDtype>;
+  static constexpr int64_t kDims = V::kLanes;
+  static constexpr int64_t row_length(int64_t dim) { return dim; }
+  ALIBI_SIMD_TARGET static inline typename V::F query(const float* q, int64_t d) { return V::load(q + d); }
+  ALIBI_SIMD_TARGET static inline typename V::F query_first(const float* q, int64_t d, int64_t dims) {
+    return V::load(q + d, V::first(dims));
+  }
+  ALIBI_SIMD_TARGET static inline typename V::F key(const Element* k) { return load_lanes<V, kDtype>(k); }
+  ALIBI_SIMD_TARGET static inline typename V::F key_first(const Element* k, int64_t dims) {
+    return load_first<V, kDtype>(k, dims);
+  }
+  ALIBI_SIMD_TARGET static inline typename V::F madd(typename V::F q, typename V::F k, typename V::F acc) {
+    return V::fmadd(q, k, acc);
+  }
+};
+
+template <class Dots>
+using QueryOf = typename Dots::Query;
+template <class Dots>
+using KeyOf = typename Dots::Element;
+
+// dots[j] = q . k[j] over dim, one chain of products per token, each q vector loaded once for all 8.
+template <class V, class Dots, bool kFetches>
+ALIBI_SIMD_TARGET inline void dot_8_tokens(const QueryOf<Dots>* q, const KeyOf<Dots>* const* k, int64_t dim,
                                            FetchLines ahead, float* dots) {
   typename V::F acc[kTokensPerDot];
   for (auto& a : acc) a = V::zero();
   int64_t d = 0;
-  for (; d + V::kLanes <= dim; d += V::kLanes) {
-    const auto query = V::load(q + d);
+  for (; d + Dots::kDims <= dim; d += Dots::kDims) {
+    const auto query = Dots::query(q, d);
     if constexpr (kFetches) ahead.tick();
 #pragma GCC unroll 8
-    for (int j = 0; j < kTokensPerDot; ++j) acc[j] = V::fmadd(query, load_lanes<V, kDtype>(k[j] + d), acc[j]);
+    for (int j = 0; j < kTokensPerDot; ++j) acc[j] = Dots::madd(query, Dots::key(k[j] + d), acc[j]);
   }
   if (d < dim) {
-    const auto query = V::load(q + d, V::first(dim - d));
+    const auto query = Dots::query_first(q, d, dim - d);
 #pragma GCC unroll 8
-    for (int j = 0; j < kTokensPerDot; ++j)
-      acc[j] = V::fmadd(query, load_first<V, kDtype>(k[j] + d, dim - d), acc[j]);
+    for (int j = 0; j < kTokensPerDot; ++j) acc[j] = Dots::madd(query, Dots::key_first(k[j] + d, dim - d), acc[j]);
   }
   V::sum_each_of_8(acc, dots);
 }
 
 // GQA: query heads that share a key head take it kHeadsPerBlock at a time, each key vector
-// loaded (and widened) once for all of them; the products are the same FMA chains as
+// loaded (and widened) once for all of them; the products are the same chains as
 // dot_8_tokens', lane by lane, so the scores are bitwise those of one head at a time.
 constexpr int kHeadsPerBlock = 4;
 template <class V>
 constexpr int kTokensPerBlock = V::kLanes >= 16 ? 4 : 2;  // 16 accumulators where 32 registers
 
-// dots[h * kTokensPerBlock + j] = q_h . k[j] for the kHeadsPerBlock heads at q (dim apart).
-template <class V, alibi_dtype kDtype, bool kFetches>
-ALIBI_SIMD_TARGET inline void dot_head_block(const float* q, const ElementOf<kDtype>* const* k, int64_t dim,
+// dots[h * kTokensPerBlock + j] = q_h . k[j] for the kHeadsPerBlock heads at q (row_length apart).
+template <class V, class Dots, bool kFetches>
+ALIBI_SIMD_TARGET inline void dot_head_block(const QueryOf<Dots>* q, const KeyOf<Dots>* const* k, int64_t dim,
                                              FetchLines ahead, float* dots) {
   constexpr int T = kTokensPerBlock<V>, N = kHeadsPerBlock * T;
+  const int64_t row = Dots::row_length(dim);
   typename V::F acc[N];
 #pragma GCC unroll 16
   for (auto& a : acc) a = V::zero();
   int64_t d = 0;
-  for (; d + V::kLanes <= dim; d += V::kLanes) {
-    typename V::F keys[T];
+  for (; d + Dots::kDims <= dim; d += Dots::kDims) {
+    decltype(Dots::key(k[0])) keys[T];
 #pragma GCC unroll 8
-    for (int j = 0; j < T; ++j) keys[j] = load_lanes<V, kDtype>(k[j] + d);
+    for (int j = 0; j < T; ++j) keys[j] = Dots::key(k[j] + d);
     if constexpr (kFetches) ahead.tick();
 #pragma GCC unroll 4
     for (int h = 0; h < kHeadsPerBlock; ++h) {
-      const auto query = V::load(q + h * dim + d);
+      const auto query = Dots::query(q + h * row, d);
 #pragma GCC unroll 8
-      for (int j = 0; j < T; ++j) acc[h * T + j] = V::fmadd(query, keys[j], acc[h * T + j]);
+      for (int j = 0; j < T; ++j) acc[h * T + j] = Dots::madd(query, keys[j], acc[h * T + j]);
     }
   }
   if (d < dim) {
-    typename V::F keys[T];
+    decltype(Dots::key(k[0])) keys[T];
 #pragma GCC unroll 8
-    for (int j = 0; j < T; ++j) keys[j] = load_first<V, kDtype>(k[j] + d, dim - d);
+    for (int j = 0; j < T; ++j) keys[j] = Dots::key_first(k[j] + d, dim - d);
 #pragma GCC unroll 4
     for (int h = 0; h < kHeadsPerBlock; ++h) {
-      const auto query = V::load(q + h * dim + d, V::first(dim - d));
+      const auto query = Dots::query_first(q + h * row, d, dim - d);
 #pragma GCC unroll 8
-      for (int j = 0; j < T; ++j) acc[h * T + j] = V::fmadd(query, keys[j], acc[h * T + j]);
+      for (int j = 0; j < T; ++j) acc[h * T + j] = Dots::madd(query, keys[j], acc[h * T + j]);
     }
   }
   for (int i = 0; i < N; i += 8) V::sum_each_of_8(acc + i, dots + i);
 }
 
 // Query heads [h, h + kHeadsPerBlock) of one key head, kTokensPerBlock tokens at a time.
-template <class V, alibi_dtype kDtype, bool kFetches>
-ALIBI_SIMD_TARGET void score_head_block(const float* q, const TokenRun& k, const HeadLayout& layout, int64_t h,
+template <class V, class Dots, bool kFetches>
+ALIBI_SIMD_TARGET void score_head_block(const QueryOf<Dots>* q, const TokenRun& k, const HeadLayout& layout, int64_t h,
                                         RunPrefetch& ahead, float* scores) {
   constexpr int64_t T = kTokensPerBlock<V>;
-  const auto* head = static_cast<const ElementOf<kDtype>*>(k.data) + (h / layout.group) * k.head_stride;
+  const auto* head = static_cast<const KeyOf<Dots>*>(k.data) + (h / layout.group) * k.head_stride;
   for (int64_t j0 = 0; j0 < k.count; j0 += T) {
     const int64_t count = std::min<int64_t>(T, k.count - j0);
-    const ElementOf<kDtype>* tokens[T];
+    const KeyOf<Dots>* tokens[T];
     for (int64_t j = 0; j < T; ++j) tokens[j] = head + (j0 + std::min(j, count - 1)) * k.token_stride;
     float dots[kHeadsPerBlock * T];
-    dot_head_block<V, kDtype, kFetches>(q + h * layout.dim, tokens, layout.dim,
-                                        share<kFetches>(ahead, layout.dim / V::kLanes), dots);
+    dot_head_block<V, Dots, kFetches>(q + h * Dots::row_length(layout.dim), tokens, layout.dim,
+                                      share<kFetches>(ahead, layout.dim / Dots::kDims), dots);
     for (int64_t i = 0; i < kHeadsPerBlock; ++i)
       for (int64_t j = 0; j < count; ++j) scores[(j0 + j) * layout.heads + h + i] = dots[i * T + j];
   }
 }
 
 // Query head h, 8 tokens at a time (a short last group repeats its last token).
-template <class V, alibi_dtype kDtype, bool kFetches>
-ALIBI_SIMD_TARGET inline void score_head(const float* q, const TokenRun& k, const HeadLayout& layout, int64_t h,
+template <class V, class Dots, bool kFetches>
+ALIBI_SIMD_TARGET inline void score_head(const QueryOf<Dots>* q, const TokenRun& k, const HeadLayout& layout, int64_t h,
                                          RunPrefetch& ahead, float* scores) {
-  const auto* head = static_cast<const ElementOf<kDtype>*>(k.data) + (h / layout.group) * k.head_stride;
+  const auto* head = static_cast<const KeyOf<Dots>*>(k.data) + (h / layout.group) * k.head_stride;
   for (int64_t j0 = 0; j0 < k.count; j0 += kTokensPerDot) {
     const int64_t count = std::min<int64_t>(kTokensPerDot, k.count - j0);
-    const ElementOf<kDtype>* tokens[kTokensPerDot];
+    const KeyOf<Dots>* tokens[kTokensPerDot];
     for (int64_t j = 0; j < kTokensPerDot; ++j) tokens[j] = head + (j0 + std::min(j, count - 1)) * k.token_stride;
     float dots[kTokensPerDot];
-    dot_8_tokens<V, kDtype, kFetches>(q + h * layout.dim, tokens, layout.dim,
-                                      share<kFetches>(ahead, layout.dim / V::kLanes), dots);
+    dot_8_tokens<V, Dots, kFetches>(q + h * Dots::row_length(layout.dim), tokens, layout.dim,
+                                    share<kFetches>(ahead, layout.dim / Dots::kDims), dots);
     for (int64_t j = 0; j < count; ++j) scores[(j0 + j) * layout.heads + h] = dots[j];
   }
 }
@@ -567,45 +595,46 @@ ALIBI_SIMD_TARGET inline void score_head(const float* q, const TokenRun& k, cons
 // 3%); GQA key head by key head, its query heads in blocks, the first block of each prefetching
 // `ahead`. kFetches: whether there is an `ahead` (a prefetch check in the loops of a call
 // without one cost MHA f32 11 to 13%).
-template <class V, alibi_dtype kDtype, bool kFetches>
-ALIBI_SIMD_TARGET void score_tokens_of(const float* q, const TokenRun& k, const TokenRun* ahead, const HeadLayout& layout,
-                                       float* scores) {
+template <class V, class Dots, bool kFetches>
+ALIBI_SIMD_TARGET void score_tokens_of(const QueryOf<Dots>* q, const TokenRun& k, const TokenRun* ahead,
+                                       const HeadLayout& layout, float* scores) {
+  const int64_t ticks_per_dot = layout.dim / Dots::kDims;
   if (layout.group == 1) {
     const int64_t token_groups = (k.count + kTokensPerDot - 1) / kTokensPerDot;
-    RunPrefetch fetch(ahead, layout.heads, layout.dim, layout.heads * token_groups * (layout.dim / V::kLanes));
-    for (int64_t h = 0; h < layout.heads; ++h) score_head<V, kDtype, kFetches>(q, k, layout, h, fetch, scores);
+    RunPrefetch fetch(ahead, layout.heads, layout.dim, layout.heads * token_groups * ticks_per_dot);
+    for (int64_t h = 0; h < layout.heads; ++h) score_head<V, Dots, kFetches>(q, k, layout, h, fetch, scores);
     fetch.finish();
     return;
   }
   const int64_t kv_heads = layout.heads / layout.group;
   const int64_t token_blocks = (k.count + kTokensPerBlock<V> - 1) / kTokensPerBlock<V>;
-  RunPrefetch fetch(ahead, kv_heads, layout.dim, kv_heads * token_blocks * (layout.dim / V::kLanes));
+  RunPrefetch fetch(ahead, kv_heads, layout.dim, kv_heads * token_blocks * ticks_per_dot);
   for (int64_t g = 0; g < kv_heads; ++g) {
     const int64_t first = g * layout.group, end = first + layout.group;
     int64_t h = first;
     for (; h + kHeadsPerBlock <= end; h += kHeadsPerBlock) {
-      if (h == first) score_head_block<V, kDtype, kFetches>(q, k, layout, h, fetch, scores);
-      else score_head_block<V, kDtype, false>(q, k, layout, h, fetch, scores);
+      if (h == first) score_head_block<V, Dots, kFetches>(q, k, layout, h, fetch, scores);
+      else score_head_block<V, Dots, false>(q, k, layout, h, fetch, scores);
     }
-    for (; h < end; ++h) score_head<V, kDtype, false>(q, k, layout, h, fetch, scores);
+    for (; h < end; ++h) score_head<V, Dots, false>(q, k, layout, h, fetch, scores);
   }
   fetch.finish();
 }
 
-template <class V, alibi_dtype kDtype>
-ALIBI_SIMD_TARGET void score_tokens_as(const float* q, const TokenRun& k, const TokenRun* ahead,
+template <class V, class Dots>
+ALIBI_SIMD_TARGET void score_tokens_as(const QueryOf<Dots>* q, const TokenRun& k, const TokenRun* ahead,
                                        const HeadLayout& layout, float* scores) {
-  if (ahead) score_tokens_of<V, kDtype, true>(q, k, ahead, layout, scores);
-  else score_tokens_of<V, kDtype, false>(q, k, ahead, layout, scores);
+  if (ahead) score_tokens_of<V, Dots, true>(q, k, ahead, layout, scores);
+  else score_tokens_of<V, Dots, false>(q, k, ahead, layout, scores);
 }
 
 template <class V>
 ALIBI_SIMD_TARGET void score_tokens(const float* q, const TokenRun& k, const TokenRun* ahead, const HeadLayout& layout,
                                     float* scores) {
   switch (k.dtype) {
-    case ALIBI_DTYPE_F16: return score_tokens_as<V, ALIBI_DTYPE_F16>(q, k, ahead, layout, scores);
-    case ALIBI_DTYPE_BF16: return score_tokens_as<V, ALIBI_DTYPE_BF16>(q, k, ahead, layout, scores);
-    default: return score_tokens_as<V, ALIBI_DTYPE_F32>(q, k, ahead, layout, scores);
+    case ALIBI_DTYPE_F16: return score_tokens_as<V, WidenedDots<V, ALIBI_DTYPE_F16>>(q, k, ahead, layout, scores);
+    case ALIBI_DTYPE_BF16: return score_tokens_as<V, WidenedDots<V, ALIBI_DTYPE_BF16>>(q, k, ahead, layout, scores);
+    default: return score_tokens_as<V, WidenedDots<V, ALIBI_DTYPE_F32>>(q, k, ahead, layout, scores);
   }
 }
 
@@ -760,9 +789,19 @@ ALIBI_SIMD_TARGET void accumulate_tokens(const float* p, const TokenRun& v, cons
 }
 
 template <class V>
-TileOps simd_tile_ops(const char* name, decltype(TileOps::gemm_bf16_pairs) gemm_bf16_pairs = nullptr) {
-  return {name,           gemm<V>,         gemm_half_b<V>, softmax_block<V>,        widen<V>,        narrow<V>, gemm_bf16_pairs,
-          score_tokens<V>, accumulate_tokens<V>, exp_in_place<V>, gradient_block<V>};
+TileOps simd_tile_ops(const char* name, const Bf16PairOps* bf16_pairs = nullptr) {
+  return {name,
+          gemm<V>,
+          gemm_half_b<V>,
+          softmax_block<V>,
+          widen<V>,
+          narrow<V>,
+          bf16_pairs ? bf16_pairs->gemm : nullptr,
+          score_tokens<V>,
+          bf16_pairs ? bf16_pairs->score_tokens : nullptr,
+          accumulate_tokens<V>,
+          exp_in_place<V>,
+          gradient_block<V>};
 }
 
 }  // namespace

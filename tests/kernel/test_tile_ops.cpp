@@ -404,8 +404,9 @@ TEST_P(TileOpsTest, DecodeProductsAreThePlainSums) {
 
 // The bf16 q.k of the AVX-512 table (which takes it on AMD only) wherever this CPU has AVX512-BF16.
 TEST(Bf16Dots, GemmIsTheScaledProductOfPairs) {
-  const auto gemm_bf16_pairs = avx512_bf16_gemm();
-  if (!gemm_bf16_pairs) GTEST_SKIP() << "AVX512-BF16 dot products: this CPU lacks AVX512-BF16 (or AVX-512)";
+  const Bf16PairOps* pairs_ops = avx512_bf16_ops();
+  if (!pairs_ops) GTEST_SKIP() << "AVX512-BF16 dot products: this CPU lacks AVX512-BF16 (or AVX-512)";
+  const auto gemm_bf16_pairs = pairs_ops->gemm;
   std::mt19937 random(99);
   for (const int64_t m : {1, 5, 6, 7, 13, 64})  // around the panels of 6 rows
     for (const int64_t n : {3, 8, 16, 21, 64, 70})  // and of 64 and 16 columns
@@ -436,6 +437,40 @@ TEST(Bf16Dots, GemmIsTheScaledProductOfPairs) {
             EXPECT_NEAR(got, scale * want, 1e-6 * double(dim)) << "m " << m << " n " << n << " dim " << dim << " (" << i << ", " << j << ")";
           }
       }
+}
+
+// The decode's bf16 q.k by pairs (the AVX-512 table takes it on AMD only) wherever this CPU has
+// AVX512-BF16: MHA and GQA groups around the 4-head blocks, dims around the 32-dim steps.
+TEST(Bf16Dots, DecodeScoresAreThePlainSums) {
+  const Bf16PairOps* pairs_ops = avx512_bf16_ops();
+  if (!pairs_ops) GTEST_SKIP() << "AVX512-BF16 dot products: this CPU lacks AVX512-BF16 (or AVX-512)";
+  std::mt19937 random(7);
+  for (const bool prefetch : {false, true})
+    for (const int64_t group : {1, 3, 4, 6})
+      for (const int64_t dim : {1, 7, 32, 40, 63, 128})
+        for (const int64_t count : {1, 5, 8, 19}) {
+          const HeadLayout layout{2 * group, group, dim};  // 2 kv heads
+          const Tokens k = make_tokens(random, ALIBI_DTYPE_BF16, count, 2, dim);
+          const Tokens v = make_tokens(random, ALIBI_DTYPE_BF16, count, 2, dim);
+          const int64_t pairs = (dim + 1) / 2;
+          std::vector<uint16_t> q(size_t(layout.heads * dim));
+          for (uint16_t& x : q) x = random_bf16(random);
+          std::vector<uint32_t> q_pairs(size_t(layout.heads * pairs));
+          for (int64_t h = 0; h < layout.heads; ++h)
+            for (int64_t p = 0; p < pairs; ++p) {
+              const uint32_t high = 2 * p + 1 < dim ? q[size_t(h * dim + 2 * p + 1)] : 0u;
+              q_pairs[size_t(h * pairs + p)] = q[size_t(h * dim + 2 * p)] | high << 16;
+            }
+          std::vector<float> scores(size_t(count * layout.heads), std::numeric_limits<float>::quiet_NaN());
+          pairs_ops->score_tokens(q_pairs.data(), k.run, prefetch ? &v.run : nullptr, layout, scores.data());
+          for (int64_t h = 0; h < layout.heads; ++h)
+            for (int64_t j = 0; j < count; ++j) {
+              double dot = 0.0;
+              for (int64_t d = 0; d < dim; ++d) dot += double(bf16_to_float(q[size_t(h * dim + d)])) * k.at(j, h / layout.group, d);
+              EXPECT_NEAR(scores[size_t(j * layout.heads + h)], dot, 1e-6 * double(dim))
+                  << "group " << group << " dim " << dim << " count " << count << " score " << j << " head " << h;
+            }
+        }
 }
 
 // Uncapped, tile_ops() takes the widest table this CPU runs: neon on aarch64, avx512 or avx2 on x86.
