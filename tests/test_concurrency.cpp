@@ -229,7 +229,8 @@ TEST(Concurrency, ContextsStartNoThreadsAndShareTheProcessWorkers) {
   constexpr int kContexts = 64, kNumThreads = 3;
   std::vector<Context> idle, used;
   for (int c = 0; c < kContexts; ++c) idle.push_back(test::make_cpu_context());
-  EXPECT_EQ(process_threads(), before) << kContexts << " contexts were created";
+  // At most: a thread an earlier test joined may still be leaving the count (seen under qemu-user).
+  EXPECT_LE(process_threads(), before) << kContexts << " contexts were created";
   for (int c = 0; c < kContexts; ++c) {
     used.push_back(test::make_cpu_context());
     ASSERT_OK(alibi_context_set_num_threads(used.back().get(), kNumThreads));
