@@ -17,20 +17,22 @@
 #include "common/bf16.h"
 #include "common/command_line.h"
 #include "common/library.h"
+#include "common/paged_pool.h"
 #include "common/random_values.h"
 
 namespace {
 
 const char kUsage[] =
-    "usage: alibi-ab LIB_A LIB_B [--tokens N] [--queries Q] [--heads H] [--kv-heads HKV]\n"
+    "usage: alibi-ab LIB_A LIB_B [--tokens N] [--queries Q] [--batch B] [--heads H] [--kv-heads HKV]\n"
     "                [--dim D] [--full] [--bf16 | --f16] [--b-dtype f32|bf16|f16] [--backward]\n"
-    "                [--threads T] [--rounds R]\n"
-    "  One sequence of N keys (default 2048) and Q queries (default N; 1 = decode), causal\n"
+    "                [--block-size BS] [--threads T] [--rounds R]\n"
+    "  B sequences (default 1) of N keys (default 2048) and Q queries (default N; 1 = decode), causal\n"
     "  unless --full, H = HKV = 16 heads of D = 128, f32 unless --bf16 or --f16, T = 2 threads, R = 16\n"
     "  rounds of one call to each build, alternating which goes first. --b-dtype: B's inputs in\n"
     "  that dtype (the same values, rounded), to pair two dtypes of one build (LIB_A = LIB_B).\n"
     "  --backward times alibi_attention_backward (dq, dk, dv, dslopes; FLOPs counted as 2.5\n"
-    "  forwards').\n";
+    "  forwards'). --block-size times alibi_attention_forward_paged instead, k and v in a pool of\n"
+    "  BS-token blocks, each sequence's at shuffled places (the pool alibi-bench's paged cases use).\n";
 
 // One build's entry points and its context, mask and tensors.
 struct Build {
@@ -42,10 +44,12 @@ struct Build {
   decltype(&alibi_tensor_wrap) tensor_wrap;
   decltype(&alibi_attention_forward) attention_forward;
   decltype(&alibi_attention_backward) attention_backward;
+  decltype(&alibi_attention_forward_paged) attention_forward_paged;
   alibi_context_t context = nullptr;
   alibi_mask_t mask = nullptr;
   alibi_tensor_t q = nullptr, k = nullptr, v = nullptr, out = nullptr, lse = nullptr;
   alibi_tensor_t dout = nullptr, dq = nullptr, dk = nullptr, dv = nullptr, dslopes = nullptr;
+  alibi_tensor_t block_table = nullptr, cu_seqlens_q = nullptr, seqlens_k = nullptr;  // --block-size
 };
 
 // One build's output buffers: `compared` (out, or dq with --backward) is checked across builds.
@@ -57,6 +61,7 @@ struct Outputs {
 struct Values {
   alibi_dtype dtype;
   std::vector<unsigned char> q, k, v, dout;
+  std::vector<unsigned char> k_pool, v_pool;  // --block-size: k and v as the table places them
   size_t element_bytes() const { return bench_common::element_bytes(dtype); }
 };
 
@@ -64,7 +69,11 @@ struct Inputs {
   bench_common::AttentionShape shape;
   int threads, rounds;
   bool backward;
+  int block_size;  // 0: alibi_attention_forward
+  bench_common::BlockTable table;
+  std::vector<int32_t> cu_seqlens_q, seqlens_k;
   Values values[2];  // A's and B's
+  bool paged() const { return block_size > 0; }
 };
 
 Build open_build(const char* path, const Inputs& in, const Values& values, Outputs& out) {
@@ -79,7 +88,7 @@ Build open_build(const char* path, const Inputs& in, const Values& values, Outpu
   library.check(build.context_create(ALIBI_DEVICE_CPU, 0, &build.context), "alibi_context_create");
   library.check(build.set_num_threads(build.context, in.threads), "alibi_context_set_num_threads");
   const std::vector<int32_t> cu_q = in.shape.cu_seqlens_q(), cu_k = in.shape.cu_seqlens_k();
-  library.check(build.mask_create_varlen(build.context, 1, cu_q.data(), cu_k.data(), in.shape.causal,
+  library.check(build.mask_create_varlen(build.context, int(in.shape.lengths_q.size()), cu_q.data(), cu_k.data(), in.shape.causal,
                                          &build.mask),
                 "alibi_mask_create_varlen");
   const int64_t q_shape[3] = {in.shape.total_q(), in.shape.heads, in.shape.head_dim};
@@ -92,8 +101,20 @@ Build open_build(const char* path, const Inputs& in, const Values& values, Outpu
     wrap_as(values.dtype, 3, shape, data, tensor);
   };
   wrap(q_shape, values.q.data(), &build.q);
-  wrap(kv_shape, values.k.data(), &build.k);
-  wrap(kv_shape, values.v.data(), &build.v);
+  if (in.paged()) {
+    library.resolve("alibi_attention_forward_paged", build.attention_forward_paged);
+    const int64_t pool_shape[4] = {in.table.num_blocks, in.block_size, in.shape.kv_heads, in.shape.head_dim};
+    const int64_t table_shape[2] = {int64_t(in.seqlens_k.size()), in.table.max_blocks};
+    const int64_t cu_shape[1] = {int64_t(in.cu_seqlens_q.size())}, seqlens_shape[1] = {int64_t(in.seqlens_k.size())};
+    wrap_as(values.dtype, 4, pool_shape, values.k_pool.data(), &build.k);
+    wrap_as(values.dtype, 4, pool_shape, values.v_pool.data(), &build.v);
+    wrap_as(ALIBI_DTYPE_I32, 2, table_shape, in.table.ids.data(), &build.block_table);
+    wrap_as(ALIBI_DTYPE_I32, 1, cu_shape, in.cu_seqlens_q.data(), &build.cu_seqlens_q);
+    wrap_as(ALIBI_DTYPE_I32, 1, seqlens_shape, in.seqlens_k.data(), &build.seqlens_k);
+  } else {
+    wrap(kv_shape, values.k.data(), &build.k);
+    wrap(kv_shape, values.v.data(), &build.v);
+  }
   if (!in.backward) {
     wrap(q_shape, out.compared.data(), &build.out);
     return build;
@@ -123,9 +144,14 @@ Outputs output_buffers(const Inputs& in, const Values& values) {
   return out;
 }
 
-double seconds_of_call(const Build& build, bool backward) {
+double seconds_of_call(const Build& build, const Inputs& in) {
   const auto start = std::chrono::steady_clock::now();
-  if (backward)
+  if (in.paged())
+    build.library.check(build.attention_forward_paged(build.context, build.q, build.k, build.v, build.block_table,
+                                                      build.cu_seqlens_q, build.seqlens_k, in.shape.causal,
+                                                      /*window_left=*/-1, nullptr, build.out, nullptr),
+                        "alibi_attention_forward_paged");
+  else if (in.backward)
     build.library.check(build.attention_backward(build.context, build.q, build.k, build.v, build.mask, nullptr,
                                                  build.out, build.lse, build.dout, build.dq, build.dk,
                                                  build.dv, build.dslopes),
@@ -144,15 +170,30 @@ alibi_dtype dtype_named(const bench_common::CommandLine& line, const std::string
   line.fail("--b-dtype is f32, bf16 or f16, not '" + name + "'");
 }
 
+// For --block-size: the block table and each build's k and v pools.
+void page(Inputs& in) {
+  const std::vector<int32_t>& lengths_k = in.shape.lengths_k;
+  in.table = bench_common::shuffled_block_table(lengths_k, in.block_size);
+  in.cu_seqlens_q = in.shape.cu_seqlens_q();
+  in.seqlens_k = lengths_k;
+  for (Values& values : in.values) {
+    const size_t token_bytes = size_t(in.shape.kv_heads * in.shape.head_dim) * values.element_bytes();
+    values.k_pool = bench_common::fill_pool(lengths_k, in.block_size, token_bytes, in.table, values.k);
+    values.v_pool = bench_common::fill_pool(lengths_k, in.block_size, token_bytes, in.table, values.v);
+  }
+}
+
 // The options after LIB_A LIB_B (CommandLine skips its first argument, here LIB_B).
 Inputs read_options(int argc, char** argv) {
   bench_common::CommandLine line(argc - 2, argv + 2, "alibi-ab", kUsage);
-  Inputs in{{16, 16, 128, {}, {}, true}, 2, 16, false, {}};
+  Inputs in{{16, 16, 128, {}, {}, true}, 2, 16, false, 0, {}, {}, {}, {}};
   alibi_dtype dtype = ALIBI_DTYPE_F32, b_dtype = alibi_dtype(-1);
-  int tokens = 2048, queries = 0;
+  int tokens = 2048, queries = 0, batch = 1;
   while (line.next()) {
     if (line.is("--tokens")) tokens = line.positive_value();
     else if (line.is("--queries")) queries = line.positive_value();
+    else if (line.is("--batch")) batch = line.positive_value();
+    else if (line.is("--block-size")) in.block_size = line.positive_value();
     else if (line.is("--heads")) in.shape.heads = in.shape.kv_heads = line.positive_value();
     else if (line.is("--kv-heads")) in.shape.kv_heads = line.positive_value();
     else if (line.is("--dim")) in.shape.head_dim = line.positive_value();
@@ -168,8 +209,9 @@ Inputs read_options(int argc, char** argv) {
   if (in.shape.heads % in.shape.kv_heads != 0)
     line.fail("--heads " + std::to_string(in.shape.heads) + " is not a multiple of --kv-heads " +
               std::to_string(in.shape.kv_heads));
-  in.shape.lengths_q = {queries > 0 ? queries : tokens};
-  in.shape.lengths_k = {tokens};
+  if (in.paged() && in.backward) line.fail("--block-size times the paged forward; it has no --backward");
+  in.shape.lengths_q.assign(size_t(batch), queries > 0 ? queries : tokens);
+  in.shape.lengths_k.assign(size_t(batch), tokens);
   const int64_t q_count = in.shape.total_q() * in.shape.heads * in.shape.head_dim;
   const int64_t kv_count = in.shape.total_k() * in.shape.kv_heads * in.shape.head_dim;
   for (int which = 0; which < 2; ++which) {
@@ -180,6 +222,7 @@ Inputs read_options(int argc, char** argv) {
     values.v = bench_common::random_values(kv_count, values.dtype, 3);
     if (in.backward) values.dout = bench_common::random_values(q_count, values.dtype, 4);
   }
+  if (in.paged()) page(in);
   return in;
 }
 
@@ -205,13 +248,13 @@ double max_difference(const Outputs* out, const Inputs& in) {
 }
 
 // Per round both builds run once, which goes first alternating; seconds[which] per round.
-int time_rounds(const Build* builds, int rounds, bool backward, std::vector<double>* seconds) {
+int time_rounds(const Build* builds, const Inputs& in, std::vector<double>* seconds) {
   int b_faster = 0;
-  for (int round = 0; round < rounds; ++round) {
+  for (int round = 0; round < in.rounds; ++round) {
     double taken[2];
     for (int turn = 0; turn < 2; ++turn) {
       const int which = (round + turn) % 2;
-      taken[which] = seconds_of_call(builds[which], backward);
+      taken[which] = seconds_of_call(builds[which], in);
     }
     for (int which = 0; which < 2; ++which) seconds[which].push_back(taken[which]);
     b_faster += taken[1] < taken[0];
@@ -232,10 +275,11 @@ int main(int argc, char** argv) {
   const Build builds[2] = {open_build(argv[1], in, in.values[0], out[0]),
                            open_build(argv[2], in, in.values[1], out[1])};
   std::vector<double> seconds[2];
-  const int b_faster = time_rounds(builds, in.rounds, in.backward, seconds);
+  const int b_faster = time_rounds(builds, in, seconds);
 
-  // Decode reads k and v once: GB/s; otherwise GFLOP/s as alibi-bench counts them.
-  const bool decode = in.shape.total_q() == 1;
+  // Decode (one query per sequence) reads k and v once: GB/s; otherwise GFLOP/s as alibi-bench
+  // counts them.
+  const bool decode = in.shape.total_q() == int64_t(in.shape.lengths_q.size());
   const double flops = in.shape.flops() * (in.backward ? 2.5 : 1.0);
   double medians[2];
   for (int which = 0; which < 2; ++which) {

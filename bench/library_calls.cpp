@@ -6,8 +6,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
-#include <numeric>
-#include <random>
 
 namespace bench {
 
@@ -43,50 +41,11 @@ std::vector<unsigned char> buffer(int64_t elements, const Case& c) {
   return std::vector<unsigned char>(size_t(elements) * c.element_size());
 }
 
-int64_t blocks_of(int32_t keys, int block_size) {
-  return (int64_t(keys) + block_size - 1) / block_size;
-}
-
-// A pool of exactly the blocks the sequences use, handed out in a shuffled order (fixed seed).
-BlockTable shuffled_block_table(const Case& c) {
-  BlockTable table;
-  for (int32_t keys : c.lengths_k) {
-    table.num_blocks += blocks_of(keys, c.block_size);
-    table.max_blocks = std::max(table.max_blocks, blocks_of(keys, c.block_size));
-  }
-  std::vector<int32_t> free_blocks(size_t(table.num_blocks));
-  std::iota(free_blocks.begin(), free_blocks.end(), 0);
-  std::shuffle(free_blocks.begin(), free_blocks.end(), std::mt19937(17));
-  table.ids.assign(c.lengths_k.size() * size_t(table.max_blocks), -1);
-  size_t next = 0;
-  for (size_t b = 0; b < c.lengths_k.size(); ++b)
-    for (int64_t j = 0; j < blocks_of(c.lengths_k[b], c.block_size); ++j)
-      table.ids[b * size_t(table.max_blocks) + size_t(j)] = free_blocks[next++];
-  return table;
-}
-
 // The bytes of one token's k (or v): kv_heads x head_dim elements.
 size_t token_bytes(const Case& c) { return size_t(c.kv_heads) * c.head_dim * c.element_size(); }
 
-// The contiguous keys (or values) of a case copied into a pool of blocks as the table places
-// them; the rows past a sequence's last key are zero.
-std::vector<unsigned char> fill_pool(const Case& c, const BlockTable& table,
-                                     const std::vector<unsigned char>& contiguous) {
-  const size_t row_bytes = token_bytes(c), block_bytes = row_bytes * size_t(c.block_size);
-  std::vector<unsigned char> pool(size_t(table.num_blocks) * block_bytes);
-  const std::vector<int32_t> cu_k = c.cu_seqlens_k();
-  for (size_t b = 0; b < c.lengths_k.size(); ++b)
-    for (int64_t first = 0, j = 0; first < c.lengths_k[b]; first += c.block_size, ++j) {
-      const int64_t tokens = std::min<int64_t>(c.block_size, c.lengths_k[b] - first);
-      const int32_t id = table.ids[b * size_t(table.max_blocks) + size_t(j)];
-      const unsigned char* source = contiguous.data() + size_t(cu_k[b] + first) * row_bytes;
-      std::memcpy(pool.data() + size_t(id) * block_bytes, source, size_t(tokens) * row_bytes);
-    }
-  return pool;
-}
-
 // k_cache, v_cache: (num_blocks, block_size, kv_heads, head_dim) in the case's dtype.
-Tensor wrap_pool(alibi_context_t ctx, const Case& c, const BlockTable& table, void* data) {
+Tensor wrap_pool(alibi_context_t ctx, const Case& c, const bench_common::BlockTable& table, void* data) {
   return wrap(ctx, c.dtype, {table.num_blocks, c.block_size, c.kv_heads, c.head_dim}, data);
 }
 
@@ -142,11 +101,11 @@ AlibiPagedForward::AlibiPagedForward(alibi_context_t ctx, const Case& c, Inputs&
     : ctx_(ctx),
       dtype_(c.dtype),
       causal_(c.causal ? 1 : 0),
-      table_(shuffled_block_table(c)),
+      table_(bench_common::shuffled_block_table(c.lengths_k, c.block_size)),
       cu_seqlens_q_(c.cu_seqlens_q()),
       seqlens_k_(c.lengths_k),
-      k_pool_(fill_pool(c, table_, inputs.k)),
-      v_pool_(fill_pool(c, table_, inputs.v)),
+      k_pool_(bench_common::fill_pool(c.lengths_k, c.block_size, token_bytes(c), table_, inputs.k)),
+      v_pool_(bench_common::fill_pool(c.lengths_k, c.block_size, token_bytes(c), table_, inputs.v)),
       out_bytes_(buffer(c.q_elements(), c)),
       q_(wrap_q(ctx, c, inputs.q.data())),
       k_cache_(wrap_pool(ctx, c, table_, k_pool_.data())),

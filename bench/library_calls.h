@@ -10,6 +10,7 @@
 
 #include "baselines.h"
 #include "cases.h"
+#include "common/paged_pool.h"
 
 namespace bench {
 
@@ -53,10 +54,6 @@ class AlibiForward {
 // alibi_attention_forward_paged of a paged case, default parameters, no LSE: k and v
 // copied at construction into pools of (num_blocks, block_size, kv_heads, head_dim), each
 // sequence's blocks at shuffled places (a fixed seed), the last block of a sequence zero-padded.
-struct BlockTable {
-  int64_t num_blocks = 0, max_blocks = 0;  // the pool's blocks; a row's
-  std::vector<int32_t> ids;                // (batch, max_blocks), -1 past a sequence's blocks
-};
 class AlibiPagedForward {
  public:
   AlibiPagedForward(alibi_context_t ctx, const Case& c, Inputs& inputs);
@@ -67,7 +64,7 @@ class AlibiPagedForward {
   alibi_context_t ctx_;
   alibi_dtype dtype_;
   int causal_;
-  BlockTable table_;
+  bench_common::BlockTable table_;
   std::vector<int32_t> cu_seqlens_q_, seqlens_k_;
   std::vector<unsigned char> k_pool_, v_pool_, out_bytes_;  // allocated and touched at once
   Tensor q_, k_cache_, v_cache_, block_table_tensor_, cu_seqlens_q_tensor_, seqlens_k_tensor_,
