@@ -38,7 +38,6 @@ constexpr int64_t kPrefetchBytesPerRow = 256;  // measured: +4..10% for bf16, ne
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-int64_t pairs_of(int64_t dim) { return (dim + 1) / 2; }
 
 // Keys [lo, hi) of split `split` out of `splits` of an interval.
 std::pair<int64_t, int64_t> split_range(int64_t lo, int64_t hi, int split, int splits) {

@@ -15,8 +15,11 @@
 //    group, tile by tile in plan order: five products per cell instead of seven, and each
 //    query row is read once.
 // Tiles are transposed as in the forward (keys x queries) so that the cell math runs across
-// queries in SIMD lanes (TileOps::gradient_block). Working memory: a few tiles per thread; in
-// the fused schedule also keys, values, dK and dV of one kv head (f32) per thread.
+// queries in SIMD lanes (TileOps::gradient_block). bf16 inputs, where the CPU's bf16 dot
+// products are the faster way (TileOps::gemm_bf16_pairs), recompute the scores and dP from
+// bf16 keys and values against queries and dout packed in pairs of dims. Working memory: a few
+// tiles per thread; in the fused schedule also keys, values, dK and dV of one kv head (f32, or
+// for the bf16 dot products f32 keys and bf16 keys and values) per thread.
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -64,6 +67,10 @@ struct Workspace {
   std::vector<float> out_row, ones;
   std::vector<float> gradient_a, gradient_b;       // the item's f32 gradient accumulators
   std::vector<float> query_gradient;               // dQ of a row tile (f32, unscaled)
+  // bf16 dot products: queries (unscaled) and dout in pairs of dims (pairs x kTileWidth), and
+  // the bf16 rows of keys and values (as keys and values, rows 2 x pairs elements apart)
+  std::vector<uint32_t> query_pairs, dout_pairs;
+  std::vector<uint16_t> key_halves, value_halves;
 
   explicit Workspace(int64_t dim)
       : queries_t(size_t(dim * kTileWidth)), dout_t(size_t(dim * kTileWidth)),
@@ -71,14 +78,16 @@ struct Workspace {
         scores(size_t(kKeyBlock * kTileWidth)), dscores(size_t(kKeyBlock * kTileWidth)),
         keys(size_t(kKeyChunk * dim)), values(size_t(kKeyChunk * dim)), lse(kTileWidth),
         row_dot(kTileWidth), query_pos(kTileWidth), visible_lo(kTileWidth), visible_hi(kTileWidth),
-        out_row(size_t(dim)), ones(size_t(std::max(kKeyBlock, kQueryBlock)), 1.0f) {}
+        out_row(size_t(dim)), ones(size_t(std::max(kKeyBlock, kQueryBlock)), 1.0f),
+        query_pairs(size_t(pairs_of(dim) * kTileWidth)), dout_pairs(size_t(pairs_of(dim) * kTileWidth)) {}
 };
 
 class Backward {
  public:
   Backward(const BackwardArgs& args, const TileOps& ops)
       : args_(args), fwd_(args.forward), mask_(*args.forward.mask), ops_(ops),
-        group_(fwd_.q.shape[1] / fwd_.k.shape[1]), dim_(fwd_.q.shape[2]) {}
+        group_(fwd_.q.shape[1] / fwd_.k.shape[1]), dim_(fwd_.q.shape[2]),
+        bf16_dots_(ops.gemm_bf16_pairs && fwd_.q.dtype == ALIBI_DTYPE_BF16) {}
 
   int64_t head_dim() const { return dim_; }
 
@@ -86,10 +95,7 @@ class Backward {
   // query_tile's, for every head ([head * num_spans + span]).
   void kv_head(int64_t kv_head, double* span_slopes, Workspace& w) const {
     const int64_t keys = mask_.total_k;
-    w.keys.resize(std::max(w.keys.size(), size_t(keys * dim_)));
-    w.values.resize(std::max(w.values.size(), size_t(keys * dim_)));
-    load_rows(fwd_.k, 0, keys, kv_head, w.keys.data());
-    load_rows(fwd_.v, 0, keys, kv_head, w.values.data());
+    load_keys_and_values(0, keys, kv_head, w);
     w.gradient_a.assign(args_.dk ? size_t(keys * dim_) : 0, 0.0f);
     w.gradient_b.assign(args_.dv ? size_t(keys * dim_) : 0, 0.0f);
     for (int64_t head = kv_head * group_; head < (kv_head + 1) * group_; ++head)
@@ -104,8 +110,7 @@ class Backward {
   void key_chunk(int64_t kv_head, int64_t kb, int64_t ke, const std::vector<int32_t>& slices,
                  Workspace& w) const {
     const int64_t count = ke - kb;
-    load_rows(fwd_.k, kb, count, kv_head, w.keys.data());
-    load_rows(fwd_.v, kb, count, kv_head, w.values.data());
+    load_keys_and_values(kb, count, kv_head, w);
     w.gradient_a.assign(size_t(count * dim_), 0.0f);  // dK
     w.gradient_b.assign(size_t(count * dim_), 0.0f);  // dV
     for (int64_t head = kv_head * group_; head < (kv_head + 1) * group_; ++head)
@@ -149,18 +154,17 @@ class Backward {
       const QueryPiece piece{&slice, r, std::min(re, r + kQueryBlock)};
       load_piece(piece, head, w);
       for (int64_t k = gk0; k < gk1; k += kKeyBlock)
-        key_block(piece, head, k - slice.k_begin, std::min(gk1, k + kKeyBlock) - slice.k_begin,
-                  size_t((k - kb) * dim_), w);
+        key_block(piece, head, k - slice.k_begin, std::min(gk1, k + kKeyBlock) - slice.k_begin, k - kb, w);
     }
   }
 
-  // The slice-local keys [k0, k1) (at `first` in the packed rows and the accumulators) against
+  // The slice-local keys [k0, k1) (at `row` of the loaded keys and the accumulators) against
   // a loaded piece: dK and dV; nothing if no row sees them.
-  void key_block(const QueryPiece& piece, int64_t head, int64_t k0, int64_t k1, size_t first, Workspace& w) const {
+  void key_block(const QueryPiece& piece, int64_t head, int64_t k0, int64_t k1, int64_t row, Workspace& w) const {
     const int64_t n = piece.row_end - piece.row_begin;
     if (w.visible_hi[size_t(n - 1)] <= k0 || w.visible_lo[0] >= k1) return;
-    gradient_step(piece, head, k0, k1, &w.keys[first], &w.values[first], w);
-    add_key_gradients(n, k1 - k0, first, w);
+    gradient_step(piece, head, k0, k1, row, w);
+    add_key_gradients(n, k1 - k0, size_t(row * dim_), w);
   }
 
   // dV += P^T dout and dK += dX^T (scale q) for `count` keys at `first` in the accumulators,
@@ -185,12 +189,10 @@ class Backward {
     // Blocks are aligned to the end so that a causal diagonal cuts only the last one.
     for (int64_t end = hi; end > lo; end -= kKeyBlock) {
       const int64_t k0 = std::max(lo, end - kKeyBlock), count = end - k0;
-      const size_t first = fused ? size_t((piece.slice->k_begin + k0) * dim_) : 0;
-      if (!fused) {
-        load_rows(fwd_.k, piece.slice->k_begin + k0, count, kv_head, w.keys.data());
-        load_rows(fwd_.v, piece.slice->k_begin + k0, count, kv_head, w.values.data());
-      }
-      slope_sum += gradient_step(piece, head, k0, end, &w.keys[first], &w.values[first], w);
+      const int64_t row = fused ? piece.slice->k_begin + k0 : 0;  // of the loaded keys
+      const size_t first = size_t(row * dim_);
+      if (!fused) load_keys_and_values(piece.slice->k_begin + k0, count, kv_head, w);
+      slope_sum += gradient_step(piece, head, k0, end, row, w);
       // dQ += dX k: dscores read transposed.
       if (dq) ops_.gemm(n, dim_, count, w.dscores.data(), 1, kTileWidth, &w.keys[first], dim_, dq, dim_, w.ones.data());
       if (fused) add_key_gradients(n, count, first, w);
@@ -199,13 +201,12 @@ class Backward {
   }
 
   // P into w.scores and the gradient of x into w.dscores for the piece's rows against the
-  // slice-local keys [k0, k1), whose rows (f32) are at keys and values; returns the block's
-  // part of dslopes.
-  float gradient_step(const QueryPiece& piece, int64_t head, int64_t k0, int64_t k1, const float* keys,
-                      const float* values, Workspace& w) const {
-    const int64_t n = piece.row_end - piece.row_begin, count = k1 - k0, columns = round_up(n, kLanes);
-    ops_.gemm(count, columns, dim_, keys, dim_, 1, w.queries_t.data(), kTileWidth, w.scores.data(), kTileWidth, nullptr);
-    ops_.gemm(count, columns, dim_, values, dim_, 1, w.dout_t.data(), kTileWidth, w.dscores.data(), kTileWidth, nullptr);
+  // slice-local keys [k0, k1), whose rows are at `row` of the loaded keys and values; returns
+  // the block's part of dslopes.
+  float gradient_step(const QueryPiece& piece, int64_t head, int64_t k0, int64_t k1, int64_t row,
+                      Workspace& w) const {
+    const int64_t n = piece.row_end - piece.row_begin, count = k1 - k0;
+    score_and_dp(count, round_up(n, kLanes), row, w);
     const Slice& slice = *piece.slice;
     if (fwd_.attn_bias) load_attn_bias(piece, slice.k_begin + k0, count, head, w);
     GradientBlock block{};
@@ -228,8 +229,26 @@ class Backward {
     return ops_.gradient_block(block);
   }
 
-  // The piece's queries (scaled) and dout, row-major and transposed, with each row's lse, Di,
-  // position and visible keys; padding columns see nothing.
+  // w.scores = the scaled q.k and w.dscores = dout.v of `count` keys from loaded row `row` against
+  // the piece's first `columns` query columns.
+  void score_and_dp(int64_t count, int64_t columns, int64_t row, Workspace& w) const {
+    if (bf16_dots_) {
+      const int64_t lda = 2 * pairs_of(dim_);
+      ops_.gemm_bf16_pairs(count, columns, pairs_of(dim_), &w.key_halves[size_t(row * lda)], lda,
+                           w.query_pairs.data(), kTileWidth, fwd_.scale, w.scores.data(), kTileWidth);
+      ops_.gemm_bf16_pairs(count, columns, pairs_of(dim_), &w.value_halves[size_t(row * lda)], lda,
+                           w.dout_pairs.data(), kTileWidth, 1.0f, w.dscores.data(), kTileWidth);
+      return;
+    }
+    ops_.gemm(count, columns, dim_, &w.keys[size_t(row * dim_)], dim_, 1, w.queries_t.data(), kTileWidth,
+              w.scores.data(), kTileWidth, nullptr);
+    ops_.gemm(count, columns, dim_, &w.values[size_t(row * dim_)], dim_, 1, w.dout_t.data(), kTileWidth,
+              w.dscores.data(), kTileWidth, nullptr);
+  }
+
+  // The piece's queries (scaled) and dout, row-major, and transposed (or, for the bf16 dot
+  // products, in pairs of dims), with each row's lse, Di, position and visible keys; padding
+  // columns see nothing.
   void load_piece(const QueryPiece& piece, int64_t head, Workspace& w) const {
     const Slice& slice = *piece.slice;
     const int64_t n = piece.row_end - piece.row_begin;
@@ -242,10 +261,12 @@ class Backward {
       load_row(fwd_.q, offset3(fwd_.q, r, head, 0), q);
       load_row(args_.dout, offset3(args_.dout, r, head, 0), dout);
       load_row(fwd_.out, offset3(fwd_.out, r, head, 0), w.out_row.data());
+      if (bf16_dots_) load_pairs(r, c, head, w);
       double row_dot = 0.0;
       for (int64_t d = 0; d < dim_; ++d) {
         q[d] *= fwd_.scale;
         row_dot += double(dout[d]) * w.out_row[size_t(d)];
+        if (bf16_dots_) continue;
         w.queries_t[size_t(d * kTileWidth + c)] = q[d];
         w.dout_t[size_t(d * kTileWidth + c)] = dout[d];
       }
@@ -263,6 +284,14 @@ class Backward {
     }
   }
 
+  // Row r's bf16 query (unscaled) and dout into column c of query_pairs and dout_pairs.
+  void load_pairs(int64_t r, int64_t c, int64_t head, Workspace& w) const {
+    pack_bf16_pairs(static_cast<const uint16_t*>(fwd_.q.data) + offset3(fwd_.q, r, head, 0), dim_,
+                    &w.query_pairs[size_t(c)], kTileWidth);
+    pack_bf16_pairs(static_cast<const uint16_t*>(args_.dout.data) + offset3(args_.dout, r, head, 0), dim_,
+                    &w.dout_pairs[size_t(c)], kTileWidth);
+  }
+
   void load_attn_bias(const QueryPiece& piece, int64_t first_key, int64_t count, int64_t head,
                       Workspace& w) const {
     w.attn_bias.resize(w.scores.size());
@@ -276,6 +305,30 @@ class Backward {
       std::memcpy(dst, static_cast<const float*>(t.data) + offset, size_t(dim_) * sizeof(float));
     else
       ops_.widen(t.dtype, static_cast<const uint16_t*>(t.data) + offset, dim_, dst);
+  }
+
+  // Keys and values [first, first + count) of a kv head from row 0 of the workspace: keys as f32
+  // (dQ's product), values as f32 or, for the bf16 dot products, both also as bf16 rows.
+  void load_keys_and_values(int64_t first, int64_t count, int64_t kv_head, Workspace& w) const {
+    w.keys.resize(std::max(w.keys.size(), size_t(count * dim_)));
+    load_rows(fwd_.k, first, count, kv_head, w.keys.data());
+    if (!bf16_dots_) {
+      w.values.resize(std::max(w.values.size(), size_t(count * dim_)));
+      load_rows(fwd_.v, first, count, kv_head, w.values.data());
+      return;
+    }
+    copy_halves(fwd_.k, first, count, kv_head, w.key_halves);
+    copy_halves(fwd_.v, first, count, kv_head, w.value_halves);
+  }
+
+  // Rows [first, first + count) of a kv head of a bf16 tensor, 2 pairs of dims apart (an odd
+  // dim's padding stays zero).
+  void copy_halves(const TensorView& t, int64_t first, int64_t count, int64_t kv_head, std::vector<uint16_t>& dst) const {
+    const int64_t lda = 2 * pairs_of(dim_);
+    dst.resize(std::max(dst.size(), size_t(count * lda)));
+    const auto* data = static_cast<const uint16_t*>(t.data);
+    for (int64_t i = 0; i < count; ++i)
+      std::memcpy(&dst[size_t(i * lda)], data + offset3(t, first + i, kv_head, 0), size_t(dim_) * sizeof(uint16_t));
   }
 
   // Rows [first, first + count) of a kv head, packed as f32.
@@ -306,6 +359,7 @@ class Backward {
   const MaskView& mask_;
   const TileOps& ops_;
   const int64_t group_, dim_;
+  const bool bf16_dots_;  // scores and dP by gemm_bf16_pairs
 };
 
 // n objects built in place for head_dim.

@@ -63,7 +63,7 @@ class Decode {
     StepBuffers buffers{std::vector<float>(size_t(width)), std::vector<float>(size_t(kKeysPerStep * heads_)),
                         std::vector<float>(size_t(heads_)), std::vector<float>(size_t(heads_)),
                         std::vector<float>(size_t(heads_)), std::vector<uint32_t>()};
-    if (bf16_dots_) buffers.query_pairs.resize(size_t(heads_ * pairs()));
+    if (bf16_dots_) buffers.query_pairs.resize(size_t(heads_ * pairs_of(dim_)));
     for (int64_t h = 0; h < heads_; ++h) buffers.slopes[size_t(h)] = args_.slopes.at(slice.sequence, int(h));
     out.acc.assign(size_t(rows * width), 0.0f);
     out.max.assign(size_t(rows * heads_), kNegInf);
@@ -122,13 +122,11 @@ class Decode {
       ops_.widen(t.dtype, static_cast<const uint16_t*>(t.data) + offset, count, dst);
   }
 
-  int64_t pairs() const { return (dim_ + 1) / 2; }
-
   void load_queries(int64_t row, StepBuffers& buffers) const {
     if (bf16_dots_) {
       const auto* q = static_cast<const uint16_t*>(args_.q.data);
       for (int64_t h = 0; h < heads_; ++h)
-        pack_bf16_pairs(q + offset3(args_.q, row, h, 0), dim_, &buffers.query_pairs[size_t(h * pairs())], 1);
+        pack_bf16_pairs(q + offset3(args_.q, row, h, 0), dim_, &buffers.query_pairs[size_t(h * pairs_of(dim_))], 1);
       return;
     }
     float* dst = buffers.queries.data();
