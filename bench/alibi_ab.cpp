@@ -91,8 +91,8 @@ Build open_build(const char* path, const Inputs& in, const Values& values, Outpu
   library.check(build.context_create(ALIBI_DEVICE_CPU, 0, &build.context), "alibi_context_create");
   library.check(build.set_num_threads(build.context, in.threads), "alibi_context_set_num_threads");
   const std::vector<int32_t> cu_q = in.shape.cu_seqlens_q(), cu_k = in.shape.cu_seqlens_k();
-  library.check(build.mask_create_varlen(build.context, int(in.shape.lengths_q.size()), cu_q.data(), cu_k.data(), in.shape.causal,
-                                         &build.mask),
+  library.check(build.mask_create_varlen(build.context, int(in.shape.lengths_q.size()), cu_q.data(), cu_k.data(),
+                                         in.shape.causal, &build.mask),
                 "alibi_mask_create_varlen");
   const int64_t q_shape[3] = {in.shape.total_q(), in.shape.heads, in.shape.head_dim};
   const int64_t kv_shape[3] = {in.shape.total_k(), in.shape.kv_heads, in.shape.head_dim};

@@ -308,7 +308,8 @@ class Backward {
   }
 
   // Keys and values [first, first + count) of a kv head from row 0 of the workspace: keys as f32
-  // (dQ's product), values as f32 or, for the bf16 dot products, both also as bf16 rows.
+  // (dQ's product); for the bf16 dot products keys and values also as bf16 rows (values only
+  // so), else values as f32.
   void load_keys_and_values(int64_t first, int64_t count, int64_t kv_head, Workspace& w) const {
     w.keys.resize(std::max(w.keys.size(), size_t(count * dim_)));
     load_rows(fwd_.k, first, count, kv_head, w.keys.data());
@@ -323,7 +324,8 @@ class Backward {
 
   // Rows [first, first + count) of a kv head of a bf16 tensor, 2 pairs of dims apart (an odd
   // dim's padding stays zero).
-  void copy_halves(const TensorView& t, int64_t first, int64_t count, int64_t kv_head, std::vector<uint16_t>& dst) const {
+  void copy_halves(const TensorView& t, int64_t first, int64_t count, int64_t kv_head,
+                   std::vector<uint16_t>& dst) const {
     const int64_t lda = 2 * pairs_of(dim_);
     dst.resize(std::max(dst.size(), size_t(count * lda)));
     const auto* data = static_cast<const uint16_t*>(t.data);
