@@ -162,10 +162,14 @@ void report_ceilings(Ceilings& ceilings, const Options& options, Report& report)
                best.implementation.c_str(), copy_result.gb_per_s);
 }
 
-// The seconds of a case's ceilings, timed kCeilingReps times before its calls and again after.
+// The seconds of a case's ceilings: each sgemm and (decode) the copy timed kCeilingReps times
+// before its calls and again after; (decode) the read-only streams in the rounds of its calls:
+// for a paged case its blocks read in table order, then (last) the copy's source read.
 struct CeilingSeconds {
   std::vector<std::vector<double>> sgemms;  // one list per sgemm (cases other than decode)
-  std::vector<double> copy, read;           // decode
+  std::vector<double> copy;                 // decode
+  int stream_reps = 0;                      // decode: the streams' calls, and their medians
+  std::vector<double> stream_medians;
 };
 
 void time_ceilings(const Case& c, Ceilings& ceilings, CeilingSeconds& seconds) {
@@ -174,7 +178,6 @@ void time_ceilings(const Case& c, Ceilings& ceilings, CeilingSeconds& seconds) {
   };
   if (c.kind == Kind::decode) {
     append(seconds.copy, call_seconds([&] { ceilings.copy.run(); }, kCeilingReps));
-    append(seconds.read, call_seconds([&] { ceilings.copy.read(); }, kCeilingReps));
     return;
   }
   seconds.sgemms.resize(ceilings.sgemms.size());
@@ -266,30 +269,39 @@ bool all_finite(const std::vector<float>& values) {
 struct Timings {
   FirstCall library_first, baseline_first;
   int reps;
-  std::vector<double> medians;  // libalibi's, then the baseline's where there is one
+  std::vector<double> medians;         // libalibi's, then the baseline's where there is one
+  std::vector<double> stream_medians;  // the streams timed with them, in their order
 };
 
 // One measured call of libalibi and of the baseline (an empty Run where the case has none), then
-// `check` (false: the results disagree, and nothing is timed), then their calls alternating.
-std::optional<Timings> time_calls(const Run& library, const Run& baseline,
+// `check` (false: the results disagree, and nothing is timed), then rounds of a call of each of
+// `streams` (decode: the read-only streams) and then of libalibi and the baseline, so that a
+// ceiling sees the machine the calls saw. The last stream must evict the caches (the 1 GiB
+// read-only stream does), so that each round's calls start from memory alike.
+std::optional<Timings> time_calls(const Run& library, const Run& baseline, const std::vector<Run>& streams,
                                   const std::function<bool()>& check, const Options& options) {
   Timings timings{};
   timings.library_first = measured_call(library);
-  std::vector<Run> runs{library};
   double round_seconds = timings.library_first.seconds;
   if (baseline) {
     timings.baseline_first = measured_call(baseline);
-    runs.push_back(baseline);
     round_seconds += timings.baseline_first.seconds;
   }
   if (!check()) return std::nullopt;
+  std::vector<Run> runs = streams;
+  for (const Run& stream : streams) round_seconds += seconds_of(stream);
+  runs.push_back(library);
+  if (baseline) runs.push_back(baseline);
   timings.reps = repetitions(round_seconds, options.reps);
   timings.medians = alternating_median_seconds(runs, timings.reps);
+  const auto first_call = timings.medians.begin() + std::ptrdiff_t(streams.size());
+  timings.stream_medians.assign(timings.medians.begin(), first_call);
+  timings.medians.erase(timings.medians.begin(), first_call);
   return timings;
 }
 
 std::optional<Timings> time_forward(const Case& c, alibi_context_t ctx, Inputs& inputs,
-                                    const Options& options) {
+                                    const std::vector<Run>& streams, const Options& options) {
   AlibiForward library(ctx, c, inputs);
   std::vector<float> reference;
   if (c.with_baseline) reference.assign(size_t(c.q_elements()), 0.0f);
@@ -298,17 +310,18 @@ std::optional<Timings> time_forward(const Case& c, alibi_context_t ctx, Inputs& 
     return !c.with_baseline ||
            agree(c, "out", library.output(), reference, c.dtype);
   };
-  return time_calls([&] { library.run(); }, c.with_baseline ? baseline : Run(), check, options);
+  return time_calls([&] { library.run(); }, c.with_baseline ? baseline : Run(), streams, check, options);
 }
 
 // A paged case: alibi_attention_forward_paged against alibi_attention_forward on the same keys
-// and values, contiguous.
+// and values, contiguous; a decode also times a plain read of the pools' blocks in table order.
 std::optional<Timings> time_paged(const Case& c, alibi_context_t ctx, Inputs& inputs,
-                                  const Options& options) {
+                                  std::vector<Run> streams, const Options& options) {
   AlibiPagedForward paged(ctx, c, inputs);
   AlibiForward contiguous(ctx, c, inputs);
   const auto check = [&] { return agree(c, "out", paged.output(), contiguous.output(), c.dtype); };
-  return time_calls([&] { paged.run(); }, [&] { contiguous.run(); }, check, options);
+  if (!streams.empty()) streams.insert(streams.begin(), [&] { paged.read_blocks(); });
+  return time_calls([&] { paged.run(); }, [&] { contiguous.run(); }, streams, check, options);
 }
 
 // Backward cases check dq, dk, dv and dslopes against the baseline's, or without a baseline that
@@ -337,16 +350,27 @@ std::optional<Timings> time_backward(const Case& c, alibi_context_t ctx, Inputs&
                dslopes = agree(c, "dslopes", result.dslopes, reference.dslopes, ALIBI_DTYPE_F32);
     return dq && dk && dv && dslopes;
   };
-  return time_calls([&] { library.run(); }, c.with_baseline ? baseline : Run(), check, options);
+  return time_calls([&] { library.run(); }, c.with_baseline ? baseline : Run(), {}, check, options);
 }
 
 // Decode: a row's GB/s as a fraction of the read-only stream's, timed with the case (stderr).
 void print_of_read_stream(const Row& row, const Row& read) {
-  std::fprintf(stderr, "  %s: %.2f of the read-only stream (%.1f GB/s)\n",
-               row.implementation.c_str(), row.gb_per_s / read.gb_per_s, read.gb_per_s);
+  std::fprintf(stderr, "  %s: %.2f of the %s (%.1f GB/s)\n", row.implementation.c_str(),
+               row.gb_per_s / read.gb_per_s,
+               read.implementation == "read_blocks" ? "plain read of its blocks" : "read-only stream",
+               read.gb_per_s);
 }
 
-// Adds a case's rows as fractions of its ceiling: the copy (decode: with the read-only stream
+// A paged decode's plain read of its blocks in table order (AlibiPagedForward::read_blocks).
+Row read_blocks_row(const Case& c, const std::string& kind, int reps, double seconds,
+                    const Row& copy_result) {
+  Row row = ceiling_row(c.name, kind, "read_blocks", reps, seconds);
+  row.gb_per_s = 2.0 * double(c.kv_elements()) * double(c.element_size()) / seconds * 1e-9;
+  row.frac_of_copy = row.gb_per_s / copy_result.gb_per_s;
+  return row;
+}
+
+// Adds a case's rows as fractions of its ceiling: the copy (decode: with the read-only streams
 // as context), else the fastest sgemm (with every sgemm's row).
 void add_case_rows(const Case& c, const Row& library_row, const std::optional<Row>& baseline_row,
                    Ceilings& ceilings, const CeilingSeconds& seconds, Report& report) {
@@ -357,10 +381,15 @@ void add_case_rows(const Case& c, const Row& library_row, const std::optional<Ro
     if (baseline_row) add_case_row(*baseline_row, copy, report);
     report.add(copy);
     const Row read =
-        read_row(c.name, kind, ceilings.copy, int(seconds.read.size()), median(seconds.read), copy);
+        read_row(c.name, kind, ceilings.copy, seconds.stream_reps, seconds.stream_medians.back(), copy);
     report.add(read);
     print_of_read_stream(library_row, read);
     if (baseline_row) print_of_read_stream(*baseline_row, read);
+    if (c.paged()) {
+      const Row blocks = read_blocks_row(c, kind, seconds.stream_reps, seconds.stream_medians.front(), copy);
+      report.add(blocks);
+      print_of_read_stream(library_row, blocks);
+    }
     return;
   }
   std::vector<Row> gemm_rows;
@@ -374,17 +403,20 @@ void add_case_rows(const Case& c, const Row& library_row, const std::optional<Ro
 }
 
 // Measures libalibi and the unfused baseline where the case has it (a paged case: the paged call
-// and the contiguous one), their calls alternating, and the case's ceilings timed kCeilingReps
-// times before and after them: every sgemm (the fastest is the case's GEMM ceiling), or for
-// decode the copy and the read-only stream; adds their rows. False when the two disagree.
+// and the contiguous one), their calls alternating, and the case's ceilings: every sgemm (the
+// fastest is the case's GEMM ceiling) timed kCeilingReps times before and after them, or for
+// decode the copy (so timed) and the read-only streams (in their rounds); adds their rows. False
+// when the two disagree.
 bool run_case(const Case& c, alibi_context_t ctx, Ceilings& ceilings, const Options& options,
               Report& report) {
   CeilingSeconds ceiling_seconds;
   time_ceilings(c, ceilings, ceiling_seconds);
   Inputs inputs = make_inputs(c);
+  std::vector<Run> streams;
+  if (c.kind == Kind::decode) streams.push_back([&] { ceilings.copy.read(); });
   const std::optional<Timings> timings = c.backward ? time_backward(c, ctx, inputs, options)
-                                         : c.paged() ? time_paged(c, ctx, inputs, options)
-                                                     : time_forward(c, ctx, inputs, options);
+                                         : c.paged() ? time_paged(c, ctx, inputs, streams, options)
+                                                     : time_forward(c, ctx, inputs, streams, options);
   if (!timings) {
     std::fprintf(stderr, "alibi-bench: %s: %s and %s disagree\n", c.name.c_str(),
                  library_name(c), baseline_name(c));
@@ -401,6 +433,8 @@ bool run_case(const Case& c, alibi_context_t ctx, Ceilings& ceilings, const Opti
       library_row.speedup_vs_unfused = baseline_row->median_seconds / library_row.median_seconds;
   }
   time_ceilings(c, ceilings, ceiling_seconds);
+  ceiling_seconds.stream_reps = timings->reps;
+  ceiling_seconds.stream_medians = timings->stream_medians;
   add_case_rows(c, library_row, baseline_row, ceilings, ceiling_seconds, report);
   if (c.paged())
     std::fprintf(stderr, "  paged / contiguous: %.3f (of the contiguous call's speed)\n",

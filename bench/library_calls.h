@@ -59,12 +59,23 @@ class AlibiPagedForward {
   AlibiPagedForward(alibi_context_t ctx, const Case& c, Inputs& inputs);
   void run();
   std::vector<float> output() const { return widen(out_bytes_, dtype_); }
+  // Sums the keys' rows of every block the sequences use, then their values' rows, block by
+  // block in table order (the blocks split over the OpenMP threads): what a plain read of the
+  // pools in the call's order reaches, for comparison. Reads the case's k and v bytes.
+  void read_blocks();
+
+  struct BlockRows {
+    size_t offset, bytes;  // in both pools
+  };
 
  private:
+
   alibi_context_t ctx_;
   alibi_dtype dtype_;
   int causal_;
   bench_common::BlockTable table_;
+  std::vector<BlockRows> blocks_in_order_;
+  uint64_t checksum_ = 0;  // keeps read_blocks' reads
   std::vector<int32_t> cu_seqlens_q_, seqlens_k_;
   std::vector<unsigned char> k_pool_, v_pool_, out_bytes_;  // allocated and touched at once
   Tensor q_, k_cache_, v_cache_, block_table_tensor_, cu_seqlens_q_tensor_, seqlens_k_tensor_,

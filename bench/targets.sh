@@ -54,11 +54,12 @@ half_over_f32() {  # shape dtype: libalibi's GFLOP/s in dtype over its f32 GFLOP
     $1 == f32 { f[++nf] = $12 }
     END { for (i = 1; i <= nh; ++i) printf "%.3f\n", h[i] / f[i] }' "$csv"
 }
-decode_over_read() {  # case [implementation]: its GB/s over the read-only stream's, run by run
-  awk -F, -v c="$1" -v impl="${2:-libalibi}" '
+decode_over_read() {  # case [implementation [stream]]: its GB/s over the stream's (default the
+  # read-only stream; read_blocks: a paged case's blocks read in table order), run by run
+  awk -F, -v c="$1" -v impl="${2:-libalibi}" -v stream="${3:-read_stream}" '
     $1 != c { next }
     $9 == impl { d[++nd] = $15 }
-    $9 == "read_stream" { r[++nr] = $15 }
+    $9 == stream { r[++nr] = $15 }
     END { for (i = 1; i <= nd; ++i) printf "%.3f\n", d[i] / r[i] }' "$csv"
 }
 paged_over_contiguous() {  # case column: libalibi_paged's value over libalibi's, run by run
@@ -119,6 +120,10 @@ paged_targets() {
       $(decode_over_read "$decode" libalibi_paged)
     report "contiguous decode $shape: of the read-only stream (context)" "" \
       $(decode_over_read "$decode")
+    report "plain read of its blocks in table order: of the read-only stream (context)" "" \
+      $(decode_over_read "$decode" read_blocks)
+    report "paged decode $shape: of the plain read of its blocks (context)" "" \
+      $(decode_over_read "$decode" libalibi_paged read_blocks)
   done
   prefill=paged_prefill_b4_h32_hkv8_d128_q512_tk4096_bs16_bf16
   shape=${prefill#paged_prefill_}
