@@ -460,7 +460,11 @@ ALIBI_API alibi_status alibi_attention_merge(alibi_context_t ctx, alibi_tensor_t
  * sequence, the position and the value.
  * The CPU reads the blocks in place (no gather): sequences with a few queries take the decode
  * kernel (long ones split across threads, merged by log-sum-exp), longer chunks the tiled
- * kernel; results are bitwise the same whatever the thread count. CUDA: a call whose
+ * kernel; results are bitwise the same whatever the thread count. On 4 KiB pages a pool of
+ * small blocks in shuffled order reads slower than a contiguous cache (measured on a Zen 5 VM,
+ * bench/RESULTS.md: a plain read of 16-token GQA blocks of 32 KiB in table order reached 0.72
+ * to 0.87 of a sequential read); larger blocks, or pools on huge pages (madvise
+ * MADV_HUGEPAGE), narrow the gap. CUDA: a call whose
  * sequences have at most 16 queries each (decode, speculative decoding) and head_dim <= 256
  * takes a split-KV decode kernel that reads the blocks in place, one CTA per (sequence, kv
  * head, split of the keys) over the query heads of the group, its splits merged by log-sum-exp
