@@ -355,12 +355,10 @@ std::optional<Timings> time_backward(const Case& c, alibi_context_t ctx, Inputs&
   return time_calls([&] { library.run(); }, c.with_baseline ? baseline : Run(), {}, check, options);
 }
 
-// Decode: a row's GB/s as a fraction of the read-only stream's, timed with the case (stderr).
-void print_of_read_stream(const Row& row, const Row& read) {
+// Decode: a row's GB/s as a fraction of a read-only stream's (`what`), timed with the case (stderr).
+void print_of_read_stream(const Row& row, const Row& read, const char* what = "read-only stream") {
   std::fprintf(stderr, "  %s: %.2f of the %s (%.1f GB/s)\n", row.implementation.c_str(),
-               row.gb_per_s / read.gb_per_s,
-               read.implementation == "read_blocks" ? "plain read of its blocks" : "read-only stream",
-               read.gb_per_s);
+               row.gb_per_s / read.gb_per_s, what, read.gb_per_s);
 }
 
 // A paged decode's plain read of its blocks in table order (AlibiPagedForward::read_blocks).
@@ -390,7 +388,7 @@ void add_case_rows(const Case& c, const Row& library_row, const std::optional<Ro
     if (c.paged()) {
       const Row blocks = read_blocks_row(c, kind, seconds.stream_reps, seconds.stream_medians[1], copy);
       report.add(blocks);
-      print_of_read_stream(library_row, blocks);
+      print_of_read_stream(library_row, blocks, "plain read of its blocks");
     }
     return;
   }

@@ -49,18 +49,13 @@ Tensor wrap_pool(alibi_context_t ctx, const Case& c, const bench_common::BlockTa
   return wrap(ctx, c.dtype, {table.num_blocks, c.block_size, c.kv_heads, c.head_dim}, data);
 }
 
-// Each sequence's blocks in table order, the rows it uses of each.
-std::vector<AlibiPagedForward::BlockRows> blocks_in_table_order(const Case& c,
-                                                                const bench_common::BlockTable& table) {
-  std::vector<AlibiPagedForward::BlockRows> blocks;
+// Where the rows each sequence uses of its blocks lie in a pool, in table order.
+std::vector<AlibiPagedForward::BlockRows> rows_in_table_order(const Case& c, const bench_common::BlockTable& table) {
+  std::vector<AlibiPagedForward::BlockRows> rows;
   const size_t block_bytes = token_bytes(c) * size_t(c.block_size);
-  for (size_t b = 0; b < c.lengths_k.size(); ++b)
-    for (int64_t first = 0, j = 0; first < c.lengths_k[b]; first += c.block_size, ++j) {
-      const int64_t tokens = std::min<int64_t>(c.block_size, c.lengths_k[b] - first);
-      const int32_t id = table.ids[b * size_t(table.max_blocks) + size_t(j)];
-      blocks.push_back({size_t(id) * block_bytes, size_t(tokens) * token_bytes(c)});
-    }
-  return blocks;
+  for (const bench_common::UsedBlock& block : bench_common::blocks_in_table_order(c.lengths_k, c.block_size, table))
+    rows.push_back({size_t(block.id) * block_bytes, size_t(block.keys) * token_bytes(c)});
+  return rows;
 }
 
 uint64_t sum_of_words(const unsigned char* bytes, size_t count) {
@@ -123,7 +118,7 @@ AlibiPagedForward::AlibiPagedForward(alibi_context_t ctx, const Case& c, Inputs&
       dtype_(c.dtype),
       causal_(c.causal ? 1 : 0),
       table_(bench_common::shuffled_block_table(c.lengths_k, c.block_size)),
-      blocks_in_order_(blocks_in_table_order(c, table_)),
+      rows_in_order_(rows_in_table_order(c, table_)),
       cu_seqlens_q_(c.cu_seqlens_q()),
       seqlens_k_(c.lengths_k),
       k_pool_(bench_common::fill_pool(c.lengths_k, c.block_size, token_bytes(c), table_, inputs.k)),
@@ -141,13 +136,13 @@ AlibiPagedForward::AlibiPagedForward(alibi_context_t ctx, const Case& c, Inputs&
       out_(wrap_q(ctx, c, out_bytes_.data())) {}
 
 void AlibiPagedForward::read_blocks() {
-  const int64_t count = int64_t(blocks_in_order_.size());
+  const int64_t count = int64_t(rows_in_order_.size());
   uint64_t sum = 0;
 #pragma omp parallel for reduction(+ : sum) schedule(static)
   for (int64_t i = 0; i < count; ++i) {
-    const BlockRows& block = blocks_in_order_[size_t(i)];
-    sum += sum_of_words(k_pool_.data() + block.offset, block.bytes) +
-           sum_of_words(v_pool_.data() + block.offset, block.bytes);
+    const BlockRows& rows = rows_in_order_[size_t(i)];
+    sum += sum_of_words(k_pool_.data() + rows.offset, rows.bytes) +
+           sum_of_words(v_pool_.data() + rows.offset, rows.bytes);
   }
   checksum_ += sum;
 }

@@ -69,12 +69,11 @@ class AlibiPagedForward {
   };
 
  private:
-
   alibi_context_t ctx_;
   alibi_dtype dtype_;
   int causal_;
   bench_common::BlockTable table_;
-  std::vector<BlockRows> blocks_in_order_;
+  std::vector<BlockRows> rows_in_order_;
   uint64_t checksum_ = 0;  // keeps read_blocks' reads
   std::vector<int32_t> cu_seqlens_q_, seqlens_k_;
   std::vector<unsigned char> k_pool_, v_pool_, out_bytes_;  // allocated and touched at once

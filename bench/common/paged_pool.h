@@ -38,6 +38,25 @@ inline BlockTable shuffled_block_table(const std::vector<int32_t>& lengths_k, in
   return table;
 }
 
+// A block a sequence uses: its id in the pool, and the sequence's keys [first_key, first_key +
+// keys) that it holds.
+struct UsedBlock {
+  size_t sequence;
+  int64_t first_key, keys;
+  int32_t id;
+};
+
+// Each sequence's blocks, sequence by sequence, in table order.
+inline std::vector<UsedBlock> blocks_in_table_order(const std::vector<int32_t>& lengths_k, int block_size,
+                                                    const BlockTable& table) {
+  std::vector<UsedBlock> blocks;
+  for (size_t b = 0; b < lengths_k.size(); ++b)
+    for (int64_t first = 0, j = 0; first < lengths_k[b]; first += block_size, ++j)
+      blocks.push_back({b, first, std::min<int64_t>(block_size, lengths_k[b] - first),
+                        table.ids[b * size_t(table.max_blocks) + size_t(j)]});
+  return blocks;
+}
+
 // The pool (num_blocks, block_size, token) of `contiguous` (total_k tokens of token_bytes each);
 // the rows past a sequence's last key are zero.
 inline std::vector<unsigned char> fill_pool(const std::vector<int32_t>& lengths_k, int block_size,
@@ -46,13 +65,10 @@ inline std::vector<unsigned char> fill_pool(const std::vector<int32_t>& lengths_
   const size_t block_bytes = token_bytes * size_t(block_size);
   std::vector<unsigned char> pool(size_t(table.num_blocks) * block_bytes);
   const std::vector<int32_t> cu_k = prefix_sums(lengths_k);
-  for (size_t b = 0; b < lengths_k.size(); ++b)
-    for (int64_t first = 0, j = 0; first < lengths_k[b]; first += block_size, ++j) {
-      const int64_t tokens = std::min<int64_t>(block_size, lengths_k[b] - first);
-      const int32_t id = table.ids[b * size_t(table.max_blocks) + size_t(j)];
-      const unsigned char* source = contiguous.data() + size_t(cu_k[b] + first) * token_bytes;
-      std::memcpy(pool.data() + size_t(id) * block_bytes, source, size_t(tokens) * token_bytes);
-    }
+  for (const UsedBlock& block : blocks_in_table_order(lengths_k, block_size, table)) {
+    const unsigned char* source = contiguous.data() + size_t(cu_k[block.sequence] + block.first_key) * token_bytes;
+    std::memcpy(pool.data() + size_t(block.id) * block_bytes, source, size_t(block.keys) * token_bytes);
+  }
   return pool;
 }
 
