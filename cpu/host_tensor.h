@@ -32,13 +32,14 @@ inline void prefetch_row(const TensorView& t, int64_t row, int64_t head, int64_t
   }
 }
 
+// The pairs of dims of a row of dim values (an odd dim's last pair padded).
+inline int64_t pairs_of(int64_t dim) { return (dim + 1) / 2; }
+
 // The dim bf16 values at row as pairs of dims for the bf16 dot products (TileOps::
 // gemm_bf16_pairs, score_tokens_bf16_pairs): dst[p * stride] = row[2p] | row[2p + 1] << 16, a
 // zero padding an odd dim.
-inline int64_t pairs_of(int64_t dim) { return (dim + 1) / 2; }
-
 inline void pack_bf16_pairs(const uint16_t* row, int64_t dim, uint32_t* dst, int64_t stride) {
-  for (int64_t p = 0; p < (dim + 1) / 2; ++p) {
+  for (int64_t p = 0; p < pairs_of(dim); ++p) {
     const uint32_t high = 2 * p + 1 < dim ? row[2 * p + 1] : 0u;
     dst[p * stride] = row[2 * p] | high << 16;
   }
