@@ -86,7 +86,7 @@ class Attention {
       : args_(args), mask_(*args.mask), kv_(kv), ops_(ops),
         group_(args.q.shape[1] / kv.kv_heads()), dim_(args.q.shape[2]),
         bf16_dots_(ops.gemm_bf16_pairs && args.q.dtype == ALIBI_DTYPE_BF16),
-        half_values_(ops.gemm_half_b && args.v.dtype != ALIBI_DTYPE_F32),
+        half_values_(ops.values_widened_in_gemm && args.v.dtype != ALIBI_DTYPE_F32),
         skip_decode_slices_(skip_decode_slices) {}
 
   // Accumulates the keys of split `split` of `splits` of every span of a tile (the rows of

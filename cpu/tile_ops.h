@@ -74,6 +74,9 @@ struct TileOps {
   // gemm with B's f16 or bf16 values widened as they are loaded (nullptr: widen B first).
   void (*gemm_half_b)(alibi_dtype dtype, int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row,
                       int64_t a_col, const uint16_t* b, int64_t ldb, float* c, int64_t ldc, const float* c_scale);
+  // Whether the forward's P.V takes half values through gemm_half_b rather than widening the
+  // value tile first: only where the widening does not compete with the FMAs (AMD; cpu/README.md).
+  bool values_widened_in_gemm;
   // The cell scores (attention_math.h: softcap, ALiBi bias, attn_bias, mask), then the
   // online-softmax step of the block's queries.
   void (*softmax_block)(const ScoreBlock& block);

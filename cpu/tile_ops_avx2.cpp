@@ -24,7 +24,8 @@ bool cpu_has_f16c() {
 }  // namespace
 
 const TileOps* avx2_tile_ops() {
-  static const TileOps ops = simd_tile_ops<Avx2>("avx2");
+  // The P.V GEMM widening half values (8 lanes): 0.99 to 1.01x on Zen 5, 0.96x on Sapphire Rapids.
+  static const TileOps ops = simd_tile_ops<Avx2>("avx2", false);
   const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
   return supported ? &ops : nullptr;
 }

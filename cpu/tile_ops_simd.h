@@ -810,10 +810,11 @@ ALIBI_SIMD_TARGET void accumulate_tokens(const float* p, const TokenRun& v, cons
 }
 
 template <class V>
-TileOps simd_tile_ops(const char* name, const Bf16PairOps* bf16_pairs = nullptr) {
+TileOps simd_tile_ops(const char* name, bool values_widened_in_gemm, const Bf16PairOps* bf16_pairs = nullptr) {
   return {name,
           gemm<V>,
           gemm_half_b<V>,
+          values_widened_in_gemm,
           softmax_block<V>,
           widen<V>,
           narrow<V>,
