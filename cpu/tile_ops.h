@@ -86,10 +86,10 @@ struct TileOps {
   void (*narrow)(alibi_dtype dtype, const float* src, float scale, int64_t count, uint16_t* dst);
 
   // bf16 q.k where the CPU's pairwise bf16 dot products outrun widening to f32 (AVX512-BF16 on
-  // AMD; nullptr elsewhere): C (m x n) = scale * A (m x 2 pairs) B (2 pairs x n), A's rows bf16
-  // lda elements apart, B given as pairs of its rows: b[p * ldb + j] = B(2p, j) | B(2p + 1, j) << 16
-  // (a zero pads an odd dim). Each pair of products is exact in f32 and added to the f32 sum;
-  // subnormal bf16 inputs count as zero (vdpbf16ps).
+  // AMD, AMX-BF16 tiles on Intel; nullptr elsewhere): C (m x n) = scale * A (m x 2 pairs) B (2 pairs
+  // x n), A's rows bf16 lda elements apart, B given as pairs of its rows: b[p * ldb + j] = B(2p, j) |
+  // B(2p + 1, j) << 16 (a zero pads an odd dim). Each product is exact in f32 and added to the f32
+  // sum; subnormal bf16 inputs count as zero (vdpbf16ps, tdpbf16ps).
   void (*gemm_bf16_pairs)(int64_t m, int64_t n, int64_t pairs, const uint16_t* a, int64_t lda,
                           const uint32_t* b, int64_t ldb, float scale, float* c, int64_t ldc);
 
@@ -129,6 +129,9 @@ struct Bf16PairOps {
   decltype(TileOps::score_tokens_bf16_pairs) score_tokens;
 };
 const Bf16PairOps* avx512_bf16_ops();
+// AMX-BF16's gemm (tile_ops_amx.cpp; no decode products) wherever the CPU has AMX-BF16 and
+// AVX512-BF16, nullptr elsewhere.
+const Bf16PairOps* amx_bf16_ops();
 const TileOps* neon_tile_ops();    // nullptr off aarch64
 
 // The best table for this CPU, capped by the environment variable ALIBI_MAX_CPU_ISA

@@ -20,9 +20,10 @@ namespace alibi::cpu {
 
 namespace {
 
-// vdpbf16ps runs at about FMA's instruction rate on AMD Zen 4 and 5 (twice the multiply-adds);
-// on Sapphire Rapids a tile with it ran 0.67x the widened f32 GEMM (cpu/README.md).
-bool bf16_dots_outrun_widening() { return __builtin_cpu_is("amd"); }
+// bf16 q.k by pairs where they outrun widening: vdpbf16ps runs at about FMA's instruction rate
+// on AMD Zen 4 and 5 (twice the multiply-adds); on Sapphire Rapids a tile with it ran 0.67x the
+// widened f32 GEMM, AMX-BF16's tiles 4.7x (cpu/README.md).
+const Bf16PairOps* bf16_pairs() { return __builtin_cpu_is("amd") ? avx512_bf16_ops() : amx_bf16_ops(); }
 
 // Widening half values as the P.V GEMM loads them: 1.01 to 1.02x per call on Zen 5; 0.91x on
 // Sapphire Rapids, where vcvtph2ps and the bf16 shifts take the FMA ports, once per row panel.
@@ -38,8 +39,7 @@ bool cpu_runs_avx512() {
 
 const TileOps* avx512_tile_ops() {
   static const TileOps ops =
-      simd_tile_ops<Avx512>("avx512", values_widened_in_gemm(),
-                            bf16_dots_outrun_widening() ? avx512_bf16_ops() : nullptr);
+      simd_tile_ops<Avx512>("avx512", values_widened_in_gemm(), bf16_pairs());
   return cpu_runs_avx512() ? &ops : nullptr;
 }
 

@@ -26,7 +26,13 @@
  *   - Sizes are in elements; shapes are row-major; strides may be any non-negative values.
  *
  * Backends: the CPU backend is always present. CUDA is reported unavailable
- * (ALIBI_STATUS_BACKEND_UNAVAILABLE) by builds and machines without it.
+ * (ALIBI_STATUS_BACKEND_UNAVAILABLE) by builds and machines without it. The CPU backend picks
+ * its kernels for the CPU at run time (AVX2, AVX-512, NEON; the environment variable
+ * ALIBI_MAX_CPU_ISA=generic|avx2|avx512|neon caps the choice). On x86-64 Linux CPUs with
+ * AMX-BF16 (Intel, Sapphire Rapids on), the first bf16 product on the CPU asks Linux for the AMX
+ * tile state (arch_prctl ARCH_REQ_XCOMP_PERM): granted to the whole process, it makes signal
+ * frames about 8 KiB larger (mind small sigaltstack stacks); ALIBI_MAX_CPU_ISA=avx2 never asks.
+ * Where Linux refuses, bf16 calls take the AVX-512 kernels.
  *
  * Supported ranges (outside them a call fails with INVALID_ARGUMENT and a message, never
  * undefined behaviour; a host or device allocation that fails gives OUT_OF_MEMORY):

@@ -402,15 +402,12 @@ TEST_P(TileOpsTest, DecodeProductsAreThePlainSums) {
           }
 }
 
-// The bf16 q.k of the AVX-512 table (which takes it on AMD only) wherever this CPU has AVX512-BF16.
-TEST(Bf16Dots, GemmIsTheScaledProductOfPairs) {
-  const Bf16PairOps* pairs_ops = avx512_bf16_ops();
-  if (!pairs_ops) GTEST_SKIP() << "AVX512-BF16 dot products: this CPU lacks AVX512-BF16 (or AVX-512)";
-  const auto gemm_bf16_pairs = pairs_ops->gemm;
+// gemm_bf16_pairs against the plain sums of products, every column past n left untouched.
+void expect_scaled_products_of_pairs(decltype(TileOps::gemm_bf16_pairs) gemm_bf16_pairs) {
   std::mt19937 random(99);
-  for (const int64_t m : {1, 5, 6, 7, 13, 64})  // around the panels of 6 rows
-    for (const int64_t n : {3, 8, 16, 21, 64, 70})  // and of 64 and 16 columns
-      for (const int64_t dim : {1, 7, 64}) {  // an odd dim: a zero pads the last pair
+  for (const int64_t m : {1, 5, 6, 7, 13, 32, 64, 70})  // around the panels of 6 rows and blocks of 32
+    for (const int64_t n : {3, 8, 16, 21, 32, 64, 70, 100})  // and of 64, 32 and 16 columns
+      for (const int64_t dim : {1, 7, 64, 80, 128}) {  // an odd dim: a zero pads the last pair
         const int64_t pairs = (dim + 1) / 2, lda = 2 * pairs + 4, ldb = n + 5, ldc = n + 3;
         std::vector<uint16_t> a(size_t(m * lda), 0), b(size_t(2 * pairs * ldb), 0);
         for (int64_t i = 0; i < m; ++i)
@@ -434,9 +431,23 @@ TEST(Bf16Dots, GemmIsTheScaledProductOfPairs) {
             double want = 0.0;
             for (int64_t d = 0; d < dim; ++d)
               want += double(bf16_to_float(a[size_t(i * lda + d)])) * bf16_to_float(b[size_t(d * ldb + j)]);
-            EXPECT_NEAR(got, scale * want, 1e-6 * double(dim)) << "m " << m << " n " << n << " dim " << dim << " (" << i << ", " << j << ")";
+            ASSERT_NEAR(got, scale * want, 1e-6 * double(dim)) << "m " << m << " n " << n << " dim " << dim << " (" << i << ", " << j << ")";
           }
       }
+}
+
+// The bf16 q.k of the AVX-512 table on AMD, wherever this CPU has AVX512-BF16.
+TEST(Bf16Dots, GemmIsTheScaledProductOfPairs) {
+  const Bf16PairOps* pairs_ops = avx512_bf16_ops();
+  if (!pairs_ops) GTEST_SKIP() << "AVX512-BF16 dot products: this CPU lacks AVX512-BF16 (or AVX-512)";
+  expect_scaled_products_of_pairs(pairs_ops->gemm);
+}
+
+// The bf16 q.k of the AVX-512 table on Intel CPUs with AMX-BF16 (tiles, the rest by AVX512-BF16).
+TEST(Bf16Dots, AmxGemmIsTheScaledProductOfPairs) {
+  const Bf16PairOps* amx_ops = amx_bf16_ops();
+  if (!amx_ops) GTEST_SKIP() << "AMX-BF16 tiles: this CPU lacks AMX-BF16 (or AVX512-BF16)";
+  expect_scaled_products_of_pairs(amx_ops->gemm);
 }
 
 // The decode's bf16 q.k by pairs (the AVX-512 table takes it on AMD only) wherever this CPU has
