@@ -71,7 +71,8 @@ struct TileOps {
   // B and C are row-major with leading dims ldb and ldc.
   void (*gemm)(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col,
                const float* b, int64_t ldb, float* c, int64_t ldc, const float* c_scale);
-  // gemm with B's f16 or bf16 values widened as they are loaded (nullptr: widen B first).
+  // gemm with B's f16 or bf16 values widened as they are loaded (every SIMD table; nullptr in the
+  // generic one).
   void (*gemm_half_b)(alibi_dtype dtype, int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row,
                       int64_t a_col, const uint16_t* b, int64_t ldb, float* c, int64_t ldc, const float* c_scale);
   // Whether the forward's P.V takes half values through gemm_half_b rather than widening the
