@@ -49,7 +49,7 @@ class Decode {
   Decode(const ForwardArgs& args, const KvSource& kv, const TileOps& ops)
       : args_(args), mask_(*args.mask), kv_(kv), ops_(ops), heads_(args.q.shape[1]),
         dim_(args.q.shape[2]), layout_{heads_, heads_ / kv.kv_heads(), dim_},
-        prefetches_(layout_.group > 1 || args.k.dtype != ALIBI_DTYPE_F32),
+        prefetches_(layout_.group > 1 || (args.k.dtype != ALIBI_DTYPE_F32 && ops.decode_prefetches_mha_half)),
         bf16_dots_(ops.score_tokens_bf16_pairs && args.q.dtype == ALIBI_DTYPE_BF16) {}
 
   int64_t heads() const { return heads_; }
@@ -195,9 +195,9 @@ class Decode {
   const int64_t heads_, dim_;
   const HeadLayout layout_;
   // Whether a step prefetches the runs that follow it: where the kernel spends more time per
-  // byte than plain f32 MHA (GQA/MQA, half caches) the hardware prefetchers fall behind
-  // (measured 1.3x to 1.5x on GQA 32/8, 1.4x on MHA bf16); plain MHA f32 already streams
-  // (prefetching cost it 10%).
+  // byte than plain f32 MHA (GQA/MQA; half caches where the table says) the hardware
+  // prefetchers fall behind (measured 1.3x to 1.5x on GQA 32/8, 1.4x on MHA bf16 on Zen 5);
+  // plain MHA f32 already streams (prefetching cost it 10%).
   const bool prefetches_;
   const bool bf16_dots_;  // q.k by score_tokens_bf16_pairs
 };

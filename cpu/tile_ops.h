@@ -111,6 +111,9 @@ struct TileOps {
   // acc[h] = correction[h] * acc[h] + sum over j of p[j * heads + h] * v_j[h / group]
   void (*accumulate_tokens)(const float* p, const TokenRun& v, const TokenRun* ahead, const HeadLayout& layout,
                             const float* correction, float* acc);
+  // Whether the decode passes `ahead` for MHA's f16 or bf16 runs (GQA and MQA runs always, f32
+  // MHA runs never): where the hardware prefetchers fall behind them (cpu/README.md).
+  bool decode_prefetches_mha_half;
   // x[i] = e^x[i] for i < count; e^-inf = 0.
   void (*exp_in_place)(float* x, int64_t count);
 

@@ -21,11 +21,15 @@ bool cpu_has_f16c() {
   return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C) != 0;
 }
 
+// Prefetching MHA's half runs in the decode: on Sapphire Rapids 0.95 to 0.96x contiguous, 0.93 to
+// 0.98x paged (blocks of 16); AMD keeps them as it had them (not measured with this table).
+bool decode_prefetches_mha_half() { return __builtin_cpu_is("amd"); }
+
 }  // namespace
 
 const TileOps* avx2_tile_ops() {
   // The P.V GEMM widening half values (8 lanes): 0.99 to 1.01x on Zen 5, 0.96x on Sapphire Rapids.
-  static const TileOps ops = simd_tile_ops<Avx2>("avx2", false);
+  static const TileOps ops = simd_tile_ops<Avx2>("avx2", false, decode_prefetches_mha_half());
   const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
   return supported ? &ops : nullptr;
 }

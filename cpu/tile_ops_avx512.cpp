@@ -29,6 +29,10 @@ const Bf16PairOps* bf16_pairs() { return __builtin_cpu_is("amd") ? avx512_bf16_o
 // Sapphire Rapids, where vcvtph2ps and the bf16 shifts take the FMA ports, once per row panel.
 bool values_widened_in_gemm() { return __builtin_cpu_is("amd"); }
 
+// Prefetching MHA's half runs in the decode: 1.4x on Zen 5; on Sapphire Rapids 1.02 to 1.04x paged
+// (blocks of 16; 1.0 at batch 1 Tk 4096), 0.98x contiguous.
+constexpr bool decode_prefetches_mha_half = true;
+
 }  // namespace
 
 // The table also uses AVX2, FMA and F16C instructions (the 8-lane sums, the widening).
@@ -39,7 +43,7 @@ bool cpu_runs_avx512() {
 
 const TileOps* avx512_tile_ops() {
   static const TileOps ops =
-      simd_tile_ops<Avx512>("avx512", values_widened_in_gemm(), bf16_pairs());
+      simd_tile_ops<Avx512>("avx512", values_widened_in_gemm(), decode_prefetches_mha_half, bf16_pairs());
   return cpu_runs_avx512() ? &ops : nullptr;
 }
 

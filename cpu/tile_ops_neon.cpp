@@ -12,7 +12,7 @@
 namespace alibi::cpu {
 
 const TileOps* neon_tile_ops() {
-  static const TileOps ops = simd_tile_ops<Neon>("neon", true);  // as first written: not measured
+  static const TileOps ops = simd_tile_ops<Neon>("neon", true, true);  // as first written: not measured
   return &ops;
 }
 

@@ -810,7 +810,8 @@ ALIBI_SIMD_TARGET void accumulate_tokens(const float* p, const TokenRun& v, cons
 }
 
 template <class V>
-TileOps simd_tile_ops(const char* name, bool values_widened_in_gemm, const Bf16PairOps* bf16_pairs = nullptr) {
+TileOps simd_tile_ops(const char* name, bool values_widened_in_gemm, bool decode_prefetches_mha_half,
+                      const Bf16PairOps* bf16_pairs = nullptr) {
   return {name,
           gemm<V>,
           gemm_half_b<V>,
@@ -822,6 +823,7 @@ TileOps simd_tile_ops(const char* name, bool values_widened_in_gemm, const Bf16P
           score_tokens<V>,
           bf16_pairs ? bf16_pairs->score_tokens : nullptr,
           accumulate_tokens<V>,
+          decode_prefetches_mha_half,
           exp_in_place<V>,
           gradient_block<V>};
 }
