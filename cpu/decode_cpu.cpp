@@ -1,8 +1,9 @@
 // Attention for calls whose slices have only a few query rows each (decode, speculative
 // decode). Work items are (slice, chunk of keys: the mask plan's) over all heads at once. A thread takes its
-// chunk's keys 8 tokens at a time, head by head: one load of q serves 8 dot products and a
-// head's accumulator stays in registers across the 8 values (token by token with the
-// accumulator in memory spent ~3x the compute, which from DRAM did not hide behind the reads).
+// chunk's keys 8 tokens at a time, each step against every row of the slice that sees it (so a
+// step comes from memory once for all of them), head by head: one load of q serves 8 dot
+// products and a head's accumulator stays in registers across the 8 values (token by token with
+// the accumulator in memory spent ~3x the compute, which from DRAM did not hide behind the reads).
 // f16/bf16 k and v are widened in registers, so half caches are read at half the bytes.
 // Chunk partials merge by log-sum-exp in chunk order, so results do not depend on the thread
 // count.
@@ -37,8 +38,8 @@ struct RowAccumulator {
   float *max, *sum, *acc;
 };
 
-// A chunk's buffers: scaled queries (or, for the bf16 dot products, unscaled pairs of dims), a
-// step's scores, per head.
+// A chunk's buffers: each row's scaled queries (or, for the bf16 dot products, unscaled pairs of
+// dims); a step's scores, per head.
 struct StepBuffers {
   std::vector<float> queries, scores, slopes, shift, correction;
   std::vector<uint32_t> query_pairs;
@@ -60,37 +61,48 @@ class Decode {
     const Slice& slice = mask_.slices[chunk.slice];
     const int64_t rows = slice.q_end - slice.q_begin;
     const int64_t width = heads_ * dim_;
-    StepBuffers buffers{std::vector<float>(size_t(width)), std::vector<float>(size_t(kKeysPerStep * heads_)),
+    StepBuffers buffers{std::vector<float>(size_t(rows * width)), std::vector<float>(size_t(kKeysPerStep * heads_)),
                         std::vector<float>(size_t(heads_)), std::vector<float>(size_t(heads_)),
                         std::vector<float>(size_t(heads_)), std::vector<uint32_t>()};
-    if (bf16_dots_) buffers.query_pairs.resize(size_t(heads_ * pairs_of(dim_)));
+    if (bf16_dots_) buffers.query_pairs.resize(size_t(rows * heads_ * pairs_of(dim_)));
     for (int64_t h = 0; h < heads_; ++h) buffers.slopes[size_t(h)] = args_.slopes.at(slice.sequence, int(h));
     out.acc.assign(size_t(rows * width), 0.0f);
     out.max.assign(size_t(rows * heads_), kNegInf);
     out.sum.assign(size_t(rows * heads_), 0.0f);
+    KeyInterval seen[kMaxRows];
+    KeyInterval all{chunk.key_end, chunk.key_begin};
     for (int64_t r = 0; r < rows; ++r) {
       const KeyInterval visible = visible_keys(slice.type, r, rows, slice.k_end - slice.k_begin);
-      const int64_t lo = std::max<int64_t>(visible.lo, chunk.key_begin);
-      const int64_t hi = std::min<int64_t>(visible.hi, chunk.key_end);
-      load_queries(slice.q_begin + r, buffers);
-      RowAccumulator row{&out.max[size_t(r * heads_)], &out.sum[size_t(r * heads_)], &out.acc[size_t(r * width)]};
-      for (int64_t j = lo; j < hi;) j = step(slice, r, j, hi, buffers, row);
+      seen[r] = {std::max<int64_t>(visible.lo, chunk.key_begin), std::min<int64_t>(visible.hi, chunk.key_end)};
+      if (seen[r].lo < seen[r].hi) all = {std::min(all.lo, seen[r].lo), std::max(all.hi, seen[r].hi)};
+      load_queries(slice.q_begin + r, r, buffers);
     }
+    for (int64_t j = all.lo; j < all.hi;) j = step(slice, seen, j, all.hi, buffers, out);
   }
 
-  // Scores up to kKeysPerStep keys from slice-relative key j (< end) into row; a step stops at
-  // the end of a cache block, so that its keys are one run. Returns the key after the step.
-  int64_t step(const Slice& slice, int64_t r, int64_t j, int64_t end, StepBuffers& buffers,
-               const RowAccumulator& row) const {
-    const TokenRun keys = kv_.keys(slice, slice.k_begin + j, std::min(kKeysPerStep, end - j));
-    const TokenRun values = kv_.values(slice, slice.k_begin + j, keys.count);
-    const int64_t next = j + keys.count;
+  // Scores up to kKeysPerStep keys from slice-relative key j (< end) into the rows that see
+  // them (`seen`: each row's keys in the chunk); a step stops at the end of a cache block, so
+  // that its keys are one run. The first of those rows prefetches the step's values and the next
+  // step's keys. Returns the key after the step.
+  int64_t step(const Slice& slice, const KeyInterval* seen, int64_t j, int64_t end, StepBuffers& buffers,
+               Partial& out) const {
+    const int64_t next = j + kv_.keys(slice, slice.k_begin + j, std::min(kKeysPerStep, end - j)).count;
     TokenRun next_keys{};
     if (prefetches_ && next < end) next_keys = kv_.keys(slice, slice.k_begin + next, std::min(kKeysPerStep, end - next));
-    score_keys(slice, r, j, keys, prefetches_ ? &values : nullptr, buffers);
-    softmax_update(keys.count, buffers, row);
-    ops_.accumulate_tokens(buffers.scores.data(), values, next_keys.count > 0 ? &next_keys : nullptr, layout_,
-                           buffers.correction.data(), row.acc);
+    bool fetches = prefetches_;
+    for (int64_t r = 0; r < slice.q_end - slice.q_begin; ++r) {
+      const int64_t lo = std::max(seen[r].lo, j), hi = std::min(seen[r].hi, next);
+      if (lo >= hi) continue;
+      const TokenRun keys = kv_.keys(slice, slice.k_begin + lo, hi - lo);
+      const TokenRun values = kv_.values(slice, slice.k_begin + lo, keys.count);
+      const RowAccumulator row{&out.max[size_t(r * heads_)], &out.sum[size_t(r * heads_)],
+                               &out.acc[size_t(r * heads_ * dim_)]};
+      score_keys(slice, r, lo, keys, fetches ? &values : nullptr, buffers);
+      softmax_update(keys.count, buffers, row);
+      ops_.accumulate_tokens(buffers.scores.data(), values, fetches && next_keys.count > 0 ? &next_keys : nullptr,
+                             layout_, buffers.correction.data(), row.acc);
+      fetches = false;
+    }
     return next;
   }
 
@@ -122,14 +134,16 @@ class Decode {
       ops_.widen(t.dtype, static_cast<const uint16_t*>(t.data) + offset, count, dst);
   }
 
-  void load_queries(int64_t row, StepBuffers& buffers) const {
+  // The queries of packed row `row`, the slice's row r.
+  void load_queries(int64_t row, int64_t r, StepBuffers& buffers) const {
     if (bf16_dots_) {
       const auto* q = static_cast<const uint16_t*>(args_.q.data);
+      uint32_t* dst = &buffers.query_pairs[size_t(r * heads_ * pairs_of(dim_))];
       for (int64_t h = 0; h < heads_; ++h)
-        pack_bf16_pairs(q + offset3(args_.q, row, h, 0), dim_, &buffers.query_pairs[size_t(h * pairs_of(dim_))], 1);
+        pack_bf16_pairs(q + offset3(args_.q, row, h, 0), dim_, dst + h * pairs_of(dim_), 1);
       return;
     }
-    float* dst = buffers.queries.data();
+    float* dst = &buffers.queries[size_t(r * heads_ * dim_)];
     for (int64_t h = 0; h < heads_; ++h) {
       load_row(args_.q, offset3(args_.q, row, h, 0), dim_, dst + h * dim_);
       for (int64_t d = 0; d < dim_; ++d) dst[h * dim_ + d] *= args_.scale;
@@ -142,8 +156,11 @@ class Decode {
                   StepBuffers& buffers) const {
     const int64_t row = slice.q_begin + r;
     const int32_t qpos = mask_.q_positions[row];
-    if (bf16_dots_) ops_.score_tokens_bf16_pairs(buffers.query_pairs.data(), keys, ahead, layout_, buffers.scores.data());
-    else ops_.score_tokens(buffers.queries.data(), keys, ahead, layout_, buffers.scores.data());
+    if (bf16_dots_)
+      ops_.score_tokens_bf16_pairs(&buffers.query_pairs[size_t(r * heads_ * pairs_of(dim_))], keys, ahead, layout_,
+                                   buffers.scores.data());
+    else
+      ops_.score_tokens(&buffers.queries[size_t(r * heads_ * dim_)], keys, ahead, layout_, buffers.scores.data());
     // Locals: stores to scores cannot change them. The bf16 dot products are unscaled.
     const float softcap = args_.softcap, dot_scale = bf16_dots_ ? args_.scale : 1.0f;
     for (int64_t j = 0; j < keys.count; ++j) {
