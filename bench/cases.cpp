@@ -55,12 +55,12 @@ Case decode(int heads, int kv_heads, int head_dim, int keys) {
 
 // A paged case of `batch` sequences of lq queries over lk keys each (their blocks of 16 tokens
 // shuffled in the pool), bf16 as serving caches are; timed against the contiguous call. Named
-// paged_{decode|prefill}_bB_..._bs16_bf16: no filter of the contiguous cases
-// (decode_h32_d128_tk32768, ...) selects one.
+// paged_{decode|prefill}_bB_..._bs16_bf16 (_qN where a decode has N > 1 queries: speculative
+// decode): no filter of the contiguous cases (decode_h32_d128_tk32768, ...) selects one.
 Case paged(Kind kind, int batch, int heads, int kv_heads, int head_dim, int lq, int lk) {
   constexpr int kBlockSize = 16;
   const std::string shape = shape_name(heads, kv_heads, head_dim);
-  const std::string queries = kind == Kind::decode ? "" : "_q" + std::to_string(lq);
+  const std::string queries = kind == Kind::decode && lq == 1 ? "" : "_q" + std::to_string(lq);
   const std::string name = std::string("paged_") + (kind == Kind::decode ? "decode" : "prefill") +
                            "_b" + std::to_string(batch) + "_" + shape + queries + "_tk" +
                            std::to_string(lk) + "_bs" + std::to_string(kBlockSize) + "_bf16";
@@ -136,6 +136,7 @@ std::vector<Case> default_cases() {
       for (int keys : {4096, 32768})
         if (kv_heads == 8 || batch == 1 || keys == 4096)
           cases.push_back(paged(Kind::decode, batch, 32, kv_heads, 128, 1, keys));
+  cases.push_back(paged(Kind::decode, 16, 32, 8, 128, 4, 4096));  // speculative decode, 4 tokens
   cases.push_back(paged(Kind::varlen, 4, 32, 8, 128, 512, 4096));
 
   const std::string quick[] = {"prefill_h16_d64_n512_causal_f32",

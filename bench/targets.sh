@@ -110,9 +110,10 @@ backward_targets() {  # report() sets $name, hence $shape here
 }
 
 # Issue 17's: paged decode (bf16, blocks of 16 tokens, shuffled) within 10% of the contiguous
-# call on the same keys and >= 0.8 of the read-only stream; the chunked prefill for context.
+# call on the same keys and >= 0.8 of the read-only stream; speculative decode (_qN) and the
+# chunked prefill for context.
 paged_targets() {
-  for decode in $(awk -F, '$1 ~ /^paged_decode_/ && !seen[$1]++ { print $1 }' "$csv"); do
+  for decode in $(awk -F, '$1 ~ /^paged_decode_/ && $1 !~ /_q[0-9]+_/ && !seen[$1]++ { print $1 }' "$csv"); do
     shape=${decode#paged_decode_}
     report "paged decode $shape: paged / contiguous GB/s" ">= 0.9" \
       $(paged_over_contiguous "$decode" 15)
@@ -124,6 +125,13 @@ paged_targets() {
       $(decode_over_read "$decode" read_blocks)
     report "paged decode $shape: of the plain read of its blocks (context)" "" \
       $(decode_over_read "$decode" libalibi_paged read_blocks)
+  done
+  for decode in $(awk -F, '$1 ~ /^paged_decode_.*_q[0-9]+_/ && !seen[$1]++ { print $1 }' "$csv"); do
+    shape=${decode#paged_decode_}
+    report "speculative decode $shape: paged / contiguous GB/s (context)" "" \
+      $(paged_over_contiguous "$decode" 15)
+    report "speculative decode $shape: paged of the read-only stream (context)" "" \
+      $(decode_over_read "$decode" libalibi_paged)
   done
   prefill=paged_prefill_b4_h32_hkv8_d128_q512_tk4096_bs16_bf16
   shape=${prefill#paged_prefill_}
