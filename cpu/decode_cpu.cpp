@@ -134,16 +134,22 @@ class Decode {
       ops_.widen(t.dtype, static_cast<const uint16_t*>(t.data) + offset, count, dst);
   }
 
+  // Where the slice's row r keeps its queries in `buffers`.
+  float* row_queries(StepBuffers& buffers, int64_t r) const { return &buffers.queries[size_t(r * heads_ * dim_)]; }
+  uint32_t* row_query_pairs(StepBuffers& buffers, int64_t r) const {
+    return &buffers.query_pairs[size_t(r * heads_ * pairs_of(dim_))];
+  }
+
   // The queries of packed row `row`, the slice's row r.
   void load_queries(int64_t row, int64_t r, StepBuffers& buffers) const {
     if (bf16_dots_) {
       const auto* q = static_cast<const uint16_t*>(args_.q.data);
-      uint32_t* dst = &buffers.query_pairs[size_t(r * heads_ * pairs_of(dim_))];
+      uint32_t* dst = row_query_pairs(buffers, r);
       for (int64_t h = 0; h < heads_; ++h)
         pack_bf16_pairs(q + offset3(args_.q, row, h, 0), dim_, dst + h * pairs_of(dim_), 1);
       return;
     }
-    float* dst = &buffers.queries[size_t(r * heads_ * dim_)];
+    float* dst = row_queries(buffers, r);
     for (int64_t h = 0; h < heads_; ++h) {
       load_row(args_.q, offset3(args_.q, row, h, 0), dim_, dst + h * dim_);
       for (int64_t d = 0; d < dim_; ++d) dst[h * dim_ + d] *= args_.scale;
@@ -157,10 +163,9 @@ class Decode {
     const int64_t row = slice.q_begin + r;
     const int32_t qpos = mask_.q_positions[row];
     if (bf16_dots_)
-      ops_.score_tokens_bf16_pairs(&buffers.query_pairs[size_t(r * heads_ * pairs_of(dim_))], keys, ahead, layout_,
-                                   buffers.scores.data());
+      ops_.score_tokens_bf16_pairs(row_query_pairs(buffers, r), keys, ahead, layout_, buffers.scores.data());
     else
-      ops_.score_tokens(&buffers.queries[size_t(r * heads_ * dim_)], keys, ahead, layout_, buffers.scores.data());
+      ops_.score_tokens(row_queries(buffers, r), keys, ahead, layout_, buffers.scores.data());
     // Locals: stores to scores cannot change them. The bf16 dot products are unscaled.
     const float softcap = args_.softcap, dot_scale = bf16_dots_ ? args_.scale : 1.0f;
     for (int64_t j = 0; j < keys.count; ++j) {
