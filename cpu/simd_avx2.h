@@ -51,9 +51,9 @@ struct Avx2 {
   ALIBI_AVX2_INLINE F with_sign_of(F magnitude, F x) {
     return _mm256_or_ps(magnitude, _mm256_and_ps(_mm256_set1_ps(-0.0f), x));
   }
-  // 2^n for integral n in [-126, 127], n held as a float.
-  ALIBI_AVX2_INLINE F pow2(F n) {
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+  // y 2^n for integral n in [-126, 127], n held as a float.
+  ALIBI_AVX2_INLINE F times_pow2(F y, F n) {
+    return mul(y, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23)));
   }
 
   ALIBI_AVX2_INLINE I sub(I a, I b) { return _mm256_sub_epi32(a, b); }

@@ -65,9 +65,9 @@ struct Neon {
     const uint32x4_t sign = vandq_u32(vreinterpretq_u32_f32(x), vdupq_n_u32(0x80000000u));
     return vreinterpretq_f32_u32(vorrq_u32(vreinterpretq_u32_f32(magnitude), sign));
   }
-  // 2^n for integral n in [-126, 127], n held as a float.
-  ALIBI_NEON_INLINE F pow2(F n) {
-    return vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127)), 23));
+  // y 2^n for integral n in [-126, 127], n held as a float.
+  ALIBI_NEON_INLINE F times_pow2(F y, F n) {
+    return mul(y, vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127)), 23)));
   }
 
   ALIBI_NEON_INLINE I sub(I a, I b) { return vsubq_s32(a, b); }

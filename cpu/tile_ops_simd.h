@@ -43,7 +43,7 @@ ALIBI_SIMD_TARGET inline typename V::F exp_lanes(typename V::F x) {
   p = V::fmadd(p, r, V::set(1.6666665459e-1f));
   p = V::fmadd(p, r, V::set(5.0000001201e-1f));
   const auto y = V::fmadd(p, V::mul(r, r), V::add(r, V::set(1.0f)));
-  return V::drop(underflow, V::mul(y, V::pow2(n)));
+  return V::drop(underflow, V::times_pow2(y, n));
 }
 
 template <class V>
