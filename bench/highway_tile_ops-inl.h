@@ -26,8 +26,9 @@ constexpr int kGemmVectors = HWY_MAX_BYTES >= 64 ? 4 : 2;
 
 // How exp_lanes spells its last steps, 2^n and the zero below -87.33 (bitwise the same results):
 // kPortable as one would first write it in Highway (ConvertTo, whose overflow fix-up costs four
-// instructions, and IfThenZeroElse), kLean with the instructions the template's layer emits (2^n
-// from the bits of n + 2^23 + 127, a zero-masking select the multiply absorbs).
+// instructions, and IfThenZeroElse), kLean with fewer (2^n from the bits of n + 2^23 + 127, and
+// the template's zero-masking select that the multiply absorbs). The template's AVX-512 layer
+// scales by 2^n in one vscalefps (cpu/README.md).
 enum class ExpSpelling { kPortable, kLean };
 
 // 2^n for integral n in [-126, 127], n held as a float.
