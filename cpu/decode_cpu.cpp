@@ -51,7 +51,8 @@ class Decode {
       : args_(args), mask_(*args.mask), kv_(kv), ops_(ops), heads_(args.q.shape[1]),
         dim_(args.q.shape[2]), layout_{heads_, heads_ / kv.kv_heads(), dim_},
         prefetches_(layout_.group > 1 || (args.k.dtype != ALIBI_DTYPE_F32 && ops.decode_prefetches_mha_half)),
-        bf16_dots_(ops.score_tokens_bf16_pairs && args.q.dtype == ALIBI_DTYPE_BF16) {}
+        bf16_dots_(ops.score_tokens_bf16_pairs && args.q.dtype == ALIBI_DTYPE_BF16 &&
+                   layout_.group >= ops.bf16_pairs_from_group) {}
 
   int64_t heads() const { return heads_; }
   int64_t dim() const { return dim_; }
@@ -145,8 +146,14 @@ class Decode {
     if (bf16_dots_) {
       const auto* q = static_cast<const uint16_t*>(args_.q.data);
       uint32_t* dst = row_query_pairs(buffers, r);
-      for (int64_t h = 0; h < heads_; ++h)
-        pack_bf16_pairs(q + offset3(args_.q, row, h, 0), dim_, dst + h * pairs_of(dim_), 1);
+      const int64_t pairs = pairs_of(dim_), group = layout_.group;
+      for (int64_t h = 0; h < heads_; ++h) {
+        const uint16_t* src = q + offset3(args_.q, row, h, 0);
+        if (ops_.bf16_queries_by_key_head)
+          pack_bf16_pairs(src, dim_, dst + (h / group) * pairs * group + h % group, group);
+        else
+          pack_bf16_pairs(src, dim_, dst + h * pairs, 1);
+      }
       return;
     }
     float* dst = row_queries(buffers, r);

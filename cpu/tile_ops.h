@@ -103,11 +103,16 @@ struct TileOps {
   void (*score_tokens)(const float* q, const TokenRun& k, const TokenRun* ahead, const HeadLayout& layout,
                        float* scores);
   // score_tokens for bf16 keys by bf16 pairwise dot products where they outrun widening
-  // (nullptr elsewhere; gemm_bf16_pairs says where): q holds each head's bf16 query by pairs of
-  // dims (q[h * pairs + p] = q_h[2p] | q_h[2p + 1] << 16, a zero padding an odd dim), unscaled,
-  // and scores are q_h . k_j unscaled.
+  // (nullptr elsewhere; gemm_bf16_pairs says where), which the decode takes for groups of at
+  // least bf16_pairs_from_group query heads per key head: q holds the bf16 queries by pairs of
+  // dims (pair p of head h: q_h[2p] | q_h[2p + 1] << 16, a zero padding an odd dim), unscaled,
+  // and scores are q_h . k_j unscaled. The pairs are stored head by head (q[h * pairs + p]), or,
+  // where bf16_queries_by_key_head, key head by key head, then pair by pair
+  // (q[((h / group) * pairs + p) * group + h % group]: a key head's queries as one AMX tile).
   void (*score_tokens_bf16_pairs)(const uint32_t* q, const TokenRun& k, const TokenRun* ahead,
                                   const HeadLayout& layout, float* scores);
+  int64_t bf16_pairs_from_group;
+  bool bf16_queries_by_key_head;
   // acc[h] = correction[h] * acc[h] + sum over j of p[j * heads + h] * v_j[h / group]
   void (*accumulate_tokens)(const float* p, const TokenRun& v, const TokenRun* ahead, const HeadLayout& layout,
                             const float* correction, float* acc);
@@ -131,9 +136,11 @@ bool cpu_runs_avx512();            // whether avx512_tile_ops() is there
 struct Bf16PairOps {
   decltype(TileOps::gemm_bf16_pairs) gemm;
   decltype(TileOps::score_tokens_bf16_pairs) score_tokens;
+  int64_t decode_from_group;  // TileOps::bf16_pairs_from_group
+  bool query_by_key_head;     // TileOps::bf16_queries_by_key_head
 };
 const Bf16PairOps* avx512_bf16_ops();
-// AMX-BF16's gemm (tile_ops_amx.cpp; no decode products) wherever the CPU has AMX-BF16 and
+// AMX-BF16's gemm and decode products (tile_ops_amx.cpp) wherever the CPU has AMX-BF16 and
 // AVX512-BF16, nullptr elsewhere.
 const Bf16PairOps* amx_bf16_ops();
 const TileOps* neon_tile_ops();    // nullptr off aarch64

@@ -118,7 +118,7 @@ ALIBI_SIMD_TARGET void score_tokens_bf16_pairs(const uint32_t* q, const TokenRun
 }  // namespace
 
 const Bf16PairOps* avx512_bf16_ops() {
-  static const Bf16PairOps ops{gemm_bf16_pairs, score_tokens_bf16_pairs};
+  static const Bf16PairOps ops{gemm_bf16_pairs, score_tokens_bf16_pairs, 1, false};
   return cpu_runs_avx512() && __builtin_cpu_supports("avx512bf16") ? &ops : nullptr;
 }
 

@@ -127,9 +127,9 @@ float gradient_block(const GradientBlock& b) {
 }  // namespace
 
 const TileOps& generic_tile_ops() {
-  static const TileOps ops{"generic",         gemm,          nullptr,      false,   softmax_block,
-                           widen,             narrow,        nullptr,      score_tokens, nullptr,
-                           accumulate_tokens, false,         exp_in_place, gradient_block};
+  static const TileOps ops{"generic", gemm,    nullptr,      false,   softmax_block, widen,
+                           narrow,    nullptr, score_tokens, nullptr, 0,             false,
+                           accumulate_tokens, false, exp_in_place, gradient_block};
   return ops;
 }
 

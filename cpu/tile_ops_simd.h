@@ -822,6 +822,8 @@ TileOps simd_tile_ops(const char* name, bool values_widened_in_gemm, bool decode
           bf16_pairs ? bf16_pairs->gemm : nullptr,
           score_tokens<V>,
           bf16_pairs ? bf16_pairs->score_tokens : nullptr,
+          bf16_pairs ? bf16_pairs->decode_from_group : 0,
+          bf16_pairs && bf16_pairs->query_by_key_head,
           accumulate_tokens<V>,
           decode_prefetches_mha_half,
           exp_in_place<V>,

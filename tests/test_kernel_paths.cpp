@@ -147,6 +147,17 @@ TEST(KernelDecode, WideHeadsInGroupsOfFourAndShortSteps) {
   }
 }
 
+TEST(KernelDecode, WideGroupsOfQueryHeads) {
+  // 8 and 32 query heads per kv head (bf16 q.k by AMX tiles on Intel, in chunks of 16 heads),
+  // keys from 1 to 600, an odd head_dim.
+  for (alibi_dtype dtype : kDtypes)
+    for (const Case& c : {Case{{0, 1, 2, 3}, {0, 1, 40, 640}, 16, 2, 128, dtype},
+                          Case{{0, 1, 3}, {0, 77, 300}, 32, 1, 65, dtype}}) {
+      SCOPED_TRACE("dtype " + std::to_string(int(dtype)) + ", group " + std::to_string(c.heads_q / c.heads_kv));
+      check_case(c);
+    }
+}
+
 TEST(KernelDecode, HeadDimsCutIntoEveryRegisterBlock) {
   // A head's values are accumulated 64, 32 and 8 at a time, then a tail of 1..7: 3 (tail only),
   // 8, 80 (64 + 8 + 8), 100 (64 + 32 + tail 4) and 256 (4 x 64); k and v of every dtype are

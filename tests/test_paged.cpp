@@ -312,6 +312,9 @@ std::vector<PagedShape> reference_cases() {
   add({"decode_bs3_mqa", {{1, 10}, {1, 3}, {2, 7}}, 3, 4, 1, 16});
   add({"decode_long_split", {{1, 900}, {2, 700}}, 64, 2, 2, 32, true, -1, true});
   add({"speculative_bs3", {{4, 50}, {8, 8}, {3, 4}}, 3, 2, 1, 8});
+  // Groups of 8 and 20 query heads per kv head (AMX tiles on Intel: 16-head chunks), odd dims.
+  add({"decode_group8", {{1, 70}, {3, 40}, {1, 17}}, 16, 16, 2, 40});
+  add({"speculative_group20_odd_dim", {{2, 35}, {1, 19}, {5, 6}}, 3, 20, 1, 33, true, -1, true});
   add({"chunked_prefill", {{40, 90}, {300, 300}, {17, 17}}, 16, 2, 2, 16, true, -1, true});
   add({"chunked_prefill_key_splits", {{20, 1500}, {1, 300}}, 16, 2, 1, 16});
   add({"mixed_with_empty", {{1, 50}, {64, 200}, {0, 30}, {3, 3}, {0, 0}, {5, 40}}, 3});

@@ -450,14 +450,13 @@ TEST(Bf16Dots, AmxGemmIsTheScaledProductOfPairs) {
   expect_scaled_products_of_pairs(amx_ops->gemm);
 }
 
-// The decode's bf16 q.k by pairs (the AVX-512 table takes it on AMD only) wherever this CPU has
-// AVX512-BF16: MHA and GQA groups around the 4-head blocks, dims around the 32-dim steps.
-TEST(Bf16Dots, DecodeScoresAreThePlainSums) {
-  const Bf16PairOps* pairs_ops = avx512_bf16_ops();
-  if (!pairs_ops) GTEST_SKIP() << "AVX512-BF16 dot products: this CPU lacks AVX512-BF16 (or AVX-512)";
+// ops.score_tokens against the plain sums: MHA and GQA groups around the 4-head blocks and the
+// 16-head tiles, dims around the 32-dim steps (odd ones too), runs around the 16-token tiles, the
+// queries packed as ops.query_by_key_head says.
+void expect_decode_scores_are_plain_sums(const Bf16PairOps& ops) {
   std::mt19937 random(7);
   for (const bool prefetch : {false, true})
-    for (const int64_t group : {1, 3, 4, 6})
+    for (const int64_t group : {1, 3, 4, 6, 16, 20})
       for (const int64_t dim : {1, 7, 32, 40, 63, 128})
         for (const int64_t count : {1, 5, 8, 19}) {
           const HeadLayout layout{2 * group, group, dim};  // 2 kv heads
@@ -470,10 +469,11 @@ TEST(Bf16Dots, DecodeScoresAreThePlainSums) {
           for (int64_t h = 0; h < layout.heads; ++h)
             for (int64_t p = 0; p < pairs; ++p) {
               const uint32_t high = 2 * p + 1 < dim ? q[size_t(h * dim + 2 * p + 1)] : 0u;
-              q_pairs[size_t(h * pairs + p)] = q[size_t(h * dim + 2 * p)] | high << 16;
+              const int64_t at = ops.query_by_key_head ? ((h / group) * pairs + p) * group + h % group : h * pairs + p;
+              q_pairs[size_t(at)] = q[size_t(h * dim + 2 * p)] | high << 16;
             }
           std::vector<float> scores(size_t(count * layout.heads), std::numeric_limits<float>::quiet_NaN());
-          pairs_ops->score_tokens(q_pairs.data(), k.run, prefetch ? &v.run : nullptr, layout, scores.data());
+          ops.score_tokens(q_pairs.data(), k.run, prefetch ? &v.run : nullptr, layout, scores.data());
           for (int64_t h = 0; h < layout.heads; ++h)
             for (int64_t j = 0; j < count; ++j) {
               double dot = 0.0;
@@ -482,6 +482,21 @@ TEST(Bf16Dots, DecodeScoresAreThePlainSums) {
                   << "group " << group << " dim " << dim << " count " << count << " score " << j << " head " << h;
             }
         }
+}
+
+// The decode's bf16 q.k by pairs (the AVX-512 table takes it on AMD only) wherever this CPU has
+// AVX512-BF16.
+TEST(Bf16Dots, DecodeScoresAreThePlainSums) {
+  const Bf16PairOps* pairs_ops = avx512_bf16_ops();
+  if (!pairs_ops) GTEST_SKIP() << "AVX512-BF16 dot products: this CPU lacks AVX512-BF16 (or AVX-512)";
+  expect_decode_scores_are_plain_sums(*pairs_ops);
+}
+
+// The decode's bf16 q.k on Intel CPUs with AMX-BF16: a key head's query heads as one tile.
+TEST(Bf16Dots, AmxDecodeScoresAreThePlainSums) {
+  const Bf16PairOps* amx_ops = amx_bf16_ops();
+  if (!amx_ops) GTEST_SKIP() << "AMX-BF16 tiles: this CPU lacks AMX-BF16 (or AVX512-BF16)";
+  expect_decode_scores_are_plain_sums(*amx_ops);
 }
 
 // Uncapped, tile_ops() takes the widest table this CPU runs: neon on aarch64, avx512 or avx2 on x86.
