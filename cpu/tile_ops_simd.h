@@ -397,11 +397,11 @@ ALIBI_SIMD_TARGET inline void prefetch_line(const char* line, bool non_temporal)
 // per_tick is 0).
 struct FetchLines {
   const char* line = nullptr;
-  int64_t per_tick = 0;
+  int32_t per_tick = 0;  // 16 bytes in all: passed in two registers, not through the stack
   bool non_temporal = true;
 
   ALIBI_SIMD_TARGET void tick() {
-    for (int64_t n = 0; n < per_tick; ++n) {
+    for (int32_t n = 0; n < per_tick; ++n) {
       prefetch_line(line, non_temporal);
       line += 64;
       // Paces the requests: the address makes two trips through memory (about 10 cycles a
@@ -445,7 +445,7 @@ class RunPrefetch {
       issue(lines);
       return {};
     }
-    const FetchLines share{data_ + o_ * outer_stride_ + i_ * inner_stride_ + byte_, per_tick_, non_temporal_};
+    const FetchLines share{data_ + o_ * outer_stride_ + i_ * inner_stride_ + byte_, int32_t(per_tick_), non_temporal_};
     byte_ += 64 * lines;
     next_span_if_done();
     return share;
