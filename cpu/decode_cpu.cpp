@@ -146,11 +146,11 @@ class Decode {
     if (bf16_dots_) {
       const auto* q = static_cast<const uint16_t*>(args_.q.data);
       uint32_t* dst = row_query_pairs(buffers, r);
-      const int64_t pairs = pairs_of(dim_), group = layout_.group;
+      const int64_t pairs = pairs_of(dim_);
       for (int64_t h = 0; h < heads_; ++h) {
         const uint16_t* src = q + offset3(args_.q, row, h, 0);
         if (ops_.bf16_queries_by_key_head)
-          pack_bf16_pairs(src, dim_, dst + (h / group) * pairs * group + h % group, group);
+          pack_bf16_pairs(src, dim_, dst + by_key_head(layout_, pairs, h, 0), layout_.group);
         else
           pack_bf16_pairs(src, dim_, dst + h * pairs, 1);
       }

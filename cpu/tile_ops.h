@@ -64,6 +64,12 @@ struct HeadLayout {
   int64_t heads, group, dim;
 };
 
+// Where pair p (of `pairs`) of head h's query is, stored key head by key head, then pair by pair
+// (TileOps::bf16_queries_by_key_head).
+inline int64_t by_key_head(const HeadLayout& layout, int64_t pairs, int64_t h, int64_t p) {
+  return ((h / layout.group) * pairs + p) * layout.group + h % layout.group;
+}
+
 struct TileOps {
   const char* name;  // "generic", "avx2", "avx512" or "neon"
   // C (m x n) = A (m x k) * B (k x n) without c_scale; with it, C = diag(c_scale) * C + A * B
@@ -107,8 +113,8 @@ struct TileOps {
   // least bf16_pairs_from_group query heads per key head: q holds the bf16 queries by pairs of
   // dims (pair p of head h: q_h[2p] | q_h[2p + 1] << 16, a zero padding an odd dim), unscaled,
   // and scores are q_h . k_j unscaled. The pairs are stored head by head (q[h * pairs + p]), or,
-  // where bf16_queries_by_key_head, key head by key head, then pair by pair
-  // (q[((h / group) * pairs + p) * group + h % group]: a key head's queries as one AMX tile).
+  // where bf16_queries_by_key_head, key head by key head, then pair by pair (q[by_key_head(...)]:
+  // a key head's queries as one AMX tile).
   void (*score_tokens_bf16_pairs)(const uint32_t* q, const TokenRun& k, const TokenRun* ahead,
                                   const HeadLayout& layout, float* scores);
   int64_t bf16_pairs_from_group;

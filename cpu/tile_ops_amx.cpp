@@ -231,14 +231,13 @@ void add_last_dims(const uint32_t* q, const TokenRun& k, const HeadLayout& layou
   const auto* keys = static_cast<const uint16_t*>(k.data);
   for (int64_t j = 0; j < k.count; ++j)
     for (int64_t h = 0; h < layout.heads; ++h) {
-      const int64_t g = h / layout.group;
-      const uint32_t pair = q[(g * pairs + pairs - 1) * layout.group + h % layout.group];
-      const float key = bf16_to_float(keys[j * k.token_stride + g * k.head_stride + last]);
+      const uint32_t pair = q[by_key_head(layout, pairs, h, pairs - 1)];
+      const float key = bf16_to_float(keys[j * k.token_stride + h / layout.group * k.head_stride + last]);
       scores[j * layout.heads + h] += bf16_to_float(uint16_t(pair)) * key;
     }
 }
 
-// q: the queries by key head (q[((h / group) * pairs + p) * group + h % group]), unscaled.
+// q: the queries by key head (q[by_key_head(layout, pairs, h, p)]), unscaled.
 ALIBI_AMX_TARGET void score_tokens_amx(const uint32_t* q, const TokenRun& k, const TokenRun* ahead,
                                        const HeadLayout& layout, float* scores) {
   const int64_t whole_pairs = layout.dim / 2, kv_heads = layout.heads / layout.group;
@@ -260,7 +259,7 @@ void score_tokens_repacked(const uint32_t* q, const TokenRun& k, const TokenRun*
   std::vector<uint32_t> by_head(size_t(layout.heads * pairs));
   for (int64_t h = 0; h < layout.heads; ++h)
     for (int64_t p = 0; p < pairs; ++p)
-      by_head[size_t(h * pairs + p)] = q[((h / layout.group) * pairs + p) * layout.group + h % layout.group];
+      by_head[size_t(h * pairs + p)] = q[by_key_head(layout, pairs, h, p)];
   avx512_bf16_ops()->score_tokens(by_head.data(), k, ahead, layout, scores);
 }
 
