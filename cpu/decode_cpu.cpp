@@ -1,12 +1,13 @@
 // Attention for calls whose slices have only a few query rows each (decode, speculative
-// decode). Work items are (slice, chunk of keys: the mask plan's) over all heads at once. A thread takes its
-// chunk's keys 8 tokens at a time, each step against every row of the slice that sees it (so a
-// step comes from memory once for all of them), head by head: one load of q serves 8 dot
-// products and a head's accumulator stays in registers across the 8 values (token by token with
-// the accumulator in memory spent ~3x the compute, which from DRAM did not hide behind the reads).
-// f16/bf16 k and v are widened in registers, so half caches are read at half the bytes.
-// Chunk partials merge by log-sum-exp in chunk order, so results do not depend on the thread
-// count.
+// decode). Work items are (slice, chunk of keys: the mask plan's) over all heads at once. A
+// slice's rows are taken as query heads of one row (RowHeads), so a thread takes its chunk's
+// keys 8 tokens at a time for all rows and heads together: each step comes from memory once,
+// and each key or value vector loaded serves every query head of every row that reads it. One
+// load of q serves 8 dot products and a head's accumulator stays in registers across the 8
+// values (token by token with the accumulator in memory spent ~3x the compute, which from DRAM
+// did not hide behind the reads). f16/bf16 k and v are widened in registers, so half caches
+// are read at half the bytes. Chunk partials merge by log-sum-exp in chunk order, so results
+// do not depend on the thread count.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -23,36 +24,57 @@ namespace alibi::cpu {
 
 namespace {
 
-constexpr int64_t kMaxRows = 8;         // slices with more query rows take the tiled kernel
+constexpr int64_t kMaxRows = 8;         // slices with more query rows take the tiled kernel (StepBuffers::seen)
 constexpr int64_t kKeysPerStep = 8;     // keys scored together before the softmax update
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// A chunk's partial result of every (row, head) of its slice: max, sum of exp and the
+// A slice's query rows taken as query heads of one row: query head h of row r is "row head"
+// ((h / group) * rows + r) * group + h % group, so that the tile operations see rows x group
+// query heads per kv head and every load of a key or value vector serves all rows (speculative
+// decode reads its keys once, not once per row). One row: the query heads as they are.
+struct RowHeads {
+  int64_t rows, heads, group;
+
+  int64_t count() const { return rows * heads; }
+  int64_t of(int64_t r, int64_t h) const { return ((h / group) * rows + r) * group + h % group; }
+  int64_t row(int64_t v) const { return v / group % rows; }
+  int64_t head(int64_t v) const { return v / (group * rows) * group + v % group; }
+  HeadLayout layout(int64_t dim) const { return {rows * heads, rows * group, dim}; }
+};
+
+// A chunk's partial result of every row head (RowHeads) of its slice: max, sum of exp and the
 // weighted sum of values.
 struct Partial {
-  std::vector<float> acc, max, sum;  // [row][head][dim], [row][head], [row][head]
+  std::vector<float> acc, max, sum;  // [row head][dim], [row head], [row head]
 };
 
-// One query row's part of a Partial.
-struct RowAccumulator {
-  float *max, *sum, *acc;
-};
-
-// A chunk's buffers: each row's scaled queries (or, for the bf16 dot products, unscaled pairs of
-// dims); a step's scores, per head.
+// A chunk's buffers, per row head: the scaled queries (or, for the bf16 dot products, unscaled
+// pairs of dims), a step's scores, the slopes and query positions; each row's visible keys.
 struct StepBuffers {
   std::vector<float> queries, scores, slopes, shift, correction;
+  std::vector<int32_t> query_pos;
   std::vector<uint32_t> query_pairs;
+  KeyInterval seen[kMaxRows];  // per row, its visible keys within the chunk (slice-relative)
+};
+
+// How a slice's rows are taken: as row heads (RowHeads), with the tile operations' choices
+// for that many query heads per kv head.
+struct Rows {
+  RowHeads heads;
+  HeadLayout layout;
+  // Whether a step prefetches the runs that follow it: where the kernel spends more time per
+  // byte than plain f32 MHA (GQA/MQA, or several rows; half caches where the table says) the
+  // hardware prefetchers fall behind (measured 1.3x to 1.5x on GQA 32/8, 1.4x on MHA bf16 on
+  // Zen 5); plain MHA f32 already streams (prefetching cost it 10%).
+  bool prefetches;
+  bool bf16_dots;  // q.k by score_tokens_bf16_pairs
 };
 
 class Decode {
  public:
   Decode(const ForwardArgs& args, const KvSource& kv, const TileOps& ops)
-      : args_(args), mask_(*args.mask), kv_(kv), ops_(ops), heads_(args.q.shape[1]),
-        dim_(args.q.shape[2]), layout_{heads_, heads_ / kv.kv_heads(), dim_},
-        prefetches_(layout_.group > 1 || (args.k.dtype != ALIBI_DTYPE_F32 && ops.decode_prefetches_mha_half)),
-        bf16_dots_(ops.score_tokens_bf16_pairs && args.q.dtype == ALIBI_DTYPE_BF16 &&
-                   layout_.group >= ops.bf16_pairs_from_group) {}
+      : args_(args), mask_(*args.mask), kv_(kv), ops_(ops), heads_(args.q.shape[1]), dim_(args.q.shape[2]),
+        group_(heads_ / kv.kv_heads()) {}
 
   int64_t heads() const { return heads_; }
   int64_t dim() const { return dim_; }
@@ -60,61 +82,54 @@ class Decode {
   // Scores the keys of one chunk into its partial.
   void score_chunk(const KeyChunk& chunk, Partial& out) const {
     const Slice& slice = mask_.slices[chunk.slice];
-    const int64_t rows = slice.q_end - slice.q_begin;
-    const int64_t width = heads_ * dim_;
-    StepBuffers buffers{std::vector<float>(size_t(rows * width)), std::vector<float>(size_t(kKeysPerStep * heads_)),
-                        std::vector<float>(size_t(heads_)), std::vector<float>(size_t(heads_)),
-                        std::vector<float>(size_t(heads_)), std::vector<uint32_t>()};
-    if (bf16_dots_) buffers.query_pairs.resize(size_t(rows * heads_ * pairs_of(dim_)));
-    for (int64_t h = 0; h < heads_; ++h) buffers.slopes[size_t(h)] = args_.slopes.at(slice.sequence, int(h));
-    out.acc.assign(size_t(rows * width), 0.0f);
-    out.max.assign(size_t(rows * heads_), kNegInf);
-    out.sum.assign(size_t(rows * heads_), 0.0f);
-    KeyInterval seen[kMaxRows];
+    const Rows rows = rows_of(slice);
+    const int64_t n = rows.heads.count();
+    StepBuffers buffers{std::vector<float>(size_t(n * dim_)),  std::vector<float>(size_t(kKeysPerStep * n)),
+                        std::vector<float>(size_t(n)),         std::vector<float>(size_t(n)),
+                        std::vector<float>(size_t(n)),         std::vector<int32_t>(size_t(n)),
+                        std::vector<uint32_t>(),               {}};
+    if (rows.bf16_dots) buffers.query_pairs.resize(size_t(n * pairs_of(dim_)));
+    out.acc.assign(size_t(n * dim_), 0.0f);
+    out.max.assign(size_t(n), kNegInf);
+    out.sum.assign(size_t(n), 0.0f);
     KeyInterval all{chunk.key_end, chunk.key_begin};
-    for (int64_t r = 0; r < rows; ++r) {
-      const KeyInterval visible = visible_keys(slice.type, r, rows, slice.k_end - slice.k_begin);
-      seen[r] = {std::max<int64_t>(visible.lo, chunk.key_begin), std::min<int64_t>(visible.hi, chunk.key_end)};
-      if (seen[r].lo < seen[r].hi) all = {std::min(all.lo, seen[r].lo), std::max(all.hi, seen[r].hi)};
-      load_queries(slice.q_begin + r, r, buffers);
+    for (int64_t r = 0; r < rows.heads.rows; ++r) {
+      const KeyInterval visible = visible_keys(slice.type, r, rows.heads.rows, slice.k_end - slice.k_begin);
+      KeyInterval& seen = buffers.seen[r];
+      seen = {std::max<int64_t>(visible.lo, chunk.key_begin), std::min<int64_t>(visible.hi, chunk.key_end)};
+      if (seen.lo < seen.hi) all = {std::min(all.lo, seen.lo), std::max(all.hi, seen.hi)};
+      load_queries(slice, r, rows, buffers);
     }
-    for (int64_t j = all.lo; j < all.hi;) j = step(slice, seen, j, all.hi, buffers, out);
+    for (int64_t j = all.lo; j < all.hi;) j = step(slice, rows, j, all.hi, buffers, out);
   }
 
-  // Scores up to kKeysPerStep keys from slice-relative key j (< end) into the rows that see
-  // them (`seen`: each row's keys in the chunk); a step stops at the end of a cache block, so
-  // that its keys are one run. The first of those rows prefetches the step's values and the next
-  // step's keys. Returns the key after the step.
-  int64_t step(const Slice& slice, const KeyInterval* seen, int64_t j, int64_t end, StepBuffers& buffers,
+  // Scores up to kKeysPerStep keys from slice-relative key j (< end) into every row head, those
+  // a row does not see masked; a step stops at the end of a cache block, so that its keys are
+  // one run. Prefetches the step's values while scoring and the next step's keys while adding
+  // up the values. Returns the key after the step.
+  int64_t step(const Slice& slice, const Rows& rows, int64_t j, int64_t end, StepBuffers& buffers,
                Partial& out) const {
-    const int64_t next = j + kv_.keys(slice, slice.k_begin + j, std::min(kKeysPerStep, end - j)).count;
+    const TokenRun keys = kv_.keys(slice, slice.k_begin + j, std::min(kKeysPerStep, end - j));
+    const TokenRun values = kv_.values(slice, slice.k_begin + j, keys.count);
+    const int64_t next = j + keys.count;
     TokenRun next_keys{};
-    if (prefetches_ && next < end) next_keys = kv_.keys(slice, slice.k_begin + next, std::min(kKeysPerStep, end - next));
-    bool fetches = prefetches_;
-    for (int64_t r = 0; r < slice.q_end - slice.q_begin; ++r) {
-      const int64_t lo = std::max(seen[r].lo, j), hi = std::min(seen[r].hi, next);
-      if (lo >= hi) continue;
-      const TokenRun keys = kv_.keys(slice, slice.k_begin + lo, hi - lo);
-      const TokenRun values = kv_.values(slice, slice.k_begin + lo, keys.count);
-      const RowAccumulator row{&out.max[size_t(r * heads_)], &out.sum[size_t(r * heads_)],
-                               &out.acc[size_t(r * heads_ * dim_)]};
-      score_keys(slice, r, lo, keys, fetches ? &values : nullptr, buffers);
-      softmax_update(keys.count, buffers, row);
-      ops_.accumulate_tokens(buffers.scores.data(), values, fetches && next_keys.count > 0 ? &next_keys : nullptr,
-                             layout_, buffers.correction.data(), row.acc);
-      fetches = false;
-    }
+    if (rows.prefetches && next < end)
+      next_keys = kv_.keys(slice, slice.k_begin + next, std::min(kKeysPerStep, end - next));
+    score_keys(slice, rows, j, keys, rows.prefetches ? &values : nullptr, buffers);
+    softmax_update(keys.count, rows.heads.count(), buffers, out);
+    ops_.accumulate_tokens(buffers.scores.data(), values, next_keys.count > 0 ? &next_keys : nullptr, rows.layout,
+                           buffers.correction.data(), out.acc.data());
     return next;
   }
 
   // Out and lse of a slice's rows from its chunks' partials, merged in chunk order.
   void write(const Slice& slice, const Partial* parts, int64_t num_parts) const {
-    const int64_t rows = slice.q_end - slice.q_begin;
+    const RowHeads heads = rows_of(slice).heads;
     std::vector<float> acc(static_cast<size_t>(dim_));
     std::vector<PartialRow> row_parts(static_cast<size_t>(num_parts));
-    for (int64_t r = 0; r < rows; ++r)
+    for (int64_t r = 0; r < heads.rows; ++r)
       for (int64_t h = 0; h < heads_; ++h) {
-        const size_t state = size_t(r * heads_ + h);
+        const size_t state = size_t(heads.of(r, h));
         for (int64_t p = 0; p < num_parts; ++p)
           row_parts[size_t(p)] = {parts[p].max[state], parts[p].sum[state], &parts[p].acc[state * size_t(dim_)]};
         write_row(slice.q_begin + r, h, acc.data(), merge_rows(row_parts.data(), num_parts, dim_, acc.data()));
@@ -128,6 +143,15 @@ class Decode {
   }
 
  private:
+  Rows rows_of(const Slice& slice) const {
+    const RowHeads heads{slice.q_end - slice.q_begin, heads_, group_};
+    const HeadLayout layout = heads.layout(dim_);
+    return {heads, layout,
+            layout.group > 1 || (args_.k.dtype != ALIBI_DTYPE_F32 && ops_.decode_prefetches_mha_half),
+            ops_.score_tokens_bf16_pairs && args_.q.dtype == ALIBI_DTYPE_BF16 &&
+                layout.group >= ops_.bf16_pairs_from_group};
+  }
+
   void load_row(const TensorView& t, int64_t offset, int64_t count, float* dst) const {
     if (t.dtype == ALIBI_DTYPE_F32)
       std::memcpy(dst, static_cast<const float*>(t.data) + offset, size_t(count) * sizeof(float));
@@ -135,58 +159,85 @@ class Decode {
       ops_.widen(t.dtype, static_cast<const uint16_t*>(t.data) + offset, count, dst);
   }
 
-  // Where the slice's row r keeps its queries in `buffers`.
-  float* row_queries(StepBuffers& buffers, int64_t r) const { return &buffers.queries[size_t(r * heads_ * dim_)]; }
-  uint32_t* row_query_pairs(StepBuffers& buffers, int64_t r) const {
-    return &buffers.query_pairs[size_t(r * heads_ * pairs_of(dim_))];
-  }
-
-  // The queries of packed row `row`, the slice's row r.
-  void load_queries(int64_t row, int64_t r, StepBuffers& buffers) const {
-    if (bf16_dots_) {
-      const auto* q = static_cast<const uint16_t*>(args_.q.data);
-      uint32_t* dst = row_query_pairs(buffers, r);
-      const int64_t pairs = pairs_of(dim_);
-      for (int64_t h = 0; h < heads_; ++h) {
-        const uint16_t* src = q + offset3(args_.q, row, h, 0);
-        if (ops_.bf16_queries_by_key_head)
-          pack_bf16_pairs(src, dim_, dst + by_key_head(layout_, pairs, h, 0), layout_.group);
-        else
-          pack_bf16_pairs(src, dim_, dst + h * pairs, 1);
-      }
-      return;
-    }
-    float* dst = row_queries(buffers, r);
-    for (int64_t h = 0; h < heads_; ++h) {
-      load_row(args_.q, offset3(args_.q, row, h, 0), dim_, dst + h * dim_);
-      for (int64_t d = 0; d < dim_; ++d) dst[h * dim_ + d] *= args_.scale;
-    }
-  }
-
-  // scores[j][h] for the run of keys from `first` (slice-relative) of one query row: the dot
-  // products by the SIMD table (prefetching `ahead`, if given), the rest by cell_score.
-  void score_keys(const Slice& slice, int64_t r, int64_t first, const TokenRun& keys, const TokenRun* ahead,
-                  StepBuffers& buffers) const {
+  // The queries, slopes and positions of the slice's row r, at its row heads.
+  void load_queries(const Slice& slice, int64_t r, const Rows& rows, StepBuffers& buffers) const {
     const int64_t row = slice.q_begin + r;
-    const int32_t qpos = mask_.q_positions[row];
-    if (bf16_dots_)
-      ops_.score_tokens_bf16_pairs(row_query_pairs(buffers, r), keys, ahead, layout_, buffers.scores.data());
-    else
-      ops_.score_tokens(row_queries(buffers, r), keys, ahead, layout_, buffers.scores.data());
-    // Locals: stores to scores cannot change them. The bf16 dot products are unscaled.
-    const float softcap = args_.softcap, dot_scale = bf16_dots_ ? args_.scale : 1.0f;
-    for (int64_t j = 0; j < keys.count; ++j) {
-      const int64_t key = slice.k_begin + first + j;
-      const int32_t kpos = mask_.k_positions[key];
-      float* scores = &buffers.scores[size_t(j * heads_)];
-      const float* slopes = buffers.slopes.data();
-      if (args_.attn_bias)
-        for (int64_t h = 0; h < heads_; ++h)
-          scores[h] = cell_score(dot_scale * scores[h], softcap, slopes[h], qpos, kpos, attn_bias(h, row, key));
-      else
-        for (int64_t h = 0; h < heads_; ++h)
-          scores[h] = cell_score(dot_scale * scores[h], softcap, slopes[h], qpos, kpos, 0.0f);
+    for (int64_t h = 0; h < heads_; ++h) {
+      const int64_t v = rows.heads.of(r, h);
+      buffers.slopes[size_t(v)] = args_.slopes.at(slice.sequence, int(h));
+      buffers.query_pos[size_t(v)] = mask_.q_positions[row];
+      if (rows.bf16_dots) {
+        const auto* src = static_cast<const uint16_t*>(args_.q.data) + offset3(args_.q, row, h, 0);
+        const int64_t pairs = pairs_of(dim_);
+        if (ops_.bf16_queries_by_key_head)
+          pack_bf16_pairs(src, dim_, &buffers.query_pairs[size_t(by_key_head(rows.layout, pairs, v, 0))],
+                          rows.layout.group);
+        else
+          pack_bf16_pairs(src, dim_, &buffers.query_pairs[size_t(v * pairs)], 1);
+        continue;
+      }
+      float* dst = &buffers.queries[size_t(v * dim_)];
+      load_row(args_.q, offset3(args_.q, row, h, 0), dim_, dst);
+      for (int64_t d = 0; d < dim_; ++d) dst[d] *= args_.scale;
     }
+  }
+
+  // scores[j][v] for the run of keys from `first` (slice-relative) of every row head v: the dot
+  // products by the SIMD table (prefetching `ahead`, if given), the rest by cell_score, or
+  // masked_score where v's row does not see the key.
+  void score_keys(const Slice& slice, const Rows& rows, int64_t first, const TokenRun& keys, const TokenRun* ahead,
+                  StepBuffers& buffers) const {
+    if (rows.bf16_dots)
+      ops_.score_tokens_bf16_pairs(buffers.query_pairs.data(), keys, ahead, rows.layout, buffers.scores.data());
+    else
+      ops_.score_tokens(buffers.queries.data(), keys, ahead, rows.layout, buffers.scores.data());
+    for (int64_t j = 0; j < keys.count; ++j) {
+      float* scores = &buffers.scores[size_t(j * rows.heads.count())];
+      if (args_.attn_bias || !seen_by_every_row(rows.heads.rows, buffers.seen, first + j))
+        score_cells_one_by_one(slice, rows, first + j, buffers, scores);
+      else
+        score_visible_cells(slice, rows, first + j, buffers, scores);
+    }
+  }
+
+  // One key's cells where every row sees it and there is no attn_bias: a query position per run
+  // of one row's row heads (all of them for one row).
+  void score_visible_cells(const Slice& slice, const Rows& rows, int64_t key, const StepBuffers& buffers,
+                           float* scores) const {
+    // Locals: stores to scores cannot change them. The bf16 dot products are unscaled.
+    const float softcap = args_.softcap, dot_scale = rows.bf16_dots ? args_.scale : 1.0f;
+    const int32_t kpos = mask_.k_positions[slice.k_begin + key];
+    const float* slopes = buffers.slopes.data();
+    const int64_t n = rows.heads.count(), same_row = rows.heads.rows == 1 ? n : rows.heads.group;
+    for (int64_t v0 = 0; v0 < n; v0 += same_row) {
+      const int32_t qpos = buffers.query_pos[size_t(v0)];
+      for (int64_t v = v0; v < v0 + same_row; ++v)
+        scores[v] = cell_score(dot_scale * scores[v], softcap, slopes[v], qpos, kpos, 0.0f);
+    }
+  }
+
+  // One key's cells one by one: each its row's visibility and its attn_bias.
+  void score_cells_one_by_one(const Slice& slice, const Rows& rows, int64_t key, const StepBuffers& buffers,
+                              float* scores) const {
+    const float softcap = args_.softcap, dot_scale = rows.bf16_dots ? args_.scale : 1.0f;
+    const int32_t kpos = mask_.k_positions[slice.k_begin + key];
+    for (int64_t v = 0; v < rows.heads.count(); ++v) {
+      const int64_t r = rows.heads.row(v);
+      const KeyInterval& seen = buffers.seen[r];
+      if (key < seen.lo || key >= seen.hi) {
+        scores[v] = masked_score();
+        continue;
+      }
+      const float bias = args_.attn_bias ? attn_bias(rows.heads.head(v), slice.q_begin + r, slice.k_begin + key) : 0.0f;
+      scores[v] = cell_score(dot_scale * scores[v], softcap, buffers.slopes[size_t(v)], buffers.query_pos[size_t(v)],
+                             kpos, bias);
+    }
+  }
+
+  static bool seen_by_every_row(int64_t rows, const KeyInterval* seen, int64_t key) {
+    for (int64_t r = 0; r < rows; ++r)
+      if (key < seen[r].lo || key >= seen[r].hi) return false;
+    return true;
   }
 
   float attn_bias(int64_t head, int64_t row, int64_t key) const {
@@ -194,41 +245,36 @@ class Decode {
     return load_float(bias, offset3(bias, attn_bias_head(bias.shape[0], head), row, key));
   }
 
-  // Online softmax over `count` keys for every head at once (softmax_step, with the SIMD
-  // table's exp); scores become probabilities and buffers.correction the factor of each head's
-  // accumulator (applied by accumulate_values).
-  void softmax_update(int64_t count, StepBuffers& buffers, const RowAccumulator& row) const {
+  // Online softmax over `count` keys for every row head at once (softmax_step, with the SIMD
+  // table's exp); scores become probabilities and buffers.correction the factor of each row
+  // head's accumulator (applied by accumulate_tokens).
+  void softmax_update(int64_t count, int64_t n, StepBuffers& buffers, Partial& out) const {
     float* scores = buffers.scores.data();
     float* shift = buffers.shift.data();
     float* correction = buffers.correction.data();
-    for (int64_t h = 0; h < heads_; ++h) correction[h] = row.max[h];
+    float* max = out.max.data();
+    float* sum = out.sum.data();
+    for (int64_t v = 0; v < n; ++v) correction[v] = max[v];
     for (int64_t j = 0; j < count; ++j)
-      for (int64_t h = 0; h < heads_; ++h) row.max[h] = std::max(row.max[h], scores[j * heads_ + h]);
-    for (int64_t h = 0; h < heads_; ++h) {
-      shift[h] = softmax_shift(row.max[h]);
-      correction[h] -= shift[h];
+      for (int64_t v = 0; v < n; ++v) max[v] = std::max(max[v], scores[j * n + v]);
+    for (int64_t v = 0; v < n; ++v) {
+      shift[v] = softmax_shift(max[v]);
+      correction[v] -= shift[v];
     }
     for (int64_t j = 0; j < count; ++j)
-      for (int64_t h = 0; h < heads_; ++h) scores[j * heads_ + h] -= shift[h];
-    ops_.exp_in_place(scores, count * heads_);
-    ops_.exp_in_place(correction, heads_);
-    for (int64_t h = 0; h < heads_; ++h) row.sum[h] *= correction[h];
+      for (int64_t v = 0; v < n; ++v) scores[j * n + v] -= shift[v];
+    ops_.exp_in_place(scores, count * n);
+    ops_.exp_in_place(correction, n);
+    for (int64_t v = 0; v < n; ++v) sum[v] *= correction[v];
     for (int64_t j = 0; j < count; ++j)
-      for (int64_t h = 0; h < heads_; ++h) row.sum[h] += scores[j * heads_ + h];
+      for (int64_t v = 0; v < n; ++v) sum[v] += scores[j * n + v];
   }
 
   const ForwardArgs& args_;
   const MaskView& mask_;
   const KvSource& kv_;
   const TileOps& ops_;
-  const int64_t heads_, dim_;
-  const HeadLayout layout_;
-  // Whether a step prefetches the runs that follow it: where the kernel spends more time per
-  // byte than plain f32 MHA (GQA/MQA; half caches where the table says) the hardware
-  // prefetchers fall behind (measured 1.3x to 1.5x on GQA 32/8, 1.4x on MHA bf16 on Zen 5);
-  // plain MHA f32 already streams (prefetching cost it 10%).
-  const bool prefetches_;
-  const bool bf16_dots_;  // q.k by score_tokens_bf16_pairs
+  const int64_t heads_, dim_, group_;
 };
 
 // Rows that see no key get out = 0 and lse = -inf.
