@@ -158,6 +158,21 @@ TEST(KernelDecode, WideGroupsOfQueryHeads) {
     }
 }
 
+TEST(KernelDecode, RowsOfASliceAsQueryHeads) {
+  // A slice's rows are taken as query heads of one row: rows x group query heads per kv head
+  // (GQA 32/8 with 2, 4 and 8 rows: 8, 16, 32, the AMX q.k on Intel for bf16; MHA with 3, 5 and
+  // 8 rows: groups of 3, 5, 8), causal (each row sees one key more than the row before) or not;
+  // one slice sees fewer keys than it has rows.
+  for (alibi_dtype dtype : kDtypes)
+    for (bool causal : {true, false})
+      for (const Case& c : {Case{{0, 4, 6, 14}, {0, 300, 302, 700}, 32, 8, 128, dtype, causal},
+                            Case{{0, 3, 8, 16}, {0, 41, 45, 645}, 8, 8, 64, dtype, causal}}) {
+        SCOPED_TRACE("dtype " + std::to_string(int(dtype)) + ", heads " + std::to_string(c.heads_q) +
+                     (causal ? ", causal" : ", full"));
+        check_case(c);
+      }
+}
+
 TEST(KernelDecode, HeadDimsCutIntoEveryRegisterBlock) {
   // A head's values are accumulated 64, 32 and 8 at a time, then a tail of 1..7: 3 (tail only),
   // 8, 80 (64 + 8 + 8), 100 (64 + 32 + tail 4) and 256 (4 x 64); k and v of every dtype are
