@@ -84,22 +84,11 @@ class Decode {
     const Slice& slice = mask_.slices[chunk.slice];
     const Rows rows = rows_of(slice);
     const int64_t n = rows.heads.count();
-    StepBuffers buffers{std::vector<float>(size_t(n * dim_)),  std::vector<float>(size_t(kKeysPerStep * n)),
-                        std::vector<float>(size_t(n)),         std::vector<float>(size_t(n)),
-                        std::vector<float>(size_t(n)),         std::vector<int32_t>(size_t(n)),
-                        std::vector<uint32_t>(),               {}};
-    if (rows.bf16_dots) buffers.query_pairs.resize(size_t(n * pairs_of(dim_)));
     out.acc.assign(size_t(n * dim_), 0.0f);
     out.max.assign(size_t(n), kNegInf);
     out.sum.assign(size_t(n), 0.0f);
-    KeyInterval all{chunk.key_end, chunk.key_begin};
-    for (int64_t r = 0; r < rows.heads.rows; ++r) {
-      const KeyInterval visible = visible_keys(slice.type, r, rows.heads.rows, slice.k_end - slice.k_begin);
-      KeyInterval& seen = buffers.seen[r];
-      seen = {std::max<int64_t>(visible.lo, chunk.key_begin), std::min<int64_t>(visible.hi, chunk.key_end)};
-      if (seen.lo < seen.hi) all = {std::min(all.lo, seen.lo), std::max(all.hi, seen.hi)};
-      load_queries(slice, r, rows, buffers);
-    }
+    StepBuffers buffers = buffers_for(rows);
+    const KeyInterval all = load_rows(slice, chunk, rows, buffers);
     for (int64_t j = all.lo; j < all.hi;) j = step(slice, rows, j, all.hi, buffers, out);
   }
 
@@ -150,6 +139,29 @@ class Decode {
             layout.group > 1 || (args_.k.dtype != ALIBI_DTYPE_F32 && ops_.decode_prefetches_mha_half),
             ops_.score_tokens_bf16_pairs && args_.q.dtype == ALIBI_DTYPE_BF16 &&
                 layout.group >= ops_.bf16_pairs_from_group};
+  }
+
+  StepBuffers buffers_for(const Rows& rows) const {
+    const size_t n = size_t(rows.heads.count());
+    StepBuffers buffers{std::vector<float>(n * size_t(dim_)), std::vector<float>(size_t(kKeysPerStep) * n),
+                        std::vector<float>(n), std::vector<float>(n), std::vector<float>(n), std::vector<int32_t>(n),
+                        std::vector<uint32_t>(), {}};
+    if (rows.bf16_dots) buffers.query_pairs.resize(n * size_t(pairs_of(dim_)));
+    return buffers;
+  }
+
+  // Each row's visible keys in the chunk and its queries into `buffers`; returns the keys any
+  // row sees (empty: lo >= hi).
+  KeyInterval load_rows(const Slice& slice, const KeyChunk& chunk, const Rows& rows, StepBuffers& buffers) const {
+    KeyInterval all{chunk.key_end, chunk.key_begin};
+    for (int64_t r = 0; r < rows.heads.rows; ++r) {
+      const KeyInterval visible = visible_keys(slice.type, r, rows.heads.rows, slice.k_end - slice.k_begin);
+      KeyInterval& seen = buffers.seen[r];
+      seen = {std::max<int64_t>(visible.lo, chunk.key_begin), std::min<int64_t>(visible.hi, chunk.key_end)};
+      if (seen.lo < seen.hi) all = {std::min(all.lo, seen.lo), std::max(all.hi, seen.hi)};
+      load_queries(slice, r, rows, buffers);
+    }
+    return all;
   }
 
   void load_row(const TensorView& t, int64_t offset, int64_t count, float* dst) const {
