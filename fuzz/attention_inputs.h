@@ -12,7 +12,7 @@
 namespace fuzz {
 
 // Most lengths small (fast inputs, the decode kernel); some long enough for the tiled kernel
-// (> 8 rows), several tiles, or key splits (> 64 keys).
+// (> 16 rows), several tiles, or key splits (> 64 keys).
 inline int32_t length(Bytes& in, int32_t long_max) {
   const uint8_t pick = in.u8();
   return pick < 224 ? int32_t(in.in(0, 9)) : pick < 250 ? int32_t(in.in(0, long_max / 2)) : int32_t(in.in(0, long_max));

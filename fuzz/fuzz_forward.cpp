@@ -6,7 +6,7 @@
 // logits of ~1e5, GQA, packed strides, and params (scale, softcap, max_bias, user or per-sequence
 // slopes, tensor-parallel offsets, attn_bias with -inf cells). Sizes are bounded (<= 64 queries,
 // <= 72 keys, <= 6 heads, head_dim <= 24) but reach both CPU kernels: the decode kernel (every
-// slice <= 8 rows) and the tiled one, with key splits. Now and then one argument is made invalid
+// slice <= 16 rows) and the tiled one, with key splits. Now and then one argument is made invalid
 // instead, and the call must fail with the status the header documents.
 #include <algorithm>
 #include <cmath>

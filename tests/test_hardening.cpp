@@ -27,8 +27,8 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 
 // ------------------------------------------------------------------------------ the runner
 
-// Which CPU kernel a case must take: the tiled one (a slice of more than 8 query rows) or the
-// decode one (every slice at most 8 rows, none sharing rows).
+// Which CPU kernel a case must take: the tiled one (a slice of more than 16 query rows) or the
+// decode one (every slice at most 16 rows, none sharing rows).
 enum class Kernel { kTiled, kDecode };
 
 std::string kernel_name(Kernel k) { return k == Kernel::kTiled ? "tiled" : "decode"; }
@@ -75,7 +75,7 @@ Case new_case(int64_t total_q, int64_t total_k, int heads_q, int heads_kv, int h
 }
 
 // Rows [0, total_q) x keys [0, total_k) of one type: one slice (tiled kernel when it has more
-// than 8 rows) or row chunks of 4 over the same keys (decode kernel).
+// than 16 rows) or row chunks of 4 over the same keys (decode kernel).
 std::vector<ref::Slice> slices_for(Kernel kernel, int64_t total_q, int64_t total_k, int type) {
   if (kernel == Kernel::kTiled || total_q == 0) return {{0, total_q, 0, total_k, type}};
   std::vector<ref::Slice> slices;
@@ -243,27 +243,27 @@ TEST_P(HardeningEdges, LogitsOfMagnitude1e4) {
 
 // Logits of 1e4 where one key wins by a wide margin: out is that key's v.
 TEST_P(HardeningEdges, LogitsOfMagnitude1e4PickTheWinner) {
-  Case c = new_case(16, 16, 1, 1, 4, dtype());
-  c.slices = slices_for(kernel(), 16, 16, ALIBI_MASK_FULL);
+  Case c = new_case(20, 16, 1, 1, 4, dtype());
+  c.slices = slices_for(kernel(), 20, 16, ALIBI_MASK_FULL);
   fill_qkv(c, 12);
-  for (int64_t i = 0; i < 16; ++i)
+  for (int64_t i = 0; i < 20; ++i)
     for (int d = 0; d < 4; ++d) c.q[size_t(i * 4 + d)] = d == 0 ? 100.0f : 0.0f;
   for (int64_t j = 0; j < 16; ++j)
     for (int d = 0; d < 4; ++d) c.k[size_t(j * 4 + d)] = d == 0 ? (j == 5 ? 100.0f : 96.0f) : 0.0f;
   c.params.softmax_scale = 1.0f;
   c.params.max_bias = 0.0f;
   const Outcome r = run_case(c);
-  for (int64_t i = 0; i < 16; ++i)
+  for (int64_t i = 0; i < 20; ++i)
     for (int d = 0; d < 4; ++d) EXPECT_EQ(r.out[size_t(i * 4 + d)], c.v[size_t(5 * 4 + d)]);
 }
 
 // ALiBi positions 65,536 apart with half inputs: the bias is still the exact f32
 // -slope * distance (never computed through f16 distances, whose ulp there is 32).
 TEST_P(HardeningEdges, PositionsUpTo65536Apart) {
-  Case c = new_case(12, 24, 2, 2, 8, dtype());
-  c.slices = slices_for(kernel(), 12, 24, ALIBI_MASK_FULL);
+  Case c = new_case(20, 24, 2, 2, 8, dtype());
+  c.slices = slices_for(kernel(), 20, 24, ALIBI_MASK_FULL);
   fill_qkv(c, 13);
-  for (int64_t i = 0; i < 12; ++i) c.q_positions.push_back(int32_t(65536 + i));
+  for (int64_t i = 0; i < 20; ++i) c.q_positions.push_back(int32_t(65536 + i));
   for (int64_t j = 0; j < 24; ++j) c.k_positions.push_back(int32_t(j * 2849 + (j % 3)));  // 0 .. 65530
   c.user_slopes = {1.0f / 4096, 1.0f / 65536};
   run_case(c);
@@ -293,29 +293,29 @@ TEST_P(HardeningEdges, PositionsUpTo65536Apart) {
 // Rows that see nothing: uncovered rows, inverse-causal rows past the keys, and rows whose every
 // visible score is -inf through attn_bias: out = 0 and lse = -inf, never NaN.
 TEST_P(HardeningEdges, AllMaskedRows) {
-  Case c = new_case(20, 10, 2, 1, 8, dtype());
-  // Rows 0..15 in an inverse-causal slice of 10 keys (rows 10..15 see nothing); 16..19 uncovered.
-  c.slices = kernel() == Kernel::kTiled ? std::vector<ref::Slice>{{0, 16, 0, 10, ALIBI_MASK_INV_CAUSAL}}
+  Case c = new_case(24, 10, 2, 1, 8, dtype());
+  // Rows 0..19 in an inverse-causal slice of 10 keys (rows 10..19 see nothing); 20..23 uncovered.
+  c.slices = kernel() == Kernel::kTiled ? std::vector<ref::Slice>{{0, 20, 0, 10, ALIBI_MASK_INV_CAUSAL}}
                                         : std::vector<ref::Slice>{{0, 4, 0, 10, ALIBI_MASK_INV_CAUSAL},
                                                                   {4, 8, 0, 10, ALIBI_MASK_FULL}};
   fill_qkv(c, 14);
-  c.attn_bias.assign(size_t(2 * 20 * 10), 0.0f);
+  c.attn_bias.assign(size_t(2 * 24 * 10), 0.0f);
   for (int h = 0; h < 2; ++h)
-    for (int64_t j = 0; j < 10; ++j) c.attn_bias[size_t((h * 20 + 2) * 10 + j)] = -kInf;  // row 2: all -inf
+    for (int64_t j = 0; j < 10; ++j) c.attn_bias[size_t((h * 24 + 2) * 10 + j)] = -kInf;  // row 2: all -inf
   const Outcome r = run_case(c);
   for (int h = 0; h < 2; ++h) {
-    EXPECT_EQ(r.lse[size_t(h * 20 + 2)], -kInf);
-    EXPECT_EQ(r.lse[size_t(h * 20 + 17)], -kInf);
-    if (kernel() == Kernel::kTiled) EXPECT_EQ(r.lse[size_t(h * 20 + 12)], -kInf);
+    EXPECT_EQ(r.lse[size_t(h * 24 + 2)], -kInf);
+    EXPECT_EQ(r.lse[size_t(h * 24 + 21)], -kInf);
+    if (kernel() == Kernel::kTiled) EXPECT_EQ(r.lse[size_t(h * 24 + 12)], -kInf);
   }
 }
 
 TEST_P(HardeningEdges, SingleKey) {
-  Case c = new_case(12, 1, 3, 1, 8, dtype());
-  c.slices = slices_for(kernel(), 12, 1, ALIBI_MASK_FULL);
+  Case c = new_case(20, 1, 3, 1, 8, dtype());
+  c.slices = slices_for(kernel(), 20, 1, ALIBI_MASK_FULL);
   fill_qkv(c, 15);
   const Outcome r = run_case(c);
-  for (int64_t i = 0; i < 12; ++i)
+  for (int64_t i = 0; i < 20; ++i)
     for (int h = 0; h < 3; ++h)
       for (int d = 0; d < 8; ++d) EXPECT_EQ(r.out[size_t((i * 3 + h) * 8 + d)], c.v[size_t(d)]);
 }
@@ -329,8 +329,8 @@ TEST_P(HardeningEdges, HeadDimOne) {
 
 // Slope 0 (max_bias 0, or user slopes of 0): plain softmax attention.
 TEST_P(HardeningEdges, ZeroSlopesArePlainAttention) {
-  Case c = new_case(16, 24, 2, 1, 8, dtype());
-  c.slices = slices_for(kernel(), 16, 24, ALIBI_MASK_CAUSAL);
+  Case c = new_case(20, 24, 2, 1, 8, dtype());
+  c.slices = slices_for(kernel(), 20, 24, ALIBI_MASK_CAUSAL);
   fill_qkv(c, 17);
   c.params.max_bias = 0.0f;
   const Outcome formula = run_case(c);
@@ -344,12 +344,12 @@ TEST_P(HardeningEdges, ZeroSlopesArePlainAttention) {
 
 // Slope 1e4: a key one position further costs 1e4, so each row attends to its nearest key.
 TEST_P(HardeningEdges, HugeSlopesKeepOnlyTheNearestKey) {
-  Case c = new_case(16, 12, 2, 1, 8, dtype());
-  c.slices = slices_for(kernel(), 16, 12, ALIBI_MASK_FULL);
+  Case c = new_case(20, 12, 2, 1, 8, dtype());
+  c.slices = slices_for(kernel(), 20, 12, ALIBI_MASK_FULL);
   fill_qkv(c, 18);
   c.user_slopes = {1e4f, 1e4f};
   const Outcome r = run_case(c);
-  for (int64_t i = 0; i < 16; ++i) {
+  for (int64_t i = 0; i < 20; ++i) {
     const int64_t nearest = std::min<int64_t>(i, 11);  // qpos = i, kpos = j
     for (int h = 0; h < 2; ++h)
       for (int d = 0; d < 8; ++d)
@@ -369,7 +369,7 @@ TEST_P(HardeningEdges, SoftcapWithLargeLogits) {
 
 // total_q = 0, total_k = 0, or both.
 TEST_P(HardeningEdges, EmptyTotals) {
-  for (const auto& [tq, tk] : std::vector<std::pair<int64_t, int64_t>>{{0, 12}, {12, 0}, {0, 0}}) {
+  for (const auto& [tq, tk] : std::vector<std::pair<int64_t, int64_t>>{{0, 12}, {20, 0}, {0, 0}}) {
     Case c = new_case(tq, tk, 2, 1, 8, dtype());
     c.slices = slices_for(kernel(), tq, tk, ALIBI_MASK_FULL);
     fill_qkv(c, 20);
