@@ -54,7 +54,7 @@ struct Partial {
 // pairs of dims), a step's scores, the slopes and query positions; each row's visible keys.
 struct StepBuffers {
   std::vector<float> queries, scores, slopes, shift, correction;
-  std::vector<int32_t> query_pos;
+  std::vector<int32_t> query_pos;  // per row head, not per row: the cell scores' loop then runs in vectors
   std::vector<uint32_t> query_pairs;
   KeyInterval seen[kMaxRows];  // per row, its visible keys within the chunk (slice-relative)
 };
