@@ -108,13 +108,14 @@ struct Avx2 {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_castsi256_si128(packed));
   }
 
-  // sums[j] = the sum of v[j]'s lanes, j < 8.
-  ALIBI_AVX2_INLINE void sum_each_of_8(const F* v, float* sums) {
+  // Lane j = the sum of v[j]'s lanes, j < 8.
+  ALIBI_AVX2_INLINE F sum_each_of_lanes(const F* v) {
     const __m256 low = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
     const __m256 high = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
-    _mm256_storeu_ps(sums, _mm256_add_ps(_mm256_permute2f128_ps(low, high, 0x20),
-                                         _mm256_permute2f128_ps(low, high, 0x31)));
+    return _mm256_add_ps(_mm256_permute2f128_ps(low, high, 0x20), _mm256_permute2f128_ps(low, high, 0x31));
   }
+  // sums[j] = the sum of v[j]'s lanes, j < 8.
+  ALIBI_AVX2_INLINE void sum_each_of_8(const F* v, float* sums) { _mm256_storeu_ps(sums, sum_each_of_lanes(v)); }
 };
 
 }  // namespace alibi::cpu

@@ -104,6 +104,27 @@ struct Avx512 {
     _mm256_storeu_ps(sums, _mm256_add_ps(_mm256_permute2f128_ps(low, high, 0x20),
                                          _mm256_permute2f128_ps(low, high, 0x31)));
   }
+
+  // Lane j = the sum of v[j]'s lanes, j < 16, added in sum_each_of_8's order (lane k + lane k + 8,
+  // then adjacent pairs), all 16 in registers: each level adds the pairs of two vectors.
+  ALIBI_AVX512_INLINE F sum_each_of_lanes(const F* v) {
+    F folded[8], pairs[4], quads[2];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j)
+      folded[j] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * j], v[2 * j + 1], 0x44),
+                                _mm512_shuffle_f32x4(v[2 * j], v[2 * j + 1], 0xee));
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) pairs[j] = add_adjacent(folded[2 * j], folded[2 * j + 1]);
+#pragma GCC unroll 2
+    for (int j = 0; j < 2; ++j) quads[j] = add_adjacent(pairs[2 * j], pairs[2 * j + 1]);
+    return add_adjacent(quads[0], quads[1]);
+  }
+  // Lane i = (a, b)[2i] + (a, b)[2i + 1] of the 32 lanes of a then b.
+  ALIBI_AVX512_INLINE F add_adjacent(F a, F b) {
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    return _mm512_add_ps(_mm512_permutex2var_ps(a, even, b), _mm512_permutex2var_ps(a, odd, b));
+  }
 };
 
 }  // namespace alibi::cpu

@@ -115,10 +115,14 @@ struct Neon {
     vst1_u16(p, vmovn_u32(vbslq_u32(vceqq_f32(x, x), rounded, quiet_nan)));
   }
 
-  // sums[j] = the sum of v[j]'s lanes, j < 8: pairwise adds, 4 vectors at a time.
+  // Lane j = the sum of v[j]'s lanes, j < 4: pairwise adds.
+  ALIBI_NEON_INLINE F sum_each_of_lanes(const F* v) {
+    return vpaddq_f32(vpaddq_f32(v[0], v[1]), vpaddq_f32(v[2], v[3]));
+  }
+  // sums[j] = the sum of v[j]'s lanes, j < 8, 4 vectors at a time.
   ALIBI_NEON_INLINE void sum_each_of_8(const F* v, float* sums) {
-    vst1q_f32(sums, vpaddq_f32(vpaddq_f32(v[0], v[1]), vpaddq_f32(v[2], v[3])));
-    vst1q_f32(sums + 4, vpaddq_f32(vpaddq_f32(v[4], v[5]), vpaddq_f32(v[6], v[7])));
+    vst1q_f32(sums, sum_each_of_lanes(v));
+    vst1q_f32(sums + 4, sum_each_of_lanes(v + 4));
   }
 };
 

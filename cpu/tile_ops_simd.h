@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -403,12 +404,21 @@ struct FetchLines {
   ALIBI_SIMD_TARGET void tick() {
     for (int32_t n = 0; n < per_tick; ++n) {
       prefetch_line(line, non_temporal);
-      line += 64;
-      // Paces the requests: the address makes two trips through memory (about 10 cycles a
-      // line). Asked for back to back, the f32 GQA decode from DRAM ran 0.79x (one trip 0.93x).
-      asm volatile("" : "+m"(line));
-      asm volatile("" : "+m"(line));
+      line = paced(line + 64);
     }
+  }
+
+  // p, about 10 cycles later: the requests are paced. Asked for back to back, the f32 GQA decode
+  // from DRAM ran 0.79x. On x86 three multiplies by 1 (in registers: with the address sent
+  // through memory instead, the compiler kept a GQA dot product's sums in memory too).
+  ALIBI_SIMD_TARGET static const char* paced(const char* p) {
+#if defined(__x86_64__)
+    asm volatile("imul $1, %0, %0\n\timul $1, %0, %0\n\timul $1, %0, %0" : "+r"(p));
+#else
+    asm volatile("" : "+m"(p));
+    asm volatile("" : "+m"(p));
+#endif
+    return p;
   }
 };
 
@@ -542,13 +552,15 @@ constexpr int kHeadsPerBlock = 4;
 template <class V>
 constexpr int kTokensPerBlock = V::kLanes >= 16 ? 4 : 2;  // 16 accumulators where 32 registers
 
-// dots[h * kTokensPerBlock + j] = q_h . k[j] for the kHeadsPerBlock heads at q (row_length apart).
+// The dots of kTokensPerBlock tokens (rows of the step's scores, `heads` apart) for the
+// kHeadsPerBlock query heads at q (row_length apart): scores[j * heads + i] = q_i . k[j] for
+// j < count. Each lane's sum is dot_8_tokens' (the same products, added in the same order).
 template <class V, class Dots, bool kFetches>
 ALIBI_SIMD_TARGET inline void dot_head_block(const QueryOf<Dots>* q, const KeyOf<Dots>* const* k, int64_t dim,
-                                             FetchLines ahead, float* dots) {
-  constexpr int T = kTokensPerBlock<V>, N = kHeadsPerBlock * T;
+                                             FetchLines ahead, int64_t count, int64_t heads, float* scores) {
+  constexpr int T = kTokensPerBlock<V>, H = kHeadsPerBlock, N = H * T;
   const int64_t row = Dots::row_length(dim);
-  typename V::F acc[N];
+  typename V::F acc[N];  // token by token, then head by head: the order of the sums' lanes
 #pragma GCC unroll 16
   for (auto& a : acc) a = V::zero();
   int64_t d = 0;
@@ -558,10 +570,10 @@ ALIBI_SIMD_TARGET inline void dot_head_block(const QueryOf<Dots>* q, const KeyOf
     for (int j = 0; j < T; ++j) keys[j] = Dots::key(k[j] + d);
     if constexpr (kFetches) ahead.tick();
 #pragma GCC unroll 4
-    for (int h = 0; h < kHeadsPerBlock; ++h) {
+    for (int h = 0; h < H; ++h) {
       const auto query = Dots::query(q + h * row, d);
 #pragma GCC unroll 8
-      for (int j = 0; j < T; ++j) acc[h * T + j] = Dots::madd(query, keys[j], acc[h * T + j]);
+      for (int j = 0; j < T; ++j) acc[j * H + h] = Dots::madd(query, keys[j], acc[j * H + h]);
     }
   }
   if (d < dim) {
@@ -569,13 +581,16 @@ ALIBI_SIMD_TARGET inline void dot_head_block(const QueryOf<Dots>* q, const KeyOf
 #pragma GCC unroll 8
     for (int j = 0; j < T; ++j) keys[j] = Dots::key_first(k[j] + d, dim - d);
 #pragma GCC unroll 4
-    for (int h = 0; h < kHeadsPerBlock; ++h) {
+    for (int h = 0; h < H; ++h) {
       const auto query = Dots::query_first(q + h * row, d, dim - d);
 #pragma GCC unroll 8
-      for (int j = 0; j < T; ++j) acc[h * T + j] = Dots::madd(query, keys[j], acc[h * T + j]);
+      for (int j = 0; j < T; ++j) acc[j * H + h] = Dots::madd(query, keys[j], acc[j * H + h]);
     }
   }
-  for (int i = 0; i < N; i += 8) V::sum_each_of_8(acc + i, dots + i);
+  alignas(64) float dots[N];
+#pragma GCC unroll 2
+  for (int i = 0; i < N; i += V::kLanes) V::store(dots + i, V::sum_each_of_lanes(acc + i));
+  for (int64_t j = 0; j < count; ++j) std::memcpy(scores + j * heads, dots + j * H, H * sizeof(float));
 }
 
 // Query heads [h, h + kHeadsPerBlock) of one key head, kTokensPerBlock tokens at a time.
@@ -588,11 +603,9 @@ ALIBI_SIMD_TARGET void score_head_block(const QueryOf<Dots>* q, const TokenRun& 
     const int64_t count = std::min<int64_t>(T, k.count - j0);
     const KeyOf<Dots>* tokens[T];
     for (int64_t j = 0; j < T; ++j) tokens[j] = head + (j0 + std::min(j, count - 1)) * k.token_stride;
-    float dots[kHeadsPerBlock * T];
     dot_head_block<V, Dots, kFetches>(q + h * Dots::row_length(layout.dim), tokens, layout.dim,
-                                      share<kFetches>(ahead, layout.dim / Dots::kDims), dots);
-    for (int64_t i = 0; i < kHeadsPerBlock; ++i)
-      for (int64_t j = 0; j < count; ++j) scores[(j0 + j) * layout.heads + h + i] = dots[i * T + j];
+                                      share<kFetches>(ahead, layout.dim / Dots::kDims), count, layout.heads,
+                                      scores + j0 * layout.heads + h);
   }
 }
 

@@ -402,6 +402,48 @@ TEST_P(TileOpsTest, DecodeProductsAreThePlainSums) {
           }
 }
 
+// A GQA group's heads (the 4-head blocks, and the heads past them) get bitwise the scores and
+// sums of MHA heads reading the same key and value head: the same products in the same order.
+TEST_P(TileOpsTest, GroupedDecodeProductsAreThoseOfOneHeadAtATime) {
+  for (const bool prefetch : {false, true})
+    for (const int64_t group : {4, 6, 8})
+      for (const alibi_dtype dtype : {ALIBI_DTYPE_F32, ALIBI_DTYPE_F16, ALIBI_DTYPE_BF16})
+        for (const int64_t dim : {7, 40, 128})
+          for (const int64_t count : {1, 5, 8, 19}) {
+            const HeadLayout grouped{2 * group, group, dim};  // 2 kv heads
+            const Tokens k = make_tokens(random_, dtype, count, 2, dim);
+            const Tokens v = make_tokens(random_, dtype, count, 2, dim);
+            std::vector<float> q(size_t(grouped.heads * dim)), p(size_t(count * grouped.heads));
+            std::vector<float> correction(size_t(grouped.heads)), acc(q.size());
+            for (float& x : q) x = uniform(random_, -1.0f, 1.0f);
+            for (float& x : p) x = uniform(random_, 0.0f, 1.0f);
+            for (float& x : correction) x = uniform(random_, 0.0f, 1.0f);
+            for (float& x : acc) x = uniform(random_, -1.0f, 1.0f);
+            std::vector<float> scores(p.size()), sums = acc;
+            ops_->score_tokens(q.data(), k.run, prefetch ? &v.run : nullptr, grouped, scores.data());
+            ops_->accumulate_tokens(p.data(), v.run, prefetch ? &k.run : nullptr, grouped, correction.data(),
+                                    sums.data());
+            for (int64_t h = 0; h < grouped.heads; ++h) {  // head h alone, on its kv head's tokens
+              const size_t head_offset = size_t((h / group) * k.run.head_stride) * (dtype == ALIBI_DTYPE_F32 ? 4 : 2);
+              TokenRun k_head = k.run, v_head = v.run;
+              k_head.data = &k.bytes[head_offset];
+              v_head.data = &v.bytes[head_offset];
+              const HeadLayout alone{1, 1, dim};
+              std::vector<float> p_head(static_cast<size_t>(count)), one_score(static_cast<size_t>(count));
+              for (int64_t j = 0; j < count; ++j) p_head[size_t(j)] = p[size_t(j * grouped.heads + h)];
+              std::vector<float> one_sum(&acc[size_t(h * dim)], &acc[size_t((h + 1) * dim)]);
+              ops_->score_tokens(&q[size_t(h * dim)], k_head, nullptr, alone, one_score.data());
+              ops_->accumulate_tokens(p_head.data(), v_head, nullptr, alone, &correction[size_t(h)], one_sum.data());
+              for (int64_t j = 0; j < count; ++j)
+                EXPECT_EQ(float_bits(scores[size_t(j * grouped.heads + h)]), float_bits(one_score[size_t(j)]))
+                    << "group " << group << " dim " << dim << " count " << count << " head " << h << " token " << j;
+              for (int64_t d = 0; d < dim; ++d)
+                EXPECT_EQ(float_bits(sums[size_t(h * dim + d)]), float_bits(one_sum[size_t(d)]))
+                    << "group " << group << " dim " << dim << " count " << count << " head " << h << " dim " << d;
+            }
+          }
+}
+
 // gemm_bf16_pairs against the plain sums of products, every column past n left untouched.
 void expect_scaled_products_of_pairs(decltype(TileOps::gemm_bf16_pairs) gemm_bf16_pairs) {
   std::mt19937 random(99);
