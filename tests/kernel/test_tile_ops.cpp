@@ -406,7 +406,7 @@ TEST_P(TileOpsTest, DecodeProductsAreThePlainSums) {
 // sums of MHA heads reading the same key and value head: the same products in the same order.
 TEST_P(TileOpsTest, GroupedDecodeProductsAreThoseOfOneHeadAtATime) {
   for (const bool prefetch : {false, true})
-    for (const int64_t group : {4, 6, 8})
+    for (const int64_t group : {4, 6, 8, 12, 16, 20})
       for (const alibi_dtype dtype : {ALIBI_DTYPE_F32, ALIBI_DTYPE_F16, ALIBI_DTYPE_BF16})
         for (const int64_t dim : {7, 40, 128})
           for (const int64_t count : {1, 5, 8, 19}) {
