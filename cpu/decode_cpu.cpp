@@ -238,7 +238,7 @@ class Decode {
     for (int64_t v = 0; v < rows.heads.count(); ++v) {
       const int64_t r = rows.heads.row(v);
       const KeyInterval& seen = buffers.seen[r];
-      if (key < seen.lo || key >= seen.hi) {
+      if (!seen.contains(key)) {
         scores[v] = masked_score();
         continue;
       }
@@ -250,7 +250,7 @@ class Decode {
 
   static bool seen_by_every_row(int64_t rows, const KeyInterval* seen, int64_t key) {
     for (int64_t r = 0; r < rows; ++r)
-      if (key < seen[r].lo || key >= seen[r].hi) return false;
+      if (!seen[r].contains(key)) return false;
     return true;
   }
 
