@@ -28,6 +28,12 @@ namespace {
 // ran 1.02 to 2.1x the tiled one up to 16 rows (both ISA tables), 0.56 to 1.1x from 32.
 constexpr int64_t kMaxRows = 16;
 constexpr int64_t kKeysPerStep = 8;  // keys scored together before the softmax update
+// A gathered step (Decode::gathered_steps) takes kKeysPerStream consecutive keys from each of
+// kGatherWays parts of a chunk's keys: 16 in all ran the paged GQA decode 1.03 to 1.055x 8 keys
+// from 4 parts (MHA steps, never gathered, keep 8: 16 cost its bf16 decode 3%).
+constexpr int64_t kKeysPerStream = 4;
+constexpr int64_t kKeysPerGatheredStep = kKeysPerStream * kGatherWays;
+constexpr int64_t kMaxKeysPerStep = std::max(kKeysPerStep, kKeysPerGatheredStep);
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // A slice's query rows taken as query heads of one row: query head h of row r is "row head"
@@ -70,6 +76,18 @@ struct Rows {
   // Zen 5); plain MHA f32 already streams (prefetching cost it 10%).
   bool prefetches;
   bool bf16_dots;  // q.k by score_tokens_bf16_pairs
+  // Whether steps are gathered from kGatherWays parts of a chunk (Decode::gathered_steps): where
+  // GQA/MQA heads prefetch, their runs fit the prefetch's list (kMaxGatheredLines), and the q.k
+  // is not by the bf16 pair products (which take evenly spaced tokens).
+  bool gathers;
+};
+
+// A gathered step: its keys (slice-relative) and their key and value runs, whose rows it holds.
+struct GatheredStep {
+  int64_t key[kKeysPerGatheredStep];
+  const void* key_rows[kKeysPerGatheredStep];
+  const void* value_rows[kKeysPerGatheredStep];
+  TokenRun keys, values;
 };
 
 class Decode {
@@ -91,7 +109,70 @@ class Decode {
     out.sum.assign(size_t(n), 0.0f);
     StepBuffers buffers = buffers_for(rows);
     const KeyInterval all = load_rows(slice, chunk, rows, buffers);
-    for (int64_t j = all.lo; j < all.hi;) j = step(slice, rows, j, all.hi, buffers, out);
+    const int64_t rest = rows.gathers ? gathered_steps(slice, rows, all, buffers, out) : all.lo;
+    for (int64_t j = rest; j < all.hi;) j = step(slice, rows, j, all.hi, buffers, out);
+  }
+
+  // The first kGatherWays * part keys of `all` in gathered steps: step i takes keys [i, i +
+  // kKeysPerStream) of each of kGatherWays parts of `part` keys (token t of a step from part t %
+  // kGatherWays), so that a thread reads kGatherWays places of the cache side by side and its
+  // prefetch asks for a line of each in turn (RunPrefetch). One place at a time, a throwaway
+  // model of the GQA 32/8 bf16 step read shuffled 16-token blocks at 0.6 of the read-only
+  // stream, contiguous keys at 0.8; four places side by side read the blocks at 0.85. Paired
+  // (H32/Hkv8 D128 bf16, Tk 32768): paged blocks of 16 1.31x, contiguous 1.16x; from L3 (Tk
+  // 4096) paged 1.21x, contiguous 0.97x (bench/RESULTS.md). Returns the first key left.
+  int64_t gathered_steps(const Slice& slice, const Rows& rows, const KeyInterval& all, StepBuffers& buffers,
+                         Partial& out) const {
+    const int64_t part = (all.hi - all.lo) / kKeysPerGatheredStep * kKeysPerStream, end = all.lo + kGatherWays * part;
+    GatheredStep steps[2];
+    if (part > 0) gather(slice, all.lo, part, 0, steps[0]);
+    for (int64_t i = 0; i < part; i += kKeysPerStream) {
+      const GatheredStep& current = steps[i / kKeysPerStream % 2];
+      GatheredStep& next = steps[(i / kKeysPerStream + 1) % 2];
+      TokenRun next_keys{};
+      if (i + kKeysPerStream < part) {
+        gather(slice, all.lo, part, i + kKeysPerStream, next);
+        next_keys = next.keys;
+      } else if (end < all.hi) {
+        next_keys = kv_.keys(slice, slice.k_begin + end, std::min(kKeysPerStep, all.hi - end));
+      }
+      run_step(rows, slice, current.key, current.keys, current.values, next_keys.count > 0 ? &next_keys : nullptr,
+               buffers, out);
+    }
+    return end;
+  }
+
+  // Step i of the gathered steps over parts of `part` keys from lo: way w's keys [lo + w * part
+  // + i, + kKeysPerStream), as tokens w, w + kGatherWays, ... of its runs.
+  void gather(const Slice& slice, int64_t lo, int64_t part, int64_t i, GatheredStep& step) const {
+    for (int64_t w = 0; w < kGatherWays; ++w)
+      for (int64_t t = w, key = lo + w * part + i; t < kKeysPerGatheredStep;) {
+        const int64_t left = (kKeysPerGatheredStep - t + kGatherWays - 1) / kGatherWays;
+        const TokenRun keys = kv_.keys(slice, slice.k_begin + key, left);
+        const TokenRun values = kv_.values(slice, slice.k_begin + key, keys.count);
+        if (t == 0) {  // the gathered runs take the dtype and strides of the first
+          step.keys = keys;
+          step.values = values;
+        }
+        for (int64_t j = 0; j < keys.count; ++j, ++key, t += kGatherWays) {
+          step.key[t] = key;
+          step.key_rows[t] = keys.row(j);
+          step.value_rows[t] = values.row(j);
+        }
+      }
+    step.keys.count = step.values.count = kKeysPerGatheredStep;
+    step.keys.rows = step.key_rows;
+    step.values.rows = step.value_rows;
+  }
+
+  // Scores `keys` (their runs' tokens, slice-relative) into every row head and adds up their
+  // values, prefetching the values while scoring and `next` (if any) while adding up.
+  void run_step(const Rows& rows, const Slice& slice, const int64_t* keys, const TokenRun& key_run,
+                const TokenRun& value_run, const TokenRun* next, StepBuffers& buffers, Partial& out) const {
+    score_keys(slice, rows, keys, key_run, rows.prefetches ? &value_run : nullptr, buffers);
+    softmax_update(key_run.count, rows.heads.count(), buffers, out);
+    ops_.accumulate_tokens(buffers.scores.data(), value_run, rows.prefetches ? next : nullptr, rows.layout,
+                           buffers.correction.data(), out.acc.data());
   }
 
   // Scores up to kKeysPerStep keys from slice-relative key j (< end) into every row head, those
@@ -106,10 +187,9 @@ class Decode {
     TokenRun next_keys{};
     if (rows.prefetches && next < end)
       next_keys = kv_.keys(slice, slice.k_begin + next, std::min(kKeysPerStep, end - next));
-    score_keys(slice, rows, j, keys, rows.prefetches ? &values : nullptr, buffers);
-    softmax_update(keys.count, rows.heads.count(), buffers, out);
-    ops_.accumulate_tokens(buffers.scores.data(), values, next_keys.count > 0 ? &next_keys : nullptr, rows.layout,
-                           buffers.correction.data(), out.acc.data());
+    int64_t indices[kKeysPerStep];
+    for (int64_t i = 0; i < keys.count; ++i) indices[i] = j + i;
+    run_step(rows, slice, indices, keys, values, next_keys.count > 0 ? &next_keys : nullptr, buffers, out);
     return next;
   }
 
@@ -137,15 +217,21 @@ class Decode {
   Rows rows_of(const Slice& slice) const {
     const RowHeads heads{slice.q_end - slice.q_begin, heads_, group_};
     const HeadLayout layout = heads.layout(dim_);
-    return {heads, layout,
-            layout.group > 1 || (args_.k.dtype != ALIBI_DTYPE_F32 && ops_.decode_prefetches_mha_half),
-            ops_.score_tokens_bf16_pairs && args_.q.dtype == ALIBI_DTYPE_BF16 &&
-                layout.group >= ops_.bf16_pairs_from_group};
+    const bool prefetches = layout.group > 1 || (args_.k.dtype != ALIBI_DTYPE_F32 && ops_.decode_prefetches_mha_half);
+    const bool bf16_dots = ops_.score_tokens_bf16_pairs && args_.q.dtype == ALIBI_DTYPE_BF16 &&
+                           layout.group >= ops_.bf16_pairs_from_group;
+    return {heads, layout, prefetches, bf16_dots, layout.group > 1 && !bf16_dots && gathered_runs_are_listed()};
+  }
+
+  // Whether a gathered step's runs fit the prefetch's list of lines.
+  bool gathered_runs_are_listed() const {
+    const int64_t lines_per_head = (dim_ * int64_t(dtype_size(args_.k.dtype)) + 63) / 64;
+    return kKeysPerGatheredStep * kv_.kv_heads() * lines_per_head <= kMaxGatheredLines;
   }
 
   StepBuffers buffers_for(const Rows& rows) const {
     const size_t n = size_t(rows.heads.count());
-    StepBuffers buffers{std::vector<float>(n * size_t(dim_)), std::vector<float>(size_t(kKeysPerStep) * n),
+    StepBuffers buffers{std::vector<float>(n * size_t(dim_)), std::vector<float>(size_t(kMaxKeysPerStep) * n),
                         std::vector<float>(n), std::vector<float>(n), std::vector<float>(n), std::vector<int32_t>(n),
                         std::vector<uint32_t>(), {}};
     if (rows.bf16_dots) buffers.query_pairs.resize(n * size_t(pairs_of(dim_)));
@@ -196,10 +282,10 @@ class Decode {
     }
   }
 
-  // scores[j][v] for the run of keys from `first` (slice-relative) of every row head v: the dot
+  // scores[j][v] for the run of keys (slice-relative: key[j]) of every row head v: the dot
   // products by the SIMD table (prefetching `ahead`, if given), the rest by cell_score, or
   // masked_score where v's row does not see the key.
-  void score_keys(const Slice& slice, const Rows& rows, int64_t first, const TokenRun& keys, const TokenRun* ahead,
+  void score_keys(const Slice& slice, const Rows& rows, const int64_t* key, const TokenRun& keys, const TokenRun* ahead,
                   StepBuffers& buffers) const {
     if (rows.bf16_dots)
       ops_.score_tokens_bf16_pairs(buffers.query_pairs.data(), keys, ahead, rows.layout, buffers.scores.data());
@@ -207,10 +293,10 @@ class Decode {
       ops_.score_tokens(buffers.queries.data(), keys, ahead, rows.layout, buffers.scores.data());
     for (int64_t j = 0; j < keys.count; ++j) {
       float* scores = &buffers.scores[size_t(j * rows.heads.count())];
-      if (args_.attn_bias || !seen_by_every_row(rows.heads.rows, buffers.seen, first + j))
-        score_cells_one_by_one(slice, rows, first + j, buffers, scores);
+      if (args_.attn_bias || !seen_by_every_row(rows.heads.rows, buffers.seen, key[j]))
+        score_cells_one_by_one(slice, rows, key[j], buffers, scores);
       else
-        score_visible_cells(slice, rows, first + j, buffers, scores);
+        score_visible_cells(slice, rows, key[j], buffers, scores);
     }
   }
 

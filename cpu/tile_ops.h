@@ -51,12 +51,30 @@ struct GradientBlock {
   const float* row_dot;       // per query: Di = dout . out
 };
 
-// Consecutive key or value tokens, f32, f16 or bf16 as stored (decode widens in registers):
-// head g of token j starts at element j * token_stride + g * head_stride of data.
+// Key or value tokens, f32, f16 or bf16 as stored (decode widens in registers): head g of token
+// j starts at element g * head_stride of row(j), which is element j * token_stride of data, or
+// rows[j] where the tokens were gathered from kGatherWays places (a decode step reading blocks
+// of a paged cache side by side): token j from place j % kGatherWays, whose tokens the
+// prefetch of the run walks in turn, a cache line from each place at a time. A gathered run
+// has at most kMaxGatheredLines lines (token_stride >= head_stride); the bf16 pair products
+// (TileOps::score_tokens_bf16_pairs) take only evenly spaced tokens.
+constexpr int64_t kGatherWays = 4;
+constexpr int64_t kMaxGatheredLines = 1024;
+
 struct TokenRun {
   const void* data;
   alibi_dtype dtype;
   int64_t token_stride, head_stride, count;
+  const void* const* rows = nullptr;
+
+  const void* row(int64_t j) const {
+    if (rows) return rows[j];
+    return static_cast<const char*>(data) + j * token_stride * (dtype == ALIBI_DTYPE_F32 ? 4 : 2);
+  }
+  template <class Element>
+  const Element* head(int64_t j, int64_t g) const {
+    return static_cast<const Element*>(row(j)) + g * head_stride;
+  }
 };
 
 // Query heads of dim values; query head h reads key/value head h / group.

@@ -72,17 +72,17 @@ void narrow(alibi_dtype dtype, const float* src, float scale, int64_t count, uin
     for (int64_t i = 0; i < count; ++i) dst[i] = float_to_bf16(src[i] * scale);
 }
 
-float token_value(const TokenRun& run, int64_t index) {
-  return load_element(run.dtype, run.data, index);
+// Dim d of head g of a run's token j.
+float token_value(const TokenRun& run, int64_t j, int64_t g, int64_t d) {
+  return load_element(run.dtype, run.row(j), g * run.head_stride + d);
 }
 
 // The portable build ignores the prefetch hint (`ahead`).
 void score_tokens(const float* q, const TokenRun& k, const TokenRun*, const HeadLayout& layout, float* scores) {
   for (int64_t j = 0; j < k.count; ++j)
     for (int64_t h = 0; h < layout.heads; ++h) {
-      const int64_t key = j * k.token_stride + (h / layout.group) * k.head_stride;
       float s = 0.0f;
-      for (int64_t d = 0; d < layout.dim; ++d) s += q[h * layout.dim + d] * token_value(k, key + d);
+      for (int64_t d = 0; d < layout.dim; ++d) s += q[h * layout.dim + d] * token_value(k, j, h / layout.group, d);
       scores[j * layout.heads + h] = s;
     }
 }
@@ -93,9 +93,8 @@ void accumulate_tokens(const float* p, const TokenRun& v, const TokenRun*, const
     for (int64_t d = 0; d < layout.dim; ++d) acc[h * layout.dim + d] *= correction[h];
   for (int64_t j = 0; j < v.count; ++j)
     for (int64_t h = 0; h < layout.heads; ++h) {
-      const int64_t value = j * v.token_stride + (h / layout.group) * v.head_stride;
       const float weight = p[j * layout.heads + h];
-      for (int64_t d = 0; d < layout.dim; ++d) acc[h * layout.dim + d] += weight * token_value(v, value + d);
+      for (int64_t d = 0; d < layout.dim; ++d) acc[h * layout.dim + d] += weight * token_value(v, j, h / layout.group, d);
     }
 }
 

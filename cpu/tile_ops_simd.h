@@ -394,17 +394,24 @@ ALIBI_SIMD_TARGET inline void prefetch_line(const char* line, bool non_temporal)
   else __builtin_prefetch(line, 0, 2);
 }
 
-// Consecutive cache lines to prefetch, per_tick of them at each tick of a loop (none where
-// per_tick is 0).
+// Cache lines to prefetch, per_tick of them at each tick of a loop (none where per_tick is 0):
+// consecutive lines from `line`, or where `listed`, the lines whose addresses follow one
+// another from `line` (a gathered run's, RunPrefetch::list_).
 struct FetchLines {
   const char* line = nullptr;
   int32_t per_tick = 0;  // 16 bytes in all: passed in two registers, not through the stack
   bool non_temporal = true;
+  bool listed = false;
 
   ALIBI_SIMD_TARGET void tick() {
     for (int32_t n = 0; n < per_tick; ++n) {
-      prefetch_line(line, non_temporal);
-      line = paced(line + 64);
+      if (listed) {
+        prefetch_line(*reinterpret_cast<const char* const*>(line), non_temporal);
+        line = paced(line + sizeof(const char*));
+      } else {
+        prefetch_line(line, non_temporal);
+        line = paced(line + 64);
+      }
     }
   }
 
@@ -433,46 +440,88 @@ class RunPrefetch {
     if (!run) return;
     const int64_t size = run->dtype == ALIBI_DTYPE_F32 ? 4 : 2;
     const bool by_token = run->token_stride >= run->head_stride;
+    rows_ = run->rows;
+    by_token_ = by_token;
     outer_ = by_token ? run->count : kv_heads;
     inner_ = by_token ? kv_heads : run->count;
     outer_stride_ = size * (by_token ? run->token_stride : run->head_stride);
     inner_stride_ = size * (by_token ? run->head_stride : run->token_stride);
     span_ = size * dim;
-    if (inner_stride_ == span_) {  // an outer index's spans are one
+    if (inner_stride_ == span_ && (by_token || !rows_)) {  // an outer index's spans are one
       span_ *= inner_;
       inner_ = 1;
     }
     data_ = static_cast<const char*>(run->data);
     const int64_t lines = outer_ * inner_ * ((span_ + 63) / 64);
     per_tick_ = (lines + std::max<int64_t>(ticks, 1) - 1) / std::max<int64_t>(ticks, 1);
+    if (rows_ && by_token && lines <= kMaxGatheredLines) list_lines();
   }
 
   // The lines of the next `ticks` ticks, to be asked for a tick at a time; where they cross a
   // span, asked for now.
   ALIBI_SIMD_TARGET FetchLines lines_for(int64_t ticks) {
     const int64_t lines = per_tick_ * ticks;
+    if (listed_ > 0) return listed_share(lines);
     if (o_ >= outer_ || byte_ + 64 * lines > span_) {
       issue(lines);
       return {};
     }
-    const FetchLines share{data_ + o_ * outer_stride_ + i_ * inner_stride_ + byte_, int32_t(per_tick_), non_temporal_};
+    const FetchLines share{span(o_, i_) + byte_, int32_t(per_tick_), non_temporal_};
     byte_ += 64 * lines;
     next_span_if_done();
     return share;
   }
   // The lines no tick asked for (where the work had fewer ticks than counted).
-  ALIBI_SIMD_TARGET void finish() { issue(std::numeric_limits<int64_t>::max()); }
+  ALIBI_SIMD_TARGET void finish() {
+    if (listed_ > 0) listed_share(std::numeric_limits<int64_t>::max());
+    else issue(std::numeric_limits<int64_t>::max());
+  }
 
  private:
+  // A gathered run's lines in the order asked for: a line from each of its kGatherWays places
+  // in turn, each place's tokens (j, j + kGatherWays, ...) line by line. Read side by side
+  // this way, 16-token blocks of a shuffled pool came in at 1.4x the rate of one block at a
+  // time (a throwaway model of the GQA 32/8 bf16 step; bench/RESULTS.md).
+  void list_lines() {
+    for (int64_t first = 0; first < outer_; first += kGatherWays) {
+      const int64_t ways = std::min(kGatherWays, outer_ - first);
+      for (int64_t i = 0; i < inner_; ++i) {
+        const char* spans[kGatherWays];
+        for (int64_t w = 0; w < ways; ++w) spans[w] = span(first + w, i);
+        for (int64_t byte = 0; byte < span_; byte += 64)
+          for (int64_t w = 0; w < kGatherWays; ++w)
+            if (w < ways) list_[listed_++] = spans[w] + byte;
+      }
+    }
+  }
+
+  // The next `lines` listed lines as a share, or asked for now where fewer are left.
+  ALIBI_SIMD_TARGET FetchLines listed_share(int64_t lines) {
+    if (next_ + lines <= listed_) {
+      const FetchLines share{reinterpret_cast<const char*>(list_ + next_), int32_t(per_tick_), non_temporal_, true};
+      next_ += lines;
+      return share;
+    }
+    for (; next_ < listed_; ++next_) prefetch_line(list_[next_], non_temporal_);
+    return {};
+  }
+
   ALIBI_SIMD_TARGET void issue(int64_t lines) {
     while (lines > 0 && o_ < outer_) {
-      const char* span = data_ + o_ * outer_stride_ + i_ * inner_stride_;
+      const char* span = this->span(o_, i_);
       const int64_t take = std::min(lines, (span_ - byte_ + 63) / 64);
       const int64_t end = std::min(span_, byte_ + 64 * take);
       lines -= take;
       for (; byte_ < end; byte_ += 64) prefetch_line(span + byte_, non_temporal_);
       next_span_if_done();
     }
+  }
+
+  // Where span (o, i) starts: o-th outer, i-th inner index (token and head, or head and token).
+  const char* span(int64_t o, int64_t i) const {
+    if (!rows_) return data_ + o * outer_stride_ + i * inner_stride_;
+    return by_token_ ? static_cast<const char*>(rows_[o]) + i * inner_stride_
+                     : static_cast<const char*>(rows_[i]) + o * outer_stride_;
   }
 
   void next_span_if_done() {
@@ -484,6 +533,10 @@ class RunPrefetch {
   }
 
   const char* data_ = nullptr;
+  const void* const* rows_ = nullptr;  // a gathered run's token rows (TokenRun::rows)
+  bool by_token_ = true;
+  const char* list_[kMaxGatheredLines];  // a gathered run's lines (list_lines), listed_ of them
+  int64_t listed_ = 0, next_ = 0;
   int64_t outer_ = 0, inner_ = 0, outer_stride_ = 0, inner_stride_ = 0, span_ = 0, per_tick_ = 0;
   int64_t o_ = 0, i_ = 0, byte_ = 0;
   bool non_temporal_ = prefetch_non_temporal();
@@ -598,11 +651,10 @@ template <class V, class Dots, bool kFetches>
 ALIBI_SIMD_TARGET void score_head_block(const QueryOf<Dots>* q, const TokenRun& k, const HeadLayout& layout, int64_t h,
                                         RunPrefetch& ahead, float* scores) {
   constexpr int64_t T = kTokensPerBlock<V>;
-  const auto* head = static_cast<const KeyOf<Dots>*>(k.data) + (h / layout.group) * k.head_stride;
   for (int64_t j0 = 0; j0 < k.count; j0 += T) {
     const int64_t count = std::min<int64_t>(T, k.count - j0);
     const KeyOf<Dots>* tokens[T];
-    for (int64_t j = 0; j < T; ++j) tokens[j] = head + (j0 + std::min(j, count - 1)) * k.token_stride;
+    for (int64_t j = 0; j < T; ++j) tokens[j] = k.head<KeyOf<Dots>>(j0 + std::min(j, count - 1), h / layout.group);
     dot_head_block<V, Dots, kFetches>(q + h * Dots::row_length(layout.dim), tokens, layout.dim,
                                       share<kFetches>(ahead, layout.dim / Dots::kDims), count, layout.heads,
                                       scores + j0 * layout.heads + h);
@@ -613,11 +665,10 @@ ALIBI_SIMD_TARGET void score_head_block(const QueryOf<Dots>* q, const TokenRun& 
 template <class V, class Dots, bool kFetches>
 ALIBI_SIMD_TARGET inline void score_head(const QueryOf<Dots>* q, const TokenRun& k, const HeadLayout& layout, int64_t h,
                                          RunPrefetch& ahead, float* scores) {
-  const auto* head = static_cast<const KeyOf<Dots>*>(k.data) + (h / layout.group) * k.head_stride;
   for (int64_t j0 = 0; j0 < k.count; j0 += kTokensPerDot) {
     const int64_t count = std::min<int64_t>(kTokensPerDot, k.count - j0);
     const KeyOf<Dots>* tokens[kTokensPerDot];
-    for (int64_t j = 0; j < kTokensPerDot; ++j) tokens[j] = head + (j0 + std::min(j, count - 1)) * k.token_stride;
+    for (int64_t j = 0; j < kTokensPerDot; ++j) tokens[j] = k.head<KeyOf<Dots>>(j0 + std::min(j, count - 1), h / layout.group);
     float dots[kTokensPerDot];
     dot_8_tokens<V, Dots, kFetches>(q + h * Dots::row_length(layout.dim), tokens, layout.dim,
                                     share<kFetches>(ahead, layout.dim / Dots::kDims), dots);
@@ -672,19 +723,24 @@ ALIBI_SIMD_TARGET void score_tokens(const float* q, const TokenRun& k, const Tok
   }
 }
 
-// out[0, kLanes * N) = scale * out + sum over j of p[j * p_stride] * v[j * token_stride + ...],
+// Element `offset` of each token of a run, as ElementOf<kDtype>.
+template <alibi_dtype kDtype>
+inline const ElementOf<kDtype>* at(const TokenRun& v, int64_t j, int64_t offset) {
+  return static_cast<const ElementOf<kDtype>*>(v.row(j)) + offset;
+}
+
+// out[0, kLanes * N) = scale * out + sum over j of p[j * p_stride] * (v's token j from offset),
 // in registers throughout.
 template <class V, alibi_dtype kDtype, int N, bool kFetches>
-ALIBI_SIMD_TARGET inline void accumulate_vectors(const float* p, int64_t p_stride, const ElementOf<kDtype>* v,
-                                                 int64_t token_stride, int64_t count, typename V::F scale,
-                                                 float* out, FetchLines ahead) {
+ALIBI_SIMD_TARGET inline void accumulate_vectors(const float* p, int64_t p_stride, const TokenRun& v, int64_t offset,
+                                                 typename V::F scale, float* out, FetchLines ahead) {
   constexpr int L = V::kLanes;
   typename V::F acc[N];
 #pragma GCC unroll 8
   for (int i = 0; i < N; ++i) acc[i] = V::mul(scale, V::load(out + L * i));
-  for (int64_t j = 0; j < count; ++j) {
+  for (int64_t j = 0; j < v.count; ++j) {
     const auto weight = V::broadcast(p + j * p_stride);
-    const ElementOf<kDtype>* row = v + j * token_stride;
+    const ElementOf<kDtype>* row = at<kDtype>(v, j, offset);
     if constexpr (kFetches) ahead.tick();
 #pragma GCC unroll 8
     for (int i = 0; i < N; ++i) acc[i] = V::fmadd(weight, load_lanes<V, kDtype>(row + L * i), acc[i]);
@@ -694,13 +750,12 @@ ALIBI_SIMD_TARGET inline void accumulate_vectors(const float* p, int64_t p_strid
 }
 
 template <class V, alibi_dtype kDtype>
-ALIBI_SIMD_TARGET void accumulate_tail(const float* p, int64_t p_stride, const ElementOf<kDtype>* v,
-                                       int64_t token_stride, int64_t count, typename V::F scale, float* out,
-                                       int64_t width) {
+ALIBI_SIMD_TARGET void accumulate_tail(const float* p, int64_t p_stride, const TokenRun& v, int64_t offset,
+                                       typename V::F scale, float* out, int64_t width) {
   const auto mask = V::first(width);
   auto acc = V::mul(scale, V::load(out, mask));
-  for (int64_t j = 0; j < count; ++j)
-    acc = V::fmadd(V::broadcast(p + j * p_stride), load_first<V, kDtype>(v + j * token_stride, width), acc);
+  for (int64_t j = 0; j < v.count; ++j)
+    acc = V::fmadd(V::broadcast(p + j * p_stride), load_first<V, kDtype>(at<kDtype>(v, j, offset), width), acc);
   V::store(out, mask, acc);
 }
 
@@ -711,9 +766,8 @@ template <class V>
 constexpr int kVectorsPerBlock = V::kLanes >= 16 ? 4 : 2;  // 16 accumulators where 32 registers
 
 template <class V, alibi_dtype kDtype, bool kFetches>
-ALIBI_SIMD_TARGET inline void accumulate_head_block(const float* p, int64_t p_stride, const ElementOf<kDtype>* v,
-                                                    int64_t token_stride, int64_t count, const float* correction,
-                                                    float* out, int64_t dim, FetchLines ahead) {
+ALIBI_SIMD_TARGET inline void accumulate_head_block(const float* p, int64_t p_stride, const TokenRun& v, int64_t offset,
+                                                    const float* correction, float* out, int64_t dim, FetchLines ahead) {
   constexpr int L = V::kLanes, W = kVectorsPerBlock<V>;
   typename V::F acc[kHeadsPerBlock * W];
 #pragma GCC unroll 4
@@ -722,10 +776,11 @@ ALIBI_SIMD_TARGET inline void accumulate_head_block(const float* p, int64_t p_st
 #pragma GCC unroll 4
     for (int i = 0; i < W; ++i) acc[h * W + i] = V::mul(scale, V::load(out + h * dim + L * i));
   }
-  for (int64_t j = 0; j < count; ++j) {
+  for (int64_t j = 0; j < v.count; ++j) {
+    const ElementOf<kDtype>* row = at<kDtype>(v, j, offset);
     typename V::F values[W];
 #pragma GCC unroll 4
-    for (int i = 0; i < W; ++i) values[i] = load_lanes<V, kDtype>(v + j * token_stride + L * i);
+    for (int i = 0; i < W; ++i) values[i] = load_lanes<V, kDtype>(row + L * i);
     if constexpr (kFetches) ahead.tick();
 #pragma GCC unroll 4
     for (int h = 0; h < kHeadsPerBlock; ++h) {
@@ -746,20 +801,16 @@ ALIBI_SIMD_TARGET inline void accumulate_head(const float* p, const TokenRun& v,
                                               const float* correction, float* acc, int64_t h, int64_t d,
                                               RunPrefetch& ahead) {
   constexpr int64_t L = V::kLanes;
-  const int64_t dim = layout.dim, stride = v.token_stride, count = v.count, n = layout.heads;
-  const auto* head = static_cast<const ElementOf<kDtype>*>(v.data) + (h / layout.group) * v.head_stride;
+  const int64_t dim = layout.dim, count = v.count, n = layout.heads, head = (h / layout.group) * v.head_stride;
   const auto scale = V::broadcast(correction + h);
   float* out = acc + h * dim;
   for (; d + 8 * L <= dim; d += 8 * L)
-    accumulate_vectors<V, kDtype, 8, kFetches>(p + h, n, head + d, stride, count, scale, out + d,
-                                                share<kFetches>(ahead, count));
+    accumulate_vectors<V, kDtype, 8, kFetches>(p + h, n, v, head + d, scale, out + d, share<kFetches>(ahead, count));
   for (; d + 4 * L <= dim; d += 4 * L)
-    accumulate_vectors<V, kDtype, 4, kFetches>(p + h, n, head + d, stride, count, scale, out + d,
-                                                share<kFetches>(ahead, count));
+    accumulate_vectors<V, kDtype, 4, kFetches>(p + h, n, v, head + d, scale, out + d, share<kFetches>(ahead, count));
   for (; d + L <= dim; d += L)
-    accumulate_vectors<V, kDtype, 1, kFetches>(p + h, n, head + d, stride, count, scale, out + d,
-                                                share<kFetches>(ahead, count));
-  if (d < dim) accumulate_tail<V, kDtype>(p + h, n, head + d, stride, count, scale, out + d, dim - d);
+    accumulate_vectors<V, kDtype, 1, kFetches>(p + h, n, v, head + d, scale, out + d, share<kFetches>(ahead, count));
+  if (d < dim) accumulate_tail<V, kDtype>(p + h, n, v, head + d, scale, out + d, dim - d);
 }
 
 // Query heads [h, h + kHeadsPerBlock) of one value head: blocks of kVectorsPerBlock vectors,
@@ -769,12 +820,11 @@ ALIBI_SIMD_TARGET void accumulate_head_group(const float* p, const TokenRun& v, 
                                              const float* correction, float* acc, int64_t h,
                                              RunPrefetch& ahead) {
   constexpr int64_t width = V::kLanes * kVectorsPerBlock<V>;
-  const int64_t dim = layout.dim;
-  const auto* head = static_cast<const ElementOf<kDtype>*>(v.data) + (h / layout.group) * v.head_stride;
+  const int64_t dim = layout.dim, head = (h / layout.group) * v.head_stride;
   int64_t d = 0;
   for (; d + width <= dim; d += width)
-    accumulate_head_block<V, kDtype, kFetches>(p + h, layout.heads, head + d, v.token_stride, v.count, correction + h,
-                                               acc + h * dim + d, dim, share<kFetches>(ahead, v.count));
+    accumulate_head_block<V, kDtype, kFetches>(p + h, layout.heads, v, head + d, correction + h, acc + h * dim + d,
+                                               dim, share<kFetches>(ahead, v.count));
   for (int64_t i = 0; i < kHeadsPerBlock; ++i)
     accumulate_head<V, kDtype, false>(p, v, layout, correction, acc, h + i, d, ahead);
 }

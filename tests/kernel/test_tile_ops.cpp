@@ -11,6 +11,7 @@
 #include <cstring>
 #include <iterator>
 #include <limits>
+#include <numeric>
 #include <random>
 #include <string>
 #include <vector>
@@ -442,6 +443,61 @@ TEST_P(TileOpsTest, GroupedDecodeProductsAreThoseOfOneHeadAtATime) {
                     << "group " << group << " dim " << dim << " count " << count << " head " << h << " dim " << d;
             }
           }
+}
+
+// A run's tokens gathered from shuffled places (TokenRun::rows), with the token and head strides
+// of the run they came from.
+struct GatheredTokens {
+  std::vector<uint8_t> bytes;
+  std::vector<const void*> rows;
+  TokenRun run;
+};
+
+GatheredTokens gather_tokens(std::mt19937& random, const Tokens& from) {
+  const size_t size = from.run.dtype == ALIBI_DTYPE_F32 ? 4 : 2, row = size_t(from.run.token_stride) * size;
+  const size_t count = size_t(from.run.count);
+  std::vector<size_t> place(count);
+  std::iota(place.begin(), place.end(), size_t(0));
+  std::shuffle(place.begin(), place.end(), random);
+  GatheredTokens g{std::vector<uint8_t>(count * row), std::vector<const void*>(count), from.run};
+  for (size_t j = 0; j < count; ++j) {
+    std::memcpy(&g.bytes[place[j] * row], &from.bytes[j * row], row);
+    g.rows[j] = &g.bytes[place[j] * row];
+  }
+  g.run.data = g.rows.empty() ? nullptr : g.rows[0];
+  g.run.rows = g.rows.data();
+  return g;
+}
+
+// Gathered runs give bitwise the scores and sums of the same tokens in place, whether they are
+// read or prefetched (the prefetch of a gathered run lists its lines).
+TEST_P(TileOpsTest, GatheredRunsScoreAndAddUpAsTheirTokensInPlace) {
+  for (const int64_t group : {1, 4, 6})
+    for (const alibi_dtype dtype : {ALIBI_DTYPE_F32, ALIBI_DTYPE_F16, ALIBI_DTYPE_BF16})
+      for (const int64_t dim : {7, 40, 128})
+        for (const int64_t count : {1, 5, 8, 16, 19}) {
+          const HeadLayout layout{2 * group, group, dim};  // 2 kv heads
+          const Tokens k = make_tokens(random_, dtype, count, 2, dim);
+          const Tokens v = make_tokens(random_, dtype, count, 2, dim);
+          const GatheredTokens gk = gather_tokens(random_, k), gv = gather_tokens(random_, v);
+          std::vector<float> q(size_t(layout.heads * dim)), p(size_t(count * layout.heads));
+          std::vector<float> correction(size_t(layout.heads)), acc(q.size());
+          for (float& x : q) x = uniform(random_, -1.0f, 1.0f);
+          for (float& x : p) x = uniform(random_, 0.0f, 1.0f);
+          for (float& x : correction) x = uniform(random_, 0.0f, 1.0f);
+          for (float& x : acc) x = uniform(random_, -1.0f, 1.0f);
+          std::vector<float> scores(p.size()), gathered_scores(p.size()), sums = acc, gathered_sums = acc;
+          ops_->score_tokens(q.data(), k.run, &v.run, layout, scores.data());
+          ops_->score_tokens(q.data(), gk.run, &gv.run, layout, gathered_scores.data());
+          ops_->accumulate_tokens(p.data(), v.run, &k.run, layout, correction.data(), sums.data());
+          ops_->accumulate_tokens(p.data(), gv.run, &gk.run, layout, correction.data(), gathered_sums.data());
+          for (size_t i = 0; i < scores.size(); ++i)
+            EXPECT_EQ(float_bits(gathered_scores[i]), float_bits(scores[i]))
+                << "group " << group << " dim " << dim << " count " << count << " score " << i;
+          for (size_t i = 0; i < sums.size(); ++i)
+            EXPECT_EQ(float_bits(gathered_sums[i]), float_bits(sums[i]))
+                << "group " << group << " dim " << dim << " count " << count << " sum " << i;
+        }
 }
 
 // gemm_bf16_pairs against the plain sums of products, every column past n left untouched.
