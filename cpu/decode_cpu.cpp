@@ -1,8 +1,9 @@
 // Attention for calls whose slices have only a few query rows each (decode, speculative
 // decode). Work items are (slice, chunk of keys: the mask plan's) over all heads at once. A
 // slice's rows are taken as query heads of one row (RowHeads), so a thread takes its chunk's
-// keys 8 tokens at a time for all rows and heads together: each step comes from memory once,
-// and each key or value vector loaded serves every query head of every row that reads it. One
+// keys 8 tokens at a time for all rows and heads together (grouped heads 16, gathered from four
+// parts of the chunk: Decode::gathered_steps): each step comes from memory once, and each key
+// or value vector loaded serves every query head of every row that reads it. One
 // load of q serves 8 dot products and a head's accumulator stays in registers across the 8
 // values (token by token with the accumulator in memory spent ~3x the compute, which from DRAM
 // did not hide behind the reads). f16/bf16 k and v are widened in registers, so half caches

@@ -473,7 +473,7 @@ class RunPrefetch {
   }
   // The lines no tick asked for (where the work had fewer ticks than counted).
   ALIBI_SIMD_TARGET void finish() {
-    if (listed_ > 0) listed_share(std::numeric_limits<int64_t>::max());
+    if (listed_ > 0) issue_listed();
     else issue(std::numeric_limits<int64_t>::max());
   }
 
@@ -495,15 +495,19 @@ class RunPrefetch {
     }
   }
 
-  // The next `lines` listed lines as a share, or asked for now where fewer are left.
+  // The next `lines` listed lines as a share, or the rest asked for now where fewer are left.
   ALIBI_SIMD_TARGET FetchLines listed_share(int64_t lines) {
-    if (next_ + lines <= listed_) {
-      const FetchLines share{reinterpret_cast<const char*>(list_ + next_), int32_t(per_tick_), non_temporal_, true};
-      next_ += lines;
-      return share;
+    if (lines > listed_ - next_) {
+      issue_listed();
+      return {};
     }
+    const FetchLines share{reinterpret_cast<const char*>(list_ + next_), int32_t(per_tick_), non_temporal_, true};
+    next_ += lines;
+    return share;
+  }
+
+  ALIBI_SIMD_TARGET void issue_listed() {
     for (; next_ < listed_; ++next_) prefetch_line(list_[next_], non_temporal_);
-    return {};
   }
 
   ALIBI_SIMD_TARGET void issue(int64_t lines) {
