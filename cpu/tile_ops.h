@@ -59,7 +59,7 @@ struct GradientBlock {
 // has at most kMaxGatheredLines lines (token_stride >= head_stride); the bf16 pair products
 // (TileOps::score_tokens_bf16_pairs) take only evenly spaced tokens.
 constexpr int64_t kGatherWays = 4;
-constexpr int64_t kMaxGatheredLines = 1024;
+constexpr int64_t kMaxGatheredLines = 2048;
 
 struct TokenRun {
   const void* data;
@@ -70,10 +70,6 @@ struct TokenRun {
   const void* row(int64_t j) const {
     if (rows) return rows[j];
     return static_cast<const char*>(data) + j * token_stride * (dtype == ALIBI_DTYPE_F32 ? 4 : 2);
-  }
-  template <class Element>
-  const Element* head(int64_t j, int64_t g) const {
-    return static_cast<const Element*>(row(j)) + g * head_stride;
   }
 };
 

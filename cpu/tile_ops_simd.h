@@ -650,15 +650,45 @@ ALIBI_SIMD_TARGET inline void dot_head_block(const QueryOf<Dots>* q, const KeyOf
   for (int64_t j = 0; j < count; ++j) std::memcpy(scores + j * heads, dots + j * H, H * sizeof(float));
 }
 
+// Where a run's token j starts: evenly spaced (EvenRows) or gathered (GatheredRows,
+// TokenRun::rows). The loops over tokens take one or the other as a type, so that they test
+// neither per token (a test per token cost the GQA 32/16 f32 decode 6 to 9%).
+struct EvenRows {
+  const char* data;
+  int64_t stride;  // bytes
+  explicit EvenRows(const TokenRun& run)
+      : data(static_cast<const char*>(run.data)), stride(run.token_stride * (run.dtype == ALIBI_DTYPE_F32 ? 4 : 2)) {}
+  const char* operator()(int64_t j) const { return data + j * stride; }
+};
+struct GatheredRows {
+  const void* const* rows;
+  explicit GatheredRows(const TokenRun& run) : rows(run.rows) {}
+  const char* operator()(int64_t j) const { return static_cast<const char*>(rows[j]); }
+};
+
+// Element `offset` of token j of a run, as T.
+template <class T, class Rows>
+inline const T* at(const Rows& rows, int64_t j, int64_t offset) {
+  return reinterpret_cast<const T*>(rows(j)) + offset;
+}
+
+// Calls f(rows) with the run's rows as the type that fits it.
+template <class F>
+inline void with_rows(const TokenRun& run, F&& f) {
+  if (run.rows) f(GatheredRows(run));
+  else f(EvenRows(run));
+}
+
 // Query heads [h, h + kHeadsPerBlock) of one key head, kTokensPerBlock tokens at a time.
-template <class V, class Dots, bool kFetches>
-ALIBI_SIMD_TARGET void score_head_block(const QueryOf<Dots>* q, const TokenRun& k, const HeadLayout& layout, int64_t h,
-                                        RunPrefetch& ahead, float* scores) {
+template <class V, class Dots, bool kFetches, class Rows>
+ALIBI_SIMD_TARGET void score_head_block(const QueryOf<Dots>* q, const TokenRun& k, const Rows& rows,
+                                        const HeadLayout& layout, int64_t h, RunPrefetch& ahead, float* scores) {
   constexpr int64_t T = kTokensPerBlock<V>;
+  const int64_t head = (h / layout.group) * k.head_stride;
   for (int64_t j0 = 0; j0 < k.count; j0 += T) {
     const int64_t count = std::min<int64_t>(T, k.count - j0);
     const KeyOf<Dots>* tokens[T];
-    for (int64_t j = 0; j < T; ++j) tokens[j] = k.head<KeyOf<Dots>>(j0 + std::min(j, count - 1), h / layout.group);
+    for (int64_t j = 0; j < T; ++j) tokens[j] = at<KeyOf<Dots>>(rows, j0 + std::min(j, count - 1), head);
     dot_head_block<V, Dots, kFetches>(q + h * Dots::row_length(layout.dim), tokens, layout.dim,
                                       share<kFetches>(ahead, layout.dim / Dots::kDims), count, layout.heads,
                                       scores + j0 * layout.heads + h);
@@ -666,13 +696,14 @@ ALIBI_SIMD_TARGET void score_head_block(const QueryOf<Dots>* q, const TokenRun& 
 }
 
 // Query head h, 8 tokens at a time (a short last group repeats its last token).
-template <class V, class Dots, bool kFetches>
-ALIBI_SIMD_TARGET inline void score_head(const QueryOf<Dots>* q, const TokenRun& k, const HeadLayout& layout, int64_t h,
-                                         RunPrefetch& ahead, float* scores) {
+template <class V, class Dots, bool kFetches, class Rows>
+ALIBI_SIMD_TARGET inline void score_head(const QueryOf<Dots>* q, const TokenRun& k, const Rows& rows,
+                                         const HeadLayout& layout, int64_t h, RunPrefetch& ahead, float* scores) {
+  const int64_t head = (h / layout.group) * k.head_stride;
   for (int64_t j0 = 0; j0 < k.count; j0 += kTokensPerDot) {
     const int64_t count = std::min<int64_t>(kTokensPerDot, k.count - j0);
     const KeyOf<Dots>* tokens[kTokensPerDot];
-    for (int64_t j = 0; j < kTokensPerDot; ++j) tokens[j] = k.head<KeyOf<Dots>>(j0 + std::min(j, count - 1), h / layout.group);
+    for (int64_t j = 0; j < kTokensPerDot; ++j) tokens[j] = at<KeyOf<Dots>>(rows, j0 + std::min(j, count - 1), head);
     float dots[kTokensPerDot];
     dot_8_tokens<V, Dots, kFetches>(q + h * Dots::row_length(layout.dim), tokens, layout.dim,
                                     share<kFetches>(ahead, layout.dim / Dots::kDims), dots);
@@ -684,14 +715,14 @@ ALIBI_SIMD_TARGET inline void score_head(const QueryOf<Dots>* q, const TokenRun&
 // 3%); GQA key head by key head, its query heads in blocks, the first block of each prefetching
 // `ahead`. kFetches: whether there is an `ahead` (a prefetch check in the loops of a call
 // without one cost MHA f32 11 to 13%).
-template <class V, class Dots, bool kFetches>
-ALIBI_SIMD_TARGET void score_tokens_of(const QueryOf<Dots>* q, const TokenRun& k, const TokenRun* ahead,
-                                       const HeadLayout& layout, float* scores) {
+template <class V, class Dots, bool kFetches, class Rows>
+ALIBI_SIMD_TARGET void score_tokens_in(const QueryOf<Dots>* q, const TokenRun& k, const Rows& rows,
+                                       const TokenRun* ahead, const HeadLayout& layout, float* scores) {
   const int64_t ticks_per_dot = layout.dim / Dots::kDims;
   if (layout.group == 1) {
     const int64_t token_groups = (k.count + kTokensPerDot - 1) / kTokensPerDot;
     RunPrefetch fetch(ahead, layout.heads, layout.dim, layout.heads * token_groups * ticks_per_dot);
-    for (int64_t h = 0; h < layout.heads; ++h) score_head<V, Dots, kFetches>(q, k, layout, h, fetch, scores);
+    for (int64_t h = 0; h < layout.heads; ++h) score_head<V, Dots, kFetches>(q, k, rows, layout, h, fetch, scores);
     fetch.finish();
     return;
   }
@@ -702,12 +733,18 @@ ALIBI_SIMD_TARGET void score_tokens_of(const QueryOf<Dots>* q, const TokenRun& k
     const int64_t first = g * layout.group, end = first + layout.group;
     int64_t h = first;
     for (; h + kHeadsPerBlock <= end; h += kHeadsPerBlock) {
-      if (h == first) score_head_block<V, Dots, kFetches>(q, k, layout, h, fetch, scores);
-      else score_head_block<V, Dots, false>(q, k, layout, h, fetch, scores);
+      if (h == first) score_head_block<V, Dots, kFetches>(q, k, rows, layout, h, fetch, scores);
+      else score_head_block<V, Dots, false>(q, k, rows, layout, h, fetch, scores);
     }
-    for (; h < end; ++h) score_head<V, Dots, false>(q, k, layout, h, fetch, scores);
+    for (; h < end; ++h) score_head<V, Dots, false>(q, k, rows, layout, h, fetch, scores);
   }
   fetch.finish();
+}
+
+template <class V, class Dots, bool kFetches>
+ALIBI_SIMD_TARGET void score_tokens_of(const QueryOf<Dots>* q, const TokenRun& k, const TokenRun* ahead,
+                                       const HeadLayout& layout, float* scores) {
+  with_rows(k, [&](const auto& rows) { score_tokens_in<V, Dots, kFetches>(q, k, rows, ahead, layout, scores); });
 }
 
 template <class V, class Dots>
@@ -727,24 +764,18 @@ ALIBI_SIMD_TARGET void score_tokens(const float* q, const TokenRun& k, const Tok
   }
 }
 
-// Element `offset` of each token of a run, as ElementOf<kDtype>.
-template <alibi_dtype kDtype>
-inline const ElementOf<kDtype>* at(const TokenRun& v, int64_t j, int64_t offset) {
-  return static_cast<const ElementOf<kDtype>*>(v.row(j)) + offset;
-}
-
 // out[0, kLanes * N) = scale * out + sum over j of p[j * p_stride] * (v's token j from offset),
 // in registers throughout.
-template <class V, alibi_dtype kDtype, int N, bool kFetches>
-ALIBI_SIMD_TARGET inline void accumulate_vectors(const float* p, int64_t p_stride, const TokenRun& v, int64_t offset,
-                                                 typename V::F scale, float* out, FetchLines ahead) {
+template <class V, alibi_dtype kDtype, int N, bool kFetches, class Rows>
+ALIBI_SIMD_TARGET inline void accumulate_vectors(const float* p, int64_t p_stride, const Rows& v, int64_t count,
+                                                 int64_t offset, typename V::F scale, float* out, FetchLines ahead) {
   constexpr int L = V::kLanes;
   typename V::F acc[N];
 #pragma GCC unroll 8
   for (int i = 0; i < N; ++i) acc[i] = V::mul(scale, V::load(out + L * i));
-  for (int64_t j = 0; j < v.count; ++j) {
+  for (int64_t j = 0; j < count; ++j) {
     const auto weight = V::broadcast(p + j * p_stride);
-    const ElementOf<kDtype>* row = at<kDtype>(v, j, offset);
+    const ElementOf<kDtype>* row = at<ElementOf<kDtype>>(v, j, offset);
     if constexpr (kFetches) ahead.tick();
 #pragma GCC unroll 8
     for (int i = 0; i < N; ++i) acc[i] = V::fmadd(weight, load_lanes<V, kDtype>(row + L * i), acc[i]);
@@ -753,13 +784,14 @@ ALIBI_SIMD_TARGET inline void accumulate_vectors(const float* p, int64_t p_strid
   for (int i = 0; i < N; ++i) V::store(out + L * i, acc[i]);
 }
 
-template <class V, alibi_dtype kDtype>
-ALIBI_SIMD_TARGET void accumulate_tail(const float* p, int64_t p_stride, const TokenRun& v, int64_t offset,
+template <class V, alibi_dtype kDtype, class Rows>
+ALIBI_SIMD_TARGET void accumulate_tail(const float* p, int64_t p_stride, const Rows& v, int64_t count, int64_t offset,
                                        typename V::F scale, float* out, int64_t width) {
   const auto mask = V::first(width);
   auto acc = V::mul(scale, V::load(out, mask));
-  for (int64_t j = 0; j < v.count; ++j)
-    acc = V::fmadd(V::broadcast(p + j * p_stride), load_first<V, kDtype>(at<kDtype>(v, j, offset), width), acc);
+  for (int64_t j = 0; j < count; ++j)
+    acc = V::fmadd(V::broadcast(p + j * p_stride), load_first<V, kDtype>(at<ElementOf<kDtype>>(v, j, offset), width),
+                   acc);
   V::store(out, mask, acc);
 }
 
@@ -769,9 +801,10 @@ ALIBI_SIMD_TARGET void accumulate_tail(const float* p, int64_t p_stride, const T
 template <class V>
 constexpr int kVectorsPerBlock = V::kLanes >= 16 ? 4 : 2;  // 16 accumulators where 32 registers
 
-template <class V, alibi_dtype kDtype, bool kFetches>
-ALIBI_SIMD_TARGET inline void accumulate_head_block(const float* p, int64_t p_stride, const TokenRun& v, int64_t offset,
-                                                    const float* correction, float* out, int64_t dim, FetchLines ahead) {
+template <class V, alibi_dtype kDtype, bool kFetches, class Rows>
+ALIBI_SIMD_TARGET inline void accumulate_head_block(const float* p, int64_t p_stride, const Rows& v, int64_t count,
+                                                    int64_t offset, const float* correction, float* out, int64_t dim,
+                                                    FetchLines ahead) {
   constexpr int L = V::kLanes, W = kVectorsPerBlock<V>;
   typename V::F acc[kHeadsPerBlock * W];
 #pragma GCC unroll 4
@@ -780,8 +813,8 @@ ALIBI_SIMD_TARGET inline void accumulate_head_block(const float* p, int64_t p_st
 #pragma GCC unroll 4
     for (int i = 0; i < W; ++i) acc[h * W + i] = V::mul(scale, V::load(out + h * dim + L * i));
   }
-  for (int64_t j = 0; j < v.count; ++j) {
-    const ElementOf<kDtype>* row = at<kDtype>(v, j, offset);
+  for (int64_t j = 0; j < count; ++j) {
+    const ElementOf<kDtype>* row = at<ElementOf<kDtype>>(v, j, offset);
     typename V::F values[W];
 #pragma GCC unroll 4
     for (int i = 0; i < W; ++i) values[i] = load_lanes<V, kDtype>(row + L * i);
@@ -800,47 +833,50 @@ ALIBI_SIMD_TARGET inline void accumulate_head_block(const float* p, int64_t p_st
 }
 
 // Dims [d, dim) of query head h, up to 8 vectors of its accumulator in registers across the run.
-template <class V, alibi_dtype kDtype, bool kFetches>
-ALIBI_SIMD_TARGET inline void accumulate_head(const float* p, const TokenRun& v, const HeadLayout& layout,
-                                              const float* correction, float* acc, int64_t h, int64_t d,
-                                              RunPrefetch& ahead) {
+template <class V, alibi_dtype kDtype, bool kFetches, class Rows>
+ALIBI_SIMD_TARGET inline void accumulate_head(const float* p, const TokenRun& v, const Rows& rows,
+                                              const HeadLayout& layout, const float* correction, float* acc, int64_t h,
+                                              int64_t d, RunPrefetch& ahead) {
   constexpr int64_t L = V::kLanes;
   const int64_t dim = layout.dim, count = v.count, n = layout.heads, head = (h / layout.group) * v.head_stride;
   const auto scale = V::broadcast(correction + h);
   float* out = acc + h * dim;
   for (; d + 8 * L <= dim; d += 8 * L)
-    accumulate_vectors<V, kDtype, 8, kFetches>(p + h, n, v, head + d, scale, out + d, share<kFetches>(ahead, count));
+    accumulate_vectors<V, kDtype, 8, kFetches>(p + h, n, rows, count, head + d, scale, out + d,
+                                                share<kFetches>(ahead, count));
   for (; d + 4 * L <= dim; d += 4 * L)
-    accumulate_vectors<V, kDtype, 4, kFetches>(p + h, n, v, head + d, scale, out + d, share<kFetches>(ahead, count));
+    accumulate_vectors<V, kDtype, 4, kFetches>(p + h, n, rows, count, head + d, scale, out + d,
+                                                share<kFetches>(ahead, count));
   for (; d + L <= dim; d += L)
-    accumulate_vectors<V, kDtype, 1, kFetches>(p + h, n, v, head + d, scale, out + d, share<kFetches>(ahead, count));
-  if (d < dim) accumulate_tail<V, kDtype>(p + h, n, v, head + d, scale, out + d, dim - d);
+    accumulate_vectors<V, kDtype, 1, kFetches>(p + h, n, rows, count, head + d, scale, out + d,
+                                                share<kFetches>(ahead, count));
+  if (d < dim) accumulate_tail<V, kDtype>(p + h, n, rows, count, head + d, scale, out + d, dim - d);
 }
 
 // Query heads [h, h + kHeadsPerBlock) of one value head: blocks of kVectorsPerBlock vectors,
 // then the dims left head by head.
-template <class V, alibi_dtype kDtype, bool kFetches>
-ALIBI_SIMD_TARGET void accumulate_head_group(const float* p, const TokenRun& v, const HeadLayout& layout,
-                                             const float* correction, float* acc, int64_t h,
+template <class V, alibi_dtype kDtype, bool kFetches, class Rows>
+ALIBI_SIMD_TARGET void accumulate_head_group(const float* p, const TokenRun& v, const Rows& rows,
+                                             const HeadLayout& layout, const float* correction, float* acc, int64_t h,
                                              RunPrefetch& ahead) {
   constexpr int64_t width = V::kLanes * kVectorsPerBlock<V>;
   const int64_t dim = layout.dim, head = (h / layout.group) * v.head_stride;
   int64_t d = 0;
   for (; d + width <= dim; d += width)
-    accumulate_head_block<V, kDtype, kFetches>(p + h, layout.heads, v, head + d, correction + h, acc + h * dim + d,
-                                               dim, share<kFetches>(ahead, v.count));
+    accumulate_head_block<V, kDtype, kFetches>(p + h, layout.heads, rows, v.count, head + d, correction + h,
+                                               acc + h * dim + d, dim, share<kFetches>(ahead, v.count));
   for (int64_t i = 0; i < kHeadsPerBlock; ++i)
-    accumulate_head<V, kDtype, false>(p, v, layout, correction, acc, h + i, d, ahead);
+    accumulate_head<V, kDtype, false>(p, v, rows, layout, correction, acc, h + i, d, ahead);
 }
 
 // As score_tokens_of: MHA head by head, GQA value head by value head.
-template <class V, alibi_dtype kDtype, bool kFetches>
-ALIBI_SIMD_TARGET void accumulate_tokens_of(const float* p, const TokenRun& v, const TokenRun* ahead,
+template <class V, alibi_dtype kDtype, bool kFetches, class Rows>
+ALIBI_SIMD_TARGET void accumulate_tokens_in(const float* p, const TokenRun& v, const Rows& rows, const TokenRun* ahead,
                                             const HeadLayout& layout, const float* correction, float* acc) {
   if (layout.group == 1) {
     RunPrefetch fetch(ahead, layout.heads, layout.dim, layout.heads * v.count);
     for (int64_t h = 0; h < layout.heads; ++h)
-      accumulate_head<V, kDtype, kFetches>(p, v, layout, correction, acc, h, 0, fetch);
+      accumulate_head<V, kDtype, kFetches>(p, v, rows, layout, correction, acc, h, 0, fetch);
     fetch.finish();
     return;
   }
@@ -851,12 +887,20 @@ ALIBI_SIMD_TARGET void accumulate_tokens_of(const float* p, const TokenRun& v, c
     const int64_t first = g * layout.group, end = first + layout.group;
     int64_t h = first;
     for (; h + kHeadsPerBlock <= end; h += kHeadsPerBlock) {
-      if (h == first) accumulate_head_group<V, kDtype, kFetches>(p, v, layout, correction, acc, h, fetch);
-      else accumulate_head_group<V, kDtype, false>(p, v, layout, correction, acc, h, fetch);
+      if (h == first) accumulate_head_group<V, kDtype, kFetches>(p, v, rows, layout, correction, acc, h, fetch);
+      else accumulate_head_group<V, kDtype, false>(p, v, rows, layout, correction, acc, h, fetch);
     }
-    for (; h < end; ++h) accumulate_head<V, kDtype, false>(p, v, layout, correction, acc, h, 0, fetch);
+    for (; h < end; ++h) accumulate_head<V, kDtype, false>(p, v, rows, layout, correction, acc, h, 0, fetch);
   }
   fetch.finish();
+}
+
+template <class V, alibi_dtype kDtype, bool kFetches>
+ALIBI_SIMD_TARGET void accumulate_tokens_of(const float* p, const TokenRun& v, const TokenRun* ahead,
+                                            const HeadLayout& layout, const float* correction, float* acc) {
+  with_rows(v, [&](const auto& rows) {
+    accumulate_tokens_in<V, kDtype, kFetches>(p, v, rows, ahead, layout, correction, acc);
+  });
 }
 
 template <class V, alibi_dtype kDtype>
