@@ -78,8 +78,9 @@ struct Rows {
   bool prefetches;
   bool bf16_dots;  // q.k by score_tokens_bf16_pairs
   // Whether steps are gathered from kGatherWays parts of a chunk (Decode::gathered_steps): where
-  // GQA/MQA heads prefetch, their runs fit the prefetch's list (kMaxGatheredLines), and the q.k
-  // is not by the bf16 pair products (which take evenly spaced tokens).
+  // a kv head serves several row heads (GQA/MQA, or several query rows), the runs fit the
+  // prefetch's list (kMaxGatheredLines), and the q.k is not by the bf16 pair products (which
+  // take evenly spaced tokens).
   bool gathers;
 };
 
@@ -120,8 +121,8 @@ class Decode {
   // prefetch asks for a line of each in turn (RunPrefetch). One place at a time, a throwaway
   // model of the GQA 32/8 bf16 step read shuffled 16-token blocks at 0.6 of the read-only
   // stream, contiguous keys at 0.8; four places side by side read the blocks at 0.85. Paired
-  // (H32/Hkv8 D128 bf16, Tk 32768): paged blocks of 16 1.31x, contiguous 1.16x; from L3 (Tk
-  // 4096) paged 1.21x, contiguous 0.97x (bench/RESULTS.md). Returns the first key left.
+  // (H32/Hkv8 D128 bf16, Tk 32768): paged blocks of 16 1.35x, contiguous 1.13x; from L3 (Tk
+  // 4096) paged 1.27x, contiguous 0.95 to 1.03x (bench/RESULTS.md). Returns the first key left.
   int64_t gathered_steps(const Slice& slice, const Rows& rows, const KeyInterval& all, StepBuffers& buffers,
                          Partial& out) const {
     const int64_t part = (all.hi - all.lo) / kKeysPerGatheredStep * kKeysPerStream, end = all.lo + kGatherWays * part;

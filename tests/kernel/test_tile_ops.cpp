@@ -367,6 +367,21 @@ Tokens make_tokens(std::mt19937& random, alibi_dtype dtype, int64_t count, int64
   return t;
 }
 
+// A decode step's random queries, probabilities, corrections and accumulators.
+struct StepInputs {
+  std::vector<float> q, p, correction, acc;
+};
+
+StepInputs random_step(std::mt19937& random, const HeadLayout& layout, int64_t count) {
+  StepInputs in{std::vector<float>(size_t(layout.heads * layout.dim)), std::vector<float>(size_t(count * layout.heads)),
+                std::vector<float>(size_t(layout.heads)), std::vector<float>(size_t(layout.heads * layout.dim))};
+  for (float& x : in.q) x = uniform(random, -1.0f, 1.0f);
+  for (float& x : in.p) x = uniform(random, 0.0f, 1.0f);
+  for (float& x : in.correction) x = uniform(random, 0.0f, 1.0f);
+  for (float& x : in.acc) x = uniform(random, -1.0f, 1.0f);
+  return in;
+}
+
 TEST_P(TileOpsTest, DecodeProductsAreThePlainSums) {
   // MHA, and GQA groups below, at and above the kernels' 4-head blocks (6: one block and 2 heads);
   // with a run to prefetch and without one (the SIMD loops differ)
@@ -414,12 +429,7 @@ TEST_P(TileOpsTest, GroupedDecodeProductsAreThoseOfOneHeadAtATime) {
             const HeadLayout grouped{2 * group, group, dim};  // 2 kv heads
             const Tokens k = make_tokens(random_, dtype, count, 2, dim);
             const Tokens v = make_tokens(random_, dtype, count, 2, dim);
-            std::vector<float> q(size_t(grouped.heads * dim)), p(size_t(count * grouped.heads));
-            std::vector<float> correction(size_t(grouped.heads)), acc(q.size());
-            for (float& x : q) x = uniform(random_, -1.0f, 1.0f);
-            for (float& x : p) x = uniform(random_, 0.0f, 1.0f);
-            for (float& x : correction) x = uniform(random_, 0.0f, 1.0f);
-            for (float& x : acc) x = uniform(random_, -1.0f, 1.0f);
+            const auto [q, p, correction, acc] = random_step(random_, grouped, count);
             std::vector<float> scores(p.size()), sums = acc;
             ops_->score_tokens(q.data(), k.run, prefetch ? &v.run : nullptr, grouped, scores.data());
             ops_->accumulate_tokens(p.data(), v.run, prefetch ? &k.run : nullptr, grouped, correction.data(),
@@ -480,12 +490,7 @@ TEST_P(TileOpsTest, GatheredRunsScoreAndAddUpAsTheirTokensInPlace) {
           const Tokens k = make_tokens(random_, dtype, count, 2, dim);
           const Tokens v = make_tokens(random_, dtype, count, 2, dim);
           const GatheredTokens gk = gather_tokens(random_, k), gv = gather_tokens(random_, v);
-          std::vector<float> q(size_t(layout.heads * dim)), p(size_t(count * layout.heads));
-          std::vector<float> correction(size_t(layout.heads)), acc(q.size());
-          for (float& x : q) x = uniform(random_, -1.0f, 1.0f);
-          for (float& x : p) x = uniform(random_, 0.0f, 1.0f);
-          for (float& x : correction) x = uniform(random_, 0.0f, 1.0f);
-          for (float& x : acc) x = uniform(random_, -1.0f, 1.0f);
+          const auto [q, p, correction, acc] = random_step(random_, layout, count);
           std::vector<float> scores(p.size()), gathered_scores(p.size()), sums = acc, gathered_sums = acc;
           ops_->score_tokens(q.data(), k.run, &v.run, layout, scores.data());
           ops_->score_tokens(q.data(), gk.run, &gv.run, layout, gathered_scores.data());
