@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "alibi/alibi.h"
+#include "core/kernel/backend.h"
 
 namespace alibi::cpu {
 
@@ -53,8 +54,8 @@ struct GradientBlock {
 
 // Key or value tokens, f32, f16 or bf16 as stored (decode widens in registers): head g of token
 // j starts at element g * head_stride of row(j), which is element j * token_stride of data, or
-// rows[j] where the tokens were gathered from kGatherWays places (a decode step reading blocks
-// of a paged cache side by side): token j from place j % kGatherWays, whose tokens the
+// rows[j] where the tokens were gathered from kGatherWays places (a decode step reading several
+// places of a cache side by side): token j from place j % kGatherWays, whose tokens the
 // prefetch of the run walks in turn, a cache line from each place at a time. A gathered run
 // has at most kMaxGatheredLines lines (token_stride >= head_stride); the bf16 pair products
 // (TileOps::score_tokens_bf16_pairs) take only evenly spaced tokens.
@@ -67,9 +68,10 @@ struct TokenRun {
   int64_t token_stride, head_stride, count;
   const void* const* rows = nullptr;
 
+  int64_t element_size() const { return int64_t(dtype_size(dtype)); }
   const void* row(int64_t j) const {
     if (rows) return rows[j];
-    return static_cast<const char*>(data) + j * token_stride * (dtype == ALIBI_DTYPE_F32 ? 4 : 2);
+    return static_cast<const char*>(data) + j * token_stride * element_size();
   }
 };
 

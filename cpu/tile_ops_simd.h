@@ -438,7 +438,7 @@ class RunPrefetch {
  public:
   RunPrefetch(const TokenRun* run, int64_t kv_heads, int64_t dim, int64_t ticks) {
     if (!run) return;
-    const int64_t size = run->dtype == ALIBI_DTYPE_F32 ? 4 : 2;
+    const int64_t size = run->element_size();
     const bool by_token = run->token_stride >= run->head_stride;
     rows_ = run->rows;
     by_token_ = by_token;
@@ -657,7 +657,7 @@ struct EvenRows {
   const char* data;
   int64_t stride;  // bytes
   explicit EvenRows(const TokenRun& run)
-      : data(static_cast<const char*>(run.data)), stride(run.token_stride * (run.dtype == ALIBI_DTYPE_F32 ? 4 : 2)) {}
+      : data(static_cast<const char*>(run.data)), stride(run.token_stride * run.element_size()) {}
   const char* operator()(int64_t j) const { return data + j * stride; }
 };
 struct GatheredRows {
