@@ -24,6 +24,10 @@ using test::Tensor;
 constexpr int kThreads = 8;
 constexpr int kIterations = 3;
 constexpr int64_t kTotalQ = 40, kTotalK = 48, kHeads = 4, kKvHeads = 2, kDim = 16;
+// Decode over keys the plan splits into several chunks each (the decode kernel merges a slice's
+// chunks on whichever thread scores its last one).
+constexpr int32_t kLongCuK[4] = {0, 700, 1000, 1600};
+constexpr int64_t kLongQ = 3, kLongK = kLongCuK[3];
 
 Tensor upload(alibi_context_t ctx, alibi_dtype dtype, std::vector<int64_t> shape, const std::vector<uint8_t>& bytes) {
   alibi_tensor_t t = nullptr;
@@ -60,6 +64,8 @@ struct Shared {
   std::vector<Mask> masks;
   std::vector<alibi_dtype> dtypes{ALIBI_DTYPE_F32, ALIBI_DTYPE_BF16};
   std::vector<Tensor> q, k, v;  // per dtype
+  Mask long_decode;
+  Tensor long_q, long_k, long_v;  // f32
   std::vector<float> slopes{0.5f, 0.25f, 0.125f, 1e-3f};
   Tensor seqstarts, kvstarts, bloom_mask;
 
@@ -88,6 +94,12 @@ struct Shared {
       k.push_back(upload(ctx, dtypes[d], {kTotalK, kKvHeads, kDim}, random_bytes(kTotalK * kKvHeads * kDim, dtypes[d], 5 + d)));
       v.push_back(upload(ctx, dtypes[d], {kTotalK, kKvHeads, kDim}, random_bytes(kTotalK * kKvHeads * kDim, dtypes[d], 9 + d)));
     }
+    const int32_t long_cu_q[4] = {0, 1, 2, 3};
+    EXPECT_EQ(alibi_mask_create_varlen(ctx, 3, long_cu_q, kLongCuK, 1, &m), ALIBI_STATUS_SUCCESS);
+    long_decode = Mask(m);
+    long_q = upload(ctx, ALIBI_DTYPE_F32, {kLongQ, kHeads, kDim}, random_bytes(kLongQ * kHeads * kDim, ALIBI_DTYPE_F32, 13));
+    long_k = upload(ctx, ALIBI_DTYPE_F32, {kLongK, kKvHeads, kDim}, random_bytes(kLongK * kKvHeads * kDim, ALIBI_DTYPE_F32, 14));
+    long_v = upload(ctx, ALIBI_DTYPE_F32, {kLongK, kKvHeads, kDim}, random_bytes(kLongK * kKvHeads * kDim, ALIBI_DTYPE_F32, 15));
     const int64_t starts[3] = {0, 5, 12}, kv[3] = {0, 7, 15};
     std::vector<uint8_t> bytes(sizeof starts);
     std::memcpy(bytes.data(), starts, sizeof starts);
@@ -101,27 +113,37 @@ struct Shared {
   }
 };
 
-// Every result of one context: out and lse of each (mask, dtype), and the three builders.
+// The out and lse of a forward of total_q rows, appended to `results`.
+void append_forward(alibi_context_t ctx, const Tensor& q, const Tensor& k, const Tensor& v, const Mask& mask,
+                    const alibi_attention_params& params, int64_t total_q, alibi_dtype dtype,
+                    std::vector<std::vector<uint8_t>>& results) {
+  const size_t out_bytes = size_t(total_q * kHeads * kDim) * (dtype == ALIBI_DTYPE_F32 ? 4 : 2);
+  Tensor out = upload(ctx, dtype, {total_q, kHeads, kDim}, {});
+  Tensor lse = upload(ctx, ALIBI_DTYPE_F32, {kHeads, total_q}, {});
+  EXPECT_EQ(alibi_attention_forward(ctx, q.get(), k.get(), v.get(), mask.get(), &params, out.get(), lse.get()),
+            ALIBI_STATUS_SUCCESS)
+      << alibi_last_error_message();
+  results.push_back(download(out.get(), out_bytes));
+  results.push_back(download(lse.get(), size_t(kHeads * total_q) * 4));
+}
+
+// Every result of one context: out and lse of each (mask, dtype) and of the long decode, and
+// the three builders.
 std::vector<std::vector<uint8_t>> run_all(alibi_context_t ctx, const Shared& shared) {
   std::vector<std::vector<uint8_t>> results;
   alibi_attention_params params;
   alibi_attention_params_init(&params);
   for (size_t m = 0; m < shared.masks.size(); ++m)
     for (size_t d = 0; d < shared.dtypes.size(); ++d) {
-      const alibi_dtype dtype = shared.dtypes[d];
-      const size_t out_bytes = size_t(kTotalQ * kHeads * kDim) * (dtype == ALIBI_DTYPE_F32 ? 4 : 2);
-      Tensor out = upload(ctx, dtype, {kTotalQ, kHeads, kDim}, {});
-      Tensor lse = upload(ctx, ALIBI_DTYPE_F32, {kHeads, kTotalQ}, {});
       params.slopes = m == 1 ? shared.slopes.data() : nullptr;
       params.deterministic = int(m % 2);
-      EXPECT_EQ(alibi_attention_forward(ctx, shared.q[d].get(), shared.k[d].get(), shared.v[d].get(),
-                                        shared.masks[m].get(), &params, out.get(), lse.get()),
-                ALIBI_STATUS_SUCCESS)
-          << alibi_last_error_message();
-      results.push_back(download(out.get(), out_bytes));
-      results.push_back(download(lse.get(), size_t(kHeads * kTotalQ) * 4));
+      append_forward(ctx, shared.q[d], shared.k[d], shared.v[d], shared.masks[m], params, kTotalQ, shared.dtypes[d],
+                     results);
     }
   params.slopes = nullptr;
+  params.deterministic = 0;
+  append_forward(ctx, shared.long_q, shared.long_k, shared.long_v, shared.long_decode, params, kLongQ,
+                 ALIBI_DTYPE_F32, results);
   for (const Mask& mask : shared.masks) {
     Tensor bias = upload(ctx, ALIBI_DTYPE_F32, {kHeads, kTotalQ, kTotalK}, {});
     EXPECT_EQ(alibi_build_bias(ctx, mask.get(), int(kHeads), &params, bias.get()), ALIBI_STATUS_SUCCESS)
