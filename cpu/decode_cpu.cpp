@@ -403,7 +403,7 @@ Route route(const MaskView& mask) {
 }
 
 // One parallel_for: whoever scores a slice's last chunk writes the slice (a second parallel_for
-// for the writes woke the workers again, 50 to 100 us a call on the Xeon VM).
+// for the writes woke the workers again: short decode calls ran 1.03 to 1.06x without it).
 void decode_forward(const ForwardArgs& args, const KvSource& kv, const TileOps& ops,
                     const ThreadPool& pool) {
   const Decode decode(args, kv, ops);
