@@ -69,11 +69,26 @@ struct TokenRun {
   const void* const* rows = nullptr;
 
   int64_t element_size() const { return int64_t(dtype_size(dtype)); }
-  const void* row(int64_t j) const {
-    if (rows) return rows[j];
-    return static_cast<const char*>(data) + j * token_stride * element_size();
-  }
+  const char* row(int64_t j) const;
 };
+
+// Where a run's token j starts: evenly spaced (EvenRows) or gathered (GatheredRows,
+// TokenRun::rows). The SIMD loops over tokens take one or the other as a type, so that they
+// test neither per token (a test per token cost the GQA 32/16 f32 decode 6 to 9%).
+struct EvenRows {
+  const char* data;
+  int64_t stride;  // bytes
+  explicit EvenRows(const TokenRun& run)
+      : data(static_cast<const char*>(run.data)), stride(run.token_stride * run.element_size()) {}
+  const char* operator()(int64_t j) const { return data + j * stride; }
+};
+struct GatheredRows {
+  const void* const* rows;
+  explicit GatheredRows(const TokenRun& run) : rows(run.rows) {}
+  const char* operator()(int64_t j) const { return static_cast<const char*>(rows[j]); }
+};
+
+inline const char* TokenRun::row(int64_t j) const { return rows ? GatheredRows(*this)(j) : EvenRows(*this)(j); }
 
 // Query heads of dim values; query head h reads key/value head h / group.
 struct HeadLayout {

@@ -650,22 +650,6 @@ ALIBI_SIMD_TARGET inline void dot_head_block(const QueryOf<Dots>* q, const KeyOf
   for (int64_t j = 0; j < count; ++j) std::memcpy(scores + j * heads, dots + j * H, H * sizeof(float));
 }
 
-// Where a run's token j starts: evenly spaced (EvenRows) or gathered (GatheredRows,
-// TokenRun::rows). The loops over tokens take one or the other as a type, so that they test
-// neither per token (a test per token cost the GQA 32/16 f32 decode 6 to 9%).
-struct EvenRows {
-  const char* data;
-  int64_t stride;  // bytes
-  explicit EvenRows(const TokenRun& run)
-      : data(static_cast<const char*>(run.data)), stride(run.token_stride * run.element_size()) {}
-  const char* operator()(int64_t j) const { return data + j * stride; }
-};
-struct GatheredRows {
-  const void* const* rows;
-  explicit GatheredRows(const TokenRun& run) : rows(run.rows) {}
-  const char* operator()(int64_t j) const { return static_cast<const char*>(rows[j]); }
-};
-
 // Element `offset` of token j of a run, as T.
 template <class T, class Rows>
 inline const T* at(const Rows& rows, int64_t j, int64_t offset) {
