@@ -45,7 +45,7 @@ std::vector<uint8_t> download(alibi_tensor_t t, size_t bytes) {
 
 std::vector<uint8_t> random_bytes(size_t count, alibi_dtype dtype, uint32_t seed) {
   const std::vector<float> values = test::random_floats(count, seed);
-  std::vector<uint8_t> bytes(count * (dtype == ALIBI_DTYPE_F32 ? 4 : 2));
+  std::vector<uint8_t> bytes(count * test::element_size(dtype));
   for (size_t i = 0; i < count; ++i) {
     if (dtype == ALIBI_DTYPE_F32) {
       std::memcpy(&bytes[4 * i], &values[i], 4);
@@ -117,7 +117,7 @@ struct Shared {
 void append_forward(alibi_context_t ctx, const Tensor& q, const Tensor& k, const Tensor& v, const Mask& mask,
                     const alibi_attention_params& params, int64_t total_q, alibi_dtype dtype,
                     std::vector<std::vector<uint8_t>>& results) {
-  const size_t out_bytes = size_t(total_q * kHeads * kDim) * (dtype == ALIBI_DTYPE_F32 ? 4 : 2);
+  const size_t out_bytes = size_t(total_q * kHeads * kDim) * test::element_size(dtype);
   Tensor out = upload(ctx, dtype, {total_q, kHeads, kDim}, {});
   Tensor lse = upload(ctx, ALIBI_DTYPE_F32, {kHeads, total_q}, {});
   EXPECT_EQ(alibi_attention_forward(ctx, q.get(), k.get(), v.get(), mask.get(), &params, out.get(), lse.get()),
