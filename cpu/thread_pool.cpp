@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
@@ -12,6 +13,8 @@ namespace alibi::cpu {
 
 namespace {
 
+constexpr std::chrono::microseconds kSpinTime{200};
+
 // One parallel_for in progress, on its caller's stack: its items and the workers that joined it.
 struct Job {
   const ThreadPool::Task* task;
@@ -19,7 +22,7 @@ struct Job {
   int helper_slots;  // workers that may join (worker ids 1..helper_slots)
   std::atomic<int64_t> next{0};
   int helpers_joined = 0;
-  int helpers_running = 0;
+  std::atomic<int> helpers_running{0};  // changed under the pool's mutex; the caller may spin on it
   std::exception_ptr error;
   std::condition_variable helpers_done;
 };
@@ -41,15 +44,29 @@ class SharedWorkers {
     }
     for (int w = 0; w < job.helper_slots; ++w) wake_.notify_one();
     run_items(job, 0);
-    std::unique_lock<std::mutex> lock(mutex_);
-    close(job);
-    job.helpers_done.wait(lock, [&] { return job.helpers_running == 0; });
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      close(job);
+    }
+    await_helpers(job);
     if (job.error) std::rethrow_exception(job.error);
   }
 
  private:
   void start_workers(int count) {
     for (; started_ < count; ++started_) std::thread([this] { work(); }).detach();
+  }
+
+  // Spins (yielding the core) for up to kSpinTime before sleeping: the helpers still running
+  // usually finish within an item, and waking a sleeping caller took 75 us of a 1.1 ms decode
+  // (2-vCPU VM).
+  void await_helpers(Job& job) {
+    const auto until = std::chrono::steady_clock::now() + kSpinTime;
+    while (job.helpers_running.load(std::memory_order_acquire) > 0 && std::chrono::steady_clock::now() < until)
+      std::this_thread::yield();
+    // The lock also waits for the last helper to be done with the job (its notify).
+    std::unique_lock<std::mutex> lock(mutex_);
+    job.helpers_done.wait(lock, [&] { return job.helpers_running.load(std::memory_order_relaxed) == 0; });
   }
 
   void close(Job& job) { open_.erase(std::remove(open_.begin(), open_.end(), &job), open_.end()); }

@@ -21,7 +21,9 @@ class ThreadPool {
 
   // Runs task(item, worker) for every item in [0, count), items handed out dynamically;
   // worker is in [0, size()) and no two participants of one call share it. Rethrows the first
-  // exception a task threw. Calls from several threads (several contexts) may overlap.
+  // exception a task threw. Calls from several threads (several contexts) may overlap. A caller
+  // out of items waits for the workers still running by yielding its core for up to 200 us,
+  // then sleeping.
   void parallel_for(int64_t count, const Task& task) const;
 
  private:
