@@ -26,7 +26,7 @@ constexpr int kIterations = 3;
 constexpr int64_t kTotalQ = 40, kTotalK = 48, kHeads = 4, kKvHeads = 2, kDim = 16;
 // Decode over keys the plan splits into several chunks each (the decode kernel merges a slice's
 // chunks on whichever thread scores its last one).
-constexpr int32_t kLongCuK[4] = {0, 700, 1000, 1600};
+constexpr int32_t kLongCuK[4] = {0, 1100, 1700, 2800};
 constexpr int64_t kLongQ = 3, kLongK = kLongCuK[3];
 
 Tensor upload(alibi_context_t ctx, alibi_dtype dtype, std::vector<int64_t> shape, const std::vector<uint8_t>& bytes) {
