@@ -163,7 +163,8 @@ ALIBI_API alibi_status alibi_context_get_device(alibi_context_t ctx, alibi_devic
  * 1024). The other threads come from one set of workers that all CPU contexts of the process
  * share: a context starts no thread of its own, the workers start on the first call that needs
  * them (as many as the largest count asked for, less one) and stay for the life of the process.
- * CUDA contexts accept and ignore it.
+ * Idle workers sleep; a calling thread that has run out of work waits for the workers still on
+ * its call by yielding its core for up to 200 us, then sleeps. CUDA contexts accept and ignore it.
  * @return INVALID_ARGUMENT for a negative value or one above 1024.
  */
 ALIBI_API alibi_status alibi_context_set_num_threads(alibi_context_t ctx, int num_threads);
