@@ -8,9 +8,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include "alibi/alibi.h"
 #include "common/attention_shape.h"
@@ -25,14 +29,16 @@ namespace {
 const char kUsage[] =
     "usage: alibi-ab LIB_A LIB_B [--tokens N] [--queries Q] [--batch B] [--heads H] [--kv-heads HKV]\n"
     "                [--dim D] [--full] [--bf16 | --f16] [--b-dtype f32|bf16|f16] [--backward]\n"
-    "                [--block-size BS] [--threads T] [--rounds R]\n"
+    "                [--block-size BS] [--threads T] [--rounds R] [--cold]\n"
     "  B sequences (default 1) of N keys (default 2048) and Q queries (default N; 1 = decode), causal\n"
     "  unless --full, H = HKV = 16 heads of D = 128, f32 unless --bf16 or --f16, T = 2 threads, R = 16\n"
     "  rounds of one call to each build, alternating which goes first. --b-dtype: B's inputs in\n"
     "  that dtype (the same values, rounded), to pair two dtypes of one build (LIB_A = LIB_B).\n"
     "  --backward times alibi_attention_backward (dq, dk, dv, dslopes; FLOPs counted as 2.5\n"
     "  forwards'). --block-size times alibi_attention_forward_paged instead, k and v in a pool of\n"
-    "  BS-token blocks, each sequence's at shuffled places (the pool alibi-bench's paged cases use).\n";
+    "  BS-token blocks, each sequence's at shuffled places (the pool alibi-bench's paged cases use).\n"
+    "  --cold reads 1 GiB (T OpenMP threads) before every call, so that each starts from memory,\n"
+    "  as alibi-bench's decode calls do after its read-only stream.\n";
 
 // One build's entry points and its context, mask and tensors.
 struct Build {
@@ -69,6 +75,7 @@ struct Inputs {
   bench_common::AttentionShape shape;
   int threads, rounds;
   bool backward;
+  bool cold;
   int block_size;  // 0: alibi_attention_forward
   bench_common::BlockTable table;
   std::vector<int32_t> cu_seqlens_q, seqlens_k;
@@ -190,7 +197,7 @@ void page(Inputs& in) {
 // The options after LIB_A LIB_B (CommandLine skips its first argument, here LIB_B).
 Inputs read_options(int argc, char** argv) {
   bench_common::CommandLine line(argc - 2, argv + 2, "alibi-ab", kUsage);
-  Inputs in{{16, 16, 128, {}, {}, true}, 2, 16, false, 0, {}, {}, {}, {}};
+  Inputs in{{16, 16, 128, {}, {}, true}, 2, 16, false, false, 0, {}, {}, {}, {}};
   alibi_dtype dtype = ALIBI_DTYPE_F32, b_dtype = alibi_dtype(-1);
   int tokens = 2048, queries = 0, batch = 1;
   while (line.next()) {
@@ -208,6 +215,7 @@ Inputs read_options(int argc, char** argv) {
     else if (line.is("--backward")) in.backward = true;
     else if (line.is("--threads")) in.threads = line.positive_value();
     else if (line.is("--rounds")) in.rounds = line.positive_value();
+    else if (line.is("--cold")) in.cold = true;
     else line.help_or_fail();
   }
   if (in.shape.heads % in.shape.kv_heads != 0)
@@ -252,13 +260,37 @@ double max_difference(const Outputs* out, const Inputs& in) {
   return largest;
 }
 
+// --cold: 1 GiB read before each call by `threads` OpenMP threads (one where the build has no
+// OpenMP), as alibi-bench's read-only stream: it evicts what the last call left in the caches,
+// the last level's too (up to 1 GiB).
+class Eviction {
+ public:
+  explicit Eviction(int threads) : words_(size_t(1) << 27, 1), threads_(threads) {}
+
+  void run() {
+    const int64_t count = int64_t(words_.size());
+    uint64_t sum = 0;
+#pragma omp parallel for reduction(+ : sum) schedule(static) num_threads(threads_)
+    for (int64_t i = 0; i < count; ++i) sum += words_[size_t(i)];
+    checksum_ += sum;
+  }
+
+ private:
+  std::vector<uint64_t> words_;
+  int threads_;
+  uint64_t checksum_ = 0;  // keeps the reads
+};
+
 // Per round both builds run once, which goes first alternating; seconds[which] per round.
 int time_rounds(const Build* builds, const Inputs& in, std::vector<double>* seconds) {
+  std::optional<Eviction> eviction;
+  if (in.cold) eviction.emplace(in.threads);
   int b_faster = 0;
   for (int round = 0; round < in.rounds; ++round) {
     double taken[2];
     for (int turn = 0; turn < 2; ++turn) {
       const int which = (round + turn) % 2;
+      if (eviction) eviction->run();
       taken[which] = seconds_of_call(builds[which], in);
     }
     for (int which = 0; which < 2; ++which) seconds[which].push_back(taken[which]);
@@ -274,6 +306,12 @@ int main(int argc, char** argv) {
   if (help || argc < 3) {
     std::fputs(kUsage, help ? stdout : stderr);
     return help ? 0 : 2;
+  }
+  // libgomp reads OMP_WAIT_POLICY as it loads: --cold's readers, spinning idle, would take the
+  // cores from the call that follows, so run again with them sleeping (as alibi-bench does).
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    execv("/proc/self/exe", argv);
   }
   const Inputs in = read_options(argc, argv);
   Outputs out[2] = {output_buffers(in, in.of(0)), output_buffers(in, in.of(1))};
