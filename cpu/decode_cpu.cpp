@@ -1,9 +1,9 @@
 // Attention for calls whose slices have only a few query rows each (decode, speculative
 // decode). Work items are (slice, chunk of keys: the mask plan's) over all heads at once. A
 // slice's rows are taken as query heads of one row (RowHeads), so a thread takes its chunk's
-// keys 8 tokens at a time for all rows and heads together (grouped heads 16, gathered from four
-// parts of the chunk: Decode::gathered_steps): each step comes from memory once, and each key
-// or value vector loaded serves every query head of every row that reads it. One
+// keys 8 tokens at a time for all rows and heads together (16 where the steps prefetch, gathered
+// from four parts of the chunk: Decode::gathered_steps): each step comes from memory once, and
+// each key or value vector loaded serves every query head of every row that reads it. One
 // load of q serves 8 dot products and a head's accumulator stays in registers across the 8
 // values (token by token with the accumulator in memory spent ~3x the compute, which from DRAM
 // did not hide behind the reads). f16/bf16 k and v are widened in registers, so half caches
@@ -32,7 +32,7 @@ constexpr int64_t kMaxRows = 16;
 constexpr int64_t kKeysPerStep = 8;  // keys scored together before the softmax update
 // A gathered step (Decode::gathered_steps) takes kKeysPerStream consecutive keys from each of
 // kGatherWays parts of a chunk's keys: 16 in all ran the paged GQA decode 1.03 to 1.055x 8 keys
-// from 4 parts (MHA steps, never gathered, keep 8: 16 cost its bf16 decode 3%).
+// from 4 parts (steps not gathered keep 8: 16 cost the MHA bf16 decode 3%).
 constexpr int64_t kKeysPerStream = 4;
 constexpr int64_t kKeysPerGatheredStep = kKeysPerStream * kGatherWays;
 constexpr int64_t kMaxKeysPerStep = std::max(kKeysPerStep, kKeysPerGatheredStep);
@@ -81,9 +81,9 @@ struct Rows {
   bool prefetches;
   bool bf16_dots;  // q.k by score_tokens_bf16_pairs
   // Whether steps are gathered from kGatherWays parts of a chunk (Decode::gathered_steps): where
-  // a kv head serves several row heads (GQA/MQA, or several query rows), the runs fit the
-  // prefetch's list (kMaxGatheredLines), and the q.k is not by the bf16 pair products (which
-  // take evenly spaced tokens).
+  // the steps prefetch (GQA/MQA, several rows, MHA's half caches where the table says), the
+  // runs fit the prefetch's list (kMaxGatheredLines) and the q.k is not by the bf16 pair
+  // products (which take evenly spaced tokens).
   bool gathers;
 };
 
@@ -225,7 +225,7 @@ class Decode {
     const bool prefetches = layout.group > 1 || (args_.k.dtype != ALIBI_DTYPE_F32 && ops_.decode_prefetches_mha_half);
     const bool bf16_dots = ops_.score_tokens_bf16_pairs && args_.q.dtype == ALIBI_DTYPE_BF16 &&
                            layout.group >= ops_.bf16_pairs_from_group;
-    return {heads, layout, prefetches, bf16_dots, layout.group > 1 && !bf16_dots && gathered_runs_are_listed()};
+    return {heads, layout, prefetches, bf16_dots, prefetches && !bf16_dots && gathered_runs_are_listed()};
   }
 
   // Whether a gathered step's runs fit the prefetch's list of lines.
