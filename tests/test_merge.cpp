@@ -284,7 +284,7 @@ enum RowKind {
   kOnlyBSaw,    // lse_a -inf, out_a garbage (NaN, +-inf)
   kOnlyASaw,    // lse_b -inf, out_b garbage
   kNeitherSaw,  // both -inf, both outs garbage
-  kAFarAbove,   // lse_a = lse_b + 100: b's weight underflows (to a subnormal)
+  kAFarAbove,   // lse_a = lse_b + 100: b's weight, e^-100, is below FLT_MIN (counts as 0)
   kBFarAbove,   // lse_b = lse_a + 1000: a's weight is exactly 0
   kEqual,       // lse_a = lse_b: out is the mean
   kRowKinds,
@@ -388,14 +388,20 @@ TEST_P(MergeTest, NanOrInfiniteLseGivesNan) {
     }
 }
 
-// Gaps of 100 (the smaller weight, e^-100, is an f32 subnormal) and 1000 (exactly 0), around
-// lse 0 and 1e4.
+// Gaps of 100 (the smaller weight, e^-100, would be an f32 subnormal: merge_weight makes it 0)
+// and 1000 (exactly 0), around lse 0 and 1e4: the larger side comes through unchanged, its
+// zeros too (a subnormal weight would have left e^-100 times the other side there).
 TEST_P(MergeTest, LargeGapsLeaveTheLargerSide) {
   for (float base : {0.0f, 1e4f}) {
     for (RowKind kind : {kAFarAbove, kBFarAbove}) {
       SCOPED_TRACE("base " + std::to_string(base) +
                    (kind == kAFarAbove ? ", a 100 above" : ", b 1000 above"));
-      check(random_partials({11, 3, 7}, dtype(), 30, kind, base));
+      Partials p = random_partials({11, 3, 7}, dtype(), 30, kind, base);
+      std::vector<float>& larger = kind == kAFarAbove ? p.out_a : p.out_b;
+      for (size_t e = 0; e < larger.size(); e += 5) larger[e] = 0.0f;
+      const Result got = check(p);
+      EXPECT_EQ(got.out, kind == kAFarAbove ? p.out_a : p.out_b);
+      EXPECT_EQ(got.lse, kind == kAFarAbove ? p.lse_a : p.lse_b);
     }
   }
 }

@@ -8,6 +8,7 @@
 // product, since f16/bf16 q cannot hold scale * q exactly. Both then call cell_score with x.
 #pragma once
 
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 
@@ -35,9 +36,13 @@ ALIBI_HD float masked_score() { return -INFINITY; }
 ALIBI_HD float softmax_shift(float max) { return max == -INFINITY ? 0.0f : max; }
 
 // The weight of a partial result whose log-scale is part_max (a running max, or an lse) in a
-// sum whose largest log-scale is max: exp(part_max - shift(max)). 0 for an empty part.
+// sum whose largest log-scale is max: exp(part_max - shift(max)). 0 for an empty part, and 0
+// where it would be subnormal (below 2^-126 = FLT_MIN): such a part's terms weigh less than
+// 2^-126 of the heaviest part's, and on x86 each product with a subnormal takes a microcode
+// assist (the merge of a cold GQA decode's 8 chunks ran 2x as long).
 ALIBI_HD float merge_weight(float part_max, float max) {
-  return expf(part_max - softmax_shift(max));
+  const float weight = expf(part_max - softmax_shift(max));
+  return weight < FLT_MIN ? 0.0f : weight;
 }
 
 // One step of a row's online softmax: a block of scores whose largest is block_max arrives.
