@@ -18,7 +18,7 @@ using VF = hn::Vec<DF>;
 using VI = hn::Vec<DI>;
 using MF = hn::Mask<DF>;
 
-constexpr int64_t kQueryPadding = 8;  // arrays indexed by query are padded to this (ScoreBlock)
+using cpu::kQueryPadding;
 // The template's register blocks: 6 rows x 4 vectors where vectors are 64 bytes (AVX-512, 32
 // registers), 6 x 2 otherwise (AVX2, 16 registers).
 constexpr int kGemmRows = 6;

@@ -144,7 +144,7 @@ void reset(const SoftmaxData& s, SoftmaxRun& run) {
   run.block = ScoreBlock{run.scores.data(), kTileWidth, s.keys, s.queries,
                          s.attn_bias.empty() ? nullptr : s.attn_bias.data(), s.key_pos.data(), s.query_pos.data(),
                          s.visible_lo.data(), s.visible_hi.data(), 0, s.needs_mask, 0.35f, s.softcap,
-                         run.row_max.data(), run.row_sum.data(), run.correction.data()};
+                         run.row_max.data(), run.row_sum.data(), run.correction.data(), nullptr};
 }
 
 // ---- The two implementations behind one interface ----

@@ -63,8 +63,11 @@ struct Partial {
 // worker keeps one set through a call, so that only its first chunk writes them from cold memory
 // (with a set per chunk, the cold GQA 32/8 decode's 256-key chunks took 2 to 5% longer).
 struct StepBuffers {
-  std::vector<float> queries, scores, slopes, shift, correction;
-  std::vector<int32_t> query_pos;  // per row head, not per row: the cell scores' loop then runs in vectors
+  std::vector<float> queries, scores, slopes, correction;
+  std::vector<float> padded_scores;  // a step's scores, rows kQueryPadding apart (softmax_block)
+  std::vector<int32_t> query_pos;    // per row head, not per row: softmax_block's queries
+  std::vector<int32_t> key_pos;      // the step's keys'
+  std::vector<int32_t> not_masked;   // softmax_block's visible_lo and _hi: loaded, not used
   std::vector<uint32_t> query_pairs;
   KeyInterval seen[kMaxRows];  // per row, its visible keys within the chunk (slice-relative)
 };
@@ -174,8 +177,8 @@ class Decode {
   // values, prefetching the values while scoring and `next` (if any) while adding up.
   void run_step(const Rows& rows, const Slice& slice, const int64_t* keys, const TokenRun& key_run,
                 const TokenRun& value_run, const TokenRun* next, StepBuffers& buffers, Partial& out) const {
-    score_keys(slice, rows, keys, key_run, rows.prefetches ? &value_run : nullptr, buffers);
-    softmax_update(key_run.count, rows.heads.count(), buffers, out);
+    score_dots(rows, key_run, rows.prefetches ? &value_run : nullptr, buffers);
+    softmax_step(slice, rows, keys, key_run.count, buffers, out);
     ops_.accumulate_tokens(buffers.scores.data(), value_run, rows.prefetches ? next : nullptr, rows.layout,
                            buffers.correction.data(), out.acc.data());
   }
@@ -234,15 +237,19 @@ class Decode {
     return kKeysPerGatheredStep * kv_.kv_heads() * lines_per_head <= kMaxGatheredLines;
   }
 
-  // Sizes `buffers` for a chunk of these rows; every element a chunk reads, it writes first.
+  // Sizes `buffers` for a chunk of these rows; every element a chunk reads, it writes first, but
+  // the padding of the arrays by row head (zeros or an earlier chunk's values), which
+  // softmax_block's lanes past the last row head load and leave unused.
   void fit(const Rows& rows, StepBuffers& buffers) const {
-    const size_t n = size_t(rows.heads.count());
+    const size_t n = size_t(rows.heads.count()), padded = size_t(padded_count(rows));
     buffers.queries.resize(n * size_t(dim_));
     buffers.scores.resize(size_t(kMaxKeysPerStep) * n);
-    buffers.slopes.resize(n);
-    buffers.shift.resize(n);
+    if (padded != n) buffers.padded_scores.resize(size_t(kMaxKeysPerStep) * padded);
+    buffers.slopes.resize(padded);
     buffers.correction.resize(n);
-    buffers.query_pos.resize(n);
+    buffers.query_pos.resize(padded);
+    buffers.key_pos.resize(size_t(kMaxKeysPerStep));
+    buffers.not_masked.resize(padded);
     if (rows.bf16_dots) buffers.query_pairs.resize(n * size_t(pairs_of(dim_)));
   }
 
@@ -290,55 +297,83 @@ class Decode {
     }
   }
 
-  // scores[j][v] for the run of keys (slice-relative: key[j]) of every row head v: the dot
-  // products by the SIMD table (prefetching `ahead`, if given), the rest by cell_score, or
-  // masked_score where v's row does not see the key.
-  void score_keys(const Slice& slice, const Rows& rows, const int64_t* key, const TokenRun& keys, const TokenRun* ahead,
-                  StepBuffers& buffers) const {
+  // scores[j][v] = the dot product of row head v's query and key j of the run (unscaled for the
+  // bf16 dot products), by the SIMD table (prefetching `ahead`, if given).
+  void score_dots(const Rows& rows, const TokenRun& keys, const TokenRun* ahead, StepBuffers& buffers) const {
     if (rows.bf16_dots)
       ops_.score_tokens_bf16_pairs(buffers.query_pairs.data(), keys, ahead, rows.layout, buffers.scores.data());
     else
       ops_.score_tokens(buffers.queries.data(), keys, ahead, rows.layout, buffers.scores.data());
-    for (int64_t j = 0; j < keys.count; ++j) {
-      float* scores = &buffers.scores[size_t(j * rows.heads.count())];
-      if (args_.attn_bias || !seen_by_every_row(rows.heads.rows, buffers.seen, key[j]))
-        score_cells_one_by_one(slice, rows, key[j], buffers, scores);
-      else
-        score_visible_cells(slice, rows, key[j], buffers, scores);
-    }
   }
 
-  // One key's cells where every row sees it and there is no attn_bias: a query position per run
-  // of one row's row heads (all of them for one row).
-  void score_visible_cells(const Slice& slice, const Rows& rows, int64_t key, const StepBuffers& buffers,
-                           float* scores) const {
-    // Locals: stores to scores cannot change them. The bf16 dot products are unscaled.
-    const float softcap = args_.softcap, dot_scale = rows.bf16_dots ? args_.scale : 1.0f;
-    const int32_t kpos = mask_.k_positions[slice.k_begin + key];
-    const float* slopes = buffers.slopes.data();
-    const int64_t n = rows.heads.count(), same_row = rows.heads.rows == 1 ? n : rows.heads.group;
-    for (int64_t v0 = 0; v0 < n; v0 += same_row) {
-      const int32_t qpos = buffers.query_pos[size_t(v0)];
-      for (int64_t v = v0; v < v0 + same_row; ++v)
-        scores[v] = cell_score(dot_scale * scores[v], softcap, slopes[v], qpos, kpos, 0.0f);
+  // The step's cell scores (attention_math.h) and online-softmax step for every row head at
+  // once, by the table's softmax_block with the row heads as its queries: scores become
+  // probabilities, buffers.correction the factor of each row head's accumulator (applied by
+  // accumulate_tokens). Where every row sees every key of the step and there is no attn_bias
+  // (a decode's steps), softmax_block adds the ALiBi bias and softcap too; otherwise the cells
+  // are scored one by one first, and the block adds nothing (slope 0, no softcap).
+  void softmax_step(const Slice& slice, const Rows& rows, const int64_t* key, int64_t count, StepBuffers& buffers,
+                    Partial& out) const {
+    const int64_t n = rows.heads.count();
+    float* scores = buffers.scores.data();
+    if (rows.bf16_dots)
+      for (int64_t i = 0; i < count * n; ++i) scores[i] *= args_.scale;
+    bool cells_in_block = !args_.attn_bias;
+    for (int64_t j = 0; j < count; ++j) {
+      buffers.key_pos[size_t(j)] = mask_.k_positions[slice.k_begin + key[j]];
+      cells_in_block = cells_in_block && seen_by_every_row(rows.heads.rows, buffers.seen, key[j]);
     }
+    if (!cells_in_block)
+      for (int64_t j = 0; j < count; ++j) score_cells_one_by_one(slice, rows, key[j], buffers, scores + j * n);
+    ScoreBlock block = step_block(rows, count, buffers, out);
+    if (cells_in_block) {
+      block.slopes = buffers.slopes.data();
+      block.softcap = args_.softcap;
+    }
+    if (block.scores == scores) return ops_.softmax_block(block);
+    copy_rows(scores, n, block.scores, block.ld, count, n);
+    ops_.softmax_block(block);
+    copy_rows(block.scores, block.ld, scores, n, count, n);
+  }
+
+  // The step's ScoreBlock with no cell terms (slope 0, no softcap, nothing masked): in place
+  // where the row heads are a multiple of kQueryPadding, else in buffers.padded_scores.
+  ScoreBlock step_block(const Rows& rows, int64_t count, StepBuffers& buffers, Partial& out) const {
+    const int64_t n = rows.heads.count(), padded = padded_count(rows);
+    ScoreBlock block{};
+    block.scores = padded == n ? buffers.scores.data() : buffers.padded_scores.data();
+    block.ld = padded;
+    block.keys = count;
+    block.queries = n;
+    block.key_pos = buffers.key_pos.data();
+    block.query_pos = buffers.query_pos.data();
+    block.visible_lo = block.visible_hi = buffers.not_masked.data();
+    block.row_max = out.max.data();
+    block.row_sum = out.sum.data();
+    block.correction = buffers.correction.data();
+    return block;
+  }
+
+  static int64_t padded_count(const Rows& rows) {
+    return (rows.heads.count() + kQueryPadding - 1) / kQueryPadding * kQueryPadding;
+  }
+
+  static void copy_rows(const float* src, int64_t src_ld, float* dst, int64_t dst_ld, int64_t rows, int64_t width) {
+    for (int64_t j = 0; j < rows; ++j) std::memcpy(dst + j * dst_ld, src + j * src_ld, size_t(width) * sizeof(float));
   }
 
   // One key's cells one by one: each its row's visibility and its attn_bias.
   void score_cells_one_by_one(const Slice& slice, const Rows& rows, int64_t key, const StepBuffers& buffers,
                               float* scores) const {
-    const float softcap = args_.softcap, dot_scale = rows.bf16_dots ? args_.scale : 1.0f;
     const int32_t kpos = mask_.k_positions[slice.k_begin + key];
     for (int64_t v = 0; v < rows.heads.count(); ++v) {
       const int64_t r = rows.heads.row(v);
-      const KeyInterval& seen = buffers.seen[r];
-      if (!seen.contains(key)) {
+      if (!buffers.seen[r].contains(key)) {
         scores[v] = masked_score();
         continue;
       }
       const float bias = args_.attn_bias ? attn_bias(rows.heads.head(v), slice.q_begin + r, slice.k_begin + key) : 0.0f;
-      scores[v] = cell_score(dot_scale * scores[v], softcap, buffers.slopes[size_t(v)], buffers.query_pos[size_t(v)],
-                             kpos, bias);
+      scores[v] = cell_score(scores[v], args_.softcap, buffers.slopes[size_t(v)], buffers.query_pos[size_t(v)], kpos, bias);
     }
   }
 
@@ -351,31 +386,6 @@ class Decode {
   float attn_bias(int64_t head, int64_t row, int64_t key) const {
     const TensorView& bias = *args_.attn_bias;
     return load_float(bias, offset3(bias, attn_bias_head(bias.shape[0], head), row, key));
-  }
-
-  // Online softmax over `count` keys for every row head at once (softmax_step, with the SIMD
-  // table's exp); scores become probabilities and buffers.correction the factor of each row
-  // head's accumulator (applied by accumulate_tokens).
-  void softmax_update(int64_t count, int64_t n, StepBuffers& buffers, Partial& out) const {
-    float* scores = buffers.scores.data();
-    float* shift = buffers.shift.data();
-    float* correction = buffers.correction.data();
-    float* max = out.max.data();
-    float* sum = out.sum.data();
-    for (int64_t v = 0; v < n; ++v) correction[v] = max[v];
-    for (int64_t j = 0; j < count; ++j)
-      for (int64_t v = 0; v < n; ++v) max[v] = std::max(max[v], scores[j * n + v]);
-    for (int64_t v = 0; v < n; ++v) {
-      shift[v] = softmax_shift(max[v]);
-      correction[v] -= shift[v];
-    }
-    for (int64_t j = 0; j < count; ++j)
-      for (int64_t v = 0; v < n; ++v) scores[j * n + v] -= shift[v];
-    ops_.exp_in_place(scores, count * n);
-    ops_.exp_in_place(correction, n);
-    for (int64_t v = 0; v < n; ++v) sum[v] *= correction[v];
-    for (int64_t j = 0; j < count; ++j)
-      for (int64_t v = 0; v < n; ++v) sum[v] += scores[j * n + v];
   }
 
   const ForwardArgs& args_;

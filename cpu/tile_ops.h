@@ -11,6 +11,8 @@
 
 namespace alibi::cpu {
 
+constexpr int64_t kQueryPadding = 8;  // arrays indexed by query are padded to this (ScoreBlock)
+
 // One key block of scores, stored transposed: row j is a key, column c a query. On entry the
 // raw q.k products (scale already folded into q); on exit the probabilities exp(s - shift) of
 // the online-softmax step (core/kernel/attention_math.h).
@@ -29,6 +31,7 @@ struct ScoreBlock {
   float* row_max;             // running softmax state per query
   float* row_sum;
   float* correction;          // out: factor each query's accumulator must be scaled by
+  const float* slopes;        // per query, or nullptr: slope for every query
 };
 
 // One key block of the backward, laid out as a ScoreBlock (row j a key, column c a query). On

@@ -33,7 +33,7 @@ void gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row, int64_
 float finished_score(const ScoreBlock& b, int64_t j, int64_t c) {
   const int64_t key = b.first_key + j;
   if (b.needs_mask && !KeyInterval{b.visible_lo[c], b.visible_hi[c]}.contains(key)) return masked_score();
-  return cell_score(b.scores[j * b.ld + c], b.softcap, b.slope, b.query_pos[c], b.key_pos[j],
+  return cell_score(b.scores[j * b.ld + c], b.softcap, b.slopes ? b.slopes[c] : b.slope, b.query_pos[c], b.key_pos[j],
                     b.attn_bias ? b.attn_bias[j * b.ld + c] : 0.0f);
 }
 

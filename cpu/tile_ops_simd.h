@@ -25,7 +25,6 @@ namespace {
 
 constexpr int kTokensPerDot = 8;
 constexpr int64_t kColumnPanel = 64;  // the GEMM's columns of B per pass over A: 32 KB of L1 at k = 128
-constexpr int64_t kQueryPadding = 8;  // arrays indexed by query are padded to this (ScoreBlock)
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // e^x (Cephes-style polynomial after reducing by ln 2, ~1 ulp); x below -87.3 (including -inf)
@@ -235,7 +234,7 @@ ALIBI_SIMD_TARGET bool group_needs_mask(const Block& b, const QueryLanes<V, kPar
 template <class V, bool kPart>
 ALIBI_SIMD_TARGET typename V::F finish_scores(const ScoreBlock& b, const QueryLanes<V, kPart>& q) {
   const auto neg_inf = V::set(kNegInf);
-  const auto slope = V::set(b.slope);
+  const auto slope = b.slopes ? q.load(b.slopes) : V::set(b.slope);
   const auto cap = V::set(b.softcap), inverse_cap = V::set(1.0f / b.softcap);
   const auto qpos = q.load(b.query_pos), lo = q.load(b.visible_lo), hi = q.load(b.visible_hi);
   const bool needs_mask = group_needs_mask(b, q);

@@ -71,13 +71,14 @@ struct BlockCase {
   int64_t keys, queries, ld;
   bool needs_mask;
   float slope, softcap;
+  std::vector<float> slopes;  // per query (padded), or empty: slope for all
   std::vector<float> raw, attn_bias, row_max, row_sum;
   std::vector<int32_t> key_pos, query_pos, visible_lo, visible_hi;
   int32_t first_key;
 };
 
 BlockCase make_block(std::mt19937& random, int64_t keys, int64_t queries, bool masked,
-                     float softcap, bool with_attn_bias) {
+                     float softcap, bool with_attn_bias, bool slope_per_query = false) {
   BlockCase b;
   b.keys = keys;
   b.queries = queries;
@@ -93,6 +94,10 @@ BlockCase make_block(std::mt19937& random, int64_t keys, int64_t queries, bool m
     b.attn_bias.resize(b.raw.size());
     for (float& x : b.attn_bias) x = uniform(random, -2.0f, 2.0f);
     b.attn_bias[0] = kNegInf;  // a cell hidden through attn_bias
+  }
+  if (slope_per_query) {
+    b.slopes.assign(padded, 0.0f);
+    for (int64_t c = 0; c < queries; ++c) b.slopes[size_t(c)] = uniform(random, 0.0f, 0.5f);
   }
   for (int64_t j = 0; j < keys; ++j) b.key_pos.push_back(int32_t(b.first_key + j));
   b.query_pos.assign(padded, 0);
@@ -129,6 +134,7 @@ ScoreBlock score_block(BlockCase& b, std::vector<float>& scores, std::vector<flo
   s.needs_mask = b.needs_mask;
   s.slope = b.slope;
   s.softcap = b.softcap;
+  s.slopes = b.slopes.empty() ? nullptr : b.slopes.data();
   s.row_max = b.row_max.data();
   s.row_sum = b.row_sum.data();
   s.correction = correction.data();
@@ -140,7 +146,8 @@ float expected_score(const BlockCase& b, int64_t j, int64_t c) {
   const int64_t key = b.first_key + j;
   if (b.needs_mask && !KeyInterval{b.visible_lo[size_t(c)], b.visible_hi[size_t(c)]}.contains(key))
     return masked_score();
-  return cell_score(b.raw[size_t(j * b.ld + c)], b.softcap, b.slope, b.query_pos[size_t(c)],
+  const float slope = b.slopes.empty() ? b.slope : b.slopes[size_t(c)];
+  return cell_score(b.raw[size_t(j * b.ld + c)], b.softcap, slope, b.query_pos[size_t(c)],
                     b.key_pos[size_t(j)], b.attn_bias.empty() ? 0.0f : b.attn_bias[size_t(j * b.ld + c)]);
 }
 
@@ -153,40 +160,43 @@ void expect_untouched_past_padding(const BlockCase& b, const std::vector<float>&
       EXPECT_EQ(cells[size_t(j * b.ld + c)], before[size_t(j * b.ld + c)]) << where << " column " << c;
 }
 
+// Slopes one for the block (a tile of one head) or one per query (the decode's row heads).
 TEST_P(TileOpsTest, SoftmaxBlockIsTheCellScoreAndTheSoftmaxStep) {
   for (const bool masked : {false, true})
     for (const float softcap : {0.0f, 5.0f})
       for (const bool with_attn_bias : {false, true})
-        for (const int64_t queries : {1, 8, 13, 24}) {
-          const std::string where = "masked " + std::to_string(masked) + " softcap " +
-                                    std::to_string(softcap) + " attn_bias " +
-                                    std::to_string(with_attn_bias) + " queries " + std::to_string(queries);
-          BlockCase b = make_block(random_, 37, queries, masked, softcap, with_attn_bias);
-          const std::vector<float> old_max = b.row_max, old_sum = b.row_sum;
-          std::vector<float> scores, correction;
-          ops_->softmax_block(score_block(b, scores, correction));
-          // exp8 is within ~2 ulp; tanh8 adds a few ulp of softcap to a score and to the shift,
-          // which exp turns into that relative error of a probability.
-          const float relative = 5e-7f + 1e-6f * softcap;
-          for (int64_t c = 0; c < queries; ++c) {
-            float block_max = kNegInf;
-            for (int64_t j = 0; j < b.keys; ++j) block_max = std::max(block_max, expected_score(b, j, c));
-            const SoftmaxStep step = softmax_step(old_max[size_t(c)], block_max);
-            float sum = 0.0f;
-            for (int64_t j = 0; j < b.keys; ++j) {
-              const float p = std::exp(expected_score(b, j, c) - step.shift);
-              sum += p;
-              expect_close(scores[size_t(j * b.ld + c)], p, relative, 0.0f,
-                           where + " cell (" + std::to_string(j) + ", " + std::to_string(c) + ")");
+        for (const bool slope_per_query : {false, true})
+          for (const int64_t queries : {1, 8, 13, 24}) {
+            const std::string where = "masked " + std::to_string(masked) + " softcap " +
+                                      std::to_string(softcap) + " attn_bias " + std::to_string(with_attn_bias) +
+                                      " slope per query " + std::to_string(slope_per_query) + " queries " +
+                                      std::to_string(queries);
+            BlockCase b = make_block(random_, 37, queries, masked, softcap, with_attn_bias, slope_per_query);
+            const std::vector<float> old_max = b.row_max, old_sum = b.row_sum;
+            std::vector<float> scores, correction;
+            ops_->softmax_block(score_block(b, scores, correction));
+            // exp8 is within ~2 ulp; tanh8 adds a few ulp of softcap to a score and to the shift,
+            // which exp turns into that relative error of a probability.
+            const float relative = 5e-7f + 1e-6f * softcap;
+            for (int64_t c = 0; c < queries; ++c) {
+              float block_max = kNegInf;
+              for (int64_t j = 0; j < b.keys; ++j) block_max = std::max(block_max, expected_score(b, j, c));
+              const SoftmaxStep step = softmax_step(old_max[size_t(c)], block_max);
+              float sum = 0.0f;
+              for (int64_t j = 0; j < b.keys; ++j) {
+                const float p = std::exp(expected_score(b, j, c) - step.shift);
+                sum += p;
+                expect_close(scores[size_t(j * b.ld + c)], p, relative, 0.0f,
+                             where + " cell (" + std::to_string(j) + ", " + std::to_string(c) + ")");
+              }
+              const std::string row = where + " query " + std::to_string(c);
+              expect_close(b.row_max[size_t(c)], step.max, relative, 1.0f, row + " max");
+              expect_close(correction[size_t(c)], step.correction, relative, 0.0f, row + " correction");
+              expect_close(b.row_sum[size_t(c)], running_sum(old_sum[size_t(c)], step.correction, sum),
+                           relative, 1.0f, row + " sum");
             }
-            const std::string row = where + " query " + std::to_string(c);
-            expect_close(b.row_max[size_t(c)], step.max, relative, 1.0f, row + " max");
-            expect_close(correction[size_t(c)], step.correction, relative, 0.0f, row + " correction");
-            expect_close(b.row_sum[size_t(c)], running_sum(old_sum[size_t(c)], step.correction, sum),
-                         relative, 1.0f, row + " sum");
+            expect_untouched_past_padding(b, scores, b.raw, where);
           }
-          expect_untouched_past_padding(b, scores, b.raw, where);
-        }
 }
 
 // Backward: P and the gradient of x of every cell, and the block's slope-gradient sum, from
