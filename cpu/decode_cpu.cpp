@@ -66,10 +66,9 @@ struct StepBuffers {
   std::vector<float> queries, scores, slopes, correction;
   std::vector<float> padded_scores;  // a step's scores, rows kQueryPadding apart (softmax_block)
   std::vector<int32_t> query_pos;    // per row head, not per row: softmax_block's queries
-  std::vector<int32_t> key_pos;      // the step's keys'
-  std::vector<int32_t> not_masked;   // softmax_block's visible_lo and _hi: loaded, not used
   std::vector<uint32_t> query_pairs;
-  KeyInterval seen[kMaxRows];  // per row, its visible keys within the chunk (slice-relative)
+  int32_t key_pos[kMaxKeysPerStep];  // the step's keys'
+  KeyInterval seen[kMaxRows];        // per row, its visible keys within the chunk (slice-relative)
 };
 
 // How a slice's rows are taken: as row heads (RowHeads), with the tile operations' choices
@@ -241,15 +240,13 @@ class Decode {
   // the padding of the arrays by row head (zeros or an earlier chunk's values), which
   // softmax_block's lanes past the last row head load and leave unused.
   void fit(const Rows& rows, StepBuffers& buffers) const {
-    const size_t n = size_t(rows.heads.count()), padded = size_t(padded_count(rows));
+    const size_t n = size_t(rows.heads.count()), padded = size_t(padded_queries(rows.heads.count()));
     buffers.queries.resize(n * size_t(dim_));
     buffers.scores.resize(size_t(kMaxKeysPerStep) * n);
     if (padded != n) buffers.padded_scores.resize(size_t(kMaxKeysPerStep) * padded);
     buffers.slopes.resize(padded);
     buffers.correction.resize(n);
     buffers.query_pos.resize(padded);
-    buffers.key_pos.resize(size_t(kMaxKeysPerStep));
-    buffers.not_masked.resize(padded);
     if (rows.bf16_dots) buffers.query_pairs.resize(n * size_t(pairs_of(dim_)));
   }
 
@@ -320,7 +317,7 @@ class Decode {
       for (int64_t i = 0; i < count * n; ++i) scores[i] *= args_.scale;
     bool cells_in_block = !args_.attn_bias;
     for (int64_t j = 0; j < count; ++j) {
-      buffers.key_pos[size_t(j)] = mask_.k_positions[slice.k_begin + key[j]];
+      buffers.key_pos[j] = mask_.k_positions[slice.k_begin + key[j]];
       cells_in_block = cells_in_block && seen_by_every_row(rows.heads.rows, buffers.seen, key[j]);
     }
     if (!cells_in_block)
@@ -339,23 +336,18 @@ class Decode {
   // The step's ScoreBlock with no cell terms (slope 0, no softcap, nothing masked): in place
   // where the row heads are a multiple of kQueryPadding, else in buffers.padded_scores.
   ScoreBlock step_block(const Rows& rows, int64_t count, StepBuffers& buffers, Partial& out) const {
-    const int64_t n = rows.heads.count(), padded = padded_count(rows);
+    const int64_t n = rows.heads.count(), padded = padded_queries(n);
     ScoreBlock block{};
     block.scores = padded == n ? buffers.scores.data() : buffers.padded_scores.data();
     block.ld = padded;
     block.keys = count;
     block.queries = n;
-    block.key_pos = buffers.key_pos.data();
+    block.key_pos = buffers.key_pos;
     block.query_pos = buffers.query_pos.data();
-    block.visible_lo = block.visible_hi = buffers.not_masked.data();
     block.row_max = out.max.data();
     block.row_sum = out.sum.data();
     block.correction = buffers.correction.data();
     return block;
-  }
-
-  static int64_t padded_count(const Rows& rows) {
-    return (rows.heads.count() + kQueryPadding - 1) / kQueryPadding * kQueryPadding;
   }
 
   static void copy_rows(const float* src, int64_t src_ld, float* dst, int64_t dst_ld, int64_t rows, int64_t width) {

@@ -12,6 +12,7 @@
 namespace alibi::cpu {
 
 constexpr int64_t kQueryPadding = 8;  // arrays indexed by query are padded to this (ScoreBlock)
+inline int64_t padded_queries(int64_t queries) { return (queries + kQueryPadding - 1) / kQueryPadding * kQueryPadding; }
 
 // One key block of scores, stored transposed: row j is a key, column c a query. On entry the
 // raw q.k products (scale already folded into q); on exit the probabilities exp(s - shift) of
@@ -23,7 +24,7 @@ struct ScoreBlock {
   const float* attn_bias;     // optional additive values, same layout
   const int32_t* key_pos;     // ALiBi positions of the keys
   const int32_t* query_pos;   // ALiBi positions of the queries (|qpos - kpos| < 2^31 assumed)
-  const int32_t* visible_lo;  // per query, slice-relative visible keys [lo, hi)
+  const int32_t* visible_lo;  // per query, slice-relative visible keys [lo, hi) (read where needs_mask)
   const int32_t* visible_hi;
   int32_t first_key;          // slice-relative index of key row 0
   bool needs_mask;            // whether any cell of the block may be invisible

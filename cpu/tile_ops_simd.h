@@ -209,7 +209,7 @@ struct QueryLanes {
 template <class V, class Visit>
 ALIBI_SIMD_TARGET void for_query_lanes(int64_t queries, Visit&& visit) {
   constexpr int64_t L = V::kLanes;
-  const int64_t padded = (queries + kQueryPadding - 1) / kQueryPadding * kQueryPadding;
+  const int64_t padded = padded_queries(queries);
   // Whole groups up to the padding; with 4 lanes, not a group past the last query.
   const int64_t end = L < kQueryPadding ? (queries + L - 1) / L * L : padded;
   int64_t c0 = 0;
@@ -236,8 +236,10 @@ ALIBI_SIMD_TARGET typename V::F finish_scores(const ScoreBlock& b, const QueryLa
   const auto neg_inf = V::set(kNegInf);
   const auto slope = b.slopes ? q.load(b.slopes) : V::set(b.slope);
   const auto cap = V::set(b.softcap), inverse_cap = V::set(1.0f / b.softcap);
-  const auto qpos = q.load(b.query_pos), lo = q.load(b.visible_lo), hi = q.load(b.visible_hi);
+  const auto qpos = q.load(b.query_pos);
   const bool needs_mask = group_needs_mask(b, q);
+  const auto none = V::set(int32_t(0));  // visible_lo and _hi are read only where the mask is
+  const auto lo = needs_mask ? q.load(b.visible_lo) : none, hi = needs_mask ? q.load(b.visible_hi) : none;
   auto block_max = neg_inf;
   for (int64_t j = 0; j < b.keys; ++j) {
     float* row = b.scores + j * b.ld;
